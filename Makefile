@@ -1,0 +1,45 @@
+# The two commands: `make up` runs the node, `make test` runs the whole suite.
+# Both install what they need first (idempotent; quick when nothing changed).
+
+SHELL := /bin/bash
+PYTHON_BOOT ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: up test install services lint format compile check-artifacts gas bench clean
+
+up: install
+	$(PY) scripts/up.py
+
+test: install services
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) scripts/run_tests.py
+
+install: $(STAMP) node_modules/.installed
+
+$(STAMP): requirements.txt requirements-dev.txt connext/pyproject.toml
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip==26.3
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Postgres and Redis on this machine, started if they are down (tests run against both).
+services:
+	@scripts/services.sh
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+clean:
+	rm -rf $(VENV) node_modules var

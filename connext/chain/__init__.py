@@ -1,0 +1,1 @@
+"""Chain access: contract artifacts, deployment, reads and the local development chain."""

@@ -1,0 +1,31 @@
+"""Fixtures shared by the whole suite: the anvil chain, one per test session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from connext.chain import devchain
+
+
+@pytest.fixture(scope="session")
+def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """RPC URL of an anvil chain started for this test session on a free port."""
+    log_path = tmp_path_factory.mktemp("anvil") / "anvil.log"
+    chain = devchain.Anvil(log_path=log_path)
+    chain.start()
+    try:
+        yield chain.url
+    finally:
+        chain.stop()
+
+
+@pytest.fixture
+def chain(anvil_url: str) -> Iterator[str]:
+    """The session's anvil, reverted after the test to the state it had before (isolation)."""
+    snapshot_id = devchain.snapshot(anvil_url)
+    try:
+        yield anvil_url
+    finally:
+        devchain.revert(anvil_url, snapshot_id)
