@@ -12,10 +12,17 @@ STAMP := $(VENV)/.installed
 up: install
 	$(PY) scripts/up.py
 
+# The suite runs against this machine's Postgres and Redis (override for another setup).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/connext
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
+TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL)
+
 test: install services
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) scripts/run_tests.py
+	$(PY) -m mypy
+	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
+	$(TEST_ENV) $(PY) -m pytest
 
 install: $(STAMP) node_modules/.installed
 

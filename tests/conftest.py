@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from connext.chain import devchain
 
@@ -29,3 +31,14 @@ def chain(anvil_url: str) -> Iterator[str]:
         yield anvil_url
     finally:
         devchain.revert(anvil_url, snapshot_id)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start from an empty Redis database: no heartbeat, group or queue left by an earlier run."""
+    redis_url = os.environ.get("REDIS_URL")
+    if redis_url:
+        client = redis.Redis.from_url(redis_url)
+        try:
+            client.flushdb()
+        finally:
+            client.close()

@@ -65,8 +65,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 def rpc_call(url: str, method: str, params: list[Any] | None = None, *, timeout: float = 5.0) -> Any:
     """One JSON-RPC call with the standard library (no web3 needed to manage the chain)."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}).encode()
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - URL is ours
+    if not url.startswith(("http://", "https://")):
+        raise DevChainError(f"not an http(s) RPC URL: {url}")
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked above
         reply = json.loads(response.read())
     if "error" in reply:
         raise DevChainError(f"{method} failed: {reply['error']}")

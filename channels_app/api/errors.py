@@ -1,0 +1,70 @@
+"""One error shape for every API failure: `{"error": {"code": ..., "message": ..., "fields"?: ...}}`.
+
+`code` is stable and machine-readable (clients branch on it); `message` is for people.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+
+class ApiError(exceptions.APIException):
+    """An error raised by our own code with an explicit code and HTTP status."""
+
+    def __init__(self, code: str, message: str, *, http_status: int = status.HTTP_400_BAD_REQUEST) -> None:
+        super().__init__(detail=message, code=code)
+        self.status_code = http_status
+        self.error_code = code
+        self.message = message
+
+
+_DRF_CODES: dict[type[exceptions.APIException], str] = {
+    exceptions.ParseError: "malformed_request",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+    exceptions.ValidationError: "invalid_input",
+}
+
+
+def error_body(code: str, message: str, fields: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a bug: let Django log it and answer 500
+
+    headers: dict[str, str] = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
+
+    if isinstance(exc, ApiError):
+        body = error_body(exc.error_code, exc.message)
+    elif isinstance(exc, exceptions.ValidationError):
+        body = error_body("invalid_input", "The request has invalid fields.", fields=exc.detail)
+    else:
+        code = next((c for kind, c in _DRF_CODES.items() if isinstance(exc, kind)), "error")
+        body = error_body(code, str(exc.detail))
+    set_rollback()
+    return Response(body, status=exc.status_code, headers=headers)

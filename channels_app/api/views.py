@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from channels_app import health
+
+
+class HealthView(APIView):
+    """Whether the node can serve: database, Redis, chain and workers, each ok or failing with a reason."""
+
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "Health", {"status": serializers.CharField(), "checks": serializers.DictField()}
+            ),
+            503: inline_serializer(
+                "Unhealthy", {"status": serializers.CharField(), "checks": serializers.DictField()}
+            ),
+        }
+    )
+    def get(self, request: Request) -> Response:
+        healthy, checks = health.node_health()
+        return Response(
+            {
+                "status": "ok" if healthy else "failing",
+                "checks": {name: check.as_json() for name, check in checks.items()},
+            },
+            status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+
+class ApiIndexView(APIView):
+    """Where things are: the endpoints of this API and the websocket."""
+
+    @extend_schema(responses={200: inline_serializer("ApiIndex", {"endpoints": serializers.DictField()})})
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                "endpoints": {
+                    "health": request.build_absolute_uri("/api/health"),
+                    "schema": request.build_absolute_uri("/api/schema"),
+                    "websocket": "/ws/v1",
+                }
+            }
+        )

@@ -1,0 +1,35 @@
+"""ASGI entry point served by daphne: HTTP goes to Django, websockets under /ws/ to Channels."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "connext_site.settings")
+
+from django.conf import settings
+from django.core.asgi import get_asgi_application
+
+django_asgi_app = get_asgi_application()  # sets Django up before the consumers are imported
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from channels_app.routing import websocket_urlpatterns  # noqa: E402
+from connext_site import periodic  # noqa: E402
+
+http_app = django_asgi_app
+if settings.DEBUG:
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    http_app = ASGIStaticFilesHandler(django_asgi_app)
+
+application = ProtocolTypeRouter(
+    {
+        "http": http_app,
+        # No origin check: websocket clients authenticate with a signed token, never a cookie,
+        # and wallets on other origins are meant to connect.
+        "websocket": URLRouter(websocket_urlpatterns),
+    }
+)
+
+if settings.TASKS_IN_PROCESS:
+    periodic.start()

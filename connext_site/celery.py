@@ -1,0 +1,25 @@
+"""The Celery app. The beat schedule lives here, in one place, for both ways of running tasks:
+Celery beat (with REDIS_URL) and the node's in-process loop (without)."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "connext_site.settings")
+
+app = Celery("connext_site")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# name -> (task, interval). Read by Celery beat and by connext_site.periodic.
+PERIODIC_TASKS: dict[str, tuple[str, timedelta]] = {
+    "worker-heartbeat": ("channels_app.tasks.worker_heartbeat", timedelta(seconds=10)),
+}
+
+app.conf.beat_schedule = {
+    name: {"task": task, "schedule": interval, "options": {"expires": interval.total_seconds()}}
+    for name, (task, interval) in PERIODIC_TASKS.items()
+}

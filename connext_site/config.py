@@ -1,0 +1,236 @@
+"""The node's configuration, read from environment variables once at start.
+
+`load(environ)` is the only place that reads them. A malformed value raises `ImproperlyConfigured`
+naming the variable and what it expects, so a misconfigured node never starts half right.
+Secrets come from the environment or from a file named by `<NAME>_FILE`.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# anvil's first development account: known to everyone, so accepted only while DJANGO_DEBUG is on.
+DEV_NODE_PRIVATE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+DEV_CHAIN_RPC_URL = "http://127.0.0.1:8545"
+DEV_SECRET_KEY_PREFIX = "dev-insecure-"  # noqa: S105 - a marker, not a secret
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_PRIVATE_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+_SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    debug: bool
+    secret_key: str
+    allowed_hosts: list[str]
+    var_dir: Path
+    database: dict[str, Any]
+    redis_url: str | None
+    chain_rpc_url: str
+    chain_rpc_url_is_default: bool
+    public_chain_rpc_url: str | None
+    node_private_key: str
+    chain_confirmations: int
+    dispute_timeout_seconds: int
+    log_level: str
+
+    @property
+    def tasks_in_process(self) -> bool:
+        """Without Redis there is no broker: tasks run eagerly inside the node process."""
+        return self.redis_url is None
+
+
+def _fail(name: str, expected: str, value: str | None = None) -> ImproperlyConfigured:
+    shown = "" if value is None else f" (got {value!r})"
+    return ImproperlyConfigured(f"{name}: expected {expected}{shown}")
+
+
+def _text(environ_: Mapping[str, str], name: str) -> str | None:
+    value = environ_.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _secret(environ_: Mapping[str, str], name: str) -> str | None:
+    """A secret from NAME, or from the file named by NAME_FILE (not both)."""
+    direct = _text(environ_, name)
+    file_name = _text(environ_, f"{name}_FILE")
+    if direct is not None and file_name is not None:
+        raise ImproperlyConfigured(f"{name} and {name}_FILE are both set: set one of them")
+    if file_name is None:
+        return direct
+    try:
+        content = Path(file_name).read_text().strip()
+    except OSError as exc:
+        raise _fail(f"{name}_FILE", f"a readable file holding {name}", file_name) from exc
+    if not content:
+        raise _fail(f"{name}_FILE", f"a file holding {name}, but {file_name} is empty")
+    return content
+
+
+def _bool(environ_: Mapping[str, str], name: str, default: bool) -> bool:
+    value = _text(environ_, name)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise _fail(name, "true or false (also 1/0, yes/no, on/off)", value)
+
+
+def _int(environ_: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
+    value = _text(environ_, name)
+    if value is None:
+        return default
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise _fail(name, f"a whole number from {minimum} to {maximum}", value) from None
+    if not minimum <= number <= maximum:
+        raise _fail(name, f"a whole number from {minimum} to {maximum}", value)
+    return number
+
+
+def _http_url(environ_: Mapping[str, str], name: str, default: str | None) -> str | None:
+    value = _text(environ_, name)
+    if value is None:
+        return default
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https", "ws", "wss"} or not parts.hostname:
+        raise _fail(name, "an http(s):// or ws(s):// URL with a host", value)
+    return value
+
+
+def _redis_url(environ_: Mapping[str, str]) -> str | None:
+    value = _text(environ_, "REDIS_URL")
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+        raise _fail("REDIS_URL", "redis://host:port/db or rediss://...", value)
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise _fail("REDIS_URL", "a valid port number", value) from None
+    return value
+
+
+def _database(environ_: Mapping[str, str], var_dir: Path) -> dict[str, Any]:
+    value = _text(environ_, "DATABASE_URL")
+    if value is None:
+        value = f"sqlite:///{var_dir / 'node.sqlite3'}"
+    expected = "postgres://user:password@host:port/name or sqlite:////absolute/path.sqlite3"
+    if "://" not in value:
+        raise _fail("DATABASE_URL", expected, value)
+    config = environ.Env.db_url_config(value)
+    engine = config.get("ENGINE")
+    if engine not in {"django.db.backends.postgresql", "django.db.backends.sqlite3"} or not config.get(
+        "NAME"
+    ):
+        raise _fail("DATABASE_URL", expected, value)
+    if engine == "django.db.backends.postgresql":
+        if not config.get("HOST"):
+            raise _fail("DATABASE_URL", "a host in the postgres URL", value)
+        config["CONN_MAX_AGE"] = 60
+        config["CONN_HEALTH_CHECKS"] = True
+    else:
+        # WAL lets the web thread read while the in-process workers write; IMMEDIATE avoids
+        # "database is locked" on upgrade from a read to a write transaction.
+        config["OPTIONS"] = {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    return config
+
+
+def _private_key(environ_: Mapping[str, str], debug: bool) -> str:
+    value = _secret(environ_, "NODE_PRIVATE_KEY")
+    if value is None:
+        if not debug:
+            raise ImproperlyConfigured(
+                "NODE_PRIVATE_KEY (or NODE_PRIVATE_KEY_FILE) is required when DJANGO_DEBUG is false"
+            )
+        return DEV_NODE_PRIVATE_KEY
+    if not _PRIVATE_KEY.match(value):
+        raise _fail("NODE_PRIVATE_KEY", "32 bytes as 64 hex digits, optionally 0x-prefixed")
+    key = value if value.startswith("0x") else f"0x{value}"
+    if not 0 < int(key, 16) < _SECP256K1_ORDER:
+        raise _fail("NODE_PRIVATE_KEY", "a valid secp256k1 private key (0 < key < curve order)")
+    if not debug and key.lower() == DEV_NODE_PRIVATE_KEY:
+        raise ImproperlyConfigured(
+            "NODE_PRIVATE_KEY is anvil's public development key: refused when DJANGO_DEBUG is false"
+        )
+    return key
+
+
+def _secret_key(environ_: Mapping[str, str], debug: bool) -> str:
+    value = _secret(environ_, "DJANGO_SECRET_KEY")
+    if value is None:
+        if not debug:
+            raise ImproperlyConfigured(
+                "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) is required when DJANGO_DEBUG is false"
+            )
+        # A new one per process start: development sessions simply do not survive a restart.
+        return DEV_SECRET_KEY_PREFIX + secrets.token_urlsafe(40)
+    if len(value) < 32:
+        raise _fail("DJANGO_SECRET_KEY", "at least 32 characters of random text")
+    return value
+
+
+def _hosts(environ_: Mapping[str, str], debug: bool) -> list[str]:
+    value = _text(environ_, "DJANGO_ALLOWED_HOSTS")
+    if value is None:
+        return ["127.0.0.1", "localhost", "[::1]"] + (["testserver"] if debug else [])
+    hosts = [host.strip() for host in value.split(",") if host.strip()]
+    if not hosts or any(" " in host or "/" in host for host in hosts):
+        raise _fail(
+            "DJANGO_ALLOWED_HOSTS", "comma-separated host names, e.g. node.example.com,127.0.0.1", value
+        )
+    return hosts
+
+
+def _log_level(environ_: Mapping[str, str]) -> str:
+    value = (_text(environ_, "NODE_LOG_LEVEL") or "INFO").upper()
+    if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise _fail("NODE_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", value)
+    return value
+
+
+def load(environ_: Mapping[str, str]) -> NodeConfig:
+    debug = _bool(environ_, "DJANGO_DEBUG", default=True)
+    var_dir = Path(_text(environ_, "NODE_VAR_DIR") or BASE_DIR / "var").resolve()
+    rpc_url = _http_url(environ_, "CHAIN_RPC_URL", None)
+    return NodeConfig(
+        debug=debug,
+        secret_key=_secret_key(environ_, debug),
+        allowed_hosts=_hosts(environ_, debug),
+        var_dir=var_dir,
+        database=_database(environ_, var_dir),
+        redis_url=_redis_url(environ_),
+        chain_rpc_url=rpc_url or DEV_CHAIN_RPC_URL,
+        chain_rpc_url_is_default=rpc_url is None,
+        public_chain_rpc_url=_http_url(environ_, "PUBLIC_CHAIN_RPC_URL", None),
+        node_private_key=_private_key(environ_, debug),
+        chain_confirmations=_int(environ_, "CHAIN_CONFIRMATIONS", 1, minimum=0, maximum=1000),
+        dispute_timeout_seconds=_int(
+            environ_, "DISPUTE_TIMEOUT_SECONDS", 86_400, minimum=60, maximum=60 * 86_400
+        ),
+        log_level=_log_level(environ_),
+    )

@@ -1,0 +1,164 @@
+"""Django settings: everything decided by environment variables, read once by `config.load`.
+
+With no DATABASE_URL and no REDIS_URL the node runs embedded: SQLite under NODE_VAR_DIR, an in-memory
+channel layer and tasks executed in-process. With them set it runs on Postgres and Redis with separate
+Celery worker and beat processes. `.env` in the repository root is read when present; real environment
+variables win over it.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import environ
+
+from connext_site import config
+
+if (config.BASE_DIR / ".env").exists():
+    environ.Env.read_env(config.BASE_DIR / ".env", overwrite=False)
+NODE = config.load(os.environ)
+
+BASE_DIR = config.BASE_DIR
+DEBUG = NODE.debug
+SECRET_KEY = NODE.secret_key
+ALLOWED_HOSTS = NODE.allowed_hosts
+NODE.var_dir.mkdir(parents=True, exist_ok=True)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "channels_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "connext_site.urls"
+ASGI_APPLICATION = "connext_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": NODE.database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if NODE.redis_url:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [NODE.redis_url], "capacity": 1500, "expiry": 30},
+        }
+    }
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": NODE.redis_url}
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = NODE.var_dir / "static"
+
+if not DEBUG:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "EXCEPTION_HANDLER": "channels_app.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "connext-py node API",
+    "DESCRIPTION": "REST API of the state-channel payment node. Amounts are decimal strings of wei.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Celery. Without Redis there is no broker: tasks execute eagerly in the calling process, and the
+# periodic ones run on a background loop inside the node process (connext_site.periodic).
+CELERY_BROKER_URL = NODE.redis_url or "memory://"
+CELERY_RESULT_BACKEND = NODE.redis_url
+CELERY_TASK_ALWAYS_EAGER = NODE.tasks_in_process
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SOFT_TIME_LIMIT = 60
+CELERY_TASK_TIME_LIMIT = 90
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_RESULT_EXPIRES = timedelta(hours=1)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+
+# The node's own settings, beyond Django's.
+REDIS_URL = NODE.redis_url
+NODE_PRIVATE_KEY = NODE.node_private_key
+CHAIN_RPC_URL = NODE.chain_rpc_url
+PUBLIC_CHAIN_RPC_URL = NODE.public_chain_rpc_url
+CHAIN_CONFIRMATIONS = NODE.chain_confirmations
+DISPUTE_TIMEOUT_SECONDS = NODE.dispute_timeout_seconds
+TASKS_IN_PROCESS = NODE.tasks_in_process
+# A worker that has not beaten for this long counts as down in /api/health.
+WORKER_HEARTBEAT_SECONDS = 10
+WORKER_STALE_AFTER_SECONDS = 45
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": NODE.log_level},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # One line per task run drowns everything else; failures are still logged.
+        "celery.app.trace": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,158 @@
+"""`make up`: run the node and everything it needs on this machine, stop it all on Ctrl-C.
+
+Embedded default (no DATABASE_URL, no REDIS_URL): SQLite under var/, in-process tasks, one daphne.
+With REDIS_URL: daphne plus a Celery worker and Celery beat. anvil is started unless CHAIN_RPC_URL
+points at a chain already (its state is kept in var/anvil-state.json between runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import environ  # noqa: E402
+
+from connext.chain import devchain  # noqa: E402
+
+PYTHON = sys.executable
+
+
+def log(message: str) -> None:
+    print(f"[up] {message}", flush=True)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def run_manage(*args: str, env: dict[str, str]) -> None:
+    subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def wait_for_health(url: str, processes: list[subprocess.Popen[bytes]], timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                raise SystemExit(f"[up] {' '.join(map(str, process.args))} exited early")
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - our own URL
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            last = exc.read().decode(errors="replace")
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.25)
+    raise SystemExit(f"[up] the node did not become healthy within {timeout:.0f}s: {last}")
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops the node the same way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    if (ROOT / ".env").exists():
+        environ.Env.read_env(ROOT / ".env", overwrite=False)
+    env = dict(os.environ)
+    host = env.get("NODE_HOST", "127.0.0.1")
+    port = int(env.get("NODE_PORT", "8000"))
+    var_dir = Path(env.get("NODE_VAR_DIR") or ROOT / "var").resolve()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    env["NODE_VAR_DIR"] = str(var_dir)
+    children: list[subprocess.Popen[bytes]] = []
+    chain: devchain.Anvil | None = None
+
+    def stop_all(*_: object) -> None:
+        for process in reversed(children):
+            if process.poll() is None:
+                process.terminate()
+        for process in reversed(children):
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if chain is not None:
+            chain.stop()
+
+    try:
+        if not port_is_free(host, port):
+            log(f"port {host}:{port} is taken; set NODE_PORT to another port")
+            return 1
+        if not env.get("CHAIN_RPC_URL"):
+            anvil_port = int(env.get("ANVIL_PORT", "8545"))
+            if not port_is_free("127.0.0.1", anvil_port):
+                anvil_port = devchain.free_port()
+            chain = devchain.Anvil(
+                port=anvil_port, state_path=var_dir / "anvil-state.json", log_path=var_dir / "anvil.log"
+            )
+            env["CHAIN_RPC_URL"] = chain.start()
+            log(f"anvil (chain id {devchain.DEV_CHAIN_ID}) on {chain.url}, log in {var_dir / 'anvil.log'}")
+        else:
+            log(f"using the chain at {env['CHAIN_RPC_URL']}")
+
+        run_manage("migrate", "--noinput", "-v", "0", env=env)
+        if env.get("DJANGO_SUPERUSER_USERNAME") and env.get("DJANGO_SUPERUSER_PASSWORD"):
+            run_manage("ensure_operator", env=env)
+        else:
+            log(
+                "no operator account configured: set DJANGO_SUPERUSER_USERNAME, DJANGO_SUPERUSER_PASSWORD"
+                " (and DJANGO_SUPERUSER_EMAIL) or run `.venv/bin/python manage.py createsuperuser`"
+            )
+
+        daphne = [PYTHON, "-m", "daphne", "-b", host, "-p", str(port), "connext_site.asgi:application"]
+        children.append(subprocess.Popen(daphne, cwd=ROOT, env=env))
+        if env.get("REDIS_URL"):
+            celery = [PYTHON, "-m", "celery", "-A", "connext_site"]
+            beat_schedule = str(var_dir / "celerybeat-schedule")
+            worker = [*celery, "worker", "-l", "INFO", "-c", "2"]
+            beat = [*celery, "beat", "-l", "INFO", "-s", beat_schedule]
+            children.extend(subprocess.Popen(command, cwd=ROOT, env=env) for command in (worker, beat))
+            log("Celery worker and beat started (REDIS_URL is set)")
+        else:
+            log("tasks run inside the node process (no REDIS_URL)")
+
+        base = f"http://{host}:{port}"
+        health = wait_for_health(f"{base}/api/health", children)
+        chain_check = health["checks"]["chain"]
+        log(
+            f"node is up; chain {chain_check['detail']['chain_id']} at block {chain_check['detail']['block_number']}"
+        )
+        print(
+            f"\n  API      {base}/api/  (OpenAPI schema: {base}/api/schema)\n  Health   {base}/api/health\n"
+            f"  Admin    {base}/admin/\n  Websocket ws://{host}:{port}/ws/v1\n\n  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        signal.signal(signal.SIGTERM, interrupt)
+        while all(process.poll() is None for process in children):
+            time.sleep(0.5)
+        log("a node process exited; stopping the rest")
+        return 1
+    except KeyboardInterrupt:
+        log("stopping")
+        return 0
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

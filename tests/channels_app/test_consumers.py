@@ -1,0 +1,87 @@
+"""The websocket consumer, unit-tested in process with Channels' WebsocketCommunicator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+
+from channels_app.realtime import BROADCAST_GROUP, event_message
+from connext_site.asgi import application
+
+
+async def connected() -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, "/ws/v1")
+    accepted, _ = await communicator.connect()
+    assert accepted
+    return communicator
+
+
+def run(coroutine_function):
+    return asyncio.run(coroutine_function())
+
+
+def test_ping_is_answered_with_pong_carrying_the_same_id():
+    async def scenario():
+        communicator = await connected()
+        await communicator.send_json_to({"type": "ping", "id": 7})
+        reply = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return reply
+
+    reply = run(scenario)
+    assert reply["type"] == "pong"
+    assert reply["id"] == 7
+    assert isinstance(reply["server_time"], float)
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", "malformed_message"),
+        (json.dumps([1, 2]), "malformed_message"),
+        (json.dumps({"type": 5}), "malformed_message"),
+        (json.dumps({"type": "launch", "id": "a"}), "unknown_message_type"),
+        ("x" * (64 * 1024 + 1), "message_too_large"),
+    ],
+)
+def test_bad_frames_get_an_error_and_keep_the_connection(frame, code):
+    async def scenario():
+        communicator = await connected()
+        await communicator.send_to(text_data=frame)
+        error = await communicator.receive_json_from(timeout=5)
+        await communicator.send_json_to({"type": "ping", "id": 1})
+        still_there = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return error, still_there
+
+    error, still_there = run(scenario)
+    assert error["type"] == "error"
+    assert error["code"] == code
+    assert error["message"]
+    assert still_there["type"] == "pong"
+
+
+def test_binary_frames_are_refused_with_an_error():
+    async def scenario():
+        communicator = await connected()
+        await communicator.send_to(bytes_data=b"\x00\x01")
+        error = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return error
+
+    assert run(scenario)["code"] == "malformed_message"
+
+
+def test_a_broadcast_event_reaches_a_connected_client():
+    async def scenario():
+        communicator = await connected()
+        await get_channel_layer().group_send(BROADCAST_GROUP, event_message("node.notice", {"text": "hello"}))
+        pushed = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return pushed
+
+    assert run(scenario) == {"type": "event", "event": "node.notice", "payload": {"text": "hello"}}

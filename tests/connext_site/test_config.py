@@ -1,0 +1,121 @@
+"""The node's configuration: embedded defaults, and a clear error for every malformed variable."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from connext_site import config
+
+GOOD_KEY = "0x" + "11" * 32
+PRODUCTION = {"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "s" * 50, "NODE_PRIVATE_KEY": GOOD_KEY}
+
+
+def test_no_variables_select_the_embedded_default(tmp_path):
+    node = config.load({"NODE_VAR_DIR": str(tmp_path)})
+
+    assert node.debug is True
+    assert node.database["ENGINE"] == "django.db.backends.sqlite3"
+    assert node.database["NAME"] == str(tmp_path / "node.sqlite3")
+    assert node.redis_url is None
+    assert node.tasks_in_process is True
+    assert node.chain_rpc_url == "http://127.0.0.1:8545"
+    assert node.chain_rpc_url_is_default is True
+    assert node.node_private_key == config.DEV_NODE_PRIVATE_KEY
+    assert node.chain_confirmations == 1
+    assert node.dispute_timeout_seconds == 86_400
+
+
+def test_database_and_redis_urls_select_postgres_and_redis():
+    node = config.load(
+        {"DATABASE_URL": "postgres://app:pw@db.internal:5433/node", "REDIS_URL": "redis://cache:6380/2"}
+    )
+
+    assert node.database["ENGINE"] == "django.db.backends.postgresql"
+    assert (node.database["HOST"], node.database["PORT"], node.database["NAME"]) == (
+        "db.internal",
+        5433,
+        "node",
+    )
+    assert node.redis_url == "redis://cache:6380/2"
+    assert node.tasks_in_process is False
+
+
+def test_production_settings_are_accepted_when_complete():
+    node = config.load({**PRODUCTION, "DJANGO_ALLOWED_HOSTS": "node.example.com, 10.0.0.5"})
+
+    assert node.debug is False
+    assert node.allowed_hosts == ["node.example.com", "10.0.0.5"]
+    assert node.node_private_key == GOOD_KEY
+
+
+def test_secrets_can_come_from_files(tmp_path):
+    key_file = tmp_path / "node.key"
+    key_file.write_text(GOOD_KEY[2:] + "\n")
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("x" * 40)
+
+    node = config.load(
+        {
+            "DJANGO_DEBUG": "false",
+            "NODE_PRIVATE_KEY_FILE": str(key_file),
+            "DJANGO_SECRET_KEY_FILE": str(secret_file),
+        }
+    )
+
+    assert node.node_private_key == GOOD_KEY
+    assert node.secret_key == "x" * 40
+
+
+@pytest.mark.parametrize(
+    ("variables", "named", "expected"),
+    [
+        ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG", "true or false"),
+        ({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL", "postgres://"),
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL", "postgres://"),
+        ({"DATABASE_URL": "postgres:///nohost"}, "DATABASE_URL", "host"),
+        ({"REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL", "redis://"),
+        ({"REDIS_URL": "redis://127.0.0.1:notaport/0"}, "REDIS_URL", "port"),
+        ({"CHAIN_RPC_URL": "127.0.0.1:8545"}, "CHAIN_RPC_URL", "http(s)://"),
+        ({"PUBLIC_CHAIN_RPC_URL": "ftp://x"}, "PUBLIC_CHAIN_RPC_URL", "http(s)://"),
+        ({"NODE_PRIVATE_KEY": "0x1234"}, "NODE_PRIVATE_KEY", "64 hex digits"),
+        ({"NODE_PRIVATE_KEY": "0x" + "00" * 32}, "NODE_PRIVATE_KEY", "valid secp256k1"),
+        ({"NODE_PRIVATE_KEY": "0x" + "ff" * 32}, "NODE_PRIVATE_KEY", "valid secp256k1"),
+        ({"NODE_PRIVATE_KEY_FILE": "/nonexistent/key"}, "NODE_PRIVATE_KEY_FILE", "readable file"),
+        ({"NODE_PRIVATE_KEY": GOOD_KEY, "NODE_PRIVATE_KEY_FILE": "/x"}, "NODE_PRIVATE_KEY", "set one"),
+        ({"DJANGO_SECRET_KEY": "short"}, "DJANGO_SECRET_KEY", "at least 32"),
+        ({"DJANGO_ALLOWED_HOSTS": "a b, c"}, "DJANGO_ALLOWED_HOSTS", "comma-separated"),
+        ({"DJANGO_ALLOWED_HOSTS": " , "}, "DJANGO_ALLOWED_HOSTS", "comma-separated"),
+        ({"CHAIN_CONFIRMATIONS": "two"}, "CHAIN_CONFIRMATIONS", "whole number"),
+        ({"CHAIN_CONFIRMATIONS": "-1"}, "CHAIN_CONFIRMATIONS", "from 0"),
+        ({"DISPUTE_TIMEOUT_SECONDS": "10"}, "DISPUTE_TIMEOUT_SECONDS", "from 60"),
+        ({"DISPUTE_TIMEOUT_SECONDS": "1.5"}, "DISPUTE_TIMEOUT_SECONDS", "whole number"),
+        ({"NODE_LOG_LEVEL": "LOUD"}, "NODE_LOG_LEVEL", "DEBUG, INFO"),
+    ],
+)
+def test_a_malformed_variable_is_refused_with_its_name(variables, named, expected):
+    with pytest.raises(ImproperlyConfigured) as raised:
+        config.load(variables)
+
+    message = str(raised.value)
+    assert message.startswith(named)
+    assert expected in message
+
+
+@pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "NODE_PRIVATE_KEY"])
+def test_production_refuses_to_start_without_its_secrets(missing):
+    variables = {name: value for name, value in PRODUCTION.items() if name != missing}
+
+    with pytest.raises(ImproperlyConfigured, match=f"^{missing} .*required when DJANGO_DEBUG is false"):
+        config.load(variables)
+
+
+def test_production_refuses_the_public_development_key():
+    with pytest.raises(ImproperlyConfigured, match="public development key"):
+        config.load({**PRODUCTION, "NODE_PRIVATE_KEY": config.DEV_NODE_PRIVATE_KEY})
+
+
+def test_the_development_key_is_accepted_while_debugging():
+    assert config.load({"NODE_PRIVATE_KEY": config.DEV_NODE_PRIVATE_KEY[2:]}).node_private_key == (
+        config.DEV_NODE_PRIVATE_KEY
+    )

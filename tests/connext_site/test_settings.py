@@ -1,0 +1,75 @@
+"""The settings module as a process sees it: what the environment selects, and start-up failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.support.processes import ROOT, node_env
+
+PROBE = """
+import json, django
+django.setup()
+from django.conf import settings
+from celery import current_app
+print(json.dumps({
+    "engine": settings.DATABASES["default"]["ENGINE"],
+    "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
+    "cache": settings.CACHES["default"]["BACKEND"],
+    "eager": current_app.conf.task_always_eager,
+    "broker": current_app.conf.broker_url,
+    "serializer": current_app.conf.task_serializer,
+    "time_limit": current_app.conf.task_time_limit,
+    "beat": sorted(current_app.conf.beat_schedule),
+}))
+"""
+
+
+def settings_seen_by_a_process(**env: str | None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env=node_env(DJANGO_SETTINGS_MODULE="connext_site.settings", **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_without_urls_the_node_runs_on_sqlite_in_memory_layer_and_eager_tasks(tmp_path):
+    result = settings_seen_by_a_process(DATABASE_URL=None, REDIS_URL=None, NODE_VAR_DIR=str(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["engine"] == "django.db.backends.sqlite3"
+    assert seen["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert seen["cache"] == "django.core.cache.backends.locmem.LocMemCache"
+    assert seen["eager"] is True
+    assert seen["serializer"] == "json"
+    assert seen["beat"] == ["worker-heartbeat"]
+
+
+def test_database_and_redis_urls_select_postgres_redis_and_a_celery_broker(tmp_path):
+    result = settings_seen_by_a_process(
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/connext",
+        REDIS_URL="redis://127.0.0.1:6379/3",
+        NODE_VAR_DIR=str(tmp_path),
+    )
+
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["engine"] == "django.db.backends.postgresql"
+    assert seen["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert seen["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert seen["eager"] is False
+    assert seen["broker"] == "redis://127.0.0.1:6379/3"
+    assert seen["time_limit"] == 90
+
+
+def test_a_malformed_variable_stops_the_process_at_start_naming_it(tmp_path):
+    result = settings_seen_by_a_process(CHAIN_CONFIRMATIONS="lots", NODE_VAR_DIR=str(tmp_path))
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: CHAIN_CONFIRMATIONS: expected a whole number" in result.stderr

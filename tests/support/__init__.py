@@ -1,0 +1,1 @@
+"""Helpers the tests share: real node processes, waiting on conditions."""

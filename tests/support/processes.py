@@ -1,0 +1,149 @@
+"""Real node processes for integration tests: daphne, Celery, `scripts/up.py`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from connext.chain.devchain import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def http_get_json(url: str, *, timeout: float = 5.0) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - local test URL
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def wait_until(condition: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except (OSError, ValueError) as exc:
+            last_error = exc
+        else:
+            if result:
+                return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
+
+
+class ManagedProcess:
+    """A child process with its output in a log file; stopped (and reaped) by `stop()`."""
+
+    def __init__(self, command: list[str], *, env: Mapping[str, str], log_path: Path) -> None:
+        self.command = command
+        self.env = dict(env)
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        return process.returncode
+
+
+def node_env(**overrides: str | None) -> dict[str, str]:
+    """The test process's environment with overrides; a value of None removes the variable."""
+    env = dict(os.environ)
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+class NodeProcess(ManagedProcess):
+    """One daphne process serving the node on a free port."""
+
+    def __init__(self, *, env: Mapping[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        command = [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "connext_site.asgi:application",
+        ]
+        super().__init__(command, env=env, log_path=log_path)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/v1"
+
+    def wait_serving(self, timeout: float = 30.0) -> None:
+        def answering() -> bool:
+            if not self.alive():
+                raise AssertionError(f"daphne exited:\n{self.log()}")
+            status, _ = http_get_json(f"{self.url}/api/", timeout=2)
+            return status == 200
+
+        wait_until(answering, timeout=timeout, what=f"daphne on {self.url}")
+
+
+def celery_worker(*, env: Mapping[str, str], log_path: Path, with_beat: bool = True) -> ManagedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "connext_site",
+        "worker",
+        "-l",
+        "INFO",
+        "-c",
+        "1",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if with_beat:
+        command += ["-B", "-s", str(log_path.with_suffix(".schedule"))]
+    return ManagedProcess(command, env=env, log_path=log_path)
