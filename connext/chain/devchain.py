@@ -113,13 +113,13 @@ class Anvil:
         ]  # fmt: skip
         if self.state_path is not None:
             command += ["--state", str(self.state_path)]
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 - closed below
         try:
-            self._process = subprocess.Popen(  # noqa: S603 - fixed argument list
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self._process = subprocess.Popen(  # noqa: S603 - our own fixed argument list
+                command, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
             )
         finally:
-            if log is not subprocess.DEVNULL:
+            if log is not None:
                 log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
