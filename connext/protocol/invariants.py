@@ -1,0 +1,187 @@
+"""Channel invariants, checked on every state a rule produces and on every state parsed from outside.
+
+A state (`check_state`):
+- one entry per asset in every per-asset list; asset ids unique; defund nonces ≥ 1;
+- every amount, nonce and timeout within uint256; the nonce ≥ 1;
+- active transfers belong to this channel, go between node and user, are in a known asset, hold
+  `[amount > 0, 0]`, and were created at strictly increasing nonces ≤ the state's nonce (so transfer ids
+  are unique: an id is bound to its create nonce);
+- per asset, `withdrawn = processed(node + user) − balances(node + user) − locked ≥ 0`.
+
+A transition (`check_transition`), from the previous state by one update:
+- the nonce rises by exactly one; channel, chain, parties and timeout never change;
+- assets are only appended (by a deposit, defund nonce 1), never reordered or dropped;
+- only the update's asset moves, and only as its kind allows: a deposit raises balances by exactly what
+  it raises processed deposits; a create moves `amount` from the initiator's balance into one new
+  transfer; a resolve removes one transfer and pays out at most its locked amount, and only a Withdraw
+  transfer may pay out less (the rest is what was withdrawn).
+
+The merkle root is derived from the active transfers (`ChannelState.merkle_root`), so it always matches.
+"""
+
+from __future__ import annotations
+
+from connext.protocol.encoding import MAX_UINT256
+from connext.protocol.errors import InvariantViolationError
+from connext.protocol.types import (
+    ChannelState,
+    CreateUpdate,
+    DefinitionKind,
+    DepositUpdate,
+    ResolveUpdate,
+    SetupUpdate,
+    Update,
+)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InvariantViolationError(message)
+
+
+def _in_range(value: int) -> bool:
+    return isinstance(value, int) and 0 <= value <= MAX_UINT256
+
+
+def check_state(state: ChannelState) -> None:
+    """Raise `invariant_violated` unless `state` is internally consistent (see module docstring)."""
+    count = len(state.asset_ids)
+    _require(
+        len(state.balances) == count
+        and len(state.processed_deposits) == count
+        and len(state.defund_nonces) == count,
+        "every per-asset list has one entry per asset",
+    )
+    _require(len(set(state.asset_ids)) == count, "each asset appears once")
+    _require(state.node != state.user, "node and user differ")
+    _require(1 <= state.nonce <= MAX_UINT256, "the nonce is at least 1")
+    _require(_in_range(state.chain_id) and _in_range(state.timeout), "chain id and timeout are uint256")
+    for pair in (*state.balances, *state.processed_deposits):
+        _require(len(pair) == 2 and _in_range(pair[0]) and _in_range(pair[1]), "amounts are uint256")
+    for defund_nonce in state.defund_nonces:
+        _require(_in_range(defund_nonce) and defund_nonce >= 1, "defund nonces start at 1")
+    locked = dict.fromkeys(state.asset_ids, 0)
+    previous_create_nonce = 0
+    parties = {state.node, state.user}
+    for transfer in state.transfers:
+        _require(transfer.channel_address == state.channel_address, "a transfer belongs to its channel")
+        _require({transfer.initiator, transfer.responder} == parties, "a transfer goes between node and user")
+        _require(transfer.asset_id in locked, "a transfer is in an asset of the channel")
+        _require(
+            len(transfer.balance) == 2
+            and 0 < transfer.balance[0] <= MAX_UINT256
+            and transfer.balance[1] == 0,
+            "an active transfer holds [amount > 0, 0]",
+        )
+        _require(
+            previous_create_nonce < transfer.create_nonce <= state.nonce,
+            "transfers are created at increasing nonces up to the state's (unique ids)",
+        )
+        _require(_in_range(transfer.transfer_timeout), "a transfer timeout is uint256")
+        previous_create_nonce = transfer.create_nonce
+        locked[transfer.asset_id] += transfer.balance[0]
+    for index, asset_id in enumerate(state.asset_ids):
+        node_balance, user_balance = state.balances[index]
+        processed_node, processed_user = state.processed_deposits[index]
+        _require(
+            node_balance + user_balance + locked[asset_id] <= processed_node + processed_user,
+            f"balances and locked amounts of {asset_id} are covered by processed deposits",
+        )
+
+
+def check_transition(
+    previous: ChannelState | None,
+    new: ChannelState,
+    update: Update,
+    *,
+    definition_kind: DefinitionKind | None = None,
+) -> None:
+    """Raise `invariant_violated` unless `new` follows from `previous` by `update` as the rules allow."""
+    check_state(new)
+    if previous is None:
+        _require(isinstance(update, SetupUpdate), "only setup starts a channel")
+        _require(
+            new.nonce == 1 and not new.asset_ids and not new.transfers, "the setup state is nonce 1 and empty"
+        )
+        return
+    _require(new.nonce == previous.nonce + 1, "the nonce rises by exactly one")
+    _require(
+        (new.channel_address, new.chain_id, new.node, new.user, new.timeout)
+        == (previous.channel_address, previous.chain_id, previous.node, previous.user, previous.timeout),
+        "channel, chain, parties and timeout never change",
+    )
+    old_count = len(previous.asset_ids)
+    _require(new.asset_ids[:old_count] == previous.asset_ids, "assets are only appended")
+    _require(new.defund_nonces[:old_count] == previous.defund_nonces, "defund nonces do not change")
+    _require(all(n == 1 for n in new.defund_nonces[old_count:]), "a new asset starts at defund nonce 1")
+    _require(
+        len(new.asset_ids) - old_count <= (1 if isinstance(update, DepositUpdate) else 0), "one new asset"
+    )
+
+    moved_asset = _moved_asset(previous, update)
+    for index, asset_id in enumerate(previous.asset_ids):
+        if asset_id != moved_asset:
+            _require(
+                new.balances[index] == previous.balances[index]
+                and new.processed_deposits[index] == previous.processed_deposits[index]
+                and new.locked(asset_id) == previous.locked(asset_id),
+                f"{asset_id} is not moved by this update",
+            )
+    if moved_asset is None:
+        return
+    index = new.asset_ids.index(moved_asset)
+    old_index = previous.asset_index(moved_asset)
+    old_balances = previous.balances[old_index] if old_index is not None else (0, 0)
+    old_processed = previous.processed_deposits[old_index] if old_index is not None else (0, 0)
+    balance_delta = (new.balances[index][0] - old_balances[0], new.balances[index][1] - old_balances[1])
+    processed_delta = (
+        new.processed_deposits[index][0] - old_processed[0],
+        new.processed_deposits[index][1] - old_processed[1],
+    )
+    if isinstance(update, DepositUpdate):
+        _require(new.transfers == previous.transfers, "a deposit leaves transfers alone")
+        _require(min(processed_delta) >= 0, "processed deposits never fall")
+        _require(balance_delta == processed_delta, "a deposit credits exactly what it processes")
+        return
+    _require(processed_delta == (0, 0), "only a deposit changes processed deposits")
+    if isinstance(update, CreateUpdate):
+        _require(
+            new.transfers[:-1] == previous.transfers and len(new.transfers) == len(previous.transfers) + 1,
+            "a create adds one transfer",
+        )
+        created = new.transfers[-1]
+        _require(created.create_nonce == new.nonce, "a transfer id is bound to its create nonce")
+        payer = previous.party(update.initiator)
+        expected = [0, 0]
+        if payer is not None:
+            expected[payer] = -update.amount
+        _require(
+            list(balance_delta) == expected and created.balance == (update.amount, 0),
+            "a create moves exactly its amount from the initiator into the transfer",
+        )
+        return
+    assert isinstance(update, ResolveUpdate)
+    resolved = previous.transfer(update.transfer_id)
+    _require(
+        resolved is not None and new.transfer(update.transfer_id) is None, "a resolve removes its transfer"
+    )
+    assert resolved is not None
+    _require(
+        new.transfers == tuple(t for t in previous.transfers if t is not resolved),
+        "a resolve removes only its transfer",
+    )
+    paid = balance_delta[0] + balance_delta[1]
+    _require(min(balance_delta) >= 0 and paid <= resolved.locked, "a resolve pays out at most what is locked")
+    _require(
+        paid == resolved.locked or definition_kind is DefinitionKind.WITHDRAW,
+        "only a withdraw takes funds out of the channel",
+    )
+
+
+def _moved_asset(previous: ChannelState, update: Update) -> str | None:
+    if isinstance(update, DepositUpdate | CreateUpdate):
+        return update.asset_id
+    if isinstance(update, ResolveUpdate):
+        transfer = previous.transfer(update.transfer_id)
+        return transfer.asset_id if transfer else None
+    return None
