@@ -21,7 +21,7 @@ test: install services
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
-	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
+	$(PY) manage.py makemigrations --check --dry-run
 	$(TEST_ENV) $(PY) -m pytest
 
 install: $(STAMP) node_modules/.installed
