@@ -17,6 +17,7 @@ app.autodiscover_tasks()
 # name -> (task, interval). Read by Celery beat and by connext_site.periodic.
 PERIODIC_TASKS: dict[str, tuple[str, timedelta]] = {
     "worker-heartbeat": ("channels_app.tasks.worker_heartbeat", timedelta(seconds=10)),
+    "transactions-track": ("channels_app.tasks.transactions_track", timedelta(seconds=2)),
 }
 
 app.conf.beat_schedule = {

@@ -1,0 +1,35 @@
+"""The node's handle on the chain: one web3 connection per process and the node's signing account."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from django.conf import settings
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import HTTPProvider, Web3
+
+RPC_TIMEOUT_SECONDS = 10
+
+
+@cache
+def _web3_for(rpc_url: str) -> Web3:
+    return Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_SECONDS}))
+
+
+def web3() -> Web3:
+    return _web3_for(settings.CHAIN_RPC_URL)
+
+
+@cache
+def _account_for(private_key: str) -> LocalAccount:
+    account: LocalAccount = Account.from_key(private_key)
+    return account
+
+
+def node_account() -> LocalAccount:
+    return _account_for(settings.NODE_PRIVATE_KEY)
+
+
+def node_address() -> str:
+    return node_account().address

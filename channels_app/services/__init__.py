@@ -1,0 +1,1 @@
+"""Services: every write the node makes. Keyword-only, typed, one transaction each."""
