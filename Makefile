@@ -15,7 +15,8 @@ up: install
 # The suite runs against this machine's Postgres and Redis (override for another setup).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/connext
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
-TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL)
+# Connections close after each request/task so the test database can be dropped at the end.
+TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DATABASE_CONN_MAX_AGE=0
 
 test: install services
 	$(PY) -m ruff check .

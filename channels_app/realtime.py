@@ -15,6 +15,11 @@ from django.db import transaction
 BROADCAST_GROUP = "node.broadcast"
 
 
+def user_group(address: str) -> str:
+    """The group of every websocket logged in as `address` (all devices, all node processes)."""
+    return f"user.{address.lower()}"
+
+
 def event_message(event: str, payload: dict[str, Any]) -> dict[str, Any]:
     """The channel-layer message a consumer turns into `{"type": "event", "event": ..., "payload": ...}`."""
     return {"type": "event.push", "event": event, "payload": payload}

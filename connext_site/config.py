@@ -132,6 +132,7 @@ def _redis_url(environ_: Mapping[str, str]) -> str | None:
 
 
 def _database(environ_: Mapping[str, str], var_dir: Path) -> dict[str, Any]:
+    conn_max_age = _int(environ_, "DATABASE_CONN_MAX_AGE", 60, minimum=0, maximum=3600)
     value = _text(environ_, "DATABASE_URL")
     if value is None:
         value = f"sqlite:///{var_dir / 'node.sqlite3'}"
@@ -147,7 +148,7 @@ def _database(environ_: Mapping[str, str], var_dir: Path) -> dict[str, Any]:
     if engine == "django.db.backends.postgresql":
         if not config.get("HOST"):
             raise _fail("DATABASE_URL", "a host in the postgres URL", value)
-        config["CONN_MAX_AGE"] = 60
+        config["CONN_MAX_AGE"] = conn_max_age
         config["CONN_HEALTH_CHECKS"] = True
     else:
         # WAL lets the web thread read while the in-process workers write; IMMEDIATE avoids

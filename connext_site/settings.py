@@ -108,7 +108,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["channels_app.api.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "EXCEPTION_HANDLER": "channels_app.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -146,6 +146,8 @@ PUBLIC_CHAIN_RPC_URL = NODE.public_chain_rpc_url
 CHAIN_CONFIRMATIONS = NODE.chain_confirmations
 DISPUTE_TIMEOUT_SECONDS = NODE.dispute_timeout_seconds
 TASKS_IN_PROCESS = NODE.tasks_in_process
+AUTH_CHALLENGE_TTL_SECONDS = 300
+AUTH_TOKEN_TTL_SECONDS = 24 * 3600
 # A worker that has not beaten for this long counts as down in /api/health.
 WORKER_HEARTBEAT_SECONDS = 10
 WORKER_STALE_AFTER_SECONDS = 45

@@ -11,7 +11,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import set_rollback
 
 
 class ApiError(exceptions.APIException):
@@ -66,5 +65,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     else:
         code = next((c for kind, c in _DRF_CODES.items() if isinstance(exc, kind)), "error")
         body = error_body(code, str(exc.detail))
+    from rest_framework.views import set_rollback  # here: rest_framework.views imports our auth class
+
     set_rollback()
     return Response(body, status=exc.status_code, headers=headers)

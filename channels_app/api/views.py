@@ -43,6 +43,8 @@ class ApiIndexView(APIView):
                 "endpoints": {
                     "health": request.build_absolute_uri("/api/health"),
                     "schema": request.build_absolute_uri("/api/schema"),
+                    "auth_nonce": request.build_absolute_uri("/api/auth/nonce"),
+                    "auth_token": request.build_absolute_uri("/api/auth/token"),
                     "websocket": "/ws/v1",
                 }
             }

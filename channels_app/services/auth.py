@@ -1,0 +1,99 @@
+"""Login with a key: challenge (a one-time nonce) -> signature -> bearer token.
+
+Tokens are random; only their SHA-256 is stored, so a database leak gives no usable token.
+A challenge is single use and short lived; a token is good for REST and the websocket until it expires.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from channels_app import chain
+from channels_app.models import AuthChallenge, AuthToken
+from connext.protocol import auth as login
+from connext.protocol.errors import ProtocolError
+
+
+class AuthError(Exception):
+    """A failed login or token check; `code` is the API error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    address: str
+    expires_at: datetime
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _chain_id() -> int:
+    return int(chain.web3().eth.chain_id)
+
+
+def auth_challenge_create(*, address: str) -> tuple[AuthChallenge, str]:
+    """A fresh nonce for `address` (checksummed) and the exact message the client must sign."""
+    challenge = AuthChallenge.objects.create(
+        address=address,
+        nonce=secrets.token_hex(16),
+        expires_at=timezone.now() + timedelta(seconds=settings.AUTH_CHALLENGE_TTL_SECONDS),
+    )
+    message = login.login_message(
+        node_address=chain.node_address(), chain_id=_chain_id(), nonce=challenge.nonce
+    )
+    return challenge, message
+
+
+def auth_token_issue(*, address: str, nonce: str, signature: bytes) -> IssuedToken:
+    """Exchange a signed challenge for a token. The challenge is consumed even when the signature fails."""
+    with transaction.atomic():
+        challenge = AuthChallenge.objects.select_for_update().filter(nonce=nonce, address=address).first()
+        if challenge is None or challenge.used_at is not None:
+            raise AuthError("unknown_challenge", "No open login challenge with this nonce for this address.")
+        challenge.used_at = timezone.now()
+        challenge.save(update_fields=["used_at"])
+        if challenge.expires_at <= timezone.now():
+            raise AuthError("challenge_expired", "The login challenge expired; ask for a new nonce.")
+    message = login.login_message(node_address=chain.node_address(), chain_id=_chain_id(), nonce=nonce)
+    try:
+        signer = login.recover_login_signer(message, signature)
+    except ProtocolError as exc:
+        raise AuthError("bad_signature", f"The login signature is malformed: {exc.message}") from None
+    if signer != address:
+        raise AuthError("bad_signature", "The login signature was not made by this address.")
+    token = secrets.token_urlsafe(32)
+    expires_at = timezone.now() + timedelta(seconds=settings.AUTH_TOKEN_TTL_SECONDS)
+    AuthToken.objects.create(address=address, key_hash=_token_hash(token), expires_at=expires_at)
+    return IssuedToken(token=token, address=address, expires_at=expires_at)
+
+
+def auth_token_address(*, token: str) -> str:
+    """The address a token stands for; raises AuthError when it is unknown or expired."""
+    record = AuthToken.objects.filter(key_hash=_token_hash(token)).only("address", "expires_at").first()
+    if record is None:
+        raise AuthError("invalid_token", "The token is not valid.")
+    if record.expires_at <= timezone.now():
+        raise AuthError("token_expired", "The token expired; log in again.")
+    return record.address
+
+
+def auth_records_prune() -> int:
+    """Delete expired challenges and tokens. Returns how many rows went."""
+    now = timezone.now()
+    challenges, _ = AuthChallenge.objects.filter(expires_at__lt=now - timedelta(hours=1)).delete()
+    tokens, _ = AuthToken.objects.filter(expires_at__lt=now).delete()
+    return challenges + tokens
