@@ -57,7 +57,8 @@ def test_a_signed_nonce_buys_a_token_that_identifies_the_caller(client):
 
     assert result["status"] == 201
     assert result["body"]["address"] == USER.address
-    assert "node: 0x" in result["challenge"]["message"] and "chain: 31337" in result["challenge"]["message"]
+    assert "node: 0x" in result["challenge"]["message"]
+    assert "chain: 31337" in result["challenge"]["message"]
     me = client.get("/api/auth/me", HTTP_AUTHORIZATION=f"Bearer {result['body']['token']}")
     assert me.status_code == 200
     assert me.json() == {"address": USER.address}
@@ -195,7 +196,8 @@ def test_a_websocket_logged_in_with_a_token_gets_its_own_events_only(client):
     async def scenario():
         mine = WebsocketCommunicator(application, "/ws/v1")
         other = WebsocketCommunicator(application, "/ws/v1")
-        assert (await mine.connect())[0] and (await other.connect())[0]
+        assert (await mine.connect())[0]
+        assert (await other.connect())[0]
         await mine.send_json_to({"type": "auth", "token": token, "id": 1})
         authenticated = await mine.receive_json_from(timeout=5)
         await other.send_json_to({"type": "auth", "token": "forged", "id": 2})
