@@ -83,6 +83,8 @@ class OnchainTransaction(models.Model):
     gas_used = models.PositiveBigIntegerField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     channel_address = models.CharField(max_length=42, blank=True, default="", db_index=True)
+    # Sent only after this one is mined (e.g. a withdraw waits for its channel's deployment).
+    after = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -112,3 +114,176 @@ class TransactionAttempt(models.Model):
 
     def __str__(self) -> str:
         return self.hash
+
+
+class Channel(models.Model):
+    """A user's channel with the node and its latest doubly signed state.
+
+    `latest_state` is the protocol's JSON form of the state (with its active transfers);
+    `pending_*` holds an update the node proposed and signed that the user has not countersigned yet.
+    The node never signs a second, different state at that nonce: the proposal stands until answered.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        DISPUTED = "disputed"
+        CLOSED = "closed"
+
+    address = models.CharField(max_length=42, unique=True)
+    chain_id = models.PositiveBigIntegerField()
+    node_address = models.CharField(max_length=42)
+    user_address = models.CharField(max_length=42, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    nonce = models.PositiveBigIntegerField()
+    latest_state = models.JSONField()
+    node_signature = models.CharField(max_length=132)
+    user_signature = models.CharField(max_length=132)
+    pending_update = models.JSONField(null=True, blank=True)
+    pending_state = models.JSONField(null=True, blank=True)
+    pending_node_signature = models.CharField(max_length=132, blank=True, default="")
+    deployed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["chain_id", "node_address", "user_address"], name="one_channel_per_user"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"channel {self.address} ({self.user_address})"
+
+
+class ChannelUpdate(models.Model):
+    """Every doubly signed state of a channel: the update that made it and both signatures."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="updates")
+    nonce = models.PositiveBigIntegerField()
+    kind = models.CharField(max_length=16)
+    initiator = models.CharField(max_length=42)
+    update = models.JSONField()
+    state_hash = models.CharField(max_length=66)
+    node_signature = models.CharField(max_length=132)
+    user_signature = models.CharField(max_length=132)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "nonce"], name="one_update_per_nonce")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.nonce} of {self.channel_id}"
+
+
+class Transfer(models.Model):
+    """A conditional transfer in one channel, from creation to resolution."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        RESOLVED = "resolved"  # paid out by its definition
+        CANCELLED = "cancelled"  # refunded to the initiator
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="transfers")
+    transfer_id = models.CharField(max_length=66, unique=True)
+    payment_id = models.CharField(max_length=66, db_index=True)
+    kind = models.CharField(max_length=16)  # linked, hashlock, signed, withdraw
+    definition = models.CharField(max_length=42)
+    initiator = models.CharField(max_length=42)
+    responder = models.CharField(max_length=42)
+    asset_id = models.CharField(max_length=42)
+    amount = models.DecimalField(**WEI)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True)
+    transfer_state = models.JSONField()
+    encoded_resolver = models.TextField(blank=True, default="")
+    created_nonce = models.PositiveBigIntegerField()
+    resolved_nonce = models.PositiveBigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.transfer_id[:10]} {self.status}"
+
+
+class Withdrawal(models.Model):
+    """A withdraw commitment signed by both sides, and the transaction that executes it on chain."""
+
+    class Status(models.TextChoices):
+        SIGNED = "signed"  # both signatures held, transaction not sent yet
+        SUBMITTED = "submitted"
+        CONFIRMED = "confirmed"
+        FAILED = "failed"
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="withdrawals")
+    transfer = models.OneToOneField(Transfer, on_delete=models.PROTECT, related_name="withdrawal")
+    asset_id = models.CharField(max_length=42)
+    recipient = models.CharField(max_length=42)
+    amount = models.DecimalField(**WEI)
+    nonce = models.PositiveBigIntegerField()
+    node_signature = models.CharField(max_length=132)
+    user_signature = models.CharField(max_length=132)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SIGNED, db_index=True)
+    onchain_transaction = models.ForeignKey(
+        OnchainTransaction, null=True, blank=True, on_delete=models.SET_NULL, related_name="withdrawals"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"withdraw {self.amount} of {self.asset_id} to {self.recipient} ({self.status})"
+
+
+class RebalanceProfile(models.Model):
+    """How much collateral the node keeps in a channel for one asset (wei or token base units)."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="rebalance_profiles")
+    asset_id = models.CharField(max_length=42)
+    collateralize_threshold = models.DecimalField(**WEI)
+    target = models.DecimalField(**WEI)
+    reclaim_threshold = models.DecimalField(**WEI)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "asset_id"], name="one_profile_per_asset"),
+            models.CheckConstraint(
+                condition=models.Q(collateralize_threshold__lte=models.F("target"))
+                & models.Q(target__lte=models.F("reclaim_threshold")),
+                name="profile_thresholds_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"profile {self.asset_id} of {self.channel_id}"
+
+
+class BlockCursor(models.Model):
+    """How far a chain watcher has processed, per watcher name and chain."""
+
+    name = models.CharField(max_length=64)
+    chain_id = models.PositiveBigIntegerField()
+    block_number = models.PositiveBigIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "chain_id"], name="one_cursor_per_watcher")]
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.block_number}"
+
+
+class ProcessedLog(models.Model):
+    """A chain log already acted on: the unique key makes every handler run once per log."""
+
+    chain_id = models.PositiveBigIntegerField()
+    tx_hash = models.CharField(max_length=66)
+    log_index = models.PositiveIntegerField()
+    block_number = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["chain_id", "tx_hash", "log_index"], name="one_record_per_log")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tx_hash}:{self.log_index}"

@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
@@ -71,9 +72,16 @@ def _current_fees(web3: Web3) -> Fees:
 
 @transaction.atomic
 def transaction_enqueue(
-    *, reason: str, to: str, data: bytes = b"", value: int = 0, channel_address: str = ""
+    *,
+    reason: str,
+    to: str,
+    data: bytes = b"",
+    value: int = 0,
+    channel_address: str = "",
+    after: OnchainTransaction | None = None,
 ) -> OnchainTransaction:
-    """Record a transaction for the node to send; it is sent after the surrounding commit."""
+    """Record a transaction for the node to send; it is sent after the surrounding commit, or, with
+    `after`, once that transaction is mined (its gas can only be estimated on the state it creates)."""
     if reason not in OnchainTransaction.Reason.values:
         raise ValueError(f"unknown transaction reason {reason!r}")
     if value < 0:
@@ -87,6 +95,7 @@ def transaction_enqueue(
         value=value,
         data=HexBytes(data).to_0x_hex(),
         channel_address=channel_address,
+        after=after,
     )
     from channels_app import tasks  # tasks call services; the import is here to keep that direction
 
@@ -127,9 +136,13 @@ def transaction_send(*, transaction_id: int) -> OnchainTransaction:
     """Give a queued transaction its gas limit and nonce, sign it and broadcast it. Idempotent."""
     web3 = chain.web3()
     account = chain.node_account()
-    record = OnchainTransaction.objects.get(pk=transaction_id)
+    record = OnchainTransaction.objects.select_related("after").get(pk=transaction_id)
     if record.status != Status.QUEUED:
         return record
+    if record.after is not None and record.after.status != Status.MINED:
+        if record.after.status == Status.FAILED:
+            return _refuse(record.pk, f"the transaction it waited for ({record.after.pk}) failed")
+        return record  # sent by the tracker once `after` is mined
     try:
         estimate = web3.eth.estimate_gas(
             {
@@ -273,10 +286,12 @@ def transactions_track_all() -> int:
             transaction_track(transaction_id=transaction_id)
         except Exception:
             logger.exception("tracking transaction %s failed", transaction_id)
-    queued = OnchainTransaction.objects.filter(
-        status=Status.QUEUED, updated_at__lt=timezone.now() - BUMP_AFTER
+    queued = OnchainTransaction.objects.filter(status=Status.QUEUED).filter(
+        # waiting on a transaction that has settled, or a send that never ran (worker lost, crash)
+        Q(after__status__in=[Status.MINED, Status.FAILED])
+        | Q(after=None, updated_at__lt=timezone.now() - BUMP_AFTER)
     )
-    for transaction_id in queued.values_list("pk", flat=True):
+    for transaction_id in queued.order_by("pk").values_list("pk", flat=True):
         try:  # a send that never ran (worker lost, crash before commit of the task): run it now
             transaction_send(transaction_id=transaction_id)
         except Exception:

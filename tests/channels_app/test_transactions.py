@@ -216,3 +216,40 @@ def test_enqueue_refuses_unknown_reasons_and_negative_values(db, node_chain):
     with pytest.raises(ValueError, match="negative"):
         transactions.transaction_enqueue(reason="transfer", to=RECIPIENT, value=-1)
     assert not OnchainTransaction.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_transaction_waits_for_the_one_it_depends_on(node_chain, django_capture_on_commit_callbacks):
+    node_chain.provider.make_request("evm_setAutomine", [False])
+    try:
+        with django_capture_on_commit_callbacks(execute=False):
+            first = enqueue_payment()
+            second = transactions.transaction_enqueue(reason="transfer", to=RECIPIENT, value=1, after=first)
+        transactions.transaction_send(transaction_id=first.pk)
+
+        assert transactions.transaction_send(transaction_id=second.pk).status == Status.QUEUED
+        node_chain.provider.make_request("evm_mine", [])
+    finally:
+        node_chain.provider.make_request("evm_setAutomine", [True])
+    transactions.transactions_track_all()  # settles the first, then sends the second
+    transactions.transactions_track_all()
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == Status.MINED
+    assert second.status == Status.MINED
+    assert second.nonce == first.nonce + 1
+
+
+@pytest.mark.django_db
+def test_a_transaction_whose_dependency_failed_fails_too(node_chain, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        first = enqueue_payment()
+        second = transactions.transaction_enqueue(reason="transfer", to=RECIPIENT, value=1, after=first)
+    OnchainTransaction.objects.filter(pk=first.pk).update(status=Status.FAILED, error="reverted on chain")
+
+    second = transactions.transaction_send(transaction_id=second.pk)
+
+    assert second.status == Status.FAILED
+    assert "waited for" in second.error
+    assert second.nonce is None
