@@ -51,3 +51,8 @@ format: install
 
 clean:
 	rm -rf $(VENV) node_modules var
+
+# Micro-benchmark of the protocol core (hash, sign, recover, validate; the routed-payment floor).
+.PHONY: bench-protocol
+bench-protocol: install
+	$(PY) bench/protocol_bench.py
