@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from connext.protocol import encoding, merkle
+from connext.protocol.errors import UnknownTransferError
 
 
 class DefinitionKind(enum.StrEnum):
@@ -136,8 +137,9 @@ class ChannelState:
     def merkle_proof(self, transfer_id: bytes) -> list[bytes]:
         """Proof of an active transfer against `merkle_root` (for `disputeTransfer`)."""
         transfer = self.transfer(transfer_id)
-        leaf = transfer.transfer_hash if transfer else bytes(32)
-        return merkle.merkle_proof((t.transfer_hash for t in self.transfers), leaf)
+        if transfer is None:
+            raise UnknownTransferError(f"no active transfer 0x{transfer_id.hex()}")
+        return merkle.merkle_proof((t.transfer_hash for t in self.transfers), transfer.transfer_hash)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,9 @@ from connext.protocol.errors import (
     BadTransferStateError,
     ExpiredError,
     InvariantViolationError,
+    ProtocolError,
     UnauthorizedError,
+    UnknownTransferError,
 )
 from connext.protocol.types import DefinitionKind, DepositUpdate
 from connext.protocol.updates import apply_update
@@ -350,3 +352,34 @@ def test_check_state_rejects_forged_states(forge: object) -> None:
     invariants.check_state(state)
     with pytest.raises(InvariantViolationError):
         invariants.check_state(forge(state))  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code", "field"),
+    [
+        ({"initiator": h.USER.address.lower()}, "malformed", "initiator"),
+        ({"asset_id": "0x00"}, "malformed", "asset_id"),
+        ({"payment_id": b"short"}, "malformed", "payment_id"),
+        ({"encoded_state": "0x00"}, "malformed", "encoded_state"),
+        ({"nonce": True}, "malformed", "nonce"),
+        ({"transfer_timeout": -1}, "malformed", "transfer_timeout"),
+        ({"amount": -1}, "amount_out_of_range", "amount"),
+        ({"amount": 2**256}, "amount_out_of_range", "amount"),
+        ({"transfer_timeout": 0}, "bad_timeout", "transfer_timeout"),
+    ],
+)
+def test_ill_typed_update_fields_are_rejected_by_name(
+    overrides: dict[str, object], code: str, field: str
+) -> None:
+    state = h.funded_state()
+    update = replace(
+        h.linked_create(state, initiator=h.USER.address, amount=1, preimage=PREIMAGE), **overrides
+    )
+    with pytest.raises(ProtocolError) as raised:
+        apply_update(state, update, context=h.context())
+    assert (raised.value.code, raised.value.field) == (code, field)
+
+
+def test_merkle_proof_of_an_unknown_transfer_is_refused() -> None:
+    with pytest.raises(UnknownTransferError):
+        h.funded_state().merkle_proof(keccak256(b"none"))
