@@ -109,11 +109,9 @@ class Net:
     ) -> None:
         """Asserts that `fn` reverts with the custom error (or reason) `error`, without sending it."""
         address = sender.address if isinstance(sender, Party) else sender
+        run = fn.estimate_gas if isinstance(fn, ContractConstructor) else fn.call
         with pytest.raises((ContractCustomError, ContractLogicError, ContractPanicError)) as caught:
-            if isinstance(fn, ContractConstructor):
-                fn.estimate_gas({"from": address, "value": value})
-            else:
-                fn.call({"from": address, "value": value})
+            run({"from": address, "value": value})
         assert revert_name(caught.value) == error, str(caught.value)
 
     def expect_revert_tx(self, tx: dict[str, Any], error: str) -> None:
@@ -121,6 +119,11 @@ class Net:
         with pytest.raises((ContractCustomError, ContractLogicError, ContractPanicError)) as caught:
             self.w3.eth.call(tx)  # type: ignore[arg-type]
         assert revert_name(caught.value) == error, str(caught.value)
+
+    @staticmethod
+    def revert_selector(data: bytes) -> str:
+        """The error name of raw revert data (as a contract caught it)."""
+        return _error_names().get(bytes(data[:4]), "0x" + bytes(data[:4]).hex())
 
     @staticmethod
     def events(contract: Contract, name: str, receipt: Any) -> list[dict[str, Any]]:
