@@ -11,10 +11,13 @@ other spellings.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from Crypto.Hash import keccak as _keccak
+from Crypto.Util import _raw_api
 
 from connext.protocol.errors import MalformedError
 
@@ -39,9 +42,50 @@ WITHDRAW_HASH_TYPES = ("bytes32", "uint256", "address", "address", "address", "u
 RESOLVER_HASH_TYPES = ("bytes32", "uint256", "bytes32", "bytes32")
 
 
-def keccak256(data: bytes) -> bytes:
-    """Keccak-256 (Ethereum's, not SHA3-256) of `data`."""
+def keccak256_reference(data: bytes) -> bytes:
+    """Keccak-256 through pycryptodome's public API (the fallback, and the tests' reference)."""
     return _keccak.new(data=data, digest_bits=256).digest()
+
+
+def _fast_keccak256() -> Callable[[bytes], bytes] | None:
+    """Keccak-256 straight on pycryptodome's C core: half the cost of its Python wrapper.
+
+    Each thread reuses one C hash state (reset before every use), so it is thread-safe without locks.
+    Returns None when this pycryptodome does not expose its core through cffi; callers then use the
+    public API. The tests prove it equal to `keccak256_reference`.
+    """
+    lib: Any = getattr(_keccak, "_raw_keccak_lib", None)
+    ffi: Any = getattr(_raw_api, "ffi", None)
+    if lib is None or ffi is None or getattr(_raw_api, "backend", None) != "cffi":
+        return None
+    local = threading.local()
+    buffer = ffi.buffer
+
+    def new_state() -> tuple[Any, Any]:
+        pointer = ffi.new("void **")
+        if lib.keccak_init(pointer, 64, 24) != 0:  # capacity 512 bits, 24 rounds: Keccak-256
+            raise RuntimeError("keccak_init failed")
+        pair = (ffi.gc(pointer[0], lib.keccak_destroy), ffi.new("uint8_t[32]"))
+        local.state = pair
+        return pair
+
+    def keccak256(data: bytes) -> bytes:
+        try:
+            state, out = local.state
+        except AttributeError:
+            state, out = new_state()
+        lib.keccak_reset(state)
+        lib.keccak_absorb(state, data, len(data))
+        lib.keccak_digest(state, out, 32, 0x01)  # 0x01: original Keccak padding, not SHA-3's 0x06
+        return bytes(buffer(out, 32))
+
+    if keccak256(b"") != keccak256_reference(b""):  # pragma: no cover - a changed C core
+        return None
+    return keccak256
+
+
+keccak256: Callable[[bytes], bytes] = _fast_keccak256() or keccak256_reference
+"""Keccak-256 (Ethereum's, not SHA3-256) of `data`."""
 
 
 CHANNEL_STATE_TAG = keccak256(b"connext-py/ChannelState/v1")

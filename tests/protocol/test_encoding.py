@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from eth_abi.abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
@@ -71,6 +73,27 @@ def test_domain_tags_are_keccak_of_their_names(tag: bytes, text: str) -> None:
 
 def test_keccak_is_ethereums_keccak() -> None:
     assert encoding.keccak256(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+
+
+def test_the_fast_keccak_is_in_use() -> None:
+    assert encoding.keccak256 is not encoding.keccak256_reference
+
+
+@given(st.one_of(st.binary(max_size=600), st.integers(0, 5).map(lambda n: bytes(136 * n))))
+def test_fast_keccak_equals_pycryptodome_and_eth_utils(data: bytes) -> None:
+    assert encoding.keccak256(data) == encoding.keccak256_reference(data) == keccak(data)
+
+
+def test_fast_keccak_is_thread_safe() -> None:
+    inputs = [bytes([i]) * (i * 7) for i in range(64)]
+    expected = [keccak(data) for data in inputs]
+
+    def work(_: int) -> list[bytes]:
+        return [encoding.keccak256(data) for data in inputs * 20]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for result in pool.map(work, range(16)):
+            assert result == expected * 20
 
 
 @given(channel_states())
