@@ -40,7 +40,7 @@ def _require(condition: bool, message: str) -> None:
 
 
 def _in_range(value: int) -> bool:
-    return isinstance(value, int) and 0 <= value <= MAX_UINT256
+    return type(value) is int and 0 <= value <= MAX_UINT256
 
 
 def check_state(state: ChannelState) -> None:
@@ -56,21 +56,25 @@ def check_state(state: ChannelState) -> None:
     _require(state.node != state.user, "node and user differ")
     _require(1 <= state.nonce <= MAX_UINT256, "the nonce is at least 1")
     _require(_in_range(state.chain_id) and _in_range(state.timeout), "chain id and timeout are uint256")
-    for pair in (*state.balances, *state.processed_deposits):
-        _require(len(pair) == 2 and _in_range(pair[0]) and _in_range(pair[1]), "amounts are uint256")
-    for defund_nonce in state.defund_nonces:
-        _require(_in_range(defund_nonce) and defund_nonce >= 1, "defund nonces start at 1")
+    pairs = (*state.balances, *state.processed_deposits)
+    _require(all(len(pair) == 2 for pair in pairs), "amounts come in [node, user] pairs")
+    amounts = [amount for pair in pairs for amount in pair]
+    _require(all(type(a) is int for a in amounts), "amounts are integers")
+    _require(not amounts or (min(amounts) >= 0 and max(amounts) <= MAX_UINT256), "amounts are uint256")
+    _require(all(_in_range(n) and n >= 1 for n in state.defund_nonces), "defund nonces start at 1")
     locked = dict.fromkeys(state.asset_ids, 0)
     previous_create_nonce = 0
     parties = {state.node, state.user}
     for transfer in state.transfers:
-        _require(transfer.channel_address == state.channel_address, "a transfer belongs to its channel")
-        _require({transfer.initiator, transfer.responder} == parties, "a transfer goes between node and user")
-        _require(transfer.asset_id in locked, "a transfer is in an asset of the channel")
+        balance = transfer.balance
         _require(
-            len(transfer.balance) == 2
-            and 0 < transfer.balance[0] <= MAX_UINT256
-            and transfer.balance[1] == 0,
+            transfer.channel_address == state.channel_address
+            and {transfer.initiator, transfer.responder} == parties
+            and transfer.asset_id in locked,
+            "a transfer belongs to its channel, goes between node and user, in an asset of the channel",
+        )
+        _require(
+            len(balance) == 2 and 0 < balance[0] <= MAX_UINT256 and balance[1] == 0,
             "an active transfer holds [amount > 0, 0]",
         )
         _require(
@@ -79,13 +83,13 @@ def check_state(state: ChannelState) -> None:
         )
         _require(_in_range(transfer.transfer_timeout), "a transfer timeout is uint256")
         previous_create_nonce = transfer.create_nonce
-        locked[transfer.asset_id] += transfer.balance[0]
+        locked[transfer.asset_id] += balance[0]
     for index, asset_id in enumerate(state.asset_ids):
         node_balance, user_balance = state.balances[index]
         processed_node, processed_user = state.processed_deposits[index]
         _require(
             node_balance + user_balance + locked[asset_id] <= processed_node + processed_user,
-            f"balances and locked amounts of {asset_id} are covered by processed deposits",
+            "balances and locked amounts are covered by processed deposits (withdrawn ≥ 0)",
         )
 
 
@@ -125,7 +129,7 @@ def check_transition(
                 new.balances[index] == previous.balances[index]
                 and new.processed_deposits[index] == previous.processed_deposits[index]
                 and new.locked(asset_id) == previous.locked(asset_id),
-                f"{asset_id} is not moved by this update",
+                "only the update's own asset moves",
             )
     if moved_asset is None:
         return

@@ -121,9 +121,16 @@ class ChannelState:
     def counterparty(self, address: str) -> str:
         return self.user if address == self.node else self.node
 
+    @cached_property
+    def _locked_by_asset(self) -> dict[str, int]:
+        locked: dict[str, int] = {}
+        for transfer in self.transfers:
+            locked[transfer.asset_id] = locked.get(transfer.asset_id, 0) + transfer.locked
+        return locked
+
     def locked(self, asset_id: str) -> int:
         """Total locked in active transfers of `asset_id`."""
-        return sum(transfer.locked for transfer in self.transfers if transfer.asset_id == asset_id)
+        return self._locked_by_asset.get(asset_id, 0)
 
     def withdrawn(self, asset_id: str) -> int:
         """Cumulative amount of `asset_id` that left the channel through withdraw transfers."""
