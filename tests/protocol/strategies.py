@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from connext.protocol.encoding import MAX_UINT256, checksum_address
 from connext.protocol.types import ChannelState, TransferState, WithdrawCommitment
+
+# Every protocol property test runs with these: derandomized and database-less, so CI is never flaky.
+PROTOCOL_SETTINGS = settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=60,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 uint256 = st.one_of(st.integers(0, 2**64), st.integers(0, MAX_UINT256), st.sampled_from([0, 1, MAX_UINT256]))
 bytes32 = st.binary(min_size=32, max_size=32)

@@ -14,6 +14,7 @@ from connext.protocol import encoding
 from connext.protocol.errors import MalformedError
 from connext.protocol.types import ChannelState, TransferState, WithdrawCommitment
 from tests.protocol.strategies import (
+    PROTOCOL_SETTINGS,
     addresses,
     bytes32,
     channel_states,
@@ -79,6 +80,7 @@ def test_the_fast_keccak_is_in_use() -> None:
     assert encoding.keccak256 is not encoding.keccak256_reference
 
 
+@PROTOCOL_SETTINGS
 @given(st.one_of(st.binary(max_size=600), st.integers(0, 5).map(lambda n: bytes(136 * n))))
 def test_fast_keccak_equals_pycryptodome_and_eth_utils(data: bytes) -> None:
     assert encoding.keccak256(data) == encoding.keccak256_reference(data) == keccak(data)
@@ -96,18 +98,21 @@ def test_fast_keccak_is_thread_safe() -> None:
             assert result == expected * 20
 
 
+@PROTOCOL_SETTINGS
 @given(channel_states())
 def test_channel_state_encoding_equals_eth_abi(state: ChannelState) -> None:
     assert encoding.encode_channel_state(state) == reference_state_encoding(state)
     assert state.state_hash == keccak(reference_state_encoding(state))
 
 
+@PROTOCOL_SETTINGS
 @given(transfer_states())
 def test_transfer_encoding_equals_eth_abi(transfer: TransferState) -> None:
     assert encoding.encode_transfer_state(transfer) == reference_transfer_encoding(transfer)
     assert transfer.transfer_hash == keccak(reference_transfer_encoding(transfer))
 
 
+@PROTOCOL_SETTINGS
 @given(addresses, bytes32, uint256)
 def test_transfer_id_equals_eth_abi(channel: str, payment_id: bytes, nonce: int) -> None:
     expected = keccak(
@@ -116,6 +121,7 @@ def test_transfer_id_equals_eth_abi(channel: str, payment_id: bytes, nonce: int)
     assert encoding.transfer_id(channel, payment_id, nonce) == expected
 
 
+@PROTOCOL_SETTINGS
 @given(withdraw_commitments)
 def test_withdraw_hash_equals_eth_abi(commitment: WithdrawCommitment) -> None:
     values = [
@@ -130,6 +136,7 @@ def test_withdraw_hash_equals_eth_abi(commitment: WithdrawCommitment) -> None:
     assert commitment.withdraw_hash == keccak(abi_encode(list(encoding.WITHDRAW_HASH_TYPES), values))
 
 
+@PROTOCOL_SETTINGS
 @given(uint256, bytes32, st.binary(max_size=200))
 def test_resolver_hash_equals_eth_abi(chain_id: int, transfer_hash: bytes, resolver: bytes) -> None:
     values = [encoding.RESOLVER_TAG, chain_id, transfer_hash, keccak(resolver)]
@@ -137,6 +144,7 @@ def test_resolver_hash_equals_eth_abi(chain_id: int, transfer_hash: bytes, resol
     assert encoding.resolver_hash(chain_id, transfer_hash, resolver) == expected
 
 
+@PROTOCOL_SETTINGS
 @given(st.binary(min_size=20, max_size=20))
 def test_checksum_matches_eth_utils(raw: bytes) -> None:
     assert encoding.checksum_address(raw) == to_checksum_address(raw)

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from connext.protocol import merkle
 from connext.protocol.encoding import ZERO_BYTES32, keccak256
 from connext.protocol.errors import MalformedError
+from tests.protocol.strategies import PROTOCOL_SETTINGS
 
 
 def leaves(count: int) -> list[bytes]:
@@ -48,6 +49,7 @@ def test_every_leaf_proves_against_the_root(count: int) -> None:
         assert not merkle.verify_merkle_proof(proof, root, keccak256(leaf))
 
 
+@PROTOCOL_SETTINGS
 @given(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=20, unique=True), st.data())
 def test_root_ignores_input_order_and_proofs_verify(tree: list[bytes], data: st.DataObject) -> None:
     shuffled = data.draw(st.permutations(tree))

@@ -15,7 +15,7 @@ from connext.protocol.errors import MalformedError
 from connext.protocol.types import ChannelState, Update, WithdrawCommitment
 from connext.protocol.updates import apply_update
 from tests.protocol import protocol_helpers as h
-from tests.protocol.strategies import withdraw_commitments
+from tests.protocol.strategies import PROTOCOL_SETTINGS, withdraw_commitments
 
 PREIMAGE = h.preimage_for("json")
 
@@ -61,6 +61,7 @@ def test_updates_round_trip(update: Update) -> None:
     assert sz.update_from_json(json.loads(json.dumps(sz.update_to_json(update)))) == update
 
 
+@PROTOCOL_SETTINGS
 @given(withdraw_commitments)
 def test_withdraw_commitments_round_trip(commitment: WithdrawCommitment) -> None:
     assert sz.withdraw_commitment_from_json(sz.withdraw_commitment_to_json(commitment)) == commitment

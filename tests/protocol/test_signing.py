@@ -11,11 +11,12 @@ from hypothesis import strategies as st
 from connext.protocol import encoding, signing
 from connext.protocol.errors import BadSignatureError, MalformedError
 from tests.protocol import protocol_helpers as h
-from tests.protocol.strategies import addresses, bytes32
+from tests.protocol.strategies import PROTOCOL_SETTINGS, addresses, bytes32
 
 private_keys = st.integers(1, signing.SECP256K1_N - 1).map(lambda n: n.to_bytes(32, "big"))
 
 
+@PROTOCOL_SETTINGS
 @given(private_keys, bytes32)
 def test_personal_sign_equals_eth_account(key: bytes, message_hash: bytes) -> None:
     expected = Account.sign_message(encode_defunct(primitive=message_hash), private_key=key)
@@ -28,6 +29,7 @@ def test_personal_sign_equals_eth_account(key: bytes, message_hash: bytes) -> No
     )
 
 
+@PROTOCOL_SETTINGS
 @given(private_keys, bytes32)
 def test_raw_digest_signature_equals_eth_account(key: bytes, digest: bytes) -> None:
     expected = Account.unsafe_sign_hash(digest, private_key=key)
@@ -35,6 +37,7 @@ def test_raw_digest_signature_equals_eth_account(key: bytes, digest: bytes) -> N
     assert signing.recover_digest(digest, expected.signature) == Account.from_key(key).address
 
 
+@PROTOCOL_SETTINGS
 @given(private_keys, st.integers(1, 2**64), addresses, bytes32, bytes32)
 def test_receipt_digest_and_signature_equal_eth_account_eip712(
     key: bytes, chain_id: int, verifying_contract: str, payment_id: bytes, data: bytes

@@ -22,6 +22,7 @@ from connext.protocol.serialization import channel_state_to_json
 from connext.protocol.types import ChannelState, DefinitionKind, Update, UpdateContext
 from connext.protocol.validation import initiate_update, validate_update
 from tests.protocol import protocol_helpers as h
+from tests.protocol.strategies import PROTOCOL_SETTINGS
 
 ASSETS = (h.ETH, h.TOKEN)
 PARTIES = (h.NODE, h.USER)
@@ -310,5 +311,5 @@ class ChannelMachine(RuleBasedStateMachine):
         invariants.check_state(self.state)
 
 
-ChannelMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=50)
+ChannelMachine.TestCase.settings = settings(PROTOCOL_SETTINGS, max_examples=100, stateful_step_count=50)
 TestChannelMachine = ChannelMachine.TestCase
