@@ -1,13 +1,16 @@
 """Python mirrors of the transfer definition contracts: Linked, HashLock, Signed, Withdraw.
 
-`create` and `resolve` mirror the contracts' functions of the same names (docs/protocol.md), with the
+`create` and `resolve` mirror the contracts' functions of the same names (docs/protocol.md and
+contracts/definitions/), with the
 current time passed in where a contract reads `block.timestamp` and the chain id and the definition's
 own address passed in where it reads `block.chainid` and `address(this)`. A revert is a
 `ProtocolError`. `resolve` returns `(to_initiator, to_responder)` and never more than it got.
 
-`accept` adds what an honest responder demands on top of the contract's `create` before it countersigns
-(a hashlock not yet expired, a lock that the cancel value cannot open, a withdraw bound to this channel,
-asset, nonce and parties). It only refuses more; it never changes what `resolve` pays.
+`create` refuses, like the contracts, a lock hash of zero or of the zero preimage (the cancel value would
+be the only way to open it) and a Signed signer of zero. `accept` adds what an honest responder demands on
+top of `create` before it countersigns (a hashlock not yet expired; a withdraw bound to this channel,
+asset, create nonce and parties, to a recipient `Channel.withdraw` accepts). It only refuses more; it never
+changes what `resolve` pays.
 
 Encodings are canonical: a value is accepted only if re-encoding what was decoded gives the same bytes,
 so what Python accepts Solidity's `abi.decode` accepts too.
@@ -204,46 +207,50 @@ def _signed_by(expected: str, recover: Any, error: type[ProtocolError], what: st
         raise error(f"{what} is not by {expected}")
 
 
+def _check_lock_hash(lock_hash: bytes) -> None:
+    if lock_hash in (ZERO_BYTES32, EMPTY_PREIMAGE_HASH):
+        raise BadTransferStateError("the lock hash is zero or opens with the cancel value (zero preimage)")
+
+
 def create(kind: DefinitionKind, balance: tuple[int, int], encoded_state: bytes, *, chain_id: int) -> None:
     """Mirror of the definition contract's `create`: raise unless the transfer may be created."""
     if balance[1] != 0 or balance[0] <= 0:
         raise BadTransferStateError("a transfer is created with balance [amount > 0, 0]")
     if kind is DefinitionKind.LINKED:
-        LinkedState.decode(encoded_state)
+        _check_lock_hash(LinkedState.decode(encoded_state).lock_hash)
     elif kind is DefinitionKind.HASHLOCK:
-        if HashLockState.decode(encoded_state).expiry == 0:
+        hashlock = HashLockState.decode(encoded_state)
+        _check_lock_hash(hashlock.lock_hash)
+        if hashlock.expiry == 0:
             raise BadTransferStateError("a HashLock expiry must be above zero")
     elif kind is DefinitionKind.SIGNED:
-        SignedState.decode(encoded_state)
+        if SignedState.decode(encoded_state).signer == ZERO_ADDRESS:
+            raise BadTransferStateError("the Signed signer is the zero address")
     else:
         state = WithdrawState.decode(encoded_state)
         if state.amount != balance[0]:
             raise BadTransferStateError("the Withdraw amount must equal the locked amount")
-        commitment = state.commitment(chain_id)
-        _signed_by(
-            state.initiator,
-            lambda: signing.recover_withdraw_signer(commitment, state.initiator_signature),
-            BadTransferStateError,
-            "the Withdraw initiator signature",
-        )
+        _check_initiator_signature(state, chain_id)
+
+
+def _check_initiator_signature(state: WithdrawState, chain_id: int) -> None:
+    commitment = state.commitment(chain_id)
+    _signed_by(
+        state.initiator,
+        lambda: signing.recover_withdraw_signer(commitment, state.initiator_signature),
+        BadTransferStateError,
+        "the Withdraw initiator signature",
+    )
 
 
 def accept(kind: DefinitionKind, transfer: TransferState, *, chain_id: int, now: int) -> None:
     """`create` plus the responder's own checks of a new transfer in its channel."""
     create(kind, transfer.balance, transfer.encoded_state, chain_id=chain_id)
-    if kind is DefinitionKind.LINKED:
-        if LinkedState.decode(transfer.encoded_state).lock_hash == EMPTY_PREIMAGE_HASH:
-            raise BadTransferStateError("the lock hash opens with the cancel value (zero preimage)")
-    elif kind is DefinitionKind.HASHLOCK:
-        hashlock = HashLockState.decode(transfer.encoded_state)
-        if hashlock.lock_hash == EMPTY_PREIMAGE_HASH:
-            raise BadTransferStateError("the lock hash opens with the cancel value (zero preimage)")
-        if hashlock.expiry <= now:
-            raise ExpiredError(f"the hashlock expired at {hashlock.expiry} (now {now})")
-    elif kind is DefinitionKind.SIGNED:
-        if SignedState.decode(transfer.encoded_state).signer == ZERO_ADDRESS:
-            raise BadTransferStateError("the Signed signer is the zero address")
-    else:
+    if kind is DefinitionKind.HASHLOCK:
+        expiry = HashLockState.decode(transfer.encoded_state).expiry
+        if expiry <= now:
+            raise ExpiredError(f"the hashlock expired at {expiry} (now {now})")
+    elif kind is DefinitionKind.WITHDRAW:
         withdraw = WithdrawState.decode(transfer.encoded_state)
         expected = (
             transfer.channel_address,
@@ -263,8 +270,9 @@ def accept(kind: DefinitionKind, transfer: TransferState, *, chain_id: int, now:
             raise BadTransferStateError(
                 "the Withdraw state must name this channel, asset, create nonce, initiator and responder"
             )
-        if withdraw.recipient == ZERO_ADDRESS:
-            raise BadTransferStateError("the Withdraw recipient is the zero address")
+        if withdraw.recipient in (ZERO_ADDRESS, transfer.channel_address):
+            # Channel.withdraw refuses these recipients: the amount would leave the state and never the chain.
+            raise BadTransferStateError("the Withdraw recipient is the zero address or the channel itself")
 
 
 def resolve(
@@ -279,6 +287,7 @@ def resolve(
 ) -> tuple[int, int]:
     """Mirror of the definition contract's `resolve`: the final `(initiator, responder)` balance."""
     refund = (balance[0] + balance[1], 0)
+    paid = (0, balance[0] + balance[1])
     if kind is DefinitionKind.LINKED or kind is DefinitionKind.HASHLOCK:
         preimage = PreimageResolver.decode(encoded_resolver).preimage
         if preimage == ZERO_BYTES32:
@@ -292,7 +301,7 @@ def resolve(
             lock_hash = LinkedState.decode(encoded_state).lock_hash
         if keccak256(preimage) != lock_hash:
             raise BadResolverError("the preimage does not hash to the lock hash")
-        return (0, balance[0])
+        return paid
     if kind is DefinitionKind.SIGNED:
         signed = SignedState.decode(encoded_state)
         resolver = SignedResolver.decode(encoded_resolver)
@@ -306,11 +315,13 @@ def resolve(
             BadResolverError,
             "the receipt signature",
         )
-        return (0, balance[0])
+        return paid
     withdraw = WithdrawState.decode(encoded_state)
     withdraw_resolver = WithdrawResolver.decode(encoded_resolver)
     if not withdraw_resolver.responder_signature:
         return refund
+    # Both signatures, as the contract checks: what resolves to [0, 0] here, Channel.withdraw can execute.
+    _check_initiator_signature(withdraw, chain_id)
     commitment = withdraw.commitment(chain_id)
     _signed_by(
         withdraw.responder,

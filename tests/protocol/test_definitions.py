@@ -174,3 +174,28 @@ def test_a_lock_that_the_cancel_value_opens_is_not_accepted(kind: DefinitionKind
     )
     with pytest.raises(BadTransferStateError):
         apply_update(state, update, context=h.context())
+
+
+def test_withdraw_resolve_rechecks_the_initiator_signature_as_the_contract_does() -> None:
+    state = h.funded_state()
+    withdraw = definitions.WithdrawState.decode(h.withdraw_state(state, initiator=h.USER, amount=AMOUNT))
+    commitment = withdraw.commitment(h.CHAIN_ID)
+    forged = definitions.WithdrawState(
+        **{**withdraw.__dict__, "initiator_signature": signing.sign_withdraw(commitment, h.STRANGER)}
+    ).encode()
+    resolver = definitions.WithdrawResolver(signing.sign_withdraw(commitment, h.NODE)).encode()
+    with pytest.raises(BadTransferStateError):
+        resolve(DefinitionKind.WITHDRAW, forged, resolver)
+
+
+def test_a_paid_transfer_pays_the_whole_balance_to_the_responder() -> None:
+    out = definitions.resolve(
+        DefinitionKind.LINKED,
+        (AMOUNT, 7),
+        h.linked_state(PREIMAGE),
+        PREIMAGE,
+        chain_id=h.CHAIN_ID,
+        definition=h.LINKED,
+        now=h.NOW,
+    )
+    assert out == (0, AMOUNT + 7)

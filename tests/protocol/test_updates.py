@@ -190,8 +190,9 @@ def test_withdraw_cancel_returns_the_amount_to_the_initiator() -> None:
         {"nonce": 99},
         {"asset": h.TOKEN},
         {"recipient": ZERO_ADDRESS},
+        {"recipient": h.CHANNEL},
     ],
-    ids=["other-nonce", "other-asset", "zero-recipient"],
+    ids=["other-nonce", "other-asset", "zero-recipient", "channel-recipient"],
 )
 def test_withdraw_must_be_bound_to_this_channel_asset_and_nonce(overrides: dict[str, object]) -> None:
     state = h.funded_state()
