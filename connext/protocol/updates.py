@@ -51,8 +51,9 @@ from connext.protocol.types import (
     UpdateContext,
 )
 
-# Upper bound for the dispute timeout and transfer timeouts, in seconds (about 136 years). The contracts
-# add timeouts to block.timestamp; a bound far below 2**255 keeps that from ever overflowing.
+# Upper bound for the dispute timeout and transfer timeouts, in seconds (about 136 years). Channel.sol
+# stores `now + 2·timeout` and `now + transferTimeout` as uint64 (SafeCast): a state or transfer with a
+# larger timeout could never be disputed, so nobody may sign one.
 MAX_TIMEOUT = 2**32 - 1
 
 _ADDRESS_FIELDS = ("channel_address", "initiator", "node", "user", "asset_id", "definition")
