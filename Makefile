@@ -56,3 +56,14 @@ clean:
 .PHONY: bench-protocol
 bench-protocol: install
 	$(PY) bench/protocol_bench.py
+
+# Contracts: compile the Solidity into connext/chain/artifacts (committed), check those artifacts
+# against the sources, and print the gas table (docs/gas.md).
+compile: node_modules/.installed
+	npm run --silent compile
+
+check-artifacts: node_modules/.installed
+	node contracts/compile.js --check
+
+gas: install
+	$(PY) bench/gas.py --out docs/gas.md

@@ -47,9 +47,15 @@ contract Channel is ReentrancyGuardTransient {
     address public immutable withdrawTransfer;
     address private immutable _mastercopy;
 
-    mapping(address assetId => uint256) private _totalDepositsNode;
+    /// Per asset, in one slot because `defundChannel` needs both: the node's running deposit total and
+    /// the defund nonce of the last defund. Limits: a node total below 2^192, defund nonces below 2^64.
+    struct AssetRecord {
+        uint192 totalDepositsNode;
+        uint64 defundNonce;
+    }
+
+    mapping(address assetId => AssetRecord) private _assets;
     mapping(address assetId => uint256) private _totalWithdrawn;
-    mapping(address assetId => uint256) private _defundNonce;
     mapping(address assetId => mapping(address owner => uint256)) private _claimable;
     /// Executed withdraw nonces, 256 to a slot.
     mapping(uint256 word => uint256) private _withdrawnNonces;
@@ -135,8 +141,9 @@ contract Channel is ReentrancyGuardTransient {
             IERC20(assetId).safeTransferFrom(msg.sender, address(this), amount);
             received = IERC20(assetId).balanceOf(address(this)) - before;
         }
-        uint256 total = _totalDepositsNode[assetId] + received;
-        _totalDepositsNode[assetId] = total;
+        AssetRecord storage record = _assets[assetId];
+        uint256 total = uint256(record.totalDepositsNode) + received;
+        record.totalDepositsNode = total.toUint192();
         emit NodeDeposited(assetId, received, total);
     }
 
@@ -231,10 +238,11 @@ contract Channel is ReentrancyGuardTransient {
                 state,
                 assetId
             );
-            if (_defundNonce[assetId] >= defundNonce) revert AlreadyDefunded(assetId, defundNonce);
-            _defundNonce[assetId] = defundNonce;
+            AssetRecord memory record = _assets[assetId];
+            if (record.defundNonce >= defundNonce) revert AlreadyDefunded(assetId, defundNonce);
+            _assets[assetId].defundNonce = defundNonce.toUint64();
 
-            uint256 totalNode = _totalDepositsNode[assetId];
+            uint256 totalNode = record.totalDepositsNode;
             uint256 withdrawn = _totalWithdrawn[assetId];
             uint256 totalUser = _saturatingSub(_balanceOf(assetId) + withdrawn, totalNode);
             uint256 toNode = balance[0] + _saturatingSub(totalNode, processed[0]);
@@ -324,12 +332,12 @@ contract Channel is ReentrancyGuardTransient {
     }
 
     function getTotalDepositsNode(address assetId) external view returns (uint256) {
-        return _totalDepositsNode[assetId];
+        return _assets[assetId].totalDepositsNode;
     }
 
     /// The user's running total: what the channel holds or paid out, minus what the node put in.
     function getTotalDepositsUser(address assetId) external view returns (uint256) {
-        return _saturatingSub(_balanceOf(assetId) + _totalWithdrawn[assetId], _totalDepositsNode[assetId]);
+        return _saturatingSub(_balanceOf(assetId) + _totalWithdrawn[assetId], _assets[assetId].totalDepositsNode);
     }
 
     function getTotalWithdrawn(address assetId) external view returns (uint256) {
@@ -337,7 +345,7 @@ contract Channel is ReentrancyGuardTransient {
     }
 
     function getDefundNonce(address assetId) external view returns (uint256) {
-        return _defundNonce[assetId];
+        return _assets[assetId].defundNonce;
     }
 
     function getClaimable(address assetId, address owner) external view returns (uint256) {
@@ -443,16 +451,13 @@ contract Channel is ReentrancyGuardTransient {
         bytes calldata responderSignature
     ) private returns (uint256[2] memory payout) {
         (
-            address channelAddress,
+            bool ours,
             address assetId,
-            ,
             uint256 amount,
             uint256 nonce,
             address initiator,
-            address responder,
-
-        ) = abi.decode(encodedInitialState, (address, address, address, uint256, uint256, address, address, bytes));
-        bool ours = channelAddress == address(this);
+            address responder
+        ) = _withdrawFields(encodedInitialState);
         if (ours && isWithdrawExecuted(nonce)) return payout;
         payout = _transferPayout(transfer, hash, expiry, encodedInitialState, encodedResolver, responderSignature);
         if (payout[0] == 0 && payout[1] == 0) {
@@ -465,6 +470,35 @@ contract Channel is ReentrancyGuardTransient {
         } else if (ours) {
             _markWithdrawExecuted(nonce);
         }
+    }
+
+    /// The commitment fields of a Withdraw initial state, read word by word without `abi.decode`, so a
+    /// malformed state can still be refunded. `ours` is false unless the state is well formed enough to
+    /// name this channel (and clean addresses).
+    function _withdrawFields(
+        bytes calldata encoded
+    )
+        private
+        view
+        returns (bool ours, address assetId, uint256 amount, uint256 nonce, address initiator, address responder)
+    {
+        if (encoded.length < 7 * 32) return (false, address(0), 0, 0, address(0), address(0));
+        uint256 channelWord = _word(encoded, 0);
+        uint256 assetWord = _word(encoded, 1);
+        uint256 initiatorWord = _word(encoded, 5);
+        uint256 responderWord = _word(encoded, 6);
+        ours =
+            channelWord == uint256(uint160(address(this))) &&
+            (assetWord | initiatorWord | responderWord) >> 160 == 0;
+        assetId = address(uint160(assetWord));
+        amount = _word(encoded, 3);
+        nonce = _word(encoded, 4);
+        initiator = address(uint160(initiatorWord));
+        responder = address(uint160(responderWord));
+    }
+
+    function _word(bytes calldata encoded, uint256 index) private pure returns (uint256) {
+        return uint256(bytes32(encoded[index * 32:(index + 1) * 32]));
     }
 
     function _balanceOf(address assetId) private view returns (uint256) {

@@ -211,3 +211,15 @@ def test_withdraw_to_a_recipient_that_refuses_eth_reverts_and_stays_executable(n
     net.send(receiver.functions.setRefuse(False), net.other)
     net.send(fn, net.node)
     assert net.balance(ETH, receiver.address) == E
+
+
+def test_node_deposits_beyond_the_recorded_limit_revert_instead_of_wrapping(net: Net) -> None:
+    channel = net.create_channel()
+    huge = 2**192
+    net.send(net.token.functions.mint(net.node.address, huge), net.node)
+    net.send(net.token.functions.approve(channel.address, huge), net.node)
+    net.expect_revert(
+        channel.functions.depositNode(net.token.address, huge), net.node, "SafeCastOverflowedUintDowncast"
+    )
+    net.send(channel.functions.depositNode(net.token.address, huge - 1), net.node)
+    assert channel.functions.getTotalDepositsNode(net.token.address).call() == huge - 1

@@ -385,3 +385,51 @@ def test_a_dispute_paying_every_transfer_and_balance_conserves_funds(
     assert gained[(token, net.node.address)] + gained[(token, net.user.address)] == 1000
     assert gained[(ETH, net.node.address)] == 4 * E + E  # balance + Linked
     assert gained[(token, net.node.address)] == 300 + 100  # balance + HashLock refund
+
+
+def dispute_single(
+    net: Net, channel: Contract, transfer: enc.TransferState, advance: Callable[[int], None]
+) -> None:
+    state = net.state(channel, balances=((4 * E, 4 * E),), processed_deposits=((4 * E, 6 * E),), nonce=20)
+    net.dispute(channel, state.evolve(merkle_root=transfer.hash()))
+    advance(TIMEOUT)
+    net.send(channel.functions.disputeTransfer(transfer.as_abi(), []), net.other)
+
+
+def test_a_withdraw_transfer_whose_commitment_does_not_match_cannot_resolve_to_nothing(
+    net: Net, funded: Contract, advance: Callable[[int], None]
+) -> None:
+    # the commitment withdraws 1 ETH while the transfer locks 2: `withdraw` could never settle it
+    digest = enc.withdraw_hash(net.chain_id, funded.address, ETH, net.user.address, E, 21)
+    encoded = enc.withdraw_state(
+        channel=funded.address, asset_id=ETH, recipient=net.user.address, amount=E, nonce=21,
+        initiator=net.user.address, responder=net.node.address, initiator_signature=net.user.sign(digest),
+    )  # fmt: skip
+    transfer = make_transfer(
+        net, funded, definition="WithdrawTransfer", encoded_state=encoded, initiator=net.user,
+        responder=net.node, amount=2 * E, create_nonce=21, timeout=WINDOW,
+    )  # fmt: skip
+    dispute_single(net, funded, transfer, advance)
+    fn = funded.functions.defundTransfer
+    resolver = enc.withdraw_resolver(net.node.sign(digest))
+    net.expect_revert(fn(transfer.as_abi(), encoded, resolver, b""), net.node, "InvalidWithdrawTransfer")
+    advance(WINDOW)
+    before = net.net_balance(ETH, net.user.address)
+    net.send(fn(transfer.as_abi(), encoded, b"", b""), net.other)
+    assert net.net_balance(ETH, net.user.address) - before == 2 * E
+    assert funded.functions.isWithdrawExecuted(21).call()  # the commitment can no longer pay as well
+
+
+def test_a_malformed_withdraw_transfer_is_still_refunded(
+    net: Net, funded: Contract, advance: Callable[[int], None]
+) -> None:
+    encoded = b"\x01" * 40
+    transfer = make_transfer(
+        net, funded, definition="WithdrawTransfer", encoded_state=encoded, initiator=net.user,
+        responder=net.node, amount=E, create_nonce=22, timeout=WINDOW,
+    )  # fmt: skip
+    dispute_single(net, funded, transfer, advance)
+    advance(WINDOW)
+    before = net.net_balance(ETH, net.user.address)
+    net.send(funded.functions.defundTransfer(transfer.as_abi(), encoded, b"", b""), net.other)
+    assert net.net_balance(ETH, net.user.address) - before == E
