@@ -247,6 +247,34 @@ def render(rows: list[tuple[str, int, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+DOC_HEAD = """# Gas of the channel contracts
+
+Measured by `make gas` (`bench/gas.py`) on a fresh anvil (its default, latest hardfork), contracts built by
+`contracts/compile.js` (solc 0.8.37, via-IR, optimizer 10,000 runs). Every number is a mined transaction's
+`gasUsed`, 21,000 base included. The node sends the disputes, defunds and withdrawals (it pays their gas,
+and its own payouts then go to an already warm account); every recipient already holds ETH.
+Targets and the Indra v2 / Vector columns are from DESIGN.md ("Gas targets").
+
+"""
+
+DOC_NOTES = """
+Where the numbers come from, and the misses:
+
+- **withdraw**: the target holds for a channel's later withdrawals. The first one in a channel
+  (94k) and the first of an asset pay for two fresh storage slots: the replay guard (executed nonces, 256 to
+  a slot, so later withdrawals share it) and the asset's `totalWithdrawn`, which the user's derived deposit
+  total needs forever.
+- **dispute until everything is paid out** misses by about 18k (6%). It is four transactions (84k of base
+  fees) and five fresh storage slots, each 22.1k, none of which can go without weakening a check: the
+  disputed state's hash, its merkle root (`disputeTransfer` proves against it), its nonce and windows (one
+  packed slot), the transfer's once-only record, and the first `totalWithdrawn` of the asset. The node's
+  deposit total and the asset's defund nonce already share one slot. In a channel that has seen a withdraw,
+  `totalWithdrawn` is no longer fresh and the same path costs about 301k.
+- Deposits: a user's deposit before the channel exists is a plain 21,000 transfer; after, the clone
+  delegates to the mastercopy (+2,600 cold account, +~150), with no storage write and no event.
+"""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="also write the table to this markdown file")
@@ -256,7 +284,7 @@ def main() -> int:
     table = render(rows)
     print(table, end="")
     if options.out:
-        Path(options.out).write_text(table, encoding="utf-8")
+        Path(options.out).write_text(DOC_HEAD + table + DOC_NOTES, encoding="utf-8")
     return 0
 
 
