@@ -83,6 +83,7 @@ class OnchainTransaction(models.Model):
     gas_used = models.PositiveBigIntegerField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     channel_address = models.CharField(max_length=42, blank=True, default="", db_index=True)
+    asset_id = models.CharField(max_length=42, blank=True, default="")
     # Sent only after this one is mined (e.g. a withdraw waits for its channel's deployment).
     after = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -9,7 +9,8 @@ from django.conf import settings
 from django.core.cache import cache
 
 from channels_app.health import HEARTBEAT_CACHE_KEY
-from channels_app.services import transactions
+from channels_app.models import Channel, OnchainTransaction
+from channels_app.services import collateral, node_actions, transactions, watcher, withdrawals
 
 
 @shared_task(ignore_result=True)
@@ -28,3 +29,29 @@ def transaction_send(transaction_id: int) -> None:
 @shared_task(ignore_result=True)
 def transactions_track() -> None:
     transactions.transactions_track_all()
+
+
+@shared_task(ignore_result=True)
+def transaction_settled(transaction_id: int) -> None:
+    """Hand a settled transaction to the service that asked for it."""
+    record = OnchainTransaction.objects.get(pk=transaction_id)
+    Reason = OnchainTransaction.Reason
+    if record.reason in (Reason.USER_WITHDRAWAL, Reason.NODE_WITHDRAWAL, Reason.CHANNEL_DEPLOY):
+        withdrawals.withdrawal_settle(transaction_id=transaction_id)
+    elif record.reason == Reason.COLLATERALIZATION:
+        collateral.collateral_settle(transaction_id=transaction_id)
+    channel = Channel.objects.filter(address=record.channel_address).only("pk").first()
+    if channel is not None:
+        node_actions.channel_reconcile(channel_id=channel.pk)
+
+
+@shared_task(ignore_result=True)
+def channel_reconcile(channel_id: int) -> None:
+    node_actions.channel_reconcile(channel_id=channel_id)
+
+
+@shared_task(ignore_result=True)
+def chain_watch() -> None:
+    watcher.logs_watch()
+    for channel_id in watcher.deposits_watch():
+        node_actions.channel_reconcile(channel_id=channel_id)

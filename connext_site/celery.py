@@ -18,6 +18,7 @@ app.autodiscover_tasks()
 PERIODIC_TASKS: dict[str, tuple[str, timedelta]] = {
     "worker-heartbeat": ("channels_app.tasks.worker_heartbeat", timedelta(seconds=10)),
     "transactions-track": ("channels_app.tasks.transactions_track", timedelta(seconds=2)),
+    "chain-watch": ("channels_app.tasks.chain_watch", timedelta(seconds=3)),
 }
 
 app.conf.beat_schedule = {

@@ -45,6 +45,8 @@ class NodeConfig:
     node_private_key: str
     chain_confirmations: int
     dispute_timeout_seconds: int
+    deployments_file: Path
+    supported_tokens: tuple[str, ...]
     log_level: str
 
     @property
@@ -207,6 +209,18 @@ def _hosts(environ_: Mapping[str, str], debug: bool) -> list[str]:
     return hosts
 
 
+def _token_list(environ_: Mapping[str, str]) -> tuple[str, ...]:
+    value = _text(environ_, "SUPPORTED_TOKENS")
+    if value is None:
+        return ()
+    tokens = []
+    for item in (part.strip() for part in value.split(",")):
+        if not re.fullmatch(r"0x[0-9a-fA-F]{40}", item) or int(item, 16) == 0:
+            raise _fail("SUPPORTED_TOKENS", "comma-separated ERC20 contract addresses (0x + 40 hex digits)", value)
+        tokens.append(item)
+    return tuple(tokens)
+
+
 def _log_level(environ_: Mapping[str, str]) -> str:
     value = (_text(environ_, "NODE_LOG_LEVEL") or "INFO").upper()
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -233,5 +247,7 @@ def load(environ_: Mapping[str, str]) -> NodeConfig:
         dispute_timeout_seconds=_int(
             environ_, "DISPUTE_TIMEOUT_SECONDS", 86_400, minimum=60, maximum=60 * 86_400
         ),
+        deployments_file=Path(_text(environ_, "DEPLOYMENTS_FILE") or var_dir / "deployments.json").resolve(),
+        supported_tokens=_token_list(environ_),
         log_level=_log_level(environ_),
     )

@@ -146,6 +146,16 @@ PUBLIC_CHAIN_RPC_URL = NODE.public_chain_rpc_url
 CHAIN_CONFIRMATIONS = NODE.chain_confirmations
 DISPUTE_TIMEOUT_SECONDS = NODE.dispute_timeout_seconds
 TASKS_IN_PROCESS = NODE.tasks_in_process
+# Contract addresses per chain id, written by `python -m connext.chain.deploy` (and `make up`).
+DEPLOYMENTS_FILE = NODE.deployments_file
+# ERC20 tokens the node serves besides ETH (the dev chain's TestToken is added when deployed).
+SUPPORTED_TOKENS = NODE.supported_tokens
+# Collateral the node keeps per channel and asset unless a channel has its own profile:
+# (collateralize below, fill up to, reclaim above), in wei / token base units (18 decimals assumed).
+REBALANCE_DEFAULTS = {
+    "eth": (5 * 10**16, 10**17, 5 * 10**17),
+    "token": (5 * 10**18, 20 * 10**18, 100 * 10**18),
+}
 AUTH_CHALLENGE_TTL_SECONDS = 300
 AUTH_TOKEN_TTL_SECONDS = 24 * 3600
 # A worker that has not beaten for this long counts as down in /api/health.

@@ -42,3 +42,22 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             client.flushdb()
         finally:
             client.close()
+
+
+@pytest.fixture(scope="session")
+def deployments(anvil_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Our contracts (and the TestToken) on the session's anvil, recorded in an address book file.
+
+    The returned dict has the contract addresses plus `book`, the file's path. Deployed once per
+    session, before any test's snapshot, so per-test reverts keep them.
+    """
+    from eth_account import Account
+    from web3 import HTTPProvider, Web3
+
+    from connext.chain.deploy import deploy
+
+    book = tmp_path_factory.mktemp("deployments") / "deployments.json"
+    addresses = deploy(
+        Web3(HTTPProvider(anvil_url)), Account.from_key(devchain.DEV_PRIVATE_KEYS[0]), book, test_token=True
+    )
+    return {**addresses, "book": str(book)}

@@ -16,11 +16,19 @@ from rest_framework.response import Response
 class ApiError(exceptions.APIException):
     """An error raised by our own code with an explicit code and HTTP status."""
 
-    def __init__(self, code: str, message: str, *, http_status: int = status.HTTP_400_BAD_REQUEST) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        http_status: int = status.HTTP_400_BAD_REQUEST,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(detail=message, code=code)
         self.status_code = http_status
         self.error_code = code
         self.message = message
+        self.extra = extra or {}
 
 
 _DRF_CODES: dict[type[exceptions.APIException], str] = {
@@ -37,10 +45,13 @@ _DRF_CODES: dict[type[exceptions.APIException], str] = {
 }
 
 
-def error_body(code: str, message: str, fields: Any = None) -> dict[str, Any]:
+def error_body(
+    code: str, message: str, fields: Any = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if fields:
         error["fields"] = fields
+    error.update(extra or {})
     return {"error": error}
 
 
@@ -59,7 +70,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
 
     if isinstance(exc, ApiError):
-        body = error_body(exc.error_code, exc.message)
+        body = error_body(exc.error_code, exc.message, extra=exc.extra)
     elif isinstance(exc, exceptions.ValidationError):
         body = error_body("invalid_input", "The request has invalid fields.", fields=exc.detail)
     else:

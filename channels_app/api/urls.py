@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-from channels_app.api import auth_views, views
+from channels_app.api import auth_views, channel_views, views
 
 urlpatterns = [
     path("", views.ApiIndexView.as_view(), name="index"),
@@ -10,4 +10,11 @@ urlpatterns = [
     path("auth/nonce", auth_views.AuthNonceView.as_view(), name="auth-nonce"),
     path("auth/token", auth_views.AuthTokenView.as_view(), name="auth-token"),
     path("auth/me", auth_views.AuthMeView.as_view(), name="auth-me"),
+    path("config", channel_views.ConfigView.as_view(), name="config"),
+    path("channel", channel_views.ChannelView.as_view(), name="channel"),
+    path("channel/updates", channel_views.ChannelUpdateView.as_view(), name="channel-updates"),
+    path("channel/countersign", channel_views.CountersignView.as_view(), name="channel-countersign"),
+    path("channel/history", channel_views.ChannelHistoryView.as_view(), name="channel-history"),
+    path("channel/collateral", channel_views.CollateralView.as_view(), name="channel-collateral"),
+    path("channel/withdrawals", channel_views.WithdrawalsView.as_view(), name="channel-withdrawals"),
 ]

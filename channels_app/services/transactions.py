@@ -13,7 +13,6 @@ succeeded, so a call that would revert fails early and leaves no gap.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -38,17 +37,9 @@ MAX_ATTEMPTS = 8
 
 Status = OnchainTransaction.Status
 
-# reason -> callables run (after commit) with the transaction id once it is mined or failed.
-_on_settled: dict[str, list[Callable[[int], None]]] = {}
-
 
 class TransactionRefused(Exception):
     """The transaction would revert (or is malformed): it was never sent."""
-
-
-def on_transaction_settled(reason: str, handler: Callable[[int], None]) -> None:
-    """Register what happens when a transaction of `reason` is mined or fails (explicit, not a signal)."""
-    _on_settled.setdefault(reason, []).append(handler)
 
 
 @dataclass(frozen=True)
@@ -78,6 +69,7 @@ def transaction_enqueue(
     data: bytes = b"",
     value: int = 0,
     channel_address: str = "",
+    asset_id: str = "",
     after: OnchainTransaction | None = None,
 ) -> OnchainTransaction:
     """Record a transaction for the node to send; it is sent after the surrounding commit, or, with
@@ -95,6 +87,7 @@ def transaction_enqueue(
         value=value,
         data=HexBytes(data).to_0x_hex(),
         channel_address=channel_address,
+        asset_id=asset_id,
         after=after,
     )
     from channels_app import tasks  # tasks call services; the import is here to keep that direction
@@ -194,8 +187,11 @@ def _refuse(transaction_id: int, reason: str) -> OnchainTransaction:
 
 
 def _notify_settled(record: OnchainTransaction) -> None:
-    for handler in _on_settled.get(record.reason, []):
-        transaction.on_commit(lambda handler=handler: handler(record.pk))
+    """After commit, `tasks.transaction_settled` hands the outcome to the service that asked for it."""
+    from channels_app import tasks
+
+    transaction_id = record.pk
+    transaction.on_commit(lambda: tasks.transaction_settled.delay(transaction_id))
 
 
 def _receipt(web3: Web3, tx_hash: str) -> dict | None:

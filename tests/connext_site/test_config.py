@@ -87,11 +87,16 @@ def test_secrets_can_come_from_files(tmp_path):
         ({"DJANGO_ALLOWED_HOSTS": "a b, c"}, "DJANGO_ALLOWED_HOSTS", "comma-separated"),
         ({"DJANGO_ALLOWED_HOSTS": " , "}, "DJANGO_ALLOWED_HOSTS", "comma-separated"),
         ({"CHAIN_CONFIRMATIONS": "two"}, "CHAIN_CONFIRMATIONS", "whole number"),
-        ({"DATABASE_CONN_MAX_AGE": "-5", "DATABASE_URL": "postgres://u@h/db"}, "DATABASE_CONN_MAX_AGE", "from 0"),
+        (
+            {"DATABASE_CONN_MAX_AGE": "-5", "DATABASE_URL": "postgres://u@h/db"},
+            "DATABASE_CONN_MAX_AGE",
+            "from 0",
+        ),
         ({"CHAIN_CONFIRMATIONS": "-1"}, "CHAIN_CONFIRMATIONS", "from 0"),
         ({"DISPUTE_TIMEOUT_SECONDS": "10"}, "DISPUTE_TIMEOUT_SECONDS", "from 60"),
         ({"DISPUTE_TIMEOUT_SECONDS": "1.5"}, "DISPUTE_TIMEOUT_SECONDS", "whole number"),
         ({"NODE_LOG_LEVEL": "LOUD"}, "NODE_LOG_LEVEL", "DEBUG, INFO"),
+        ({"SUPPORTED_TOKENS": "0x12,0xab"}, "SUPPORTED_TOKENS", "ERC20 contract addresses"),
     ],
 )
 def test_a_malformed_variable_is_refused_with_its_name(variables, named, expected):

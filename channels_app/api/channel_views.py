@@ -1,0 +1,239 @@
+"""The channel API: configuration, open, the latest state, updates both ways, collateral, withdrawals.
+
+Views parse and shape; `channels_app.services` decides. Every refusal is a 4xx with a stable code;
+a `stale_nonce` or `update_pending` answer carries the latest signed state (and the node's open
+proposal) so the client can sync and retry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from channels_app import network, selectors
+from channels_app.api.errors import ApiError
+from channels_app.api.fields import AddressField, HexBytesField, WeiField
+from channels_app.models import Channel
+from channels_app.services import channels, collateral, withdrawals
+from connext.protocol import serialization
+from connext.protocol.errors import ProtocolError
+from connext.protocol.types import SetupUpdate, Update
+
+JsonObject = inline_serializer("JsonObject", {})
+
+
+def _channel_error(exc: channels.ChannelError) -> ApiError:
+    return ApiError(exc.code, exc.message, http_status=exc.status, extra=exc.extra)
+
+
+def _parse_update(raw: Any) -> Update:
+    try:
+        return serialization.update_from_json(raw)
+    except ProtocolError as exc:
+        raise ApiError(
+            "malformed_update", exc.message, extra={"field": f"update.{exc.field}" if exc.field else "update"}
+        ) from None
+
+
+def _own_channel(request: Request) -> Channel:
+    channel = selectors.channel_get_for_user(user=request.user.address)
+    if channel is None:
+        raise ApiError(
+            "no_channel", "You have no channel with this node yet; open one first.", http_status=404
+        )
+    return channel
+
+
+def channel_json(channel: Channel) -> dict[str, Any]:
+    return {
+        "channelAddress": channel.address,
+        "status": channel.status,
+        "deployed": channel.deployed,
+        **channels.signed_state_json(channel),
+        "proposal": channels.proposal_json(channel),
+    }
+
+
+class ConfigView(APIView):
+    """What a client needs to open a channel here: chain, node, contracts, assets, dispute window."""
+
+    @extend_schema(responses=JsonObject)
+    def get(self, request: Request) -> Response:
+        from django.conf import settings
+
+        net = network.network()
+        return Response(
+            {
+                "chainId": str(net.chain_id),
+                "nodeAddress": net.node_address,
+                "contracts": net.contracts,
+                "transferDefinitions": {kind.value: address for address, kind in net.definitions.items()},
+                "supportedAssets": list(net.assets),
+                "disputeTimeout": str(settings.DISPUTE_TIMEOUT_SECONDS),
+                "chainRpcUrl": settings.PUBLIC_CHAIN_RPC_URL,
+            }
+        )
+
+
+class UpdateInput(serializers.Serializer):
+    update = serializers.JSONField()
+    signature = HexBytesField(length=65)
+
+
+class ChannelView(APIView):
+    """GET: your channel's latest doubly signed state and the node's open proposal.
+    POST: open your channel with a signed setup update (opening again returns the channel)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=JsonObject)
+    def get(self, request: Request) -> Response:
+        return Response(channel_json(_own_channel(request)))
+
+    @extend_schema(request=UpdateInput, responses={200: JsonObject, 201: JsonObject})
+    def post(self, request: Request) -> Response:
+        body = UpdateInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        update = _parse_update(body.validated_data["update"])
+        if not isinstance(update, SetupUpdate):
+            raise ApiError("invalid_update", "A channel is opened with a setup update.")
+        try:
+            channel, created = channels.channel_open(
+                user=request.user.address, update=update, signature=body.validated_data["signature"]
+            )
+        except channels.ChannelError as exc:
+            raise _channel_error(exc) from None
+        return Response(
+            channel_json(channel), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class ChannelUpdateView(APIView):
+    """Propose an update you initiated (deposit, create, resolve); get the node's countersignature."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=UpdateInput, responses=JsonObject)
+    def post(self, request: Request) -> Response:
+        body = UpdateInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        update = _parse_update(body.validated_data["update"])
+        try:
+            signed = channels.channel_apply_user_update(
+                user=request.user.address, update=update, signature=body.validated_data["signature"]
+            )
+        except channels.ChannelError as exc:
+            raise _channel_error(exc) from None
+        return Response(_signed_json(signed))
+
+
+class CountersignView(APIView):
+    """Countersign the node's open proposal at `nonce` (after validating it yourself)."""
+
+    permission_classes = [IsAuthenticated]
+
+    class InputSerializer(serializers.Serializer):
+        nonce = WeiField()
+        signature = HexBytesField(length=65)
+
+    @extend_schema(request=InputSerializer, responses=JsonObject)
+    def post(self, request: Request) -> Response:
+        body = self.InputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        channel = _own_channel(request)
+        try:
+            signed = channels.channel_countersign(
+                user=request.user.address,
+                channel_address=channel.address,
+                nonce=body.validated_data["nonce"],
+                signature=body.validated_data["signature"],
+            )
+        except channels.ChannelError as exc:
+            raise _channel_error(exc) from None
+        return Response(_signed_json(signed))
+
+
+def _signed_json(signed: channels.SignedState) -> dict[str, Any]:
+    return {
+        "state": serialization.channel_state_to_json(signed.state),
+        "nodeSignature": serialization.hex_bytes(signed.node_signature),
+        "userSignature": serialization.hex_bytes(signed.user_signature),
+    }
+
+
+class ChannelHistoryView(APIView):
+    """Your channel's doubly signed updates after `since` (a nonce), oldest first."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=JsonObject)
+    def get(self, request: Request) -> Response:
+        since = request.query_params.get("since", "0")
+        if not since.isdigit():
+            raise ApiError("invalid_input", "`since` is a nonce (a whole number).")
+        channel = _own_channel(request)
+        return Response(
+            {
+                "updates": [
+                    {
+                        "nonce": str(record.nonce),
+                        "update": record.update,
+                        "stateHash": record.state_hash,
+                        "nodeSignature": record.node_signature,
+                        "userSignature": record.user_signature,
+                    }
+                    for record in selectors.channel_updates_since(channel=channel, nonce=int(since))
+                ]
+            }
+        )
+
+
+class CollateralView(APIView):
+    """Ask the node to top up its side of your channel (default: its rebalance target)."""
+
+    permission_classes = [IsAuthenticated]
+
+    class InputSerializer(serializers.Serializer):
+        assetId = AddressField()
+        amount = WeiField(required=False)
+
+    @extend_schema(request=InputSerializer, responses=JsonObject)
+    def post(self, request: Request) -> Response:
+        body = self.InputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        channel = _own_channel(request)
+        try:
+            record = collateral.collateral_request(
+                channel_id=channel.pk,
+                asset_id=body.validated_data["assetId"],
+                amount=body.validated_data.get("amount"),
+            )
+        except collateral.CollateralError as exc:
+            raise ApiError(exc.code, exc.message) from None
+        return Response(
+            {"requested": record is not None, "transactionId": record.pk if record else None},
+            status=status.HTTP_202_ACCEPTED if record else status.HTTP_200_OK,
+        )
+
+
+class WithdrawalsView(APIView):
+    """Your withdrawals and the state of their transactions."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=JsonObject)
+    def get(self, request: Request) -> Response:
+        channel = _own_channel(request)
+        return Response(
+            {
+                "withdrawals": [
+                    withdrawals.withdrawal_json(w) for w in selectors.withdrawals_for_channel(channel=channel)
+                ]
+            }
+        )

@@ -1,0 +1,357 @@
+"""Channel updates: the one writer of every channel.
+
+Each update runs in one database transaction that locks the channel row, re-derives the new state with
+the pure protocol core (`connext.protocol`), signs it, stores it and registers its side effects to run
+after commit. Two directions:
+
+- the user initiates (`channel_open`, `channel_apply_user_update`): the node validates and countersigns;
+- the node initiates (`propose_locked`): the node signs and stores a *proposal*, pushes it to the user,
+  and `channel_countersign` completes it. The node never signs a different state at a proposed nonce,
+  so a user holding the proposal can never pick between two node-signed states.
+
+A re-sent update gets the same answer; an update behind the latest state gets the latest state back
+(error `stale_nonce` with `latest`) so the peer can sync.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from channels_app import network, realtime
+from channels_app.models import Channel, ChannelUpdate, Transfer
+from connext.protocol import serialization, signing, validation
+from connext.protocol.errors import NonceGapError, ProtocolError, StaleNonceError
+from connext.protocol.types import (
+    ChannelState,
+    CreateUpdate,
+    DefinitionKind,
+    DepositUpdate,
+    ResolveUpdate,
+    SetupUpdate,
+    Update,
+)
+
+_PROTOCOL_STATUS = {
+    "stale_nonce": 409,
+    "nonce_gap": 409,
+    "unauthorized": 403,
+}
+
+
+class ChannelError(Exception):
+    """A refused channel operation: a stable `code`, a message, an HTTP status and optional extras."""
+
+    def __init__(
+        self, code: str, message: str, *, status: int = 400, extra: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.extra = extra or {}
+
+    @classmethod
+    def from_protocol(cls, error: ProtocolError, channel: Channel | None = None) -> ChannelError:
+        extra: dict[str, Any] = {"field": error.field} if error.field else {}
+        if channel is not None and isinstance(error, StaleNonceError | NonceGapError):
+            extra["latest"] = signed_state_json(channel)
+        return cls(error.code, error.message, status=_PROTOCOL_STATUS.get(error.code, 400), extra=extra)
+
+
+@dataclass(frozen=True)
+class SignedState:
+    state: ChannelState
+    node_signature: bytes
+    user_signature: bytes
+
+
+def signed_state_json(channel: Channel) -> dict[str, Any]:
+    """The latest doubly signed state of a channel, as the API returns it."""
+    return {
+        "state": channel.latest_state,
+        "nodeSignature": channel.node_signature,
+        "userSignature": channel.user_signature,
+    }
+
+
+def proposal_json(channel: Channel) -> dict[str, Any] | None:
+    """The node's open proposal (update + node signature) or None."""
+    if channel.pending_update is None:
+        return None
+    return {"update": channel.pending_update, "nodeSignature": channel.pending_node_signature}
+
+
+def latest_state(channel: Channel) -> ChannelState:
+    return serialization.channel_state_from_json(channel.latest_state)
+
+
+# -- the user's updates --------------------------------------------------------------------------
+
+
+def channel_open(*, user: str, update: SetupUpdate, signature: bytes) -> tuple[Channel, bool]:
+    """Countersign the setup state of `user`'s channel. Opening again returns the existing channel.
+
+    Returns the channel and whether it was created now.
+    """
+    net = network.network()
+    expected = {
+        "initiator": (update.initiator, user),
+        "user": (update.user, user),
+        "node": (update.node, net.node_address),
+        "chain_id": (update.chain_id, net.chain_id),
+        "channel_address": (update.channel_address, net.channel_address_for(user)),
+        "timeout": (update.timeout, settings.DISPUTE_TIMEOUT_SECONDS),
+    }
+    for field, (given, wanted) in expected.items():
+        if given != wanted:
+            if field in ("initiator", "user"):
+                raise ChannelError("unauthorized", "A channel is opened by its own user.", status=403)
+            raise ChannelError("invalid_setup", f"The setup's {field} must be {wanted}, not {given}.")
+    existing = Channel.objects.filter(address=update.channel_address).first()
+    if existing is not None:
+        return existing, False
+    context = network.update_context()
+    try:
+        new, node_signature = validation.countersign(
+            None, update, signature, network.node_signer(), context=context
+        )
+    except ProtocolError as exc:
+        raise ChannelError.from_protocol(exc) from None
+    try:
+        with transaction.atomic():
+            channel = Channel.objects.create(
+                address=new.channel_address,
+                chain_id=new.chain_id,
+                node_address=new.node,
+                user_address=new.user,
+                nonce=new.nonce,
+                latest_state=serialization.channel_state_to_json(new),
+                node_signature=serialization.hex_bytes(node_signature),
+                user_signature=serialization.hex_bytes(signature),
+            )
+            _record_update(channel, update, new, node_signature, signature)
+    except IntegrityError:  # opened concurrently by another request: that one won
+        return Channel.objects.get(address=update.channel_address), False
+    return channel, True
+
+
+def channel_apply_user_update(*, user: str, update: Update, signature: bytes) -> SignedState:
+    """Validate and countersign an update the user initiated (deposit, create, resolve)."""
+    if isinstance(update, SetupUpdate):
+        raise ChannelError("invalid_update", "Open a channel with the setup endpoint.")
+    if update.initiator != user:
+        raise ChannelError(
+            "unauthorized", "The update's initiator must be the logged-in address.", status=403
+        )
+    # Chain reads happen before the lock: the channel is locked only for the update itself.
+    deposits_of = (update.channel_address, update.asset_id) if isinstance(update, DepositUpdate) else None
+    context = network.update_context(deposits_of=deposits_of)
+    with transaction.atomic():
+        channel = _locked_channel(update.channel_address, user)
+        previous = latest_state(channel)
+        if update.nonce == previous.nonce and _is_replay(channel, update, signature):
+            return SignedState(previous, _bytes(channel.node_signature), signature)
+        if channel.pending_update is not None and update.nonce >= channel.nonce + 1:
+            raise ChannelError(
+                "update_pending",
+                "The node proposed an update at this nonce; countersign it first, then retry at the next nonce.",
+                status=409,
+                extra={"proposal": proposal_json(channel), "latest": signed_state_json(channel)},
+            )
+        try:
+            new, node_signature = validation.countersign(
+                previous, update, signature, network.node_signer(), context=context
+            )
+        except ProtocolError as exc:
+            raise ChannelError.from_protocol(exc, channel) from None
+        _store(channel, update, previous, new, node_signature, signature)
+    return SignedState(new, node_signature, signature)
+
+
+def _locked_channel(channel_address: str, user: str) -> Channel:
+    channel = Channel.objects.select_for_update().filter(address=channel_address).first()
+    if channel is None:
+        raise ChannelError("no_channel", f"No channel at {channel_address}.", status=404)
+    if channel.user_address != user:
+        raise ChannelError("not_your_channel", "This channel belongs to another user.", status=403)
+    if channel.status != Channel.Status.OPEN:
+        raise ChannelError("channel_not_open", f"The channel is {channel.status}.", status=409)
+    return channel
+
+
+def _bytes(hex_text: str) -> bytes:
+    return bytes.fromhex(hex_text.removeprefix("0x"))
+
+
+def _is_replay(channel: Channel, update: Update, signature: bytes) -> bool:
+    """The same update with the same signature as the one that made the latest state."""
+    record = ChannelUpdate.objects.filter(channel=channel, nonce=update.nonce).first()
+    return (
+        record is not None
+        and record.update == serialization.update_to_json(update)
+        and _bytes(
+            record.user_signature if record.initiator == channel.user_address else record.node_signature
+        )
+        == signature
+    )
+
+
+# -- the node's updates ------------------------------------------------------------------------------
+
+
+def propose_locked(channel: Channel, update: Update) -> tuple[ChannelState, bytes]:
+    """Sign `update` as the node and store it as the channel's open proposal.
+
+    The caller holds the channel's row lock (inside its transaction) and has checked that there is no
+    open proposal. The proposal is pushed to the user after commit.
+    """
+    if channel.pending_update is not None:
+        raise ChannelError("update_pending", "The channel already has an open proposal.", status=409)
+    previous = latest_state(channel)
+    deposits_of = (update.channel_address, update.asset_id) if isinstance(update, DepositUpdate) else None
+    new, node_signature = validation.initiate_update(
+        previous, update, network.node_signer(), context=network.update_context(deposits_of=deposits_of)
+    )
+    channel.pending_update = serialization.update_to_json(update)
+    channel.pending_state = serialization.channel_state_to_json(new)
+    channel.pending_node_signature = serialization.hex_bytes(node_signature)
+    channel.save(update_fields=["pending_update", "pending_state", "pending_node_signature", "updated_at"])
+    realtime.push_event_on_commit(
+        realtime.user_group(channel.user_address), "update.proposed", proposal_json(channel) or {}
+    )
+    return new, node_signature
+
+
+def lock_for_proposal(channel_id: int) -> Channel | None:
+    """The channel, locked, when the node may propose in it now (open, no open proposal); else None."""
+    channel = Channel.objects.select_for_update().get(pk=channel_id)
+    if channel.pending_update is not None or channel.status != Channel.Status.OPEN:
+        return None
+    return channel
+
+
+def channel_countersign(*, user: str, channel_address: str, nonce: int, signature: bytes) -> SignedState:
+    """Complete the node's proposal at `nonce` with the user's signature."""
+    with transaction.atomic():
+        channel = _locked_channel(channel_address, user)
+        if channel.pending_update is None or channel.pending_state is None:
+            if channel.nonce == nonce and _bytes(channel.user_signature) == signature:
+                return SignedState(latest_state(channel), _bytes(channel.node_signature), signature)
+            raise ChannelError(
+                "no_proposal",
+                "There is no open proposal at this nonce.",
+                status=409,
+                extra={"latest": signed_state_json(channel)},
+            )
+        new = serialization.channel_state_from_json(channel.pending_state)
+        if new.nonce != nonce:
+            raise ChannelError(
+                "no_proposal",
+                f"The open proposal is at nonce {new.nonce}.",
+                status=409,
+                extra={"proposal": proposal_json(channel)},
+            )
+        try:
+            signer = signing.recover_signer(new, signature)
+        except ProtocolError as exc:
+            raise ChannelError.from_protocol(exc) from None
+        if signer != channel.user_address:
+            raise ChannelError(
+                "bad_signature", "The signature is not the channel user's over the proposed state."
+            )
+        update = serialization.update_from_json(channel.pending_update)
+        previous = latest_state(channel)
+        node_signature = _bytes(channel.pending_node_signature)
+        channel.pending_update = None
+        channel.pending_state = None
+        channel.pending_node_signature = ""
+        _store(channel, update, previous, new, node_signature, signature)
+    return SignedState(new, node_signature, signature)
+
+
+# -- storing a doubly signed state -------------------------------------------------------------------
+
+
+def _record_update(
+    channel: Channel, update: Update, new: ChannelState, node_sig: bytes, user_sig: bytes
+) -> None:
+    ChannelUpdate.objects.create(
+        channel=channel,
+        nonce=new.nonce,
+        kind=serialization.update_to_json(update)["type"],
+        initiator=update.initiator,
+        update=serialization.update_to_json(update),
+        state_hash=serialization.hex_bytes(new.state_hash),
+        node_signature=serialization.hex_bytes(node_sig),
+        user_signature=serialization.hex_bytes(user_sig),
+    )
+
+
+def _store(
+    channel: Channel,
+    update: Update,
+    previous: ChannelState,
+    new: ChannelState,
+    node_sig: bytes,
+    user_sig: bytes,
+) -> None:
+    channel.nonce = new.nonce
+    channel.latest_state = serialization.channel_state_to_json(new)
+    channel.node_signature = serialization.hex_bytes(node_sig)
+    channel.user_signature = serialization.hex_bytes(user_sig)
+    channel.save()
+    _record_update(channel, update, new, node_sig, user_sig)
+    net = network.network()
+    if isinstance(update, CreateUpdate):
+        transfer = next(t for t in new.transfers if t.create_nonce == new.nonce)
+        Transfer.objects.create(
+            channel=channel,
+            transfer_id=serialization.hex_bytes(transfer.transfer_id),
+            payment_id=serialization.hex_bytes(transfer.payment_id),
+            kind=net.definitions[transfer.definition].value,
+            definition=transfer.definition,
+            initiator=transfer.initiator,
+            responder=transfer.responder,
+            asset_id=transfer.asset_id,
+            amount=transfer.balance[0],
+            transfer_state=serialization.transfer_state_to_json(transfer),
+            created_nonce=new.nonce,
+        )
+    elif isinstance(update, ResolveUpdate):
+        resolved = previous.transfer(update.transfer_id)
+        assert resolved is not None  # the protocol core refused the update otherwise
+        refunded = _is_refund(previous, new, resolved.asset_id, resolved.initiator, resolved.balance[0])
+        Transfer.objects.filter(transfer_id=serialization.hex_bytes(update.transfer_id)).update(
+            status=Transfer.Status.CANCELLED if refunded else Transfer.Status.RESOLVED,
+            encoded_resolver=serialization.hex_bytes(update.encoded_resolver),
+            resolved_nonce=new.nonce,
+        )
+    realtime.push_event_on_commit(
+        realtime.user_group(channel.user_address),
+        "channel.updated",
+        {
+            "nonce": str(new.nonce),
+            "type": serialization.update_to_json(update)["type"],
+            **signed_state_json(channel),
+        },
+    )
+    from channels_app import tasks  # tasks call services; imported here to keep that direction
+
+    channel_id = channel.pk
+    transaction.on_commit(lambda: tasks.channel_reconcile.delay(channel_id))
+
+
+def _is_refund(previous: ChannelState, new: ChannelState, asset_id: str, initiator: str, amount: int) -> bool:
+    """True when a resolve gave the locked amount back to the initiator."""
+    index = previous.asset_index(asset_id)
+    side = 0 if initiator == previous.node else 1
+    assert index is not None
+    return new.balances[index][side] - previous.balances[index][side] == amount and amount > 0
+
+
+def definition_kind(address: str) -> DefinitionKind | None:
+    return network.network().definitions.get(address)

@@ -1,0 +1,239 @@
+"""Collateral: the node's side of each channel, kept inside the channel's rebalance profile.
+
+Below the collateralize threshold the node deposits up to the target; above the reclaim threshold it
+withdraws down to the target. At most one collateral transaction is in flight per channel and asset,
+and a node deposit that is mined but not yet credited off chain counts as in flight.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import transaction
+
+from channels_app import chain, network
+from channels_app.models import Channel, OnchainTransaction, RebalanceProfile
+from channels_app.services import channels
+from channels_app.services.transactions import transaction_enqueue
+from channels_app.services.withdrawals import channel_deployment
+from connext.chain import channel_reads
+from connext.chain.contracts import contract_at
+from connext.protocol import signing
+from connext.protocol.definitions import WithdrawState
+from connext.protocol.types import ChannelState, CreateUpdate, DefinitionKind, DepositUpdate
+
+Reason = OnchainTransaction.Reason
+TxStatus = OnchainTransaction.Status
+WITHDRAW_TRANSFER_TIMEOUT = 3 * 24 * 3600
+
+_ERC20_APPROVE = [
+    {
+        "type": "function",
+        "name": "approve",
+        "stateMutability": "nonpayable",
+        "inputs": [{"name": "spender", "type": "address"}, {"name": "amount", "type": "uint256"}],
+        "outputs": [{"name": "", "type": "bool"}],
+    }
+]
+
+
+class CollateralError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def rebalance_profile(channel: Channel, asset_id: str) -> tuple[int, int, int]:
+    """(collateralize threshold, target, reclaim threshold) for the channel and asset."""
+    profile = RebalanceProfile.objects.filter(channel=channel, asset_id=asset_id).first()
+    if profile is not None:
+        return int(profile.collateralize_threshold), int(profile.target), int(profile.reclaim_threshold)
+    return settings.REBALANCE_DEFAULTS["eth" if int(asset_id, 16) == 0 else "token"]
+
+
+def node_balance(state: ChannelState, asset_id: str) -> int:
+    index = state.asset_index(asset_id)
+    return 0 if index is None else state.balances[index][0]
+
+
+def _in_flight(channel: Channel, asset_id: str) -> bool:
+    return OnchainTransaction.objects.filter(
+        reason=Reason.COLLATERALIZATION,
+        channel_address=channel.address,
+        asset_id=asset_id,
+        status__in=[TxStatus.QUEUED, TxStatus.PENDING],
+    ).exists()
+
+
+def collateral_request(
+    *, channel_id: int, asset_id: str, amount: int | None = None
+) -> OnchainTransaction | None:
+    """Top the node's side up to `amount` (default: the profile's target). Returns the deposit
+    transaction, or None when the node already holds enough or a deposit is already on its way."""
+    net = network.network()
+    if asset_id not in net.assets:
+        raise CollateralError("unknown_asset", f"The node does not serve asset {asset_id}.")
+    _, target, reclaim_threshold = rebalance_profile(Channel.objects.get(pk=channel_id), asset_id)
+    wanted = target if amount is None else amount
+    if wanted > reclaim_threshold:
+        raise CollateralError(
+            "collateral_limit", f"The node keeps at most {reclaim_threshold} of this asset in a channel."
+        )
+    with transaction.atomic():
+        channel = Channel.objects.select_for_update().get(pk=channel_id)
+        if _in_flight(channel, asset_id) or _uncredited_node_deposit(channel, asset_id):
+            return None
+        deposit = wanted - node_balance(channels.latest_state(channel), asset_id)
+        if deposit <= 0:
+            return None
+        return _enqueue_node_deposit(channel, asset_id, deposit)
+
+
+def _uncredited_node_deposit(channel: Channel, asset_id: str) -> int:
+    """How much the node deposited on chain (confirmed) that the latest state does not credit yet."""
+    state = channels.latest_state(channel)
+    index = state.asset_index(asset_id)
+    processed = 0 if index is None else state.processed_deposits[index][0]
+    w3 = chain.web3()
+    block = channel_reads.confirmed_block(w3, settings.CHAIN_CONFIRMATIONS)
+    return max(0, channel_reads.deposit_totals(w3, channel.address, asset_id, block=block).node - processed)
+
+
+def _enqueue_node_deposit(channel: Channel, asset_id: str, amount: int) -> OnchainTransaction:
+    """`depositNode` on a deployed (or deploying) channel, else deploy and deposit in one transaction.
+    A token deposit is preceded by the node's `approve` of whoever pulls the tokens."""
+    net = network.network()
+    w3 = chain.web3()
+    is_eth = int(asset_id, 16) == 0
+    deployed, deploying = channel_deployment(channel)
+    if deployed or deploying is not None:
+        to = channel.address
+        calldata = contract_at(w3, "Channel", channel.address).encode_abi(
+            "depositNode", args=[asset_id, amount]
+        )
+    else:
+        to = net.factory
+        calldata = contract_at(w3, "ChannelFactory", net.factory).encode_abi(
+            "createChannelAndDepositNode", args=[channel.user_address, asset_id, amount]
+        )
+    previous = deploying
+    if not is_eth:
+        token = w3.eth.contract(address=asset_id, abi=_ERC20_APPROVE)
+        previous = transaction_enqueue(
+            reason=Reason.COLLATERALIZATION,
+            to=asset_id,
+            data=bytes.fromhex(token.encode_abi("approve", args=[to, amount])[2:]),
+            channel_address=channel.address,
+            asset_id=asset_id,
+            after=deploying,
+        )
+    return transaction_enqueue(
+        reason=Reason.COLLATERALIZATION,
+        to=to,
+        data=bytes.fromhex(calldata[2:]),
+        value=amount if is_eth else 0,
+        channel_address=channel.address,
+        asset_id=asset_id,
+        after=previous,
+    )
+
+
+def collateral_settle(*, transaction_id: int) -> None:
+    """A collateral deposit settled: the channel learns it is deployed (the credit is `node_deposits_credit`)."""
+    record = OnchainTransaction.objects.get(pk=transaction_id)
+    if record.status == TxStatus.MINED and record.to_address == network.network().factory:
+        Channel.objects.filter(address=record.channel_address).update(deployed=True)
+
+
+def node_deposits_credit(*, channel_id: int) -> bool:
+    """Propose a deposit update crediting the node's confirmed on-chain deposits, one asset at a time.
+
+    Returns True when an update was proposed.
+    """
+    channel = Channel.objects.get(pk=channel_id)
+    for asset_id in network.network().assets:
+        if not _uncredited_node_deposit(channel, asset_id):
+            continue
+        w3 = chain.web3()
+        totals = channel_reads.deposit_totals(
+            w3,
+            channel.address,
+            asset_id,
+            block=channel_reads.confirmed_block(w3, settings.CHAIN_CONFIRMATIONS),
+        )
+        with transaction.atomic():
+            locked = channels.lock_for_proposal(channel_id)
+            if locked is None:
+                return False
+            state = channels.latest_state(locked)
+            channels.propose_locked(
+                locked,
+                DepositUpdate(
+                    channel_address=locked.address,
+                    nonce=state.nonce + 1,
+                    initiator=locked.node_address,
+                    asset_id=asset_id,
+                    total_deposits_node=totals.node,
+                    total_deposits_user=totals.user,
+                ),
+            )
+        return True
+    return False
+
+
+def collateral_rebalance(*, channel_id: int) -> None:
+    """Keep each asset's node balance inside the profile: deposit below, reclaim above."""
+    channel = Channel.objects.get(pk=channel_id)
+    state = channels.latest_state(channel)
+    for asset_id in state.asset_ids:
+        threshold, target, reclaim_threshold = rebalance_profile(channel, asset_id)
+        balance = node_balance(state, asset_id)
+        if balance < threshold:
+            collateral_request(channel_id=channel_id, asset_id=asset_id)
+        elif balance > reclaim_threshold:
+            collateral_reclaim(channel_id=channel_id, asset_id=asset_id, amount=balance - target)
+
+
+def collateral_reclaim(*, channel_id: int, asset_id: str, amount: int) -> bool:
+    """Withdraw `amount` of the node's side to the node: a withdraw transfer the user resolves."""
+    net = network.network()
+    with transaction.atomic():
+        channel = channels.lock_for_proposal(channel_id)
+        if channel is None:
+            return False
+        state = channels.latest_state(channel)
+        if any(
+            t.initiator == net.node_address and net.definitions.get(t.definition) is DefinitionKind.WITHDRAW
+            for t in state.transfers
+        ):
+            return False  # one reclaim at a time
+        nonce = state.nonce + 1
+        withdraw = WithdrawState(
+            channel_address=channel.address,
+            asset_id=asset_id,
+            recipient=net.node_address,
+            amount=amount,
+            nonce=nonce,
+            initiator=net.node_address,
+            responder=channel.user_address,
+            initiator_signature=b"",
+        )
+        signature = signing.sign_withdraw(withdraw.commitment(state.chain_id), network.node_signer())
+        signed = WithdrawState(**{**withdraw.__dict__, "initiator_signature": signature})
+        channels.propose_locked(
+            channel,
+            CreateUpdate(
+                channel_address=channel.address,
+                nonce=nonce,
+                initiator=net.node_address,
+                asset_id=asset_id,
+                amount=amount,
+                definition=net.definition_address(DefinitionKind.WITHDRAW),
+                payment_id=secrets.token_bytes(32),
+                encoded_state=signed.encode(),
+                transfer_timeout=WITHDRAW_TRANSFER_TIMEOUT,
+            ),
+        )
+    return True

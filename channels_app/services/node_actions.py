@@ -1,0 +1,55 @@
+"""What the node owes a channel after anything changed in it, done in order, each step idempotent.
+
+`channel_reconcile` runs after every doubly signed update, after the node's transactions settle and
+from a slow periodic sweep; running it twice, or in two processes at once, does the same thing once
+(row locks, open-proposal checks and in-flight transaction checks).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from channels_app import network
+from channels_app.models import Channel, Transfer, Withdrawal
+from channels_app.services import channels, collateral, withdrawals
+from connext.protocol import serialization
+from connext.protocol.types import DefinitionKind
+
+logger = logging.getLogger(__name__)
+
+
+def channel_reconcile(*, channel_id: int) -> None:
+    channel = Channel.objects.get(pk=channel_id)
+    if channel.status != Channel.Status.OPEN:
+        return
+    net = network.network()
+
+    # 1. The node's own withdrawals the user resolved: send them (no proposal needed).
+    resolved_node_withdraws = Transfer.objects.filter(
+        channel=channel,
+        kind=DefinitionKind.WITHDRAW.value,
+        initiator=net.node_address,
+        status=Transfer.Status.RESOLVED,
+    ).exclude(pk__in=Withdrawal.objects.values("transfer_id"))
+    for transfer in resolved_node_withdraws:
+        withdrawals.withdrawal_submit_for_node(transfer_pk=transfer.pk)
+
+    if channel.pending_update is not None:
+        return  # everything below needs a new proposal: wait for the user to answer the open one
+
+    # 2. The user's withdrawals waiting for the node's signature.
+    state = channels.latest_state(channel)
+    for transfer in state.transfers:
+        if (
+            net.definitions.get(transfer.definition) is DefinitionKind.WITHDRAW
+            and transfer.responder == net.node_address
+        ):
+            withdrawals.withdrawal_resolve_for_user(
+                channel_id=channel_id, transfer_id=serialization.hex_bytes(transfer.transfer_id)
+            )
+            return
+
+    # 3. Credit the node's confirmed deposits, then 4. keep collateral inside the profile.
+    if collateral.node_deposits_credit(channel_id=channel_id):
+        return
+    collateral.collateral_rebalance(channel_id=channel_id)

@@ -1,0 +1,116 @@
+"""The chain watcher: deposits arriving in channels and withdraw commitments executed on chain.
+
+Deposits need no event (a user deposits by a plain transfer, before or after deployment), so the
+watcher compares each open channel's on-chain totals at the confirmation depth with what its latest
+state credits. Logs are read from a stored block cursor and each is acted on once
+(`ProcessedLog` is unique per chain, transaction and log index).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from eth_utils.crypto import keccak
+
+from channels_app import chain, network, realtime
+from channels_app.models import BlockCursor, Channel, ProcessedLog, Withdrawal
+from channels_app.services import channels
+from connext.chain import channel_reads
+
+logger = logging.getLogger(__name__)
+
+WITHDRAWN_TOPIC = "0x" + keccak(text="Withdrawn(address,address,uint256,uint256)").hex()
+MAX_BLOCKS_PER_SCAN = 2_000
+
+
+def deposits_watch() -> list[int]:
+    """Push `deposit.confirmed` to users whose channel holds more than its state credits; return the
+    ids of channels where the node has uncredited deposits (the caller reconciles them)."""
+    w3 = chain.web3()
+    net = network.network()
+    block = channel_reads.confirmed_block(w3, settings.CHAIN_CONFIRMATIONS)
+    node_credit_due: list[int] = []
+    for channel in Channel.objects.filter(status=Channel.Status.OPEN).only(
+        "pk", "address", "user_address", "latest_state"
+    ):
+        state = channels.latest_state(channel)
+        for asset_id in net.assets:
+            totals = channel_reads.deposit_totals(w3, channel.address, asset_id, block=block)
+            index = state.asset_index(asset_id)
+            processed_node, processed_user = (0, 0) if index is None else state.processed_deposits[index]
+            if totals.node > processed_node:
+                node_credit_due.append(channel.pk)
+            if totals.user <= processed_user:
+                continue
+            seen_key = f"deposit-seen:{channel.address}:{asset_id}"
+            if cache.get(seen_key) == totals.user:
+                continue  # already told about this total
+            cache.set(seen_key, totals.user, timeout=24 * 3600)
+            realtime.push_event_now(
+                realtime.user_group(channel.user_address),
+                "deposit.confirmed",
+                {
+                    "channelAddress": channel.address,
+                    "assetId": asset_id,
+                    "totalDepositsUser": str(totals.user),
+                    "totalDepositsNode": str(totals.node),
+                    "processedDepositsUser": str(processed_user),
+                    "blockNumber": str(block),
+                },
+            )
+    return sorted(set(node_credit_due))
+
+
+def logs_watch() -> int:
+    """Act once on every `Withdrawn` log from the cursor to the confirmation depth. Returns logs seen."""
+    w3 = chain.web3()
+    chain_id = int(w3.eth.chain_id)
+    head = channel_reads.confirmed_block(w3, settings.CHAIN_CONFIRMATIONS)
+    cursor, _ = BlockCursor.objects.get_or_create(
+        name="logs", chain_id=chain_id, defaults={"block_number": 0}
+    )
+    start = cursor.block_number + 1 if cursor.block_number else 0
+    if start > head:
+        return 0
+    end = min(head, start + MAX_BLOCKS_PER_SCAN - 1)
+    logs = w3.eth.get_logs({"fromBlock": start, "toBlock": end, "topics": [WITHDRAWN_TOPIC]})
+    for log in logs:
+        _withdrawn(chain_id, log)
+    BlockCursor.objects.filter(pk=cursor.pk, block_number=cursor.block_number).update(block_number=end)
+    return len(logs)
+
+
+def _withdrawn(chain_id: int, log: dict) -> None:
+    channel_address = log["address"]
+    nonce = int.from_bytes(bytes(log["data"])[32:64], "big")
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                ProcessedLog.objects.create(
+                    chain_id=chain_id,
+                    tx_hash=log["transactionHash"].to_0x_hex(),
+                    log_index=int(log["logIndex"]),
+                    block_number=int(log["blockNumber"]),
+                )
+        except IntegrityError:
+            return  # another watcher (or an earlier run) handled it
+        withdrawal = (
+            Withdrawal.objects.select_for_update(of=("self",))
+            .select_related("channel", "transfer", "onchain_transaction")
+            .filter(channel__address=channel_address, nonce=nonce)
+            .first()
+        )
+        if withdrawal is None or withdrawal.status == Withdrawal.Status.CONFIRMED:
+            return
+        withdrawal.status = Withdrawal.Status.CONFIRMED
+        withdrawal.save(update_fields=["status", "updated_at"])
+        from channels_app.services.withdrawals import withdrawal_json
+
+        realtime.push_event_on_commit(
+            realtime.user_group(withdrawal.channel.user_address),
+            "withdrawal.confirmed",
+            withdrawal_json(withdrawal),
+        )
