@@ -23,6 +23,7 @@ test: install services
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(PY) manage.py makemigrations --check --dry-run
+	node contracts/compile.js --check
 	$(TEST_ENV) $(PY) -m pytest
 
 install: $(STAMP) node_modules/.installed

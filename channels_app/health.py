@@ -1,4 +1,4 @@
-"""Liveness of what the node depends on: database, channel layer (Redis), chain and workers.
+"""Liveness of what the node depends on: database, channel layer (Redis), chain, contracts, workers.
 
 Each check returns a `Check`; the node is healthy only when every check that the configuration needs
 is ok. Checks are short (a couple of seconds at most) so a load balancer can poll them.
@@ -64,13 +64,31 @@ def check_redis() -> Check:
 
 
 def check_chain() -> Check:
-    web3 = Web3(HTTPProvider(settings.CHAIN_RPC_URL, request_kwargs={"timeout": CHECK_TIMEOUT_SECONDS}))
+    web3 = chain_web3()
     try:
         chain_id = web3.eth.chain_id
         block_number = web3.eth.block_number
     except Exception as exc:
         return Check(ok=False, error=_reason(exc))
     return Check(ok=True, detail={"chain_id": chain_id, "block_number": block_number})
+
+
+def check_contracts() -> Check:
+    """The address book names our contracts for this chain and the factory is there."""
+    from channels_app import network  # reads the address book; health must not fail to import without it
+
+    try:
+        net = network.network()
+        deployed = len(chain_web3().eth.get_code(net.factory)) > 0
+    except Exception as exc:
+        return Check(ok=False, error=_reason(exc))
+    if not deployed:
+        return Check(ok=False, detail={"factory": net.factory}, error="no code at the factory address")
+    return Check(ok=True, detail={"factory": net.factory, "node": net.node_address})
+
+
+def chain_web3() -> Web3:
+    return Web3(HTTPProvider(settings.CHAIN_RPC_URL, request_kwargs={"timeout": CHECK_TIMEOUT_SECONDS}))
 
 
 def check_workers() -> Check:
@@ -91,6 +109,7 @@ def node_health() -> tuple[bool, dict[str, Check]]:
         "database": check_database(),
         "redis": check_redis(),
         "chain": check_chain(),
+        "contracts": check_contracts(),
         "workers": check_workers(),
     }
     return all(check.ok for check in checks.values()), checks

@@ -111,6 +111,8 @@ def main() -> int:
             log(f"using the chain at {env['CHAIN_RPC_URL']}")
 
         run_manage("migrate", "--noinput", "-v", "0", env=env)
+        if chain is not None:  # our own anvil: deploy (or reuse) the contracts and fund the node
+            run_manage("deploy_contracts", "--dev", env=env)
         if env.get("DJANGO_SUPERUSER_USERNAME") and env.get("DJANGO_SUPERUSER_PASSWORD"):
             run_manage("ensure_operator", env=env)
         else:

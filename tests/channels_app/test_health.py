@@ -22,11 +22,13 @@ def beating_workers():
     cache.delete(HEARTBEAT_CACHE_KEY)
 
 
-def test_health_is_200_with_every_check_ok_and_the_chains_block_number(client, anvil_url, beating_workers):
+def test_health_is_200_with_every_check_ok_and_the_chains_block_number(
+    client, anvil_url, deployments, beating_workers
+):
     devchain.rpc_call(anvil_url, "evm_mine")
     expected_block = int(devchain.rpc_call(anvil_url, "eth_blockNumber"), 16)
 
-    with override_settings(CHAIN_RPC_URL=anvil_url):
+    with override_settings(CHAIN_RPC_URL=anvil_url, DEPLOYMENTS_FILE=deployments["book"]):
         response = client.get("/api/health")
 
     assert response.status_code == 200
@@ -36,6 +38,7 @@ def test_health_is_200_with_every_check_ok_and_the_chains_block_number(client, a
     assert body["checks"]["redis"] == {"ok": True, "detail": {"backend": "redis"}}
     assert body["checks"]["chain"]["detail"] == {"chain_id": 31337, "block_number": expected_block}
     assert body["checks"]["workers"]["ok"] is True
+    assert body["checks"]["contracts"]["detail"]["factory"] == deployments["ChannelFactory"]
 
 
 def test_health_is_503_naming_the_chain_when_it_is_unreachable(client, beating_workers):
@@ -103,3 +106,15 @@ def test_openapi_schema_is_served(client):
 
     assert response.status_code == 200
     assert "/api/health" in response.json()["paths"]
+
+
+def test_health_is_503_when_the_contracts_are_not_deployed_on_this_chain(
+    client, anvil_url, tmp_path, beating_workers
+):
+    with override_settings(CHAIN_RPC_URL=anvil_url, DEPLOYMENTS_FILE=tmp_path / "empty.json"):
+        response = client.get("/api/health")
+
+    assert response.status_code == 503
+    contracts = response.json()["checks"]["contracts"]
+    assert contracts["ok"] is False
+    assert "python -m connext.chain.deploy" in contracts["error"]

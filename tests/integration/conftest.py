@@ -23,14 +23,17 @@ def node_database_url(django_db_setup, django_db_blocker) -> str:
 
 
 @pytest.fixture
-def node_env_for(node_database_url: str, anvil_url: str, tmp_path: Path) -> dict[str, str]:
-    """Environment for a node process on Postgres + Redis + the session's anvil."""
+def node_env_for(
+    node_database_url: str, anvil_url: str, deployments: dict[str, str], tmp_path: Path
+) -> dict[str, str]:
+    """Environment for a node process on Postgres + Redis + the session's anvil and contracts."""
     assert settings.REDIS_URL, "integration tests run on Redis (set REDIS_URL)"
     return node_env(
         DATABASE_URL=node_database_url,
         REDIS_URL=settings.REDIS_URL,
         CHAIN_RPC_URL=anvil_url,
         NODE_VAR_DIR=str(tmp_path / "var"),
+        DEPLOYMENTS_FILE=deployments["book"],
     )
 
 
