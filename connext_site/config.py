@@ -216,7 +216,9 @@ def _token_list(environ_: Mapping[str, str]) -> tuple[str, ...]:
     tokens = []
     for item in (part.strip() for part in value.split(",")):
         if not re.fullmatch(r"0x[0-9a-fA-F]{40}", item) or int(item, 16) == 0:
-            raise _fail("SUPPORTED_TOKENS", "comma-separated ERC20 contract addresses (0x + 40 hex digits)", value)
+            raise _fail(
+                "SUPPORTED_TOKENS", "comma-separated ERC20 contract addresses (0x + 40 hex digits)", value
+            )
         tokens.append(item)
     return tuple(tokens)
 
