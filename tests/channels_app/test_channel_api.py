@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 from web3 import HTTPProvider, Web3
 
-from channels_app.models import Channel, ChannelUpdate, OnchainTransaction, Withdrawal
+from channels_app.models import Channel, ChannelUpdate, OnchainTransaction, RebalanceProfile, Withdrawal
 from channels_app.services import collateral, node_actions, transactions, watcher
 from connext.chain import channel_reads, devchain
 from tests.support.wallet import ETH, Wallet
@@ -239,3 +239,38 @@ def test_collateral_above_the_reclaim_threshold_is_refused(wallet):
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "collateral_limit"
     assert not OnchainTransaction.objects.exists()
+
+
+def test_collateral_above_the_reclaim_threshold_goes_back_to_the_node_through_a_withdrawal(wallet, w3):
+    wallet.open()
+    wallet.post("/api/channel/collateral", {"assetId": ETH})
+    run_node_work()
+    totals = channel_reads.deposit_totals(w3, wallet.state.channel_address, ETH, block="latest")
+    wallet.countersign_proposal(deposits={ETH: (totals.node, totals.user)})
+    channel = Channel.objects.get()
+    RebalanceProfile.objects.create(
+        channel=channel,
+        asset_id=ETH,
+        collateralize_threshold=0,
+        target=2 * 10**16,
+        reclaim_threshold=5 * 10**16,
+    )
+    node_before = w3.eth.get_balance(channel.node_address)
+
+    node_actions.channel_reconcile(channel_id=channel.pk)
+    update, _ = wallet.countersign_proposal()  # the node's withdraw transfer of the excess
+    response = wallet.resolve_node_withdraw()
+    run_node_work()
+
+    excess = 10**17 - 2 * 10**16
+    assert update.amount == excess
+    assert response.status_code == 200
+    assert wallet.state.balances == ((2 * 10**16, 0),)
+    withdrawal = Withdrawal.objects.get()
+    assert withdrawal.status == Withdrawal.Status.CONFIRMED
+    assert withdrawal.recipient == channel.node_address
+    gas_paid = sum(
+        tx.gas_used * w3.eth.get_transaction_receipt(tx.hash)["effectiveGasPrice"]
+        for tx in OnchainTransaction.objects.filter(status="mined").exclude(reason="collateralization")
+    )
+    assert w3.eth.get_balance(channel.node_address) == node_before + excess - gas_paid

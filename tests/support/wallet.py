@@ -212,3 +212,30 @@ class Wallet:
         assert response.status_code == 200, response.json()
         self.state = new
         return update, new
+
+    def resolve_node_withdraw(self):
+        """Resolve the node's active withdraw transfer with our commitment signature (the user's half)."""
+        assert self.state is not None
+        from connext.protocol.definitions import WithdrawResolver
+        from connext.protocol.types import ResolveUpdate
+
+        transfer = next(
+            t
+            for t in self.state.transfers
+            if self.definitions.get(t.definition) is DefinitionKind.WITHDRAW
+            and t.initiator == self.state.node
+        )
+        withdraw = WithdrawState.decode(transfer.encoded_state)
+        signature = signing.sign_withdraw(withdraw.commitment(self.state.chain_id), self.key)
+        update = ResolveUpdate(
+            channel_address=self.state.channel_address,
+            nonce=self.state.nonce + 1,
+            initiator=self.address,
+            transfer_id=transfer.transfer_id,
+            encoded_resolver=WithdrawResolver(signature).encode(),
+        )
+        new, state_signature = self.sign(update)
+        response = self.send("/api/channel/updates", update, state_signature)
+        if response.status_code == 200:
+            self.accept(response, new)
+        return response
