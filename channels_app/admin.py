@@ -48,7 +48,16 @@ class ChannelUpdateAdmin(ReadOnlyAdmin):
 
 @admin.register(Transfer)
 class TransferAdmin(ReadOnlyAdmin):
-    list_display = ("transfer_id", "kind", "status", "asset_id", "amount", "initiator", "responder", "created_at")
+    list_display = (
+        "transfer_id",
+        "kind",
+        "status",
+        "asset_id",
+        "amount",
+        "initiator",
+        "responder",
+        "created_at",
+    )
     list_filter = ("kind", "status")
     search_fields = ("transfer_id", "payment_id", "channel__address")
 

@@ -134,6 +134,8 @@ class Channel(models.Model):
     chain_id = models.PositiveBigIntegerField()
     node_address = models.CharField(max_length=42)
     user_address = models.CharField(max_length=42, db_index=True)
+    # Recovered from the user's setup signature: senders encrypt preimages to it (ECIES).
+    user_public_key = models.CharField(max_length=132, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     nonce = models.PositiveBigIntegerField()
     latest_state = models.JSONField()
@@ -142,6 +144,7 @@ class Channel(models.Model):
     pending_update = models.JSONField(null=True, blank=True)
     pending_state = models.JSONField(null=True, blank=True)
     pending_node_signature = models.CharField(max_length=132, blank=True, default="")
+    pending_meta = models.JSONField(default=dict, blank=True)
     deployed = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -196,6 +199,9 @@ class Transfer(models.Model):
     amount = models.DecimalField(**WEI)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True)
     transfer_state = models.JSONField()
+    # Off-chain details the creator sent with the update (recipient, encrypted preimage, ...);
+    # `transfer_state.metaHash` commits to them.
+    meta = models.JSONField(default=dict, blank=True)
     encoded_resolver = models.TextField(blank=True, default="")
     created_nonce = models.PositiveBigIntegerField()
     resolved_nonce = models.PositiveBigIntegerField(null=True, blank=True)
@@ -288,3 +294,36 @@ class ProcessedLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tx_hash}:{self.log_index}"
+
+
+class Payment(models.Model):
+    """A payment routed through the node: the sender's transfer to the node and the node's matching
+    transfer to the receiver, linked by the payment id and unlocked by the same resolver."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # sender side locked; receiver side not created yet (offline, collateral, link)
+        FORWARDED = "forwarded"  # receiver side proposed or locked
+        COMPLETED = "completed"  # receiver resolved; sender side resolved (or being resolved) with it
+        REFUNDED = "refunded"  # sender side refunded (cancelled, expired, or could not be forwarded)
+        FAILED = "failed"  # could not be forwarded and is being refunded
+
+    payment_id = models.CharField(max_length=66, unique=True)
+    kind = models.CharField(max_length=16)  # linked, hashlock, signed
+    sender = models.CharField(max_length=42, db_index=True)
+    recipient = models.CharField(max_length=42, blank=True, default="", db_index=True)  # blank: a link
+    asset_id = models.CharField(max_length=42)
+    amount = models.DecimalField(**WEI)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    sender_transfer = models.OneToOneField(
+        Transfer, on_delete=models.PROTECT, related_name="payment_as_sender"
+    )
+    receiver_transfer = models.OneToOneField(
+        Transfer, null=True, blank=True, on_delete=models.PROTECT, related_name="payment_as_receiver"
+    )
+    redeemer = models.CharField(max_length=42, blank=True, default="")  # who redeemed a link
+    failure = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"payment {self.payment_id[:10]} {self.status}"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from channels_app.models import Channel, ChannelUpdate, Withdrawal
+from channels_app.models import Channel, ChannelUpdate, Payment, Withdrawal
 
 
 def channel_get_for_user(*, user: str) -> Channel | None:
@@ -17,3 +17,25 @@ def channel_updates_since(*, channel: Channel, nonce: int, limit: int = 500) -> 
 
 def withdrawals_for_channel(*, channel: Channel) -> QuerySet[Withdrawal]:
     return channel.withdrawals.select_related("transfer", "onchain_transaction", "channel").order_by("-pk")
+
+
+def payments_for_user(*, user: str, limit: int = 200) -> QuerySet[Payment]:
+    """Payments the user sent or received, newest first."""
+    return (
+        Payment.objects.filter(Q(sender=user) | Q(recipient=user))
+        .select_related("sender_transfer")
+        .order_by("-pk")[:limit]
+    )
+
+
+def payment_get_for_user(*, user: str, payment_id: str) -> Payment | None:
+    return (
+        Payment.objects.filter(Q(sender=user) | Q(recipient=user), payment_id=payment_id)
+        .select_related("sender_transfer")
+        .first()
+    )
+
+
+def user_public_key(*, address: str) -> str | None:
+    channel = Channel.objects.filter(user_address=address).exclude(user_public_key="").first()
+    return channel.user_public_key if channel is not None else None

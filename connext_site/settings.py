@@ -150,6 +150,9 @@ TASKS_IN_PROCESS = NODE.tasks_in_process
 DEPLOYMENTS_FILE = NODE.deployments_file
 # ERC20 tokens the node serves besides ETH (the dev chain's TestToken is added when deployed).
 SUPPORTED_TOKENS = NODE.supported_tokens
+# A routed HashLock's receiver side expires this much before the sender's, on top of one dispute
+# window (so the node can always claim upstream); also the least time a receiver gets.
+HASHLOCK_MIN_WINDOW_SECONDS = 600
 # Collateral the node keeps per channel and asset unless a channel has its own profile:
 # (collateralize below, fill up to, reclaim above), in wei / token base units (18 decimals assumed).
 REBALANCE_DEFAULTS = {

@@ -84,6 +84,7 @@ class ConfigView(APIView):
 class UpdateInput(serializers.Serializer):
     update = serializers.JSONField()
     signature = HexBytesField(length=65)
+    meta = serializers.DictField(required=False)
 
 
 class ChannelView(APIView):
@@ -126,7 +127,10 @@ class ChannelUpdateView(APIView):
         update = _parse_update(body.validated_data["update"])
         try:
             signed = channels.channel_apply_user_update(
-                user=request.user.address, update=update, signature=body.validated_data["signature"]
+                user=request.user.address,
+                update=update,
+                signature=body.validated_data["signature"],
+                meta=body.validated_data.get("meta"),
             )
         except channels.ChannelError as exc:
             raise _channel_error(exc) from None

@@ -1,7 +1,7 @@
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
-from channels_app.api import auth_views, channel_views, views
+from channels_app.api import auth_views, channel_views, payment_views, views
 
 urlpatterns = [
     path("", views.ApiIndexView.as_view(), name="index"),
@@ -17,4 +17,21 @@ urlpatterns = [
     path("channel/history", channel_views.ChannelHistoryView.as_view(), name="channel-history"),
     path("channel/collateral", channel_views.CollateralView.as_view(), name="channel-collateral"),
     path("channel/withdrawals", channel_views.WithdrawalsView.as_view(), name="channel-withdrawals"),
+    path("transfers", payment_views.TransferHistoryView.as_view(), name="transfers"),
+    re_path(
+        rf"^transfers/(?P<payment_id>{payment_views.PAYMENT_ID})$",
+        payment_views.TransferView.as_view(),
+        name="transfer",
+    ),
+    re_path(
+        rf"^transfers/(?P<payment_id>{payment_views.PAYMENT_ID})/redeem$",
+        payment_views.RedeemLinkView.as_view(),
+        name="transfer-redeem",
+    ),
+    re_path(
+        rf"^transfers/(?P<payment_id>{payment_views.PAYMENT_ID})/cancel$",
+        payment_views.CancelTransferView.as_view(),
+        name="transfer-cancel",
+    ),
+    path("users/<str:address>/key", payment_views.UserKeyView.as_view(), name="user-key"),
 ]

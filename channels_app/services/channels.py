@@ -23,6 +23,8 @@ from django.db import IntegrityError, transaction
 
 from channels_app import network, realtime
 from channels_app.models import Channel, ChannelUpdate, Transfer
+from channels_app.services import routing_policy
+from connext.protocol import meta as transfer_meta
 from connext.protocol import serialization, signing, validation
 from connext.protocol.errors import NonceGapError, ProtocolError, StaleNonceError
 from connext.protocol.types import (
@@ -82,7 +84,11 @@ def proposal_json(channel: Channel) -> dict[str, Any] | None:
     """The node's open proposal (update + node signature) or None."""
     if channel.pending_update is None:
         return None
-    return {"update": channel.pending_update, "nodeSignature": channel.pending_node_signature}
+    return {
+        "update": channel.pending_update,
+        "nodeSignature": channel.pending_node_signature,
+        "meta": channel.pending_meta or {},
+    }
 
 
 def latest_state(channel: Channel) -> ChannelState:
@@ -132,21 +138,44 @@ def channel_open(*, user: str, update: SetupUpdate, signature: bytes) -> tuple[C
                 latest_state=serialization.channel_state_to_json(new),
                 node_signature=serialization.hex_bytes(node_signature),
                 user_signature=serialization.hex_bytes(signature),
+                user_public_key=serialization.hex_bytes(
+                    signing.recover_public_key(new.state_hash, signature)
+                ),
             )
             _record_update(channel, update, new, node_signature, signature)
     except IntegrityError:  # opened concurrently by another request: that one won
         return Channel.objects.get(address=update.channel_address), False
+    from channels_app import tasks
+
+    channel_id = channel.pk
+    transaction.on_commit(lambda: tasks.channel_reconcile.delay(channel_id))  # payments waiting for this user
     return channel, True
 
 
-def channel_apply_user_update(*, user: str, update: Update, signature: bytes) -> SignedState:
-    """Validate and countersign an update the user initiated (deposit, create, resolve)."""
+def channel_apply_user_update(
+    *, user: str, update: Update, signature: bytes, meta: dict[str, Any] | None = None
+) -> SignedState:
+    """Validate and countersign an update the user initiated (deposit, create, resolve).
+
+    A `create` may carry `meta` (e.g. the recipient of a routed payment); its hash must be the
+    update's `metaHash`.
+    """
+    meta = meta or {}
     if isinstance(update, SetupUpdate):
         raise ChannelError("invalid_update", "Open a channel with the setup endpoint.")
     if update.initiator != user:
         raise ChannelError(
             "unauthorized", "The update's initiator must be the logged-in address.", status=403
         )
+    if not isinstance(update, CreateUpdate) and meta:
+        raise ChannelError("bad_meta", "Only a create update carries meta.")
+    if isinstance(update, CreateUpdate):
+        try:
+            matches = transfer_meta.meta_hash(meta) == update.meta_hash
+        except ProtocolError as exc:
+            raise ChannelError.from_protocol(exc) from None
+        if not matches:
+            raise ChannelError("bad_meta", "The meta does not hash to the update's metaHash.")
     # Chain reads happen before the lock: the channel is locked only for the update itself.
     deposits_of = (update.channel_address, update.asset_id) if isinstance(update, DepositUpdate) else None
     context = network.update_context(deposits_of=deposits_of)
@@ -168,8 +197,22 @@ def channel_apply_user_update(*, user: str, update: Update, signature: bytes) ->
             )
         except ProtocolError as exc:
             raise ChannelError.from_protocol(exc, channel) from None
-        _store(channel, update, previous, new, node_signature, signature)
+        if isinstance(update, CreateUpdate):
+            _check_routing_terms(new, meta)
+        _store(channel, update, previous, new, node_signature, signature, meta=meta)
     return SignedState(new, node_signature, signature)
+
+
+def _check_routing_terms(new: ChannelState, meta: dict[str, Any]) -> None:
+    """A transfer to the node other than a withdraw is a payment to route: the node's terms apply."""
+    transfer = new.transfers[-1]
+    kind = network.network().definitions.get(transfer.definition)
+    if transfer.responder != new.node or kind in (None, DefinitionKind.WITHDRAW):
+        return
+    try:
+        routing_policy.check_routed_create(transfer=transfer, kind=kind, meta=meta)
+    except routing_policy.PaymentError as exc:
+        raise ChannelError(exc.code, exc.message, status=exc.status) from None
 
 
 def _locked_channel(channel_address: str, user: str) -> Channel:
@@ -203,7 +246,9 @@ def _is_replay(channel: Channel, update: Update, signature: bytes) -> bool:
 # -- the node's updates ------------------------------------------------------------------------------
 
 
-def propose_locked(channel: Channel, update: Update) -> tuple[ChannelState, bytes]:
+def propose_locked(
+    channel: Channel, update: Update, *, meta: dict[str, Any] | None = None
+) -> tuple[ChannelState, bytes]:
     """Sign `update` as the node and store it as the channel's open proposal.
 
     The caller holds the channel's row lock (inside its transaction) and has checked that there is no
@@ -219,7 +264,16 @@ def propose_locked(channel: Channel, update: Update) -> tuple[ChannelState, byte
     channel.pending_update = serialization.update_to_json(update)
     channel.pending_state = serialization.channel_state_to_json(new)
     channel.pending_node_signature = serialization.hex_bytes(node_signature)
-    channel.save(update_fields=["pending_update", "pending_state", "pending_node_signature", "updated_at"])
+    channel.pending_meta = meta or {}
+    channel.save(
+        update_fields=[
+            "pending_update",
+            "pending_state",
+            "pending_node_signature",
+            "pending_meta",
+            "updated_at",
+        ]
+    )
     realtime.push_event_on_commit(
         realtime.user_group(channel.user_address), "update.proposed", proposal_json(channel) or {}
     )
@@ -266,10 +320,12 @@ def channel_countersign(*, user: str, channel_address: str, nonce: int, signatur
         update = serialization.update_from_json(channel.pending_update)
         previous = latest_state(channel)
         node_signature = _bytes(channel.pending_node_signature)
+        meta = channel.pending_meta or {}
         channel.pending_update = None
         channel.pending_state = None
         channel.pending_node_signature = ""
-        _store(channel, update, previous, new, node_signature, signature)
+        channel.pending_meta = {}
+        _store(channel, update, previous, new, node_signature, signature, meta=meta)
     return SignedState(new, node_signature, signature)
 
 
@@ -298,6 +354,8 @@ def _store(
     new: ChannelState,
     node_sig: bytes,
     user_sig: bytes,
+    *,
+    meta: dict[str, Any] | None = None,
 ) -> None:
     channel.nonce = new.nonce
     channel.latest_state = serialization.channel_state_to_json(new)
@@ -319,6 +377,7 @@ def _store(
             asset_id=transfer.asset_id,
             amount=transfer.balance[0],
             transfer_state=serialization.transfer_state_to_json(transfer),
+            meta=meta or {},
             created_nonce=new.nonce,
         )
     elif isinstance(update, ResolveUpdate):

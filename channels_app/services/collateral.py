@@ -68,7 +68,7 @@ def _in_flight(channel: Channel, asset_id: str) -> bool:
 
 
 def collateral_request(
-    *, channel_id: int, asset_id: str, amount: int | None = None
+    *, channel_id: int, asset_id: str, amount: int | None = None, for_payment: bool = False
 ) -> OnchainTransaction | None:
     """Top the node's side up to `amount` (default: the profile's target). Returns the deposit
     transaction, or None when the node already holds enough or a deposit is already on its way."""
@@ -77,7 +77,7 @@ def collateral_request(
         raise CollateralError("unknown_asset", f"The node does not serve asset {asset_id}.")
     _, target, reclaim_threshold = rebalance_profile(Channel.objects.get(pk=channel_id), asset_id)
     wanted = target if amount is None else amount
-    if wanted > reclaim_threshold:
+    if wanted > reclaim_threshold and not for_payment:
         raise CollateralError(
             "collateral_limit", f"The node keeps at most {reclaim_threshold} of this asset in a channel."
         )

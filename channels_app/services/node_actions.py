@@ -11,7 +11,7 @@ import logging
 
 from channels_app import network
 from channels_app.models import Channel, Transfer, Withdrawal
-from channels_app.services import channels, collateral, withdrawals
+from channels_app.services import channels, collateral, payments, withdrawals
 from connext.protocol import serialization
 from connext.protocol.types import DefinitionKind
 
@@ -24,7 +24,9 @@ def channel_reconcile(*, channel_id: int) -> None:
         return
     net = network.network()
 
-    # 1. The node's own withdrawals the user resolved: send them (no proposal needed).
+    # 1. Payments touching this channel move on (possibly proposing in the other channel), and the
+    #    node's own withdrawals the user resolved are sent; neither needs a proposal here.
+    payments.payments_sync(channel_id=channel_id)
     resolved_node_withdraws = Transfer.objects.filter(
         channel=channel,
         kind=DefinitionKind.WITHDRAW.value,
@@ -34,10 +36,16 @@ def channel_reconcile(*, channel_id: int) -> None:
     for transfer in resolved_node_withdraws:
         withdrawals.withdrawal_submit_for_node(transfer_pk=transfer.pk)
 
-    if channel.pending_update is not None:
+    if Channel.objects.filter(pk=channel_id, pending_update__isnull=False).exists():
         return  # everything below needs a new proposal: wait for the user to answer the open one
 
-    # 2. The user's withdrawals waiting for the node's signature.
+    # 2. Payments first: settle what the receiver decided (frees the node's money), then forward.
+    if payments.payments_settle_upstream(channel_id=channel_id) or payments.payments_forward(
+        channel_id=channel_id
+    ):
+        return
+
+    # 3. The user's withdrawals waiting for the node's signature.
     state = channels.latest_state(channel)
     for transfer in state.transfers:
         if (
@@ -49,7 +57,7 @@ def channel_reconcile(*, channel_id: int) -> None:
             )
             return
 
-    # 3. Credit the node's confirmed deposits, then 4. keep collateral inside the profile.
+    # 4. Credit the node's confirmed deposits, then 5. keep collateral inside the profile.
     if collateral.node_deposits_credit(channel_id=channel_id):
         return
     collateral.collateral_rebalance(channel_id=channel_id)

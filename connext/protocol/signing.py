@@ -65,16 +65,27 @@ def check_signature_form(signature: bytes) -> None:
         raise BadSignatureError("signature r or s out of range (s must be in the lower half)")
 
 
-def recover_digest(digest: bytes, signature: bytes) -> str:
-    """The address that made `signature` over the raw 32-byte `digest`."""
+def _public_key_from(digest: bytes, signature: bytes) -> coincurve.PublicKey:
     check_signature_form(signature)
     try:
-        public_key = coincurve.PublicKey.from_signature_and_message(
+        return coincurve.PublicKey.from_signature_and_message(
             signature[:64] + bytes((signature[64] - 27,)), digest, hasher=None
         )
     except ValueError:
         raise BadSignatureError("no public key recovers from this signature") from None
-    return _address_of(public_key)
+
+
+def recover_public_key(message_hash: bytes, signature: bytes) -> bytes:
+    """The uncompressed public key (65 bytes) behind an EIP-191 signature over a 32-byte hash:
+    what a sender encrypts a preimage to."""
+    return _public_key_from(encoding.eth_signed_message_hash(message_hash), signature).format(
+        compressed=False
+    )
+
+
+def recover_digest(digest: bytes, signature: bytes) -> str:
+    """The address that made `signature` over the raw 32-byte `digest`."""
+    return _address_of(_public_key_from(digest, signature))
 
 
 def sign_hash(message_hash: bytes, key: Signer | bytes) -> bytes:

@@ -239,3 +239,77 @@ class Wallet:
         if response.status_code == 200:
             self.accept(response, new)
         return response
+
+    def pay(
+        self,
+        recipient: str | None,
+        amount: int,
+        *,
+        kind: str = "linked",
+        preimage: bytes | None = None,
+        expiry: int | None = None,
+        meta: dict[str, Any] | None = None,
+        asset_id: str = ETH,
+    ):
+        """Create a transfer to the node for `recipient` (None: a link). Returns (response, payment id, preimage)."""
+        from connext.protocol import meta as transfer_meta
+        from connext.protocol.definitions import HashLockState, LinkedState
+        from connext.protocol.encoding import keccak256
+
+        assert self.state is not None
+        preimage = preimage or secrets.token_bytes(32)
+        lock_hash = keccak256(preimage)
+        encoded = (
+            LinkedState(lock_hash).encode()
+            if kind == "linked"
+            else HashLockState(lock_hash, expiry or 0).encode()
+        )
+        payment_id = secrets.token_bytes(32)
+        meta = {**({"recipient": recipient} if recipient else {}), **(meta or {})}
+        update = CreateUpdate(
+            channel_address=self.state.channel_address,
+            nonce=self.state.nonce + 1,
+            initiator=self.address,
+            asset_id=asset_id,
+            amount=amount,
+            definition=self.config["transferDefinitions"][kind],
+            payment_id=payment_id,
+            encoded_state=encoded,
+            transfer_timeout=3600,
+            meta_hash=transfer_meta.meta_hash(meta),
+        )
+        new, signature = self.sign(update)
+        response = self.post(
+            "/api/channel/updates",
+            {
+                "update": serialization.update_to_json(update),
+                "signature": "0x" + signature.hex(),
+                "meta": meta,
+            },
+        )
+        if response.status_code == 200:
+            self.accept(response, new)
+        return response, "0x" + payment_id.hex(), preimage
+
+    def resolve_incoming(self, payment_id: str, preimage: bytes):
+        """Resolve the node's transfer to us for `payment_id` with the preimage."""
+        from connext.protocol.definitions import PreimageResolver
+        from connext.protocol.types import ResolveUpdate
+
+        assert self.state is not None
+        transfer = next(t for t in self.state.transfers if "0x" + t.payment_id.hex() == payment_id)
+        update = ResolveUpdate(
+            channel_address=self.state.channel_address,
+            nonce=self.state.nonce + 1,
+            initiator=self.address,
+            transfer_id=transfer.transfer_id,
+            encoded_resolver=PreimageResolver(preimage).encode(),
+        )
+        new, signature = self.sign(update)
+        response = self.send("/api/channel/updates", update, signature)
+        if response.status_code == 200:
+            self.accept(response, new)
+        return response
+
+    def proposal(self) -> dict[str, Any] | None:
+        return self.get("/api/channel").json()["proposal"]

@@ -1,0 +1,107 @@
+"""Payments: history, one payment's status, link redemption, the sender's cancel, receivers' keys."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from channels_app import selectors
+from channels_app.api.errors import ApiError
+from channels_app.api.fields import AddressField, HexBytesField
+from channels_app.services import payments
+from channels_app.services.routing_policy import PaymentError
+
+JsonObject = inline_serializer("PaymentJson", {})
+PAYMENT_ID = r"0x[0-9a-fA-F]{64}"
+
+
+def _error(exc: PaymentError) -> ApiError:
+    return ApiError(exc.code, exc.message, http_status=exc.status)
+
+
+class TransferHistoryView(APIView):
+    """Payments you sent or received, newest first."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=JsonObject)
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                "transfers": [
+                    payments.payment_json(p) for p in selectors.payments_for_user(user=request.user.address)
+                ]
+            }
+        )
+
+
+class TransferView(APIView):
+    """One payment you sent or received, by payment id: pending, forwarded, completed, failed, refunded."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=JsonObject)
+    def get(self, request: Request, payment_id: str) -> Response:
+        payment = selectors.payment_get_for_user(user=request.user.address, payment_id=payment_id.lower())
+        if payment is None:
+            raise ApiError("unknown_payment", "No payment of yours with this id.", http_status=404)
+        return Response(payments.payment_json(payment))
+
+
+class RedeemLinkView(APIView):
+    """Redeem a link payment into your channel with its secret (the preimage)."""
+
+    permission_classes = [IsAuthenticated]
+
+    class InputSerializer(serializers.Serializer):
+        preimage = HexBytesField(length=32)
+
+    @extend_schema(request=InputSerializer, responses=JsonObject)
+    def post(self, request: Request, payment_id: str) -> Response:
+        body = self.InputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            payment = payments.link_redeem(
+                redeemer=request.user.address,
+                payment_id=payment_id.lower(),
+                preimage=body.validated_data["preimage"],
+            )
+        except PaymentError as exc:
+            raise _error(exc) from None
+        return Response(payments.payment_json(payment))
+
+
+class CancelTransferView(APIView):
+    """Take back a payment nobody received (a link after it expired, or one not forwarded yet)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses=JsonObject)
+    def post(self, request: Request, payment_id: str) -> Response:
+        try:
+            payment = payments.payment_cancel(sender=request.user.address, payment_id=payment_id.lower())
+        except PaymentError as exc:
+            raise _error(exc) from None
+        return Response(payments.payment_json(payment))
+
+
+class UserKeyView(APIView):
+    """A user's public key (to encrypt a preimage to them), known once they opened a channel."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=JsonObject)
+    def get(self, request: Request, address: str) -> Response:
+        field = AddressField()
+        try:
+            checksummed = field.to_internal_value(address)
+        except serializers.ValidationError:
+            raise ApiError("invalid_input", "Not an address.") from None
+        key = selectors.user_public_key(address=checksummed)
+        if key is None:
+            raise ApiError("unknown_user", "This address has no channel with the node.", http_status=404)
+        return Response({"address": checksummed, "publicKey": key})

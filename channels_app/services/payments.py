@@ -1,0 +1,401 @@
+"""Routed payments: A's transfer to the node, then the node's matching transfer to B, unlocked by the
+same resolver.
+
+Order is the safety rule: the node creates the receiver side only after the sender side is doubly
+signed (the receiver never gets a free option), tops up its collateral in B's channel first (the
+payment waits meanwhile), shortens a HashLock's expiry by `hop margin` so it can always claim upstream,
+and resolves the sender side with the receiver's own resolver as soon as B resolves. A receiver side
+that is cancelled or expires refunds the sender side.
+
+Everything here is driven by `channel_reconcile` of the channel concerned and is idempotent: each step
+looks at the stored state and does what is missing, so retries, restarts and concurrent workers are safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from channels_app import network, realtime
+from channels_app.models import Channel, OnchainTransaction, Payment, Transfer
+from channels_app.services import channels, collateral
+from channels_app.services.routing_policy import PaymentError, hop_margin
+from connext.protocol import meta as transfer_meta
+from connext.protocol import serialization
+from connext.protocol.definitions import HashLockState, PreimageResolver, SignedResolver
+from connext.protocol.encoding import ZERO_BYTES32, keccak256
+from connext.protocol.types import CreateUpdate, DefinitionKind, ResolveUpdate
+
+logger = logging.getLogger(__name__)
+
+ROUTED_KINDS = (DefinitionKind.LINKED.value, DefinitionKind.HASHLOCK.value, DefinitionKind.SIGNED.value)
+PaymentStatus = Payment.Status
+
+
+def cancel_resolver(kind: str) -> bytes:
+    if kind == DefinitionKind.SIGNED.value:
+        return SignedResolver(ZERO_BYTES32, b"").encode()
+    return PreimageResolver(ZERO_BYTES32).encode()
+
+
+def payment_json(payment: Payment) -> dict[str, Any]:
+    meta = payment.sender_transfer.meta or {}
+    return {
+        "paymentId": payment.payment_id,
+        "kind": payment.kind,
+        "sender": payment.sender,
+        "recipient": payment.recipient or None,
+        "assetId": payment.asset_id,
+        "amount": str(int(payment.amount)),
+        "status": payment.status,
+        "failure": payment.failure or None,
+        "meta": {key: value for key, value in meta.items() if key != "encryptedPreimage"},
+        "createdAt": payment.created_at.isoformat(),
+        "updatedAt": payment.updated_at.isoformat(),
+    }
+
+
+def _push(address: str, event: str, payment: Payment) -> None:
+    if address:
+        realtime.push_event_on_commit(realtime.user_group(address), event, payment_json(payment))
+
+
+# -- registering and forwarding ------------------------------------------------------------------
+
+
+def payment_register(*, sender_transfer: Transfer) -> Payment | None:
+    """Record the payment a sender's transfer to the node starts (once)."""
+    if sender_transfer.kind not in ROUTED_KINDS:
+        return None
+    recipient = sender_transfer.meta.get("recipient") or ""
+    payment, created = Payment.objects.get_or_create(
+        payment_id=sender_transfer.payment_id,
+        defaults={
+            "kind": sender_transfer.kind,
+            "sender": sender_transfer.initiator,
+            "recipient": serialization.parse_address(recipient, field="recipient") if recipient else "",
+            "asset_id": sender_transfer.asset_id,
+            "amount": sender_transfer.amount,
+            "sender_transfer": sender_transfer,
+        },
+    )
+    if created:
+        _push(payment.sender, "transfer.created", payment)
+    return payment
+
+
+def payments_forward(*, channel_id: int) -> bool:
+    """Create the receiver side of the oldest payment waiting for this channel's user.
+
+    Returns True when a proposal was made (the channel is then busy until the user answers).
+    """
+    channel = Channel.objects.get(pk=channel_id)
+    waiting = Payment.objects.filter(recipient=channel.user_address, status=PaymentStatus.PENDING).order_by(
+        "pk"
+    )
+    for payment in waiting:
+        if _forward(channel_id, payment.pk):
+            return True
+        if Payment.objects.get(pk=payment.pk).status == PaymentStatus.PENDING:
+            return False  # waiting (collateral, busy channel): keep the order
+    return False
+
+
+def _forward(channel_id: int, payment_pk: int) -> bool:
+    """Propose the receiver side of one payment. While the node lacks collateral in the receiver's
+    channel the payment waits (pending) for the deposit; its credit reconciles the channel again."""
+    with transaction.atomic():
+        proposed, collateral_needed = _forward_locked(channel_id, payment_pk)
+    if collateral_needed:
+        payment = Payment.objects.get(pk=payment_pk)
+        collateral.collateral_request(
+            channel_id=channel_id, asset_id=payment.asset_id, amount=collateral_needed, for_payment=True
+        )
+    return proposed
+
+
+def _forward_locked(channel_id: int, payment_pk: int) -> tuple[bool, int]:
+    """(proposed, collateral to ask for), inside the caller's transaction."""
+    net = network.network()
+    channel = channels.lock_for_proposal(channel_id)
+    if channel is None:
+        return False, 0
+    payment = (
+        Payment.objects.select_for_update(of=("self",)).select_related("sender_transfer").get(pk=payment_pk)
+    )
+    if payment.status != PaymentStatus.PENDING:
+        return False, 0
+    sender = payment.sender_transfer
+    if sender.status != Transfer.Status.ACTIVE:
+        payment.status = PaymentStatus.REFUNDED
+        payment.save(update_fields=["status", "updated_at"])
+        return False, 0
+    state = channels.latest_state(channel)
+    amount = int(payment.amount)
+    if collateral.node_balance(state, payment.asset_id) < amount:
+        return False, _collateral_for(channel, payment, amount)
+    sender_state = serialization.transfer_state_from_json(sender.transfer_state)
+    encoded_state = sender_state.encoded_state
+    if payment.kind == DefinitionKind.HASHLOCK.value:
+        lock = HashLockState.decode(encoded_state)
+        receiver_expiry = lock.expiry - hop_margin()
+        if receiver_expiry <= int(time.time()) + settings.HASHLOCK_MIN_WINDOW_SECONDS:
+            _fail(payment, "the hashlock expires too soon to forward")
+            return False, 0
+        encoded_state = HashLockState(lock.lock_hash, receiver_expiry).encode()
+    receiver_meta = {"sender": payment.sender, "paymentId": payment.payment_id}
+    for key in ("encryptedPreimage", "memo"):
+        if key in sender.meta:
+            receiver_meta[key] = sender.meta[key]
+    channels.propose_locked(
+        channel,
+        CreateUpdate(
+            channel_address=channel.address,
+            nonce=state.nonce + 1,
+            initiator=net.node_address,
+            asset_id=payment.asset_id,
+            amount=amount,
+            definition=net.definition_address(DefinitionKind(payment.kind)),
+            payment_id=bytes.fromhex(payment.payment_id[2:]),
+            encoded_state=encoded_state,
+            transfer_timeout=sender_state.transfer_timeout,
+            meta_hash=transfer_meta.meta_hash(receiver_meta),
+        ),
+        meta=receiver_meta,
+    )
+    payment.status = PaymentStatus.FORWARDED
+    payment.save(update_fields=["status", "updated_at"])
+    return True, 0
+
+
+def _collateral_for(channel: Channel, payment: Payment, amount: int) -> int:
+    """How much collateral to ask for so the node can lock `amount` and keep its target; 0 when the
+    node already tried and could not (the payment then fails and the sender is refunded)."""
+    failed = OnchainTransaction.objects.filter(
+        reason=OnchainTransaction.Reason.COLLATERALIZATION,
+        channel_address=channel.address,
+        asset_id=payment.asset_id,
+        status=OnchainTransaction.Status.FAILED,
+        created_at__gte=payment.created_at,
+    ).first()
+    if failed is not None:
+        _fail(payment, f"the node could not collateralize the receiver's channel: {failed.error or 'failed'}")
+        return 0
+    _, target, _ = collateral.rebalance_profile(channel, payment.asset_id)
+    return amount + target
+
+
+def _fail(payment: Payment, reason: str) -> None:
+    payment.status = PaymentStatus.FAILED
+    payment.failure = reason[:300]
+    payment.save(update_fields=["status", "failure", "updated_at"])
+    _push(payment.sender, "transfer.failed", payment)
+
+
+# -- after the receiver side changed -------------------------------------------------------------
+
+
+def payment_receiver_locked(*, receiver_transfer: Transfer) -> None:
+    """The receiver countersigned its side: link it to the payment and tell the receiver."""
+    payment = Payment.objects.filter(payment_id=receiver_transfer.payment_id).first()
+    if payment is None or payment.receiver_transfer_id is not None:
+        return
+    payment.receiver_transfer = receiver_transfer
+    payment.save(update_fields=["receiver_transfer", "updated_at"])
+    _push(payment.recipient, "transfer.received", payment)
+
+
+def payments_settle_upstream(*, channel_id: int) -> bool:
+    """Resolve (or refund) sender-side transfers in this channel whose payment is decided downstream.
+
+    Returns True when a proposal was made.
+    """
+    now = int(time.time())
+    candidates = (
+        Payment.objects.filter(
+            sender_transfer__channel_id=channel_id, sender_transfer__status=Transfer.Status.ACTIVE
+        )
+        .select_related("sender_transfer", "receiver_transfer")
+        .order_by("pk")
+    )
+    for payment in candidates:
+        receiver = payment.receiver_transfer
+        resolver: bytes | None = None
+        if receiver is not None and receiver.status == Transfer.Status.RESOLVED:
+            resolver = bytes.fromhex(receiver.encoded_resolver[2:])
+        elif (
+            receiver is not None and receiver.status == Transfer.Status.CANCELLED
+        ) or payment.status == PaymentStatus.FAILED:
+            resolver = cancel_resolver(payment.kind)
+        elif payment.kind == DefinitionKind.HASHLOCK.value and _receiver_expired(payment, now):
+            resolver = cancel_resolver(payment.kind)  # the receiver can no longer claim: refund the sender
+        if resolver is None:
+            continue
+        if _resolve_sender_side(channel_id, payment.pk, resolver):
+            return True
+    return False
+
+
+def _receiver_expired(payment: Payment, now: int) -> bool:
+    state = serialization.transfer_state_from_json(payment.sender_transfer.transfer_state)
+    receiver_expiry = HashLockState.decode(state.encoded_state).expiry - hop_margin()
+    return now >= receiver_expiry and (
+        payment.receiver_transfer is None or payment.receiver_transfer.status == Transfer.Status.ACTIVE
+    )
+
+
+def _resolve_sender_side(channel_id: int, payment_pk: int, resolver: bytes) -> bool:
+    net = network.network()
+    with transaction.atomic():
+        channel = channels.lock_for_proposal(channel_id)
+        if channel is None:
+            return False
+        payment = (
+            Payment.objects.select_for_update(of=("self",))
+            .select_related("sender_transfer")
+            .get(pk=payment_pk)
+        )
+        if payment.status == PaymentStatus.PENDING:
+            # Not forwarded: nobody downstream can claim it any more once we refund.
+            payment.status = PaymentStatus.FAILED
+        state = channels.latest_state(channel)
+        transfer_id = bytes.fromhex(payment.sender_transfer.transfer_id[2:])
+        if state.transfer(transfer_id) is None:
+            return False
+        channels.propose_locked(
+            channel,
+            ResolveUpdate(
+                channel_address=channel.address,
+                nonce=state.nonce + 1,
+                initiator=net.node_address,
+                transfer_id=transfer_id,
+                encoded_resolver=resolver,
+            ),
+        )
+        payment.save(update_fields=["status", "updated_at"])
+    return True
+
+
+def payment_sender_settled(*, sender_transfer: Transfer) -> None:
+    """The sender side was resolved or refunded (both signed): the payment is over."""
+    payment = Payment.objects.filter(sender_transfer=sender_transfer).first()
+    if payment is None or payment.status in (PaymentStatus.COMPLETED, PaymentStatus.REFUNDED):
+        return
+    if sender_transfer.status == Transfer.Status.RESOLVED:
+        payment.status = PaymentStatus.COMPLETED
+        payment.save(update_fields=["status", "updated_at"])
+        _push(payment.sender, "transfer.resolved", payment)
+        _push(payment.recipient, "transfer.resolved", payment)
+        return
+    was_failed = payment.status == PaymentStatus.FAILED
+    payment.status = PaymentStatus.REFUNDED
+    payment.save(update_fields=["status", "updated_at"])
+    if not was_failed:  # a failure was announced when it happened
+        _push(payment.sender, "transfer.failed", payment)
+
+
+def payments_sync(*, channel_id: int) -> None:
+    """Carry every payment touching this channel one step on, in the other channel where needed."""
+    node = network.network().node_address
+    new_sender_sides = Transfer.objects.filter(
+        channel_id=channel_id, responder=node, kind__in=ROUTED_KINDS, payment_as_sender__isnull=True
+    )
+    for transfer in new_sender_sides:
+        payment = payment_register(sender_transfer=transfer)
+        if payment is not None and payment.recipient:
+            _forward_to(payment.recipient)
+    new_receiver_sides = Transfer.objects.filter(
+        channel_id=channel_id, initiator=node, kind__in=ROUTED_KINDS, payment_as_receiver__isnull=True
+    )
+    for transfer in new_receiver_sides:
+        payment_receiver_locked(receiver_transfer=transfer)
+    decided_downstream = Payment.objects.filter(
+        receiver_transfer__channel_id=channel_id,
+        receiver_transfer__status__in=[Transfer.Status.RESOLVED, Transfer.Status.CANCELLED],
+        sender_transfer__status=Transfer.Status.ACTIVE,
+    ).values_list("sender_transfer__channel_id", flat=True)
+    for sender_channel_id in sorted(set(decided_downstream)):
+        payments_settle_upstream(channel_id=sender_channel_id)
+    settled_here = Payment.objects.filter(
+        sender_transfer__channel_id=channel_id,
+        sender_transfer__status__in=[Transfer.Status.RESOLVED, Transfer.Status.CANCELLED],
+    ).exclude(status__in=[PaymentStatus.COMPLETED, PaymentStatus.REFUNDED])
+    for payment in settled_here.select_related("sender_transfer"):
+        payment_sender_settled(sender_transfer=payment.sender_transfer)
+
+
+def _forward_to(recipient: str) -> None:
+    channel = Channel.objects.filter(user_address=recipient, status=Channel.Status.OPEN).only("pk").first()
+    if channel is not None:  # otherwise it waits until the recipient opens a channel
+        payments_forward(channel_id=channel.pk)
+
+
+# -- links, cancels, history ---------------------------------------------------------------------
+
+
+def link_redeem(*, redeemer: str, payment_id: str, preimage: bytes) -> Payment:
+    """Claim a link payment (no named recipient) for `redeemer`'s channel with the link's secret."""
+    if Channel.objects.filter(user_address=redeemer, status=Channel.Status.OPEN).first() is None:
+        raise PaymentError("no_channel", "Open a channel before redeeming a link.", status=404)
+    with transaction.atomic():
+        payment = (
+            Payment.objects.select_for_update(of=("self",))
+            .select_related("sender_transfer")
+            .filter(payment_id=payment_id)
+            .first()
+        )
+        if payment is None or payment.kind != DefinitionKind.LINKED.value:
+            raise PaymentError("unknown_payment", "No link payment with this id.", status=404)
+        if payment.recipient:
+            raise PaymentError("already_redeemed", "This link was redeemed already.", status=409)
+        if (
+            payment.status != PaymentStatus.PENDING
+            or payment.sender_transfer.status != Transfer.Status.ACTIVE
+        ):
+            raise PaymentError("link_closed", f"This link is {payment.status}.", status=409)
+        state = serialization.transfer_state_from_json(payment.sender_transfer.transfer_state)
+        if keccak256(preimage) != state.encoded_state:
+            raise PaymentError("bad_preimage", "The secret does not open this link.")
+        if redeemer == payment.sender:
+            raise PaymentError("bad_recipient", "Reclaim your own link with cancel after it expires.")
+        payment.recipient = redeemer
+        payment.redeemer = redeemer
+        payment.save(update_fields=["recipient", "redeemer", "updated_at"])
+    _schedule_reconcile(Channel.objects.get(user_address=redeemer, status=Channel.Status.OPEN).pk)
+    return payment
+
+
+def payment_cancel(*, sender: str, payment_id: str) -> Payment:
+    """The sender takes back a payment nobody received: a link after it expired, or a payment not
+    forwarded yet (its receiver never came online)."""
+    with transaction.atomic():
+        payment = (
+            Payment.objects.select_for_update(of=("self",))
+            .select_related("sender_transfer")
+            .filter(payment_id=payment_id, sender=sender)
+            .first()
+        )
+        if payment is None:
+            raise PaymentError("unknown_payment", "No payment of yours with this id.", status=404)
+        if payment.status != PaymentStatus.PENDING:
+            raise PaymentError("not_cancellable", f"The payment is {payment.status}.", status=409)
+        expires_at = payment.sender_transfer.meta.get("expiresAt")
+        if not payment.recipient and isinstance(expires_at, int) and time.time() < expires_at:
+            raise PaymentError(
+                "link_not_expired", f"The link can be reclaimed after {expires_at}.", status=409
+            )
+        payment.status = PaymentStatus.FAILED
+        payment.failure = "cancelled by the sender"
+        payment.save(update_fields=["status", "failure", "updated_at"])
+    _schedule_reconcile(payment.sender_transfer.channel_id)
+    return payment
+
+
+def _schedule_reconcile(channel_id: int) -> None:
+    from channels_app import tasks
+
+    transaction.on_commit(lambda: tasks.channel_reconcile.delay(channel_id))

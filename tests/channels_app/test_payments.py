@@ -1,0 +1,269 @@
+"""Routed payments through the node (REST + services, Postgres, anvil): the node's side of issue 6."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.test import override_settings
+from web3 import HTTPProvider, Web3
+
+from channels_app.models import Channel, OnchainTransaction, Payment, Transfer
+from channels_app.services import node_actions, transactions, watcher
+from connext.chain import channel_reads, devchain
+from tests.support.wallet import ETH, Wallet
+
+pytestmark = pytest.mark.django_db
+NODE_KEY = devchain.DEV_PRIVATE_KEYS[3]
+FUNDER_KEY = devchain.DEV_PRIVATE_KEYS[4]
+E = 10**18
+
+
+@pytest.fixture
+def w3(deployments, chain):
+    with override_settings(
+        CHAIN_RPC_URL=chain,
+        DEPLOYMENTS_FILE=deployments["book"],
+        NODE_PRIVATE_KEY=NODE_KEY,
+        CHAIN_CONFIRMATIONS=0,
+        DISPUTE_TIMEOUT_SECONDS=3600,
+    ):
+        yield Web3(HTTPProvider(chain))
+
+
+def new_wallet(client, w3) -> Wallet:
+    wallet = Wallet(client=client, w3=w3)
+    wallet.log_in()
+    wallet.open()
+    return wallet
+
+
+def settle(*wallets: Wallet, rounds: int = 12) -> None:
+    """Run the node's work and let every wallet countersign whatever the node proposes, until quiet."""
+    for _ in range(rounds):
+        for queued in OnchainTransaction.objects.filter(status=OnchainTransaction.Status.QUEUED):
+            transactions.transaction_send(transaction_id=queued.pk)
+        transactions.transactions_track_all()
+        for channel_id in watcher.deposits_watch():
+            node_actions.channel_reconcile(channel_id=channel_id)
+        for channel in Channel.objects.all():
+            node_actions.channel_reconcile(channel_id=channel.pk)
+        answered = False
+        for wallet in wallets:
+            if wallet.proposal() is not None:
+                totals = channel_reads.deposit_totals(
+                    wallet.w3, wallet.state.channel_address, ETH, block="latest"
+                )
+                wallet.countersign_proposal(deposits={ETH: (totals.node, totals.user)})
+                answered = True
+        if (
+            not answered
+            and not OnchainTransaction.objects.filter(
+                status__in=[OnchainTransaction.Status.QUEUED, OnchainTransaction.Status.PENDING]
+            ).exists()
+        ):
+            return
+
+
+@pytest.fixture
+def alice_and_bob(client, w3):
+    from django.test import Client
+
+    alice = new_wallet(client, w3)
+    bob = new_wallet(Client(), w3)
+    alice.send_eth(FUNDER_KEY, alice.state.channel_address, 2 * E)
+    alice.deposit_update()
+    settle(alice, bob)
+    return alice, bob
+
+
+def balances(wallet: Wallet) -> tuple[int, int]:
+    index = wallet.state.asset_index(ETH)
+    return (0, 0) if index is None else wallet.state.balances[index]
+
+
+def test_a_linked_payment_is_routed_and_both_sides_resolve_with_the_same_preimage(alice_and_bob):
+    alice, bob = alice_and_bob
+    alice_before, bob_before = balances(alice), balances(bob)
+
+    response, payment_id, preimage = alice.pay(bob.address, E // 10)
+    assert response.status_code == 200
+    settle(alice, bob)  # the node collateralizes Bob's channel, then forwards
+    assert Payment.objects.get(payment_id=payment_id).status == Payment.Status.FORWARDED
+    assert bob.resolve_incoming(payment_id, preimage).status_code == 200
+    settle(alice, bob)
+
+    payment = Payment.objects.get(payment_id=payment_id)
+    assert payment.status == Payment.Status.COMPLETED
+    assert payment.sender_transfer.status == Transfer.Status.RESOLVED
+    assert payment.receiver_transfer.status == Transfer.Status.RESOLVED
+    assert balances(alice)[1] == alice_before[1] - E // 10
+    assert balances(alice)[0] == alice_before[0] + E // 10
+    assert balances(bob)[1] == bob_before[1] + E // 10
+    assert alice.state.transfers == ()
+    assert bob.state.transfers == ()
+
+
+def test_a_payment_above_the_senders_balance_is_refused_and_nothing_is_forwarded(alice_and_bob):
+    alice, bob = alice_and_bob
+    from connext.protocol import meta as transfer_meta
+    from connext.protocol import serialization
+    from connext.protocol.types import CreateUpdate
+
+    meta = {"recipient": bob.address}
+    update = CreateUpdate(
+        channel_address=alice.state.channel_address,
+        nonce=alice.state.nonce + 1,
+        initiator=alice.address,
+        asset_id=ETH,
+        amount=10 * E,  # more than Alice has: her own client would refuse to sign this
+        definition=alice.config["transferDefinitions"]["linked"],
+        payment_id=b"\x05" * 32,
+        encoded_state=b"\x06" * 32,
+        transfer_timeout=3600,
+        meta_hash=transfer_meta.meta_hash(meta),
+    )
+    response = alice.post(
+        "/api/channel/updates",
+        {"update": serialization.update_to_json(update), "signature": "0x" + "11" * 64 + "1b", "meta": meta},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "insufficient_balance"
+    settle(alice, bob)
+    assert not Payment.objects.exists()
+    assert bob.proposal() is None
+
+
+def test_a_hashlock_is_forwarded_with_a_shorter_expiry_and_refunded_when_the_receiver_lets_it_expire(
+    alice_and_bob, w3
+):
+    alice, bob = alice_and_bob
+    expiry = int(time.time()) + 3 * 3600
+    response, payment_id, _ = alice.pay(bob.address, E // 10, kind="hashlock", expiry=expiry)
+    assert response.status_code == 200
+    settle(alice, bob)
+    from connext.protocol.definitions import HashLockState
+
+    receiver = next(t for t in bob.state.transfers if "0x" + t.payment_id.hex() == payment_id)
+    receiver_expiry = HashLockState.decode(receiver.encoded_state).expiry
+    assert receiver_expiry == expiry - (3600 + 600)
+
+    with override_settings(DISPUTE_TIMEOUT_SECONDS=3600):
+        from unittest import mock
+
+        with mock.patch("channels_app.services.payments.time.time", return_value=receiver_expiry + 1):
+            settle(alice, bob)
+
+    payment = Payment.objects.get(payment_id=payment_id)
+    assert payment.status == Payment.Status.REFUNDED
+    assert payment.sender_transfer.status == Transfer.Status.CANCELLED
+    assert alice.state.transfers == ()
+
+
+def test_a_hashlock_expiring_too_soon_to_route_is_refused(alice_and_bob):
+    alice, bob = alice_and_bob
+
+    response, _, _ = alice.pay(bob.address, E // 10, kind="hashlock", expiry=int(time.time()) + 600)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "expiry_too_soon"
+
+
+def test_meta_that_does_not_match_its_hash_is_refused(alice_and_bob):
+    alice, bob = alice_and_bob
+    from connext.protocol import serialization
+    from connext.protocol.types import CreateUpdate
+
+    update = CreateUpdate(
+        channel_address=alice.state.channel_address,
+        nonce=alice.state.nonce + 1,
+        initiator=alice.address,
+        asset_id=ETH,
+        amount=1,
+        definition=alice.config["transferDefinitions"]["linked"],
+        payment_id=b"\x01" * 32,
+        encoded_state=b"\x02" * 32,
+        transfer_timeout=3600,
+    )
+    _, signature = alice.sign(update)
+    response = alice.post(
+        "/api/channel/updates",
+        {
+            "update": serialization.update_to_json(update),
+            "signature": "0x" + signature.hex(),
+            "meta": {"recipient": bob.address},
+        },
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_meta"
+
+
+def test_a_link_is_redeemed_by_whoever_holds_the_secret_once(alice_and_bob, client, w3):
+    from django.test import Client
+
+    alice, bob = alice_and_bob
+    carol = new_wallet(Client(), w3)
+    response, payment_id, secret = alice.pay(None, E // 20)
+    assert response.status_code == 200
+    settle(alice, bob, carol)
+
+    wrong = carol.post(f"/api/transfers/{payment_id}/redeem", {"preimage": "0x" + "ab" * 32})
+    unknown = carol.post(f"/api/transfers/0x{'cd' * 32}/redeem", {"preimage": "0x" + secret.hex()})
+    redeemed = carol.post(f"/api/transfers/{payment_id}/redeem", {"preimage": "0x" + secret.hex()})
+    twice = bob.post(f"/api/transfers/{payment_id}/redeem", {"preimage": "0x" + secret.hex()})
+    settle(alice, bob, carol)
+    assert carol.resolve_incoming(payment_id, secret).status_code == 200
+    settle(alice, bob, carol)
+
+    assert wrong.status_code == 400
+    assert wrong.json()["error"]["code"] == "bad_preimage"
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "unknown_payment"
+    assert redeemed.status_code == 200
+    assert twice.status_code == 409
+    assert twice.json()["error"]["code"] == "already_redeemed"
+    assert Payment.objects.get(payment_id=payment_id).status == Payment.Status.COMPLETED
+    assert balances(carol)[1] == E // 20
+    assert carol.get(f"/api/transfers/{payment_id}").json()["status"] == "completed"
+
+
+def test_an_unredeemed_link_is_reclaimed_by_the_sender_only_after_it_expires(alice_and_bob):
+    alice, bob = alice_and_bob
+    before = balances(alice)
+    _, payment_id, _ = alice.pay(None, E // 20, meta={"expiresAt": int(time.time()) + 3600})
+    settle(alice, bob)
+
+    early = alice.post(f"/api/transfers/{payment_id}/cancel", {})
+    from unittest import mock
+
+    with mock.patch("channels_app.services.payments.time.time", return_value=time.time() + 7200):
+        late = alice.post(f"/api/transfers/{payment_id}/cancel", {})
+    settle(alice, bob)
+
+    assert early.status_code == 409
+    assert early.json()["error"]["code"] == "link_not_expired"
+    assert late.status_code == 200
+    assert Payment.objects.get(payment_id=payment_id).status == Payment.Status.REFUNDED
+    assert balances(alice) == before
+    assert bob.post(f"/api/transfers/{payment_id}/redeem", {"preimage": "0x" + "00" * 32}).status_code == 409
+
+
+def test_history_lists_sent_and_received_payments_and_keys_are_served(alice_and_bob):
+    alice, bob = alice_and_bob
+    _, payment_id, preimage = alice.pay(bob.address, E // 100, meta={"memo": "coffee"})
+    settle(alice, bob)
+    bob.resolve_incoming(payment_id, preimage)
+    settle(alice, bob)
+
+    sent = alice.get("/api/transfers").json()["transfers"]
+    received = bob.get("/api/transfers").json()["transfers"]
+    key = alice.get(f"/api/users/{bob.address}/key").json()
+
+    assert [t["paymentId"] for t in sent] == [payment_id]
+    assert received[0]["status"] == "completed"
+    assert received[0]["meta"] == {"recipient": bob.address, "memo": "coffee"}
+    from eth_keys import keys
+
+    assert keys.PublicKey(bytes.fromhex(key["publicKey"][4:])).to_checksum_address() == bob.address
