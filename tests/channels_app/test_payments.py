@@ -267,3 +267,46 @@ def test_history_lists_sent_and_received_payments_and_keys_are_served(alice_and_
     from eth_keys import keys
 
     assert keys.PublicKey(bytes.fromhex(key["publicKey"][4:])).to_checksum_address() == bob.address
+
+
+def test_a_signed_transfer_is_resolved_by_the_oracles_receipt_on_both_sides(alice_and_bob):
+    from eth_account import Account
+
+    from connext.protocol import signing
+    from connext.protocol.definitions import SignedResolver
+
+    alice, bob = alice_and_bob
+    oracle = Account.create()
+    response, payment_id, _ = alice.pay(bob.address, E // 10, kind="signed", meta={"signer": oracle.address})
+    assert response.status_code == 200
+    settle(alice, bob)
+    data = b"\x07" * 32
+    definition = alice.config["transferDefinitions"]["signed"]
+    pid = bytes.fromhex(payment_id[2:])
+    forged = signing.sign_receipt(31337, definition, pid, data, bytes.fromhex("44" * 32))
+    receipt = signing.sign_receipt(31337, definition, pid, data, bytes(oracle.key))
+
+    wrong_signer = bob.post(
+        "/api/channel/updates",
+        {
+            "update": {
+                "type": "resolve",
+                "channelAddress": bob.state.channel_address,
+                "nonce": str(bob.state.nonce + 1),
+                "initiator": bob.address,
+                "transferId": "0x" + bob.state.transfers[0].transfer_id.hex(),
+                "encodedResolver": "0x" + SignedResolver(data, forged).encode().hex(),
+            },
+            "signature": "0x" + "11" * 64 + "1b",
+        },
+    )
+    resolved = bob.resolve_incoming(payment_id, resolver=SignedResolver(data, receipt).encode())
+    settle(alice, bob)
+
+    assert wrong_signer.status_code == 400
+    assert wrong_signer.json()["error"]["code"] == "bad_resolver"
+    assert resolved.status_code == 200
+    payment = Payment.objects.get(payment_id=payment_id)
+    assert payment.status == Payment.Status.COMPLETED
+    assert payment.sender_transfer.encoded_resolver == payment.receiver_transfer.encoded_resolver
+    assert alice.state.transfers == ()

@@ -259,12 +259,15 @@ class Wallet:
         assert self.state is not None
         preimage = preimage or secrets.token_bytes(32)
         lock_hash = keccak256(preimage)
-        encoded = (
-            LinkedState(lock_hash).encode()
-            if kind == "linked"
-            else HashLockState(lock_hash, expiry or 0).encode()
-        )
         payment_id = secrets.token_bytes(32)
+        if kind == "linked":
+            encoded = LinkedState(lock_hash).encode()
+        elif kind == "hashlock":
+            encoded = HashLockState(lock_hash, expiry or 0).encode()
+        else:  # signed: `preimage` is unused; the signer is meta["signer"]
+            from connext.protocol.definitions import SignedState
+
+            encoded = SignedState((meta or {})["signer"], payment_id).encode()
         meta = {**({"recipient": recipient} if recipient else {}), **(meta or {})}
         update = CreateUpdate(
             channel_address=self.state.channel_address,
@@ -291,8 +294,8 @@ class Wallet:
             self.accept(response, new)
         return response, "0x" + payment_id.hex(), preimage
 
-    def resolve_incoming(self, payment_id: str, preimage: bytes):
-        """Resolve the node's transfer to us for `payment_id` with the preimage."""
+    def resolve_incoming(self, payment_id: str, preimage: bytes = b"", *, resolver: bytes | None = None):
+        """Resolve the node's transfer to us for `payment_id` with the preimage (or a given resolver)."""
         from connext.protocol.definitions import PreimageResolver
         from connext.protocol.types import ResolveUpdate
 
@@ -303,7 +306,7 @@ class Wallet:
             nonce=self.state.nonce + 1,
             initiator=self.address,
             transfer_id=transfer.transfer_id,
-            encoded_resolver=PreimageResolver(preimage).encode(),
+            encoded_resolver=resolver if resolver is not None else PreimageResolver(preimage).encode(),
         )
         new, signature = self.sign(update)
         response = self.send("/api/channel/updates", update, signature)
