@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from django.test import override_settings
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 
 from channels_app.models import Channel, ChannelUpdate, OnchainTransaction, RebalanceProfile, Withdrawal
-from channels_app.services import collateral, node_actions, transactions, watcher
-from connext.chain import channel_reads, devchain
+from channels_app.services import collateral, node_actions
+from connext.chain import channel_reads
+from tests.channels_app.conftest import FUNDER_KEY, NODE_KEY
+from tests.support.node_work import run_node_work
 from tests.support.wallet import ETH, Wallet
 
 pytestmark = pytest.mark.django_db
-NODE_KEY = devchain.DEV_PRIVATE_KEYS[3]
-FUNDER_KEY = devchain.DEV_PRIVATE_KEYS[4]
 E = 10**18
-
-
-@pytest.fixture
-def w3(deployments, chain):
-    with override_settings(
-        CHAIN_RPC_URL=chain,
-        DEPLOYMENTS_FILE=deployments["book"],
-        NODE_PRIVATE_KEY=NODE_KEY,
-        CHAIN_CONFIRMATIONS=0,
-        DISPUTE_TIMEOUT_SECONDS=3600,
-    ):
-        yield Web3(HTTPProvider(chain))
 
 
 @pytest.fixture
@@ -34,19 +21,6 @@ def wallet(client, w3):
     wallet = Wallet(client=client, w3=w3)
     wallet.log_in()
     return wallet
-
-
-def run_node_work(rounds: int = 6) -> None:
-    """What the workers do between requests: send and track transactions, watch the chain, reconcile."""
-    for _ in range(rounds):
-        for queued in OnchainTransaction.objects.filter(status=OnchainTransaction.Status.QUEUED):
-            transactions.transaction_send(transaction_id=queued.pk)  # what `.delay` after commit does
-        transactions.transactions_track_all()
-        for channel_id in watcher.deposits_watch():
-            node_actions.channel_reconcile(channel_id=channel_id)
-        watcher.logs_watch()
-        for channel in Channel.objects.all():
-            node_actions.channel_reconcile(channel_id=channel.pk)
 
 
 def test_config_names_chain_node_contracts_assets_and_definitions(wallet, deployments):

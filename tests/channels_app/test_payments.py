@@ -6,29 +6,14 @@ import time
 
 import pytest
 from django.test import override_settings
-from web3 import HTTPProvider, Web3
 
-from channels_app.models import Channel, OnchainTransaction, Payment, Transfer
-from channels_app.services import node_actions, transactions, watcher
-from connext.chain import channel_reads, devchain
+from channels_app.models import Payment, Transfer
+from tests.channels_app.conftest import FUNDER_KEY
+from tests.support.node_work import run_node_work
 from tests.support.wallet import ETH, Wallet
 
 pytestmark = pytest.mark.django_db
-NODE_KEY = devchain.DEV_PRIVATE_KEYS[3]
-FUNDER_KEY = devchain.DEV_PRIVATE_KEYS[4]
 E = 10**18
-
-
-@pytest.fixture
-def w3(deployments, chain):
-    with override_settings(
-        CHAIN_RPC_URL=chain,
-        DEPLOYMENTS_FILE=deployments["book"],
-        NODE_PRIVATE_KEY=NODE_KEY,
-        CHAIN_CONFIRMATIONS=0,
-        DISPUTE_TIMEOUT_SECONDS=3600,
-    ):
-        yield Web3(HTTPProvider(chain))
 
 
 def new_wallet(client, w3) -> Wallet:
@@ -36,33 +21,6 @@ def new_wallet(client, w3) -> Wallet:
     wallet.log_in()
     wallet.open()
     return wallet
-
-
-def settle(*wallets: Wallet, rounds: int = 12) -> None:
-    """Run the node's work and let every wallet countersign whatever the node proposes, until quiet."""
-    for _ in range(rounds):
-        for queued in OnchainTransaction.objects.filter(status=OnchainTransaction.Status.QUEUED):
-            transactions.transaction_send(transaction_id=queued.pk)
-        transactions.transactions_track_all()
-        for channel_id in watcher.deposits_watch():
-            node_actions.channel_reconcile(channel_id=channel_id)
-        for channel in Channel.objects.all():
-            node_actions.channel_reconcile(channel_id=channel.pk)
-        answered = False
-        for wallet in wallets:
-            if wallet.proposal() is not None:
-                totals = channel_reads.deposit_totals(
-                    wallet.w3, wallet.state.channel_address, ETH, block="latest"
-                )
-                wallet.countersign_proposal(deposits={ETH: (totals.node, totals.user)})
-                answered = True
-        if (
-            not answered
-            and not OnchainTransaction.objects.filter(
-                status__in=[OnchainTransaction.Status.QUEUED, OnchainTransaction.Status.PENDING]
-            ).exists()
-        ):
-            return
 
 
 @pytest.fixture
@@ -73,7 +31,7 @@ def alice_and_bob(client, w3):
     bob = new_wallet(Client(), w3)
     alice.send_eth(FUNDER_KEY, alice.state.channel_address, 2 * E)
     alice.deposit_update()
-    settle(alice, bob)
+    run_node_work(alice, bob)
     return alice, bob
 
 
@@ -88,10 +46,10 @@ def test_a_linked_payment_is_routed_and_both_sides_resolve_with_the_same_preimag
 
     response, payment_id, preimage = alice.pay(bob.address, E // 10)
     assert response.status_code == 200
-    settle(alice, bob)  # the node collateralizes Bob's channel, then forwards
+    run_node_work(alice, bob)  # the node collateralizes Bob's channel, then forwards
     assert Payment.objects.get(payment_id=payment_id).status == Payment.Status.FORWARDED
     assert bob.resolve_incoming(payment_id, preimage).status_code == 200
-    settle(alice, bob)
+    run_node_work(alice, bob)
 
     payment = Payment.objects.get(payment_id=payment_id)
     assert payment.status == Payment.Status.COMPLETED
@@ -130,7 +88,7 @@ def test_a_payment_above_the_senders_balance_is_refused_and_nothing_is_forwarded
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "insufficient_balance"
-    settle(alice, bob)
+    run_node_work(alice, bob)
     assert not Payment.objects.exists()
     assert bob.proposal() is None
 
@@ -142,7 +100,7 @@ def test_a_hashlock_is_forwarded_with_a_shorter_expiry_and_refunded_when_the_rec
     expiry = int(time.time()) + 3 * 3600
     response, payment_id, _ = alice.pay(bob.address, E // 10, kind="hashlock", expiry=expiry)
     assert response.status_code == 200
-    settle(alice, bob)
+    run_node_work(alice, bob)
     from connext.protocol.definitions import HashLockState
 
     receiver = next(t for t in bob.state.transfers if "0x" + t.payment_id.hex() == payment_id)
@@ -153,7 +111,7 @@ def test_a_hashlock_is_forwarded_with_a_shorter_expiry_and_refunded_when_the_rec
         from unittest import mock
 
         with mock.patch("channels_app.services.payments.time.time", return_value=receiver_expiry + 1):
-            settle(alice, bob)
+            run_node_work(alice, bob)
 
     payment = Payment.objects.get(payment_id=payment_id)
     assert payment.status == Payment.Status.REFUNDED
@@ -207,15 +165,15 @@ def test_a_link_is_redeemed_by_whoever_holds_the_secret_once(alice_and_bob, clie
     carol = new_wallet(Client(), w3)
     response, payment_id, secret = alice.pay(None, E // 20)
     assert response.status_code == 200
-    settle(alice, bob, carol)
+    run_node_work(alice, bob, carol)
 
     wrong = carol.post(f"/api/transfers/{payment_id}/redeem", {"preimage": "0x" + "ab" * 32})
     unknown = carol.post(f"/api/transfers/0x{'cd' * 32}/redeem", {"preimage": "0x" + secret.hex()})
     redeemed = carol.post(f"/api/transfers/{payment_id}/redeem", {"preimage": "0x" + secret.hex()})
     twice = bob.post(f"/api/transfers/{payment_id}/redeem", {"preimage": "0x" + secret.hex()})
-    settle(alice, bob, carol)
+    run_node_work(alice, bob, carol)
     assert carol.resolve_incoming(payment_id, secret).status_code == 200
-    settle(alice, bob, carol)
+    run_node_work(alice, bob, carol)
 
     assert wrong.status_code == 400
     assert wrong.json()["error"]["code"] == "bad_preimage"
@@ -233,14 +191,14 @@ def test_an_unredeemed_link_is_reclaimed_by_the_sender_only_after_it_expires(ali
     alice, bob = alice_and_bob
     before = balances(alice)
     _, payment_id, _ = alice.pay(None, E // 20, meta={"expiresAt": int(time.time()) + 3600})
-    settle(alice, bob)
+    run_node_work(alice, bob)
 
     early = alice.post(f"/api/transfers/{payment_id}/cancel", {})
     from unittest import mock
 
     with mock.patch("channels_app.services.payments.time.time", return_value=time.time() + 7200):
         late = alice.post(f"/api/transfers/{payment_id}/cancel", {})
-    settle(alice, bob)
+    run_node_work(alice, bob)
 
     assert early.status_code == 409
     assert early.json()["error"]["code"] == "link_not_expired"
@@ -253,9 +211,9 @@ def test_an_unredeemed_link_is_reclaimed_by_the_sender_only_after_it_expires(ali
 def test_history_lists_sent_and_received_payments_and_keys_are_served(alice_and_bob):
     alice, bob = alice_and_bob
     _, payment_id, preimage = alice.pay(bob.address, E // 100, meta={"memo": "coffee"})
-    settle(alice, bob)
+    run_node_work(alice, bob)
     bob.resolve_incoming(payment_id, preimage)
-    settle(alice, bob)
+    run_node_work(alice, bob)
 
     sent = alice.get("/api/transfers").json()["transfers"]
     received = bob.get("/api/transfers").json()["transfers"]
@@ -279,7 +237,7 @@ def test_a_signed_transfer_is_resolved_by_the_oracles_receipt_on_both_sides(alic
     oracle = Account.create()
     response, payment_id, _ = alice.pay(bob.address, E // 10, kind="signed", meta={"signer": oracle.address})
     assert response.status_code == 200
-    settle(alice, bob)
+    run_node_work(alice, bob)
     data = b"\x07" * 32
     definition = alice.config["transferDefinitions"]["signed"]
     pid = bytes.fromhex(payment_id[2:])
@@ -301,7 +259,7 @@ def test_a_signed_transfer_is_resolved_by_the_oracles_receipt_on_both_sides(alic
         },
     )
     resolved = bob.resolve_incoming(payment_id, resolver=SignedResolver(data, receipt).encode())
-    settle(alice, bob)
+    run_node_work(alice, bob)
 
     assert wrong_signer.status_code == 400
     assert wrong_signer.json()["error"]["code"] == "bad_resolver"

@@ -1,0 +1,34 @@
+"""What the node's workers do between requests, run in the test process: send and track transactions,
+watch the chain, reconcile every channel; and test wallets answering the node's proposals."""
+
+from __future__ import annotations
+
+from channels_app.models import Channel, OnchainTransaction
+from channels_app.services import node_actions, transactions, watcher
+from connext.chain import channel_reads
+from tests.support.wallet import ETH, Wallet
+
+IN_FLIGHT = (OnchainTransaction.Status.QUEUED, OnchainTransaction.Status.PENDING)
+
+
+def run_node_work(*wallets: Wallet, rounds: int = 12) -> None:
+    """Run the node's work and let each wallet countersign what the node proposes, until quiet."""
+    for _ in range(rounds):
+        for queued in OnchainTransaction.objects.filter(status=OnchainTransaction.Status.QUEUED):
+            transactions.transaction_send(transaction_id=queued.pk)  # what `.delay` after commit does
+        transactions.transactions_track_all()
+        for channel_id in watcher.deposits_watch():
+            node_actions.channel_reconcile(channel_id=channel_id)
+        watcher.logs_watch()
+        for channel in Channel.objects.all():
+            node_actions.channel_reconcile(channel_id=channel.pk)
+        answered = False
+        for wallet in wallets:
+            if wallet.proposal() is not None:
+                totals = channel_reads.deposit_totals(
+                    wallet.w3, wallet.state.channel_address, ETH, block="latest"
+                )
+                wallet.countersign_proposal(deposits={ETH: (totals.node, totals.user)})
+                answered = True
+        if not answered and not OnchainTransaction.objects.filter(status__in=IN_FLIGHT).exists():
+            return
