@@ -327,3 +327,116 @@ class Payment(models.Model):
 
     def __str__(self) -> str:
         return f"payment {self.payment_id[:10]} {self.status}"
+
+
+class Dispute(models.Model):
+    """One dispute round of a channel on chain: from `disputeChannel` until what it pays is paid out.
+
+    A round is identified on chain by its windows (a newer state replaces the disputed one without moving
+    them), so the record follows the latest disputed nonce and keeps who started it. `state` is the
+    disputed state in the protocol's JSON when the node knows it (its latest or its open proposal).
+    """
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested"  # the node sent disputeChannel; not seen on chain yet
+        STARTED = "started"  # disputed with a state older than the node's latest: being answered
+        ANSWERED = "answered"  # the node replaced the stale state with its latest
+        UNCONTESTED = "uncontested"  # disputed with the node's latest (or newer): nothing to answer
+        MISSED = "missed"  # the window closed on a state the node cannot defund or did not answer
+        DEFUNDED = "defunded"  # everything the node is owed has been paid out
+        CLOSED = "closed"  # over; the channel is closed
+        RESUMED = "resumed"  # over; the channel continues with raised defund nonces
+        FAILED = "failed"  # the node's own disputeChannel never made it on chain
+
+    class Party(models.TextChoices):
+        NODE = "node"
+        USER = "user"
+        OTHER = "other"
+
+    ACTIVE = (Status.REQUESTED, Status.STARTED, Status.ANSWERED, Status.UNCONTESTED, Status.MISSED, Status.DEFUNDED)
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="disputes")
+    status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
+    disputed_by = models.CharField(max_length=8, choices=Party.choices)
+    disputer = models.CharField(max_length=42, blank=True, default="")
+    reason = models.CharField(max_length=300, blank=True, default="")  # why the node started it
+    started_nonce = models.PositiveBigIntegerField()  # the nonce the round started with
+    nonce = models.PositiveBigIntegerField()  # the nonce disputed now
+    state_hash = models.CharField(max_length=66)
+    state = models.JSONField(null=True, blank=True)
+    consensus_expiry = models.PositiveBigIntegerField(null=True, blank=True)  # unix seconds, chain time
+    defund_expiry = models.PositiveBigIntegerField(null=True, blank=True)
+    # asset id -> {"defundNonce", "toNode", "toUser"} from ChannelDefunded, decimal strings
+    defunds = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel"],
+                condition=models.Q(
+                    status__in=["requested", "started", "answered", "uncontested", "missed", "defunded"]
+                ),
+                name="one_active_dispute_per_channel",
+            ),
+            models.UniqueConstraint(
+                fields=["channel", "defund_expiry"],
+                condition=models.Q(defund_expiry__isnull=False),
+                name="one_dispute_per_round",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"dispute of {self.channel_id} at nonce {self.nonce} ({self.status})"
+
+
+class DisputeAction(models.Model):
+    """One on-chain step the node took in a dispute, and the transaction that carries it."""
+
+    class Kind(models.TextChoices):
+        DISPUTE_CHANNEL = "dispute_channel"
+        DEFUND_CHANNEL = "defund_channel"
+        DISPUTE_TRANSFER = "dispute_transfer"
+        DEFUND_TRANSFER = "defund_transfer"
+
+    dispute = models.ForeignKey(Dispute, on_delete=models.CASCADE, related_name="actions")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    transaction = models.OneToOneField(
+        OnchainTransaction, on_delete=models.PROTECT, related_name="dispute_action"
+    )
+    transfer_id = models.CharField(max_length=66, blank=True, default="")
+    asset_ids = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} of dispute {self.dispute_id}"
+
+
+class TransferDispute(models.Model):
+    """An active transfer proven on chain in a dispute (by anyone), until it is paid out."""
+
+    class Status(models.TextChoices):
+        DISPUTED = "disputed"
+        DEFUNDED = "defunded"
+
+    dispute = models.ForeignKey(
+        Dispute, null=True, blank=True, on_delete=models.SET_NULL, related_name="transfer_disputes"
+    )
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="transfer_disputes")
+    # The node's record of the transfer (none for one created by an unanswered node proposal).
+    transfer_record = models.ForeignKey(
+        Transfer, null=True, blank=True, on_delete=models.SET_NULL, related_name="disputes"
+    )
+    transfer_id = models.CharField(max_length=66, db_index=True)
+    transfer_hash = models.CharField(max_length=66, unique=True)  # a transfer is disputed once, ever
+    expiry = models.PositiveBigIntegerField()  # unix seconds, chain time: resolve before, refund after
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DISPUTED, db_index=True)
+    to_initiator = models.DecimalField(**WEI, null=True, blank=True)
+    to_responder = models.DecimalField(**WEI, null=True, blank=True)
+    encoded_resolver = models.TextField(blank=True, default="")  # read from the defunding call
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"transfer dispute {self.transfer_id[:10]} {self.status}"
