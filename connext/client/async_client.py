@@ -1,0 +1,965 @@
+"""`AsyncClient`: the user's side of a channel with a connext-py node, on asyncio.
+
+Invariants:
+- Every state the client signs is one it derived itself with `connext.protocol` from its own latest
+  doubly signed state; node proposals are countersigned only after `policy.check_node_proposal`.
+- The client adopts a state from the node only when both signatures on it verify and it names this
+  channel, this user, the node and the chain; it never goes back to a lower nonce.
+- One update at a time: every exchange that signs runs under one lock; waits (receipts, events) run
+  outside it, so node proposals keep being answered while the user waits.
+- The websocket reconnects with backoff; after every (re)connection the client syncs with the node
+  (latest state, open proposal, the user's update that was left unanswered, uncredited deposits,
+  the node's withdrawals waiting for the user's signature) and emits `channel.synced`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from connext.chain.contracts import channel_address as compute_channel_address
+from connext.client import policy
+from connext.client.amounts import check_amount
+from connext.client.events import Callback, EventBus, Predicate
+from connext.client.events import wait as wait_future
+from connext.client.node_api import NodeApi
+from connext.client.onchain import UserChain
+from connext.client.store import SignedState, Store
+from connext.errors import (
+    AuthenticationError,
+    ChainError,
+    ConnextError,
+    InvalidArgumentError,
+    NodeError,
+    NodeUnavailableError,
+    TimeoutError,
+    ValidationError,
+)
+from connext.protocol import serialization, signing, validation
+from connext.protocol.definitions import WithdrawResolver, WithdrawState
+from connext.protocol.encoding import ZERO_ADDRESS, normalize_address
+from connext.protocol.errors import ProtocolError
+from connext.protocol.signing import Signer
+from connext.protocol.types import (
+    ChannelState,
+    CreateUpdate,
+    DefinitionKind,
+    DepositUpdate,
+    ResolveUpdate,
+    SetupUpdate,
+    Update,
+    UpdateContext,
+)
+
+logger = logging.getLogger("connext.client")
+
+ETH = ZERO_ADDRESS
+WITHDRAW_TRANSFER_TIMEOUT = 3 * 24 * 3600
+DEFAULT_WAIT_SECONDS = 180.0
+MAX_UPDATE_ATTEMPTS = 8
+RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+WITHDRAWAL_POLL_SECONDS = 3.0
+DEPOSIT_RETRY_SECONDS = 2.0
+
+Build = Callable[[ChannelState], tuple[Update, dict[str, tuple[int, int]]] | None]
+
+
+def _key_bytes(private_key: str | bytes) -> bytes:
+    if isinstance(private_key, bytes):
+        return private_key
+    text = private_key.strip().removeprefix("0x")
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise InvalidArgumentError("invalid_key", "a private key is 32 bytes of hex") from None
+    if len(raw) != 32:
+        raise InvalidArgumentError("invalid_key", "a private key is 32 bytes of hex")
+    return raw
+
+
+def _address(value: object, what: str) -> str:
+    try:
+        return normalize_address(value, field=what)
+    except ProtocolError:
+        raise InvalidArgumentError("invalid_address", f"{what} {value!r} is not an address") from None
+
+
+class AsyncClient:
+    """The user's side of one channel with one node. Create it with `await AsyncClient.connect(...)`."""
+
+    def __init__(
+        self, node_url: str, private_key: str | bytes, *, store_path: str | None, chain_rpc_url: str | None
+    ) -> None:
+        key = _key_bytes(private_key)
+        try:
+            self._signer = Signer(key)
+        except ProtocolError:
+            raise InvalidArgumentError("invalid_key", "not a valid secp256k1 private key") from None
+        self._key = key
+        self._node_url = node_url
+        self._chain_rpc_url = chain_rpc_url
+        self._store = Store(store_path)
+        self._events = EventBus()
+        self._lock = asyncio.Lock()
+        self._state_changed = asyncio.Event()
+        self._withdrawals: dict[str, dict[str, Any]] = {}  # transfer id -> the node's latest news
+        self._session: aiohttp.ClientSession | None = None
+        self._api: NodeApi | None = None
+        self._chain: UserChain | None = None
+        self._signed: SignedState | None = None
+        self._config: dict[str, Any] = {}
+        self._definitions: dict[str, DefinitionKind] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._closed = False
+
+    # -- connecting ---------------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        node_url: str,
+        private_key: str | bytes,
+        *,
+        store_path: str | None = None,
+        chain_rpc_url: str | None = None,
+    ) -> AsyncClient:
+        """Log in, open the channel if there is none (or restore it if the store is empty), start the
+        websocket and sync. Returns once the client's state matches the node's."""
+        client = cls(node_url, private_key, store_path=store_path, chain_rpc_url=chain_rpc_url)
+        try:
+            await client._start()
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    async def _start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self._api = NodeApi(self._node_url, self._signer, self._session)
+        await self._api.log_in()
+        self._config = await self._api.get("/api/config")
+        self._definitions = {
+            normalize_address(address): DefinitionKind(kind)
+            for kind, address in self._config["transferDefinitions"].items()
+        }
+        rpc_url = self._chain_rpc_url or self._config.get("chainRpcUrl")
+        if rpc_url:
+            self._chain = UserChain(rpc_url, self._key)
+            chain_id = await asyncio.to_thread(self._chain.chain_id)
+            if chain_id != self.chain_id:
+                raise ConnextError(
+                    "wrong_chain", f"the RPC serves chain {chain_id}, the node chain {self.chain_id}"
+                )
+        self._channel_address = compute_channel_address(
+            factory=self._config["contracts"]["ChannelFactory"],
+            mastercopy=self._config["contracts"]["Channel"],
+            node=self.node_address,
+            user=self.address,
+            chain_id=self.chain_id,
+        )
+        self._signed = self._store.latest(self._channel_address)
+        async with self._lock:
+            channel = await self._fetch_channel()
+            if channel is None:
+                await self._open_locked()
+            elif self._signed is None:
+                self._adopt(self._verified(channel), restoring=True)
+        self._tasks.append(asyncio.create_task(self._process_inbox(), name="connext-inbox"))
+        synced = self._events.waiter("channel.synced")
+        self._tasks.append(asyncio.create_task(self._run_socket(), name="connext-socket"))
+        await wait_future(synced, 60, "first sync with the node")
+
+    async def close(self) -> None:
+        """Stop the websocket and background work; close the store."""
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+        if self._session is not None:
+            await self._session.close()
+        self._store.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- identity -----------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self._signer.address
+
+    @property
+    def channel_address(self) -> str:
+        return self._channel_address
+
+    @property
+    def chain_id(self) -> int:
+        return int(self._config["chainId"])
+
+    @property
+    def node_address(self) -> str:
+        return normalize_address(self._config["nodeAddress"])
+
+    @property
+    def supported_assets(self) -> tuple[str, ...]:
+        return tuple(normalize_address(a) for a in self._config["supportedAssets"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The node's configuration as `GET /api/config` answered it."""
+        return dict(self._config)
+
+    @property
+    def api(self) -> NodeApi:
+        assert self._api is not None, "not connected"
+        return self._api
+
+    # -- events -------------------------------------------------------------------------------------
+
+    def on(self, event: str, callback: Callback) -> None:
+        self._events.on(event, callback)
+
+    def once(self, event: str, callback: Callback) -> None:
+        self._events.once(event, callback)
+
+    def off(self, event: str, callback: Callback) -> None:
+        self._events.off(event, callback)
+
+    async def wait_for(
+        self, event: str, timeout: float | None = DEFAULT_WAIT_SECONDS, predicate: Predicate | None = None
+    ) -> dict[str, Any]:
+        """The payload of the next `event` (that matches `predicate`); `TimeoutError` after `timeout`."""
+        return await self._events.wait_for(event, timeout, predicate)
+
+    # -- reading the channel ------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ChannelState:
+        assert self._signed is not None, "not connected"
+        return self._signed.state
+
+    def get_free_balance(self, asset_id: str = ETH) -> dict[str, int]:
+        """The user's and the node's balance of `asset_id` in the latest doubly signed state."""
+        asset_id = _address(asset_id, "asset_id")
+        index = self.state.asset_index(asset_id)
+        if index is None:
+            return {"user": 0, "node": 0}
+        node, user = self.state.balances[index]
+        return {"user": user, "node": node}
+
+    def get_channel(self) -> dict[str, Any]:
+        """The latest doubly signed state: nonce, per-asset balances and deposits, active transfers."""
+        assert self._signed is not None, "not connected"
+        state = self._signed.state
+        return {
+            "channelAddress": state.channel_address,
+            "chainId": state.chain_id,
+            "node": state.node,
+            "user": state.user,
+            "nonce": state.nonce,
+            "timeout": state.timeout,
+            "assets": {
+                asset: {
+                    "node": state.balances[i][0],
+                    "user": state.balances[i][1],
+                    "processedDepositsNode": state.processed_deposits[i][0],
+                    "processedDepositsUser": state.processed_deposits[i][1],
+                }
+                for i, asset in enumerate(state.asset_ids)
+            },
+            "transfers": [serialization.transfer_state_to_json(t) for t in state.transfers],
+            "state": serialization.channel_state_to_json(state),
+            "nodeSignature": serialization.hex_bytes(self._signed.node_signature),
+            "userSignature": serialization.hex_bytes(self._signed.user_signature),
+        }
+
+    async def restore_state(self) -> dict[str, Any]:
+        """Replace the local state with the node's latest, after verifying both signatures on it.
+
+        Refused (`ValidationError`) when the node's state is older than the one held locally."""
+        async with self._lock:
+            channel = await self._fetch_channel()
+            if channel is None:
+                raise NodeError("no_channel", "the node has no channel for this user", 404)
+            signed = self._verified(channel)
+            if self._signed is not None and signed.state.nonce < self._signed.state.nonce:
+                raise ValidationError(
+                    "node_behind",
+                    f"the node's latest state has nonce {signed.state.nonce}, this client holds"
+                    f" {self._signed.state.nonce} signed by both",
+                )
+            self._adopt(signed, restoring=True)
+            await self._answer_proposal_locked(channel.get("proposal"))
+        return self.get_channel()
+
+    # -- deposits -----------------------------------------------------------------------------------
+
+    async def deposit(self, amount: int, asset_id: str = ETH, *, wait: bool = True) -> str:
+        """Send `amount` of `asset_id` to the channel address from the user's key and have it credited.
+
+        With `wait` (default) returns once the deposit is credited in a doubly signed state; otherwise
+        once the transaction is sent (crediting continues in the background: `deposit.confirmed`).
+        Returns the transaction hash."""
+        amount = check_amount(amount)
+        asset_id = self._asset(asset_id)
+        chain = self._need_chain()
+        tx_hash = await asyncio.to_thread(chain.send_deposit, self.channel_address, asset_id, amount)
+        self._events.emit(
+            "deposit.started", {"assetId": asset_id, "amount": str(amount), "transactionHash": tx_hash}
+        )
+        if not wait:
+            self._background(self._finish_deposit(tx_hash, asset_id, amount))
+            return tx_hash
+        await self._finish_deposit(tx_hash, asset_id, amount)
+        return tx_hash
+
+    async def _finish_deposit(self, tx_hash: str, asset_id: str, amount: int) -> None:
+        chain = self._need_chain()
+        failure = {"assetId": asset_id, "amount": str(amount), "transactionHash": tx_hash}
+        try:
+            block = await asyncio.to_thread(chain.wait_receipt, tx_hash, DEFAULT_WAIT_SECONDS)
+            _, user_total = await asyncio.to_thread(
+                chain.deposit_totals, self.channel_address, asset_id, block
+            )
+            await self._ensure_credited(asset_id, user_total, DEFAULT_WAIT_SECONDS)
+        except ConnextError as exc:
+            self._events.emit("deposit.failed", {**failure, "error": exc.code, "message": exc.message})
+            raise
+
+    async def _ensure_credited(self, asset_id: str, user_total: int, timeout: float) -> None:
+        """Propose the deposit credit until the channel credits `user_total` of the user's deposits.
+
+        The node checks the claim against the chain at its confirmation depth, which may trail the
+        block the client read: then the claim is refused for now (`deposit_exceeds_chain`) and is made
+        again as blocks arrive, or when the node's watcher reports the deposit."""
+        deadline = time.monotonic() + timeout
+        while self._processed_user(self.state, asset_id) < user_total:
+            async with self._lock:
+                try:
+                    await self._credit_deposit_locked(asset_id)
+                except NodeError as exc:
+                    if exc.code != "deposit_exceeds_chain":
+                        raise
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"the node did not credit the {asset_id} deposit within {timeout}s")
+            await self._wait_state(
+                lambda state: self._processed_user(state, asset_id) >= user_total,
+                min(remaining, DEPOSIT_RETRY_SECONDS),
+                "",
+                quiet=True,
+            )
+
+    async def _credit_deposit_locked(self, asset_id: str, block: int | None = None) -> None:
+        """Propose crediting what the chain shows at `block` (default: the latest) beyond what is
+        processed. Nothing happens when it is all credited already."""
+        chain = self._need_chain()
+        latest = await asyncio.to_thread(chain.block_number)
+        at = latest if block is None else min(block, latest)
+        node_total, user_total = await asyncio.to_thread(
+            chain.deposit_totals, self.channel_address, asset_id, at
+        )
+
+        def build(state: ChannelState) -> tuple[Update, dict[str, tuple[int, int]]] | None:
+            index = state.asset_index(asset_id)
+            processed = state.processed_deposits[index] if index is not None else (0, 0)
+            if user_total <= processed[1]:
+                return None
+            # The node's processed total is in a state both signed; the reading may predate it.
+            totals = (max(node_total, processed[0]), user_total)
+            update = DepositUpdate(
+                channel_address=state.channel_address,
+                nonce=state.nonce + 1,
+                initiator=self.address,
+                asset_id=asset_id,
+                total_deposits_node=totals[0],
+                total_deposits_user=totals[1],
+            )
+            return update, {asset_id: totals}
+
+        await self._propose_locked(build)
+
+    # -- collateral ---------------------------------------------------------------------------------
+
+    async def request_collateral(self, asset_id: str = ETH, amount: int | None = None) -> dict[str, Any]:
+        """Ask the node to top its side up to `amount` (default: its rebalance target).
+
+        Returns the node's answer: `{"requested": bool, "transactionId": ...}`; the credit arrives as
+        a node proposal the client countersigns (`channel.updated`)."""
+        asset_id = self._asset(asset_id)
+        body: dict[str, Any] = {"assetId": asset_id}
+        if amount is not None:
+            body["amount"] = str(check_amount(amount))
+        answer: dict[str, Any] = await self.api.post("/api/channel/collateral", body)
+        return answer
+
+    # -- withdrawals --------------------------------------------------------------------------------
+
+    async def withdraw(
+        self, amount: int, asset_id: str = ETH, recipient: str | None = None, *, wait: bool = True
+    ) -> str:
+        """Withdraw `amount` of the user's `asset_id` to `recipient` (default: the user); the node sends
+        the transaction and pays its gas.
+
+        With `wait` returns the transaction hash once it is mined (`withdrawal.confirmed`); without,
+        returns the withdraw transfer's id (events name it `transferId`) once the node accepted it."""
+        amount = check_amount(amount)
+        asset_id = self._asset(asset_id)
+        to = self.address if recipient is None else _address(recipient, "recipient")
+        if to in (ZERO_ADDRESS, self.channel_address):
+            raise InvalidArgumentError("invalid_address", "withdraw to the channel or the zero address")
+        payment_id = secrets.token_bytes(32)
+
+        def build(state: ChannelState) -> tuple[Update, dict[str, tuple[int, int]]]:
+            nonce = state.nonce + 1
+            unsigned = WithdrawState(
+                channel_address=state.channel_address,
+                asset_id=asset_id,
+                recipient=to,
+                amount=amount,
+                nonce=nonce,
+                initiator=self.address,
+                responder=state.node,
+                initiator_signature=b"",
+            )
+            commitment_signature = signing.sign_withdraw(unsigned.commitment(state.chain_id), self._signer)
+            withdraw = WithdrawState(**{**unsigned.__dict__, "initiator_signature": commitment_signature})
+            update = CreateUpdate(
+                channel_address=state.channel_address,
+                nonce=nonce,
+                initiator=self.address,
+                asset_id=asset_id,
+                amount=amount,
+                definition=self._definition(DefinitionKind.WITHDRAW),
+                payment_id=payment_id,
+                encoded_state=withdraw.encode(),
+                transfer_timeout=WITHDRAW_TRANSFER_TIMEOUT,
+            )
+            return update, {}
+
+        async with self._lock:
+            new = await self._propose_locked(build)
+        assert new is not None
+        transfer = new.transfers[-1]
+        transfer_id = serialization.hex_bytes(transfer.transfer_id)
+        self._withdrawals.setdefault(transfer_id, {"transferId": transfer_id, "status": "requested"})
+        if not wait:
+            return transfer_id
+        news = await self._wait_withdrawal(transfer_id, DEFAULT_WAIT_SECONDS)
+        if news["status"] != "confirmed":
+            raise ChainError("withdrawal_failed", f"withdrawal {transfer_id} failed: {news.get('error', '')}")
+        return str(news["transactionHash"])
+
+    async def _wait_withdrawal(self, transfer_id: str, timeout: float) -> dict[str, Any]:
+        """The node's final news of a withdrawal: pushed events, or its withdrawals list as a fallback."""
+        deadline = time.monotonic() + timeout
+        while True:
+            news = self._withdrawals.get(transfer_id)
+            if news is not None and news.get("status") in ("confirmed", "failed"):
+                return news
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"withdrawal {transfer_id} not confirmed within {timeout}s")
+            changed = self._state_changed
+            try:
+                await asyncio.wait_for(changed.wait(), min(remaining, WITHDRAWAL_POLL_SECONDS))
+            except builtins.TimeoutError:
+                await self._poll_withdrawals()  # a push may have been lost with the connection
+
+    async def _poll_withdrawals(self) -> None:
+        """Catch up on the withdrawals this client waits for (pushes are lost while disconnected)."""
+        if not any(news.get("status") not in ("confirmed", "failed") for news in self._withdrawals.values()):
+            return
+        with contextlib.suppress(NodeUnavailableError):
+            listing = await self.api.get("/api/channel/withdrawals")
+            for news in listing.get("withdrawals", []):
+                known = self._withdrawals.get(news.get("transferId"))
+                if known is not None and known.get("status") != news.get("status"):
+                    self._note_withdrawal(news, f"withdrawal.{news.get('status')}")
+
+    def _note_withdrawal(self, news: dict[str, Any], event: str) -> None:
+        self._withdrawals[str(news.get("transferId", ""))] = news
+        if event in ("withdrawal.started", "withdrawal.confirmed", "withdrawal.failed"):
+            self._events.emit(event, news)
+        self._signal_state()
+
+    # -- the update exchange (under the lock) -------------------------------------------------------
+
+    async def _propose_locked(self, build: Build) -> ChannelState | None:
+        """Sign and send the update `build` makes from the latest state; retry on a proposal the node
+        holds open (answering it first) or a stale state (syncing first). Returns the new state, or None
+        when `build` finds nothing to do."""
+        for _ in range(MAX_UPDATE_ATTEMPTS):
+            built = build(self.state)
+            if built is None:
+                return None
+            update, chain_deposits = built
+            new, signature = self._sign_own(update, chain_deposits)
+            try:
+                answer = await self.api.post(
+                    "/api/channel/updates",
+                    {
+                        "update": serialization.update_to_json(update),
+                        "signature": serialization.hex_bytes(signature),
+                    },
+                )
+            except NodeError as exc:
+                if not await self._recover_locked(exc):
+                    self._store.clear_pending(self.channel_address)
+                    raise
+                continue
+            self._accept_answer(answer, new, signature)
+            return new
+        raise ConnextError("update_contended", "the node kept proposing updates; try again")
+
+    def _sign_own(
+        self, update: Update, chain_deposits: dict[str, tuple[int, int]]
+    ) -> tuple[ChannelState, bytes]:
+        """Derive and sign the user's own update; it is kept as pending until answered."""
+        context = self._context(chain_deposits)
+        try:
+            new, signature = validation.initiate_update(self.state, update, self._signer, context=context)
+        except ProtocolError as exc:
+            raise policy.from_protocol(exc) from None
+        self._store.save_pending(update, signature)
+        return new, signature
+
+    async def _recover_locked(self, exc: NodeError) -> bool:
+        """Bring the client up to date after a refusal the client can recover from; False otherwise."""
+        if exc.code == "update_pending":
+            if "latest" in exc.details:
+                self._adopt_if_newer(self._verified(exc.details["latest"]))
+            await self._answer_proposal_locked(exc.details.get("proposal"))
+            return True
+        if exc.code in ("stale_nonce", "nonce_gap"):
+            self._store.clear_pending(self.channel_address)
+            if "latest" in exc.details:
+                self._adopt_if_newer(self._verified(exc.details["latest"]))
+            else:
+                await self._sync_locked()
+            return True
+        return False
+
+    def _accept_answer(self, answer: dict[str, Any], new: ChannelState, user_signature: bytes) -> None:
+        node_signature = _hex(answer.get("nodeSignature"), "nodeSignature")
+        try:
+            signer = signing.recover_signer(new, node_signature)
+        except ProtocolError as exc:
+            raise policy.from_protocol(exc) from None
+        if signer != self.node_address:
+            raise ValidationError(
+                "bad_signature", "the node's countersignature is not over the state we signed"
+            )
+        self._adopt(SignedState(new, node_signature, user_signature))
+
+    async def _answer_proposal_locked(self, proposal: dict[str, Any] | None) -> None:
+        """Validate the node's open proposal and countersign it; refusals are emitted, never signed."""
+        if not proposal:
+            return
+        try:
+            update = serialization.update_from_json(proposal["update"])
+            node_signature = _hex(proposal.get("nodeSignature"), "nodeSignature")
+        except (ProtocolError, KeyError, TypeError) as exc:
+            self._refused(ValidationError("malformed", f"unreadable proposal: {exc}"), None)
+            return
+        if update.nonce <= self.state.nonce:
+            return  # already answered (by this client or another device of the same user)
+        if update.nonce > self.state.nonce + 1:
+            await self._sync_locked(answer_proposal=False)
+            if update.nonce != self.state.nonce + 1:
+                return
+        chain_deposits: dict[str, tuple[int, int]] = {}
+        if isinstance(update, DepositUpdate) and self._chain is not None:
+            chain = self._chain
+            block = await asyncio.to_thread(chain.block_number)
+            totals = await asyncio.to_thread(
+                chain.deposit_totals, self.channel_address, update.asset_id, block
+            )
+            chain_deposits[update.asset_id] = totals
+        try:
+            new = policy.check_node_proposal(
+                self.state, update, node_signature, context=self._context(chain_deposits)
+            )
+        except ValidationError as exc:
+            self._refused(exc, update)
+            return
+        signature = signing.sign_state(new, self._signer)
+        try:
+            answer = await self.api.post(
+                "/api/channel/countersign",
+                {"nonce": str(new.nonce), "signature": serialization.hex_bytes(signature)},
+            )
+        except NodeError as exc:
+            if exc.code != "no_proposal":
+                raise
+            await self._sync_locked(answer_proposal=False)  # the node moved on (another device answered)
+            return
+        answered = self._verified(answer)
+        if answered.state.state_hash != new.state_hash:
+            raise ValidationError("state_mismatch", "the node stored a different state than the proposal")
+        self._adopt(answered)
+        await self._follow_up_locked()
+
+    def _refused(self, error: ValidationError, update: Update | None) -> None:
+        logger.warning("refused to countersign the node's proposal: %s", error)
+        self._events.emit(
+            "update.refused",
+            {
+                "code": error.code,
+                "message": error.message,
+                "update": serialization.update_to_json(update) if update is not None else None,
+            },
+        )
+
+    async def _follow_up_locked(self) -> None:
+        """Resolve the node's withdraw transfers (reclaimed collateral) with the user's commitment
+        signature: the node's funds, leaving the channel on the node's request."""
+        for transfer in self.state.transfers:
+            if (
+                self._definitions.get(transfer.definition) is DefinitionKind.WITHDRAW
+                and transfer.initiator == self.state.node
+                and transfer.responder == self.address
+            ):
+                await self._resolve_node_withdraw_locked(transfer.transfer_id)
+
+    async def _resolve_node_withdraw_locked(self, transfer_id: bytes) -> None:
+        def build(state: ChannelState) -> tuple[Update, dict[str, tuple[int, int]]] | None:
+            transfer = state.transfer(transfer_id)
+            if transfer is None:
+                return None  # resolved meanwhile (by another device of this user)
+            withdraw = WithdrawState.decode(transfer.encoded_state)
+            signature = signing.sign_withdraw(withdraw.commitment(state.chain_id), self._signer)
+            update = ResolveUpdate(
+                channel_address=state.channel_address,
+                nonce=state.nonce + 1,
+                initiator=self.address,
+                transfer_id=transfer_id,
+                encoded_resolver=WithdrawResolver(signature).encode(),
+            )
+            return update, {}
+
+        try:
+            await self._propose_locked(build)
+        except ConnextError as exc:
+            logger.warning("could not resolve the node's withdraw 0x%s: %s", transfer_id.hex(), exc)
+
+    async def _sync_locked(self, *, answer_proposal: bool = True, credit_deposits: bool = False) -> None:
+        """Match the node: adopt its latest state when newer, re-send the update left unanswered,
+        answer its open proposal, resolve what waits for the user, credit uncredited deposits."""
+        channel = await self._fetch_channel()
+        if channel is None:
+            raise ConnextError("node_lost_channel", "the node has no record of this channel")
+        self._adopt_if_newer(self._verified(channel))
+        pending = self._store.pending(self.channel_address)
+        if (
+            pending is not None
+            and pending.update.nonce == self.state.nonce + 1
+            and channel.get("proposal") is None
+        ):
+            await self._resend_locked(pending.update, pending.signature)
+        if answer_proposal:
+            await self._answer_proposal_locked(channel.get("proposal"))
+            await self._follow_up_locked()
+        if credit_deposits and self._chain is not None:
+            for asset_id in self.supported_assets:
+                try:
+                    await self._credit_deposit_locked(asset_id)
+                except NodeError as exc:
+                    if exc.code != "deposit_exceeds_chain":
+                        raise
+                    chain = self._chain
+                    _, user_total = await asyncio.to_thread(
+                        chain.deposit_totals,
+                        self.channel_address,
+                        asset_id,
+                        await asyncio.to_thread(chain.block_number),
+                    )
+                    self._background(self._ensure_credited(asset_id, user_total, DEFAULT_WAIT_SECONDS))
+
+    async def _resend_locked(self, update: Update, signature: bytes) -> None:
+        """Send again exactly the update signed before a crash or a lost answer (never a new one)."""
+        try:
+            new = validation.validate_update(
+                self.state, update, signature, context=self._context({}, lenient=True)
+            )
+        except ProtocolError:
+            self._store.clear_pending(self.channel_address)
+            return
+        try:
+            answer = await self.api.post(
+                "/api/channel/updates",
+                {
+                    "update": serialization.update_to_json(update),
+                    "signature": serialization.hex_bytes(signature),
+                },
+            )
+        except NodeError as exc:
+            self._store.clear_pending(self.channel_address)
+            logger.info("the node refused the update left unanswered: %s", exc)
+            return
+        self._accept_answer(answer, new, signature)
+
+    # -- adopting states ----------------------------------------------------------------------------
+
+    async def _fetch_channel(self) -> dict[str, Any] | None:
+        try:
+            channel: dict[str, Any] = await self.api.get("/api/channel")
+        except NodeError as exc:
+            if exc.code == "no_channel":
+                return None
+            raise
+        if channel.get("channelAddress") != self.channel_address:
+            raise ValidationError(
+                "channel_address_mismatch",
+                f"the node names channel {channel.get('channelAddress')}, this client computes {self.channel_address}",
+            )
+        return channel
+
+    def _verified(self, body: dict[str, Any]) -> SignedState:
+        """A doubly signed state from the node's JSON, checked to be this channel's and signed by both."""
+        try:
+            state = serialization.channel_state_from_json(body["state"])
+            node_signature = _hex(body.get("nodeSignature"), "nodeSignature")
+            user_signature = _hex(body.get("userSignature"), "userSignature")
+            signing.verify_state_signatures(state, node_signature, user_signature)
+        except (ProtocolError, KeyError, TypeError) as exc:
+            if isinstance(exc, ProtocolError):
+                raise policy.from_protocol(exc) from None
+            raise ValidationError("malformed", f"the node sent an unreadable state: {exc!r}") from None
+        expected = {
+            "channel_address": self.channel_address,
+            "chain_id": self.chain_id,
+            "node": self.node_address,
+            "user": self.address,
+        }
+        for field, value in expected.items():
+            if getattr(state, field) != value:
+                raise ValidationError(
+                    "wrong_channel", f"the node's state has {field} {getattr(state, field)}"
+                )
+        return SignedState(state, node_signature, user_signature)
+
+    def _adopt_if_newer(self, signed: SignedState) -> None:
+        if self._signed is None or signed.state.nonce > self._signed.state.nonce:
+            self._adopt(signed)
+        elif signed.state.nonce < self._signed.state.nonce:
+            logger.warning(
+                "the node's latest state (nonce %s) is behind ours (%s)",
+                signed.state.nonce,
+                self._signed.state.nonce,
+            )
+
+    def _adopt(self, signed: SignedState, *, restoring: bool = False) -> None:
+        previous = self._signed.state if self._signed is not None else None
+        self._store.save_latest(signed)
+        self._signed = signed
+        self._signal_state()
+        state = signed.state
+        if not restoring:
+            for index, asset_id in enumerate(state.asset_ids):
+                before = self._processed_user(previous, asset_id) if previous is not None else 0
+                after = state.processed_deposits[index][1]
+                if after > before:
+                    self._events.emit(
+                        "deposit.confirmed",
+                        {
+                            "assetId": asset_id,
+                            "amount": str(after - before),
+                            "totalDepositsUser": str(after),
+                            "nonce": state.nonce,
+                        },
+                    )
+        self._events.emit("channel.updated", {"nonce": state.nonce, "channelAddress": state.channel_address})
+
+    async def _open_locked(self) -> None:
+        update = SetupUpdate(
+            channel_address=self.channel_address,
+            nonce=1,
+            initiator=self.address,
+            chain_id=self.chain_id,
+            node=self.node_address,
+            user=self.address,
+            timeout=int(self._config["disputeTimeout"]),
+        )
+        try:
+            new, signature = validation.initiate_update(None, update, self._signer, context=self._context({}))
+        except ProtocolError as exc:
+            raise policy.from_protocol(exc) from None
+        answer = await self.api.post(
+            "/api/channel",
+            {"update": serialization.update_to_json(update), "signature": serialization.hex_bytes(signature)},
+        )
+        if answer.get("state", {}).get("nonce") == "1":
+            self._accept_answer(answer, new, signature)
+        else:  # opened meanwhile by another device: take the node's latest, verified
+            self._adopt(self._verified(answer), restoring=True)
+
+    # -- the websocket ------------------------------------------------------------------------------
+
+    async def _run_socket(self) -> None:
+        failures = 0
+        while not self._closed:
+            try:
+                await self._socket_session()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except AuthenticationError:
+                with contextlib.suppress(ConnextError):
+                    await self.api.log_in()
+            except Exception as exc:
+                logger.info("websocket to the node lost: %r", exc)
+            if self._closed:
+                return
+            self._events.emit("connection.lost", {"attempt": failures + 1})
+            await asyncio.sleep(RECONNECT_BACKOFF[min(failures, len(RECONNECT_BACKOFF) - 1)])
+            failures += 1
+
+    async def _socket_session(self) -> None:
+        assert self._session is not None
+        async with self._session.ws_connect(
+            self.api.ws_url, heartbeat=20, timeout=aiohttp.ClientWSTimeout(ws_close=5)
+        ) as ws:
+            await ws.send_json({"type": "auth", "token": self.api.token, "id": "auth"})
+            reply = await ws.receive_json(timeout=15)
+            if reply.get("type") == "error" and reply.get("code") in ("invalid_token", "token_expired"):
+                raise AuthenticationError(str(reply["code"]), str(reply.get("message", "")), 401)
+            if reply.get("type") != "authenticated":
+                raise NodeError(str(reply.get("code", "bad_reply")), f"websocket auth answered {reply}", 400)
+            await self._inbox.put({"type": "sync"})
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    try:
+                        frame = json.loads(message.data)
+                    except ValueError:
+                        continue
+                    if isinstance(frame, dict) and frame.get("type") == "event":
+                        await self._inbox.put(frame)
+                elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    break
+
+    async def _process_inbox(self) -> None:
+        """Handle syncs and the node's pushes one at a time, in order."""
+        while True:
+            frame = await self._inbox.get()
+            try:
+                await self._handle_frame(frame)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("handling %s failed: %r", frame.get("event", frame.get("type")), exc)
+                if frame.get("type") == "sync":
+                    await asyncio.sleep(1)
+                    await self._inbox.put(frame)  # a sync must happen: try again
+
+    async def _handle_frame(self, frame: dict[str, Any]) -> None:
+        if frame.get("type") == "sync":
+            async with self._lock:
+                await self._sync_locked(credit_deposits=True)
+            await self._poll_withdrawals()
+            self._events.emit("channel.synced", self.get_channel())
+            return
+        event, payload = str(frame.get("event")), frame.get("payload") or {}
+        if event == "update.proposed":
+            async with self._lock:
+                await self._answer_proposal_locked(payload)
+        elif event == "channel.updated":
+            async with self._lock:
+                if int(payload.get("nonce", 0)) > self.state.nonce:
+                    self._adopt_if_newer(self._verified(payload))
+                    await self._follow_up_locked()
+        elif event == "deposit.confirmed":  # the node's watcher sees more on chain than is credited
+            asset_id = normalize_address(payload.get("assetId", ETH))
+            block = int(payload.get("blockNumber", 0)) or None
+            if self._chain is not None and asset_id in self.supported_assets:
+                async with self._lock:
+                    await self._credit_deposit_locked(asset_id, block)
+        elif event.startswith("withdrawal."):
+            self._note_withdrawal(payload, event)
+        else:
+            self._events.emit(event, payload)
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _context(self, chain_deposits: dict[str, tuple[int, int]], *, lenient: bool = False) -> UpdateContext:
+        deposits = chain_deposits
+        if lenient:  # re-checking our own signed update: its claimed totals are what we read then
+            deposits = dict.fromkeys(self.supported_assets, (2**256 - 1, 2**256 - 1))
+        return UpdateContext(now=int(time.time()), definitions=self._definitions, chain_deposits=deposits)
+
+    def _definition(self, kind: DefinitionKind) -> str:
+        return next(address for address, known in self._definitions.items() if known is kind)
+
+    def _asset(self, asset_id: str) -> str:
+        asset_id = _address(asset_id, "asset_id")
+        if asset_id not in self.supported_assets:
+            raise InvalidArgumentError("unknown_asset", f"the node does not serve asset {asset_id}")
+        return asset_id
+
+    def _need_chain(self) -> UserChain:
+        if self._chain is None:
+            raise ConnextError(
+                "no_chain_rpc", "this needs a chain RPC: pass chain_rpc_url (the node publishes none)"
+            )
+        return self._chain
+
+    @staticmethod
+    def _processed_user(state: ChannelState | None, asset_id: str) -> int:
+        if state is None:
+            return 0
+        index = state.asset_index(asset_id)
+        return 0 if index is None else state.processed_deposits[index][1]
+
+    def _signal_state(self) -> None:
+        self._state_changed.set()
+        self._state_changed = asyncio.Event()
+
+    async def _wait_state(
+        self, condition: Callable[[ChannelState], bool], timeout: float, what: str, *, quiet: bool = False
+    ) -> None:
+        """Until `condition` holds for the latest state; `TimeoutError` after `timeout` (unless `quiet`)."""
+        deadline = time.monotonic() + timeout
+        while not condition(self.state):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if quiet:
+                    return
+                raise TimeoutError(f"no {what} within {timeout}s")
+            changed = self._state_changed
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+
+    def _background(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.append(task)
+
+        def done(finished: asyncio.Future[Any]) -> None:
+            with contextlib.suppress(ValueError):
+                self._tasks.remove(task)
+            if not finished.cancelled() and finished.exception() is not None:
+                logger.warning("background work failed: %s", finished.exception())
+
+        task.add_done_callback(done)
+
+
+def _hex(value: object, field: str) -> bytes:
+    try:
+        return serialization.parse_bytes(value, field=field)
+    except ProtocolError as exc:
+        raise policy.from_protocol(exc) from None

@@ -1,0 +1,120 @@
+"""The node's REST API over aiohttp: login, bearer token, one error shape turned into typed errors.
+
+Every non-2xx answer becomes a `NodeError` carrying the node's `code` (`AuthenticationError` for 401);
+a 5xx or a failed connection becomes `NodeUnavailableError`. An expired token is renewed by logging in
+again, once per request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from connext.errors import AuthenticationError, NodeError, NodeUnavailableError
+from connext.protocol import auth, serialization
+from connext.protocol.signing import Signer
+
+REQUEST_TIMEOUT_SECONDS = 30
+_RENEWABLE = ("invalid_token", "token_expired")
+
+
+class NodeApi:
+    def __init__(self, node_url: str, signer: Signer, session: aiohttp.ClientSession) -> None:
+        self.base_url = node_url.rstrip("/")
+        self.signer = signer
+        self.session = session
+        self.token = ""
+
+    @property
+    def ws_url(self) -> str:
+        scheme, _, rest = self.base_url.partition("://")
+        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws/v1"
+
+    async def log_in(self) -> str:
+        """Sign the node's login nonce (EIP-191) and keep the bearer token it issues."""
+        challenge = await self.request(
+            "GET", "/api/auth/nonce", params={"address": self.signer.address}, authenticated=False
+        )
+        signature = auth.sign_login(challenge["message"], self.signer)
+        issued = await self.request(
+            "POST",
+            "/api/auth/token",
+            json={
+                "address": self.signer.address,
+                "nonce": challenge["nonce"],
+                "signature": serialization.hex_bytes(signature),
+            },
+            authenticated=False,
+        )
+        self.token = str(issued["token"])
+        return self.token
+
+    async def get(self, path: str, **params: str) -> Any:
+        return await self.request("GET", path, params=params or None)
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        return await self.request("POST", path, json=body)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        authenticated: bool = True,
+    ) -> Any:
+        try:
+            return await self._request_once(
+                method, path, json=json, params=params, authenticated=authenticated
+            )
+        except AuthenticationError as exc:
+            if not authenticated or exc.code not in _RENEWABLE:
+                raise
+        await self.log_in()
+        return await self._request_once(method, path, json=json, params=params, authenticated=True)
+
+    async def _request_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None,
+        params: dict[str, str] | None,
+        authenticated: bool,
+    ) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if authenticated and self.token else {}
+        try:
+            async with self.session.request(
+                method,
+                self.base_url + path,
+                json=json,
+                params=params,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+            ) as response:
+                status = response.status
+                try:
+                    body = await response.json(content_type=None)
+                except ValueError:
+                    body = None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise NodeUnavailableError(
+                "node_unavailable", f"{method} {path}: the node did not answer ({exc!r})"
+            ) from None
+        if status < 400:
+            return body
+        if status >= 500:
+            raise NodeUnavailableError("node_unavailable", f"{method} {path}: the node answered {status}")
+        raise error_from_body(status, body)
+
+
+def error_from_body(status: int, body: Any) -> NodeError:
+    """The typed error for a node error answer `{"error": {"code", "message", ...}}`."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        error = {"code": "http_" + str(status), "message": f"the node answered {status}"}
+    details = {key: value for key, value in error.items() if key not in ("code", "message")}
+    kind = AuthenticationError if status == 401 else NodeError
+    return kind(str(error.get("code", "error")), str(error.get("message", "")), status, details)

@@ -1,0 +1,73 @@
+"""The client's exceptions. Every one is a `ConnextError` with a stable, machine-readable `code`.
+
+- `NodeError`: the node refused a request; `code` is the node's own error code (`stale_nonce`,
+  `insufficient_balance`, `collateral_limit`, ...), `status` the HTTP status, `details` the rest of the
+  node's error body (for example `latest`, the node's latest signed state).
+- `AuthenticationError`: a `NodeError` with status 401 (bad login signature, expired or forged token).
+- `ValidationError`: the client refused to sign a state (a node proposal, or an update of its own that the
+  protocol rules reject); `code` is the protocol's error code, nothing was signed.
+- `InvalidArgumentError`: a caller's argument was refused before anything was sent.
+- `ChainError`: an on-chain transaction of the user's reverted or could not be sent.
+- `NodeUnavailableError`: the node could not be reached.
+- `TimeoutError`: a wait ran out of time (also a builtin `TimeoutError`).
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+
+class ConnextError(Exception):
+    """Base of every client error: `code` for programs, the message for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class NodeError(ConnextError):
+    """The node answered with an error (`{"error": {"code", "message", ...}}`)."""
+
+    def __init__(self, code: str, message: str, status: int, details: dict[str, Any] | None = None) -> None:
+        super().__init__(code, message)
+        self.status = status
+        self.details = details or {}
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.status}): {self.message}"
+
+
+class AuthenticationError(NodeError):
+    """Login failed, or the node no longer accepts the token."""
+
+
+class ValidationError(ConnextError):
+    """A state the client refuses to sign (the protocol rules or the client's policy reject it)."""
+
+    def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
+        super().__init__(code, message)
+        self.field = field
+
+
+class InvalidArgumentError(ConnextError, ValueError):
+    """An argument refused before anything was sent or signed."""
+
+
+class ChainError(ConnextError):
+    """A transaction of the user's on chain failed (reverted, or could not be sent)."""
+
+
+class NodeUnavailableError(ConnextError, ConnectionError):
+    """The node did not answer (connection refused, reset, or an HTTP 5xx)."""
+
+
+class TimeoutError(ConnextError, builtins.TimeoutError):
+    """A wait for an event or a condition ran out of time."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("timeout", message)
