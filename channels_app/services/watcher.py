@@ -109,8 +109,9 @@ def _withdrawn(chain_id: int, log: dict) -> None:
         withdrawal.save(update_fields=["status", "updated_at"])
         from channels_app.services.withdrawals import withdrawal_json
 
+        # The log can arrive before the sender settles its transaction: name the executing one.
         realtime.push_event_on_commit(
             realtime.user_group(withdrawal.channel.user_address),
             "withdrawal.confirmed",
-            withdrawal_json(withdrawal),
+            withdrawal_json(withdrawal) | {"transactionHash": log["transactionHash"].to_0x_hex()},
         )
