@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.core.management import call_command
 
 from channels_app.health import HEARTBEAT_CACHE_KEY
-from tests.support.processes import ManagedProcess, NodeProcess, celery_worker, node_env
+from connext.chain import devchain
+from tests.support.processes import (
+    ManagedProcess,
+    NodeProcess,
+    celery_worker,
+    http_get_json,
+    node_env,
+    wait_until,
+)
+
+# The node key of the live node (no other test signs with it) and one secret for all its processes.
+LIVE_NODE_KEY = devchain.DEV_PRIVATE_KEYS[5]
+LIVE_NODE_SECRET_KEY = "integration-test-secret-key-shared-by-every-node-process"
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +79,72 @@ def celery_process(node_env_for, start_process, tmp_path) -> ManagedProcess:
     """A Celery worker with embedded beat; any heartbeat left from earlier tests is cleared first."""
     cache.delete(HEARTBEAT_CACHE_KEY)
     return start_process(celery_worker(env=node_env_for, log_path=tmp_path / "celery.log"))
+
+
+@dataclass
+class LiveNode:
+    """Two daphne processes and a Celery worker with beat on one database, Redis and the session's anvil."""
+
+    nodes: list[NodeProcess]
+    celery: ManagedProcess
+    env: dict[str, str]
+    chain_url: str
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.log_path.name}\n{p.log()[-4000:]}" for p in [*self.nodes, self.celery])
+
+
+@pytest.fixture(scope="module")
+def live_node(
+    node_database_url: str,
+    anvil_url: str,
+    deployments: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+    django_db_blocker,
+) -> Iterator[LiveNode]:
+    """A whole node for a test module, with the chain watcher at depth 0; its records are flushed after.
+
+    Tests using it write to the database only through the node (or inside `django_db_blocker.unblock()`),
+    so their records outlive single tests; each test uses keys of its own."""
+    assert settings.REDIS_URL, "integration tests run on Redis (set REDIS_URL)"
+    logs = tmp_path_factory.mktemp("live-node")
+    env = node_env(
+        DATABASE_URL=node_database_url,
+        REDIS_URL=settings.REDIS_URL,
+        CHAIN_RPC_URL=anvil_url,
+        PUBLIC_CHAIN_RPC_URL=anvil_url,
+        NODE_VAR_DIR=str(logs / "var"),
+        DEPLOYMENTS_FILE=deployments["book"],
+        NODE_PRIVATE_KEY=LIVE_NODE_KEY,
+        CHAIN_CONFIRMATIONS="0",
+        DISPUTE_TIMEOUT_SECONDS="3600",
+        DJANGO_SECRET_KEY=LIVE_NODE_SECRET_KEY,
+    )
+    with django_db_blocker.unblock():
+        cache.delete(HEARTBEAT_CACHE_KEY)
+    nodes = [NodeProcess(env=env, log_path=logs / f"daphne-{i}.log") for i in range(2)]
+    celery = celery_worker(env=env, log_path=logs / "celery.log")
+    started: list[ManagedProcess] = []
+    try:
+        for process in [*nodes, celery]:
+            process.start()
+            started.append(process)
+        for node in nodes:
+            node.wait_serving()
+
+        def healthy() -> bool:
+            if not celery.alive():
+                raise AssertionError(f"celery exited:\n{celery.log()}")
+            return http_get_json(f"{nodes[0].url}/api/health")[0] == 200
+
+        wait_until(healthy, timeout=60, what="the Celery worker's first heartbeat")
+        yield LiveNode(nodes=nodes, celery=celery, env=env, chain_url=anvil_url)
+    finally:
+        for process in reversed(started):
+            process.stop()
+        with django_db_blocker.unblock():
+            call_command("flush", interactive=False, verbosity=0)
