@@ -353,7 +353,14 @@ class Dispute(models.Model):
         USER = "user"
         OTHER = "other"
 
-    ACTIVE = (Status.REQUESTED, Status.STARTED, Status.ANSWERED, Status.UNCONTESTED, Status.MISSED, Status.DEFUNDED)
+    ACTIVE = (
+        Status.REQUESTED,
+        Status.STARTED,
+        Status.ANSWERED,
+        Status.UNCONTESTED,
+        Status.MISSED,
+        Status.DEFUNDED,
+    )
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="disputes")
     status = models.CharField(max_length=16, choices=Status.choices, db_index=True)

@@ -10,7 +10,7 @@ from django.core.cache import cache
 
 from channels_app.health import HEARTBEAT_CACHE_KEY
 from channels_app.models import Channel, OnchainTransaction
-from channels_app.services import collateral, node_actions, transactions, watcher, withdrawals
+from channels_app.services import collateral, node_actions, transactions, watcher, watchtower, withdrawals
 
 
 @shared_task(ignore_result=True)
@@ -40,6 +40,8 @@ def transaction_settled(transaction_id: int) -> None:
         withdrawals.withdrawal_settle(transaction_id=transaction_id)
     elif record.reason == Reason.COLLATERALIZATION:
         collateral.collateral_settle(transaction_id=transaction_id)
+    elif record.reason == Reason.DISPUTE:
+        watchtower.dispute_transaction_settled(transaction_id=transaction_id)
     channel = Channel.objects.filter(address=record.channel_address).only("pk").first()
     if channel is not None:
         node_actions.channel_reconcile(channel_id=channel.pk)
@@ -55,3 +57,25 @@ def chain_watch() -> None:
     watcher.logs_watch()
     for channel_id in watcher.deposits_watch():
         node_actions.channel_reconcile(channel_id=channel_id)
+
+
+@shared_task(ignore_result=True)
+def dispute_advance(dispute_id: int) -> None:
+    watchtower.dispute_advance(dispute_id=dispute_id)
+
+
+@shared_task(ignore_result=True)
+def disputes_advance() -> None:
+    """The watchtower's beat: every active dispute moves on at the current chain time."""
+    watchtower.disputes_advance_all()
+
+
+@shared_task(ignore_result=True)
+def expiring_claims_check() -> None:
+    """Dispute channels where the node would otherwise lose a claim it holds (see the service)."""
+    watchtower.expiring_claims_check()
+
+
+@shared_task(ignore_result=True)
+def dispute_start(channel_id: int, reason: str) -> None:
+    watchtower.dispute_start(channel_id=channel_id, reason=reason)

@@ -19,6 +19,8 @@ PERIODIC_TASKS: dict[str, tuple[str, timedelta]] = {
     "worker-heartbeat": ("channels_app.tasks.worker_heartbeat", timedelta(seconds=10)),
     "transactions-track": ("channels_app.tasks.transactions_track", timedelta(seconds=2)),
     "chain-watch": ("channels_app.tasks.chain_watch", timedelta(seconds=3)),
+    "disputes-advance": ("channels_app.tasks.disputes_advance", timedelta(seconds=10)),
+    "expiring-claims-check": ("channels_app.tasks.expiring_claims_check", timedelta(seconds=60)),
 }
 
 app.conf.beat_schedule = {

@@ -1,4 +1,5 @@
-"""The chain watcher: deposits arriving in channels and withdraw commitments executed on chain.
+"""The chain watcher: deposits arriving in channels, withdraw commitments executed on chain, and the
+dispute events of our channels (handed to the watchtower).
 
 Deposits need no event (a user deposits by a plain transfer, before or after deployment), so the
 watcher compares each open channel's on-chain totals at the confirmation depth with what its latest
@@ -9,16 +10,20 @@ state credits. Logs are read from a stored block cursor and each is acted on onc
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from eth_utils.crypto import keccak
+from web3 import Web3
 
 from channels_app import chain, network, realtime
 from channels_app.models import BlockCursor, Channel, ProcessedLog, Withdrawal
-from channels_app.services import channels
-from connext.chain import channel_reads
+from channels_app.services import channels, watchtower
+from connext.chain import channel_reads, disputes
+from connext.chain.contracts import contract_at
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +70,8 @@ def deposits_watch() -> list[int]:
 
 
 def logs_watch() -> int:
-    """Act once on every `Withdrawn` log from the cursor to the confirmation depth. Returns logs seen."""
+    """Act once on every `Withdrawn` and dispute log from the cursor to the confirmation depth.
+    Returns logs seen."""
     w3 = chain.web3()
     chain_id = int(w3.eth.chain_id)
     head = channel_reads.confirmed_block(w3, settings.CHAIN_CONFIRMATIONS)
@@ -76,9 +82,15 @@ def logs_watch() -> int:
     if start > head:
         return 0
     end = min(head, start + MAX_BLOCKS_PER_SCAN - 1)
-    logs = w3.eth.get_logs({"fromBlock": start, "toBlock": end, "topics": [WITHDRAWN_TOPIC]})
+    topics = [WITHDRAWN_TOPIC, *_DISPUTE_HANDLERS]
+    logs = w3.eth.get_logs({"fromBlock": start, "toBlock": end, "topics": [topics]})  # type: ignore[typeddict-item]
+    ours = _our_channels(log["address"] for log in logs)
     for log in logs:
-        _withdrawn(chain_id, log)
+        topic = log["topics"][0].to_0x_hex()
+        if topic == WITHDRAWN_TOPIC:
+            _withdrawn(chain_id, log)
+        elif log["address"] in ours:
+            _DISPUTE_HANDLERS[topic](w3, chain_id, log)
     BlockCursor.objects.filter(pk=cursor.pk, block_number=cursor.block_number).update(block_number=end)
     return len(logs)
 
@@ -115,3 +127,111 @@ def _withdrawn(chain_id: int, log: dict) -> None:
             "withdrawal.confirmed",
             withdrawal_json(withdrawal) | {"transactionHash": log["transactionHash"].to_0x_hex()},
         )
+
+
+# -- disputes: decoded here, acted on by the watchtower --------------------------------------------
+
+
+def _our_channels(addresses: Iterable[str]) -> set[str]:
+    """Which of these log addresses are channels of this node (one query per scan)."""
+    wanted = set(addresses)
+    if not wanted:
+        return set()
+    return set(Channel.objects.filter(address__in=wanted).values_list("address", flat=True))
+
+
+def _first_time(chain_id: int, log: Any) -> bool:
+    """Record the log as processed; False when another watcher (or an earlier run) already did."""
+    try:
+        with transaction.atomic():
+            ProcessedLog.objects.create(
+                chain_id=chain_id,
+                tx_hash=log["transactionHash"].to_0x_hex(),
+                log_index=int(log["logIndex"]),
+                block_number=int(log["blockNumber"]),
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def _event_args(w3: Web3, name: str, log: Any) -> Any:
+    return contract_at(w3, "Channel", log["address"]).events[name]().process_log(log)["args"]
+
+
+def _channel_disputed(w3: Web3, chain_id: int, log: Any) -> None:
+    args = _event_args(w3, "ChannelDisputed", log)
+    with transaction.atomic():
+        if _first_time(chain_id, log):
+            watchtower.channel_disputed_observe(
+                channel_address=log["address"],
+                disputer=args["disputer"],
+                nonce=int(args["nonce"]),
+                state_hash="0x" + bytes(args["stateHash"]).hex(),
+                consensus_expiry=int(args["consensusExpiry"]),
+                defund_expiry=int(args["defundExpiry"]),
+            )
+
+
+def _channel_defunded(w3: Web3, chain_id: int, log: Any) -> None:
+    args = _event_args(w3, "ChannelDefunded", log)
+    with transaction.atomic():
+        if _first_time(chain_id, log):
+            watchtower.channel_defunded_observe(
+                channel_address=log["address"],
+                asset_id=args["assetId"],
+                defund_nonce=int(args["defundNonce"]),
+                to_node=int(args["toNode"]),
+                to_user=int(args["toUser"]),
+            )
+
+
+def _transfer_disputed(w3: Web3, chain_id: int, log: Any) -> None:
+    args = _event_args(w3, "TransferDisputed", log)
+    with transaction.atomic():
+        if _first_time(chain_id, log):
+            watchtower.transfer_disputed_observe(
+                channel_address=log["address"],
+                transfer_id="0x" + bytes(args["transferId"]).hex(),
+                transfer_hash="0x" + bytes(args["transferHash"]).hex(),
+                expiry=int(args["expiry"]),
+            )
+
+
+def _transfer_defunded(w3: Web3, chain_id: int, log: Any) -> None:
+    args = _event_args(w3, "TransferDefunded", log)
+    to_responder = int(args["toResponder"])
+    resolver = _defund_resolver(w3, log) if to_responder > 0 else None
+    with transaction.atomic():
+        if _first_time(chain_id, log):
+            watchtower.transfer_defunded_observe(
+                channel_address=log["address"],
+                transfer_id="0x" + bytes(args["transferId"]).hex(),
+                transfer_hash="0x" + bytes(args["transferHash"]).hex(),
+                to_initiator=int(args["toInitiator"]),
+                to_responder=to_responder,
+                encoded_resolver=resolver,
+            )
+
+
+def _defund_resolver(w3: Web3, log: Any) -> bytes | None:
+    """The resolver of a transfer paid out on chain, from the `defundTransfer` call itself (None when
+    the call came through another contract: its input is not ours to read)."""
+    tx = w3.eth.get_transaction(log["transactionHash"])
+    if tx.get("to") != log["address"]:
+        return None
+    try:
+        function, params = contract_at(w3, "Channel", log["address"]).decode_function_input(tx["input"])
+    except ValueError:
+        return None
+    if function.fn_name != "defundTransfer":
+        return None
+    return bytes(params["encodedResolver"])
+
+
+_DISPUTE_HANDLERS: dict[str, Callable[[Web3, int, Any], None]] = {
+    disputes.CHANNEL_DISPUTED_TOPIC: _channel_disputed,
+    disputes.CHANNEL_DEFUNDED_TOPIC: _channel_defunded,
+    disputes.TRANSFER_DISPUTED_TOPIC: _transfer_disputed,
+    disputes.TRANSFER_DEFUNDED_TOPIC: _transfer_defunded,
+}

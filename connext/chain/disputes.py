@@ -72,7 +72,10 @@ def dispute_channel_calldata(
     w3: Web3, state: ChannelState, node_signature: bytes, user_signature: bytes
 ) -> bytes:
     return _calldata(
-        w3, state.channel_address, "disputeChannel", [channel_state_abi(state), node_signature, user_signature]
+        w3,
+        state.channel_address,
+        "disputeChannel",
+        [channel_state_abi(state), node_signature, user_signature],
     )
 
 
@@ -82,9 +85,7 @@ def defund_channel_calldata(w3: Web3, state: ChannelState, asset_ids: list[str])
 
 def dispute_transfer_calldata(w3: Web3, state: ChannelState, transfer: TransferState) -> bytes:
     proof = state.merkle_proof(transfer.transfer_id)
-    return _calldata(
-        w3, state.channel_address, "disputeTransfer", [transfer_state_abi(transfer), proof]
-    )
+    return _calldata(w3, state.channel_address, "disputeTransfer", [transfer_state_abi(transfer), proof])
 
 
 def defund_transfer_calldata(

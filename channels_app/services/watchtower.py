@@ -1,0 +1,683 @@
+"""The watchtower: the node's side of every dispute of its channels.
+
+The chain watcher reports the dispute events (`*_observe`); `dispute_advance` then does, for one dispute
+round, whatever is missing at the current **chain** time (the contract's clock, never the local one):
+
+- consensus phase: a state older than the node's latest doubly signed one is replaced with the latest;
+- defund phase: `defundChannel` for every asset that pays anyone, `disputeTransfer` for each active
+  transfer the node has a stake in (it locked the funds, or it holds a resolver that pays it);
+- any time after a transfer is disputed: `defundTransfer` with the node's resolver inside the transfer's
+  window, or the refund of the node's own lock after it;
+- when nothing is owed to the node any more the round is `defunded`; after the defund window it is
+  closed, and so is the channel (the protocol core has no update yet to continue after a dispute).
+
+Every step reads what the chain and the database already hold and only sends what is missing (one
+in-flight transaction per step, a bounded number of failed attempts), so running it twice, in two
+processes, or after a restart does the same thing once. Transactions go through the one sender.
+A disputed channel is frozen off chain: the channel service refuses every update of a non-open channel.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from web3 import Web3
+
+from channels_app import chain, network, realtime
+from channels_app.models import (
+    Channel,
+    Dispute,
+    DisputeAction,
+    OnchainTransaction,
+    Payment,
+    Transfer,
+    TransferDispute,
+)
+from channels_app.services import channels, withdrawals
+from channels_app.services.transactions import transaction_enqueue
+from connext.chain import channel_reads, disputes
+from connext.protocol import definitions, serialization
+from connext.protocol.definitions import HashLockState
+from connext.protocol.errors import ProtocolError
+from connext.protocol.types import ChannelState, DefinitionKind, ResolveUpdate, TransferState
+
+logger = logging.getLogger(__name__)
+
+Status = Dispute.Status
+Kind = DisputeAction.Kind
+TxStatus = OnchainTransaction.Status
+IN_FLIGHT = (TxStatus.QUEUED, TxStatus.PENDING)
+MAX_FAILED_ATTEMPTS = 3  # a step that keeps failing needs an operator, not more gas
+
+
+class DisputeError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _hex(raw: bytes) -> str:
+    return serialization.hex_bytes(raw)
+
+
+def _party(channel: Channel, address: str) -> str:
+    if address == channel.node_address:
+        return Dispute.Party.NODE
+    if address == channel.user_address:
+        return Dispute.Party.USER
+    return Dispute.Party.OTHER
+
+
+def dispute_json(dispute: Dispute) -> dict[str, Any]:
+    """A dispute as the user's events and the API show it (amounts and times as decimal strings)."""
+    return {
+        "channelAddress": dispute.channel.address,
+        "status": dispute.status,
+        "disputedBy": dispute.disputed_by,
+        "startedNonce": str(dispute.started_nonce),
+        "nonce": str(dispute.nonce),
+        "stateHash": dispute.state_hash,
+        "consensusExpiry": str(dispute.consensus_expiry or 0),
+        "defundExpiry": str(dispute.defund_expiry or 0),
+        "defunds": dispute.defunds,
+    }
+
+
+def _push(dispute: Dispute, event: str) -> None:
+    realtime.push_event_on_commit(
+        realtime.user_group(dispute.channel.user_address), event, dispute_json(dispute)
+    )
+
+
+def _schedule_advance(dispute_id: int) -> None:
+    from channels_app import tasks  # tasks call services; imported here to keep that direction
+
+    transaction.on_commit(lambda: tasks.dispute_advance.delay(dispute_id))
+
+
+def _active_dispute(channel: Channel) -> Dispute | None:
+    return Dispute.objects.select_for_update().filter(channel=channel, status__in=Dispute.ACTIVE).first()
+
+
+def _known_state_json(channel: Channel, state_hash: str) -> dict[str, Any] | None:
+    """The disputed state when the node has it whole: its latest, or its open proposal (which the user
+    may have countersigned and taken to the chain)."""
+    for candidate in (channel.latest_state, channel.pending_state):
+        if candidate is not None:
+            state = serialization.channel_state_from_json(candidate)
+            if _hex(state.state_hash) == state_hash:
+                return dict(candidate)
+    return None
+
+
+# -- what the chain watcher saw -------------------------------------------------------------------
+
+
+def channel_disputed_observe(
+    *,
+    channel_address: str,
+    disputer: str,
+    nonce: int,
+    state_hash: str,
+    consensus_expiry: int,
+    defund_expiry: int,
+) -> Dispute | None:
+    """`ChannelDisputed`: a round started, or a newer state replaced the disputed one."""
+    with transaction.atomic():
+        channel = Channel.objects.select_for_update().filter(address=channel_address).first()
+        if channel is None:
+            return None
+        dispute = _active_dispute(channel)
+        if dispute is not None and dispute.defund_expiry not in (None, defund_expiry):
+            dispute.status = Status.CLOSED  # a new round can only start after this one's defund window
+            dispute.save(update_fields=["status", "updated_at"])
+            dispute = None
+        if dispute is None:
+            dispute = Dispute(
+                channel=channel,
+                disputed_by=_party(channel, disputer),
+                disputer=disputer,
+                started_nonce=nonce,
+                status=Status.STARTED,
+            )
+        elif dispute.status == Status.REQUESTED:  # the node's own dispute, now on chain
+            dispute.disputer = disputer
+            dispute.disputed_by = _party(channel, disputer)
+            dispute.started_nonce = nonce
+        new_round = dispute.consensus_expiry is None
+        was_stale = not new_round and dispute.nonce < channel.nonce
+        dispute.nonce = nonce
+        dispute.state_hash = state_hash
+        dispute.state = _known_state_json(channel, state_hash)
+        dispute.consensus_expiry = consensus_expiry
+        dispute.defund_expiry = defund_expiry
+        if nonce < channel.nonce:
+            dispute.status = Status.STARTED
+        elif was_stale:
+            dispute.status = Status.ANSWERED
+        elif new_round:
+            dispute.status = Status.UNCONTESTED
+        dispute.save()
+        if channel.status != Channel.Status.DISPUTED:
+            channel.status = Channel.Status.DISPUTED
+            channel.save(update_fields=["status", "updated_at"])
+        if new_round:
+            _push(dispute, "dispute.started")
+        elif was_stale and dispute.status == Status.ANSWERED:
+            _push(dispute, "dispute.answered")
+        _schedule_advance(dispute.pk)
+    logger.info("channel %s disputed at nonce %s (%s)", channel_address, nonce, dispute.status)
+    return dispute
+
+
+def channel_defunded_observe(
+    *, channel_address: str, asset_id: str, defund_nonce: int, to_node: int, to_user: int
+) -> None:
+    """`ChannelDefunded`: one asset of the disputed state was paid out (by anyone)."""
+    with transaction.atomic():
+        channel = Channel.objects.select_for_update().filter(address=channel_address).first()
+        if channel is None:
+            return
+        dispute = _active_dispute(channel) or channel.disputes.order_by("-pk").first()
+        if dispute is None:
+            return
+        dispute.defunds = {
+            **dispute.defunds,
+            asset_id: {"defundNonce": str(defund_nonce), "toNode": str(to_node), "toUser": str(to_user)},
+        }
+        dispute.save(update_fields=["defunds", "updated_at"])
+        _schedule_advance(dispute.pk)
+
+
+def transfer_disputed_observe(
+    *, channel_address: str, transfer_id: str, transfer_hash: str, expiry: int
+) -> TransferDispute | None:
+    """`TransferDisputed`: a transfer of the disputed state was proven on chain (by anyone)."""
+    with transaction.atomic():
+        channel = Channel.objects.select_for_update().filter(address=channel_address).first()
+        if channel is None:
+            return None
+        dispute = _active_dispute(channel)
+        record, _ = TransferDispute.objects.get_or_create(
+            transfer_hash=transfer_hash,
+            defaults={
+                "dispute": dispute,
+                "channel": channel,
+                "transfer_record": Transfer.objects.filter(transfer_id=transfer_id).first(),
+                "transfer_id": transfer_id,
+                "expiry": expiry,
+            },
+        )
+        if dispute is not None:
+            _schedule_advance(dispute.pk)
+    return record
+
+
+def transfer_defunded_observe(
+    *,
+    channel_address: str,
+    transfer_id: str,
+    transfer_hash: str,
+    to_initiator: int,
+    to_responder: int,
+    encoded_resolver: bytes | None,
+) -> None:
+    """`TransferDefunded`: a disputed transfer was paid out. A resolve on chain tells the node the
+    resolver (read from the call), which settles the other side of a routed payment like an off-chain
+    resolve would."""
+    upstream_channel_id: int | None = None
+    with transaction.atomic():
+        channel = Channel.objects.select_for_update().filter(address=channel_address).first()
+        if channel is None:
+            return
+        record, _ = TransferDispute.objects.select_for_update().get_or_create(
+            transfer_hash=transfer_hash,
+            defaults={"channel": channel, "transfer_id": transfer_id, "expiry": 0},
+        )
+        if record.status == TransferDispute.Status.DEFUNDED:
+            return
+        resolved = to_initiator == 0 and to_responder > 0
+        record.status = TransferDispute.Status.DEFUNDED
+        record.to_initiator = to_initiator
+        record.to_responder = to_responder
+        if resolved and encoded_resolver is not None:
+            record.encoded_resolver = _hex(encoded_resolver)
+        record.save()
+        transfer = Transfer.objects.select_for_update().filter(transfer_id=transfer_id).first()
+        if transfer is None or transfer.status != Transfer.Status.ACTIVE:
+            pass
+        elif to_initiator > 0:
+            transfer.status = Transfer.Status.CANCELLED
+            transfer.save(update_fields=["status", "updated_at"])
+        elif resolved and encoded_resolver is None:
+            logger.warning("transfer %s was resolved on chain by a call the node cannot read", transfer_id)
+        else:  # resolved, or a withdraw paid through `withdraw` ([0, 0])
+            transfer.status = Transfer.Status.RESOLVED
+            transfer.encoded_resolver = record.encoded_resolver
+            transfer.save(update_fields=["status", "encoded_resolver", "updated_at"])
+            payment = (
+                Payment.objects.filter(receiver_transfer=transfer).select_related("sender_transfer").first()
+            )
+            if payment is not None:
+                upstream_channel_id = payment.sender_transfer.channel_id
+        if record.dispute_id is not None:
+            _schedule_advance(record.dispute_id)
+        if upstream_channel_id is not None:
+            from channels_app import tasks
+
+            sender_channel_id = upstream_channel_id
+            transaction.on_commit(lambda: tasks.channel_reconcile.delay(sender_channel_id))
+
+
+# -- the node's steps ---------------------------------------------------------------------------------
+
+
+def _failed_attempts(dispute: Dispute, kind: str, transfer_id: str = "") -> int:
+    return DisputeAction.objects.filter(
+        dispute=dispute, kind=kind, transfer_id=transfer_id, transaction__status=TxStatus.FAILED
+    ).count()
+
+
+def _may_send(dispute: Dispute, kind: str, transfer_id: str = "") -> bool:
+    """No transaction of this step in flight, and not given up on."""
+    in_flight = DisputeAction.objects.filter(
+        dispute=dispute, kind=kind, transfer_id=transfer_id, transaction__status__in=IN_FLIGHT
+    ).exists()
+    return not in_flight and _failed_attempts(dispute, kind, transfer_id) < MAX_FAILED_ATTEMPTS
+
+
+def _send(
+    dispute: Dispute,
+    kind: str,
+    calldata: bytes,
+    *,
+    transfer_id: str = "",
+    asset_ids: Iterable[str] = (),
+    after: OnchainTransaction | None = None,
+) -> DisputeAction:
+    record = transaction_enqueue(
+        reason=OnchainTransaction.Reason.DISPUTE,
+        to=dispute.channel.address,
+        data=calldata,
+        channel_address=dispute.channel.address,
+        after=after,
+    )
+    return DisputeAction.objects.create(
+        dispute=dispute, kind=kind, transaction=record, transfer_id=transfer_id, asset_ids=list(asset_ids)
+    )
+
+
+def _locked(dispute_id: int) -> Dispute | None:
+    """The dispute, with its channel row locked first (the lock order of every channel write)."""
+    channel_id = Dispute.objects.values_list("channel_id", flat=True).get(pk=dispute_id)
+    Channel.objects.select_for_update().get(pk=channel_id)
+    dispute = Dispute.objects.select_for_update().select_related("channel").get(pk=dispute_id)
+    return dispute if dispute.status in Dispute.ACTIVE else None
+
+
+def disputes_advance_all() -> int:
+    """Advance every active dispute round. Returns how many were looked at."""
+    ids = list(
+        Dispute.objects.filter(status__in=Dispute.ACTIVE, consensus_expiry__isnull=False).values_list(
+            "pk", flat=True
+        )
+    )
+    for dispute_id in ids:
+        try:
+            dispute_advance(dispute_id=dispute_id)
+        except Exception:
+            logger.exception("advancing dispute %s failed", dispute_id)
+    return len(ids)
+
+
+def dispute_advance(*, dispute_id: int) -> None:
+    """Do what is missing in one dispute round at the current chain time."""
+    dispute = Dispute.objects.select_related("channel").get(pk=dispute_id)
+    if dispute.status not in Dispute.ACTIVE or dispute.consensus_expiry is None:
+        return
+    w3 = chain.web3()
+    now = disputes.chain_time(w3)
+    if now < dispute.consensus_expiry:
+        _answer(dispute_id)
+        return
+    if dispute.state is None:
+        _mark_missed(dispute_id, "the window closed on a state the node does not hold")
+        return
+    state = serialization.channel_state_from_json(dispute.state)
+    assert dispute.defund_expiry is not None
+    if now < dispute.defund_expiry:
+        _defund_channel(dispute_id, state, w3)
+        _dispute_transfers(dispute_id, state, w3, now)
+    _defund_transfers(dispute_id, state, w3, now)
+    _conclude(dispute_id, state, w3, now)
+
+
+def _answer(dispute_id: int) -> None:
+    """Replace a stale disputed state with the node's latest doubly signed one."""
+    with transaction.atomic():
+        dispute = _locked(dispute_id)
+        if dispute is None:
+            return
+        channel = dispute.channel
+        if dispute.nonce >= channel.nonce or not _may_send(dispute, Kind.DISPUTE_CHANNEL):
+            return
+        latest = channels.latest_state(channel)
+        calldata = disputes.dispute_channel_calldata(
+            chain.web3(),
+            latest,
+            channels._bytes(channel.node_signature),
+            channels._bytes(channel.user_signature),
+        )
+        _send(dispute, Kind.DISPUTE_CHANNEL, calldata)
+        logger.info("answering dispute %s of %s with nonce %s", dispute.pk, channel.address, latest.nonce)
+
+
+def _mark_missed(dispute_id: int, why: str) -> None:
+    with transaction.atomic():
+        dispute = _locked(dispute_id)
+        if dispute is None or dispute.status == Status.MISSED:
+            return
+        dispute.status = Status.MISSED
+        dispute.save(update_fields=["status", "updated_at"])
+    logger.error("dispute %s: %s; an operator must look at it", dispute_id, why)
+
+
+def _assets_to_defund(state: ChannelState, w3: Web3) -> list[str]:
+    """Assets not defunded yet at this state's defund nonce that pay anyone anything."""
+    assets = list(state.asset_ids)
+    for asset_id in network.network().assets:  # deposits of an asset nobody credited are paid out too
+        if asset_id not in assets and channel_reads.asset_balance(w3, state.channel_address, asset_id) > 0:
+            assets.append(asset_id)
+    due: list[str] = []
+    for asset_id in assets:
+        index = state.asset_index(asset_id)
+        balance, processed, defund_nonce = (
+            ((0, 0), (0, 0), 1)
+            if index is None
+            else (state.balances[index], state.processed_deposits[index], state.defund_nonces[index])
+        )
+        if disputes.read_defund_nonce(w3, state.channel_address, asset_id) >= defund_nonce:
+            continue
+        totals = channel_reads.deposit_totals(w3, state.channel_address, asset_id, block="latest")
+        to_node = balance[0] + max(0, totals.node - processed[0])
+        to_user = balance[1] + max(0, totals.user - processed[1])
+        if to_node or to_user:
+            due.append(asset_id)
+    return due
+
+
+def _defund_channel(dispute_id: int, state: ChannelState, w3: Web3) -> None:
+    due = _assets_to_defund(state, w3)
+    if not due:
+        return
+    with transaction.atomic():
+        dispute = _locked(dispute_id)
+        if dispute is None or not _may_send(dispute, Kind.DEFUND_CHANNEL):
+            return
+        _send(dispute, Kind.DEFUND_CHANNEL, disputes.defund_channel_calldata(w3, state, due), asset_ids=due)
+
+
+def _kind(transfer: TransferState) -> DefinitionKind | None:
+    return network.network().definitions.get(transfer.definition)
+
+
+def _paying_resolver(channel: Channel, transfer: TransferState, now: int) -> bytes | None:
+    """A resolver the node holds that pays this transfer to the node (its responder), checked with the
+    definition's own rules at chain time `now`: the node's own record of a later resolve, its open
+    proposal, or the resolver of the payment's other side."""
+    kind = _kind(transfer)
+    if kind is None or kind is DefinitionKind.WITHDRAW or transfer.responder != channel.node_address:
+        return None
+    transfer_hex = _hex(transfer.transfer_id)
+    candidates: list[str] = []
+    record = Transfer.objects.filter(transfer_id=transfer_hex).first()
+    if record is not None:
+        candidates.append(record.encoded_resolver)
+        payment = Payment.objects.filter(sender_transfer=record).select_related("receiver_transfer").first()
+        if payment is not None and payment.receiver_transfer is not None:
+            candidates.append(payment.receiver_transfer.encoded_resolver)
+    if channel.pending_update is not None:
+        proposal = serialization.update_from_json(channel.pending_update)
+        if isinstance(proposal, ResolveUpdate) and proposal.transfer_id == transfer.transfer_id:
+            candidates.append(_hex(proposal.encoded_resolver))
+    for candidate in candidates:
+        if not candidate:
+            continue
+        resolver = bytes.fromhex(candidate.removeprefix("0x"))
+        try:
+            payout = definitions.resolve(
+                kind,
+                transfer.balance,
+                transfer.encoded_state,
+                resolver,
+                chain_id=network.network().chain_id,
+                definition=transfer.definition,
+                now=now,
+            )
+        except ProtocolError:
+            continue
+        if payout[1] > 0:
+            return resolver
+    return None
+
+
+def _node_has_stake(channel: Channel, transfer: TransferState, now: int) -> bool:
+    """The node locked the funds (a refund is owed to it unless the user resolves), or it can claim them."""
+    if transfer.initiator == channel.node_address:
+        return True
+    return _paying_resolver(channel, transfer, now) is not None
+
+
+def _dispute_transfers(dispute_id: int, state: ChannelState, w3: Web3, now: int) -> None:
+    dispute = Dispute.objects.select_related("channel").get(pk=dispute_id)
+    for transfer in state.transfers:
+        if not _node_has_stake(dispute.channel, transfer, now):
+            continue
+        if disputes.read_transfer_dispute(w3, state.channel_address, transfer.transfer_hash).expiry:
+            continue  # disputed already (by anyone)
+        transfer_hex = _hex(transfer.transfer_id)
+        with transaction.atomic():
+            locked = _locked(dispute_id)
+            if locked is None or not _may_send(locked, Kind.DISPUTE_TRANSFER, transfer_hex):
+                continue
+            _send(
+                locked,
+                Kind.DISPUTE_TRANSFER,
+                disputes.dispute_transfer_calldata(w3, state, transfer),
+                transfer_id=transfer_hex,
+            )
+
+
+def _defund_transfers(dispute_id: int, state: ChannelState, w3: Web3, now: int) -> None:
+    dispute = Dispute.objects.select_related("channel").get(pk=dispute_id)
+    channel = dispute.channel
+    open_disputes = TransferDispute.objects.filter(channel=channel, status=TransferDispute.Status.DISPUTED)
+    for record in open_disputes:
+        transfer = state.transfer(bytes.fromhex(record.transfer_id[2:]))
+        if transfer is None:
+            continue
+        resolver: bytes | None = None
+        if now < record.expiry:
+            resolver = _paying_resolver(channel, transfer, now)
+        elif transfer.initiator == channel.node_address:
+            resolver = b""  # the window is over: the lock goes back to the node as it stands
+        if resolver is None:
+            continue
+        if disputes.read_transfer_dispute(w3, channel.address, transfer.transfer_hash).defunded:
+            continue  # the event is on its way
+        with transaction.atomic():
+            locked = _locked(dispute_id)
+            if locked is None or not _may_send(locked, Kind.DEFUND_TRANSFER, record.transfer_id):
+                continue
+            _send(
+                locked,
+                Kind.DEFUND_TRANSFER,
+                disputes.defund_transfer_calldata(w3, transfer, resolver),
+                transfer_id=record.transfer_id,
+            )
+
+
+def _node_is_paid(dispute: Dispute, state: ChannelState, w3: Web3, now: int) -> bool:
+    """Every asset is defunded and every transfer the node has a stake in is paid out."""
+    if _assets_to_defund(state, w3):
+        return False
+    for transfer in state.transfers:
+        if not _node_has_stake(dispute.channel, transfer, now):
+            continue
+        if not disputes.read_transfer_dispute(w3, state.channel_address, transfer.transfer_hash).defunded:
+            return False
+    return True
+
+
+def _conclude(dispute_id: int, state: ChannelState, w3: Web3, now: int) -> None:
+    dispute = Dispute.objects.select_related("channel").get(pk=dispute_id)
+    paid = _node_is_paid(dispute, state, w3, now)
+    assert dispute.defund_expiry is not None
+    window_over = now >= dispute.defund_expiry
+    if not paid and not window_over:
+        return
+    with transaction.atomic():
+        locked = _locked(dispute_id)
+        if locked is None:
+            return
+        if paid and locked.status != Status.DEFUNDED:
+            locked.status = Status.DEFUNDED
+            locked.save(update_fields=["status", "updated_at"])
+            _push(locked, "dispute.defunded")
+        if not window_over:
+            return
+        if not paid:
+            # Something owed to the node was not paid in this round (the node was down, a step kept
+            # failing): a new round with the same state can still pay it; an operator decides.
+            if locked.status != Status.MISSED:
+                locked.status = Status.MISSED
+                locked.save(update_fields=["status", "updated_at"])
+                logger.error("dispute %s ended with payouts to the node missing", dispute_id)
+            return
+        locked.status = Status.CLOSED
+        locked.save(update_fields=["status", "updated_at"])
+        channel = locked.channel
+        channel.status = Channel.Status.CLOSED
+        channel.save(update_fields=["status", "updated_at"])
+        logger.info("dispute %s of %s closed", dispute_id, channel.address)
+
+
+# -- the node's own disputes ----------------------------------------------------------------------
+
+
+def dispute_start(*, channel_id: int, reason: str) -> Dispute:
+    """Take the channel to the chain with the node's latest doubly signed state (operator action, or the
+    node's funds at risk). Starting again while a round is active returns that round."""
+    w3 = chain.web3()
+    with transaction.atomic():
+        channel = Channel.objects.select_for_update().get(pk=channel_id)
+        active = _active_dispute(channel)
+        if active is not None:
+            return active
+        if channel_reads.is_deployed(w3, channel.address):
+            onchain = disputes.read_dispute(w3, channel.address)
+            if disputes.chain_time(w3) < onchain.defund_expiry:
+                raise DisputeError(
+                    "dispute_in_progress", "The channel is in a dispute on chain; the watcher takes it up."
+                )
+        deployment = withdrawals.channel_deploy_transaction(channel)
+        latest = channels.latest_state(channel)
+        dispute = Dispute.objects.create(
+            channel=channel,
+            status=Status.REQUESTED,
+            disputed_by=Dispute.Party.NODE,
+            disputer=channel.node_address,
+            reason=reason[:300],
+            started_nonce=latest.nonce,
+            nonce=latest.nonce,
+            state_hash=_hex(latest.state_hash),
+            state=channel.latest_state,
+        )
+        calldata = disputes.dispute_channel_calldata(
+            w3, latest, channels._bytes(channel.node_signature), channels._bytes(channel.user_signature)
+        )
+        _send(dispute, Kind.DISPUTE_CHANNEL, calldata, after=deployment)
+        channel.status = Channel.Status.DISPUTED  # frozen off chain from now on
+        channel.save(update_fields=["status", "updated_at"])
+    logger.info("node disputes channel %s at nonce %s: %s", channel.address, latest.nonce, reason)
+    return dispute
+
+
+def dispute_transaction_settled(*, transaction_id: int) -> None:
+    """A dispute transaction settled: take the next step. The node's own dispute that failed before
+    reaching the chain gives the channel back (open); every other outcome shows in the chain's events."""
+    action = (
+        DisputeAction.objects.select_related("dispute", "transaction")
+        .filter(transaction_id=transaction_id)
+        .first()
+    )
+    if action is None:
+        return
+    if action.transaction.status != TxStatus.FAILED:
+        dispute_advance(dispute_id=action.dispute_id)
+        return
+    logger.warning("dispute step %s failed: %s", action.kind, action.transaction.error)
+    with transaction.atomic():
+        dispute = _locked(action.dispute_id)
+        if dispute is None or dispute.status != Status.REQUESTED:
+            return
+        dispute.status = Status.FAILED
+        dispute.save(update_fields=["status", "updated_at"])
+        channel = dispute.channel
+        if channel.status == Channel.Status.DISPUTED:
+            channel.status = Channel.Status.OPEN
+            channel.save(update_fields=["status", "updated_at"])
+
+
+# -- disputes the node must start to not lose money ----------------------------------------------------
+
+
+def expiring_claims_check() -> list[int]:
+    """Start a dispute in every open channel where the node holds a resolver that pays it a HashLock
+    whose expiry is near, and the user has not countersigned the resolve: typically the sender side of a
+    routed payment whose receiver already revealed the preimage (the node paid downstream), with the
+    sender gone silent. The node must be on chain one dispute window (plus time to send) before the
+    lock expires. Returns the ids of the disputes started."""
+    net = network.network()
+    w3 = chain.web3()
+    now = disputes.chain_time(w3)
+    grace = settings.HASHLOCK_MIN_WINDOW_SECONDS // 2  # the other half is for the transactions themselves
+    started: list[int] = []
+    disputed_channels: set[int] = set()
+    at_risk = (
+        Transfer.objects.filter(
+            status=Transfer.Status.ACTIVE,
+            kind=DefinitionKind.HASHLOCK.value,
+            responder=net.node_address,
+            channel__status=Channel.Status.OPEN,
+        )
+        .select_related("channel")
+        .order_by("pk")
+    )
+    for record in at_risk:
+        channel = record.channel
+        if channel.pk in disputed_channels:
+            continue
+        transfer = serialization.transfer_state_from_json(record.transfer_state)
+        expiry = HashLockState.decode(transfer.encoded_state).expiry
+        timeout = int(channel.latest_state["timeout"])
+        if now < expiry - timeout - grace or now >= expiry:
+            continue
+        if _paying_resolver(channel, transfer, now) is None:
+            continue
+        try:
+            dispute = dispute_start(
+                channel_id=channel.pk,
+                reason=f"hashlock {record.transfer_id} expires at {expiry}; the user has not settled it",
+            )
+        except DisputeError as exc:
+            logger.warning("could not dispute %s: %s", channel.address, exc.message)
+            continue
+        started.append(dispute.pk)
+        disputed_channels.add(channel.pk)
+    return started
