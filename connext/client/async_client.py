@@ -471,7 +471,10 @@ class AsyncClient:
         deadline = time.monotonic() + timeout
         while True:
             news = self._withdrawals.get(transfer_id)
-            if news is not None and news.get("status") in ("confirmed", "failed"):
+            if news is not None and (
+                news.get("status") == "failed"
+                or (news.get("status") == "confirmed" and news.get("transactionHash"))
+            ):
                 return news
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -484,14 +487,21 @@ class AsyncClient:
 
     async def _poll_withdrawals(self) -> None:
         """Catch up on the withdrawals this client waits for (pushes are lost while disconnected)."""
-        if not any(news.get("status") not in ("confirmed", "failed") for news in self._withdrawals.values()):
+        if all(
+            news.get("transactionHash") or news.get("status") == "failed"
+            for news in self._withdrawals.values()
+        ):
             return
         with contextlib.suppress(NodeUnavailableError):
             listing = await self.api.get("/api/channel/withdrawals")
             for news in listing.get("withdrawals", []):
                 known = self._withdrawals.get(news.get("transferId"))
-                if known is not None and known.get("status") != news.get("status"):
+                if known is None:
+                    continue
+                if known.get("status") != news.get("status"):
                     self._note_withdrawal(news, f"withdrawal.{news.get('status')}")
+                elif not known.get("transactionHash"):
+                    self._note_withdrawal(news, "")
 
     def _note_withdrawal(self, news: dict[str, Any], event: str) -> None:
         self._withdrawals[str(news.get("transferId", ""))] = news

@@ -443,3 +443,31 @@ def test_the_cli_deposits_shows_balances_and_withdraws_against_the_live_node(liv
     assert w3.eth.get_balance(recipient) == 5 * MILLI
     assert (too_much.returncode, too_much.stderr.strip()[:28]) == (1, "error: insufficient_balance:")
     assert (bad_amount.returncode, bad_amount.stderr.strip()[:22]) == (1, "error: invalid_amount:")
+
+
+# -- the websocket comes back ------------------------------------------------------------------------
+
+
+def test_a_client_whose_node_restarts_reconnects_and_syncs_what_happened_meanwhile(
+    live_node, clients, w3, tmp_path
+):
+    key = new_user(w3)
+    roaming = connect(live_node, clients, key, node=1, store_path=str(tmp_path / "roaming.db"))
+    set_profile(roaming, ETH, (0, 0, E))
+    other = connect(live_node, clients, key, node=0, store_path=str(tmp_path / "other.db"))
+    lost: list[dict] = []
+    synced: list[dict] = []
+    roaming.on("connection.lost", lost.append)
+    roaming.on("channel.synced", synced.append)
+
+    assert live_node.nodes[1].stop() == 0
+    other.deposit(3 * MILLI)  # while the roaming client's node is down
+    live_node.nodes[1].start()
+    live_node.nodes[1].wait_serving()
+
+    until(
+        lambda: synced and synced[-1]["nonce"] == other.get_channel()["nonce"],
+        "the resync after reconnecting",
+    )
+    assert lost
+    assert roaming.get_free_balance(ETH)["user"] == 3 * MILLI
