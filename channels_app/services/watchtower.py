@@ -37,7 +37,7 @@ from channels_app.models import (
     Transfer,
     TransferDispute,
 )
-from channels_app.services import channels, withdrawals
+from channels_app.services import channels, payments, withdrawals
 from channels_app.services.transactions import transaction_enqueue
 from connext.chain import channel_reads, disputes
 from connext.protocol import definitions, serialization
@@ -251,20 +251,13 @@ def transfer_defunded_observe(
         transfer = Transfer.objects.select_for_update().filter(transfer_id=transfer_id).first()
         if transfer is None or transfer.status != Transfer.Status.ACTIVE:
             pass
-        elif to_initiator > 0:
-            transfer.status = Transfer.Status.CANCELLED
-            transfer.save(update_fields=["status", "updated_at"])
         elif resolved and encoded_resolver is None:
             logger.warning("transfer %s was resolved on chain by a call the node cannot read", transfer_id)
-        else:  # resolved, or a withdraw paid through `withdraw` ([0, 0])
-            transfer.status = Transfer.Status.RESOLVED
+        else:  # refunded, resolved, or a withdraw paid through `withdraw` ([0, 0])
+            transfer.status = Transfer.Status.CANCELLED if to_initiator > 0 else Transfer.Status.RESOLVED
             transfer.encoded_resolver = record.encoded_resolver
             transfer.save(update_fields=["status", "encoded_resolver", "updated_at"])
-            payment = (
-                Payment.objects.filter(receiver_transfer=transfer).select_related("sender_transfer").first()
-            )
-            if payment is not None:
-                upstream_channel_id = payment.sender_transfer.channel_id
+            upstream_channel_id = _settle_routed_payment(transfer)
         if record.dispute_id is not None:
             _schedule_advance(record.dispute_id)
         if upstream_channel_id is not None:
@@ -272,6 +265,19 @@ def transfer_defunded_observe(
 
             sender_channel_id = upstream_channel_id
             transaction.on_commit(lambda: tasks.channel_reconcile.delay(sender_channel_id))
+
+
+def _settle_routed_payment(transfer: Transfer) -> int | None:
+    """A routed payment's side was settled on chain: a sender side ends the payment; a receiver side
+    decides the sender side, in the sender's channel (returned, to reconcile after commit)."""
+    sender_side = Payment.objects.filter(sender_transfer=transfer).first()
+    if sender_side is not None:
+        payments.payment_sender_settled(sender_transfer=transfer)
+        return None
+    receiver_side = (
+        Payment.objects.filter(receiver_transfer=transfer).select_related("sender_transfer").first()
+    )
+    return receiver_side.sender_transfer.channel_id if receiver_side is not None else None
 
 
 # -- the node's steps ---------------------------------------------------------------------------------

@@ -1,0 +1,350 @@
+"""The node's watchtower on anvil (issue 7, node side): stale disputes answered, the node's own
+disputes, transfers settled on chain, withdrawals counted once, a restart mid-window. Chain time moves
+with `evm_increaseTime`; nothing sleeps. Every scenario ends with the conservation check."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from web3 import Web3
+
+from channels_app import chain as node_chain
+from channels_app import network, realtime
+from channels_app.models import (
+    Channel,
+    Dispute,
+    DisputeAction,
+    OnchainTransaction,
+    Payment,
+    Transfer,
+    TransferDispute,
+    Withdrawal,
+)
+from channels_app.services import node_actions, transactions, watcher, watchtower
+from connext.chain import channel_reads, disputes
+from connext.chain.contracts import contract_at
+from tests.channels_app.conftest import FUNDER_KEY
+from tests.support.conservation import assert_conserved
+from tests.support.disputes import (
+    advance_chain,
+    run_tower_work,
+    user_defunds_transfer,
+    user_disputes_channel,
+    user_disputes_transfer,
+)
+from tests.support.node_work import run_node_work
+from tests.support.wallet import ETH, Wallet
+
+pytestmark = pytest.mark.django_db
+E = 10**18
+T = 3600  # the dispute timeout of these channels (DISPUTE_TIMEOUT_SECONDS in the w3 fixture)
+
+
+def new_wallet(client, w3) -> Wallet:
+    wallet = Wallet(client=client, w3=w3)
+    wallet.log_in()
+    wallet.open()
+    wallet.fund(FUNDER_KEY)  # gas for its own dispute transactions
+    return wallet
+
+
+@pytest.fixture
+def alice_and_bob(client, w3):
+    alice = new_wallet(client, w3)
+    bob = new_wallet(Client(), w3)
+    alice.send_eth(FUNDER_KEY, alice.state.channel_address, 2 * E)
+    alice.deposit_update()
+    run_node_work(alice, bob)  # the node collateralizes both channels
+    return alice, bob
+
+
+@pytest.fixture
+def events(monkeypatch):
+    """(user address, event, payload) of every push, recorded instead of sent after commit."""
+    pushed: list[tuple[str, str, dict]] = []
+
+    def record(group: str, event: str, payload: dict) -> None:
+        pushed.append((group.removeprefix("user."), event, payload))
+
+    monkeypatch.setattr(realtime, "push_event_on_commit", record)
+    return pushed
+
+
+def dispute_events(pushed, wallet: Wallet) -> list[str]:
+    return [
+        event for user, event, _ in pushed if user == wallet.address.lower() and event.startswith("dispute.")
+    ]
+
+
+def eth_balance(w3, address: str) -> int:
+    return int(w3.eth.get_balance(address))
+
+
+def channel_defunds(w3, channel_address: str) -> list[dict]:
+    channel = contract_at(w3, "Channel", channel_address)
+    return [dict(log["args"]) for log in channel.events.ChannelDefunded().get_logs(from_block=0)]
+
+
+def pay_and_complete(alice: Wallet, bob: Wallet, amount: int) -> None:
+    response, payment_id, preimage = alice.pay(bob.address, amount)
+    assert response.status_code == 200
+    run_node_work(alice, bob)
+    assert bob.resolve_incoming(payment_id, preimage).status_code == 200
+    run_node_work(alice, bob)
+    assert Payment.objects.get(payment_id=payment_id).status == Payment.Status.COMPLETED
+
+
+# -- (1) the user disputes with a stale state in its favour ----------------------------------------
+
+
+def test_a_stale_dispute_by_the_user_is_answered_and_the_defund_pays_exactly_the_latest_balances(
+    alice_and_bob, w3, chain, events
+):
+    alice, bob = alice_and_bob
+    stale = alice.state
+    pay_and_complete(alice, bob, E // 4)  # small enough that the node reclaims no collateral
+    latest = alice.state
+    assert latest.balances[0][1] == stale.balances[0][1] - E // 4
+    assert latest.transfers == ()
+
+    user_disputes_channel(alice, stale)  # Alice tries her luck with the state before she paid
+    run_tower_work(bob)
+
+    dispute = Dispute.objects.get(channel__address=latest.channel_address)
+    assert dispute.disputed_by == Dispute.Party.USER
+    assert (dispute.started_nonce, dispute.nonce) == (stale.nonce, latest.nonce)
+    assert dispute.status == Dispute.Status.ANSWERED
+    assert Channel.objects.get(address=latest.channel_address).status == Channel.Status.DISPUTED
+    assert dispute_events(events, alice) == ["dispute.started", "dispute.answered"]
+    # frozen off chain while it runs
+    frozen, _, _ = alice.pay(bob.address, 1)
+    assert frozen.json()["error"]["code"] == "channel_not_open"
+    alice.state = latest
+
+    alice_before = eth_balance(w3, alice.address)
+    advance_chain(chain, T)
+    run_tower_work(bob)
+
+    (defund,) = channel_defunds(w3, latest.channel_address)
+    totals = channel_reads.deposit_totals(w3, latest.channel_address, ETH, block="latest")
+    node_balance, user_balance = latest.balances[0]
+    assert defund["toUser"] == user_balance
+    assert defund["toNode"] == node_balance + totals.node - latest.processed_deposits[0][0]
+    assert eth_balance(w3, alice.address) == alice_before + user_balance
+    dispute.refresh_from_db()
+    assert dispute.status == Dispute.Status.DEFUNDED
+    assert dispute_events(events, alice)[-1] == "dispute.defunded"
+    kinds = sorted(DisputeAction.objects.filter(dispute=dispute).values_list("kind", flat=True))
+    assert kinds == ["defund_channel", "dispute_channel"]
+
+    advance_chain(chain, T)
+    run_tower_work(bob)
+    dispute.refresh_from_db()
+    assert dispute.status == Dispute.Status.CLOSED
+    assert Channel.objects.get(address=latest.channel_address).status == Channel.Status.CLOSED
+    assert_conserved(w3, latest.channel_address)
+
+
+# -- (4) the user vanishes with the node's funds locked -------------------------------------------------
+
+
+def test_the_operator_disputes_a_vanished_users_channel_and_the_node_gets_its_locked_funds_back(
+    alice_and_bob, w3, chain, events, admin_client
+):
+    alice, bob = alice_and_bob
+    response, payment_id, _ = alice.pay(bob.address, E // 10)
+    assert response.status_code == 200
+    run_node_work(alice, bob)
+    payment = Payment.objects.get(payment_id=payment_id)
+    assert payment.status == Payment.Status.FORWARDED
+    bob_channel = Channel.objects.get(user_address=bob.address)
+    (locked,) = bob.state.transfers  # the node's lock to Bob, who now vanishes without resolving it
+    node_balance = bob.state.balances[0][0]
+
+    page = admin_client.post(
+        "/admin/channels_app/channel/",
+        {"action": "dispute_channel", "_selected_action": [bob_channel.pk]},
+        follow=True,
+    )
+    assert page.status_code == 200
+    dispute = Dispute.objects.get(channel=bob_channel)
+    assert (dispute.status, dispute.disputed_by) == (Dispute.Status.REQUESTED, Dispute.Party.NODE)
+    bob_channel.refresh_from_db()
+    assert bob_channel.status == Channel.Status.DISPUTED
+    run_tower_work(alice)
+    dispute.refresh_from_db()
+    assert dispute.status == Dispute.Status.UNCONTESTED
+    assert dispute.nonce == bob.state.nonce
+
+    advance_chain(chain, T)
+    run_tower_work(alice)
+    (defund,) = channel_defunds(w3, bob_channel.address)
+    totals = channel_reads.deposit_totals(w3, bob_channel.address, ETH, block="latest")
+    assert defund["toNode"] == node_balance + totals.node - bob.state.processed_deposits[0][0]
+    assert defund["toUser"] == 0
+    transfer_dispute = TransferDispute.objects.get(transfer_id="0x" + locked.transfer_id.hex())
+    assert transfer_dispute.status == TransferDispute.Status.DISPUTED
+
+    advance_chain(chain, locked.transfer_timeout)  # Bob never reveals: the lock goes back to the node
+    run_tower_work(alice)
+    transfer_dispute.refresh_from_db()
+    assert transfer_dispute.status == TransferDispute.Status.DEFUNDED
+    assert (transfer_dispute.to_initiator, transfer_dispute.to_responder) == (E // 10, 0)
+    assert Transfer.objects.get(transfer_id=transfer_dispute.transfer_id).status == Transfer.Status.CANCELLED
+    dispute.refresh_from_db()
+    assert dispute.status == Dispute.Status.CLOSED
+    assert dispute_events(events, bob) == ["dispute.started", "dispute.defunded"]
+    # Alice, online, got her side of the payment back off chain
+    assert Payment.objects.get(payment_id=payment_id).status == Payment.Status.REFUNDED
+    assert alice.state.transfers == ()
+    assert_conserved(w3, bob_channel.address)
+
+
+# -- (5) hashlocks in a dispute: one claimed with its preimage on chain, one refunded --------------------
+
+
+def test_in_a_dispute_the_node_claims_a_hashlock_with_its_preimage_and_refunds_its_own_after_the_window(
+    alice_and_bob, w3, chain, events
+):
+    alice, bob = alice_and_bob
+    bob.send_eth(FUNDER_KEY, bob.state.channel_address, E)
+    bob.deposit_update()
+    run_node_work(alice, bob)
+    now = int(time.time())
+    # Bob pays Alice: she accepts the node's lock and never reveals.
+    _, unrevealed, _ = bob.pay(alice.address, E // 10, kind="hashlock", expiry=now + 5 * 3600)
+    run_node_work(alice, bob)
+    # Alice pays Bob: Bob reveals, the node pays him and asks Alice to settle her side. She is gone.
+    expiry = now + 3 * 3600
+    response, claimed, preimage = alice.pay(bob.address, E // 10, kind="hashlock", expiry=expiry)
+    assert response.status_code == 200
+    run_node_work(alice, bob)
+    assert bob.resolve_incoming(claimed, preimage).status_code == 200
+    run_tower_work(bob)
+    alice_channel = Channel.objects.get(user_address=alice.address)
+    assert alice_channel.pending_update is not None  # the resolve Alice does not countersign
+    assert len(alice.state.transfers) == 2
+    assert not Dispute.objects.exists()  # far from the lock's expiry the node waits
+
+    # One dispute window (and a margin) before the lock expires, the node goes on chain by itself.
+    advance_chain(chain, expiry - T - 300 - disputes.chain_time(w3))
+    run_tower_work(bob)
+    dispute = Dispute.objects.get(channel=alice_channel)
+    assert (dispute.disputed_by, dispute.status) == (Dispute.Party.NODE, Dispute.Status.UNCONTESTED)
+    assert "hashlock" in dispute.reason
+
+    advance_chain(chain, T)
+    run_tower_work(bob)
+    sender_side = Payment.objects.get(payment_id=claimed).sender_transfer
+    claim = TransferDispute.objects.get(transfer_id=sender_side.transfer_id)
+    assert claim.status == TransferDispute.Status.DEFUNDED
+    assert (claim.to_initiator, claim.to_responder) == (0, E // 10)
+    assert disputes.chain_time(w3) < expiry
+    assert Payment.objects.get(payment_id=claimed).status == Payment.Status.COMPLETED
+
+    receiver_side = Payment.objects.get(payment_id=unrevealed).receiver_transfer
+    refund = TransferDispute.objects.get(transfer_id=receiver_side.transfer_id)
+    assert refund.status == TransferDispute.Status.DISPUTED
+    advance_chain(chain, refund.expiry - disputes.chain_time(w3))
+    run_tower_work(bob)
+    refund.refresh_from_db()
+    assert (refund.to_initiator, refund.to_responder) == (E // 10, 0)
+    # Bob, online, gets his side of the unrevealed payment back off chain
+    assert Payment.objects.get(payment_id=unrevealed).status == Payment.Status.REFUNDED
+    dispute.refresh_from_db()
+    assert dispute.status == Dispute.Status.CLOSED
+    assert_conserved(w3, alice_channel.address)
+
+
+# -- (6) a withdraw commitment signed but not sent when the dispute starts -------------------------------
+
+
+def test_a_withdrawal_signed_but_not_sent_when_the_user_disputes_is_paid_exactly_once(
+    alice_and_bob, w3, chain, events
+):
+    alice, _ = alice_and_bob
+    recipient = Web3().eth.account.create().address
+    assert alice.withdraw_update(E // 2, recipient).status_code == 200
+    alice_channel = Channel.objects.get(user_address=alice.address)
+    node_actions.channel_reconcile(channel_id=alice_channel.pk)  # the node signs; the send waits in the queue
+    withdrawal = Withdrawal.objects.get()
+    assert withdrawal.onchain_transaction.status == OnchainTransaction.Status.QUEUED
+    latest = alice.state
+    (withdraw_transfer,) = latest.transfers
+
+    user_disputes_channel(alice, latest)  # with the withdraw transfer still active in the state
+    run_tower_work()
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == Withdrawal.Status.CONFIRMED
+    assert eth_balance(w3, recipient) == E // 2
+    assert Dispute.objects.get().status == Dispute.Status.UNCONTESTED
+
+    advance_chain(chain, T)
+    run_tower_work()
+    (defund,) = channel_defunds(w3, alice_channel.address)
+    assert defund["toUser"] == latest.balances[0][1]  # the locked withdrawal is not in the balance
+    # Alice proves the withdraw transfer too: it pays nothing, the commitment already paid.
+    user_disputes_transfer(alice, latest, withdraw_transfer)
+    user_defunds_transfer(alice, withdraw_transfer)
+    run_tower_work()
+    record = TransferDispute.objects.get()
+    assert (record.to_initiator, record.to_responder) == (0, 0)
+    assert eth_balance(w3, recipient) == E // 2
+    advance_chain(chain, T)
+    run_tower_work()
+    assert Dispute.objects.get().status == Dispute.Status.CLOSED
+    assert_conserved(w3, alice_channel.address)
+
+
+# -- (8) the watchtower restarts in the middle of the window ----------------------------------------
+
+
+def _forget_process_state() -> None:
+    """What a restart loses: every per-process cache. Only the database and the chain remain."""
+    node_chain._web3_for.cache_clear()
+    node_chain._account_for.cache_clear()
+    network._network_for.cache_clear()
+    network._signer_for.cache_clear()
+
+
+def test_a_watchtower_restarted_late_in_the_window_still_answers_in_time(alice_and_bob, w3, chain, events):
+    alice, bob = alice_and_bob
+    stale = alice.state
+    pay_and_complete(alice, bob, E // 4)
+    latest = alice.state
+    user_disputes_channel(alice, stale)
+
+    # The node was down; it comes back ten minutes before the consensus window closes.
+    window = disputes.read_dispute(w3, latest.channel_address)
+    advance_chain(chain, window.consensus_expiry - disputes.chain_time(w3) - 600)
+    _forget_process_state()
+    watcher.logs_watch()  # from its stored cursor: sees the dispute...
+    watchtower.disputes_advance_all()  # ...and the watchtower's beat queues the answer...
+    dispute = Dispute.objects.get()
+    answer = DisputeAction.objects.get(dispute=dispute).transaction
+    assert (dispute.status, answer.status) == (Dispute.Status.STARTED, OnchainTransaction.Status.QUEUED)
+    # ...and dies before the send task runs. The next process has only the database.
+    _forget_process_state()
+    OnchainTransaction.objects.filter(pk=answer.pk).update(updated_at=timezone.now() - timedelta(minutes=1))
+    transactions.transactions_track_all()  # the tracker's beat sends what a lost task left queued
+    run_tower_work(bob)
+
+    dispute.refresh_from_db()
+    answer.refresh_from_db()
+    assert dispute.status == Dispute.Status.ANSWERED
+    assert dispute.nonce == latest.nonce
+    assert int(w3.eth.get_block(answer.block_number)["timestamp"]) < window.consensus_expiry
+    assert DisputeAction.objects.filter(dispute=dispute, kind="dispute_channel").count() == 1
+
+    advance_chain(chain, T)
+    run_tower_work(bob)
+    (defund,) = channel_defunds(w3, latest.channel_address)
+    assert defund["toUser"] == latest.balances[0][1]
+    advance_chain(chain, T)
+    run_tower_work(bob)
+    assert Dispute.objects.get().status == Dispute.Status.CLOSED
+    assert_conserved(w3, latest.channel_address)

@@ -1,0 +1,102 @@
+"""The conservation check for channels on chain: everything paid out equals everything deposited.
+
+Both sides are counted from the chain itself, independently of the contract's own bookkeeping:
+deposits are the node's `NodeDeposited` events plus plain transfers into the channel (ETH sent with no
+calldata, or ERC20 `Transfer`s to it); payouts are `Withdrawn`, `ChannelDefunded`, `TransferDefunded`
+and `Claimed`, minus what a refused payout left `PayoutDeferred`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from web3 import Web3
+
+from connext.chain import channel_reads
+from connext.chain.contracts import contract_at
+
+ETH = "0x0000000000000000000000000000000000000000"
+_ERC20_TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+
+
+@dataclass(frozen=True)
+class ChannelFlows:
+    deposited: int
+    paid_out: int
+    held: int  # what the channel address holds now
+    deferred: int  # refused payouts not claimed yet
+
+
+def _events(w3: Web3, channel_address: str, name: str) -> list[dict]:
+    channel = contract_at(w3, "Channel", channel_address)
+    return [dict(log["args"]) for log in channel.events[name]().get_logs(from_block=0, to_block="latest")]
+
+
+def _plain_eth_in(w3: Web3, channel_address: str) -> int:
+    total = 0
+    for number in range(int(w3.eth.block_number) + 1):
+        for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]:
+            plain = tx["to"] == channel_address and tx["value"] and bytes(tx["input"]) == b""
+            if plain and w3.eth.get_transaction_receipt(tx["hash"])["status"] == 1:
+                total += int(tx["value"])
+    return total
+
+
+def _tokens_in(w3: Web3, channel_address: str, asset_id: str) -> int:
+    logs = w3.eth.get_logs(
+        {
+            "address": to_checksum_address(asset_id),
+            "fromBlock": 0,
+            "toBlock": "latest",
+            "topics": [_ERC20_TRANSFER_TOPIC, None, "0x" + "00" * 12 + channel_address[2:].lower()],  # type: ignore[list-item]
+        }
+    )
+    return sum(int.from_bytes(bytes(log["data"]), "big") for log in logs)
+
+
+def _transfer_payouts(w3: Web3, channel_address: str) -> list[tuple[str, int]]:
+    """(asset, amount) of every `TransferDefunded`: the event has no asset, the `defundTransfer` call does."""
+    channel = contract_at(w3, "Channel", channel_address)
+    payouts = []
+    for log in channel.events.TransferDefunded().get_logs(from_block=0, to_block="latest"):
+        tx = w3.eth.get_transaction(log["transactionHash"])
+        _, params = channel.decode_function_input(tx["input"])
+        asset = to_checksum_address(params["transfer"]["assetId"])
+        payouts.append((asset, log["args"]["toInitiator"] + log["args"]["toResponder"]))
+    return payouts
+
+
+def channel_flows(w3: Web3, channel_address: str, asset_id: str = ETH) -> ChannelFlows:
+    channel_address = to_checksum_address(channel_address)
+    asset_id = to_checksum_address(asset_id)
+
+    def of_asset(name: str) -> list[dict]:
+        return [e for e in _events(w3, channel_address, name) if e["assetId"] == asset_id]
+
+    node_deposits = sum(e["amount"] for e in of_asset("NodeDeposited"))
+    if asset_id == ETH:
+        user_deposits = _plain_eth_in(w3, channel_address)
+    else:  # node deposits arrive as token transfers too: count them once, through their event
+        user_deposits = _tokens_in(w3, channel_address, asset_id) - node_deposits
+    paid = sum(e["amount"] for e in of_asset("Withdrawn"))
+    paid += sum(e["toNode"] + e["toUser"] for e in of_asset("ChannelDefunded"))
+    paid += sum(amount for asset, amount in _transfer_payouts(w3, channel_address) if asset == asset_id)
+    deferred = sum(e["amount"] for e in of_asset("PayoutDeferred"))
+    claimed = sum(e["amount"] for e in of_asset("Claimed"))
+    return ChannelFlows(
+        deposited=node_deposits + user_deposits,
+        paid_out=paid - deferred + claimed,
+        held=channel_reads.asset_balance(w3, channel_address, asset_id),
+        deferred=deferred - claimed,
+    )
+
+
+def assert_conserved(w3: Web3, channel_address: str, asset_id: str = ETH) -> ChannelFlows:
+    """Everything deposited into the channel has left it, and exactly that much was paid out."""
+    flows = channel_flows(w3, channel_address, asset_id)
+    assert flows.held == 0, flows
+    assert flows.deferred == 0, flows
+    assert flows.paid_out == flows.deposited, flows
+    return flows
