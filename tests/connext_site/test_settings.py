@@ -48,7 +48,13 @@ def test_without_urls_the_node_runs_on_sqlite_in_memory_layer_and_eager_tasks(tm
     assert seen["cache"] == "django.core.cache.backends.locmem.LocMemCache"
     assert seen["eager"] is True
     assert seen["serializer"] == "json"
-    assert seen["beat"] == ["chain-watch", "transactions-track", "worker-heartbeat"]
+    assert seen["beat"] == [
+        "chain-watch",
+        "disputes-advance",
+        "expiring-claims-check",
+        "transactions-track",
+        "worker-heartbeat",
+    ]
 
 
 def test_database_and_redis_urls_select_postgres_redis_and_a_celery_broker(tmp_path):
