@@ -365,6 +365,9 @@ def dispute_advance(*, dispute_id: int) -> None:
 
 def _answer(dispute_id: int) -> None:
     """Replace a stale disputed state with the node's latest doubly signed one."""
+    dispute = Dispute.objects.select_related("channel").get(pk=dispute_id)
+    if disputes.read_dispute(chain.web3(), dispute.channel.address).nonce >= dispute.channel.nonce:
+        return  # answered on chain already; the event is on its way
     with transaction.atomic():
         dispute = _locked(dispute_id)
         if dispute is None:

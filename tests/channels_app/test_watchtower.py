@@ -15,6 +15,7 @@ from web3 import Web3
 from channels_app import chain as node_chain
 from channels_app import network, realtime
 from channels_app.models import (
+    BlockCursor,
     Channel,
     Dispute,
     DisputeAction,
@@ -140,6 +141,13 @@ def test_a_stale_dispute_by_the_user_is_answered_and_the_defund_pays_exactly_the
     assert dispute_events(events, alice)[-1] == "dispute.defunded"
     kinds = sorted(DisputeAction.objects.filter(dispute=dispute).values_list("kind", flat=True))
     assert kinds == ["defund_channel", "dispute_channel"]
+    # Running everything again, logs included, does nothing twice.
+    BlockCursor.objects.update(block_number=0)
+    watcher.logs_watch()
+    watchtower.disputes_advance_all()
+    watchtower.disputes_advance_all()
+    assert DisputeAction.objects.filter(dispute=dispute).count() == 2
+    assert dispute_events(events, alice).count("dispute.defunded") == 1
 
     advance_chain(chain, T)
     run_tower_work(bob)
