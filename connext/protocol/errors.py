@@ -162,6 +162,12 @@ class InvariantViolationError(ProtocolError):
     code = "invariant_violated"
 
 
+class BadCiphertextError(ProtocolError):
+    """A ciphertext that does not decrypt with the key: altered, truncated, or sealed for another key."""
+
+    code = "bad_ciphertext"
+
+
 ERROR_CLASSES: tuple[type[ProtocolError], ...] = (
     MalformedError,
     StaleNonceError,
@@ -186,6 +192,7 @@ ERROR_CLASSES: tuple[type[ProtocolError], ...] = (
     NoNewDepositError,
     DepositExceedsChainError,
     InvariantViolationError,
+    BadCiphertextError,
 )
 
 ERROR_CODES: frozenset[str] = frozenset(cls.code for cls in ERROR_CLASSES)

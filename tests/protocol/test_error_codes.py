@@ -197,6 +197,12 @@ def invariant_violated() -> None:
     channel_state_from_json(document)
 
 
+def bad_ciphertext() -> None:
+    from connext.protocol import ecies
+
+    ecies.decrypt(b"\x01" * 32, b"\x04" + b"\x00" * 200)
+
+
 TRIGGERS: dict[str, Callable[[], None]] = {
     "malformed": malformed,
     "stale_nonce": stale_nonce,
@@ -221,6 +227,7 @@ TRIGGERS: dict[str, Callable[[], None]] = {
     "no_new_deposit": no_new_deposit,
     "deposit_exceeds_chain": deposit_exceeds_chain,
     "invariant_violated": invariant_violated,
+    "bad_ciphertext": bad_ciphertext,
 }
 
 
