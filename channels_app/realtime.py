@@ -33,4 +33,4 @@ def push_event_now(group: str, event: str, payload: dict[str, Any]) -> None:
 
 
 def push_event_on_commit(group: str, event: str, payload: dict[str, Any]) -> None:
-    transaction.on_commit(lambda: push_event_now(group, event, payload))
+    transaction.on_commit(lambda: push_event_now(group, event, payload), robust=True)

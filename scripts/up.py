@@ -65,6 +65,21 @@ def wait_for_health(url: str, processes: list[subprocess.Popen[bytes]], timeout:
     raise SystemExit(f"[up] the node did not become healthy within {timeout:.0f}s: {last}")
 
 
+def demo_instructions(base: str, var_dir: Path) -> str:
+    """A key for trying the node with the CLI: anvil's last dev account, which holds test ETH."""
+    key_file = var_dir / "demo-user.key"
+    if not key_file.exists():
+        key_file.write_text(devchain.DEV_PRIVATE_KEYS[9] + "\n")
+        key_file.chmod(0o600)
+    cli = f".venv/bin/connext --node {base} --key-file {key_file}"
+    return (
+        "  Try a channel with the CLI (a funded anvil key is in the key file):\n"
+        f"    {cli} deposit 0.5eth\n"
+        f"    {cli} balance\n"
+        f"    {cli} withdraw 0.1eth --to 0x000000000000000000000000000000000000dEaD\n"
+    )
+
+
 def interrupt(signum: int, frame: object) -> None:
     """SIGTERM stops the node the same way Ctrl-C does."""
     raise KeyboardInterrupt
@@ -102,10 +117,16 @@ def main() -> int:
             anvil_port = int(env.get("ANVIL_PORT", "8545"))
             if not port_is_free("127.0.0.1", anvil_port):
                 anvil_port = devchain.free_port()
+            # A block a second, like a real chain: confirmations (CHAIN_CONFIRMATIONS) then arrive
+            # by themselves instead of waiting for the next transaction.
             chain = devchain.Anvil(
-                port=anvil_port, state_path=var_dir / "anvil-state.json", log_path=var_dir / "anvil.log"
+                port=anvil_port,
+                state_path=var_dir / "anvil-state.json",
+                log_path=var_dir / "anvil.log",
+                block_time=1,
             )
             env["CHAIN_RPC_URL"] = chain.start()
+            env.setdefault("PUBLIC_CHAIN_RPC_URL", env["CHAIN_RPC_URL"])  # clients send deposits here
             log(f"anvil (chain id {devchain.DEV_CHAIN_ID}) on {chain.url}, log in {var_dir / 'anvil.log'}")
         else:
             log(f"using the chain at {env['CHAIN_RPC_URL']}")
@@ -141,9 +162,12 @@ def main() -> int:
         )
         print(
             f"\n  API      {base}/api/  (OpenAPI schema: {base}/api/schema)\n  Health   {base}/api/health\n"
-            f"  Admin    {base}/admin/\n  Websocket ws://{host}:{port}/ws/v1\n\n  Ctrl-C stops everything.\n",
+            f"  Admin    {base}/admin/\n  Websocket ws://{host}:{port}/ws/v1\n",
             flush=True,
         )
+        if chain is not None:
+            print(demo_instructions(base, var_dir), flush=True)
+        print("  Ctrl-C stops everything.\n", flush=True)
         signal.signal(signal.SIGTERM, interrupt)
         while all(process.poll() is None for process in children):
             time.sleep(0.5)

@@ -5,68 +5,179 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('channels_app', '0001_initial'),
+        ("channels_app", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Dispute',
+            name="Dispute",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('requested', 'Requested'), ('started', 'Started'), ('answered', 'Answered'), ('uncontested', 'Uncontested'), ('missed', 'Missed'), ('defunded', 'Defunded'), ('closed', 'Closed'), ('resumed', 'Resumed'), ('failed', 'Failed')], db_index=True, max_length=16)),
-                ('disputed_by', models.CharField(choices=[('node', 'Node'), ('user', 'User'), ('other', 'Other')], max_length=8)),
-                ('disputer', models.CharField(blank=True, default='', max_length=42)),
-                ('reason', models.CharField(blank=True, default='', max_length=300)),
-                ('started_nonce', models.PositiveBigIntegerField()),
-                ('nonce', models.PositiveBigIntegerField()),
-                ('state_hash', models.CharField(max_length=66)),
-                ('state', models.JSONField(blank=True, null=True)),
-                ('consensus_expiry', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('defund_expiry', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('defunds', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('channel', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='disputes', to='channels_app.channel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("requested", "Requested"),
+                            ("started", "Started"),
+                            ("answered", "Answered"),
+                            ("uncontested", "Uncontested"),
+                            ("missed", "Missed"),
+                            ("defunded", "Defunded"),
+                            ("closed", "Closed"),
+                            ("resumed", "Resumed"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "disputed_by",
+                    models.CharField(
+                        choices=[("node", "Node"), ("user", "User"), ("other", "Other")], max_length=8
+                    ),
+                ),
+                ("disputer", models.CharField(blank=True, default="", max_length=42)),
+                ("reason", models.CharField(blank=True, default="", max_length=300)),
+                ("started_nonce", models.PositiveBigIntegerField()),
+                ("nonce", models.PositiveBigIntegerField()),
+                ("state_hash", models.CharField(max_length=66)),
+                ("state", models.JSONField(blank=True, null=True)),
+                ("consensus_expiry", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("defund_expiry", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("defunds", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "channel",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="disputes",
+                        to="channels_app.channel",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='DisputeAction',
+            name="DisputeAction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('dispute_channel', 'Dispute Channel'), ('defund_channel', 'Defund Channel'), ('dispute_transfer', 'Dispute Transfer'), ('defund_transfer', 'Defund Transfer')], max_length=16)),
-                ('transfer_id', models.CharField(blank=True, default='', max_length=66)),
-                ('asset_ids', models.JSONField(blank=True, default=list)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('dispute', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='actions', to='channels_app.dispute')),
-                ('transaction', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='dispute_action', to='channels_app.onchaintransaction')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("dispute_channel", "Dispute Channel"),
+                            ("defund_channel", "Defund Channel"),
+                            ("dispute_transfer", "Dispute Transfer"),
+                            ("defund_transfer", "Defund Transfer"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("transfer_id", models.CharField(blank=True, default="", max_length=66)),
+                ("asset_ids", models.JSONField(blank=True, default=list)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "dispute",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="actions",
+                        to="channels_app.dispute",
+                    ),
+                ),
+                (
+                    "transaction",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="dispute_action",
+                        to="channels_app.onchaintransaction",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TransferDispute',
+            name="TransferDispute",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('transfer_id', models.CharField(db_index=True, max_length=66)),
-                ('transfer_hash', models.CharField(max_length=66, unique=True)),
-                ('expiry', models.PositiveBigIntegerField()),
-                ('status', models.CharField(choices=[('disputed', 'Disputed'), ('defunded', 'Defunded')], db_index=True, default='disputed', max_length=16)),
-                ('to_initiator', models.DecimalField(blank=True, decimal_places=0, max_digits=78, null=True)),
-                ('to_responder', models.DecimalField(blank=True, decimal_places=0, max_digits=78, null=True)),
-                ('encoded_resolver', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('channel', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='transfer_disputes', to='channels_app.channel')),
-                ('dispute', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='transfer_disputes', to='channels_app.dispute')),
-                ('transfer_record', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='disputes', to='channels_app.transfer')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("transfer_id", models.CharField(db_index=True, max_length=66)),
+                ("transfer_hash", models.CharField(max_length=66, unique=True)),
+                ("expiry", models.PositiveBigIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("disputed", "Disputed"), ("defunded", "Defunded")],
+                        db_index=True,
+                        default="disputed",
+                        max_length=16,
+                    ),
+                ),
+                ("to_initiator", models.DecimalField(blank=True, decimal_places=0, max_digits=78, null=True)),
+                ("to_responder", models.DecimalField(blank=True, decimal_places=0, max_digits=78, null=True)),
+                ("encoded_resolver", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "channel",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="transfer_disputes",
+                        to="channels_app.channel",
+                    ),
+                ),
+                (
+                    "dispute",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="transfer_disputes",
+                        to="channels_app.dispute",
+                    ),
+                ),
+                (
+                    "transfer_record",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="disputes",
+                        to="channels_app.transfer",
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='dispute',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['requested', 'started', 'answered', 'uncontested', 'missed', 'defunded'])), fields=('channel',), name='one_active_dispute_per_channel'),
+            model_name="dispute",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(
+                    ("status__in", ["requested", "started", "answered", "uncontested", "missed", "defunded"])
+                ),
+                fields=("channel",),
+                name="one_active_dispute_per_channel",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='dispute',
-            constraint=models.UniqueConstraint(condition=models.Q(('defund_expiry__isnull', False)), fields=('channel', 'defund_expiry'), name='one_dispute_per_round'),
+            model_name="dispute",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("defund_expiry__isnull", False)),
+                fields=("channel", "defund_expiry"),
+                name="one_dispute_per_round",
+            ),
         ),
     ]

@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from channels_app import network, realtime
+from channels_app import after_commit, network, realtime
 from channels_app.models import Channel, ChannelUpdate, Transfer
 from channels_app.services import routing_policy
 from connext.protocol import meta as transfer_meta
@@ -145,10 +145,9 @@ def channel_open(*, user: str, update: SetupUpdate, signature: bytes) -> tuple[C
             _record_update(channel, update, new, node_signature, signature)
     except IntegrityError:  # opened concurrently by another request: that one won
         return Channel.objects.get(address=update.channel_address), False
-    from channels_app import tasks
-
-    channel_id = channel.pk
-    transaction.on_commit(lambda: tasks.channel_reconcile.delay(channel_id))  # payments waiting for this user
+    after_commit.run_task(
+        "channels_app.tasks.channel_reconcile", channel.pk
+    )  # payments waiting for this user
     return channel, True
 
 
@@ -398,10 +397,7 @@ def _store(
             **signed_state_json(channel),
         },
     )
-    from channels_app import tasks  # tasks call services; imported here to keep that direction
-
-    channel_id = channel.pk
-    transaction.on_commit(lambda: tasks.channel_reconcile.delay(channel_id))
+    after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
 
 
 def _is_refund(previous: ChannelState, new: ChannelState, asset_id: str, initiator: str, amount: int) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from channels_app import network, realtime
+from channels_app import after_commit, network, realtime
 from channels_app.models import Channel, OnchainTransaction, Payment, Transfer
 from channels_app.services import channels, collateral
 from channels_app.services.routing_policy import PaymentError, hop_margin
@@ -396,6 +396,4 @@ def payment_cancel(*, sender: str, payment_id: str) -> Payment:
 
 
 def _schedule_reconcile(channel_id: int) -> None:
-    from channels_app import tasks
-
-    transaction.on_commit(lambda: tasks.channel_reconcile.delay(channel_id))
+    after_commit.run_task("channels_app.tasks.channel_reconcile", channel_id)

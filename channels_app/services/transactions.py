@@ -25,7 +25,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound
 
-from channels_app import chain
+from channels_app import after_commit, chain
 from channels_app.models import ChainAccount, OnchainTransaction, TransactionAttempt
 
 logger = logging.getLogger(__name__)
@@ -90,9 +90,7 @@ def transaction_enqueue(
         asset_id=asset_id,
         after=after,
     )
-    from channels_app import tasks  # tasks call services; the import is here to keep that direction
-
-    transaction.on_commit(lambda: tasks.transaction_send.delay(record.id))
+    after_commit.run_task("channels_app.tasks.transaction_send", record.id)
     return record
 
 
@@ -188,10 +186,7 @@ def _refuse(transaction_id: int, reason: str) -> OnchainTransaction:
 
 def _notify_settled(record: OnchainTransaction) -> None:
     """After commit, `tasks.transaction_settled` hands the outcome to the service that asked for it."""
-    from channels_app import tasks
-
-    transaction_id = record.pk
-    transaction.on_commit(lambda: tasks.transaction_settled.delay(transaction_id))
+    after_commit.run_task("channels_app.tasks.transaction_settled", record.pk)
 
 
 def _receipt(web3: Web3, tx_hash: str) -> dict | None:

@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from web3 import Web3
 
-from channels_app import chain, network, realtime
+from channels_app import after_commit, chain, network, realtime
 from channels_app.models import (
     Channel,
     Dispute,
@@ -95,9 +95,7 @@ def _push(dispute: Dispute, event: str) -> None:
 
 
 def _schedule_advance(dispute_id: int) -> None:
-    from channels_app import tasks  # tasks call services; imported here to keep that direction
-
-    transaction.on_commit(lambda: tasks.dispute_advance.delay(dispute_id))
+    after_commit.run_task("channels_app.tasks.dispute_advance", dispute_id)
 
 
 def _active_dispute(channel: Channel) -> Dispute | None:
@@ -261,10 +259,7 @@ def transfer_defunded_observe(
         if record.dispute_id is not None:
             _schedule_advance(record.dispute_id)
         if upstream_channel_id is not None:
-            from channels_app import tasks
-
-            sender_channel_id = upstream_channel_id
-            transaction.on_commit(lambda: tasks.channel_reconcile.delay(sender_channel_id))
+            after_commit.run_task("channels_app.tasks.channel_reconcile", upstream_channel_id)
 
 
 def _settle_routed_payment(transfer: Transfer) -> int | None:

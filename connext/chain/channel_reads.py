@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from eth_utils.address import to_checksum_address
 from web3 import Web3
+from web3.exceptions import BadFunctionCallOutput
 from web3.types import BlockIdentifier
 
 from connext.chain.contracts import contract_at
@@ -48,7 +49,13 @@ def asset_balance(w3: Web3, holder: str, asset_id: str, *, block: BlockIdentifie
     if int(asset_id, 16) == 0:
         return int(w3.eth.get_balance(holder, block_identifier=block))
     token = w3.eth.contract(address=to_checksum_address(asset_id), abi=_ERC20_BALANCE_OF)
-    return int(token.functions.balanceOf(holder).call(block_identifier=block))
+    try:
+        return int(token.functions.balanceOf(holder).call(block_identifier=block))
+    except BadFunctionCallOutput:
+        # No token code at that block (read below the token's deployment): nobody held any.
+        if len(w3.eth.get_code(token.address, block_identifier=block)) == 0:
+            return 0
+        raise
 
 
 def deposit_totals(w3: Web3, channel_address: str, asset_id: str, *, block: BlockIdentifier) -> DepositTotals:

@@ -86,12 +86,14 @@ class Anvil:
         chain_id: int = DEV_CHAIN_ID,
         state_path: str | os.PathLike[str] | None = None,
         log_path: str | os.PathLike[str] | None = None,
+        block_time: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.chain_id = chain_id
         self.state_path = state_path
         self.log_path = log_path
+        self.block_time = block_time  # seconds between blocks; None mines one block per transaction
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -113,6 +115,8 @@ class Anvil:
         ]  # fmt: skip
         if self.state_path is not None:
             command += ["--state", str(self.state_path)]
+        if self.block_time is not None:
+            command += ["--block-time", str(self.block_time)]
         log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 - closed below
         try:
             self._process = subprocess.Popen(  # noqa: S603 - our own fixed argument list
