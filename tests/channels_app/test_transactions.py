@@ -253,3 +253,16 @@ def test_a_transaction_whose_dependency_failed_fails_too(node_chain, django_capt
     assert second.status == Status.FAILED
     assert "waited for" in second.error
     assert second.nonce is None
+
+
+@pytest.mark.django_db
+def test_work_queued_after_commit_never_fails_the_transaction_that_queued_it(
+    django_capture_on_commit_callbacks, caplog
+):
+    from channels_app import after_commit
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        after_commit.run_task("channels_app.tasks.no_such_task", 1)
+
+    assert len(callbacks) == 1
+    assert "no_such_task" in caplog.text
