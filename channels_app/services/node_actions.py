@@ -19,14 +19,15 @@ logger = logging.getLogger(__name__)
 
 
 def channel_reconcile(*, channel_id: int) -> None:
+    # 1. Payments touching this channel move on (possibly proposing in the other channel; a payment
+    #    from a channel in dispute is recorded and failed, never forwarded).
+    payments.payments_sync(channel_id=channel_id)
     channel = Channel.objects.get(pk=channel_id)
     if channel.status != Channel.Status.OPEN:
         return
     net = network.network()
 
-    # 1. Payments touching this channel move on (possibly proposing in the other channel), and the
-    #    node's own withdrawals the user resolved are sent; neither needs a proposal here.
-    payments.payments_sync(channel_id=channel_id)
+    #    The node's own withdrawals the user resolved are sent; that needs no proposal either.
     resolved_node_withdraws = Transfer.objects.filter(
         channel=channel,
         kind=DefinitionKind.WITHDRAW.value,

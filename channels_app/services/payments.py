@@ -134,6 +134,11 @@ def _forward_locked(channel_id: int, payment_pk: int) -> tuple[bool, int]:
         payment.status = PaymentStatus.REFUNDED
         payment.save(update_fields=["status", "updated_at"])
         return False, 0
+    if Channel.objects.filter(pk=sender.channel_id).exclude(status=Channel.Status.OPEN).exists():
+        # The sender's channel is in dispute: its transfer's on-chain window may close before the
+        # receiver reveals, so the node must not pay downstream what it might not claim upstream.
+        _fail(payment, "the sender's channel is in dispute")
+        return False, 0
     state = channels.latest_state(channel)
     amount = int(payment.amount)
     if collateral.node_balance(state, payment.asset_id) < amount:

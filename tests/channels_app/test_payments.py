@@ -268,3 +268,19 @@ def test_a_signed_transfer_is_resolved_by_the_oracles_receipt_on_both_sides(alic
     assert payment.status == Payment.Status.COMPLETED
     assert payment.sender_transfer.encoded_resolver == payment.receiver_transfer.encoded_resolver
     assert alice.state.transfers == ()
+
+
+def test_a_payment_from_a_channel_in_dispute_is_not_forwarded(alice_and_bob):
+    from channels_app.models import Channel
+
+    alice, bob = alice_and_bob
+    _, payment_id, _ = alice.pay(bob.address, E // 10)
+    Channel.objects.filter(address=alice.state.channel_address).update(status=Channel.Status.DISPUTED)
+
+    run_node_work(alice, bob)
+
+    payment = Payment.objects.get(payment_id=payment_id)
+    assert payment.status == Payment.Status.FAILED
+    assert "dispute" in payment.failure
+    assert bob.proposal() is None
+    assert bob.state.transfers == ()
