@@ -118,14 +118,10 @@ def measure(operation: Callable[[], object], *, runs: int, batch: int) -> float:
     return statistics.median(samples)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="protocol core micro-benchmark")
-    parser.add_argument("--runs", type=int, default=200, help="timed batches per operation (default 200)")
-    parser.add_argument("--active", type=int, default=4, help="active transfers already in each channel")
-    args = parser.parse_args()
-
-    alice_state, context = channel(ALICE, active_transfers=args.active)
-    bob_state, _ = channel(BOB, active_transfers=args.active)
+def cases(active: int) -> list[tuple[str, Callable[[], object], int]]:
+    """(name, operation, calls per timed batch) for every measured operation."""
+    alice_state, context = channel(ALICE, active_transfers=active)
+    bob_state, _ = channel(BOB, active_transfers=active)
     digest = alice_state.state_hash
     signature = signing.sign_hash(digest, ALICE)
     preimage = encoding.keccak256(b"bench/secret")
@@ -173,19 +169,36 @@ def main() -> None:
         a2, _ = initiate_update(a1, resolve(a1, NODE, preimage), NODE, context=context)
         signing.recover_signer(a2, signature)
 
-    cases: list[tuple[str, Callable[[], object], int]] = [
+    return [
         ("state hash (encode + keccak)", state_hash, 200),
         ("sign (EIP-191 over a hash)", sign, 100),
         ("recover (EIP-191, low-s checks)", recover, 100),
         ("validate a create (Linked)", validate_create, 20),
         ("validate a resolve (Linked)", validate_resolve, 20),
-        ("routed payment floor (4 sign + 4 recover + 4 hashes)", routed_floor, 5),
-        ("routed payment, node's protocol work", routed_node_work, 5),
+        (FLOOR, routed_floor, 5),
+        (NODE_WORK, routed_node_work, 5),
     ]
+
+
+FLOOR = "routed payment floor (4 sign + 4 recover + 4 hashes)"
+NODE_WORK = "routed payment, node's protocol work"
+
+
+def measure_named(names: tuple[str, ...], *, runs: int = 100, active: int = 4) -> dict[str, float]:
+    """Median µs of the named operations (the routing benchmark measures the floor in its own run)."""
+    return {name: measure(op, runs=runs, batch=batch) for name, op, batch in cases(active) if name in names}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="protocol core micro-benchmark")
+    parser.add_argument("--runs", type=int, default=200, help="timed batches per operation (default 200)")
+    parser.add_argument("--active", type=int, default=4, help="active transfers already in each channel")
+    args = parser.parse_args()
+
     print(f"connext protocol core benchmark: Python {platform.python_version()} on {platform.machine()}")
     print(f"median of {args.runs} batches; channels hold {args.active} active transfers")
     print(f"{'operation':<56}{'µs':>10}{'ops/s':>12}")
-    for name, operation, batch in cases:
+    for name, operation, batch in cases(args.active):
         micros = measure(operation, runs=args.runs, batch=batch)
         print(f"{name:<56}{micros:>10.1f}{1e6 / micros:>12,.0f}")
 

@@ -146,6 +146,9 @@ class Channel(models.Model):
     pending_node_signature = models.CharField(max_length=132, blank=True, default="")
     pending_meta = models.JSONField(default=dict, blank=True)
     deployed = models.BooleanField(default=False)
+    # Set when a node deposit may have landed on chain (its transaction mined, or the watcher saw
+    # one): only then does the reconcile read the chain to credit it, not after every update.
+    node_deposit_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

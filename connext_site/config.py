@@ -45,6 +45,7 @@ class NodeConfig:
     node_private_key: str
     chain_confirmations: int
     dispute_timeout_seconds: int
+    hashlock_min_window_seconds: int
     deployments_file: Path
     supported_tokens: tuple[str, ...]
     log_level: str
@@ -135,6 +136,7 @@ def _redis_url(environ_: Mapping[str, str]) -> str | None:
 
 def _database(environ_: Mapping[str, str], var_dir: Path) -> dict[str, Any]:
     conn_max_age = _int(environ_, "DATABASE_CONN_MAX_AGE", 60, minimum=0, maximum=3600)
+    pool_size = _int(environ_, "DATABASE_POOL_SIZE", 10, minimum=0, maximum=500)
     value = _text(environ_, "DATABASE_URL")
     if value is None:
         value = f"sqlite:///{var_dir / 'node.sqlite3'}"
@@ -150,8 +152,14 @@ def _database(environ_: Mapping[str, str], var_dir: Path) -> dict[str, Any]:
     if engine == "django.db.backends.postgresql":
         if not config.get("HOST"):
             raise _fail("DATABASE_URL", "a host in the postgres URL", value)
-        config["CONN_MAX_AGE"] = conn_max_age
-        config["CONN_HEALTH_CHECKS"] = True
+        if pool_size:
+            # A pool per process: under ASGI every request runs in a fresh thread, and a connection per
+            # thread would mean a new Postgres connection per request. (A pool excludes CONN_MAX_AGE.)
+            config["CONN_MAX_AGE"] = 0
+            config["OPTIONS"] = {"pool": {"min_size": 1, "max_size": pool_size, "timeout": 20}}
+        else:
+            config["CONN_MAX_AGE"] = conn_max_age
+            config["CONN_HEALTH_CHECKS"] = True
     else:
         # WAL lets the web thread read while the in-process workers write; IMMEDIATE avoids
         # "database is locked" on upgrade from a read to a write transaction.
@@ -248,6 +256,9 @@ def load(environ_: Mapping[str, str]) -> NodeConfig:
         chain_confirmations=_int(environ_, "CHAIN_CONFIRMATIONS", 1, minimum=0, maximum=1000),
         dispute_timeout_seconds=_int(
             environ_, "DISPUTE_TIMEOUT_SECONDS", 86_400, minimum=60, maximum=60 * 86_400
+        ),
+        hashlock_min_window_seconds=_int(
+            environ_, "HASHLOCK_MIN_WINDOW_SECONDS", 600, minimum=1, maximum=7 * 86_400
         ),
         deployments_file=Path(_text(environ_, "DEPLOYMENTS_FILE") or var_dir / "deployments.json").resolve(),
         supported_tokens=_token_list(environ_),

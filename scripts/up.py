@@ -109,6 +109,7 @@ def main() -> int:
         if chain is not None:
             chain.stop()
 
+    signal.signal(signal.SIGTERM, interrupt)  # from the start: whatever was started is stopped
     try:
         if not port_is_free(host, port):
             log(f"port {host}:{port} is taken; set NODE_PORT to another port")
@@ -168,7 +169,6 @@ def main() -> int:
         if chain is not None:
             print(demo_instructions(base, var_dir), flush=True)
         print("  Ctrl-C stops everything.\n", flush=True)
-        signal.signal(signal.SIGTERM, interrupt)
         while all(process.poll() is None for process in children):
             time.sleep(0.5)
         log("a node process exited; stopping the rest")

@@ -11,6 +11,7 @@ import secrets
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from channels_app import chain, network
 from channels_app.models import Channel, OnchainTransaction, RebalanceProfile
@@ -143,8 +144,16 @@ def _enqueue_node_deposit(channel: Channel, asset_id: str, amount: int) -> Oncha
 def collateral_settle(*, transaction_id: int) -> None:
     """A collateral deposit settled: the channel learns it is deployed (the credit is `node_deposits_credit`)."""
     record = OnchainTransaction.objects.get(pk=transaction_id)
-    if record.status == TxStatus.MINED and record.to_address == network.network().factory:
+    if record.status != TxStatus.MINED or record.to_address == record.asset_id:
+        return  # failed, or a token approval: nothing deposited
+    if record.to_address == network.network().factory:
         Channel.objects.filter(address=record.channel_address).update(deployed=True)
+    node_deposit_seen(channel_address=record.channel_address)
+
+
+def node_deposit_seen(*, channel_address: str) -> None:
+    """A node deposit may be on chain for this channel: the next reconcile looks for it."""
+    Channel.objects.filter(address=channel_address).update(node_deposit_seen_at=timezone.now())
 
 
 def node_deposits_credit(*, channel_id: int) -> bool:
@@ -153,6 +162,9 @@ def node_deposits_credit(*, channel_id: int) -> bool:
     Returns True when an update was proposed.
     """
     channel = Channel.objects.get(pk=channel_id)
+    if channel.node_deposit_seen_at is None:
+        return False
+    looked_at = timezone.now()
     for asset_id in network.network().assets:
         if not _uncredited_node_deposit(channel, asset_id):
             continue
@@ -180,6 +192,10 @@ def node_deposits_credit(*, channel_id: int) -> bool:
                 ),
             )
         return True
+    # Everything is credited: stop looking, unless another deposit was seen while we read the chain.
+    Channel.objects.filter(pk=channel_id, node_deposit_seen_at__lte=looked_at).update(
+        node_deposit_seen_at=None
+    )
     return False
 
 

@@ -21,7 +21,7 @@ from web3 import Web3
 
 from channels_app import chain, network, realtime
 from channels_app.models import BlockCursor, Channel, ProcessedLog, Withdrawal
-from channels_app.services import channels, watchtower
+from channels_app.services import channels, collateral, watchtower
 from connext.chain import channel_reads, disputes
 from connext.chain.contracts import contract_at
 
@@ -47,6 +47,7 @@ def deposits_watch() -> list[int]:
             index = state.asset_index(asset_id)
             processed_node, processed_user = (0, 0) if index is None else state.processed_deposits[index]
             if totals.node > processed_node:
+                collateral.node_deposit_seen(channel_address=channel.address)
                 node_credit_due.append(channel.pk)
             if totals.user <= processed_user:
                 continue

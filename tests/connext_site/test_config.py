@@ -24,6 +24,7 @@ def test_no_variables_select_the_embedded_default(tmp_path):
     assert node.node_private_key == config.DEV_NODE_PRIVATE_KEY
     assert node.chain_confirmations == 1
     assert node.dispute_timeout_seconds == 86_400
+    assert node.hashlock_min_window_seconds == 600
 
 
 def test_database_and_redis_urls_select_postgres_and_redis():
@@ -39,6 +40,17 @@ def test_database_and_redis_urls_select_postgres_and_redis():
     )
     assert node.redis_url == "redis://cache:6380/2"
     assert node.tasks_in_process is False
+    assert node.database["OPTIONS"]["pool"]["max_size"] == 10
+    assert node.database["CONN_MAX_AGE"] == 0
+
+
+def test_without_a_pool_postgres_connections_live_for_the_configured_age():
+    node = config.load(
+        {"DATABASE_URL": "postgres://app@db/node", "DATABASE_POOL_SIZE": "0", "DATABASE_CONN_MAX_AGE": "30"}
+    )
+
+    assert "OPTIONS" not in node.database
+    assert node.database["CONN_MAX_AGE"] == 30
 
 
 def test_production_settings_are_accepted_when_complete():
@@ -88,6 +100,11 @@ def test_secrets_can_come_from_files(tmp_path):
         ({"DJANGO_ALLOWED_HOSTS": " , "}, "DJANGO_ALLOWED_HOSTS", "comma-separated"),
         ({"CHAIN_CONFIRMATIONS": "two"}, "CHAIN_CONFIRMATIONS", "whole number"),
         (
+            {"DATABASE_POOL_SIZE": "many", "DATABASE_URL": "postgres://u@h/db"},
+            "DATABASE_POOL_SIZE",
+            "whole number",
+        ),
+        (
             {"DATABASE_CONN_MAX_AGE": "-5", "DATABASE_URL": "postgres://u@h/db"},
             "DATABASE_CONN_MAX_AGE",
             "from 0",
@@ -95,6 +112,7 @@ def test_secrets_can_come_from_files(tmp_path):
         ({"CHAIN_CONFIRMATIONS": "-1"}, "CHAIN_CONFIRMATIONS", "from 0"),
         ({"DISPUTE_TIMEOUT_SECONDS": "10"}, "DISPUTE_TIMEOUT_SECONDS", "from 60"),
         ({"DISPUTE_TIMEOUT_SECONDS": "1.5"}, "DISPUTE_TIMEOUT_SECONDS", "whole number"),
+        ({"HASHLOCK_MIN_WINDOW_SECONDS": "0"}, "HASHLOCK_MIN_WINDOW_SECONDS", "from 1"),
         ({"NODE_LOG_LEVEL": "LOUD"}, "NODE_LOG_LEVEL", "DEBUG, INFO"),
         ({"SUPPORTED_TOKENS": "0x12,0xab"}, "SUPPORTED_TOKENS", "ERC20 contract addresses"),
     ],

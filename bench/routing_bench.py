@@ -1,0 +1,401 @@
+"""Routed-payment benchmark: hub-routed transfers through real node processes, measured end to end.
+
+    .venv/bin/python bench/routing_bench.py [--nodes 2] [--clients 10] [--seconds 20] [--in-flight 2]
+    (or: make bench)
+
+Starts the whole stack on this machine (Postgres and Redis as they run here, a fresh anvil, the
+contracts, N daphne processes and a Celery worker with beat), connects K clients over websockets
+(spread over the node processes), funds them, then for a fixed time every client pays random other
+clients (Linked transfers with the preimage encrypted to the receiver, which resolves on its own) and
+keeps `--in-flight` payments open. A payment counts when the sender sees it resolved (both sides done).
+
+Prints and writes to bench/results/: completed transfers per second, latency p50/p95/p99, the node
+processes' CPU seconds per transfer, and, measured in the same run, the cryptographic floor (the node's 4
+signs + 4 recovers + hashes per routed transfer) with the ratio throughput / floor. With `--rate R`
+the clients send at a fixed total rate instead (for latency at a given load).
+
+Not a test: numbers depend on the machine and on what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import protocol_bench  # noqa: E402
+import psycopg  # noqa: E402
+import redis  # noqa: E402
+from web3 import HTTPProvider, Web3  # noqa: E402
+
+from connext import AsyncClient  # noqa: E402
+from connext.chain import devchain  # noqa: E402
+
+PYTHON = sys.executable
+BENCH_DB = "connext_bench"
+DEPOSIT = 10**18  # each client's deposit
+AMOUNT = 10**12  # per payment: small beside the node's collateral, so no top-up interrupts the run
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+# -- the stack ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    node_urls: list[str]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    chain: devchain.Anvil | None = None
+
+    def node_pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if self.chain is not None:
+            self.chain.stop()
+
+
+def _fresh_database(base_url: str) -> str:
+    with psycopg.connect(f"{base_url}/postgres", autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {BENCH_DB}")
+    return f"{base_url}/{BENCH_DB}"
+
+
+def start_stack(*, nodes: int, workdir: Path, postgres: str, redis_url: str) -> Stack:
+    subprocess.run([str(ROOT / "scripts" / "services.sh")], check=True)
+    redis.Redis.from_url(redis_url).flushdb()
+    chain = devchain.Anvil(log_path=workdir / "anvil.log")
+    rpc_url = chain.start()
+    env = {
+        **os.environ,
+        "DATABASE_URL": _fresh_database(postgres),
+        "REDIS_URL": redis_url,
+        "CHAIN_RPC_URL": rpc_url,
+        "PUBLIC_CHAIN_RPC_URL": rpc_url,
+        # Production mode (no per-query debug records): a fresh node key, funded on anvil by the deploy.
+        "DJANGO_DEBUG": "false",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "NODE_PRIVATE_KEY": "0x" + secrets.token_hex(32),
+        "NODE_VAR_DIR": str(workdir),
+        "DEPLOYMENTS_FILE": str(workdir / "deployments.json"),
+        "CHAIN_CONFIRMATIONS": "0",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
+        "NODE_LOG_LEVEL": "WARNING",
+        "DATABASE_CONN_MAX_AGE": "0",
+    }
+    stack = Stack(env=env, node_urls=[], chain=chain)
+    try:
+        subprocess.run(
+            [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+        )
+        subprocess.run(
+            [PYTHON, "manage.py", "deploy_contracts", "--dev"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        for index in range(nodes):
+            port = devchain.free_port()
+            log_file = open(workdir / f"daphne-{index}.log", "ab")  # noqa: SIM115 - lives as long as the process
+            stack.processes.append(
+                subprocess.Popen(
+                    [
+                        PYTHON,
+                        "-m",
+                        "daphne",
+                        "-b",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                        "connext_site.asgi:application",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            stack.node_urls.append(f"http://127.0.0.1:{port}")
+        worker_log = open(workdir / "celery.log", "ab")  # noqa: SIM115
+        stack.processes.append(
+            subprocess.Popen(
+                [
+                    PYTHON,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "connext_site",
+                    "worker",
+                    "-B",
+                    "-l",
+                    "WARNING",
+                    "-c",
+                    "2",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-s",
+                    str(workdir / "beat-schedule"),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=worker_log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        _wait_healthy(stack)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+def _wait_healthy(stack: Stack, timeout: float = 90) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    pending = list(stack.node_urls)
+    while pending and time.monotonic() < deadline:
+        for url in list(pending):
+            with suppress(OSError), urllib.request.urlopen(f"{url}/api/health", timeout=3) as response:  # noqa: S310
+                if response.status == 200:
+                    pending.remove(url)
+        time.sleep(0.3)
+    if pending:
+        raise SystemExit(f"[bench] node processes not healthy: {pending}")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of the processes and all their descendants (Celery's pool children)."""
+    total = 0.0
+    seen: set[int] = set()
+    queue = list(pids)
+    while queue:
+        pid = queue.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        with suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        with suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                queue.extend(int(child) for child in (task / "children").read_text().split())
+    return total
+
+
+# -- the clients --------------------------------------------------------------------------------------
+
+
+async def connect_clients(stack: Stack, count: int, workdir: Path) -> list[AsyncClient]:
+    w3 = Web3(HTTPProvider(stack.env["CHAIN_RPC_URL"]))
+    clients = []
+    for index in range(count):
+        key = secrets.token_bytes(32)
+        address = w3.eth.account.from_key(key).address
+        w3.provider.make_request("anvil_setBalance", [address, hex(100 * 10**18)])
+        client = await AsyncClient.connect(
+            stack.node_urls[index % len(stack.node_urls)],
+            key,
+            store_path=str(workdir / f"client-{index}.sqlite3"),
+            chain_rpc_url=stack.env["CHAIN_RPC_URL"],
+        )
+        clients.append(client)
+    await asyncio.gather(*(client.deposit(DEPOSIT) for client in clients))
+    # Collateral in every channel up front, so the timed run measures routing, not deposits.
+    await asyncio.gather(*(client.request_collateral() for client in clients))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if all(client.get_free_balance()["node"] > 0 for client in clients):
+            return clients
+        await asyncio.sleep(0.2)
+    raise SystemExit("[bench] the node did not collateralize every channel within 120 s")
+
+
+@dataclass
+class Results:
+    latencies: list[float] = field(default_factory=list)
+    failures: int = 0
+
+
+async def pay_and_wait(sender: AsyncClient, recipient: AsyncClient, results: Results, timeout: float) -> None:
+    started = time.perf_counter()
+    done = asyncio.get_running_loop().create_future()
+    payment_id: str | None = None
+
+    def settled(payload: dict) -> None:
+        if payload.get("paymentId") == payment_id and not done.done():
+            done.set_result(payload)
+
+    sender.on("transfer.resolved", settled)
+    sender.on("transfer.failed", settled)
+    try:
+        payment_id = await sender.transfer(recipient.address, AMOUNT)
+        payload = await asyncio.wait_for(done, timeout)
+        if payload.get("status") == "completed":
+            results.latencies.append(time.perf_counter() - started)
+        else:
+            results.failures += 1
+    except Exception:
+        results.failures += 1
+    finally:
+        sender.off("transfer.resolved", settled)
+        sender.off("transfer.failed", settled)
+
+
+async def run_load(
+    clients: list[AsyncClient], *, seconds: float, in_flight: int, rate: float | None
+) -> Results:
+    results = Results()
+    end = time.perf_counter() + seconds
+    rng = random.Random(7)
+
+    def pick(sender: AsyncClient) -> AsyncClient:
+        return rng.choice([c for c in clients if c is not sender])
+
+    async def closed_loop(sender: AsyncClient) -> None:
+        while time.perf_counter() < end:
+            await pay_and_wait(sender, pick(sender), results, timeout=30)
+
+    async def open_loop() -> None:
+        pending: set[asyncio.Task[None]] = set()
+        interval = 1 / rate if rate else 0
+        next_at = time.perf_counter()
+        while time.perf_counter() < end:
+            sender = rng.choice(clients)
+            pending.add(asyncio.create_task(pay_and_wait(sender, pick(sender), results, timeout=30)))
+            next_at += interval
+            await asyncio.sleep(max(0, next_at - time.perf_counter()))
+        await asyncio.gather(*pending)
+
+    if rate:
+        await open_loop()
+    else:
+        await asyncio.gather(*(closed_loop(c) for c in clients for _ in range(in_flight)))
+    return results
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+async def main_async(args: argparse.Namespace) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="connext-bench-"))
+    log(f"starting the stack in {workdir}: {args.nodes} node processes, Celery worker + beat, anvil")
+    stack = start_stack(nodes=args.nodes, workdir=workdir, postgres=args.postgres, redis_url=args.redis)
+    try:
+        log(f"connecting and funding {args.clients} clients")
+        clients = await connect_clients(stack, args.clients, workdir)
+        log("warming up")
+        await run_load(clients, seconds=3, in_flight=1, rate=None)
+        log(
+            f"sending for {args.seconds:.0f} s ({'rate ' + str(args.rate) + '/s' if args.rate else str(args.in_flight) + ' in flight per client'})"
+        )
+        cpu_before = cpu_seconds(stack.node_pids())
+        started = time.perf_counter()
+        results = await run_load(clients, seconds=args.seconds, in_flight=args.in_flight, rate=args.rate)
+        elapsed = time.perf_counter() - started
+        cpu_used = cpu_seconds(stack.node_pids()) - cpu_before
+        await asyncio.gather(*(client.close() for client in clients))
+    finally:
+        stack.stop()
+    log("measuring the cryptographic floor on this machine")
+    floor = protocol_bench.measure_named((protocol_bench.FLOOR, protocol_bench.NODE_WORK), runs=60)
+    completed = len(results.latencies)
+    throughput = completed / elapsed if elapsed else 0.0
+    floor_per_second = 1e6 / floor[protocol_bench.FLOOR]
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        "setup": {
+            "node_processes": args.nodes,
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "in_flight_per_client": None if args.rate else args.in_flight,
+            "offered_rate": args.rate,
+        },
+        "completed": completed,
+        "failed": results.failures,
+        "transfers_per_second": round(throughput, 1),
+        "latency_ms": {
+            name: round(percentile(results.latencies, q) * 1000, 1) if results.latencies else None
+            for name, q in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+        }
+        | {"mean": round(statistics.fmean(results.latencies) * 1000, 1) if results.latencies else None},
+        "node_cpu_seconds_per_transfer": round(cpu_used / completed, 5) if completed else None,
+        "floor": {
+            "routed_transfer_crypto_us": round(floor[protocol_bench.FLOOR], 1),
+            "routed_transfer_protocol_work_us": round(floor[protocol_bench.NODE_WORK], 1),
+            "crypto_floor_transfers_per_second_one_core": round(floor_per_second, 1),
+        },
+        "throughput_over_floor": round(throughput / floor_per_second, 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=2, help="daphne processes (default 2)")
+    parser.add_argument("--clients", type=int, default=10, help="clients (default 10)")
+    parser.add_argument("--seconds", type=float, default=20, help="length of the timed run (default 20)")
+    parser.add_argument("--in-flight", type=int, default=2, help="open payments per client (default 2)")
+    parser.add_argument("--rate", type=float, default=None, help="fixed total send rate instead (per second)")
+    parser.add_argument(
+        "--postgres", default="postgres://postgres@127.0.0.1:5432", help="Postgres server URL"
+    )
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/7", help="Redis URL (flushed)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for the JSON result")
+    args = parser.parse_args()
+    report = asyncio.run(main_async(args))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"routing-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    print(
+        f"\n{report['transfers_per_second']} routed transfers/s; latency p50 {report['latency_ms']['p50']} ms,"
+        f" p95 {report['latency_ms']['p95']} ms, p99 {report['latency_ms']['p99']} ms;"
+        f" node CPU {report['node_cpu_seconds_per_transfer']} s/transfer;"
+        f" floor {report['floor']['crypto_floor_transfers_per_second_one_core']}/s per core"
+        f" (throughput/floor {report['throughput_over_floor']}). Written to {path}"
+    )
+
+
+if __name__ == "__main__":
+    main()
