@@ -68,3 +68,10 @@ check-artifacts: node_modules/.installed
 
 gas: install
 	$(PY) bench/gas.py --out docs/gas.md
+
+# Routed transfers through the whole stack on this machine (Postgres and Redis must be local);
+# prints throughput, latency percentiles, node CPU per transfer and the cryptographic floor, and
+# writes JSON to bench/results/. BENCH_ARGS="--clients 10 --seconds 20 --rate 100" and so on.
+.PHONY: bench
+bench: install services
+	$(PY) bench/routing_bench.py $(BENCH_ARGS)
