@@ -152,7 +152,7 @@ DEPLOYMENTS_FILE = NODE.deployments_file
 SUPPORTED_TOKENS = NODE.supported_tokens
 # A routed HashLock's receiver side expires this much before the sender's, on top of one dispute
 # window (so the node can always claim upstream); also the least time a receiver gets.
-HASHLOCK_MIN_WINDOW_SECONDS = 600
+HASHLOCK_MIN_WINDOW_SECONDS = NODE.hashlock_min_window_seconds
 # Collateral the node keeps per channel and asset unless a channel has its own profile:
 # (collateralize below, fill up to, reclaim above), in wei / token base units (18 decimals assumed).
 REBALANCE_DEFAULTS = {
