@@ -6,6 +6,9 @@ client = Client.connect("http://localhost:8000", private_key, store_path="wallet
 client.deposit(10**17)                       # sends the transaction, returns once credited
 client.get_free_balance(ETH)                 # {"user": ..., "node": ...}
 client.withdraw(5 * 10**16, recipient=addr)  # the node pays the gas; returns the transaction hash
+pid = client.transfer(bob, 10**15)            # routed through the node; Bob's client unlocks it
+link = client.create_link(10**15)            # {"payment_id", "secret", "url"}: whoever holds it redeems
+client.get_transfer(pid); client.get_transfer_history()
 client.close()
 ```
 """

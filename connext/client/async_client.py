@@ -22,6 +22,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -33,7 +34,8 @@ from connext.client.events import Callback, EventBus, Predicate
 from connext.client.events import wait as wait_future
 from connext.client.node_api import NodeApi
 from connext.client.onchain import UserChain
-from connext.client.store import SignedState, Store
+from connext.client.store import PaymentRecord, Store
+from connext.client.store import SignedState as SignedChannelState
 from connext.errors import (
     AuthenticationError,
     ChainError,
@@ -44,9 +46,18 @@ from connext.errors import (
     TimeoutError,
     ValidationError,
 )
-from connext.protocol import serialization, signing, validation
-from connext.protocol.definitions import WithdrawResolver, WithdrawState
-from connext.protocol.encoding import ZERO_ADDRESS, normalize_address
+from connext.protocol import ecies, serialization, signing, validation
+from connext.protocol import meta as transfer_meta
+from connext.protocol.definitions import (
+    HashLockState,
+    LinkedState,
+    PreimageResolver,
+    SignedResolver,
+    SignedState,
+    WithdrawResolver,
+    WithdrawState,
+)
+from connext.protocol.encoding import ZERO_ADDRESS, ZERO_BYTES32, keccak256, normalize_address
 from connext.protocol.errors import ProtocolError
 from connext.protocol.signing import Signer
 from connext.protocol.types import (
@@ -56,6 +67,7 @@ from connext.protocol.types import (
     DepositUpdate,
     ResolveUpdate,
     SetupUpdate,
+    TransferState,
     Update,
     UpdateContext,
 )
@@ -64,6 +76,9 @@ logger = logging.getLogger("connext.client")
 
 ETH = ZERO_ADDRESS
 WITHDRAW_TRANSFER_TIMEOUT = 3 * 24 * 3600
+PAYMENT_TRANSFER_TIMEOUT = 24 * 3600  # how long a payment's transfer can be disputed on chain
+LINK_LIFETIME_SECONDS = 7 * 24 * 3600  # an unredeemed link can be taken back after this
+REGISTRATION_POLL_SECONDS = 2.0
 DEFAULT_WAIT_SECONDS = 180.0
 MAX_UPDATE_ATTEMPTS = 8
 RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -97,7 +112,13 @@ class AsyncClient:
     """The user's side of one channel with one node. Create it with `await AsyncClient.connect(...)`."""
 
     def __init__(
-        self, node_url: str, private_key: str | bytes, *, store_path: str | None, chain_rpc_url: str | None
+        self,
+        node_url: str,
+        private_key: str | bytes,
+        *,
+        store_path: str | None,
+        chain_rpc_url: str | None,
+        hashlock_margin: int = policy.DEFAULT_HASHLOCK_MARGIN,
     ) -> None:
         key = _key_bytes(private_key)
         try:
@@ -115,12 +136,14 @@ class AsyncClient:
         self._session: aiohttp.ClientSession | None = None
         self._api: NodeApi | None = None
         self._chain: UserChain | None = None
-        self._signed: SignedState | None = None
+        self._signed: SignedChannelState | None = None
         self._config: dict[str, Any] = {}
         self._definitions: dict[str, DefinitionKind] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._closed = False
+        self._hashlock_margin = hashlock_margin
+        self._expiry_timers: set[int] = set()
 
     # -- connecting ---------------------------------------------------------------------------------
 
@@ -132,10 +155,19 @@ class AsyncClient:
         *,
         store_path: str | None = None,
         chain_rpc_url: str | None = None,
+        hashlock_margin: int = policy.DEFAULT_HASHLOCK_MARGIN,
     ) -> AsyncClient:
         """Log in, open the channel if there is none (or restore it if the store is empty), start the
-        websocket and sync. Returns once the client's state matches the node's."""
-        client = cls(node_url, private_key, store_path=store_path, chain_rpc_url=chain_rpc_url)
+        websocket and sync. Returns once the client's state matches the node's.
+
+        `hashlock_margin`: the least time (seconds) an incoming HashLock must leave to be accepted."""
+        client = cls(
+            node_url,
+            private_key,
+            store_path=store_path,
+            chain_rpc_url=chain_rpc_url,
+            hashlock_margin=hashlock_margin,
+        )
         try:
             await client._start()
         except BaseException:
@@ -509,26 +541,483 @@ class AsyncClient:
             self._events.emit(event, news)
         self._signal_state()
 
+    # -- payments -----------------------------------------------------------------------------------
+
+    async def transfer(
+        self, recipient: str, amount: int, asset_id: str = ETH, *, meta: dict[str, Any] | None = None
+    ) -> str:
+        """Pay `amount` of `asset_id` to the user `recipient` through the node: a Linked transfer whose
+        preimage travels encrypted to the recipient's public key (the node relays it and cannot read it;
+        the recipient's client resolves it on its own). Returns the payment id once the node
+        countersigned the sender side."""
+        recipient = _address(recipient, "recipient")
+        public_key = await self._public_key_of(recipient)
+        preimage = secrets.token_bytes(32)
+        encrypted = ecies.encrypt(
+            public_key, preimage, ephemeral_key=_fresh_private_key(), nonce=secrets.token_bytes(16)
+        )
+        meta = {**(meta or {}), "encryptedPreimage": serialization.hex_bytes(encrypted)}
+        return await self._send_payment(
+            DefinitionKind.LINKED,
+            amount,
+            asset_id,
+            recipient=recipient,
+            encoded_state=LinkedState(keccak256(preimage)).encode(),
+            payment_id=secrets.token_bytes(32),
+            meta=meta,
+            secret=preimage,
+        )
+
+    async def conditional_transfer(
+        self,
+        kind: str,
+        amount: int,
+        recipient: str,
+        asset_id: str = ETH,
+        *,
+        lock_hash: bytes | str | None = None,
+        expiry: int | None = None,
+        signer: str | None = None,
+        payment_id: bytes | str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> str:
+        """Pay `recipient` through the node once a condition is met; returns the payment id.
+
+        - `"hashlock"`: the preimage of `lock_hash` revealed before `expiry` (unix seconds); the
+          node gives the recipient a shorter expiry, so it can always claim this side in time.
+        - `"signed"`: a receipt `signer` signs (EIP-712) over the payment id and some data; pass
+          `payment_id` (32 bytes) when the signer must know it beforehand.
+        - `"linked"`: the preimage of `lock_hash`, with no expiry."""
+        recipient = _address(recipient, "recipient")
+        id_bytes = secrets.token_bytes(32) if payment_id is None else _bytes32(payment_id, "payment_id")
+        if kind == "signed":
+            if signer is None:
+                raise InvalidArgumentError("missing_argument", "a signed transfer names its signer")
+            encoded = SignedState(_address(signer, "signer"), id_bytes).encode()
+            definition = DefinitionKind.SIGNED
+        elif kind in ("hashlock", "linked"):
+            if lock_hash is None:
+                raise InvalidArgumentError("missing_argument", f"a {kind} transfer needs its lock_hash")
+            lock = _bytes32(lock_hash, "lock_hash")
+            if kind == "linked":
+                encoded, definition = LinkedState(lock).encode(), DefinitionKind.LINKED
+            else:
+                if expiry is None:
+                    raise InvalidArgumentError("missing_argument", "a hashlock transfer needs its expiry")
+                if expiry <= int(time.time()):
+                    raise InvalidArgumentError("expired", f"the expiry {expiry} has passed")
+                encoded, definition = HashLockState(lock, expiry).encode(), DefinitionKind.HASHLOCK
+        else:
+            raise InvalidArgumentError("unsupported_transfer", f"no transfer of kind {kind!r}")
+        return await self._send_payment(
+            definition,
+            amount,
+            asset_id,
+            recipient=recipient,
+            encoded_state=encoded,
+            payment_id=id_bytes,
+            meta=dict(meta or {}),
+        )
+
+    async def resolve_condition(
+        self,
+        payment_id: str | bytes,
+        *,
+        preimage: bytes | str | None = None,
+        signature: bytes | str | None = None,
+        data: bytes | str | None = None,
+    ) -> dict[str, Any]:
+        """Unlock a payment to this user: the `preimage` of a Linked or HashLock transfer, or the
+        signer's receipt `signature` over (payment id, `data`) of a Signed one. The client checks the
+        resolver with the definition before it signs (`bad_resolver`, `expired`). Returns the payment's
+        record once the node countersigned; the node then resolves the sender's side."""
+        payment_hex = serialization.hex_bytes(_bytes32(payment_id, "payment_id"))
+        async with self._lock:
+            transfer = self._incoming_transfer(payment_hex)
+            if transfer is None:
+                raise InvalidArgumentError(
+                    "unknown_transfer", f"no active payment {payment_hex} to this user"
+                )
+            kind = self._definitions.get(transfer.definition)
+            if kind is DefinitionKind.SIGNED:
+                if signature is None:
+                    raise InvalidArgumentError(
+                        "missing_argument", "a signed transfer resolves with a signature"
+                    )
+                resolver = SignedResolver(
+                    ZERO_BYTES32 if data is None else _bytes32(data, "data"),
+                    _hex_argument(signature, "signature"),
+                ).encode()
+            else:
+                if preimage is None:
+                    raise InvalidArgumentError("missing_argument", "this transfer resolves with a preimage")
+                resolver = PreimageResolver(_bytes32(preimage, "preimage")).encode()
+            await self._resolve_incoming_locked(transfer.transfer_id, resolver)
+        record = self._store.payment(payment_hex)
+        return record.as_json() if record is not None else {"paymentId": payment_hex, "status": "completed"}
+
+    async def create_link(
+        self, amount: int, asset_id: str = ETH, *, expires_in: int = LINK_LIFETIME_SECONDS
+    ) -> dict[str, str]:
+        """A link payment: whoever holds its payment id and secret can redeem it into their channel.
+        After `expires_in` seconds the sender may take an unredeemed link back (`cancel_transfer`).
+        Returns `{"payment_id", "secret", "url"}` once the node registered the payment (so the link
+        can be redeemed at once); the secret is in the URL's fragment."""
+        secret = secrets.token_bytes(32)
+        id_bytes = secrets.token_bytes(32)
+        payment_hex = serialization.hex_bytes(id_bytes)
+        registered = self._events.waiter("transfer.created", lambda p: p.get("paymentId") == payment_hex)
+        payment_id = await self._send_payment(
+            DefinitionKind.LINKED,
+            amount,
+            asset_id,
+            recipient=None,
+            encoded_state=LinkedState(keccak256(secret)).encode(),
+            payment_id=id_bytes,
+            meta={"expiresAt": int(time.time()) + expires_in},
+            secret=secret,
+        )
+        await self._wait_registered(payment_hex, registered)
+        secret_hex = serialization.hex_bytes(secret)
+        url = f"{self._node_url.rstrip('/')}/redeem#paymentId={payment_id}&secret={secret_hex}"
+        return {"payment_id": payment_id, "secret": secret_hex, "url": url}
+
+    async def redeem_link(
+        self, payment_id: str | bytes, secret: str | bytes, *, timeout: float = DEFAULT_WAIT_SECONDS
+    ) -> dict[str, Any]:
+        """Claim a link payment into this channel with its secret. Returns the payment's record once
+        this client resolved the transfer the node created for it (`link_closed`,
+        `already_redeemed`, `bad_preimage`, `unknown_payment` when the node refuses)."""
+        payment_hex = serialization.hex_bytes(_bytes32(payment_id, "payment_id"))
+        secret_bytes = _bytes32(secret, "secret")
+        known = self._store.payment(payment_hex)
+        if known is not None and known.direction == "outgoing":
+            raise InvalidArgumentError("bad_recipient", "take back your own link with cancel_transfer")
+        answer = await self.api.post(
+            f"/api/transfers/{payment_hex}/redeem", {"preimage": serialization.hex_bytes(secret_bytes)}
+        )
+        self._store.save_payment(
+            replace(self._record_from_node(answer), direction="incoming", secret=secret_bytes)
+        )
+        async with self._lock:  # its transfer may have arrived before the answer: resolve it now
+            await self._follow_up_locked()
+        return await self._wait_payment(payment_hex, ("completed", "refunded", "failed"), timeout)
+
+    async def cancel_transfer(self, payment_id: str | bytes) -> dict[str, Any]:
+        """Take back a payment nobody received: a link after it expired, or a payment the node could
+        not deliver yet. The refund arrives as the node's resolve (`transfer.failed`)."""
+        payment_hex = serialization.hex_bytes(_bytes32(payment_id, "payment_id"))
+        answer = await self.api.post(f"/api/transfers/{payment_hex}/cancel", {})
+        return self._note_payment_news(answer)
+
+    async def get_transfer(self, payment_id: str | bytes) -> dict[str, Any]:
+        """One payment this user sent or received: the node's record, or the client's own when the node
+        cannot be reached (`unknown_payment` when neither knows it)."""
+        payment_hex = serialization.hex_bytes(_bytes32(payment_id, "payment_id"))
+        try:
+            answer = await self.api.get(f"/api/transfers/{payment_hex}")
+        except (NodeUnavailableError, NodeError) as exc:
+            if isinstance(exc, NodeError) and exc.code != "unknown_payment":
+                raise
+            record = self._store.payment(payment_hex)
+            if record is None:
+                raise
+            return record.as_json()
+        return self._note_payment_news(answer)
+
+    async def get_transfer_history(self) -> list[dict[str, Any]]:
+        """The payments this user sent or received, newest first (the client's own records when the
+        node cannot be reached)."""
+        try:
+            answer = await self.api.get("/api/transfers")
+        except NodeUnavailableError:
+            return [record.as_json() for record in self._store.payments()]
+        return [self._note_payment_news(payment) for payment in answer.get("transfers", [])]
+
+    async def _wait_registered(self, payment_hex: str, registered: asyncio.Future[dict[str, Any]]) -> None:
+        """Until the node announced (`transfer.created`) or lists the payment: it registers a
+        sender's transfer right after countersigning it, in its workers."""
+        deadline = time.monotonic() + DEFAULT_WAIT_SECONDS
+        try:
+            while not registered.done():
+                with contextlib.suppress(builtins.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(registered), REGISTRATION_POLL_SECONDS)
+                    return
+                try:
+                    await self.api.get(f"/api/transfers/{payment_hex}")
+                    return
+                except NodeError as exc:
+                    if exc.code != "unknown_payment":
+                        raise
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the node did not register payment {payment_hex}")
+        finally:
+            registered.cancel()
+
+    async def _public_key_of(self, user: str) -> bytes:
+        """The user's public key from the node, checked to be the key of that address (a node
+        handing out its own key would read the preimage)."""
+        answer = await self.api.get(f"/api/users/{user}/key")
+        try:
+            public_key = serialization.parse_bytes(answer.get("publicKey"), field="publicKey")
+            address = signing.address_of_public_key(public_key)
+        except ProtocolError as exc:
+            raise policy.from_protocol(exc) from None
+        if address != user:
+            raise ValidationError("bad_public_key", f"the node's key for {user} belongs to {address}")
+        return public_key
+
+    async def _send_payment(
+        self,
+        kind: DefinitionKind,
+        amount: int,
+        asset_id: str,
+        *,
+        recipient: str | None,
+        encoded_state: bytes,
+        payment_id: bytes,
+        meta: dict[str, Any],
+        secret: bytes = b"",
+    ) -> str:
+        amount = check_amount(amount)
+        asset_id = self._asset(asset_id)
+        if recipient is not None:
+            if recipient in (self.address, self.node_address):
+                raise InvalidArgumentError("bad_recipient", "a payment goes to another user of the node")
+            meta = {**meta, "recipient": recipient}
+        payment_hex = serialization.hex_bytes(payment_id)
+
+        def build(state: ChannelState) -> tuple[Update, dict[str, tuple[int, int]]]:
+            update = CreateUpdate(
+                channel_address=state.channel_address,
+                nonce=state.nonce + 1,
+                initiator=self.address,
+                asset_id=asset_id,
+                amount=amount,
+                definition=self._definition(kind),
+                payment_id=payment_id,
+                encoded_state=encoded_state,
+                transfer_timeout=PAYMENT_TRANSFER_TIMEOUT,
+                meta_hash=transfer_meta.meta_hash(meta),
+            )
+            return update, {}
+
+        record = PaymentRecord(
+            payment_id=payment_hex,
+            direction="outgoing",
+            kind=kind.value,
+            sender=self.address,
+            recipient=recipient or "",
+            asset_id=asset_id,
+            amount=amount,
+            status="pending",
+            secret=secret,
+            meta=meta,
+        )
+        async with self._lock:
+            try:
+                transfer_meta.canonical_meta(meta)
+            except ProtocolError as exc:
+                raise policy.from_protocol(exc) from None
+            await self._propose_locked(build, meta=meta)
+            self._store.save_payment(record)
+        return payment_hex
+
+    def _incoming_transfer(self, payment_hex: str) -> TransferState | None:
+        return next(
+            (
+                t
+                for t in self.state.transfers
+                if serialization.hex_bytes(t.payment_id) == payment_hex
+                and t.responder == self.address
+                and t.initiator == self.state.node
+            ),
+            None,
+        )
+
+    async def _resolve_incoming_locked(self, transfer_id: bytes, resolver: bytes) -> bool:
+        """Resolve the node's transfer to the user; True when this call did it."""
+
+        def build(state: ChannelState) -> tuple[Update, dict[str, tuple[int, int]]] | None:
+            if state.transfer(transfer_id) is None:
+                return None  # resolved meanwhile (by another device, or a nested follow-up)
+            update = ResolveUpdate(
+                channel_address=state.channel_address,
+                nonce=state.nonce + 1,
+                initiator=self.address,
+                transfer_id=transfer_id,
+                encoded_resolver=resolver,
+            )
+            return update, {}
+
+        previous = self.state
+        transfer = previous.transfer(transfer_id)
+        new = await self._propose_locked(build)
+        if new is None or transfer is None:
+            return False
+        index = new.asset_index(transfer.asset_id)
+        assert index is not None
+        paid = new.balances[index][1] > previous.balances[index][1]
+        record = self._store.payment(serialization.hex_bytes(transfer.payment_id))
+        if record is not None:
+            self._store.save_payment(replace(record, status="completed" if paid else "refunded"))
+        self._signal_state()
+        return True
+
+    async def _settle_incoming_locked(self, transfer_id: bytes, kind: DefinitionKind) -> None:
+        """Resolve an incoming Linked or HashLock transfer whose secret this client holds; cancel an
+        incoming HashLock that expired (its payment is refunded to the sender)."""
+        transfer = self.state.transfer(transfer_id)
+        if transfer is None:
+            return
+        now = int(time.time())
+        lock_hash, expiry = _lock_of(kind, transfer.encoded_state)
+        resolver: bytes | None = None
+        if expiry is not None and now >= expiry:
+            resolver = PreimageResolver(ZERO_BYTES32).encode()
+        else:
+            record = self._store.payment(serialization.hex_bytes(transfer.payment_id))
+            if record is not None and record.secret and keccak256(record.secret) == lock_hash:
+                resolver = PreimageResolver(record.secret).encode()
+            elif expiry is not None:
+                self._expire_at(expiry)
+        if resolver is None:
+            return
+        try:
+            await self._resolve_incoming_locked(transfer_id, resolver)
+        except ConnextError as exc:
+            logger.warning("could not settle the incoming transfer 0x%s: %s", transfer_id.hex(), exc)
+
+    def _expire_at(self, expiry: int) -> None:
+        """Wake the follow-up when an incoming HashLock expires, to cancel it."""
+        if expiry in self._expiry_timers:
+            return
+        self._expiry_timers.add(expiry)
+
+        async def wake() -> None:
+            await asyncio.sleep(max(0.0, expiry - time.time()) + 0.05)
+            self._expiry_timers.discard(expiry)
+            await self._inbox.put({"type": "expiry"})
+
+        self._background(wake())
+
+    def _note_countersigned(self, previous: ChannelState, update: Update, meta: dict[str, Any]) -> None:
+        """Record what a node proposal the user countersigned did to the user's payments."""
+        if isinstance(update, CreateUpdate):
+            kind = self._definitions.get(update.definition)
+            if kind not in policy.PAYMENT_KINDS or kind is None:
+                return
+            payment_hex = serialization.hex_bytes(update.payment_id)
+            secret = self._decrypt_secret(kind, update.encoded_state, meta)
+            sender = meta.get("sender")
+            self._store.save_payment(
+                PaymentRecord(
+                    payment_id=payment_hex,
+                    direction="incoming",
+                    kind=kind.value,
+                    sender=sender if isinstance(sender, str) else self.node_address,
+                    recipient=self.address,
+                    asset_id=update.asset_id,
+                    amount=update.amount,
+                    status="forwarded",
+                    secret=secret,
+                    meta=meta,
+                )
+            )
+        elif isinstance(update, ResolveUpdate):
+            transfer = previous.transfer(update.transfer_id)
+            if transfer is None or transfer.initiator != self.address:
+                return
+            record = self._store.payment(serialization.hex_bytes(transfer.payment_id))
+            if record is None:
+                return
+            index = previous.asset_index(transfer.asset_id)
+            refunded = index is not None and self.state.balances[index][1] > previous.balances[index][1]
+            self._store.save_payment(replace(record, status="refunded" if refunded else "completed"))
+
+    def _decrypt_secret(self, kind: DefinitionKind, encoded_state: bytes, meta: dict[str, Any]) -> bytes:
+        """The preimage the sender encrypted to this user, when it opens the transfer; else empty."""
+        encrypted = meta.get("encryptedPreimage")
+        if not isinstance(encrypted, str) or kind is DefinitionKind.SIGNED:
+            return b""
+        try:
+            preimage = ecies.decrypt(
+                self._key, serialization.parse_bytes(encrypted, field="encryptedPreimage")
+            )
+        except ProtocolError as exc:
+            logger.warning("an incoming payment's encrypted preimage does not decrypt: %s", exc)
+            return b""
+        lock_hash, _ = _lock_of(kind, encoded_state)
+        if keccak256(preimage) != lock_hash:
+            logger.warning("an incoming payment's decrypted preimage does not open its lock")
+            return b""
+        return preimage
+
+    def _record_from_node(self, payment: dict[str, Any]) -> PaymentRecord:
+        sender = str(payment.get("sender") or "")
+        return PaymentRecord(
+            payment_id=str(payment["paymentId"]),
+            direction="outgoing" if sender == self.address else "incoming",
+            kind=str(payment.get("kind", "")),
+            sender=sender,
+            recipient=str(payment.get("recipient") or ""),
+            asset_id=str(payment.get("assetId", ETH)),
+            amount=int(payment.get("amount", 0)),
+            status=str(payment.get("status", "")),
+            failure=str(payment.get("failure") or ""),
+            meta=dict(payment.get("meta") or {}),
+        )
+
+    def _note_payment_news(self, payment: dict[str, Any]) -> dict[str, Any]:
+        """Keep the node's news of a payment in the store; the payment as the client reports it."""
+        try:
+            news = self._record_from_node(payment)
+        except (KeyError, TypeError, ValueError):
+            return payment
+        known = self._store.payment(news.payment_id)
+        if known is not None:
+            news = replace(news, direction=known.direction, meta=known.meta or news.meta)
+        record = self._store.save_payment(news)
+        self._signal_state()
+        return record.as_json()
+
+    async def _wait_payment(
+        self, payment_hex: str, statuses: tuple[str, ...], timeout: float
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self._store.payment(payment_hex)
+            if record is not None and record.status in statuses:
+                return record.as_json()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"payment {payment_hex} not settled within {timeout}s")
+            changed = self._state_changed
+            with contextlib.suppress(builtins.TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+
     # -- the update exchange (under the lock) -------------------------------------------------------
 
-    async def _propose_locked(self, build: Build) -> ChannelState | None:
-        """Sign and send the update `build` makes from the latest state; retry on a proposal the node
-        holds open (answering it first) or a stale state (syncing first). Returns the new state, or None
-        when `build` finds nothing to do."""
+    async def _propose_locked(
+        self, build: Build, *, meta: dict[str, Any] | None = None
+    ) -> ChannelState | None:
+        """Sign and send the update `build` makes from the latest state (with `meta` for a transfer's
+        creation); retry on a proposal the node holds open (answering it first) or a stale state
+        (syncing first). Returns the new state, or None when `build` finds nothing to do."""
         for _ in range(MAX_UPDATE_ATTEMPTS):
             built = build(self.state)
             if built is None:
                 return None
             update, chain_deposits = built
             new, signature = self._sign_own(update, chain_deposits)
+            body: dict[str, Any] = {
+                "update": serialization.update_to_json(update),
+                "signature": serialization.hex_bytes(signature),
+            }
+            if meta:
+                body["meta"] = meta
             try:
-                answer = await self.api.post(
-                    "/api/channel/updates",
-                    {
-                        "update": serialization.update_to_json(update),
-                        "signature": serialization.hex_bytes(signature),
-                    },
-                )
+                answer = await self.api.post("/api/channel/updates", body)
             except NodeError as exc:
                 if not await self._recover_locked(exc):
                     self._store.clear_pending(self.channel_address)
@@ -576,7 +1065,7 @@ class AsyncClient:
             raise ValidationError(
                 "bad_signature", "the node's countersignature is not over the state we signed"
             )
-        self._adopt(SignedState(new, node_signature, user_signature))
+        self._adopt(SignedChannelState(new, node_signature, user_signature))
 
     async def _answer_proposal_locked(self, proposal: dict[str, Any] | None) -> None:
         """Validate the node's open proposal and countersign it; refusals are emitted, never signed."""
@@ -602,9 +1091,19 @@ class AsyncClient:
                 chain.deposit_totals, self.channel_address, update.asset_id, block
             )
             chain_deposits[update.asset_id] = totals
+        meta = proposal.get("meta") or {}
+        if not isinstance(meta, dict):
+            self._refused(ValidationError("bad_meta", "the proposal's meta is not an object"), update)
+            return
+        previous = self.state
         try:
             new = policy.check_node_proposal(
-                self.state, update, node_signature, context=self._context(chain_deposits)
+                previous,
+                update,
+                node_signature,
+                context=self._context(chain_deposits),
+                meta=meta,
+                hashlock_margin=self._hashlock_margin,
             )
         except ValidationError as exc:
             self._refused(exc, update)
@@ -624,6 +1123,7 @@ class AsyncClient:
         if answered.state.state_hash != new.state_hash:
             raise ValidationError("state_mismatch", "the node stored a different state than the proposal")
         self._adopt(answered)
+        self._note_countersigned(previous, update, meta)
         await self._follow_up_locked()
 
     def _refused(self, error: ValidationError, update: Update | None) -> None:
@@ -638,15 +1138,17 @@ class AsyncClient:
         )
 
     async def _follow_up_locked(self) -> None:
-        """Resolve the node's withdraw transfers (reclaimed collateral) with the user's commitment
-        signature: the node's funds, leaving the channel on the node's request."""
+        """What the user owes the channel after a change: resolve the node's withdraw transfers
+        (reclaimed collateral) with the user's commitment signature; resolve incoming payments whose
+        secret the user holds; cancel incoming HashLocks that expired (freeing the node's collateral)."""
         for transfer in self.state.transfers:
-            if (
-                self._definitions.get(transfer.definition) is DefinitionKind.WITHDRAW
-                and transfer.initiator == self.state.node
-                and transfer.responder == self.address
-            ):
+            if transfer.initiator != self.state.node or transfer.responder != self.address:
+                continue
+            kind = self._definitions.get(transfer.definition)
+            if kind is DefinitionKind.WITHDRAW:
                 await self._resolve_node_withdraw_locked(transfer.transfer_id)
+            elif kind in (DefinitionKind.LINKED, DefinitionKind.HASHLOCK):
+                await self._settle_incoming_locked(transfer.transfer_id, kind)
 
     async def _resolve_node_withdraw_locked(self, transfer_id: bytes) -> None:
         def build(state: ChannelState) -> tuple[Update, dict[str, tuple[int, int]]] | None:
@@ -741,7 +1243,7 @@ class AsyncClient:
             )
         return channel
 
-    def _verified(self, body: dict[str, Any]) -> SignedState:
+    def _verified(self, body: dict[str, Any]) -> SignedChannelState:
         """A doubly signed state from the node's JSON, checked to be this channel's and signed by both."""
         try:
             state = serialization.channel_state_from_json(body["state"])
@@ -763,9 +1265,9 @@ class AsyncClient:
                 raise ValidationError(
                     "wrong_channel", f"the node's state has {field} {getattr(state, field)}"
                 )
-        return SignedState(state, node_signature, user_signature)
+        return SignedChannelState(state, node_signature, user_signature)
 
-    def _adopt_if_newer(self, signed: SignedState) -> None:
+    def _adopt_if_newer(self, signed: SignedChannelState) -> None:
         if self._signed is None or signed.state.nonce > self._signed.state.nonce:
             self._adopt(signed)
         elif signed.state.nonce < self._signed.state.nonce:
@@ -775,7 +1277,7 @@ class AsyncClient:
                 self._signed.state.nonce,
             )
 
-    def _adopt(self, signed: SignedState, *, restoring: bool = False) -> None:
+    def _adopt(self, signed: SignedChannelState, *, restoring: bool = False) -> None:
         previous = self._signed.state if self._signed is not None else None
         self._store.save_latest(signed)
         self._signed = signed
@@ -879,6 +1381,10 @@ class AsyncClient:
                     await self._inbox.put(frame)  # a sync must happen: try again
 
     async def _handle_frame(self, frame: dict[str, Any]) -> None:
+        if frame.get("type") == "expiry":
+            async with self._lock:
+                await self._follow_up_locked()
+            return
         if frame.get("type") == "sync":
             async with self._lock:
                 await self._sync_locked(credit_deposits=True)
@@ -902,6 +1408,9 @@ class AsyncClient:
                     await self._credit_deposit_locked(asset_id, block)
         elif event.startswith("withdrawal."):
             self._note_withdrawal(payload, event)
+        elif event.startswith("transfer."):
+            self._note_payment_news(payload)
+            self._events.emit(event, payload)
         else:
             self._events.emit(event, payload)
 
@@ -973,3 +1482,35 @@ def _hex(value: object, field: str) -> bytes:
         return serialization.parse_bytes(value, field=field)
     except ProtocolError as exc:
         raise policy.from_protocol(exc) from None
+
+
+def _bytes32(value: object, field: str) -> bytes:
+    raw = _hex_argument(value, field)
+    if len(raw) != 32:
+        raise InvalidArgumentError("invalid_argument", f"{field} is 32 bytes")
+    return raw
+
+
+def _hex_argument(value: object, field: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    try:
+        return serialization.parse_bytes(value if str(value).startswith("0x") else f"0x{value}", field=field)
+    except ProtocolError:
+        raise InvalidArgumentError("invalid_argument", f"{field} must be bytes or hex") from None
+
+
+def _fresh_private_key() -> bytes:
+    """32 random bytes that are a valid secp256k1 key (all but a 2**-128 fraction are)."""
+    while True:
+        candidate = secrets.token_bytes(32)
+        if 0 < int.from_bytes(candidate, "big") < signing.SECP256K1_N:
+            return candidate
+
+
+def _lock_of(kind: DefinitionKind, encoded_state: bytes) -> tuple[bytes, int | None]:
+    """(lock hash, expiry or None) of a Linked or HashLock transfer state."""
+    if kind is DefinitionKind.HASHLOCK:
+        lock = HashLockState.decode(encoded_state)
+        return lock.lock_hash, lock.expiry
+    return LinkedState.decode(encoded_state).lock_hash, None

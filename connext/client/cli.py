@@ -3,7 +3,8 @@
     connext --node URL --key-file FILE [--store PATH] [--rpc URL] COMMAND
 
 Commands: `info`, `balance [--asset A]`, `deposit AMOUNT [--asset A]`, `withdraw AMOUNT [--to ADDRESS]
-[--asset A]`, `collateral [--asset A] [--amount AMOUNT]`. Amounts: `1.5eth`, `20gwei`, `1000wei` or plain
+[--asset A]`, `collateral [--asset A] [--amount AMOUNT]`, `send RECIPIENT AMOUNT [--asset A]`,
+`link AMOUNT [--asset A]`, `redeem URL` (or `redeem PAYMENT_ID SECRET`), `history`. Amounts: `1.5eth`, `20gwei`, `1000wei` or plain
 wei. Assets: `eth` or a token address. Errors print one line `error: CODE: message` and exit 1 (2 for
 bad usage). `--node`, `--key-file`, `--store` and `--rpc` default to CONNEXT_NODE_URL, CONNEXT_KEY_FILE,
 CONNEXT_STORE and CONNEXT_CHAIN_RPC_URL.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -21,7 +23,7 @@ from typing import Any, TextIO
 from connext.client.amounts import format_amount, parse_amount
 from connext.client.async_client import ETH
 from connext.client.sync_client import Client
-from connext.errors import ConnextError, InvalidArgumentError
+from connext.errors import ConnextError, InvalidArgumentError, NodeError
 
 
 def _asset(text: str) -> str:
@@ -54,7 +56,28 @@ def _parser() -> argparse.ArgumentParser:
     collateral = commands.add_parser("collateral", help="ask the node to top up its side")
     collateral.add_argument("--asset", type=_asset, default=ETH)
     collateral.add_argument("--amount", default=None)
+    send = commands.add_parser("send", help="pay another user of the node")
+    send.add_argument("recipient")
+    send.add_argument("amount")
+    send.add_argument("--asset", type=_asset, default=ETH)
+    link = commands.add_parser("link", help="make a link payment anyone holding the URL can redeem")
+    link.add_argument("amount")
+    link.add_argument("--asset", type=_asset, default=ETH)
+    redeem = commands.add_parser("redeem", help="redeem a link payment into your channel")
+    redeem.add_argument("link", help="the link's URL, or its payment id followed by the secret")
+    redeem.add_argument("secret", nargs="?", default=None)
+    commands.add_parser("history", help="payments you sent and received")
     return parser
+
+
+def parse_link(link: str, secret: str | None = None) -> tuple[str, str]:
+    """(payment id, secret) from a link URL (`...#paymentId=0x..&secret=0x..`) or the two values."""
+    if secret is not None:
+        return link, secret
+    fields = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(link).fragment))
+    if "paymentId" not in fields or "secret" not in fields:
+        raise InvalidArgumentError("invalid_link", "a link URL ends in #paymentId=...&secret=...")
+    return fields["paymentId"], fields["secret"]
 
 
 def _read_key(path: str) -> str:
@@ -135,6 +158,8 @@ def _command(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         for line in _balance_lines(client, [args.asset]):
             _say(out, line)
         return 0
+    if args.command in ("send", "link", "redeem", "history"):
+        return _payment_command(client, args, out)
     assert args.command == "collateral"
     wanted = parse_amount(args.amount) if args.amount is not None else None
     answer = client.request_collateral(args.asset, wanted)
@@ -142,6 +167,37 @@ def _command(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         _say(out, f"the node is depositing collateral (transaction record {answer.get('transactionId')})")
     else:
         _say(out, "the node already holds enough collateral here (or a deposit is on its way)")
+    return 0
+
+
+def _payment_command(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    if args.command == "send":
+        amount = parse_amount(args.amount)
+        payment_id = client.transfer(args.recipient, amount, args.asset)
+        _say(out, f"sent {format_amount(amount)} ({amount} wei) to {args.recipient}: payment {payment_id}")
+        return 0
+    if args.command == "link":
+        amount = parse_amount(args.amount)
+        link = client.create_link(amount, args.asset)
+        _say(out, f"link for {format_amount(amount)} ({amount} wei): {link['url']}")
+        _say(out, f"payment id {link['payment_id']}, secret {link['secret']} (whoever holds it can redeem)")
+        return 0
+    if args.command == "redeem":
+        payment_id, secret = parse_link(args.link, args.secret)
+        payment = client.redeem_link(payment_id, secret)
+        _say(
+            out, f"redeemed {format_amount(payment['amount'])} ({payment['amount']} wei): {payment['status']}"
+        )
+        return 0
+    assert args.command == "history"
+    for payment in client.get_transfer_history():
+        arrow = "to" if payment["sender"] == client.address else "from"
+        other = (payment["recipient"] or "a link") if arrow == "to" else payment["sender"]
+        _say(
+            out,
+            f"{payment['paymentId']} {payment['kind']} {arrow} {other}: {payment['amount']} wei,"
+            f" {payment['status']}",
+        )
     return 0
 
 
@@ -156,7 +212,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     try:
         return run(args, out)
     except ConnextError as exc:
-        print(f"error: {exc}", file=err, flush=True)
+        fields = exc.details.get("fields") if isinstance(exc, NodeError) else None
+        print(f"error: {exc}" + (f" {fields}" if fields else ""), file=err, flush=True)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=err, flush=True)

@@ -29,6 +29,10 @@ EVENTS = (
     "withdrawal.started",  # the node sends the withdraw transaction
     "withdrawal.confirmed",  # the withdraw transaction was mined: the funds are on chain
     "withdrawal.failed",  # the withdraw transaction failed
+    "transfer.created",  # the node registered a payment this user sent (its side is locked)
+    "transfer.received",  # a payment to this user is locked in its channel
+    "transfer.resolved",  # a payment of this user completed (both sides resolved)
+    "transfer.failed",  # a payment this user sent failed or was refunded
     "update.refused",  # the client refused to countersign a node proposal (payload: code, message)
     "connection.lost",  # the websocket dropped; the client reconnects on its own
 )

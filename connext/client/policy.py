@@ -5,16 +5,27 @@ A node proposal is countersigned only when
    (`validation.validate_update`: every rule and invariant, deposit totals against the chain reading the
    client made itself, definitions' checks) and the node's signature is over exactly that state; and
 2. the client's policy accepts what the update does to the user's money: the user's balance in no asset
-   goes down, and only the kinds of update this client understands are signed (a deposit credit, the
-   node's own withdraw transfer, the resolve of the user's own withdraw).
+   goes down, and only the kinds of update this client understands are signed:
+   - a deposit credit;
+   - the node's own withdraw transfer (reclaimed collateral);
+   - an incoming payment: a Linked, HashLock or Signed transfer from the node to the user whose meta
+     (sent with the proposal) hashes to the transfer's `metaHash` and names the same payment id, and a
+     HashLock that leaves the user at least `hashlock_margin` seconds to resolve it;
+   - the node's resolve of the user's own transfer to it: the protocol re-runs the definition with the
+     node's resolver, so only a resolver the definition accepts (or the node's refund) gets through.
 
 Anything else raises `ValidationError` and nothing is signed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from connext.errors import ValidationError
+from connext.protocol import meta as transfer_meta
 from connext.protocol import validation
+from connext.protocol.definitions import HashLockState
 from connext.protocol.errors import ProtocolError
 from connext.protocol.types import (
     ChannelState,
@@ -26,6 +37,9 @@ from connext.protocol.types import (
     Update,
     UpdateContext,
 )
+
+PAYMENT_KINDS = (DefinitionKind.LINKED, DefinitionKind.HASHLOCK, DefinitionKind.SIGNED)
+DEFAULT_HASHLOCK_MARGIN = 60  # seconds an incoming HashLock must leave the user to resolve it
 
 
 def refuse(code: str, message: str, *, field: str | None = None) -> ValidationError:
@@ -42,8 +56,11 @@ def check_node_proposal(
     node_signature: bytes,
     *,
     context: UpdateContext,
+    meta: Mapping[str, Any] | None = None,
+    hashlock_margin: int = DEFAULT_HASHLOCK_MARGIN,
 ) -> ChannelState:
-    """The state to countersign for the node's `update`, or `ValidationError`."""
+    """The state to countersign for the node's `update` (with the `meta` its proposal carried), or
+    `ValidationError`."""
     if update.initiator != previous.node:
         raise refuse("unauthorized", "a node proposal must be initiated by the node", field="initiator")
     if isinstance(update, SetupUpdate):
@@ -57,16 +74,20 @@ def check_node_proposal(
 
     if isinstance(update, CreateUpdate):
         kind = context.definitions.get(update.definition)
-        if kind is not DefinitionKind.WITHDRAW:
-            raise refuse(
-                "unsupported_transfer",
-                f"this client accepts only withdraw transfers from the node, not {kind or update.definition}",
-            )
+        if kind in PAYMENT_KINDS:
+            check_incoming_payment(update, kind, meta or {}, now=context.now, hashlock_margin=hashlock_margin)
+        elif kind is not DefinitionKind.WITHDRAW:
+            raise refuse("unsupported_transfer", f"this client does not accept {kind or update.definition}")
     elif isinstance(update, ResolveUpdate):
         transfer = previous.transfer(update.transfer_id)
         assert transfer is not None  # validate_update refused an unknown transfer
-        if context.definitions.get(transfer.definition) is not DefinitionKind.WITHDRAW:
-            raise refuse("unsupported_transfer", "this client lets the node resolve only withdraw transfers")
+        kind = context.definitions.get(transfer.definition)
+        # The protocol ran the definition's resolve with the node's resolver above: a resolver it does
+        # not accept was refused there; what remains pays the node as the condition says, or refunds.
+        if kind is not DefinitionKind.WITHDRAW and kind not in PAYMENT_KINDS:
+            raise refuse("unsupported_transfer", f"this client does not let the node resolve {kind}")
+    if meta and not isinstance(update, CreateUpdate):
+        raise refuse("bad_meta", "only a transfer's creation carries meta")
     check_user_not_debited(previous, new)
     return new
 
@@ -85,3 +106,32 @@ def check_user_not_debited(previous: ChannelState, new: ChannelState) -> None:
             )
         if new.processed_deposits[new_index][1] < previous.processed_deposits[index][1]:
             raise refuse("user_debited", f"the update lowers the user's processed {asset_id} deposits")
+
+
+def check_incoming_payment(
+    update: CreateUpdate,
+    kind: DefinitionKind,
+    meta: Mapping[str, Any],
+    *,
+    now: int,
+    hashlock_margin: int,
+) -> None:
+    """The node's transfer to the user for a payment: its meta is the one it committed to, and a
+    HashLock is not about to expire."""
+    try:
+        matches = transfer_meta.meta_hash(meta) == update.meta_hash
+    except ProtocolError as exc:
+        raise from_protocol(exc) from None
+    if not matches:
+        raise refuse("bad_meta", "the proposal's meta does not hash to the transfer's metaHash", field="meta")
+    payment_id = meta.get("paymentId")
+    if payment_id is not None and payment_id != "0x" + update.payment_id.hex():
+        raise refuse("bad_meta", "the meta names another payment than the transfer", field="meta")
+    if kind is DefinitionKind.HASHLOCK:
+        expiry = HashLockState.decode(update.encoded_state).expiry
+        if expiry < now + hashlock_margin:
+            raise refuse(
+                "expiring",
+                f"the hashlock expires at {expiry}, less than {hashlock_margin}s from now ({now})",
+                field="encoded_state",
+            )

@@ -1,9 +1,11 @@
 """The client's own record of its channel: SQLite (a file, or in memory).
 
 It keeps the latest doubly signed state with both signatures (what the user can take to the chain on
-its own) and the update the user signed and sent but has not seen answered (so a restart re-sends
-exactly that update instead of signing a different one at the same nonce). Every write is one
-transaction; the file survives crashes at any point.
+its own), the update the user signed and sent but has not seen answered (so a restart re-sends
+exactly that update instead of signing a different one at the same nonce), and a record of each payment
+the user sent or received, with the secret that opens it when the user holds one (a link it created or
+redeemed, a preimage decrypted for it), so payments are known and resolvable offline. Every write is
+one transaction; the file survives crashes at any point.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from connext.protocol import serialization
 from connext.protocol.types import ChannelState, Update
@@ -30,6 +34,21 @@ CREATE TABLE IF NOT EXISTS pending_update (
     nonce INTEGER NOT NULL,
     update_json TEXT NOT NULL,
     signature TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS payment (
+    payment_id TEXT PRIMARY KEY,
+    direction TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    asset_id TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    status TEXT NOT NULL,
+    failure TEXT NOT NULL DEFAULT '',
+    secret TEXT NOT NULL DEFAULT '',
+    meta TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
 );
 """
 
@@ -49,6 +68,71 @@ class PendingUpdate:
 
     update: Update
     signature: bytes
+
+
+@dataclass(frozen=True)
+class PaymentRecord:
+    """What the client knows of one payment of its user. `direction` is `outgoing` or `incoming`;
+    `status` uses the node's words (pending, forwarded, completed, refunded, failed); `secret` is the
+    preimage when the user holds it (never shown in `as_json`)."""
+
+    payment_id: str
+    direction: str
+    kind: str
+    sender: str
+    recipient: str
+    asset_id: str
+    amount: int
+    status: str
+    failure: str = ""
+    secret: bytes = b""
+    meta: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "paymentId": self.payment_id,
+            "direction": self.direction,
+            "kind": self.kind,
+            "sender": self.sender,
+            "recipient": self.recipient or None,
+            "assetId": self.asset_id,
+            "amount": self.amount,
+            "status": self.status,
+            "failure": self.failure or None,
+            "meta": {key: value for key, value in self.meta.items() if key != "encryptedPreimage"},
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+        }
+
+
+_SELECT_PAYMENTS = (
+    "SELECT payment_id, direction, kind, sender, recipient, asset_id, amount, status, failure, secret,"
+    " meta, created_at, updated_at FROM payment"
+)
+_SAVE_PAYMENT = (
+    "INSERT OR REPLACE INTO payment (payment_id, direction, kind, sender, recipient, asset_id, amount,"
+    " status, failure, secret, meta, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _payment_from_row(row: tuple[Any, ...]) -> PaymentRecord:
+    return PaymentRecord(
+        payment_id=row[0],
+        direction=row[1],
+        kind=row[2],
+        sender=row[3],
+        recipient=row[4],
+        asset_id=row[5],
+        amount=int(row[6]),
+        status=row[7],
+        failure=row[8],
+        secret=bytes.fromhex(row[9]),
+        meta=json.loads(row[10]),
+        created_at=row[11],
+        updated_at=row[12],
+    )
 
 
 class Store:
@@ -144,3 +228,49 @@ class Store:
     def clear_pending(self, channel_address: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM pending_update WHERE channel_address = ?", (channel_address,))
+
+    # -- payments -------------------------------------------------------------------------------------
+
+    def payment(self, payment_id: str) -> PaymentRecord | None:
+        with self._lock:
+            row = self._db.execute(_SELECT_PAYMENTS + " WHERE payment_id = ?", (payment_id,)).fetchone()
+        return None if row is None else _payment_from_row(row)
+
+    def payments(self, limit: int = 200) -> list[PaymentRecord]:
+        """The user's payments, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                _SELECT_PAYMENTS + " ORDER BY created_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [_payment_from_row(row) for row in rows]
+
+    def save_payment(self, record: PaymentRecord) -> PaymentRecord:
+        """Insert or replace a payment record; a secret once known is never forgotten."""
+        now = time.time()
+        existing = self.payment(record.payment_id)
+        record = replace(
+            record,
+            secret=record.secret or (existing.secret if existing is not None else b""),
+            created_at=existing.created_at if existing is not None else (record.created_at or now),
+            updated_at=now,
+        )
+        with self._lock:
+            self._db.execute(
+                _SAVE_PAYMENT,
+                (
+                    record.payment_id,
+                    record.direction,
+                    record.kind,
+                    record.sender,
+                    record.recipient,
+                    record.asset_id,
+                    str(record.amount),
+                    record.status,
+                    record.failure,
+                    record.secret.hex(),
+                    json.dumps(record.meta, sort_keys=True),
+                    record.created_at,
+                    record.updated_at,
+                ),
+            )
+        return record

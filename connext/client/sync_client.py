@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from connext.client.async_client import DEFAULT_WAIT_SECONDS, ETH, AsyncClient
 from connext.client.events import Callback, Predicate
+from connext.client.policy import DEFAULT_HASHLOCK_MARGIN
 
 T = TypeVar("T")
 
@@ -38,13 +39,20 @@ class Client:
         *,
         store_path: str | None = None,
         chain_rpc_url: str | None = None,
+        hashlock_margin: int = DEFAULT_HASHLOCK_MARGIN,
     ) -> Client:
         """Log in, open or restore the channel, start the websocket; returns once in sync with the node."""
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="connext-client", daemon=True)
         thread.start()
         future = asyncio.run_coroutine_threadsafe(
-            AsyncClient.connect(node_url, private_key, store_path=store_path, chain_rpc_url=chain_rpc_url),
+            AsyncClient.connect(
+                node_url,
+                private_key,
+                store_path=store_path,
+                chain_rpc_url=chain_rpc_url,
+                hashlock_margin=hashlock_margin,
+            ),
             loop,
         )
         try:
@@ -91,6 +99,11 @@ class Client:
         return self._inner.supported_assets
 
     @property
+    def config(self) -> dict[str, Any]:
+        """The node's configuration as `GET /api/config` answered it."""
+        return self._inner.config
+
+    @property
     def async_client(self) -> AsyncClient:
         """The `AsyncClient` underneath (use it only from its own loop)."""
         return self._inner
@@ -118,6 +131,67 @@ class Client:
         self, amount: int, asset_id: str = ETH, recipient: str | None = None, *, wait: bool = True
     ) -> str:
         return self._run(self._inner.withdraw(amount, asset_id, recipient, wait=wait))
+
+    # -- payments -------------------------------------------------------------------------------------
+
+    def transfer(
+        self, recipient: str, amount: int, asset_id: str = ETH, *, meta: dict[str, Any] | None = None
+    ) -> str:
+        return self._run(self._inner.transfer(recipient, amount, asset_id, meta=meta))
+
+    def conditional_transfer(
+        self,
+        kind: str,
+        amount: int,
+        recipient: str,
+        asset_id: str = ETH,
+        *,
+        lock_hash: bytes | str | None = None,
+        expiry: int | None = None,
+        signer: str | None = None,
+        payment_id: bytes | str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> str:
+        return self._run(
+            self._inner.conditional_transfer(
+                kind,
+                amount,
+                recipient,
+                asset_id,
+                lock_hash=lock_hash,
+                expiry=expiry,
+                signer=signer,
+                payment_id=payment_id,
+                meta=meta,
+            )
+        )
+
+    def resolve_condition(
+        self,
+        payment_id: str | bytes,
+        *,
+        preimage: bytes | str | None = None,
+        signature: bytes | str | None = None,
+        data: bytes | str | None = None,
+    ) -> dict[str, Any]:
+        return self._run(
+            self._inner.resolve_condition(payment_id, preimage=preimage, signature=signature, data=data)
+        )
+
+    def create_link(self, amount: int, asset_id: str = ETH, **kwargs: Any) -> dict[str, str]:
+        return self._run(self._inner.create_link(amount, asset_id, **kwargs))
+
+    def redeem_link(self, payment_id: str | bytes, secret: str | bytes, **kwargs: Any) -> dict[str, Any]:
+        return self._run(self._inner.redeem_link(payment_id, secret, **kwargs))
+
+    def cancel_transfer(self, payment_id: str | bytes) -> dict[str, Any]:
+        return self._run(self._inner.cancel_transfer(payment_id))
+
+    def get_transfer(self, payment_id: str | bytes) -> dict[str, Any]:
+        return self._run(self._inner.get_transfer(payment_id))
+
+    def get_transfer_history(self) -> list[dict[str, Any]]:
+        return self._run(self._inner.get_transfer_history())
 
     # -- events ---------------------------------------------------------------------------------------
 

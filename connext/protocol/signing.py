@@ -83,6 +83,14 @@ def recover_public_key(message_hash: bytes, signature: bytes) -> bytes:
     )
 
 
+def address_of_public_key(public_key: bytes) -> str:
+    """The address of a secp256k1 public key (33 or 65 bytes)."""
+    try:
+        return _address_of(coincurve.PublicKey(public_key))
+    except (ValueError, TypeError):
+        raise MalformedError("not a secp256k1 public key", field="public_key") from None
+
+
 def recover_digest(digest: bytes, signature: bytes) -> str:
     """The address that made `signature` over the raw 32-byte `digest`."""
     return _address_of(_public_key_from(digest, signature))

@@ -13,22 +13,31 @@ from connext.client import policy
 from connext.client.async_client import AsyncClient
 from connext.client.store import SignedState
 from connext.errors import ValidationError
+from connext.protocol import meta as transfer_meta
 from connext.protocol import serialization, signing, validation
+from connext.protocol.definitions import PreimageResolver
+from connext.protocol.encoding import ZERO_BYTES32, keccak256
 from connext.protocol.types import ChannelState, Update
 from tests.protocol.protocol_helpers import (
     CHAIN_ID,
     DEFINITIONS,
     ETH,
+    HASHLOCK,
     LINKED,
     NODE,
+    NOW,
+    STRANGER,
     USER,
     WITHDRAW,
     context,
     create_update,
     deposit_update,
     funded_state,
+    hashlock_state,
+    linked_create,
     linked_state,
     preimage_for,
+    resolve_update,
     withdraw_state,
 )
 
@@ -67,21 +76,93 @@ def test_a_node_signature_over_a_state_other_than_the_update_derives_is_refused(
     assert refused.value.code == "bad_signature"
 
 
-def test_a_transfer_of_a_kind_this_client_does_not_handle_is_refused():
-    state = funded_state()
-    update = create_update(
-        state,
-        initiator=NODE.address,
-        definition=LINKED,
-        encoded_state=linked_state(preimage_for("x")),
-        amount=E // 2,
+def incoming(state: ChannelState, definition: str, encoded_state: bytes, meta: dict[str, Any]) -> Update:
+    """The node's transfer to the user for a payment, committing to `meta`."""
+    return replace(
+        create_update(
+            state, initiator=NODE.address, definition=definition, encoded_state=encoded_state, amount=E // 2
+        ),
+        meta_hash=transfer_meta.meta_hash(meta),
     )
+
+
+def test_an_incoming_payment_whose_meta_hashes_right_is_accepted_and_other_meta_is_refused():
+    state = funded_state()
+    meta = {
+        "sender": STRANGER.address,
+        "paymentId": "0x" + keccak256(b"payment" + bytes([state.nonce])).hex(),
+    }
+    update = incoming(state, LINKED, linked_state(preimage_for("x")), meta)
     _, node_signature = node_signs(state, update)
 
-    with pytest.raises(ValidationError) as refused:
+    accepted = policy.check_node_proposal(state, update, node_signature, context=context(), meta=meta)
+    with pytest.raises(ValidationError) as swapped:
+        policy.check_node_proposal(
+            state, update, node_signature, context=context(), meta={**meta, "sender": NODE.address}
+        )
+    with pytest.raises(ValidationError) as missing:
         policy.check_node_proposal(state, update, node_signature, context=context())
 
-    assert refused.value.code == "unsupported_transfer"
+    assert accepted.balances == ((E // 2, E),)
+    assert (swapped.value.code, missing.value.code) == ("bad_meta", "bad_meta")
+
+
+def test_meta_naming_another_payment_is_refused():
+    state = funded_state()
+    meta = {"paymentId": "0x" + "00" * 32}
+    update = incoming(state, LINKED, linked_state(preimage_for("x")), meta)
+
+    with pytest.raises(ValidationError) as refused:
+        policy.check_node_proposal(state, update, node_signs(state, update)[1], context=context(), meta=meta)
+
+    assert refused.value.code == "bad_meta"
+
+
+def test_an_incoming_hashlock_about_to_expire_is_refused():
+    state = funded_state()
+    soon = incoming(state, HASHLOCK, hashlock_state(preimage_for("h"), NOW + 30), {})
+    later = incoming(state, HASHLOCK, hashlock_state(preimage_for("h"), NOW + 3600), {})
+
+    with pytest.raises(ValidationError) as refused:
+        policy.check_node_proposal(
+            state, soon, node_signs(state, soon)[1], context=context(), hashlock_margin=60
+        )
+    policy.check_node_proposal(
+        state, later, node_signs(state, later)[1], context=context(), hashlock_margin=60
+    )
+
+    assert refused.value.code == "expiring"
+
+
+def test_the_nodes_resolve_of_the_users_transfer_needs_a_resolver_the_definition_accepts():
+    state = funded_state()
+    preimage = preimage_for("mine")
+    create = linked_create(state, initiator=USER.address, amount=E // 4, preimage=preimage)
+    with_transfer = validation.initiate_update(state, create, USER, context=context())[0]
+    transfer_id = with_transfer.transfers[0].transfer_id
+
+    def proposal(resolver: bytes) -> Update:
+        return resolve_update(
+            with_transfer, transfer_id=transfer_id, initiator=NODE.address, resolver=resolver
+        )
+
+    wrong = proposal(PreimageResolver(preimage_for("guess")).encode())
+    wrong_signature = signing.sign_state(replace(with_transfer, nonce=with_transfer.nonce + 1), NODE)
+    with pytest.raises(ValidationError) as refused:
+        policy.check_node_proposal(with_transfer, wrong, wrong_signature, context=context())
+    paid = proposal(PreimageResolver(preimage).encode())
+    refund = proposal(PreimageResolver(ZERO_BYTES32).encode())
+
+    after_paid = policy.check_node_proposal(
+        with_transfer, paid, node_signs(with_transfer, paid)[1], context=context()
+    )
+    after_refund = policy.check_node_proposal(
+        with_transfer, refund, node_signs(with_transfer, refund)[1], context=context()
+    )
+
+    assert refused.value.code == "bad_resolver"
+    assert after_paid.balances == ((E + E // 4, E - E // 4),)
+    assert after_refund.balances == ((E, E),)
 
 
 def test_an_update_initiated_by_the_user_is_not_a_node_proposal():

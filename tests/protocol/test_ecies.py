@@ -11,7 +11,7 @@ from Crypto.Protocol.KDF import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connext.protocol import ecies
+from connext.protocol import ecies, signing
 from connext.protocol.errors import BadCiphertextError, MalformedError
 
 RECIPIENT_KEY = bytes.fromhex("11" * 32)
@@ -124,3 +124,13 @@ def test_bad_keys_and_nonces_are_refused_before_encrypting() -> None:
         ecies.encrypt(RECIPIENT_PUBLIC, MESSAGE, ephemeral_key=b"\x00" * 32, nonce=NONCE)
     with pytest.raises(MalformedError):
         ecies.encrypt(RECIPIENT_PUBLIC, MESSAGE, ephemeral_key=EPHEMERAL_KEY, nonce=NONCE[:12])
+
+
+def test_the_recipient_key_maps_to_its_address_in_either_form() -> None:
+    public = coincurve.PrivateKey(RECIPIENT_KEY).public_key
+    expected = signing.Signer(RECIPIENT_KEY).address
+
+    assert signing.address_of_public_key(public.format(compressed=False)) == expected
+    assert signing.address_of_public_key(public.format(compressed=True)) == expected
+    with pytest.raises(MalformedError):
+        signing.address_of_public_key(b"\x04" + b"\x00" * 64)

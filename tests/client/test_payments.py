@@ -1,0 +1,77 @@
+"""The client's payment records: kept in its store with the secret it holds, readable offline."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from connext.client.store import PaymentRecord, Store
+from connext.errors import InvalidArgumentError, NodeUnavailableError
+from tests.client.test_validation import offline_client
+from tests.protocol.protocol_helpers import NODE, USER, funded_state
+
+PAYMENT = "0x" + "ab" * 32
+
+
+def record(**overrides: Any) -> PaymentRecord:
+    fields: dict[str, Any] = {
+        "payment_id": PAYMENT,
+        "direction": "outgoing",
+        "kind": "linked",
+        "sender": USER.address,
+        "recipient": NODE.address,
+        "asset_id": "0x" + "00" * 20,
+        "amount": 10**15,
+        "status": "pending",
+        "secret": b"\x07" * 32,
+        "meta": {"memo": "hi", "encryptedPreimage": "0x1234"},
+    }
+    return PaymentRecord(**{**fields, **overrides})
+
+
+def test_a_payment_record_survives_reopening_the_store_and_never_forgets_its_secret(tmp_path):
+    store = Store(tmp_path / "wallet.db")
+    store.save_payment(record())
+    store.save_payment(record(status="completed", secret=b""))
+    store.close()
+
+    reopened = Store(tmp_path / "wallet.db")
+    kept = reopened.payment(PAYMENT)
+
+    assert kept is not None
+    assert (kept.status, kept.secret, kept.amount) == ("completed", b"\x07" * 32, 10**15)
+    assert [p.payment_id for p in reopened.payments()] == [PAYMENT]
+    assert kept.as_json()["meta"] == {"memo": "hi"}  # the encrypted preimage stays inside the client
+    assert "secret" not in kept.as_json()
+
+
+class UnreachableNode:
+    async def get(self, path: str, **params: str) -> Any:
+        raise NodeUnavailableError("node_unavailable", f"GET {path}: connection refused")
+
+
+def test_get_transfer_answers_from_the_store_when_the_node_is_unreachable():
+    client, _ = offline_client(funded_state(), chain_totals=(0, 0))
+    client._store.save_payment(record(status="forwarded"))
+    client._api = UnreachableNode()  # type: ignore[assignment]
+
+    found = asyncio.run(client.get_transfer(PAYMENT))
+    history = asyncio.run(client.get_transfer_history())
+
+    assert (found["paymentId"], found["status"], found["amount"]) == (PAYMENT, "forwarded", 10**15)
+    assert [p["paymentId"] for p in history] == [PAYMENT]
+    with pytest.raises(NodeUnavailableError):
+        asyncio.run(client.get_transfer("0x" + "cd" * 32))
+
+
+def test_a_link_redeemed_by_its_own_sender_is_refused_before_anything_is_sent():
+    client, api = offline_client(funded_state(), chain_totals=(0, 0))
+    client._store.save_payment(record())
+
+    with pytest.raises(InvalidArgumentError) as refused:
+        asyncio.run(client.redeem_link(PAYMENT, "0x" + "07" * 32))
+
+    assert refused.value.code == "bad_recipient"
+    assert api.posts == []
