@@ -79,6 +79,7 @@ WITHDRAW_TRANSFER_TIMEOUT = 3 * 24 * 3600
 PAYMENT_TRANSFER_TIMEOUT = 24 * 3600  # how long a payment's transfer can be disputed on chain
 LINK_LIFETIME_SECONDS = 7 * 24 * 3600  # an unredeemed link can be taken back after this
 REGISTRATION_POLL_SECONDS = 2.0
+FINAL_STATUSES = ("completed", "refunded", "failed")
 DEFAULT_WAIT_SECONDS = 180.0
 MAX_UPDATE_ATTEMPTS = 8
 RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -701,7 +702,7 @@ class AsyncClient:
         )
         async with self._lock:  # its transfer may have arrived before the answer: resolve it now
             await self._follow_up_locked()
-        return await self._wait_payment(payment_hex, ("completed", "refunded", "failed"), timeout)
+        return await self._wait_payment(payment_hex, FINAL_STATUSES, timeout)
 
     async def cancel_transfer(self, payment_id: str | bytes) -> dict[str, Any]:
         """Take back a payment nobody received: a link after it expired, or a payment the node could
@@ -977,6 +978,10 @@ class AsyncClient:
         known = self._store.payment(news.payment_id)
         if known is not None:
             news = replace(news, direction=known.direction, meta=known.meta or news.meta)
+            if known.status in FINAL_STATUSES and news.status not in FINAL_STATUSES:
+                # This side is settled in a doubly signed state; the node's news lags (it settles
+                # the other side next, possibly while that user is offline).
+                news = replace(news, status=known.status)
         record = self._store.save_payment(news)
         self._signal_state()
         return record.as_json()

@@ -75,3 +75,24 @@ def test_a_link_redeemed_by_its_own_sender_is_refused_before_anything_is_sent():
 
     assert refused.value.code == "bad_recipient"
     assert api.posts == []
+
+
+def test_the_nodes_lagging_news_does_not_undo_a_side_this_client_settled():
+    client, _ = offline_client(funded_state(), chain_totals=(0, 0))
+    client._store.save_payment(
+        record(direction="incoming", sender=NODE.address, recipient=USER.address, status="completed")
+    )
+    news = {
+        "paymentId": PAYMENT,
+        "kind": "linked",
+        "sender": NODE.address,
+        "recipient": USER.address,
+        "assetId": "0x" + "00" * 20,
+        "amount": str(10**15),
+        "status": "forwarded",  # the node settles the sender's side next, maybe while the sender is away
+    }
+
+    reported = client._note_payment_news(news)
+
+    assert reported["status"] == "completed"
+    assert client._store.payment(PAYMENT).status == "completed"
