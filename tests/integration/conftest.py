@@ -99,7 +99,14 @@ class LiveNode:
 
 
 @pytest.fixture(scope="module")
+def live_node_settings() -> dict[str, str]:
+    """Extra environment for a module's live node; a module overrides this fixture to change it."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def live_node(
+    live_node_settings: dict[str, str],
     node_database_url: str,
     anvil_url: str,
     deployments: dict[str, str],
@@ -123,6 +130,7 @@ def live_node(
         CHAIN_CONFIRMATIONS="0",
         DISPUTE_TIMEOUT_SECONDS="3600",
         DJANGO_SECRET_KEY=LIVE_NODE_SECRET_KEY,
+        **live_node_settings,
     )
     with django_db_blocker.unblock():
         cache.delete(HEARTBEAT_CACHE_KEY)

@@ -1,6 +1,8 @@
-"""The conservation check for channels on chain: everything paid out equals everything deposited.
+"""Conservation checks. On chain: everything paid out of a channel equals everything deposited into it.
+Off chain (`assert_offchain_conserved`): across channels, balances plus locked amounts equal deposits
+minus withdrawals, so no payment created or destroyed money on its way through the node.
 
-Both sides are counted from the chain itself, independently of the contract's own bookkeeping:
+On chain, both sides are counted from the chain itself, independently of the contract's own bookkeeping:
 deposits are the node's `NodeDeposited` events plus plain transfers into the channel (ETH sent with no
 calldata, or ERC20 `Transfer`s to it); payouts are `Withdrawn`, `ChannelDefunded`, `TransferDefunded`
 and `Claimed`, minus what a refused payout left `PayoutDeferred`.
@@ -8,6 +10,7 @@ and `Claimed`, minus what a refused payout left `PayoutDeferred`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from eth_utils.address import to_checksum_address
@@ -16,6 +19,7 @@ from web3 import Web3
 
 from connext.chain import channel_reads
 from connext.chain.contracts import contract_at
+from connext.protocol.types import ChannelState
 
 ETH = "0x0000000000000000000000000000000000000000"
 _ERC20_TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
@@ -100,3 +104,62 @@ def assert_conserved(w3: Web3, channel_address: str, asset_id: str = ETH) -> Cha
     assert flows.deferred == 0, flows
     assert flows.paid_out == flows.deposited, flows
     return flows
+
+
+# -- off chain: what the channels' latest states hold against what was deposited ----------------------
+
+
+@dataclass(frozen=True)
+class OffchainHoldings:
+    """One asset across many channels' latest doubly signed states, by party, against the chain."""
+
+    users: int  # users' balances plus what users locked in active transfers
+    node: int  # the node's balances plus what the node locked
+    credited: int  # processed deposits (node + user) in the states
+    deposited: int  # deposit totals the channels report on chain
+    withdrawn: int  # `Withdrawn` amounts on chain
+
+    @property
+    def held(self) -> int:
+        return self.users + self.node
+
+
+def offchain_holdings(w3: Web3, states: Iterable[ChannelState], asset_id: str = ETH) -> OffchainHoldings:
+    asset_id = to_checksum_address(asset_id)
+    users = node = credited = deposited = withdrawn = 0
+    for state in states:
+        index = state.asset_index(asset_id)
+        if index is not None:
+            node += state.balances[index][0]
+            users += state.balances[index][1]
+            credited += sum(state.processed_deposits[index])
+        for transfer in state.transfers:
+            if transfer.asset_id == asset_id:
+                locked = sum(transfer.balance)
+                if transfer.initiator == state.node:
+                    node += locked
+                else:
+                    users += locked
+        totals = channel_reads.deposit_totals(w3, state.channel_address, asset_id, block="latest")
+        deposited += totals.node + totals.user
+        withdrawn += sum(
+            e["amount"] for e in _events(w3, state.channel_address, "Withdrawn") if e["assetId"] == asset_id
+        )
+    return OffchainHoldings(
+        users=users, node=node, credited=credited, deposited=deposited, withdrawn=withdrawn
+    )
+
+
+def assert_offchain_conserved(
+    w3: Web3, states: Iterable[ChannelState], asset_ids: Iterable[str] = (ETH,)
+) -> dict[str, OffchainHoldings]:
+    """Per asset: the channels' balances plus locked amounts equal everything deposited into them
+    (all of it credited) minus everything withdrawn. Pass every channel the payments touched."""
+    states = list(states)
+    holdings = {}
+    for asset_id in asset_ids:
+        found = offchain_holdings(w3, states, asset_id)
+        assert found.credited == found.deposited, found
+        assert found.held == found.deposited - found.withdrawn, found
+        holdings[asset_id] = found
+    return holdings

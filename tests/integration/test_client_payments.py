@@ -1,0 +1,520 @@
+"""Payments end to end through the client SDK: a real node (two daphne processes, a Celery worker with
+beat), Postgres, Redis, anvil and websockets. Every wait is on an event or a condition with a timeout.
+
+Clocks: HashLock expiries are checked against the wall clock by the node and the clients (anvil's time
+is only for what happens on chain, and nothing here goes on chain after the deposits). This module's
+node lets a receiver's HashLock run as short as 2 s (`HASHLOCK_MIN_WINDOW_SECONDS=2`; the dispute
+window stays one hour), so the expiry test picks a receiver expiry a few seconds ahead and waits for the
+clients' own reactions to it, never for a fixed time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from web3 import HTTPProvider, Web3
+
+from channels_app.models import Channel, Payment
+from connext import ETH, Client
+from connext.chain import devchain
+from connext.errors import InvalidArgumentError, NodeError, ValidationError
+from connext.protocol import serialization, signing
+from connext.protocol.definitions import HashLockState
+from connext.protocol.encoding import keccak256
+from tests.integration.conftest import LiveNode
+from tests.support.conservation import assert_offchain_conserved
+from tests.support.cpu import named_cpu_seconds, own_cpu_seconds, tree_cpu_seconds
+from tests.support.processes import ROOT, wait_until
+
+pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+logger = logging.getLogger(__name__)
+FUNDER_KEY = devchain.DEV_PRIVATE_KEYS[7]
+E = 10**18
+MILLI = 10**15
+WAIT = 60.0
+HASHLOCK_WINDOW = 2
+DISPUTE_WINDOW = 3600  # the live node's
+TRANSFER_EVENTS = ("transfer.created", "transfer.received", "transfer.resolved", "transfer.failed")
+
+
+@pytest.fixture(scope="module")
+def live_node_settings() -> dict[str, str]:
+    return {"HASHLOCK_MIN_WINDOW_SECONDS": str(HASHLOCK_WINDOW)}
+
+
+@pytest.fixture(scope="module")
+def w3(live_node: LiveNode) -> Web3:
+    return Web3(HTTPProvider(live_node.chain_url))
+
+
+class Wallet:
+    """A connected `Client` with every transfer event it saw, to wait on without missing one."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+        self._changed = threading.Condition()
+        for event in TRANSFER_EVENTS:
+            client.async_client.on(event, lambda payload, event=event: self._note(event, payload))
+
+    def _note(self, event: str, payload: dict[str, Any]) -> None:
+        with self._changed:
+            self.seen.append((event, payload))
+            self._changed.notify_all()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def event(self, event: str, payment_id: str, timeout: float = WAIT) -> dict[str, Any]:
+        """The payload of `event` for `payment_id`, once it arrived."""
+
+        def found() -> dict[str, Any] | None:
+            return next((p for e, p in self.seen if e == event and p.get("paymentId") == payment_id), None)
+
+        with self._changed:
+            if not self._changed.wait_for(lambda: found() is not None, timeout):
+                raise AssertionError(f"no {event} for {payment_id} within {timeout}s; saw {self.seen[-5:]}")
+            payload = found()
+        assert payload is not None
+        return payload
+
+    def events_for(self, event: str, payment_ids: set[str], timeout: float) -> None:
+        def done() -> bool:
+            return payment_ids <= {p.get("paymentId") for e, p in self.seen if e == event}
+
+        with self._changed:
+            assert self._changed.wait_for(done, timeout), f"missing {event} for some payments"
+
+    @property
+    def balance(self) -> int:
+        return self.client.get_free_balance(ETH)["user"]
+
+
+@pytest.fixture
+def wallets(live_node: LiveNode) -> Iterator[list[Wallet]]:
+    opened: list[Wallet] = []
+    yield opened
+    for wallet in opened:
+        wallet.client.close()
+
+
+def send_eth(w3: Web3, to: str, amount: int) -> None:
+    sender = Account.from_key(FUNDER_KEY)
+    with _FUNDER:
+        signed = sender.sign_transaction(
+            {
+                "chainId": w3.eth.chain_id,
+                "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
+                "to": to,
+                "value": amount,
+                "gas": 100_000,
+                "maxFeePerGas": 10**11,
+                "maxPriorityFeePerGas": 10**9,
+            }
+        )
+        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+    assert w3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 1
+
+
+_FUNDER = threading.Lock()
+
+
+def new_key(w3: Web3) -> str:
+    key = "0x" + secrets.token_hex(32)
+    send_eth(w3, Account.from_key(key).address, E // 10)
+    return key
+
+
+def connect(live_node: LiveNode, wallets: list[Wallet], key: str, *, node: int = 0, **kwargs: Any) -> Wallet:
+    kwargs.setdefault("chain_rpc_url", live_node.chain_url)
+    wallet = Wallet(Client.connect(live_node.nodes[node].url, key, **kwargs))
+    wallets.append(wallet)
+    return wallet
+
+
+def funded(
+    live_node: LiveNode, wallets: list[Wallet], w3: Web3, deposit: int = 20 * MILLI, **kwargs: Any
+) -> Wallet:
+    """A user with `deposit` credited in its channel and the node's collateral in place."""
+    wallet = connect(live_node, wallets, new_key(w3), **kwargs)
+    if deposit:
+        wallet.deposit(deposit)
+    collateralized(wallet)
+    return wallet
+
+
+def collateralized(wallet: Wallet) -> None:
+    wallet.request_collateral(ETH)
+    until(lambda: wallet.get_free_balance(ETH)["node"] > 0, "the node's collateral")
+
+
+def until(condition: Any, what: str, timeout: float = WAIT) -> Any:
+    return wait_until(condition, timeout=timeout, what=what, interval=0.05)
+
+
+def settled(*wallets: Wallet) -> None:
+    """Until no transfer is left in these channels and each client holds the node's latest state."""
+
+    def quiet() -> bool:
+        for wallet in wallets:
+            channel = Channel.objects.get(address=wallet.channel_address)
+            state = wallet.get_channel()
+            if state["transfers"] or channel.pending_update is not None or channel.nonce != state["nonce"]:
+                return False
+        return True
+
+    until(quiet, "every payment to settle")
+
+
+# -- every definition, routed and resolved -----------------------------------------------------------
+
+
+def test_every_definition_is_routed_through_the_node_and_resolved(live_node, wallets, w3):
+    alice = funded(live_node, wallets, w3)
+    bob = funded(live_node, wallets, w3, deposit=0, node=1)
+    oracle = Account.create()
+    alice_start, bob_start = alice.balance, bob.balance
+
+    # Linked: the preimage travels encrypted to Bob; his client opens and resolves it on its own.
+    linked = alice.transfer(bob.address, 1 * MILLI, meta={"memo": "lunch"})
+    alice.event("transfer.created", linked)
+    received = bob.event("transfer.received", linked)
+    alice.event("transfer.resolved", linked)
+    bob.event("transfer.resolved", linked)
+
+    # HashLock: Bob learns the preimage out of band and reveals it; his side expires earlier.
+    preimage = secrets.token_bytes(32)
+    expiry = int(time.time()) + 2 * 3600
+    hashlock = alice.conditional_transfer(
+        "hashlock", 2 * MILLI, bob.address, lock_hash=keccak256(preimage), expiry=expiry
+    )
+    bob.event("transfer.received", hashlock)
+    bob_side = next(t for t in bob.get_channel()["transfers"] if t["paymentId"] == hashlock)
+    bob.resolve_condition(hashlock, preimage=preimage)
+    alice.event("transfer.resolved", hashlock)
+
+    # Signed: an oracle's receipt over the payment id and some data.
+    payment_id = secrets.token_bytes(32)
+    signed = alice.conditional_transfer(
+        "signed", 3 * MILLI, bob.address, signer=oracle.address, payment_id=payment_id
+    )
+    assert signed == "0x" + payment_id.hex()
+    bob.event("transfer.received", signed)
+    data = keccak256(b"delivered")
+    receipt = signing.sign_receipt(
+        alice.chain_id, alice.config["transferDefinitions"]["signed"], payment_id, data, bytes(oracle.key)
+    )
+    bob.resolve_condition(signed, signature=receipt, data=data)
+    alice.event("transfer.resolved", signed)
+    settled(alice, bob)
+
+    assert (received["sender"], received["meta"]) == (
+        alice.address,
+        {"memo": "lunch", "recipient": bob.address},
+    )
+    assert HashLockState.decode(serialization.parse_bytes(bob_side["encodedState"], field="s")).expiry == (
+        expiry - (DISPUTE_WINDOW + HASHLOCK_WINDOW)
+    )
+    assert alice.balance == alice_start - 6 * MILLI
+    assert bob.balance == bob_start + 6 * MILLI
+    for payment in (linked, hashlock, signed):
+        assert alice.get_transfer(payment)["status"] == "completed"
+        assert bob.get_transfer(payment)["status"] == "completed"
+    history = alice.get_transfer_history()
+    assert [p["paymentId"] for p in history[:3]] == [signed, hashlock, linked]
+    assert {p["kind"] for p in history[:3]} == {"linked", "hashlock", "signed"}
+    assert all(p["direction"] == "outgoing" and p["amount"] > 0 for p in history[:3])
+    assert {p["paymentId"] for p in bob.get_transfer_history()} >= {linked, hashlock, signed}
+
+
+# -- offline receivers, links, expiries ----------------------------------------------------------------
+
+
+def test_a_payment_to_an_offline_receiver_is_delivered_and_unlocked_when_it_comes_back(
+    live_node, wallets, w3, tmp_path
+):
+    alice = funded(live_node, wallets, w3)
+    bob_key = new_key(w3)
+    bob = connect(live_node, wallets, bob_key, node=1, store_path=str(tmp_path / "bob.db"))
+    collateralized(bob)
+    bob.client.close()
+
+    payment = alice.transfer(bob.address, 2 * MILLI)
+    alice.event("transfer.created", payment)
+    until(
+        lambda: Channel.objects.get(address=bob.channel_address).pending_update is not None,
+        "the node to propose Bob's side while he is away",
+    )
+    assert Payment.objects.get(payment_id=payment).status == Payment.Status.FORWARDED
+    assert alice.get_transfer(payment)["status"] == "forwarded"
+
+    bob = connect(live_node, wallets, bob_key, node=0, store_path=str(tmp_path / "bob.db"))
+    alice.event("transfer.resolved", payment)
+    settled(alice, bob)
+
+    assert bob.balance == 2 * MILLI
+    assert bob.get_transfer(payment)["status"] == "completed"
+    assert bob.get_transfer(payment)["direction"] == "incoming"
+
+
+def test_a_link_is_redeemed_once_by_a_third_user_and_refused_with_a_code_otherwise(live_node, wallets, w3):
+    alice = funded(live_node, wallets, w3)
+    carol = funded(live_node, wallets, w3, deposit=0, node=1)
+    dave = funded(live_node, wallets, w3, deposit=0)
+    start = alice.balance
+
+    link = alice.create_link(3 * MILLI)
+    assert link["url"].endswith(f"#paymentId={link['payment_id']}&secret={link['secret']}")
+
+    with pytest.raises(NodeError) as wrong_secret:
+        carol.redeem_link(link["payment_id"], "0x" + "ab" * 32)
+    with pytest.raises(NodeError) as unknown:
+        carol.redeem_link("0x" + "cd" * 32, link["secret"])
+    redeemed = carol.redeem_link(link["payment_id"], link["secret"])
+    with pytest.raises(NodeError) as twice:
+        dave.redeem_link(link["payment_id"], link["secret"])
+    alice.event("transfer.resolved", link["payment_id"])
+    settled(alice, carol, dave)
+
+    assert (wrong_secret.value.code, unknown.value.code, twice.value.code) == (
+        "bad_preimage",
+        "unknown_payment",
+        "already_redeemed",
+    )
+    assert redeemed["status"] == "completed"
+    assert redeemed["amount"] == 3 * MILLI
+    assert carol.balance == 3 * MILLI
+    assert dave.balance == 0
+    assert alice.balance == start - 3 * MILLI
+    assert alice.get_transfer(link["payment_id"])["status"] == "completed"
+
+
+def test_a_hashlock_the_receiver_lets_expire_is_cancelled_and_refunded_on_both_sides(live_node, wallets, w3):
+    alice = funded(live_node, wallets, w3)
+    bob = funded(live_node, wallets, w3, deposit=0, node=1, hashlock_margin=1)
+    start = alice.balance
+    receiver_expiry = int(time.time()) + 6
+    expiry = receiver_expiry + DISPUTE_WINDOW + HASHLOCK_WINDOW
+
+    payment = alice.conditional_transfer(
+        "hashlock", 4 * MILLI, bob.address, lock_hash=keccak256(b"never told"), expiry=expiry
+    )
+    bob.event("transfer.received", payment)
+    assert alice.balance == start - 4 * MILLI
+    failed = alice.event("transfer.failed", payment, timeout=receiver_expiry - time.time() + WAIT)
+    settled(alice, bob)
+
+    assert time.time() >= receiver_expiry
+    assert failed["status"] == "refunded"
+    assert alice.balance == start
+    assert bob.balance == 0
+    assert alice.get_transfer(payment)["status"] == "refunded"
+    assert bob.get_transfer(payment)["status"] == "refunded"
+    assert Payment.objects.get(payment_id=payment).receiver_transfer.status == "cancelled"
+
+
+# -- refusals: each with its code, nothing moved ----------------------------------------------------
+
+
+def test_wrong_resolvers_expired_locks_and_overdrafts_are_refused_and_nothing_moves(live_node, wallets, w3):
+    alice = funded(live_node, wallets, w3)
+    bob = funded(live_node, wallets, w3, deposit=0, node=1)
+    oracle, stranger = Account.create(), Account.create()
+    preimage = secrets.token_bytes(32)
+    hashlock = alice.conditional_transfer(
+        "hashlock", MILLI, bob.address, lock_hash=keccak256(preimage), expiry=int(time.time()) + 7200
+    )
+    signed = alice.conditional_transfer("signed", MILLI, bob.address, signer=oracle.address)
+    bob.event("transfer.received", hashlock)
+    bob.event("transfer.received", signed)
+    alice_channel, bob_channel = alice.get_channel(), bob.get_channel()
+
+    with pytest.raises(ValidationError) as wrong_preimage:
+        bob.resolve_condition(hashlock, preimage=secrets.token_bytes(32))
+    data = keccak256(b"x")
+    forged = signing.sign_receipt(
+        bob.chain_id,
+        bob.config["transferDefinitions"]["signed"],
+        serialization.parse_bytes(signed, field="id"),
+        data,
+        bytes(stranger.key),
+    )
+    with pytest.raises(ValidationError) as wrong_signer:
+        bob.resolve_condition(signed, signature=forged, data=data)
+    with pytest.raises(InvalidArgumentError) as expired:
+        alice.conditional_transfer(
+            "hashlock", MILLI, bob.address, lock_hash=keccak256(b"y"), expiry=int(time.time()) - 1
+        )
+    with pytest.raises(NodeError) as too_soon:
+        alice.conditional_transfer(
+            "hashlock", MILLI, bob.address, lock_hash=keccak256(b"z"), expiry=int(time.time()) + 60
+        )
+    with pytest.raises(ValidationError) as overdraft:
+        alice.transfer(bob.address, alice.balance + 1)
+
+    assert wrong_preimage.value.code == "bad_resolver"
+    assert wrong_signer.value.code == "bad_resolver"
+    assert expired.value.code == "expired"
+    assert too_soon.value.code == "expiry_too_soon"
+    assert overdraft.value.code == "insufficient_balance"
+    assert alice.get_channel()["state"] == alice_channel["state"]
+    assert bob.get_channel()["state"] == bob_channel["state"]
+    assert Payment.objects.filter(sender=alice.address).count() == 2
+
+    bob.resolve_condition(hashlock, preimage=preimage)
+    bob.resolve_condition(
+        signed,
+        signature=signing.sign_receipt(
+            bob.chain_id,
+            bob.config["transferDefinitions"]["signed"],
+            serialization.parse_bytes(signed, field="id"),
+            data,
+            bytes(oracle.key),
+        ),
+        data=data,
+    )
+    alice.event("transfer.resolved", signed)
+    settled(alice, bob)
+    assert bob.balance == 2 * MILLI
+
+
+# -- the CLI --------------------------------------------------------------------------------------------
+
+
+def cli(live_node: LiveNode, key: str, store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    key_file = store.with_suffix(".key")
+    key_file.write_text(key + "\n")
+    node = ["--node", live_node.url, "--key-file", str(key_file), "--store", str(store)]
+    return subprocess.run(
+        [sys.executable, "-m", "connext.client.cli", *node, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_cli_sends_makes_and_redeems_links_and_lists_history(live_node, wallets, w3, tmp_path):
+    alice_key = new_key(w3)
+    alice = connect(live_node, wallets, alice_key, store_path=str(tmp_path / "alice.db"))
+    alice.deposit(10 * MILLI)
+    alice.client.close()
+    bob = funded(live_node, wallets, w3, deposit=0, node=1)
+    carol_key = new_key(w3)
+
+    send = cli(live_node, alice_key, tmp_path / "alice.db", "send", bob.address, "0.001eth")
+    link = cli(live_node, alice_key, tmp_path / "alice.db", "link", "0.002eth")
+    assert link.returncode == 0, link.stderr
+    url = link.stdout.split(": ", 1)[1].splitlines()[0].strip()
+    redeem = cli(live_node, carol_key, tmp_path / "carol.db", "redeem", url)
+    history = cli(live_node, alice_key, tmp_path / "alice.db", "history")
+
+    assert send.returncode == 0, send.stderr
+    assert "sent 0.001 eth" in send.stdout
+    assert link.returncode == 0, link.stderr
+    assert redeem.returncode == 0, redeem.stderr
+    assert "redeemed 0.002 eth (2000000000000000 wei): completed" in redeem.stdout
+    assert history.returncode == 0, history.stderr
+    lines = history.stdout.splitlines()
+    assert len(lines) == 2
+    assert f"linked to {Account.from_key(carol_key).address}: 2000000000000000 wei" in lines[0]
+    assert f"linked to {bob.address}: 1000000000000000 wei" in lines[1]
+    # The node resolves Alice's sides while her CLI is away; she countersigns once she stays online.
+    connect(live_node, wallets, alice_key, store_path=str(tmp_path / "alice.db"))
+    until(
+        lambda: (
+            set(Payment.objects.filter(sender=alice.address).values_list("status", flat=True))
+            == {"completed"}
+        ),
+        "both of Alice's payments to complete",
+    )
+
+
+# -- many payments at once -------------------------------------------------------------------------------
+
+
+def cpu_by_role(live_node: LiveNode) -> dict[str, float]:
+    """CPU seconds so far of the node's daphne processes, its Celery worker (with beat), this test
+    process (the ten clients) and every Postgres and Redis server process on the machine."""
+    return {
+        "daphne": tree_cpu_seconds(node.process.pid for node in live_node.nodes if node.process),
+        "celery": tree_cpu_seconds([live_node.celery.process.pid] if live_node.celery.process else []),
+        "clients": own_cpu_seconds(),
+        "postgres": named_cpu_seconds("postgres"),
+        "redis": named_cpu_seconds("redis-server"),
+    }
+
+
+USERS = 10
+PAYMENTS = 200
+
+
+def test_200_concurrent_payments_between_10_clients_on_two_node_processes_lose_nothing(
+    live_node, wallets, w3
+):
+    with ThreadPoolExecutor(USERS) as pool:
+        users = list(
+            pool.map(lambda i: funded(live_node, wallets, w3, deposit=10 * MILLI, node=i % 2), range(USERS))
+        )
+    channels = [u.channel_address for u in users]
+    before = assert_offchain_conserved(w3, [u.async_client.state for u in users])[ETH]
+    start = {u.address: u.balance for u in users}
+    rng = random.Random(6)
+    plan = []  # (sender index, recipient index, amount)
+    for n in range(PAYMENTS):
+        sender = n % USERS
+        recipient = (sender + rng.randrange(1, USERS)) % USERS
+        plan.append((sender, recipient, rng.randrange(1, 20) * 10**12))
+
+    cpu_before = cpu_by_role(live_node)
+    began = time.monotonic()
+    futures = [
+        asyncio.run_coroutine_threadsafe(
+            users[s].async_client.transfer(users[r].address, amount), users[s].client._loop
+        )
+        for s, r, amount in plan
+    ]
+    payment_ids = [future.result(timeout=WAIT * 2) for future in futures]
+    sent = time.monotonic()
+    for index, user in enumerate(users):
+        mine = {pid for pid, (s, _, _) in zip(payment_ids, plan, strict=True) if s == index}
+        user.events_for("transfer.resolved", mine, timeout=WAIT * 2)
+    resolved = time.monotonic()
+    settled(*users)
+    elapsed = time.monotonic() - began
+    cpu = {role: spent - cpu_before[role] for role, spent in cpu_by_role(live_node).items()}
+    logger.info(
+        f"{PAYMENTS} payments: all sender sides locked after {sent - began:.1f}s, all resolved after"
+        f" {resolved - began:.1f}s, settled after {elapsed:.1f}s: {PAYMENTS / (resolved - began):.1f}"
+        f" payments/s; CPU seconds: {', '.join(f'{role} {spent:.1f}' for role, spent in cpu.items())}"
+    )
+
+    assert len(set(payment_ids)) == PAYMENTS
+    assert Payment.objects.filter(payment_id__in=payment_ids, status="completed").count() == PAYMENTS
+    expected = dict(start)
+    for s, r, amount in plan:
+        expected[users[s].address] -= amount
+        expected[users[r].address] += amount
+    assert {u.address: u.balance for u in users} == expected
+    node_states = [
+        serialization.channel_state_from_json(c.latest_state)
+        for c in Channel.objects.filter(address__in=channels)
+    ]
+    assert sorted(s.state_hash for s in node_states) == sorted(u.async_client.state.state_hash for u in users)
+    after = assert_offchain_conserved(w3, node_states)[ETH]
+    assert (after.users, after.node, after.deposited) == (before.users, before.node, before.deposited)
