@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -80,7 +81,22 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        _reap_group(process.pid)
         return process.returncode
+
+
+def _reap_group(group: int, timeout: float = 10.0) -> None:
+    """Nothing the process started (a Celery pool child finishing a task) may outlive it: such a
+    straggler still writes to the test database while the next fixture flushes it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
 
 
 def node_env(**overrides: str | None) -> dict[str, str]:
