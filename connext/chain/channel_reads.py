@@ -60,6 +60,10 @@ def asset_balance(w3: Web3, holder: str, asset_id: str, *, block: BlockIdentifie
 
 def deposit_totals(w3: Web3, channel_address: str, asset_id: str, *, block: BlockIdentifier) -> DepositTotals:
     """The deposit totals `Channel` reports at `block` (derived from the balance when not deployed)."""
+    if not isinstance(block, int):
+        # Every read below must see the same block: "latest" twice could straddle the block that
+        # deploys the channel with the node's deposit, and count that deposit as the user's.
+        block = int(w3.eth.get_block(block)["number"])
     if not is_deployed(w3, channel_address, block=block):
         return DepositTotals(node=0, user=asset_balance(w3, channel_address, asset_id, block=block))
     channel = contract_at(w3, "Channel", channel_address)

@@ -50,3 +50,38 @@ def test_confirmed_block_stays_the_depth_below_the_head(chain):
 
     assert channel_reads.confirmed_block(w3, 1) == w3.eth.block_number - 1
     assert channel_reads.confirmed_block(w3, 10**6) == 0
+
+
+def test_totals_asked_for_latest_read_one_block_even_when_a_new_one_lands(chain, monkeypatch):
+    w3 = Web3(HTTPProvider(chain))
+    channel = Account.create().address
+    w3.provider.make_request("anvil_setBalance", [channel, hex(10**18)])
+    real_get_code = w3.eth.get_code
+    blocks_read = []
+
+    def get_code_then_mine(address, block_identifier="latest"):
+        blocks_read.append(block_identifier)
+        code = real_get_code(address, block_identifier=block_identifier)
+        funder = Account.from_key(devchain.DEV_PRIVATE_KEYS[8])
+        signed = funder.sign_transaction(
+            {
+                "chainId": 31337,
+                "nonce": w3.eth.get_transaction_count(funder.address),
+                "to": channel,
+                "value": 4 * 10**18,
+                "gas": 21_000,
+                "maxFeePerGas": 10**11,
+                "maxPriorityFeePerGas": 1,
+            }
+        )
+        w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_raw_transaction(signed.raw_transaction)
+        )  # a new block
+        return code
+
+    monkeypatch.setattr(w3.eth, "get_code", get_code_then_mine)
+
+    totals = channel_reads.deposit_totals(w3, channel, ETH, block="latest")
+
+    assert isinstance(blocks_read[0], int)
+    assert totals.user == 10**18
