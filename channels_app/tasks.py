@@ -10,7 +10,15 @@ from django.core.cache import cache
 
 from channels_app.health import HEARTBEAT_CACHE_KEY
 from channels_app.models import Channel, OnchainTransaction
-from channels_app.services import collateral, node_actions, transactions, watcher, watchtower, withdrawals
+from channels_app.services import (
+    collateral,
+    node_actions,
+    payments,
+    transactions,
+    watcher,
+    watchtower,
+    withdrawals,
+)
 
 
 @shared_task(ignore_result=True)
@@ -79,3 +87,10 @@ def expiring_claims_check() -> None:
 @shared_task(ignore_result=True)
 def dispute_start(channel_id: int, reason: str) -> None:
     watchtower.dispute_start(channel_id=channel_id, reason=reason)
+
+
+@shared_task(ignore_result=True)
+def payments_sweep() -> None:
+    """Settle payments nobody's update will bring up again (failed, or expired downstream)."""
+    for channel_id in payments.payments_overdue_channels():
+        node_actions.channel_reconcile(channel_id=channel_id)

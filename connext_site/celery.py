@@ -21,6 +21,7 @@ PERIODIC_TASKS: dict[str, tuple[str, timedelta]] = {
     "chain-watch": ("channels_app.tasks.chain_watch", timedelta(seconds=3)),
     "disputes-advance": ("channels_app.tasks.disputes_advance", timedelta(seconds=10)),
     "expiring-claims-check": ("channels_app.tasks.expiring_claims_check", timedelta(seconds=60)),
+    "payments-sweep": ("channels_app.tasks.payments_sweep", timedelta(seconds=30)),
 }
 
 app.conf.beat_schedule = {

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from channels_app import after_commit, network, realtime
 from channels_app.models import Channel, OnchainTransaction, Payment, Transfer
@@ -243,6 +244,25 @@ def payments_settle_upstream(*, channel_id: int) -> bool:
         if _resolve_sender_side(channel_id, payment.pk, resolver):
             return True
     return False
+
+
+def payments_overdue_channels() -> list[int]:
+    """Sender channels holding a payment the node must settle without being asked: one that failed,
+    or a HashLock whose receiver side has expired. (Reconciling a channel only follows its own
+    updates; a receiver who never comes back sends none.)"""
+    now = int(time.time())
+    open_payments = (
+        Payment.objects.filter(sender_transfer__status=Transfer.Status.ACTIVE)
+        .filter(Q(status=PaymentStatus.FAILED) | Q(kind=DefinitionKind.HASHLOCK.value))
+        .select_related("sender_transfer", "receiver_transfer")
+    )
+    return sorted(
+        {
+            payment.sender_transfer.channel_id
+            for payment in open_payments
+            if payment.status == PaymentStatus.FAILED or _receiver_expired(payment, now)
+        }
+    )
 
 
 def _receiver_expired(payment: Payment, now: int) -> bool:

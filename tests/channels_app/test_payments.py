@@ -284,3 +284,24 @@ def test_a_payment_from_a_channel_in_dispute_is_not_forwarded(alice_and_bob):
     assert "dispute" in payment.failure
     assert bob.proposal() is None
     assert bob.state.transfers == ()
+
+
+def test_the_sweep_finds_a_hashlock_whose_receiver_side_expired_without_any_update(alice_and_bob):
+    from unittest import mock
+
+    from channels_app.models import Channel
+    from channels_app.services import payments
+
+    alice, bob = alice_and_bob
+    expiry = int(time.time()) + 3 * 3600
+    alice.pay(bob.address, E // 10, kind="hashlock", expiry=expiry)
+    run_node_work(alice, bob)
+    alice_channel = Channel.objects.get(address=alice.state.channel_address).pk
+    receiver_expiry = expiry - (3600 + 600)
+
+    before = payments.payments_overdue_channels()
+    with mock.patch("channels_app.services.payments.time.time", return_value=receiver_expiry + 1):
+        after = payments.payments_overdue_channels()
+
+    assert before == []
+    assert after == [alice_channel]

@@ -52,6 +52,7 @@ def test_without_urls_the_node_runs_on_sqlite_in_memory_layer_and_eager_tasks(tm
         "chain-watch",
         "disputes-advance",
         "expiring-claims-check",
+        "payments-sweep",
         "transactions-track",
         "worker-heartbeat",
     ]
