@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from channels_app import selectors
 from channels_app.api.errors import ApiError
 from channels_app.api.fields import AddressField, HexBytesField
-from channels_app.services import payments
+from channels_app.services import payment_records, payments
 from channels_app.services.routing_policy import PaymentError
 
 JsonObject = inline_serializer("PaymentJson", {})
@@ -33,7 +33,8 @@ class TransferHistoryView(APIView):
         return Response(
             {
                 "transfers": [
-                    payments.payment_json(p) for p in selectors.payments_for_user(user=request.user.address)
+                    payment_records.payment_json(p)
+                    for p in selectors.payments_for_user(user=request.user.address)
                 ]
             }
         )
@@ -49,7 +50,7 @@ class TransferView(APIView):
         payment = selectors.payment_get_for_user(user=request.user.address, payment_id=payment_id.lower())
         if payment is None:
             raise ApiError("unknown_payment", "No payment of yours with this id.", http_status=404)
-        return Response(payments.payment_json(payment))
+        return Response(payment_records.payment_json(payment))
 
 
 class RedeemLinkView(APIView):
@@ -72,7 +73,7 @@ class RedeemLinkView(APIView):
             )
         except PaymentError as exc:
             raise _error(exc) from None
-        return Response(payments.payment_json(payment))
+        return Response(payment_records.payment_json(payment))
 
 
 class CancelTransferView(APIView):
@@ -86,7 +87,7 @@ class CancelTransferView(APIView):
             payment = payments.payment_cancel(sender=request.user.address, payment_id=payment_id.lower())
         except PaymentError as exc:
             raise _error(exc) from None
-        return Response(payments.payment_json(payment))
+        return Response(payment_records.payment_json(payment))
 
 
 class UserKeyView(APIView):

@@ -22,8 +22,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from channels_app import after_commit, network, realtime
-from channels_app.models import Channel, ChannelUpdate, Transfer
-from channels_app.services import routing_policy
+from channels_app.models import Channel, ChannelUpdate, Payment, Transfer
+from channels_app.services import payment_records, routing_policy
 from connext.protocol import meta as transfer_meta
 from connext.protocol import serialization, signing, validation
 from connext.protocol.errors import NonceGapError, ProtocolError, StaleNonceError
@@ -212,6 +212,12 @@ def _check_routing_terms(new: ChannelState, meta: dict[str, Any]) -> None:
         routing_policy.check_routed_create(transfer=transfer, kind=kind, meta=meta)
     except routing_policy.PaymentError as exc:
         raise ChannelError(exc.code, exc.message, status=exc.status) from None
+    if Payment.objects.filter(payment_id=serialization.hex_bytes(transfer.payment_id)).exists():
+        raise ChannelError(
+            "duplicate_payment",
+            "A payment with this id exists already: pick a fresh random payment id.",
+            status=409,
+        )
 
 
 def _locked_channel(channel_address: str, user: str) -> Channel:
@@ -365,7 +371,7 @@ def _store(
     net = network.network()
     if isinstance(update, CreateUpdate):
         transfer = next(t for t in new.transfers if t.create_nonce == new.nonce)
-        Transfer.objects.create(
+        row = Transfer.objects.create(
             channel=channel,
             transfer_id=serialization.hex_bytes(transfer.transfer_id),
             payment_id=serialization.hex_bytes(transfer.payment_id),
@@ -379,6 +385,8 @@ def _store(
             meta=meta or {},
             created_nonce=new.nonce,
         )
+        if transfer.responder == new.node:  # a payment the node is asked to route starts here
+            payment_records.payment_register(sender_transfer=row)
     elif isinstance(update, ResolveUpdate):
         resolved = previous.transfer(update.transfer_id)
         assert resolved is not None  # the protocol core refused the update otherwise

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from channels_app import after_commit, network, realtime
+from channels_app import after_commit, network
 from channels_app.models import Channel, OnchainTransaction, Payment, Transfer
 from channels_app.services import channels, collateral
+from channels_app.services.payment_records import ROUTED_KINDS, _push, payment_register
 from channels_app.services.routing_policy import PaymentError, hop_margin
 from connext.protocol import meta as transfer_meta
 from connext.protocol import serialization
@@ -33,7 +33,6 @@ from connext.protocol.types import CreateUpdate, DefinitionKind, ResolveUpdate
 
 logger = logging.getLogger(__name__)
 
-ROUTED_KINDS = (DefinitionKind.LINKED.value, DefinitionKind.HASHLOCK.value, DefinitionKind.SIGNED.value)
 PaymentStatus = Payment.Status
 
 
@@ -41,52 +40,6 @@ def cancel_resolver(kind: str) -> bytes:
     if kind == DefinitionKind.SIGNED.value:
         return SignedResolver(ZERO_BYTES32, b"").encode()
     return PreimageResolver(ZERO_BYTES32).encode()
-
-
-def payment_json(payment: Payment) -> dict[str, Any]:
-    meta = payment.sender_transfer.meta or {}
-    return {
-        "paymentId": payment.payment_id,
-        "kind": payment.kind,
-        "sender": payment.sender,
-        "recipient": payment.recipient or None,
-        "assetId": payment.asset_id,
-        "amount": str(int(payment.amount)),
-        "status": payment.status,
-        "failure": payment.failure or None,
-        "meta": {key: value for key, value in meta.items() if key != "encryptedPreimage"},
-        "createdAt": payment.created_at.isoformat(),
-        "updatedAt": payment.updated_at.isoformat(),
-    }
-
-
-def _push(address: str, event: str, payment: Payment) -> None:
-    if address:
-        realtime.push_event_on_commit(realtime.user_group(address), event, payment_json(payment))
-
-
-# -- registering and forwarding ------------------------------------------------------------------
-
-
-def payment_register(*, sender_transfer: Transfer) -> Payment | None:
-    """Record the payment a sender's transfer to the node starts (once)."""
-    if sender_transfer.kind not in ROUTED_KINDS:
-        return None
-    recipient = sender_transfer.meta.get("recipient") or ""
-    payment, created = Payment.objects.get_or_create(
-        payment_id=sender_transfer.payment_id,
-        defaults={
-            "kind": sender_transfer.kind,
-            "sender": sender_transfer.initiator,
-            "recipient": serialization.parse_address(recipient, field="recipient") if recipient else "",
-            "asset_id": sender_transfer.asset_id,
-            "amount": sender_transfer.amount,
-            "sender_transfer": sender_transfer,
-        },
-    )
-    if created:
-        _push(payment.sender, "transfer.created", payment)
-    return payment
 
 
 def payments_forward(*, channel_id: int) -> bool:
@@ -326,13 +279,18 @@ def payment_sender_settled(*, sender_transfer: Transfer) -> None:
 def payments_sync(*, channel_id: int) -> None:
     """Carry every payment touching this channel one step on, in the other channel where needed."""
     node = network.network().node_address
-    new_sender_sides = Transfer.objects.filter(
+    unregistered = Transfer.objects.filter(
         channel_id=channel_id, responder=node, kind__in=ROUTED_KINDS, payment_as_sender__isnull=True
     )
-    for transfer in new_sender_sides:
-        payment = payment_register(sender_transfer=transfer)
-        if payment is not None and payment.recipient:
-            _forward_to(payment.recipient)
+    for transfer in unregistered:  # registered with the update normally; this catches anything missed
+        payment_register(sender_transfer=transfer)
+    waiting_recipients = (
+        Payment.objects.filter(sender_transfer__channel_id=channel_id, status=PaymentStatus.PENDING)
+        .exclude(recipient="")
+        .values_list("recipient", flat=True)
+    )
+    for recipient in sorted(set(waiting_recipients)):
+        _forward_to(recipient)
     new_receiver_sides = Transfer.objects.filter(
         channel_id=channel_id, initiator=node, kind__in=ROUTED_KINDS, payment_as_receiver__isnull=True
     )

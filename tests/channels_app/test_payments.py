@@ -305,3 +305,26 @@ def test_the_sweep_finds_a_hashlock_whose_receiver_side_expired_without_any_upda
 
     assert before == []
     assert after == [alice_channel]
+
+
+def test_a_payment_id_already_in_use_is_refused_and_the_second_lock_never_happens(alice_and_bob):
+    alice, bob = alice_and_bob
+    first, payment_id, _ = alice.pay(bob.address, E // 100)
+    nonce_before = alice.state.nonce
+
+    again, _, _ = alice.pay(bob.address, E // 100, payment_id=bytes.fromhex(payment_id[2:]))
+
+    assert first.status_code == 200
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "duplicate_payment"
+    assert alice.state.nonce == nonce_before
+    assert Payment.objects.filter(payment_id=payment_id).count() == 1
+
+
+def test_a_payment_is_registered_with_the_senders_update_itself(alice_and_bob):
+    alice, _ = alice_and_bob
+
+    _, payment_id, _ = alice.pay(None, E // 100)  # a link, before any worker ran
+
+    assert Payment.objects.get(payment_id=payment_id).status == Payment.Status.PENDING
+    assert alice.get(f"/api/transfers/{payment_id}").json()["status"] == "pending"

@@ -250,6 +250,7 @@ class Wallet:
         expiry: int | None = None,
         meta: dict[str, Any] | None = None,
         asset_id: str = ETH,
+        payment_id: bytes | None = None,
     ):
         """Create a transfer to the node for `recipient` (None: a link). Returns (response, payment id, preimage)."""
         from connext.protocol import meta as transfer_meta
@@ -259,7 +260,7 @@ class Wallet:
         assert self.state is not None
         preimage = preimage or secrets.token_bytes(32)
         lock_hash = keccak256(preimage)
-        payment_id = secrets.token_bytes(32)
+        payment_id = payment_id or secrets.token_bytes(32)
         if kind == "linked":
             encoded = LinkedState(lock_hash).encode()
         elif kind == "hashlock":
