@@ -236,15 +236,12 @@ def _bytes(hex_text: str) -> bytes:
 
 
 def _is_replay(channel: Channel, update: Update, signature: bytes) -> bool:
-    """The same update with the same signature as the one that made the latest state."""
+    """The same user update with the same signature as the one that made the latest state."""
     record = ChannelUpdate.objects.filter(channel=channel, nonce=update.nonce).first()
     return (
         record is not None
         and record.update == serialization.update_to_json(update)
-        and _bytes(
-            record.user_signature if record.initiator == channel.user_address else record.node_signature
-        )
-        == signature
+        and _bytes(record.user_signature) == signature
     )
 
 

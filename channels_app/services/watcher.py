@@ -100,16 +100,8 @@ def _withdrawn(chain_id: int, log: dict) -> None:
     channel_address = log["address"]
     nonce = int.from_bytes(bytes(log["data"])[32:64], "big")
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                ProcessedLog.objects.create(
-                    chain_id=chain_id,
-                    tx_hash=log["transactionHash"].to_0x_hex(),
-                    log_index=int(log["logIndex"]),
-                    block_number=int(log["blockNumber"]),
-                )
-        except IntegrityError:
-            return  # another watcher (or an earlier run) handled it
+        if not _first_time(chain_id, log):
+            return
         withdrawal = (
             Withdrawal.objects.select_for_update(of=("self",))
             .select_related("channel", "transfer", "onchain_transaction")
