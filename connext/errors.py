@@ -7,6 +7,8 @@
 - `ValidationError`: the client refused to sign a state (a node proposal, or an update of its own that the
   protocol rules reject); `code` is the protocol's error code, nothing was signed.
 - `InvalidArgumentError`: a caller's argument was refused before anything was sent.
+- `DisputeError`: a dispute step refused before anything was sent (wrong phase, unknown payment, nothing
+  to defund, a disputed state the client does not hold); `code` says which.
 - `ChainError`: an on-chain transaction of the user's reverted or could not be sent.
 - `NodeUnavailableError`: the node could not be reached.
 - `TimeoutError`: a wait ran out of time (also a builtin `TimeoutError`).
@@ -56,6 +58,10 @@ class ValidationError(ConnextError):
 
 class InvalidArgumentError(ConnextError, ValueError):
     """An argument refused before anything was sent or signed."""
+
+
+class DisputeError(ConnextError):
+    """A dispute or defund the chain would refuse, or that would pay the user nothing; nothing was sent."""
 
 
 class ChainError(ConnextError):

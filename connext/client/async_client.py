@@ -30,12 +30,14 @@ import aiohttp
 from connext.chain.contracts import channel_address as compute_channel_address
 from connext.client import policy
 from connext.client.amounts import check_amount
+from connext.client.disputes import ChannelDisputes
 from connext.client.events import Callback, EventBus, Predicate
 from connext.client.events import wait as wait_future
 from connext.client.node_api import NodeApi
 from connext.client.onchain import UserChain
 from connext.client.store import PaymentRecord, Store
 from connext.client.store import SignedState as SignedChannelState
+from connext.client.watcher import WatchOptions, start_watch
 from connext.errors import (
     AuthenticationError,
     ChainError,
@@ -120,6 +122,8 @@ class AsyncClient:
         store_path: str | None,
         chain_rpc_url: str | None,
         hashlock_margin: int = policy.DEFAULT_HASHLOCK_MARGIN,
+        watch_disputes: bool = True,
+        watch_options: WatchOptions | None = None,
     ) -> None:
         key = _key_bytes(private_key)
         try:
@@ -145,6 +149,9 @@ class AsyncClient:
         self._closed = False
         self._hashlock_margin = hashlock_margin
         self._expiry_timers: set[int] = set()
+        self._watch_disputes = watch_disputes
+        self._watch_options = watch_options or WatchOptions()
+        self._disputes: ChannelDisputes | None = None
 
     # -- connecting ---------------------------------------------------------------------------------
 
@@ -157,17 +164,24 @@ class AsyncClient:
         store_path: str | None = None,
         chain_rpc_url: str | None = None,
         hashlock_margin: int = policy.DEFAULT_HASHLOCK_MARGIN,
+        watch_disputes: bool = True,
+        watch_options: WatchOptions | None = None,
     ) -> AsyncClient:
         """Log in, open the channel if there is none (or restore it if the store is empty), start the
         websocket and sync. Returns once the client's state matches the node's.
 
-        `hashlock_margin`: the least time (seconds) an incoming HashLock must leave to be accepted."""
+        `hashlock_margin`: the least time (seconds) an incoming HashLock must leave to be accepted.
+        `watch_disputes`: answer stale disputes and defund what is owed on chain while connected (needs a
+        chain RPC); `watch_options`: its poll interval and how long the node may be unreachable before
+        `node.unresponsive`."""
         client = cls(
             node_url,
             private_key,
             store_path=store_path,
             chain_rpc_url=chain_rpc_url,
             hashlock_margin=hashlock_margin,
+            watch_disputes=watch_disputes,
+            watch_options=watch_options,
         )
         try:
             await client._start()
@@ -207,6 +221,7 @@ class AsyncClient:
                 await self._open_locked()
             elif self._signed is None:
                 self._adopt(self._verified(channel), restoring=True)
+        self._start_watch()
         self._tasks.append(asyncio.create_task(self._process_inbox(), name="connext-inbox"))
         synced = self._events.waiter("channel.synced")
         self._tasks.append(asyncio.create_task(self._run_socket(), name="connext-socket"))
@@ -279,6 +294,48 @@ class AsyncClient:
     ) -> dict[str, Any]:
         """The payload of the next `event` (that matches `predicate`); `TimeoutError` after `timeout`."""
         return await self._events.wait_for(event, timeout, predicate)
+
+    # -- disputes (connext.client.disputes; the user sends and pays the gas) ---------------------------
+
+    def _start_watch(self) -> None:
+        self._disputes, tasks = start_watch(
+            config=self._config,
+            channel_address=self.channel_address,
+            user=self.address,
+            chain=self._chain,
+            store=self._store,
+            events=self._events,
+            enabled=self._watch_disputes,
+            options=self._watch_options,
+            latest=lambda: self._signed.state if self._signed is not None else None,
+        )
+        self._tasks.extend(tasks)
+
+    def _need_disputes(self) -> ChannelDisputes:
+        self._need_chain()
+        assert self._disputes is not None
+        return self._disputes
+
+    async def dispute_channel(self) -> str:
+        """Take the latest doubly signed state to the chain (starts a dispute, or answers a stale one)."""
+        return await asyncio.to_thread(self._need_disputes().dispute_channel)
+
+    async def defund_channel(self, assets: list[str] | None = None) -> str:
+        """In the defund phase: pay out the disputed balances of `assets` (default: those owed to you)."""
+        return await asyncio.to_thread(self._need_disputes().defund_channel, assets)
+
+    async def dispute_transfer(self, payment_id: str | bytes) -> str:
+        """In the defund phase: prove an active transfer of the disputed state, starting its window."""
+        return await asyncio.to_thread(self._need_disputes().dispute_transfer, payment_id)
+
+    async def defund_transfer(self, payment_id: str | bytes) -> str:
+        """Pay out a disputed transfer: yours refunded after its window, an incoming one with its secret."""
+        return await asyncio.to_thread(self._need_disputes().defund_transfer, payment_id)
+
+    async def dispute_status(self) -> dict[str, Any]:
+        """The channel's dispute on chain and what the chain still owes you of the latest state."""
+        outlook = await asyncio.to_thread(self._need_disputes().outlook)
+        return {**outlook.view.as_json(), "owed": [vars(item) for item in outlook.owed]}
 
     # -- reading the channel ------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@
 
 Commands: `info`, `balance [--asset A]`, `deposit AMOUNT [--asset A]`, `withdraw AMOUNT [--to ADDRESS]
 [--asset A]`, `collateral [--asset A] [--amount AMOUNT]`, `send RECIPIENT AMOUNT [--asset A]`,
-`link AMOUNT [--asset A]`, `redeem URL` (or `redeem PAYMENT_ID SECRET`), `history`. Amounts: `1.5eth`, `20gwei`, `1000wei` or plain
+`link AMOUNT [--asset A]`, `redeem URL` (or `redeem PAYMENT_ID SECRET`), `history`, and without the node
+(only the chain RPC, the key and the store): `watch [--poll S]` (answers stale disputes, defunds what is
+owed) and `exit [--poll S]` (the whole unilateral exit). Amounts: `1.5eth`, `20gwei`, `1000wei` or plain
 wei. Assets: `eth` or a token address. Errors print one line `error: CODE: message` and exit 1 (2 for
 bad usage). `--node`, `--key-file`, `--store` and `--rpc` default to CONNEXT_NODE_URL, CONNEXT_KEY_FILE,
 CONNEXT_STORE and CONNEXT_CHAIN_RPC_URL.
@@ -15,13 +17,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from connext.client.amounts import format_amount, parse_amount
-from connext.client.async_client import ETH
+from connext.client.async_client import ETH, _key_bytes
+from connext.client.disputes import ChannelDisputes
+from connext.client.onchain import UserChain
+from connext.client.store import Store
 from connext.client.sync_client import Client
 from connext.errors import ConnextError, InvalidArgumentError, NodeError
 
@@ -67,6 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     redeem.add_argument("link", help="the link's URL, or its payment id followed by the secret")
     redeem.add_argument("secret", nargs="?", default=None)
     commands.add_parser("history", help="payments you sent and received")
+    watch = commands.add_parser(
+        "watch",
+        help="watch the channel on chain (no node needed): answer stale disputes, defund what is owed",
+    )
+    watch.add_argument("--poll", type=float, default=5.0, help="seconds between chain reads")
+    leave = commands.add_parser(
+        "exit", help="take everything out on chain without the node: dispute, wait the windows, defund"
+    )
+    leave.add_argument("--poll", type=float, default=5.0, help="seconds between chain reads")
     return parser
 
 
@@ -105,7 +120,75 @@ def _balance_lines(client: Client, assets: Sequence[str]) -> list[str]:
     return lines
 
 
+def _channel_disputes(args: argparse.Namespace, out: TextIO) -> ChannelDisputes:
+    """The channel's dispute steps from the store, the key and the chain alone."""
+    key = _key_bytes(_read_key(args.key_file))
+    if not args.store:
+        raise InvalidArgumentError("store_required", "watch and exit act from the store: pass --store")
+    store = Store(args.store)
+    setup = store.setup()
+    if setup is None:
+        raise ConnextError(
+            "no_channel_in_store", f"{args.store} holds no channel: connect to the node once with it"
+        )
+    rpc_url = args.rpc or setup.chain_rpc_url
+    if not rpc_url:
+        raise ConnextError(
+            "no_chain_rpc", "pass --rpc (or CONNEXT_CHAIN_RPC_URL): the store names no chain RPC"
+        )
+    chain = UserChain(rpc_url, key)
+    if chain.address != setup.user:
+        raise InvalidArgumentError(
+            "wrong_key", f"the store's channel belongs to {setup.user}, not {chain.address}"
+        )
+    if chain.chain_id() != setup.chain_id:
+        raise ConnextError(
+            "wrong_chain", f"the RPC serves chain {chain.chain_id()}, the channel is on {setup.chain_id}"
+        )
+
+    def report(event: str, payload: dict[str, Any]) -> None:
+        if event == "dispute.defunded":
+            what = "your balance" if payload["kind"] == "channel" else f"transfer {payload['paymentId']}"
+            _say(out, f"{event}: {what} paid you {payload['toUser']} wei of {payload['assetId']}")
+
+    return ChannelDisputes(chain, store, setup, report=report, say=lambda text: _say(out, text))
+
+
+def _watch(disputes: ChannelDisputes, poll_seconds: float, out: TextIO) -> int:
+    _say(out, f"watching channel {disputes.channel_address} every {poll_seconds}s (Ctrl-C stops)")
+    shown = ""
+    while True:
+        try:
+            outlook = disputes.step()
+        except ConnextError as exc:  # the chain refused a step or the RPC is down: keep watching
+            _say(out, f"a step failed: {exc}; trying again")
+        else:
+            view = outlook.view
+            line = f"dispute phase: {view.phase.value}"
+            if view.consensus_expiry:
+                line += f" (nonce {view.nonce}, windows end {view.consensus_expiry} / {view.defund_expiry})"
+            if outlook.owed:
+                line += "; owed to you: " + ", ".join(item.describe() for item in outlook.owed)
+            if line != shown:
+                _say(out, line)
+                shown = line
+        time.sleep(poll_seconds)
+
+
+def _exit(disputes: ChannelDisputes, poll_seconds: float, out: TextIO) -> int:
+    _say(
+        out, f"exiting channel {disputes.channel_address} on chain as {disputes.user}; the node is not needed"
+    )
+    disputes.exit(poll_seconds=poll_seconds)
+    return 0
+
+
 def run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.command in ("watch", "exit"):
+        disputes = _channel_disputes(args, out)
+        if args.command == "watch":
+            return _watch(disputes, args.poll, out)
+        return _exit(disputes, args.poll, out)
     key = _read_key(args.key_file)
     client = Client.connect(args.node, key, store_path=args.store, chain_rpc_url=args.rpc)
     try:
@@ -206,7 +289,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     err = err or sys.stderr
     parser = _parser()
     args = parser.parse_args(argv)
-    missing = [flag for flag, value in (("--node", args.node), ("--key-file", args.key_file)) if not value]
+    needed = [("--key-file", args.key_file)]
+    if args.command not in ("watch", "exit"):
+        needed.append(("--node", args.node))
+    missing = [flag for flag, value in needed if not value]
     if missing:
         parser.error(f"{' and '.join(missing)} required")
     try:

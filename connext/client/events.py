@@ -35,6 +35,10 @@ EVENTS = (
     "transfer.failed",  # a payment this user sent failed or was refunded
     "update.refused",  # the client refused to countersign a node proposal (payload: code, message)
     "connection.lost",  # the websocket dropped; the client reconnects on its own
+    "node.unresponsive",  # the node has not answered for `node_timeout_seconds` while funds are at stake
+    "dispute.started",  # a dispute round of the channel is on chain (by anyone; payload: phase, nonce, windows)
+    "dispute.answered",  # a stale disputed state was replaced with the latest doubly signed one
+    "dispute.defunded",  # a defund paid out on chain (payload: kind, assetId, toUser, paymentId)
 )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from eth_account import Account
 from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError, TimeExhausted
+from web3.types import TxReceipt
 
 from connext.chain import channel_reads
 from connext.errors import ChainError, TimeoutError
@@ -68,6 +69,13 @@ class UserChain:
                 "data": token.encode_abi("transfer", args=[channel_address, amount]),
             }
         return self._send(tx)
+
+    def send_call(self, to: str, data: bytes, timeout: float) -> TxReceipt:
+        """Send a contract call from the user's account (the user pays the gas) and wait until it is
+        mined; its receipt. `ChainError` when the chain refuses or reverts it."""
+        tx_hash = self._send({"from": self.address, "to": to, "value": 0, "data": "0x" + data.hex()})
+        self.wait_receipt(tx_hash, timeout)
+        return self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
 
     def _send(self, tx: dict[str, Any]) -> str:
         with self._send_lock:

@@ -4,8 +4,10 @@ It keeps the latest doubly signed state with both signatures (what the user can 
 its own), the update the user signed and sent but has not seen answered (so a restart re-sends
 exactly that update instead of signing a different one at the same nonce), and a record of each payment
 the user sent or received, with the secret that opens it when the user holds one (a link it created or
-redeemed, a preimage decrypted for it), so payments are known and resolvable offline. Every write is
-one transaction; the file survives crashes at any point.
+redeemed, a preimage decrypted for it), so payments are known and resolvable offline. It also keeps the
+channel's setup (its contracts, definitions and assets as the node published them), so a dispute can be
+watched and an exit made with only the chain, the key and this file. Every write is one transaction; the
+file survives crashes at any point.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from connext.protocol import serialization
-from connext.protocol.types import ChannelState, Update
+from connext.protocol.types import ChannelState, DefinitionKind, Update
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS channel_state (
@@ -50,6 +52,10 @@ CREATE TABLE IF NOT EXISTS payment (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS channel_setup (
+    channel_address TEXT PRIMARY KEY,
+    setup TEXT NOT NULL
+);
 """
 
 
@@ -60,6 +66,46 @@ class SignedState:
     state: ChannelState
     node_signature: bytes
     user_signature: bytes
+
+
+@dataclass(frozen=True)
+class ChannelSetup:
+    """What acting on chain without the node needs: the channel's parties and chain, the factory that
+    deploys it, the transfer definitions by address and the assets the node serves."""
+
+    channel_address: str
+    chain_id: int
+    node: str
+    user: str
+    factory: str
+    definitions: dict[str, DefinitionKind]
+    assets: tuple[str, ...]
+    chain_rpc_url: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "channelAddress": self.channel_address,
+            "chainId": self.chain_id,
+            "node": self.node,
+            "user": self.user,
+            "factory": self.factory,
+            "definitions": {address: kind.value for address, kind in self.definitions.items()},
+            "assets": list(self.assets),
+            "chainRpcUrl": self.chain_rpc_url,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> ChannelSetup:
+        return cls(
+            channel_address=str(value["channelAddress"]),
+            chain_id=int(value["chainId"]),
+            node=str(value["node"]),
+            user=str(value["user"]),
+            factory=str(value["factory"]),
+            definitions={str(a): DefinitionKind(k) for a, k in dict(value["definitions"]).items()},
+            assets=tuple(str(a) for a in value["assets"]),
+            chain_rpc_url=str(value.get("chainRpcUrl", "")),
+        )
 
 
 @dataclass(frozen=True)
@@ -228,6 +274,30 @@ class Store:
     def clear_pending(self, channel_address: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM pending_update WHERE channel_address = ?", (channel_address,))
+
+    # -- the channel's setup ---------------------------------------------------------------------------
+
+    def save_setup(self, setup: ChannelSetup) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO channel_setup (channel_address, setup) VALUES (?, ?)"
+                " ON CONFLICT (channel_address) DO UPDATE SET setup = excluded.setup",
+                (setup.channel_address, json.dumps(setup.as_json(), sort_keys=True)),
+            )
+
+    def setup(self, channel_address: str | None = None) -> ChannelSetup | None:
+        """The setup of `channel_address`; without one, of the store's only channel (None when there are
+        none or several)."""
+        with self._lock:
+            if channel_address is None:
+                rows = self._db.execute("SELECT setup FROM channel_setup LIMIT 2").fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT setup FROM channel_setup WHERE channel_address = ?", (channel_address,)
+                ).fetchall()
+        if len(rows) != 1:
+            return None
+        return ChannelSetup.from_json(json.loads(rows[0][0]))
 
     # -- payments -------------------------------------------------------------------------------------
 

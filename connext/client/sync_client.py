@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from connext.client.async_client import DEFAULT_WAIT_SECONDS, ETH, AsyncClient
 from connext.client.events import Callback, Predicate
 from connext.client.policy import DEFAULT_HASHLOCK_MARGIN
+from connext.client.watcher import WatchOptions
 
 T = TypeVar("T")
 
@@ -40,6 +41,8 @@ class Client:
         store_path: str | None = None,
         chain_rpc_url: str | None = None,
         hashlock_margin: int = DEFAULT_HASHLOCK_MARGIN,
+        watch_disputes: bool = True,
+        watch_options: WatchOptions | None = None,
     ) -> Client:
         """Log in, open or restore the channel, start the websocket; returns once in sync with the node."""
         loop = asyncio.new_event_loop()
@@ -52,6 +55,8 @@ class Client:
                 store_path=store_path,
                 chain_rpc_url=chain_rpc_url,
                 hashlock_margin=hashlock_margin,
+                watch_disputes=watch_disputes,
+                watch_options=watch_options,
             ),
             loop,
         )
@@ -192,6 +197,23 @@ class Client:
 
     def get_transfer_history(self) -> list[dict[str, Any]]:
         return self._run(self._inner.get_transfer_history())
+
+    # -- disputes (sent from the user's account; see AsyncClient) --------------------------------------
+
+    def dispute_channel(self) -> str:
+        return self._run(self._inner.dispute_channel())
+
+    def defund_channel(self, assets: list[str] | None = None) -> str:
+        return self._run(self._inner.defund_channel(assets))
+
+    def dispute_transfer(self, payment_id: str | bytes) -> str:
+        return self._run(self._inner.dispute_transfer(payment_id))
+
+    def defund_transfer(self, payment_id: str | bytes) -> str:
+        return self._run(self._inner.defund_transfer(payment_id))
+
+    def dispute_status(self) -> dict[str, Any]:
+        return self._run(self._inner.dispute_status())
 
     # -- events ---------------------------------------------------------------------------------------
 
