@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from connext.client.store import SignedState, Store
+from connext.client.store import ChannelSetup, SignedState, Store
 from connext.protocol import signing
+from connext.protocol.types import DefinitionKind
 from connext.protocol.updates import apply_update
 from tests.protocol.protocol_helpers import NODE, USER, context, deposit_update, funded_state
 
@@ -47,3 +48,41 @@ def test_a_pending_update_is_kept_until_a_state_at_its_nonce_is_stored():
     assert kept is not None
     assert kept.update == update
     assert store.pending(state.channel_address) is None
+
+
+def _setup(channel_address: str, **changes) -> ChannelSetup:
+    fields = {
+        "channel_address": channel_address,
+        "chain_id": 31337,
+        "node": NODE.address,
+        "user": USER.address,
+        "factory": "0x" + "12" * 20,
+        "definitions": {"0x" + "34" * 20: DefinitionKind.LINKED, "0x" + "56" * 20: DefinitionKind.HASHLOCK},
+        "assets": ("0x" + "00" * 20,),
+        "chain_rpc_url": "http://127.0.0.1:8545",
+    }
+    return ChannelSetup(**{**fields, **changes})
+
+
+def test_the_channel_setup_survives_reopening_and_is_found_without_naming_the_channel(tmp_path):
+    state = funded_state()
+    store = Store(tmp_path / "wallet.db")
+    assert store.setup() is None
+    store.save_setup(_setup(state.channel_address))
+    store.save_setup(_setup(state.channel_address, chain_rpc_url="http://rpc.example"))  # replaced, not added
+    store.close()
+
+    reopened = Store(tmp_path / "wallet.db")
+
+    assert reopened.setup() == _setup(state.channel_address, chain_rpc_url="http://rpc.example")
+    assert reopened.setup(state.channel_address) == reopened.setup()
+    assert reopened.setup("0x" + "99" * 20) is None
+
+
+def test_a_store_with_two_channels_names_no_default_setup():
+    store = Store(None)
+    store.save_setup(_setup("0x" + "aa" * 20))
+    store.save_setup(_setup("0x" + "bb" * 20))
+
+    assert store.setup() is None
+    assert store.setup("0x" + "bb" * 20) == _setup("0x" + "bb" * 20)
