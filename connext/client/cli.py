@@ -159,7 +159,7 @@ def _watch(disputes: ChannelDisputes, poll_seconds: float, out: TextIO) -> int:
     shown = ""
     while True:
         try:
-            outlook = disputes.step()
+            outlook = disputes.step(idle_owed=False)
         except ConnextError as exc:  # the chain refused a step or the RPC is down: keep watching
             _say(out, f"a step failed: {exc}; trying again")
         else:

@@ -418,14 +418,17 @@ class ChannelDisputes:
 
     # -- the watcher's round --------------------------------------------------------------------------
 
-    def step(self) -> Outlook:
+    def step(self, *, idle_owed: bool = True) -> Outlook:
         """Whatever is missing at the current chain time: answer a stale dispute with the latest state;
         in the defund phase defund the user's balances and dispute the transfers it has a stake in;
-        resolve incoming transfers inside their window, refund its own after it. What is still owed."""
+        resolve incoming transfers inside their window, refund its own after it. What is still owed
+        (with no dispute on chain only when `idle_owed`: the watcher's idle polls stay three reads)."""
         with self._lock:
             state = self.latest()
             view = self.view()
             self._observe(view, state.state)
+            if view.phase is Phase.NONE and not idle_owed:
+                return Outlook(view, ())
             if view.phase is Phase.CONSENSUS and view.nonce < state.state.nonce:
                 self._say(
                     f"the chain holds a stale state (nonce {view.nonce}); answering with nonce {state.state.nonce}"

@@ -81,7 +81,7 @@ class ChannelWatch:
         assert self._disputes is not None
         while True:
             try:
-                await asyncio.to_thread(self._disputes.step)
+                await asyncio.to_thread(self._disputes.step, idle_owed=False)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
