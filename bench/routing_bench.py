@@ -379,7 +379,7 @@ def main() -> None:
     parser.add_argument(
         "--postgres", default="postgres://postgres@127.0.0.1:5432", help="Postgres server URL"
     )
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/7", help="Redis URL (flushed)")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/12", help="Redis URL (flushed)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for the JSON result")
     args = parser.parse_args()
     report = asyncio.run(main_async(args))

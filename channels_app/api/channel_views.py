@@ -81,10 +81,18 @@ class ConfigView(APIView):
         )
 
 
+class AnswerInput(serializers.Serializer):
+    """The user's countersignature of the node's open proposal, sent with the user's own update."""
+
+    nonce = WeiField()
+    signature = HexBytesField(length=65)
+
+
 class UpdateInput(serializers.Serializer):
     update = serializers.JSONField()
     signature = HexBytesField(length=65)
     meta = serializers.DictField(required=False)
+    answer = AnswerInput(required=False)
 
 
 class ChannelView(APIView):
@@ -131,6 +139,9 @@ class ChannelUpdateView(APIView):
                 update=update,
                 signature=body.validated_data["signature"],
                 meta=body.validated_data.get("meta"),
+                answer=(answer["nonce"], answer["signature"])
+                if (answer := body.validated_data.get("answer"))
+                else None,
             )
         except channels.ChannelError as exc:
             raise _channel_error(exc) from None

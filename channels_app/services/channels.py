@@ -15,6 +15,8 @@ A re-sent update gets the same answer; an update behind the latest state gets th
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,8 +93,33 @@ def proposal_json(channel: Channel) -> dict[str, Any] | None:
     }
 
 
+_PARSED_STATES: OrderedDict[tuple[str, int, str], ChannelState] = OrderedDict()
+_PARSED_STATES_MAX = 4096
+_PARSED_STATES_LOCK = threading.Lock()
+
+
 def latest_state(channel: Channel) -> ChannelState:
-    return serialization.channel_state_from_json(channel.latest_state)
+    """The channel's latest doubly signed state, parsed (and checked) once per process and nonce.
+
+    The node's signature identifies the state (it signs exactly one state per nonce), so a state
+    parsed before is reused as long as the stored nonce and signature are the same.
+    """
+    key = (channel.address, channel.nonce, channel.node_signature)
+    with _PARSED_STATES_LOCK:
+        state = _PARSED_STATES.get(key)
+        if state is not None:
+            _PARSED_STATES.move_to_end(key)
+            return state
+    state = serialization.channel_state_from_json(channel.latest_state)
+    _remember_state(key, state)
+    return state
+
+
+def _remember_state(key: tuple[str, int, str], state: ChannelState) -> None:
+    with _PARSED_STATES_LOCK:
+        _PARSED_STATES[key] = state
+        if len(_PARSED_STATES) > _PARSED_STATES_MAX:
+            _PARSED_STATES.popitem(last=False)
 
 
 # -- the user's updates --------------------------------------------------------------------------
@@ -152,12 +179,19 @@ def channel_open(*, user: str, update: SetupUpdate, signature: bytes) -> tuple[C
 
 
 def channel_apply_user_update(
-    *, user: str, update: Update, signature: bytes, meta: dict[str, Any] | None = None
+    *,
+    user: str,
+    update: Update,
+    signature: bytes,
+    meta: dict[str, Any] | None = None,
+    answer: tuple[int, bytes] | None = None,
 ) -> SignedState:
     """Validate and countersign an update the user initiated (deposit, create, resolve).
 
     A `create` may carry `meta` (e.g. the recipient of a routed payment); its hash must be the
-    update's `metaHash`.
+    update's `metaHash`. `answer` (nonce, user signature) countersigns the node's open proposal first,
+    in the same transaction, and the update builds on it: a user whose channel receives a stream of
+    proposals still gets its own updates in (the node cannot slip a new proposal in between).
     """
     meta = meta or {}
     if isinstance(update, SetupUpdate):
@@ -180,9 +214,11 @@ def channel_apply_user_update(
     context = network.update_context(deposits_of=deposits_of)
     with transaction.atomic():
         channel = _locked_channel(update.channel_address, user)
+        if update.nonce == channel.nonce and _is_replay(channel, update, signature):
+            return SignedState(latest_state(channel), _bytes(channel.node_signature), signature)
+        if answer is not None:
+            _countersign_locked(channel, *answer)
         previous = latest_state(channel)
-        if update.nonce == previous.nonce and _is_replay(channel, update, signature):
-            return SignedState(previous, _bytes(channel.node_signature), signature)
         if channel.pending_update is not None and update.nonce >= channel.nonce + 1:
             raise ChannelError(
                 "update_pending",
@@ -294,40 +330,44 @@ def channel_countersign(*, user: str, channel_address: str, nonce: int, signatur
     """Complete the node's proposal at `nonce` with the user's signature."""
     with transaction.atomic():
         channel = _locked_channel(channel_address, user)
-        if channel.pending_update is None or channel.pending_state is None:
-            if channel.nonce == nonce and _bytes(channel.user_signature) == signature:
-                return SignedState(latest_state(channel), _bytes(channel.node_signature), signature)
-            raise ChannelError(
-                "no_proposal",
-                "There is no open proposal at this nonce.",
-                status=409,
-                extra={"latest": signed_state_json(channel)},
-            )
-        new = serialization.channel_state_from_json(channel.pending_state)
-        if new.nonce != nonce:
-            raise ChannelError(
-                "no_proposal",
-                f"The open proposal is at nonce {new.nonce}.",
-                status=409,
-                extra={"proposal": proposal_json(channel)},
-            )
-        try:
-            signer = signing.recover_signer(new, signature)
-        except ProtocolError as exc:
-            raise ChannelError.from_protocol(exc) from None
-        if signer != channel.user_address:
-            raise ChannelError(
-                "bad_signature", "The signature is not the channel user's over the proposed state."
-            )
-        update = serialization.update_from_json(channel.pending_update)
-        previous = latest_state(channel)
-        node_signature = _bytes(channel.pending_node_signature)
-        meta = channel.pending_meta or {}
-        channel.pending_update = None
-        channel.pending_state = None
-        channel.pending_node_signature = ""
-        channel.pending_meta = {}
-        _store(channel, update, previous, new, node_signature, signature, meta=meta)
+        return _countersign_locked(channel, nonce, signature)
+
+
+def _countersign_locked(channel: Channel, nonce: int, signature: bytes) -> SignedState:
+    if channel.pending_update is None or channel.pending_state is None:
+        if channel.nonce == nonce and _bytes(channel.user_signature) == signature:
+            return SignedState(latest_state(channel), _bytes(channel.node_signature), signature)
+        raise ChannelError(
+            "no_proposal",
+            "There is no open proposal at this nonce.",
+            status=409,
+            extra={"latest": signed_state_json(channel)},
+        )
+    new = serialization.channel_state_from_json(channel.pending_state)
+    if new.nonce != nonce:
+        raise ChannelError(
+            "no_proposal",
+            f"The open proposal is at nonce {new.nonce}.",
+            status=409,
+            extra={"proposal": proposal_json(channel), "latest": signed_state_json(channel)},
+        )
+    try:
+        signer = signing.recover_signer(new, signature)
+    except ProtocolError as exc:
+        raise ChannelError.from_protocol(exc) from None
+    if signer != channel.user_address:
+        raise ChannelError(
+            "bad_signature", "The signature is not the channel user's over the proposed state."
+        )
+    update = serialization.update_from_json(channel.pending_update)
+    previous = latest_state(channel)
+    node_signature = _bytes(channel.pending_node_signature)
+    meta = channel.pending_meta or {}
+    channel.pending_update = None
+    channel.pending_state = None
+    channel.pending_node_signature = ""
+    channel.pending_meta = {}
+    _store(channel, update, previous, new, node_signature, signature, meta=meta, proposal_answered=True)
     return SignedState(new, node_signature, signature)
 
 
@@ -358,21 +398,29 @@ def _store(
     user_sig: bytes,
     *,
     meta: dict[str, Any] | None = None,
+    proposal_answered: bool = False,
 ) -> None:
+    """Store a doubly signed state and what it did to transfers and payments, and register the
+    follow-ups: payment steps run inline right after commit (they are what a payment waits for);
+    the rest of what the node owes the channel goes to a worker."""
     channel.nonce = new.nonce
     channel.latest_state = serialization.channel_state_to_json(new)
     channel.node_signature = serialization.hex_bytes(node_sig)
     channel.user_signature = serialization.hex_bytes(user_sig)
     channel.save()
+    _remember_state((channel.address, new.nonce, channel.node_signature), new)
     _record_update(channel, update, new, node_sig, user_sig)
     net = network.network()
+    follow_up: dict[str, Any] = {}
+    routed_step = False
     if isinstance(update, CreateUpdate):
         transfer = next(t for t in new.transfers if t.create_nonce == new.nonce)
+        kind = net.definitions[transfer.definition]
         row = Transfer.objects.create(
             channel=channel,
             transfer_id=serialization.hex_bytes(transfer.transfer_id),
             payment_id=serialization.hex_bytes(transfer.payment_id),
-            kind=net.definitions[transfer.definition].value,
+            kind=kind.value,
             definition=transfer.definition,
             initiator=transfer.initiator,
             responder=transfer.responder,
@@ -383,16 +431,31 @@ def _store(
             created_nonce=new.nonce,
         )
         if transfer.responder == new.node:  # a payment the node is asked to route starts here
-            payment_records.payment_register(sender_transfer=row)
+            payment = payment_records.payment_register(sender_transfer=row)
+            if payment is not None:
+                routed_step = True
+                if payment.recipient:
+                    follow_up["forward_to"] = payment.recipient
+        elif kind.value in payment_records.ROUTED_KINDS:  # the receiver side of a payment is locked
+            payment_records.payment_receiver_locked(receiver_transfer=row)
+            routed_step = True
     elif isinstance(update, ResolveUpdate):
         resolved = previous.transfer(update.transfer_id)
         assert resolved is not None  # the protocol core refused the update otherwise
         refunded = _is_refund(previous, new, resolved.asset_id, resolved.initiator, resolved.balance[0])
-        Transfer.objects.filter(transfer_id=serialization.hex_bytes(update.transfer_id)).update(
+        transfer_id = serialization.hex_bytes(update.transfer_id)
+        Transfer.objects.filter(transfer_id=transfer_id).update(
             status=Transfer.Status.CANCELLED if refunded else Transfer.Status.RESOLVED,
             encoded_resolver=serialization.hex_bytes(update.encoded_resolver),
             resolved_nonce=new.nonce,
         )
+        kind_value = net.definitions[resolved.definition].value
+        if kind_value in payment_records.ROUTED_KINDS:
+            routed_step = True
+            if resolved.initiator == new.node:  # the receiver decided: settle the sender side now
+                follow_up["settle_payment"] = serialization.hex_bytes(resolved.payment_id)
+            else:  # the sender side is settled: the payment is over
+                payment_records.payment_sender_settled(transfer_id=transfer_id)
     realtime.push_event_on_commit(
         realtime.user_group(channel.user_address),
         "channel.updated",
@@ -402,7 +465,16 @@ def _store(
             **signed_state_json(channel),
         },
     )
-    after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
+    if proposal_answered:  # the channel is free for the node's next proposal
+        follow_up["channel_freed"] = channel.pk
+    if follow_up:
+        after_commit.run_inline("channels_app.services.payments.payments_follow_up", **follow_up)
+    if not routed_step:
+        after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
+    else:
+        after_commit.run_inline(
+            "channels_app.services.collateral.collateral_check_profile", channel_id=channel.pk
+        )
 
 
 def _is_refund(previous: ChannelState, new: ChannelState, asset_id: str, initiator: str, amount: int) -> bool:

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from channels_app import chain, network
+from channels_app import after_commit, chain, network
 from channels_app.models import Channel, OnchainTransaction, RebalanceProfile
 from channels_app.services import channels
 from channels_app.services.transactions import transaction_enqueue
@@ -210,6 +210,18 @@ def collateral_rebalance(*, channel_id: int) -> None:
             collateral_request(channel_id=channel_id, asset_id=asset_id)
         elif balance > reclaim_threshold:
             collateral_reclaim(channel_id=channel_id, asset_id=asset_id, amount=balance - target)
+
+
+def collateral_check_profile(*, channel_id: int) -> None:
+    """After a payment moved the node's balance: queue the channel's reconcile (which deposits or
+    reclaims) only when a balance left the profile; a payment inside the profile costs no worker."""
+    channel = Channel.objects.get(pk=channel_id)
+    state = channels.latest_state(channel)
+    for asset_id in state.asset_ids:
+        threshold, _, reclaim_threshold = rebalance_profile(channel, asset_id)
+        if not threshold <= node_balance(state, asset_id) <= reclaim_threshold:
+            after_commit.run_task("channels_app.tasks.channel_reconcile", channel_id)
+            return
 
 
 def collateral_reclaim(*, channel_id: int, asset_id: str, amount: int) -> bool:

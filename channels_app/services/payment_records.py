@@ -58,3 +58,35 @@ def payment_register(*, sender_transfer: Transfer) -> Payment | None:
     if created:
         _push(payment.sender, "transfer.created", payment)
     return payment
+
+
+def payment_receiver_locked(*, receiver_transfer: Transfer) -> None:
+    """The receiver countersigned its side: link it to the payment and tell the receiver."""
+    payment = Payment.objects.filter(payment_id=receiver_transfer.payment_id).first()
+    if payment is None or payment.receiver_transfer_id is not None:
+        return
+    payment.receiver_transfer = receiver_transfer
+    payment.save(update_fields=["receiver_transfer", "updated_at"])
+    _push(payment.recipient, "transfer.received", payment)
+
+
+def payment_sender_settled(*, transfer_id: str) -> None:
+    """The sender side was resolved or refunded (both signed): the payment is over."""
+    payment = (
+        Payment.objects.select_related("sender_transfer")
+        .filter(sender_transfer__transfer_id=transfer_id)
+        .first()
+    )
+    if payment is None or payment.status in (Payment.Status.COMPLETED, Payment.Status.REFUNDED):
+        return
+    if payment.sender_transfer.status == Transfer.Status.RESOLVED:
+        payment.status = Payment.Status.COMPLETED
+        payment.save(update_fields=["status", "updated_at"])
+        _push(payment.sender, "transfer.resolved", payment)
+        _push(payment.recipient, "transfer.resolved", payment)
+        return
+    was_failed = payment.status == Payment.Status.FAILED
+    payment.status = Payment.Status.REFUNDED
+    payment.save(update_fields=["status", "updated_at"])
+    if not was_failed:  # a failure was announced when it happened
+        _push(payment.sender, "transfer.failed", payment)

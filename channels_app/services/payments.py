@@ -15,15 +15,23 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from channels_app import after_commit, network
 from channels_app.models import Channel, OnchainTransaction, Payment, Transfer
 from channels_app.services import channels, collateral
-from channels_app.services.payment_records import ROUTED_KINDS, _push, payment_register
+from channels_app.services.payment_records import (
+    ROUTED_KINDS,
+    _push,
+    payment_receiver_locked,
+    payment_register,
+    payment_sender_settled,
+)
 from channels_app.services.routing_policy import PaymentError, hop_margin
 from connext.protocol import meta as transfer_meta
 from connext.protocol import serialization
@@ -158,16 +166,6 @@ def _fail(payment: Payment, reason: str) -> None:
 # -- after the receiver side changed -------------------------------------------------------------
 
 
-def payment_receiver_locked(*, receiver_transfer: Transfer) -> None:
-    """The receiver countersigned its side: link it to the payment and tell the receiver."""
-    payment = Payment.objects.filter(payment_id=receiver_transfer.payment_id).first()
-    if payment is None or payment.receiver_transfer_id is not None:
-        return
-    payment.receiver_transfer = receiver_transfer
-    payment.save(update_fields=["receiver_transfer", "updated_at"])
-    _push(payment.recipient, "transfer.received", payment)
-
-
 def payments_settle_upstream(*, channel_id: int) -> bool:
     """Resolve (or refund) sender-side transfers in this channel whose payment is decided downstream.
 
@@ -178,44 +176,88 @@ def payments_settle_upstream(*, channel_id: int) -> bool:
         Payment.objects.filter(
             sender_transfer__channel_id=channel_id, sender_transfer__status=Transfer.Status.ACTIVE
         )
+        .filter(
+            Q(receiver_transfer__status__in=[Transfer.Status.RESOLVED, Transfer.Status.CANCELLED])
+            | Q(status=PaymentStatus.FAILED)
+            | Q(kind=DefinitionKind.HASHLOCK.value)
+        )
         .select_related("sender_transfer", "receiver_transfer")
         .order_by("pk")
     )
     for payment in candidates:
-        receiver = payment.receiver_transfer
-        resolver: bytes | None = None
-        if receiver is not None and receiver.status == Transfer.Status.RESOLVED:
-            resolver = bytes.fromhex(receiver.encoded_resolver[2:])
-        elif (
-            receiver is not None and receiver.status == Transfer.Status.CANCELLED
-        ) or payment.status == PaymentStatus.FAILED:
-            resolver = cancel_resolver(payment.kind)
-        elif payment.kind == DefinitionKind.HASHLOCK.value and _receiver_expired(payment, now):
-            resolver = cancel_resolver(payment.kind)  # the receiver can no longer claim: refund the sender
-        if resolver is None:
-            continue
-        if _resolve_sender_side(channel_id, payment.pk, resolver):
+        resolver = _upstream_resolver(payment, now)
+        if resolver is not None and _resolve_sender_side(channel_id, payment.pk, resolver):
             return True
     return False
 
 
+def _upstream_resolver(payment: Payment, now: int) -> bytes | None:
+    """What settles the sender side of `payment` now: the receiver's resolver, a cancel, or None
+    (still undecided)."""
+    receiver = payment.receiver_transfer
+    if receiver is not None and receiver.status == Transfer.Status.RESOLVED:
+        return bytes.fromhex(receiver.encoded_resolver[2:])
+    if (receiver is not None and receiver.status == Transfer.Status.CANCELLED) or (
+        payment.status == PaymentStatus.FAILED
+    ):
+        return cancel_resolver(payment.kind)
+    if payment.kind == DefinitionKind.HASHLOCK.value and _receiver_expired(payment, now):
+        return cancel_resolver(payment.kind)  # the receiver can no longer claim: refund the sender
+    return None
+
+
+def payments_follow_up(
+    *, forward_to: str | None = None, settle_payment: str | None = None, channel_freed: int | None = None
+) -> None:
+    """The next step of the payments an update just moved, run right after its commit: forward a
+    payment whose sender side is signed, settle the sender side of one the receiver decided, and give
+    a channel whose proposal was just answered its next proposal. Each step is idempotent; whatever
+    finds a channel busy is picked up when that channel's proposal is answered."""
+    if settle_payment is not None:
+        payment = (
+            Payment.objects.select_related("sender_transfer", "receiver_transfer")
+            .filter(payment_id=settle_payment, sender_transfer__status=Transfer.Status.ACTIVE)
+            .first()
+        )
+        if payment is not None:
+            resolver = _upstream_resolver(payment, int(time.time()))
+            if resolver is not None:
+                _resolve_sender_side(payment.sender_transfer.channel_id, payment.pk, resolver)
+    if forward_to is not None:
+        _forward_to(forward_to)
+    if channel_freed is not None:
+        payments_settle_upstream(channel_id=channel_freed) or payments_forward(channel_id=channel_freed)
+
+
+STALLED_AFTER_SECONDS = 10
+
+
 def payments_overdue_channels() -> list[int]:
-    """Sender channels holding a payment the node must settle without being asked: one that failed,
-    or a HashLock whose receiver side has expired. (Reconciling a channel only follows its own
-    updates; a receiver who never comes back sends none.)"""
+    """Channels holding a payment the node must move on without being asked: one that failed, a
+    HashLock whose receiver side has expired (reconciling a channel only follows its own updates; a
+    receiver who never comes back sends none), and any open payment that has not moved for a while
+    (its inline follow-up was lost, e.g. to a crash between a commit and the next step)."""
     now = int(time.time())
     open_payments = (
         Payment.objects.filter(sender_transfer__status=Transfer.Status.ACTIVE)
         .filter(Q(status=PaymentStatus.FAILED) | Q(kind=DefinitionKind.HASHLOCK.value))
         .select_related("sender_transfer", "receiver_transfer")
     )
-    return sorted(
-        {
-            payment.sender_transfer.channel_id
-            for payment in open_payments
-            if payment.status == PaymentStatus.FAILED or _receiver_expired(payment, now)
-        }
+    overdue = {
+        payment.sender_transfer.channel_id
+        for payment in open_payments
+        if payment.status == PaymentStatus.FAILED or _receiver_expired(payment, now)
+    }
+    stalled = (
+        Payment.objects.filter(updated_at__lt=timezone.now() - timedelta(seconds=STALLED_AFTER_SECONDS))
+        .exclude(status__in=[PaymentStatus.COMPLETED, PaymentStatus.REFUNDED])
+        .values_list("sender_transfer__channel_id", "receiver_transfer__channel_id")
     )
+    for sender_channel, receiver_channel in stalled:
+        overdue.add(sender_channel)
+        if receiver_channel is not None:
+            overdue.add(receiver_channel)
+    return sorted(overdue)
 
 
 def _receiver_expired(payment: Payment, now: int) -> bool:
@@ -258,24 +300,6 @@ def _resolve_sender_side(channel_id: int, payment_pk: int, resolver: bytes) -> b
     return True
 
 
-def payment_sender_settled(*, sender_transfer: Transfer) -> None:
-    """The sender side was resolved or refunded (both signed): the payment is over."""
-    payment = Payment.objects.filter(sender_transfer=sender_transfer).first()
-    if payment is None or payment.status in (PaymentStatus.COMPLETED, PaymentStatus.REFUNDED):
-        return
-    if sender_transfer.status == Transfer.Status.RESOLVED:
-        payment.status = PaymentStatus.COMPLETED
-        payment.save(update_fields=["status", "updated_at"])
-        _push(payment.sender, "transfer.resolved", payment)
-        _push(payment.recipient, "transfer.resolved", payment)
-        return
-    was_failed = payment.status == PaymentStatus.FAILED
-    payment.status = PaymentStatus.REFUNDED
-    payment.save(update_fields=["status", "updated_at"])
-    if not was_failed:  # a failure was announced when it happened
-        _push(payment.sender, "transfer.failed", payment)
-
-
 def payments_sync(*, channel_id: int) -> None:
     """Carry every payment touching this channel one step on, in the other channel where needed."""
     node = network.network().node_address
@@ -308,7 +332,7 @@ def payments_sync(*, channel_id: int) -> None:
         sender_transfer__status__in=[Transfer.Status.RESOLVED, Transfer.Status.CANCELLED],
     ).exclude(status__in=[PaymentStatus.COMPLETED, PaymentStatus.REFUNDED])
     for payment in settled_here.select_related("sender_transfer"):
-        payment_sender_settled(sender_transfer=payment.sender_transfer)
+        payment_sender_settled(transfer_id=payment.sender_transfer.transfer_id)
 
 
 def _forward_to(recipient: str) -> None:

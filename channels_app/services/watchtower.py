@@ -37,7 +37,7 @@ from channels_app.models import (
     Transfer,
     TransferDispute,
 )
-from channels_app.services import channels, payments, withdrawals
+from channels_app.services import channels, payment_records, withdrawals
 from channels_app.services.transactions import transaction_enqueue
 from connext.chain import channel_reads, disputes
 from connext.protocol import definitions, serialization
@@ -267,7 +267,7 @@ def _settle_routed_payment(transfer: Transfer) -> int | None:
     decides the sender side, in the sender's channel (returned, to reconcile after commit)."""
     sender_side = Payment.objects.filter(sender_transfer=transfer).first()
     if sender_side is not None:
-        payments.payment_sender_settled(sender_transfer=transfer)
+        payment_records.payment_sender_settled(transfer_id=transfer.transfer_id)
         return None
     receiver_side = (
         Payment.objects.filter(receiver_transfer=transfer).select_related("sender_transfer").first()
