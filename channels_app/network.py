@@ -18,7 +18,7 @@ from connext.chain import channel_reads, deploy
 from connext.chain.contracts import channel_address
 from connext.protocol.encoding import ZERO_ADDRESS
 from connext.protocol.signing import Signer
-from connext.protocol.types import DefinitionKind, UpdateContext
+from connext.protocol.types import ChainDispute, DefinitionKind, UpdateContext
 
 ETH = ZERO_ADDRESS
 _DEFINITION_CONTRACTS = {
@@ -96,9 +96,12 @@ def network() -> Network:
     )
 
 
-def update_context(*, deposits_of: tuple[str, str] | None = None) -> UpdateContext:
-    """The outside facts an update is checked against: now, the definitions and, for a deposit
-    `(channel address, asset)`, the chain's deposit totals at the confirmation depth."""
+def update_context(
+    *, deposits_of: tuple[str, str] | None = None, dispute: ChainDispute | None = None
+) -> UpdateContext:
+    """The outside facts an update is checked against: now, the definitions, for a deposit
+    `(channel address, asset)` the chain's deposit totals at the confirmation depth, and the channel's
+    last dispute as the watcher recorded it (`channels.chain_dispute`)."""
     chain_deposits: dict[str, tuple[int, int]] = {}
     if deposits_of is not None:
         channel, asset = deposits_of
@@ -107,5 +110,8 @@ def update_context(*, deposits_of: tuple[str, str] | None = None) -> UpdateConte
         totals = channel_reads.deposit_totals(w3, channel, asset, block=block)
         chain_deposits[asset] = (totals.node, totals.user)
     return UpdateContext(
-        now=int(time.time()), definitions=network().definitions, chain_deposits=chain_deposits
+        now=int(time.time()),
+        definitions=network().definitions,
+        chain_deposits=chain_deposits,
+        dispute=dispute,
     )

@@ -23,18 +23,22 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from channels_app import after_commit, network, realtime
-from channels_app.models import Channel, ChannelUpdate, Payment, Transfer
+from channels_app import after_commit, chain, network, realtime
+from channels_app.models import Channel, ChannelUpdate, Dispute, Payment, Transfer, TransferDispute
 from channels_app.services import payment_records, routing_policy
+from connext.chain import disputes
 from connext.protocol import meta as transfer_meta
 from connext.protocol import serialization, signing, validation
 from connext.protocol.errors import NonceGapError, ProtocolError, StaleNonceError
 from connext.protocol.types import (
+    AssetDefund,
+    ChainDispute,
     ChannelState,
     CreateUpdate,
     DefinitionKind,
     DepositUpdate,
     ResolveUpdate,
+    ResumeUpdate,
     SetupUpdate,
     Update,
 )
@@ -120,6 +124,46 @@ def _remember_state(key: tuple[str, int, str], state: ChannelState) -> None:
         _PARSED_STATES[key] = state
         if len(_PARSED_STATES) > _PARSED_STATES_MAX:
             _PARSED_STATES.popitem(last=False)
+
+
+def chain_dispute(*, channel_address: str) -> ChainDispute | None:
+    """The channel's last dispute as the chain watcher recorded it (every round's defunds, the latest
+    per asset; every transfer disputed or paid out on chain), with the chain's time now. None when the
+    channel was never disputed on chain."""
+    rounds = list(
+        Dispute.objects.filter(channel__address=channel_address, consensus_expiry__isnull=False).order_by(
+            "pk"
+        )
+    )
+    if not rounds:
+        return None
+    defunds: dict[str, AssetDefund] = {}
+    for record in rounds:
+        for asset_id, defund in record.defunds.items():
+            nonce = int(defund["defundNonce"])
+            if asset_id not in defunds or defunds[asset_id].defund_nonce < nonce:
+                payout = (int(defund["toNode"]), int(defund["toUser"]))
+                defunds[asset_id] = AssetDefund(asset_id=asset_id, defund_nonce=nonce, payout=payout)
+    transfer_disputes = TransferDispute.objects.filter(channel__address=channel_address)
+    latest = rounds[-1]
+    assert latest.defund_expiry is not None
+    return ChainDispute(
+        state_hash=_bytes(latest.state_hash),
+        defund_expiry=latest.defund_expiry,
+        chain_time=disputes.chain_time(chain.web3()),
+        defunds=defunds,
+        disputed_transfers=frozenset(_bytes(r.transfer_hash) for r in transfer_disputes),
+        defunded_transfers=frozenset(
+            _bytes(r.transfer_hash) for r in transfer_disputes if r.status == TransferDispute.Status.DEFUNDED
+        ),
+    )
+
+
+def _dispute_for(update: Update) -> ChainDispute | None:
+    """What a resolve (never of a transfer disputed on chain) or a resume is checked against."""
+    if isinstance(update, ResolveUpdate | ResumeUpdate):
+        return chain_dispute(channel_address=update.channel_address)
+    return None
 
 
 # -- the user's updates --------------------------------------------------------------------------
@@ -211,7 +255,7 @@ def channel_apply_user_update(
             raise ChannelError("bad_meta", "The meta does not hash to the update's metaHash.")
     # Chain reads happen before the lock: the channel is locked only for the update itself.
     deposits_of = (update.channel_address, update.asset_id) if isinstance(update, DepositUpdate) else None
-    context = network.update_context(deposits_of=deposits_of)
+    context = network.update_context(deposits_of=deposits_of, dispute=_dispute_for(update))
     with transaction.atomic():
         channel = _locked_channel(update.channel_address, user)
         if update.nonce == channel.nonce and _is_replay(channel, update, signature):
@@ -296,9 +340,8 @@ def propose_locked(
         raise ChannelError("update_pending", "The channel already has an open proposal.", status=409)
     previous = latest_state(channel)
     deposits_of = (update.channel_address, update.asset_id) if isinstance(update, DepositUpdate) else None
-    new, node_signature = validation.initiate_update(
-        previous, update, network.node_signer(), context=network.update_context(deposits_of=deposits_of)
-    )
+    context = network.update_context(deposits_of=deposits_of, dispute=_dispute_for(update))
+    new, node_signature = validation.initiate_update(previous, update, network.node_signer(), context=context)
     channel.pending_update = serialization.update_to_json(update)
     channel.pending_state = serialization.channel_state_to_json(new)
     channel.pending_node_signature = serialization.hex_bytes(node_signature)

@@ -11,7 +11,7 @@ import logging
 
 from channels_app import network
 from channels_app.models import Channel, Transfer, Withdrawal
-from channels_app.services import channels, collateral, payments, withdrawals
+from channels_app.services import channels, collateral, payments, watchtower, withdrawals
 from connext.protocol import serialization
 from connext.protocol.types import DefinitionKind
 
@@ -39,6 +39,10 @@ def channel_reconcile(*, channel_id: int) -> None:
 
     if Channel.objects.filter(pk=channel_id, pending_update__isnull=False).exists():
         return  # everything below needs a new proposal: wait for the user to answer the open one
+
+    # 1b. A transfer the chain paid out after a dispute leaves the state before anything else.
+    if watchtower.channel_resume_propose(channel_id=channel_id):
+        return
 
     # 2. Payments first: settle what the receiver decided (frees the node's money), then forward.
     if payments.payments_settle_upstream(channel_id=channel_id) or payments.payments_forward(

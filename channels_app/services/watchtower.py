@@ -8,13 +8,19 @@ round, whatever is missing at the current **chain** time (the contract's clock, 
   transfer the node has a stake in (it locked the funds, or it holds a resolver that pays it);
 - any time after a transfer is disputed: `defundTransfer` with the node's resolver inside the transfer's
   window, or the refund of the node's own lock after it;
-- when nothing is owed to the node any more the round is `defunded`; after the defund window it is
-  closed, and so is the channel (the protocol core has no update yet to continue after a dispute).
+- when nothing is owed to the node any more the round is `defunded`; after the defund window the
+  channel continues: the node proposes the `resume` update (the defunded assets' balances paid out,
+  defund nonces raised, transfers paid out on chain dropped) and the round is `resumed`. When the round
+  was on a state other than the node's latest, or a proposal of the node was open when it started, the
+  round and the channel are `closed` instead (the user may hold the proposal countersigned).
+- a transfer paid out on chain after the resume is dropped by a resume of its own (`channel_reconcile`).
 
 Every step reads what the chain and the database already hold and only sends what is missing (one
 in-flight transaction per step, a bounded number of failed attempts), so running it twice, in two
 processes, or after a restart does the same thing once. Transactions go through the one sender.
 A disputed channel is frozen off chain: the channel service refuses every update of a non-open channel.
+It opens again only together with the resume proposal, which blocks every other update until the user
+countersigns it: nothing can be credited or spent from balances the defund already paid out.
 """
 
 from __future__ import annotations
@@ -43,7 +49,14 @@ from connext.chain import channel_reads, disputes
 from connext.protocol import definitions, serialization
 from connext.protocol.definitions import HashLockState
 from connext.protocol.errors import ProtocolError
-from connext.protocol.types import ChannelState, DefinitionKind, ResolveUpdate, TransferState
+from connext.protocol.types import (
+    ChainDispute,
+    ChannelState,
+    DefinitionKind,
+    ResolveUpdate,
+    ResumeUpdate,
+    TransferState,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -258,6 +271,8 @@ def transfer_defunded_observe(
             upstream_channel_id = _settle_routed_payment(transfer)
         if record.dispute_id is not None:
             _schedule_advance(record.dispute_id)
+        if channel.status == Channel.Status.OPEN:  # resumed already: the paid-out transfer leaves the state
+            after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
         if upstream_channel_id is not None:
             after_commit.run_task("channels_app.tasks.channel_reconcile", upstream_channel_id)
 
@@ -563,12 +578,93 @@ def _conclude(dispute_id: int, state: ChannelState, w3: Web3, now: int) -> None:
                 locked.save(update_fields=["status", "updated_at"])
                 logger.error("dispute %s ended with payouts to the node missing", dispute_id)
             return
+        channel = locked.channel
+        if _resume_locked(locked, channel):
+            locked.status = Status.RESUMED
+            locked.save(update_fields=["status", "updated_at"])
+            _push(locked, "dispute.resumed")
+            logger.info("dispute %s of %s over; the channel resumes", dispute_id, channel.address)
+            return
         locked.status = Status.CLOSED
         locked.save(update_fields=["status", "updated_at"])
-        channel = locked.channel
         channel.status = Channel.Status.CLOSED
         channel.save(update_fields=["status", "updated_at"])
         logger.info("dispute %s of %s closed", dispute_id, channel.address)
+
+
+# -- after the dispute: the channel continues -----------------------------------------------------------
+
+
+def resume_update_for(state: ChannelState, dispute: ChainDispute, *, initiator: str) -> ResumeUpdate | None:
+    """The resume the chain's record calls for from `state`, or None when there is nothing to follow up
+    (or the defunds were of another state: then the channel cannot continue from this one)."""
+    defunds = []
+    for asset_id in [*state.asset_ids, *sorted(a for a in dispute.defunds if a not in state.asset_ids)]:
+        index = state.asset_index(asset_id)
+        defund = dispute.defunds.get(asset_id)
+        if defund is not None and defund.defund_nonce == (
+            state.defund_nonces[index] if index is not None else 1
+        ):
+            defunds.append(defund)
+    dropped = tuple(t.transfer_id for t in state.transfers if t.transfer_hash in dispute.defunded_transfers)
+    if not defunds and not dropped:
+        return None
+    if defunds and dispute.state_hash != state.state_hash:
+        return None
+    return ResumeUpdate(
+        channel_address=state.channel_address,
+        nonce=state.nonce + 1,
+        initiator=initiator,
+        defunds=tuple(defunds),
+        dropped_transfer_ids=dropped,
+    )
+
+
+def _resume_locked(dispute: Dispute, channel: Channel) -> bool:
+    """Open the channel again with the resume proposal (both rows locked by the caller); False when the
+    channel cannot continue."""
+    state = channels.latest_state(channel)
+    if channel.pending_update is not None or dispute.state_hash != _hex(state.state_hash):
+        return False
+    facts = channels.chain_dispute(channel_address=channel.address)
+    if facts is None or facts.state_hash != state.state_hash:
+        return False
+    update = resume_update_for(state, facts, initiator=channel.node_address)
+    try:
+        with transaction.atomic():
+            channel.status = Channel.Status.OPEN
+            channel.save(update_fields=["status", "updated_at"])
+            if update is not None:
+                channels.propose_locked(channel, update)
+    except (ProtocolError, channels.ChannelError) as exc:
+        channel.status = Channel.Status.DISPUTED
+        logger.error("channel %s cannot resume after its dispute: %s", channel.address, exc)
+        return False
+    return True
+
+
+def channel_resume_propose(*, channel_id: int) -> bool:
+    """Propose the resume that drops transfers the chain paid out after the channel resumed (or any other
+    follow-up the chain's record calls for). Returns whether it proposed."""
+    address = Channel.objects.values_list("address", flat=True).get(pk=channel_id)
+    if not TransferDispute.objects.filter(channel_id=channel_id).exists():
+        return False
+    facts = channels.chain_dispute(channel_address=address)  # chain reads before the lock
+    if facts is None:
+        return False
+    with transaction.atomic():
+        channel = channels.lock_for_proposal(channel_id)
+        if channel is None:
+            return False
+        update = resume_update_for(channels.latest_state(channel), facts, initiator=channel.node_address)
+        if update is None:
+            return False
+        try:
+            channels.propose_locked(channel, update)
+        except ProtocolError as exc:
+            logger.error("resume of %s refused: %s", address, exc)
+            return False
+    return True
 
 
 # -- the node's own disputes ----------------------------------------------------------------------

@@ -15,8 +15,9 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from web3 import Web3
 
+from connext.chain import channel_reads
 from connext.chain.contracts import contract_at
-from connext.protocol.types import ChannelState, TransferState
+from connext.protocol.types import AssetDefund, ChainDispute, ChannelState, TransferState
 
 
 def _topic(signature: str) -> str:
@@ -138,3 +139,59 @@ def read_defund_nonce(w3: Web3, channel_address: str, asset_id: str) -> int:
 
 def is_withdraw_executed(w3: Web3, channel_address: str, nonce: int) -> bool:
     return bool(contract_at(w3, "Channel", channel_address).functions.isWithdrawExecuted(nonce).call())
+
+
+def read_defunds(w3: Web3, channel_address: str, asset_ids: list[str]) -> dict[str, AssetDefund]:
+    """Per asset, its latest defund: the stored `getDefundNonce` and the `ChannelDefunded` payout at it.
+    Assets never defunded are left out."""
+    channel = contract_at(w3, "Channel", channel_address)
+    stored = {asset: read_defund_nonce(w3, channel_address, asset) for asset in asset_ids}
+    if not any(stored.values()):
+        return {}
+    payouts: dict[tuple[str, int], tuple[int, int]] = {}
+    for log in channel.events.ChannelDefunded().get_logs(from_block=0, to_block="latest"):
+        args = log["args"]
+        payouts[(to_checksum_address(args["assetId"]), int(args["defundNonce"]))] = (
+            int(args["toNode"]),
+            int(args["toUser"]),
+        )
+    defunds: dict[str, AssetDefund] = {}
+    for asset, nonce in stored.items():
+        if nonce == 0:
+            continue
+        payout = payouts.get((asset, nonce))
+        if payout is None:  # the stored nonce without its event: the node cannot be the one to guess
+            raise LookupError(f"no ChannelDefunded of {asset} at defund nonce {nonce} on {channel_address}")
+        defunds[asset] = AssetDefund(asset_id=asset, defund_nonce=nonce, payout=payout)
+    return defunds
+
+
+def read_chain_dispute(
+    w3: Web3, state: ChannelState, extra_assets: tuple[str, ...] = ()
+) -> ChainDispute | None:
+    """What the chain says about the channel's latest dispute, for checking an update to `state`: the
+    dispute record, the defunds of the state's assets (and `extra_assets`), and which of the state's
+    transfers were disputed and paid out. None when the channel was never disputed."""
+    address = state.channel_address
+    if not channel_reads.is_deployed(w3, address):
+        return None
+    onchain = read_dispute(w3, address)
+    if onchain.defund_expiry == 0:
+        return None
+    assets = [*state.asset_ids, *(a for a in extra_assets if a not in state.asset_ids)]
+    disputed: set[bytes] = set()
+    defunded: set[bytes] = set()
+    for transfer in state.transfers:
+        record = read_transfer_dispute(w3, address, transfer.transfer_hash)
+        if record.expiry:
+            disputed.add(transfer.transfer_hash)
+        if record.defunded:
+            defunded.add(transfer.transfer_hash)
+    return ChainDispute(
+        state_hash=onchain.state_hash,
+        defund_expiry=onchain.defund_expiry,
+        chain_time=chain_time(w3),
+        defunds=read_defunds(w3, address, assets),
+        disputed_transfers=frozenset(disputed),
+        defunded_transfers=frozenset(defunded),
+    )

@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from connext.chain import disputes
 from connext.chain.contracts import channel_address as compute_channel_address
 from connext.client import policy
 from connext.client.amounts import check_amount
@@ -63,11 +64,13 @@ from connext.protocol.encoding import ZERO_ADDRESS, ZERO_BYTES32, keccak256, nor
 from connext.protocol.errors import ProtocolError
 from connext.protocol.signing import Signer
 from connext.protocol.types import (
+    ChainDispute,
     ChannelState,
     CreateUpdate,
     DefinitionKind,
     DepositUpdate,
     ResolveUpdate,
+    ResumeUpdate,
     SetupUpdate,
     TransferState,
     Update,
@@ -1153,6 +1156,12 @@ class AsyncClient:
                 chain.deposit_totals, self.channel_address, update.asset_id, block
             )
             chain_deposits[update.asset_id] = totals
+        dispute: ChainDispute | None = None
+        if isinstance(update, ResolveUpdate | ResumeUpdate) and self._chain is not None:
+            # Checked against the chain's own record of a past dispute, never the node's word.
+            dispute = await asyncio.to_thread(
+                disputes.read_chain_dispute, self._chain.w3, self.state, self.supported_assets
+            )
         meta = proposal.get("meta") or {}
         if not isinstance(meta, dict):
             self._refused(ValidationError("bad_meta", "the proposal's meta is not an object"), update)
@@ -1163,7 +1172,7 @@ class AsyncClient:
                 previous,
                 update,
                 node_signature,
-                context=self._context(chain_deposits),
+                context=replace(self._context(chain_deposits), dispute=dispute),
                 meta=meta,
                 hashlock_margin=self._hashlock_margin,
             )

@@ -33,6 +33,7 @@ from connext.protocol.types import (
     DefinitionKind,
     DepositUpdate,
     ResolveUpdate,
+    ResumeUpdate,
     SetupUpdate,
     Update,
     UpdateContext,
@@ -67,6 +68,8 @@ def check_node_proposal(
         raise refuse("invalid_update", "the channel is already set up")
     if isinstance(update, DepositUpdate) and update.asset_id not in context.chain_deposits:
         raise refuse("no_chain_reading", "a deposit credit needs the client's own reading of the chain")
+    if isinstance(update, ResumeUpdate) and context.dispute is None:
+        raise refuse("no_chain_reading", "a resume needs the client's own reading of the dispute on chain")
     try:
         new = validation.validate_update(previous, update, node_signature, context=context)
     except ProtocolError as exc:
@@ -88,7 +91,8 @@ def check_node_proposal(
             raise refuse("unsupported_transfer", f"this client does not let the node resolve {kind}")
     if meta and not isinstance(update, CreateUpdate):
         raise refuse("bad_meta", "only a transfer's creation carries meta")
-    check_user_not_debited(previous, new)
+    if not isinstance(update, ResumeUpdate):  # a resume zeroes what the chain paid out (checked above)
+        check_user_not_debited(previous, new)
     return new
 
 

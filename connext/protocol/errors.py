@@ -156,6 +156,20 @@ class DepositExceedsChainError(ProtocolError):
     code = "deposit_exceeds_chain"
 
 
+class DisputeNotOverError(ProtocolError):
+    """A resume while the chain shows no dispute of the channel, or before its defund window ended."""
+
+    code = "dispute_not_over"
+
+
+class DisputeMismatchError(ProtocolError):
+    """An update that disagrees with what the chain shows after a dispute: another disputed state, other
+    defund nonces or payouts, a transfer dropped that the chain did not pay out (or one it paid out left
+    in), a transfer disputed on chain resolved off chain."""
+
+    code = "dispute_mismatch"
+
+
 class InvariantViolationError(ProtocolError):
     """A state that breaks a channel invariant (a bug in a rule, or a forged state)."""
 
@@ -191,6 +205,8 @@ ERROR_CLASSES: tuple[type[ProtocolError], ...] = (
     BadDepositError,
     NoNewDepositError,
     DepositExceedsChainError,
+    DisputeNotOverError,
+    DisputeMismatchError,
     InvariantViolationError,
     BadCiphertextError,
 )

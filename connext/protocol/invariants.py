@@ -14,7 +14,10 @@ A transition (`check_transition`), from the previous state by one update:
 - only the update's asset moves, and only as its kind allows: a deposit raises balances by exactly what
   it raises processed deposits; a create moves `amount` from the initiator's balance into one new
   transfer; a resolve removes one transfer and pays out at most its locked amount, and only a Withdraw
-  transfer may pay out less (the rest is what was withdrawn).
+  transfer may pay out less (the rest is what was withdrawn);
+- defund nonces change only by a resume: an asset's rises by exactly one (an asset it appends starts
+  above 1), and then its balances are [0, 0] and its processed deposits do not fall; every other asset
+  keeps its balances, processed deposits and defund nonce; a resume only drops the transfers it names.
 
 The merkle root is derived from the active transfers (`ChannelState.merkle_root`), so it always matches.
 """
@@ -29,6 +32,7 @@ from connext.protocol.types import (
     DefinitionKind,
     DepositUpdate,
     ResolveUpdate,
+    ResumeUpdate,
     SetupUpdate,
     Update,
 )
@@ -116,7 +120,10 @@ def check_transition(
     )
     old_count = len(previous.asset_ids)
     _require(new.asset_ids[:old_count] == previous.asset_ids, "assets are only appended")
-    _require(new.defund_nonces[:old_count] == previous.defund_nonces, "defund nonces do not change")
+    if isinstance(update, ResumeUpdate):
+        _check_resume(previous, new, update)
+        return
+    _require(new.defund_nonces[:old_count] == previous.defund_nonces, "only a resume changes defund nonces")
     _require(all(n == 1 for n in new.defund_nonces[old_count:]), "a new asset starts at defund nonce 1")
     _require(
         len(new.asset_ids) - old_count <= (1 if isinstance(update, DepositUpdate) else 0), "one new asset"
@@ -180,6 +187,43 @@ def check_transition(
         paid == resolved.locked or definition_kind is DefinitionKind.WITHDRAW,
         "only a withdraw takes funds out of the channel",
     )
+
+
+def _check_resume(previous: ChannelState, new: ChannelState, update: ResumeUpdate) -> None:
+    changed = False
+    for index, asset_id in enumerate(new.asset_ids):
+        old_index = previous.asset_index(asset_id)
+        nonce = new.defund_nonces[index]
+        if old_index is None:
+            raised = True
+            _require(nonce > 1, "a resume appends only assets the chain defunded (defund nonce above 1)")
+            old_processed = (0, 0)
+        else:
+            old_nonce = previous.defund_nonces[old_index]
+            raised = nonce != old_nonce
+            _require(not raised or nonce == old_nonce + 1, "a resume raises a defund nonce by exactly one")
+            old_processed = previous.processed_deposits[old_index]
+        processed = new.processed_deposits[index]
+        if raised:
+            changed = True
+            _require(new.balances[index] == (0, 0), "a defunded asset's balances were paid out: [0, 0]")
+            _require(
+                processed[0] >= old_processed[0] and processed[1] >= old_processed[1],
+                "processed deposits never fall",
+            )
+        else:
+            assert old_index is not None
+            _require(
+                new.balances[index] == previous.balances[old_index] and processed == old_processed,
+                "an asset not defunded keeps its balances and processed deposits",
+            )
+    dropped = set(update.dropped_transfer_ids)
+    _require(
+        all(previous.transfer(transfer_id) is not None for transfer_id in dropped)
+        and new.transfers == tuple(t for t in previous.transfers if t.transfer_id not in dropped),
+        "a resume drops exactly the transfers it names",
+    )
+    _require(changed or bool(dropped), "a resume changes something")
 
 
 def _moved_asset(previous: ChannelState, update: Update) -> str | None:

@@ -23,11 +23,14 @@ from connext.protocol import invariants
 from connext.protocol.encoding import MAX_UINT256, normalize_address
 from connext.protocol.errors import MalformedError
 from connext.protocol.types import (
+    AssetDefund,
+    ChainDispute,
     ChannelState,
     CreateUpdate,
     DefinitionKind,
     DepositUpdate,
     ResolveUpdate,
+    ResumeUpdate,
     SetupUpdate,
     TransferState,
     Update,
@@ -249,7 +252,36 @@ _UPDATE_KEYS = {
     "create": _COMMON_KEYS
     | {"assetId", "amount", "transferDefinition", "paymentId", "encodedState", "transferTimeout", "metaHash"},
     "resolve": _COMMON_KEYS | {"transferId", "encodedResolver"},
+    "resume": _COMMON_KEYS | {"defunds", "droppedTransferIds"},
 }
+_DEFUND_KEYS = frozenset({"assetId", "defundNonce", "toNode", "toUser"})
+
+
+def asset_defund_to_json(defund: AssetDefund) -> JsonDict:
+    return {
+        "assetId": defund.asset_id,
+        "defundNonce": str(defund.defund_nonce),
+        "toNode": str(defund.payout[0]),
+        "toUser": str(defund.payout[1]),
+    }
+
+
+def asset_defund_from_json(value: object, *, field: str) -> AssetDefund:
+    obj = _object(value, field, _DEFUND_KEYS)
+    return AssetDefund(
+        asset_id=parse_address(obj["assetId"], field=_path(field, "assetId")),
+        defund_nonce=parse_uint(obj["defundNonce"], field=_path(field, "defundNonce")),
+        payout=(
+            parse_uint(obj["toNode"], field=_path(field, "toNode")),
+            parse_uint(obj["toUser"], field=_path(field, "toUser")),
+        ),
+    )
+
+
+def _bytes32_list(value: object, field: str) -> tuple[bytes, ...]:
+    return tuple(
+        parse_bytes(item, field=f"{field}[{i}]", length=32) for i, item in enumerate(_list(value, field))
+    )
 
 
 def update_to_json(update: Update) -> JsonDict:
@@ -286,6 +318,13 @@ def update_to_json(update: Update) -> JsonDict:
             "encodedState": hex_bytes(update.encoded_state),
             "transferTimeout": str(update.transfer_timeout),
             "metaHash": hex_bytes(update.meta_hash),
+        }
+    if isinstance(update, ResumeUpdate):
+        return {
+            "type": "resume",
+            **common,
+            "defunds": [asset_defund_to_json(defund) for defund in update.defunds],
+            "droppedTransferIds": [hex_bytes(transfer_id) for transfer_id in update.dropped_transfer_ids],
         }
     return {
         "type": "resolve",
@@ -337,6 +376,17 @@ def update_from_json(value: object) -> Update:
             transfer_timeout=parse_uint(obj["transferTimeout"], field="transferTimeout"),
             meta_hash=parse_bytes(obj["metaHash"], field="metaHash", length=32),
         )
+    if kind == "resume":
+        return ResumeUpdate(
+            channel_address=channel_address,
+            nonce=nonce,
+            initiator=initiator,
+            defunds=tuple(
+                asset_defund_from_json(defund, field=f"defunds[{i}]")
+                for i, defund in enumerate(_list(obj["defunds"], "defunds"))
+            ),
+            dropped_transfer_ids=_bytes32_list(obj["droppedTransferIds"], "droppedTransferIds"),
+        )
     return ResolveUpdate(
         channel_address=channel_address,
         nonce=nonce,
@@ -375,18 +425,56 @@ def withdraw_commitment_from_json(value: object) -> WithdrawCommitment:
 
 
 _CONTEXT_KEYS = frozenset({"now", "definitions", "chainDeposits"})
+_DISPUTE_KEYS = frozenset(
+    {"stateHash", "defundExpiry", "chainTime", "defunds", "disputedTransfers", "defundedTransfers"}
+)
+
+
+def chain_dispute_to_json(dispute: ChainDispute) -> JsonDict:
+    return {
+        "stateHash": hex_bytes(dispute.state_hash),
+        "defundExpiry": str(dispute.defund_expiry),
+        "chainTime": str(dispute.chain_time),
+        "defunds": [asset_defund_to_json(defund) for defund in dispute.defunds.values()],
+        "disputedTransfers": [hex_bytes(h) for h in sorted(dispute.disputed_transfers)],
+        "defundedTransfers": [hex_bytes(h) for h in sorted(dispute.defunded_transfers)],
+    }
+
+
+def chain_dispute_from_json(value: object, *, field: str = "chainDispute") -> ChainDispute:
+    obj = _object(value, field, _DISPUTE_KEYS)
+    defunds: dict[str, AssetDefund] = {}
+    for i, item in enumerate(_list(obj["defunds"], f"{field}.defunds")):
+        defund = asset_defund_from_json(item, field=f"{field}.defunds[{i}]")
+        if defund.asset_id in defunds:
+            raise MalformedError("each asset appears once", field=f"{field}.defunds[{i}].assetId")
+        defunds[defund.asset_id] = defund
+    return ChainDispute(
+        state_hash=parse_bytes(obj["stateHash"], field=f"{field}.stateHash", length=32),
+        defund_expiry=parse_uint(obj["defundExpiry"], field=f"{field}.defundExpiry"),
+        chain_time=parse_uint(obj["chainTime"], field=f"{field}.chainTime"),
+        defunds=defunds,
+        disputed_transfers=frozenset(_bytes32_list(obj["disputedTransfers"], f"{field}.disputedTransfers")),
+        defunded_transfers=frozenset(_bytes32_list(obj["defundedTransfers"], f"{field}.defundedTransfers")),
+    )
 
 
 def update_context_to_json(context: UpdateContext) -> JsonDict:
-    return {
+    """`chainDispute` is present only when the context carries one (the pinned vectors have none)."""
+    out: JsonDict = {
         "now": str(context.now),
         "definitions": {address: kind.value for address, kind in context.definitions.items()},
         "chainDeposits": {asset: _pair_json(totals) for asset, totals in context.chain_deposits.items()},
     }
+    if context.dispute is not None:
+        out["chainDispute"] = chain_dispute_to_json(context.dispute)
+    return out
 
 
 def update_context_from_json(value: object) -> UpdateContext:
-    obj = _object(value, "", _CONTEXT_KEYS)
+    with_dispute = isinstance(value, Mapping) and "chainDispute" in value
+    keys = _CONTEXT_KEYS | {"chainDispute"} if with_dispute else _CONTEXT_KEYS
+    obj = _object(value, "", keys)
     definitions_obj = obj["definitions"]
     deposits_obj = obj["chainDeposits"]
     if not isinstance(definitions_obj, Mapping):
@@ -406,4 +494,5 @@ def update_context_from_json(value: object) -> UpdateContext:
             parse_address(asset, field="chainDeposits"): _pair(totals, f"chainDeposits.{asset}")
             for asset, totals in deposits_obj.items()
         },
+        dispute=chain_dispute_from_json(obj["chainDispute"]) if "chainDispute" in obj else None,
     )

@@ -217,13 +217,54 @@ class ResolveUpdate:
     encoded_resolver: bytes
 
 
-Update = SetupUpdate | DepositUpdate | CreateUpdate | ResolveUpdate
+@dataclass(frozen=True, kw_only=True)
+class AssetDefund:
+    """One asset's `defundChannel` payout as `ChannelDefunded` reports it."""
+
+    asset_id: str
+    defund_nonce: int  # the defund nonce the chain stored: the disputed state's for this asset
+    payout: tuple[int, int]  # (to node, to user)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResumeUpdate:
+    """Continues the channel after a dispute's defund window (docs/protocol.md, "Off chain after a
+    dispute"): each asset defunded at the state's defund nonce gets balances [0, 0], its processed
+    deposits raised to the totals the defund paid against, and its defund nonce raised above the chain's;
+    each transfer defunded on chain is dropped without moving balances."""
+
+    channel_address: str
+    nonce: int
+    initiator: str
+    defunds: tuple[AssetDefund, ...] = ()  # every asset defunded on chain at the state's defund nonce
+    dropped_transfer_ids: tuple[bytes, ...] = ()  # every active transfer defunded on chain
+
+
+Update = SetupUpdate | DepositUpdate | CreateUpdate | ResolveUpdate | ResumeUpdate
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChainDispute:
+    """What the chain says about a channel's latest dispute, as the verifier read it itself."""
+
+    state_hash: bytes  # the disputed state's hash (`getDispute`)
+    defund_expiry: int  # unix seconds, chain time
+    chain_time: int  # the latest block's timestamp when read: the clock the contract's windows run on
+    # asset -> its latest defund: `getDefundNonce` and the `ChannelDefunded` payout at that nonce; an asset
+    # never defunded is absent. Covers every asset of the state the update applies to.
+    defunds: Mapping[str, AssetDefund] = field(default_factory=dict)
+    disputed_transfers: frozenset[bytes] = (
+        frozenset()
+    )  # transfer hashes disputed on chain (`getTransferDispute`)
+    defunded_transfers: frozenset[bytes] = frozenset()  # transfer hashes paid out on chain
 
 
 @dataclass(frozen=True, kw_only=True)
 class UpdateContext:
-    """What the rules need from outside: the time, the chain's deposit totals, the definitions."""
+    """What the rules need from outside: the time, the chain's deposit totals, the definitions and, after
+    a dispute, what the chain says about it."""
 
     now: int  # unix seconds, the caller's clock (HashLock expiry)
     definitions: Mapping[str, DefinitionKind] = field(default_factory=dict)  # address -> kind
     chain_deposits: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # asset -> (node, user)
+    dispute: ChainDispute | None = None  # the channel's latest dispute on chain, when there was one

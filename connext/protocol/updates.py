@@ -5,7 +5,13 @@ Who may initiate what:
 - `deposit`: either party; credits the chain's deposit totals (never more than the context shows).
 - `create`: either party, locking its own balance; the other party is the transfer's responder.
 - `resolve`: only the transfer's responder (for a Withdraw, the resolver is the responder's signature on
-  the commitment; the empty resolver is the responder's cancel, which refunds the initiator).
+  the commitment; the empty resolver is the responder's cancel, which refunds the initiator). A transfer
+  disputed on chain settles there only: its resolve is refused when the context shows the dispute.
+- `resume`: either party, after a dispute's defund window (chain time), exactly as the chain's dispute
+  record in the context says: every asset defunded at the state's defund nonce gets balances [0, 0],
+  processed deposits `processed + payout − balances` and defund nonce + 1 (so the next dispute can defund
+  it again: the contract only defunds above the nonce it stored), and every active transfer paid out on
+  chain is dropped without moving balances.
 
 Every update names its channel and the nonce of the state it produces (previous nonce + 1). Any
 rejection raises a `ProtocolError` and, the values being immutable, leaves the caller's state as it was.
@@ -25,6 +31,8 @@ from connext.protocol.errors import (
     BadTimeoutError,
     ChannelExistsError,
     DepositExceedsChainError,
+    DisputeMismatchError,
+    DisputeNotOverError,
     DuplicateTransferError,
     InsufficientBalanceError,
     InvalidSetupError,
@@ -40,11 +48,13 @@ from connext.protocol.errors import (
     WrongChannelError,
 )
 from connext.protocol.types import (
+    AssetDefund,
     ChannelState,
     CreateUpdate,
     DefinitionKind,
     DepositUpdate,
     ResolveUpdate,
+    ResumeUpdate,
     SetupUpdate,
     TransferState,
     Update,
@@ -65,6 +75,8 @@ _UINT_FIELDS = ("nonce", "chain_id", "timeout", "transfer_timeout")
 
 def check_update_fields(update: Update) -> None:
     """Raise `malformed` / `amount_out_of_range` for any ill-typed field (names the field)."""
+    if isinstance(update, ResumeUpdate):
+        _check_resume_fields(update)
     for name in _ADDRESS_FIELDS:
         value = getattr(update, name, None)
         if value is not None and not is_checksum_address(value):
@@ -85,6 +97,31 @@ def check_update_fields(update: Update) -> None:
         value = getattr(update, name, None)
         if value is not None and (type(value) is not int or not 0 <= value <= MAX_UINT256):
             raise AmountOutOfRangeError("an amount must be an integer in [0, 2**256 - 1]", field=name)
+
+
+def _check_resume_fields(update: ResumeUpdate) -> None:
+    if not isinstance(update.defunds, tuple) or not isinstance(update.dropped_transfer_ids, tuple):
+        raise MalformedError("defunds and dropped transfer ids must be tuples")
+    for i, defund in enumerate(update.defunds):
+        where = f"defunds[{i}]"
+        if not isinstance(defund, AssetDefund) or not is_checksum_address(defund.asset_id):
+            raise MalformedError("must be an asset defund with a checksummed asset id", field=where)
+        if type(defund.defund_nonce) is not int or not 1 <= defund.defund_nonce < MAX_UINT256:
+            raise MalformedError("must be a defund nonce in [1, 2**256 - 2]", field=f"{where}.defundNonce")
+        payout = defund.payout
+        if not (isinstance(payout, tuple) and len(payout) == 2):
+            raise MalformedError("must be a pair (to node, to user)", field=f"{where}.payout")
+        if not all(type(a) is int and 0 <= a <= MAX_UINT256 for a in payout):
+            raise AmountOutOfRangeError(
+                "a payout must be an integer in [0, 2**256 - 1]", field=f"{where}.payout"
+            )
+    if len({defund.asset_id for defund in update.defunds}) != len(update.defunds):
+        raise MalformedError("each asset is defunded once", field="defunds")
+    for i, transfer_id in enumerate(update.dropped_transfer_ids):
+        if not (isinstance(transfer_id, bytes) and len(transfer_id) == 32):
+            raise MalformedError("must be 32 bytes", field=f"dropped_transfer_ids[{i}]")
+    if len(set(update.dropped_transfer_ids)) != len(update.dropped_transfer_ids):
+        raise MalformedError("each transfer is dropped once", field="dropped_transfer_ids")
 
 
 def _check_timeout(value: int, field: str) -> None:
@@ -116,6 +153,8 @@ def apply_update(state: ChannelState | None, update: Update, *, context: UpdateC
         new = _deposit(state, update, context)
     elif isinstance(update, CreateUpdate):
         new = _create(state, update, context)
+    elif isinstance(update, ResumeUpdate):
+        new = _resume(state, update, context)
     else:
         new, kind = _resolve(state, update, context)
     invariants.check_transition(state, new, update, definition_kind=kind)
@@ -226,6 +265,8 @@ def _resolve(
         raise UnknownTransferError(f"no active transfer 0x{update.transfer_id.hex()}")
     if update.initiator != transfer.responder:
         raise UnauthorizedError("only the transfer's responder may resolve it", field="initiator")
+    if context.dispute is not None and transfer.transfer_hash in context.dispute.disputed_transfers:
+        raise DisputeMismatchError("the transfer is disputed on chain: it settles there only")
     kind = context.definitions.get(transfer.definition)
     if kind is None:
         raise UnknownDefinitionError(f"{transfer.definition} is not a known transfer definition")
@@ -253,6 +294,107 @@ def _resolve(
         transfers=tuple(t for t in state.transfers if t is not transfer),
     )
     return new, kind
+
+
+def _resume(state: ChannelState, update: ResumeUpdate, context: UpdateContext) -> ChannelState:
+    dispute = context.dispute
+    if dispute is None:
+        raise DisputeNotOverError("the chain shows no dispute of this channel")
+    if dispute.chain_time < dispute.defund_expiry:
+        raise DisputeNotOverError(
+            f"the defund window runs until {dispute.defund_expiry}; the chain's time is {dispute.chain_time}"
+        )
+    given = {defund.asset_id: defund for defund in update.defunds}
+    asset_ids = list(state.asset_ids)
+    balances = list(state.balances)
+    processed = list(state.processed_deposits)
+    defund_nonces = list(state.defund_nonces)
+    # New assets are appended in the update's (signed) order, so both sides derive the same state.
+    candidates = [*state.asset_ids, *(a for a in given if a not in state.asset_ids)]
+    candidates += [a for a in dispute.defunds if a not in candidates]
+    for asset_id in candidates:
+        index = state.asset_index(asset_id)
+        defund_nonce = state.defund_nonces[index] if index is not None else 1
+        on_chain = dispute.defunds.get(asset_id)
+        proposed = given.get(asset_id)
+        if on_chain is None or on_chain.defund_nonce < defund_nonce:
+            if proposed is not None:
+                raise DisputeMismatchError(
+                    f"the chain did not defund {asset_id} at defund nonce {defund_nonce}", field="defunds"
+                )
+            continue
+        if on_chain.defund_nonce > defund_nonce:
+            raise DisputeMismatchError(
+                f"the chain defunded {asset_id} at defund nonce {on_chain.defund_nonce}, above this state's"
+                f" {defund_nonce}",
+                field="defunds",
+            )
+        if proposed is None:
+            raise DisputeMismatchError(
+                f"the chain defunded {asset_id}: the update must include it", field="defunds"
+            )
+        if proposed.defund_nonce != on_chain.defund_nonce:
+            raise DisputeMismatchError(
+                f"{asset_id} was defunded at defund nonce {on_chain.defund_nonce}, not {proposed.defund_nonce}",
+                field="defunds",
+            )
+        if proposed.payout != on_chain.payout:
+            raise DisputeMismatchError(
+                f"the chain paid {on_chain.payout} of {asset_id}, not {proposed.payout}", field="defunds"
+            )
+        if dispute.state_hash != state.state_hash:
+            raise DisputeMismatchError("the chain's disputed state is not this channel's latest state")
+        old_balance = balances[index] if index is not None else (0, 0)
+        old_processed = processed[index] if index is not None else (0, 0)
+        payout = on_chain.payout
+        if payout[0] < old_balance[0] or payout[1] < old_balance[1]:
+            raise DisputeMismatchError(
+                f"the chain paid {payout} of {asset_id}, below the balances {old_balance}"
+            )
+        new_processed = (
+            old_processed[0] + payout[0] - old_balance[0],
+            old_processed[1] + payout[1] - old_balance[1],
+        )
+        if max(new_processed) > MAX_UINT256:
+            raise AmountOutOfRangeError("the processed deposits would exceed 2**256 - 1")
+        if index is None:
+            asset_ids.append(asset_id)
+            balances.append((0, 0))
+            processed.append(new_processed)
+            defund_nonces.append(defund_nonce + 1)
+        else:
+            balances[index] = (0, 0)
+            processed[index] = new_processed
+            defund_nonces[index] = defund_nonce + 1
+    dropped = set(update.dropped_transfer_ids)
+    for i, transfer_id in enumerate(update.dropped_transfer_ids):
+        transfer = state.transfer(transfer_id)
+        if transfer is None:
+            raise UnknownTransferError(
+                f"no active transfer 0x{transfer_id.hex()}", field=f"dropped_transfer_ids[{i}]"
+            )
+        if transfer.transfer_hash not in dispute.defunded_transfers:
+            raise DisputeMismatchError(
+                f"the chain did not pay out transfer 0x{transfer_id.hex()}: it stays",
+                field=f"dropped_transfer_ids[{i}]",
+            )
+    for transfer in state.transfers:
+        if transfer.transfer_hash in dispute.defunded_transfers and transfer.transfer_id not in dropped:
+            raise DisputeMismatchError(
+                f"the chain paid out transfer 0x{transfer.transfer_id.hex()}: the update must drop it",
+                field="dropped_transfer_ids",
+            )
+    if not update.defunds and not dropped:
+        raise DisputeMismatchError("the chain shows nothing to follow up off chain")
+    return replace(
+        state,
+        nonce=update.nonce,
+        asset_ids=tuple(asset_ids),
+        balances=tuple(balances),
+        processed_deposits=tuple(processed),
+        defund_nonces=tuple(defund_nonces),
+        transfers=tuple(t for t in state.transfers if t.transfer_id not in dropped),
+    )
 
 
 def _set(

@@ -1,5 +1,6 @@
 """The node's watchtower on anvil (issue 7, node side): stale disputes answered, the node's own
-disputes, transfers settled on chain, withdrawals counted once, a restart mid-window. Chain time moves
+disputes, transfers settled on chain, withdrawals counted once, a restart mid-window, the channel used
+again after a dispute. Chain time moves
 with `evm_increaseTime`; nothing sleeps. Every scenario ends with the conservation check."""
 
 from __future__ import annotations
@@ -152,8 +153,10 @@ def test_a_stale_dispute_by_the_user_is_answered_and_the_defund_pays_exactly_the
     advance_chain(chain, T)
     run_tower_work(bob)
     dispute.refresh_from_db()
-    assert dispute.status == Dispute.Status.CLOSED
-    assert Channel.objects.get(address=latest.channel_address).status == Channel.Status.CLOSED
+    assert dispute.status == Dispute.Status.RESUMED  # the channel continues once Alice countersigns
+    channel = Channel.objects.get(address=latest.channel_address)
+    assert channel.status == Channel.Status.OPEN
+    assert channel.pending_update["type"] == "resume"
     assert_conserved(w3, latest.channel_address)
 
 
@@ -204,8 +207,10 @@ def test_the_operator_disputes_a_vanished_users_channel_and_the_node_gets_its_lo
     assert (transfer_dispute.to_initiator, transfer_dispute.to_responder) == (E // 10, 0)
     assert Transfer.objects.get(transfer_id=transfer_dispute.transfer_id).status == Transfer.Status.CANCELLED
     dispute.refresh_from_db()
-    assert dispute.status == Dispute.Status.CLOSED
-    assert dispute_events(events, bob) == ["dispute.started", "dispute.defunded"]
+    assert dispute.status == Dispute.Status.RESUMED
+    assert dispute_events(events, bob) == ["dispute.started", "dispute.defunded", "dispute.resumed"]
+    bob_channel.refresh_from_db()
+    assert bob_channel.pending_update["droppedTransferIds"] == ["0x" + locked.transfer_id.hex()]
     # Alice, online, got her side of the payment back off chain
     assert Payment.objects.get(payment_id=payment_id).status == Payment.Status.REFUNDED
     assert alice.state.transfers == ()
@@ -264,6 +269,7 @@ def test_in_a_dispute_the_node_claims_a_hashlock_with_its_preimage_and_refunds_i
     # Bob, online, gets his side of the unrevealed payment back off chain
     assert Payment.objects.get(payment_id=unrevealed).status == Payment.Status.REFUNDED
     dispute.refresh_from_db()
+    # The node's resolve was open when the dispute started (Alice may hold it countersigned): closed.
     assert dispute.status == Dispute.Status.CLOSED
     assert_conserved(w3, alice_channel.address)
 
@@ -354,5 +360,99 @@ def test_a_watchtower_restarted_late_in_the_window_still_answers_in_time(alice_a
     assert defund["toUser"] == latest.balances[0][1]
     advance_chain(chain, T)
     run_tower_work(bob)
-    assert Dispute.objects.get().status == Dispute.Status.CLOSED
+    assert Dispute.objects.get().status == Dispute.Status.RESUMED
     assert_conserved(w3, latest.channel_address)
+
+
+# -- (7) the channel is used again after a dispute --------------------------------------------------
+
+
+def test_after_a_dispute_the_channel_resumes_and_deposits_transfers_and_withdrawals_work_again(
+    alice_and_bob, w3, chain, events
+):
+    alice, bob = alice_and_bob
+    # Two payments from Alice that Bob has not claimed yet: one stays off chain, one Alice disputes.
+    response, kept, kept_preimage = alice.pay(bob.address, E // 10)
+    assert response.status_code == 200
+    response, refunded, _ = alice.pay(bob.address, E // 20)
+    assert response.status_code == 200
+    run_node_work(alice, bob)
+    disputed_state = alice.state
+    kept_transfer, settled_transfer = disputed_state.transfers
+    alice_channel = Channel.objects.get(user_address=alice.address)
+    # Alice sends more after her last state: the defund pays it out, so it must never be credited again.
+    alice.send_eth(FUNDER_KEY, alice_channel.address, E // 5)
+
+    user_disputes_channel(alice, disputed_state)
+    run_tower_work(alice, bob)
+    dispute = Dispute.objects.get(channel=alice_channel)
+    assert dispute.status == Dispute.Status.UNCONTESTED
+    advance_chain(chain, T)
+    run_tower_work(alice, bob)
+    (defund,) = channel_defunds(w3, alice_channel.address)
+    assert defund["toUser"] == disputed_state.balances[0][1] + E // 5
+    user_disputes_transfer(alice, disputed_state, settled_transfer)
+    run_tower_work(alice, bob)
+
+    # Before the window ends the node proposes nothing and the channel stays frozen.
+    alice_channel.refresh_from_db()
+    assert (alice_channel.status, alice_channel.pending_update) == (Channel.Status.DISPUTED, None)
+
+    advance_chain(chain, T)
+    run_tower_work(alice, bob)  # the node proposes the resume; Alice checks it on chain and signs
+    dispute.refresh_from_db()
+    alice_channel.refresh_from_db()
+    assert dispute.status == Dispute.Status.RESUMED
+    assert dispute_events(events, alice)[-1] == "dispute.resumed"
+    assert alice_channel.status == Channel.Status.OPEN
+    resumed = alice.state
+    assert resumed.nonce == disputed_state.nonce + 1
+    assert resumed.balances == ((0, 0),)
+    assert resumed.defund_nonces == (2,)
+    totals = channel_reads.deposit_totals(w3, alice_channel.address, ETH, block="latest")
+    assert resumed.processed_deposits == ((totals.node, totals.user),)
+    # The transfer Alice disputed is still in its window: it stays until the chain pays it out.
+    assert resumed.transfers == disputed_state.transfers
+
+    advance_chain(chain, settled_transfer.transfer_timeout)
+    user_defunds_transfer(alice, settled_transfer)  # refunded to her on chain
+    run_tower_work(alice, bob)
+    assert alice.state.transfers == (kept_transfer,)  # dropped by a resume of its own
+    assert alice.state.balances[0][1] == 0  # (the node may have topped up its collateral since)
+    assert Payment.objects.get(payment_id=refunded).status == Payment.Status.REFUNDED
+
+    # A new deposit: only it counts.
+    alice.send_eth(FUNDER_KEY, alice_channel.address, E)
+    assert alice.deposit_update().status_code == 200
+    assert alice.state.balances[0][1] == E
+    # The payment never disputed is claimed and settled off chain as usual.
+    assert bob.resolve_incoming(kept, kept_preimage).status_code == 200
+    run_node_work(alice, bob)
+    assert alice.state.transfers == ()
+    assert Payment.objects.get(payment_id=kept).status == Payment.Status.COMPLETED
+    # A new transfer and a withdrawal.
+    pay_and_complete(alice, bob, E // 4)
+    recipient = Web3().eth.account.create().address
+    assert alice.withdraw_update(E // 2, recipient).status_code == 200
+    run_node_work(alice, bob)
+    assert Withdrawal.objects.get(channel=alice_channel).status == Withdrawal.Status.CONFIRMED
+    assert eth_balance(w3, recipient) == E // 2
+    assert alice.state.balances[0][1] == E - E // 4 - E // 2
+    assert alice.state.transfers == ()
+
+    # A second dispute pays out the rest: the raised defund nonce lets the chain defund the asset again.
+    final = alice.state
+    user_disputes_channel(alice, final)
+    run_tower_work(alice, bob)
+    advance_chain(chain, T)
+    run_tower_work(alice, bob)
+    second = channel_defunds(w3, alice_channel.address)[-1]
+    assert (second["defundNonce"], second["toUser"]) == (2, final.balances[0][1])
+    assert second["toNode"] == final.balances[0][0] + (
+        channel_reads.deposit_totals(w3, alice_channel.address, ETH, block="latest").node
+        - final.processed_deposits[0][0]
+    )
+    advance_chain(chain, T)
+    run_tower_work(alice, bob)
+    assert alice.state.defund_nonces == (3,)
+    assert_conserved(w3, alice_channel.address)

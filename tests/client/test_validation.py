@@ -266,3 +266,49 @@ def test_the_client_sends_no_countersignature_for_a_proposal_that_overstates_the
     assert [r["code"] for r in refusals] == ["deposit_exceeds_chain"]
     assert client.get_channel()["nonce"] == state.nonce
     assert client.get_free_balance(ETH) == {"user": E, "node": E}
+
+
+def _resume_proposal() -> tuple[ChannelState, Any, bytes, Any]:
+    from connext.protocol.types import AssetDefund, ChainDispute, ResumeUpdate
+
+    state = funded_state()
+    payout = (state.balances[0][0], state.balances[0][1] + 5)  # 5 wei arrived after the state
+    dispute = ChainDispute(
+        state_hash=state.state_hash,
+        defund_expiry=NOW,
+        chain_time=NOW,
+        defunds={ETH: AssetDefund(asset_id=ETH, defund_nonce=1, payout=payout)},
+    )
+    update = ResumeUpdate(
+        channel_address=state.channel_address,
+        nonce=state.nonce + 1,
+        initiator=NODE.address,
+        defunds=(dispute.defunds[ETH],),
+    )
+    _, node_signature = validation.initiate_update(
+        state, update, NODE, context=replace(context(), dispute=dispute)
+    )
+    return state, update, node_signature, dispute
+
+
+def test_the_nodes_resume_is_signed_only_against_the_clients_own_reading_of_the_dispute():
+    state, update, node_signature, dispute = _resume_proposal()
+    with pytest.raises(ValidationError) as unread:
+        policy.check_node_proposal(state, update, node_signature, context=context())
+    assert unread.value.code == "no_chain_reading"
+    new = policy.check_node_proposal(
+        state, update, node_signature, context=replace(context(), dispute=dispute)
+    )
+    assert new.balances == ((0, 0),)
+    assert new.processed_deposits == ((state.processed_deposits[0][0], state.processed_deposits[0][1] + 5),)
+    # The chain paid the user less than the node claims: the client's own reading disagrees.
+    paid_less = replace(dispute, defunds={ETH: replace(dispute.defunds[ETH], payout=(10**18, 10**18))})
+    with pytest.raises(ValidationError) as mismatch:
+        policy.check_node_proposal(
+            state, update, node_signature, context=replace(context(), dispute=paid_less)
+        )
+    assert mismatch.value.code == "dispute_mismatch"
+    early = replace(dispute, chain_time=NOW - 1)
+    with pytest.raises(ValidationError) as not_over:
+        policy.check_node_proposal(state, update, node_signature, context=replace(context(), dispute=early))
+    assert not_over.value.code == "dispute_not_over"

@@ -11,7 +11,7 @@ from connext.protocol import signing
 from connext.protocol.encoding import keccak256
 from connext.protocol.errors import ERROR_CODES, ProtocolError
 from connext.protocol.serialization import channel_state_from_json, channel_state_to_json, update_from_json
-from connext.protocol.types import TransferState
+from connext.protocol.types import AssetDefund, ChainDispute, ResumeUpdate, TransferState
 from connext.protocol.updates import MAX_TIMEOUT, apply_update
 from connext.protocol.validation import validate_update
 from tests.protocol import protocol_helpers as h
@@ -191,6 +191,31 @@ def deposit_exceeds_chain() -> None:
     apply_update(state, update, context=h.context(deposits={h.ETH: (10**18, 10**18 + 1)}))
 
 
+def _resume_after_dispute(*, chain_time: int) -> None:
+    state = h.funded_state()
+    update = ResumeUpdate(
+        channel_address=state.channel_address,
+        nonce=state.nonce + 1,
+        initiator=h.NODE.address,
+        defunds=(AssetDefund(asset_id=h.ETH, defund_nonce=1, payout=(10**18, 10**18 + 1)),),
+    )
+    dispute = ChainDispute(
+        state_hash=state.state_hash,
+        defund_expiry=h.NOW,
+        chain_time=chain_time,
+        defunds={h.ETH: AssetDefund(asset_id=h.ETH, defund_nonce=1, payout=(10**18, 10**18))},
+    )
+    apply_update(state, update, context=replace(h.context(), dispute=dispute))
+
+
+def dispute_not_over() -> None:
+    _resume_after_dispute(chain_time=h.NOW - 1)
+
+
+def dispute_mismatch() -> None:
+    _resume_after_dispute(chain_time=h.NOW)  # the chain paid the user 1 wei less than the update says
+
+
 def invariant_violated() -> None:
     document = channel_state_to_json(h.funded_state())
     document["balances"] = [[str(10**18), str(10**18 + 1)]]
@@ -226,6 +251,8 @@ TRIGGERS: dict[str, Callable[[], None]] = {
     "bad_deposit": bad_deposit,
     "no_new_deposit": no_new_deposit,
     "deposit_exceeds_chain": deposit_exceeds_chain,
+    "dispute_not_over": dispute_not_over,
+    "dispute_mismatch": dispute_mismatch,
     "invariant_violated": invariant_violated,
     "bad_ciphertext": bad_ciphertext,
 }

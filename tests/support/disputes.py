@@ -75,5 +75,6 @@ def run_tower_work(*wallets: Wallet, rounds: int = 16) -> None:
         watchtower.expiring_claims_check()
         watchtower.disputes_advance_all()
         after = (OnchainTransaction.objects.count(), ProcessedLog.objects.count())
-        if before == after and not OnchainTransaction.objects.filter(status__in=IN_FLIGHT).exists():
+        quiet = before == after and not OnchainTransaction.objects.filter(status__in=IN_FLIGHT).exists()
+        if quiet and not any(wallet.proposal() is not None for wallet in wallets):  # e.g. a resume
             return

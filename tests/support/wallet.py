@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from web3 import Web3
 
-from connext.chain import channel_reads
+from connext.chain import channel_reads, disputes
 from connext.protocol import serialization, signing, validation
 from connext.protocol.definitions import WithdrawState
 from connext.protocol.types import (
@@ -23,6 +23,8 @@ from connext.protocol.types import (
     CreateUpdate,
     DefinitionKind,
     DepositUpdate,
+    ResolveUpdate,
+    ResumeUpdate,
     SetupUpdate,
     Update,
     UpdateContext,
@@ -202,9 +204,10 @@ class Wallet:
         assert proposal is not None, channel
         update = serialization.update_from_json(proposal["update"])
         node_signature = bytes.fromhex(proposal["nodeSignature"][2:])
-        new = validation.validate_update(
-            self.state, update, node_signature, context=self.context(deposits=deposits)
-        )
+        context = self.context(deposits=deposits)
+        if isinstance(update, ResolveUpdate | ResumeUpdate):  # the chain's own word on a past dispute
+            context = replace(context, dispute=disputes.read_chain_dispute(self.w3, self.state, (ETH,)))
+        new = validation.validate_update(self.state, update, node_signature, context=context)
         signature = signing.sign_state(new, self.key)
         response = self.post(
             "/api/channel/countersign", {"nonce": str(new.nonce), "signature": "0x" + signature.hex()}
@@ -217,7 +220,6 @@ class Wallet:
         """Resolve the node's active withdraw transfer with our commitment signature (the user's half)."""
         assert self.state is not None
         from connext.protocol.definitions import WithdrawResolver
-        from connext.protocol.types import ResolveUpdate
 
         transfer = next(
             t
@@ -298,7 +300,6 @@ class Wallet:
     def resolve_incoming(self, payment_id: str, preimage: bytes = b"", *, resolver: bytes | None = None):
         """Resolve the node's transfer to us for `payment_id` with the preimage (or a given resolver)."""
         from connext.protocol.definitions import PreimageResolver
-        from connext.protocol.types import ResolveUpdate
 
         assert self.state is not None
         transfer = next(t for t in self.state.transfers if "0x" + t.payment_id.hex() == payment_id)
