@@ -22,7 +22,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -114,6 +114,18 @@ def _address(value: object, what: str) -> str:
         raise InvalidArgumentError("invalid_address", f"{what} {value!r} is not an address") from None
 
 
+@dataclass(frozen=True)
+class _PreparedAnswer:
+    """The user's countersignature of a node proposal, checked and signed, not yet sent."""
+
+    previous: ChannelState
+    update: Update
+    new: ChannelState
+    node_signature: bytes
+    signature: bytes
+    meta: dict[str, Any]
+
+
 class AsyncClient:
     """The user's side of one channel with one node. Create it with `await AsyncClient.connect(...)`."""
 
@@ -139,6 +151,7 @@ class AsyncClient:
         self._store = Store(store_path)
         self._events = EventBus()
         self._lock = asyncio.Lock()
+        self._public_keys: dict[str, bytes] = {}
         self._state_changed = asyncio.Event()
         self._withdrawals: dict[str, dict[str, Any]] = {}  # transfer id -> the node's latest news
         self._session: aiohttp.ClientSession | None = None
@@ -817,7 +830,11 @@ class AsyncClient:
 
     async def _public_key_of(self, user: str) -> bytes:
         """The user's public key from the node, checked to be the key of that address (a node
-        handing out its own key would read the preimage)."""
+        handing out its own key would read the preimage). Kept once checked: an address's key never
+        changes."""
+        known = self._public_keys.get(user)
+        if known is not None:
+            return known
         answer = await self.api.get(f"/api/users/{user}/key")
         try:
             public_key = serialization.parse_bytes(answer.get("publicKey"), field="publicKey")
@@ -826,6 +843,7 @@ class AsyncClient:
             raise policy.from_protocol(exc) from None
         if address != user:
             raise ValidationError("bad_public_key", f"the node's key for {user} belongs to {address}")
+        self._public_keys[user] = public_key
         return public_key
 
     async def _send_payment(
@@ -1067,38 +1085,67 @@ class AsyncClient:
         self, build: Build, *, meta: dict[str, Any] | None = None
     ) -> ChannelState | None:
         """Sign and send the update `build` makes from the latest state (with `meta` for a transfer's
-        creation); retry on a proposal the node holds open (answering it first) or a stale state
-        (syncing first). Returns the new state, or None when `build` finds nothing to do."""
+        creation). When the node holds a proposal open, the client checks and countersigns it and
+        sends that answer with its own update built on top, in one request (a stream of proposals
+        cannot starve the user's updates); on a stale state it syncs first. Returns the new state, or
+        None when `build` finds nothing to do."""
+        prepared: _PreparedAnswer | None = None
         for _ in range(MAX_UPDATE_ATTEMPTS):
-            built = build(self.state)
+            base = prepared.new if prepared is not None else self.state
+            built = build(base)
             if built is None:
+                if prepared is not None:
+                    await self._send_answer_locked(prepared)
                 return None
             update, chain_deposits = built
-            new, signature = self._sign_own(update, chain_deposits)
+            new, signature = self._sign_own(update, chain_deposits, base=base)
             body: dict[str, Any] = {
                 "update": serialization.update_to_json(update),
                 "signature": serialization.hex_bytes(signature),
             }
             if meta:
                 body["meta"] = meta
+            if prepared is not None:
+                body["answer"] = {
+                    "nonce": str(prepared.new.nonce),
+                    "signature": serialization.hex_bytes(prepared.signature),
+                }
             try:
                 answer = await self.api.post("/api/channel/updates", body)
             except NodeError as exc:
+                prepared = None
+                if exc.code == "update_pending" and exc.details.get("proposal"):
+                    if "latest" in exc.details:
+                        self._adopt_if_newer(self._verified(exc.details["latest"]))
+                    prepared = await self._prepare_answer_locked(exc.details["proposal"])
+                    if prepared is not None:
+                        continue
                 if not await self._recover_locked(exc):
                     self._store.clear_pending(self.channel_address)
                     raise
                 continue
+            if prepared is not None:
+                self._adopt_answered(prepared, prepared.node_signature)
             self._accept_answer(answer, new, signature)
+            if prepared is not None:
+                self._background_follow_up()
             return new
         raise ConnextError("update_contended", "the node kept proposing updates; try again")
 
     def _sign_own(
-        self, update: Update, chain_deposits: dict[str, tuple[int, int]]
+        self,
+        update: Update,
+        chain_deposits: dict[str, tuple[int, int]],
+        *,
+        base: ChannelState | None = None,
     ) -> tuple[ChannelState, bytes]:
-        """Derive and sign the user's own update; it is kept as pending until answered."""
+        """Derive and sign the user's own update (on `base`, the latest state by default); it is kept
+        as pending until answered."""
         context = self._context(chain_deposits)
         try:
-            new, signature = validation.initiate_update(self.state, update, self._signer, context=context)
+            new, signature = validation.initiate_update(
+                base if base is not None else self.state, update, self._signer, context=context
+            )
         except ProtocolError as exc:
             raise policy.from_protocol(exc) from None
         self._store.save_pending(update, signature)
@@ -1134,20 +1181,28 @@ class AsyncClient:
 
     async def _answer_proposal_locked(self, proposal: dict[str, Any] | None) -> None:
         """Validate the node's open proposal and countersign it; refusals are emitted, never signed."""
+        prepared = await self._prepare_answer_locked(proposal)
+        if prepared is not None:
+            await self._send_answer_locked(prepared)
+            await self._follow_up_locked()
+
+    async def _prepare_answer_locked(self, proposal: dict[str, Any] | None) -> _PreparedAnswer | None:
+        """The client's checked countersignature of the node's open proposal (built on the latest
+        state), or None when there is nothing to answer or the client refuses (emitted)."""
         if not proposal:
-            return
+            return None
         try:
             update = serialization.update_from_json(proposal["update"])
             node_signature = _hex(proposal.get("nodeSignature"), "nodeSignature")
         except (ProtocolError, KeyError, TypeError) as exc:
             self._refused(ValidationError("malformed", f"unreadable proposal: {exc}"), None)
-            return
+            return None
         if update.nonce <= self.state.nonce:
-            return  # already answered (by this client or another device of the same user)
+            return None  # already answered (by this client or another device of the same user)
         if update.nonce > self.state.nonce + 1:
             await self._sync_locked(answer_proposal=False)
             if update.nonce != self.state.nonce + 1:
-                return
+                return None
         chain_deposits: dict[str, tuple[int, int]] = {}
         if isinstance(update, DepositUpdate) and self._chain is not None:
             chain = self._chain
@@ -1165,7 +1220,7 @@ class AsyncClient:
         meta = proposal.get("meta") or {}
         if not isinstance(meta, dict):
             self._refused(ValidationError("bad_meta", "the proposal's meta is not an object"), update)
-            return
+            return None
         previous = self.state
         try:
             new = policy.check_node_proposal(
@@ -1178,12 +1233,16 @@ class AsyncClient:
             )
         except ValidationError as exc:
             self._refused(exc, update)
-            return
+            return None
         signature = signing.sign_state(new, self._signer)
+        return _PreparedAnswer(previous, update, new, node_signature, signature, meta)
+
+    async def _send_answer_locked(self, prepared: _PreparedAnswer) -> None:
+        new = prepared.new
         try:
             answer = await self.api.post(
                 "/api/channel/countersign",
-                {"nonce": str(new.nonce), "signature": serialization.hex_bytes(signature)},
+                {"nonce": str(new.nonce), "signature": serialization.hex_bytes(prepared.signature)},
             )
         except NodeError as exc:
             if exc.code != "no_proposal":
@@ -1193,9 +1252,21 @@ class AsyncClient:
         answered = self._verified(answer)
         if answered.state.state_hash != new.state_hash:
             raise ValidationError("state_mismatch", "the node stored a different state than the proposal")
-        self._adopt(answered)
-        self._note_countersigned(previous, update, meta)
-        await self._follow_up_locked()
+        self._adopt_answered(prepared, answered.node_signature)
+
+    def _adopt_answered(self, prepared: _PreparedAnswer, node_signature: bytes) -> None:
+        """Adopt the node's proposal the user countersigned, and record what it did to payments."""
+        self._adopt(SignedChannelState(prepared.new, node_signature, prepared.signature))
+        self._note_countersigned(prepared.previous, prepared.update, prepared.meta)
+
+    def _background_follow_up(self) -> None:
+        """Run the follow-up of a proposal answered inside another update once the lock is free."""
+
+        async def follow_up() -> None:
+            async with self._lock:
+                await self._follow_up_locked()
+
+        self._background(follow_up())
 
     def _refused(self, error: ValidationError, update: Update | None) -> None:
         logger.warning("refused to countersign the node's proposal: %s", error)
