@@ -1,29 +1,85 @@
-"""Websocket consumers: the node's push channel to clients (and, later, low-latency update exchange).
+"""Websocket consumers: the node's push channel to clients and the low-latency update exchange.
 
 Protocol: JSON text frames. Client → node `{"type": "ping", "id": ...}`, `{"type": "auth", "token": ...}`
-(after which the node pushes the caller's own events); node → client `{"type": "authenticated", ...}`,
-`{"type": "pong", "id": ..., "server_time": ...}`, `{"type": "event", "event": ..., "payload": ...}`
-and `{"type": "error", "code": ..., "message": ...}` for anything it cannot take.
+(after which the node pushes the caller's own events) and, once authenticated,
+`{"type": "request", "id": ..., "method": "POST", "path": ..., "body": {...}}` for the channel update
+endpoints (`SOCKET_REQUESTS`): the same input, checks and answers as over REST, without an HTTP
+request per update. Node → client `{"type": "authenticated", ...}`, `{"type": "pong", "id": ...,
+"server_time": ...}`, `{"type": "event", "event": ..., "payload": ...}`, `{"type": "response", "id":
+..., "status": <HTTP status>, "body": <the REST answer or its error body>}` and `{"type": "error",
+"code": ..., "message": ...}` for anything it cannot take.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import close_old_connections
 
+from channels_app.api import channel_views
+from channels_app.api.errors import error_answer, error_body
 from channels_app.realtime import BROADCAST_GROUP, user_group
 from channels_app.services.auth import AuthError, auth_token_address
 
+logger = logging.getLogger(__name__)
+
 MAX_FRAME_BYTES = 64 * 1024
+
+# The REST endpoints a client may also call over its socket: (method, path) -> handler(address, body).
+SOCKET_REQUESTS: dict[tuple[str, str], Callable[[str, Any], dict[str, Any]]] = {
+    ("POST", "/api/channel/updates"): channel_views.channel_update_request,
+    ("POST", "/api/channel/countersign"): channel_views.channel_countersign_request,
+}
+
+
+def _answer_request(
+    handler: Callable[[str, Any], dict[str, Any]], address: str, body: Any
+) -> tuple[int, Any]:
+    """Run one socket request like a REST request: its own database connection state, the same
+    error bodies. Runs in a worker thread (the service holds row locks; the event loop must not)."""
+    close_old_connections()
+    try:
+        return 200, handler(address, body)
+    except Exception as exc:
+        answer = error_answer(exc)
+        if answer is None:
+            logger.exception("socket request failed")
+            return 500, error_body("internal_error", "The node failed to handle the request.")
+        return answer
+    finally:
+        close_old_connections()
 
 
 class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     groups: ClassVar[list[str]] = [BROADCAST_GROUP]
     address: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._requests: set[asyncio.Future[None]] = set()
+
+    async def _request(self, content: dict[str, Any]) -> None:
+        """A REST call over the socket; answered with `{"type": "response", "id", "status", "body"}`
+        (requests are answered concurrently, each when done)."""
+        request_id = content.get("id")
+        handler = SOCKET_REQUESTS.get((str(content.get("method")), str(content.get("path"))))
+        if self.address is None:
+            status, body = 401, error_body("not_authenticated", "Send {'type': 'auth'} first.")
+        elif handler is None:
+            status, body = 404, error_body("not_found", "This request is served over REST only.")
+        else:
+            status, body = await sync_to_async(_answer_request, thread_sensitive=False)(
+                handler, self.address, content.get("body")
+            )
+        await self.send_json({"type": "response", "id": request_id, "status": status, "body": body})
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
@@ -50,6 +106,11 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         if content["type"] == "auth":
             await self._authenticate(content)
+            return
+        if content["type"] == "request":
+            task = asyncio.ensure_future(self._request(content))
+            self._requests.add(task)
+            task.add_done_callback(self._requests.discard)
             return
         await self._error(
             "unknown_message_type", f"Unknown message type {content['type']!r}.", content.get("id")

@@ -123,29 +123,60 @@ class ChannelView(APIView):
         )
 
 
+def channel_update_request(address: str, data: Any) -> dict[str, Any]:
+    """POST /api/channel/updates (also over the websocket): the node's countersignature."""
+    body = UpdateInput(data=data)
+    body.is_valid(raise_exception=True)
+    update = _parse_update(body.validated_data["update"])
+    answer = body.validated_data.get("answer")
+    try:
+        signed = channels.channel_apply_user_update(
+            user=address,
+            update=update,
+            signature=body.validated_data["signature"],
+            meta=body.validated_data.get("meta"),
+            answer=(answer["nonce"], answer["signature"]) if answer else None,
+        )
+    except channels.ChannelError as exc:
+        raise _channel_error(exc) from None
+    return _signed_json(signed)
+
+
 class ChannelUpdateView(APIView):
-    """Propose an update you initiated (deposit, create, resolve); get the node's countersignature."""
+    """Propose an update you initiated (deposit, create, resolve); get the node's countersignature.
+    `answer` (optional) countersigns the node's open proposal first, in the same transaction."""
 
     permission_classes = [IsAuthenticated]
 
     @extend_schema(request=UpdateInput, responses=JsonObject)
     def post(self, request: Request) -> Response:
-        body = UpdateInput(data=request.data)
-        body.is_valid(raise_exception=True)
-        update = _parse_update(body.validated_data["update"])
-        try:
-            signed = channels.channel_apply_user_update(
-                user=request.user.address,
-                update=update,
-                signature=body.validated_data["signature"],
-                meta=body.validated_data.get("meta"),
-                answer=(answer["nonce"], answer["signature"])
-                if (answer := body.validated_data.get("answer"))
-                else None,
-            )
-        except channels.ChannelError as exc:
-            raise _channel_error(exc) from None
-        return Response(_signed_json(signed))
+        return Response(channel_update_request(request.user.address, request.data))
+
+
+class CountersignInput(serializers.Serializer):
+    nonce = WeiField()
+    signature = HexBytesField(length=65)
+
+
+def channel_countersign_request(address: str, data: Any) -> dict[str, Any]:
+    """POST /api/channel/countersign (also over the websocket): the doubly signed proposal."""
+    body = CountersignInput(data=data)
+    body.is_valid(raise_exception=True)
+    channel = selectors.channel_get_for_user(user=address)
+    if channel is None:
+        raise ApiError(
+            "no_channel", "You have no channel with this node yet; open one first.", http_status=404
+        )
+    try:
+        signed = channels.channel_countersign(
+            user=address,
+            channel_address=channel.address,
+            nonce=body.validated_data["nonce"],
+            signature=body.validated_data["signature"],
+        )
+    except channels.ChannelError as exc:
+        raise _channel_error(exc) from None
+    return _signed_json(signed)
 
 
 class CountersignView(APIView):
@@ -153,25 +184,9 @@ class CountersignView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    class InputSerializer(serializers.Serializer):
-        nonce = WeiField()
-        signature = HexBytesField(length=65)
-
-    @extend_schema(request=InputSerializer, responses=JsonObject)
+    @extend_schema(request=CountersignInput, responses=JsonObject)
     def post(self, request: Request) -> Response:
-        body = self.InputSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        channel = _own_channel(request)
-        try:
-            signed = channels.channel_countersign(
-                user=request.user.address,
-                channel_address=channel.address,
-                nonce=body.validated_data["nonce"],
-                signature=body.validated_data["signature"],
-            )
-        except channels.ChannelError as exc:
-            raise _channel_error(exc) from None
-        return Response(_signed_json(signed))
+        return Response(channel_countersign_request(request.user.address, request.data))
 
 
 def _signed_json(signed: channels.SignedState) -> dict[str, Any]:

@@ -55,20 +55,15 @@ def error_body(
     return {"error": error}
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+def error_answer(exc: Exception) -> tuple[int, dict[str, Any]] | None:
+    """(HTTP status, error body) for an API exception; None for anything else (a bug). Shared by
+    the REST handler and the websocket's requests."""
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
     if not isinstance(exc, exceptions.APIException):
-        return None  # a bug: let Django log it and answer 500
-
-    headers: dict[str, str] = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
-
+        return None
     if isinstance(exc, ApiError):
         body = error_body(exc.error_code, exc.message, extra=exc.extra)
     elif isinstance(exc, exceptions.ValidationError):
@@ -76,7 +71,20 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     else:
         code = next((c for kind, c in _DRF_CODES.items() if isinstance(exc, kind)), "error")
         body = error_body(code, str(exc.detail))
+    return exc.status_code, body
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    answer = error_answer(exc)
+    if answer is None:
+        return None  # a bug: let Django log it and answer 500
+    status_code, body = answer
+    headers: dict[str, str] = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
     from rest_framework.views import set_rollback  # here: rest_framework.views imports our auth class
 
     set_rollback()
-    return Response(body, status=exc.status_code, headers=headers)
+    return Response(body, status=status_code, headers=headers)

@@ -1497,16 +1497,24 @@ class AsyncClient:
             if reply.get("type") != "authenticated":
                 raise NodeError(str(reply.get("code", "bad_reply")), f"websocket auth answered {reply}", 400)
             await self._inbox.put({"type": "sync"})
-            async for message in ws:
-                if message.type == aiohttp.WSMsgType.TEXT:
-                    try:
-                        frame = json.loads(message.data)
-                    except ValueError:
-                        continue
-                    if isinstance(frame, dict) and frame.get("type") == "event":
-                        await self._inbox.put(frame)
-                elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                    break
+            self.api.attach_socket(ws.send_json)
+            try:
+                async for message in ws:
+                    if message.type == aiohttp.WSMsgType.TEXT:
+                        try:
+                            frame = json.loads(message.data)
+                        except ValueError:
+                            continue
+                        if not isinstance(frame, dict):
+                            continue
+                        if frame.get("type") == "event":
+                            await self._inbox.put(frame)
+                        elif frame.get("type") == "response":
+                            self.api.socket_response(frame)
+                    elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                        break
+            finally:
+                self.api.detach_socket()
 
     async def _process_inbox(self) -> None:
         """Handle syncs and the node's pushes one at a time, in order."""

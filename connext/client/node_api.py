@@ -3,10 +3,18 @@
 Every non-2xx answer becomes a `NodeError` carrying the node's `code` (`AuthenticationError` for 401);
 a 5xx or a failed connection becomes `NodeUnavailableError`. An expired token is renewed by logging in
 again, once per request.
+
+While the client's websocket is up, the channel update calls (`SOCKET_PATHS`) go over it as
+`{"type": "request"}` frames (same bodies, same answers, no HTTP request per update); when the socket
+is down or drops before the answer, the call goes over REST instead (the node answers a repeated
+update or countersignature exactly as the first time).
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -17,6 +25,11 @@ from connext.protocol.signing import Signer
 
 REQUEST_TIMEOUT_SECONDS = 30
 _RENEWABLE = ("invalid_token", "token_expired")
+SOCKET_PATHS = frozenset({"/api/channel/updates", "/api/channel/countersign"})
+
+
+class _SocketLost(Exception):
+    """The socket went away before the node answered a request sent over it."""
 
 
 class NodeApi:
@@ -25,6 +38,51 @@ class NodeApi:
         self.signer = signer
         self.session = session
         self.token = ""
+        self._socket_send: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+        self._waiting: dict[int, asyncio.Future[tuple[int, Any]]] = {}
+        self._request_ids = itertools.count(1)
+
+    # -- requests over the websocket ------------------------------------------------------------------
+
+    def attach_socket(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """Send the update calls over an authenticated socket from now on."""
+        self._socket_send = send
+
+    def detach_socket(self) -> None:
+        """The socket is gone: calls waiting on it go over REST."""
+        self._socket_send = None
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(_SocketLost())
+
+    def socket_response(self, frame: dict[str, Any]) -> None:
+        """Hand the node's `{"type": "response"}` frame to the call waiting for it."""
+        request_id = frame.get("id")
+        future = self._waiting.pop(request_id, None) if isinstance(request_id, int) else None
+        if future is not None and not future.done():
+            status = frame.get("status")
+            future.set_result((status if isinstance(status, int) else 500, frame.get("body")))
+
+    async def _socket_request(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        send = self._socket_send
+        if send is None:
+            raise _SocketLost()
+        request_id = next(self._request_ids)
+        future: asyncio.Future[tuple[int, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        try:
+            await send({"type": "request", "id": request_id, "method": method, "path": path, "body": body})
+            status, answer = await asyncio.wait_for(future, REQUEST_TIMEOUT_SECONDS)
+        except (ConnectionError, RuntimeError, TimeoutError, aiohttp.ClientError) as exc:
+            raise _SocketLost() from exc
+        finally:
+            self._waiting.pop(request_id, None)
+        if status < 400:
+            return answer
+        if status >= 500:
+            raise NodeUnavailableError("node_unavailable", f"{method} {path}: the node answered {status}")
+        raise error_from_body(status, answer)
 
     @property
     def ws_url(self) -> str:
@@ -54,6 +112,11 @@ class NodeApi:
         return await self.request("GET", path, params=params or None)
 
     async def post(self, path: str, body: dict[str, Any]) -> Any:
+        if path in SOCKET_PATHS and self._socket_send is not None:
+            try:
+                return await self._socket_request("POST", path, body)
+            except _SocketLost:
+                pass  # the node answers the same call over REST exactly as it would have here
         return await self.request("POST", path, json=body)
 
     async def request(
