@@ -241,6 +241,36 @@ def test_every_definition_is_routed_through_the_node_and_resolved(live_node, wal
     assert {p["paymentId"] for p in bob.get_transfer_history()} >= {linked, hashlock, signed}
 
 
+def test_updates_travel_over_the_websocket_and_over_rest_while_the_socket_is_down(live_node, wallets, w3):
+    alice = funded(live_node, wallets, w3)
+    bob = funded(live_node, wallets, w3, deposit=0, node=1)
+    rest_updates_before = _rest_update_calls(live_node)
+
+    over_socket = alice.transfer(bob.address, 1 * MILLI)
+    alice.event("transfer.resolved", over_socket)
+    settled(alice, bob)
+    assert _rest_update_calls(live_node) == rest_updates_before  # both sides answered over their sockets
+
+    # The sockets stay up but the clients stop using them: the same calls go over REST.
+    for wallet in (alice, bob):
+        api = wallet.async_client.api
+        wallet.client._loop.call_soon_threadsafe(api.detach_socket)
+        until(lambda api=api: api._socket_send is None, "the socket detached")
+    over_rest = alice.transfer(bob.address, 2 * MILLI)
+    alice.event("transfer.resolved", over_rest)
+    settled(alice, bob)
+    assert _rest_update_calls(live_node) > rest_updates_before
+    for payment in (over_socket, over_rest):
+        assert alice.get_transfer(payment)["status"] == "completed"
+
+
+def _rest_update_calls(live_node: LiveNode) -> int:
+    return sum(
+        node.log().count("POST /api/channel/updates") + node.log().count("POST /api/channel/countersign")
+        for node in live_node.nodes
+    )
+
+
 # -- offline receivers, links, expiries ----------------------------------------------------------------
 
 

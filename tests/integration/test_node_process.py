@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import secrets
+import urllib.request
 
 import pytest
 from websockets.sync.client import connect
@@ -55,3 +57,67 @@ def test_health_turns_200_once_the_celery_worker_and_beat_run(node_process, cele
 
 def test_daphne_stops_cleanly_on_sigterm(node_process):
     assert node_process.stop() == 0
+
+
+def _token(node_url: str) -> str:
+    """Log a fresh key in over REST (nonce, EIP-191 signature) and return its bearer token."""
+    from connext.protocol import auth, serialization
+    from connext.protocol.signing import Signer
+
+    signer = Signer(secrets.token_bytes(32))
+    status, challenge = http_get_json(f"{node_url}/api/auth/nonce?address={signer.address}")
+    assert status == 200, challenge
+    body = json.dumps(
+        {
+            "address": signer.address,
+            "nonce": challenge["nonce"],
+            "signature": serialization.hex_bytes(auth.sign_login(challenge["message"], signer)),
+        }
+    ).encode()
+    request = urllib.request.Request(  # noqa: S310 - local test URL
+        f"{node_url}/api/auth/token", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local test URL
+        return str(json.loads(response.read())["token"])
+
+
+def _request(websocket, frame: dict) -> dict:
+    websocket.send(json.dumps({"type": "request", **frame}))
+    reply = json.loads(websocket.recv(timeout=10))
+    assert reply["type"] == "response", reply
+    assert reply["id"] == frame.get("id")
+    return reply
+
+
+def test_socket_requests_answer_like_rest_with_the_same_error_codes(node_process):
+    token = _token(node_process.url)
+    with connect(node_process.ws_url, open_timeout=10) as websocket:
+        before_auth = _request(
+            websocket, {"id": 1, "method": "POST", "path": "/api/channel/updates", "body": {}}
+        )
+        websocket.send(json.dumps({"type": "auth", "token": token, "id": "a"}))
+        assert json.loads(websocket.recv(timeout=10))["type"] == "authenticated"
+        unknown = _request(
+            websocket, {"id": 2, "method": "POST", "path": "/api/channel/withdraw", "body": {}}
+        )
+        malformed = _request(
+            websocket, {"id": 3, "method": "POST", "path": "/api/channel/updates", "body": {}}
+        )
+        no_channel = _request(
+            websocket,
+            {
+                "id": 4,
+                "method": "POST",
+                "path": "/api/channel/countersign",
+                "body": {"nonce": "2", "signature": "0x" + "11" * 65},
+            },
+        )
+        websocket.send(json.dumps({"type": "ping", "id": 5}))
+        still_there = json.loads(websocket.recv(timeout=10))
+
+    assert (before_auth["status"], before_auth["body"]["error"]["code"]) == (401, "not_authenticated")
+    assert (unknown["status"], unknown["body"]["error"]["code"]) == (404, "not_found")
+    assert (malformed["status"], malformed["body"]["error"]["code"]) == (400, "invalid_input")
+    assert set(malformed["body"]["error"]["fields"]) == {"update", "signature"}
+    assert (no_channel["status"], no_channel["body"]["error"]["code"]) == (404, "no_channel")
+    assert still_there["type"] == "pong"
