@@ -31,19 +31,41 @@ WITHDRAWN_TOPIC = "0x" + keccak(text="Withdrawn(address,address,uint256,uint256)
 MAX_BLOCKS_PER_SCAN = 2_000
 
 
+_TOTALS_AT_BLOCK: dict[tuple[str, str], channel_reads.DepositTotals] = {}
+_TOTALS_BLOCK: list[bytes] = [b""]
+
+
+def _deposit_totals(
+    w3: Web3, channel_address: str, asset_id: str, block: int, block_hash: bytes
+) -> channel_reads.DepositTotals:
+    """The chain's deposit totals at `block`, read once per block (balances change only with blocks;
+    the watch runs every few seconds whether or not a block arrived). Keyed by the block's hash: a
+    reorganised (or, on a dev chain, reverted) height is read again."""
+    if _TOTALS_BLOCK[0] != block_hash:
+        _TOTALS_AT_BLOCK.clear()
+        _TOTALS_BLOCK[0] = block_hash
+    key = (channel_address, asset_id)
+    totals = _TOTALS_AT_BLOCK.get(key)
+    if totals is None:
+        totals = channel_reads.deposit_totals(w3, channel_address, asset_id, block=block)
+        _TOTALS_AT_BLOCK[key] = totals
+    return totals
+
+
 def deposits_watch() -> list[int]:
     """Push `deposit.confirmed` to users whose channel holds more than its state credits; return the
     ids of channels where the node has uncredited deposits (the caller reconciles them)."""
     w3 = chain.web3()
     net = network.network()
     block = channel_reads.confirmed_block(w3, settings.CHAIN_CONFIRMATIONS)
+    block_hash = bytes(w3.eth.get_block(block)["hash"])
     node_credit_due: list[int] = []
     for channel in Channel.objects.filter(status=Channel.Status.OPEN).only(
         "pk", "address", "user_address", "latest_state"
     ):
         state = channels.latest_state(channel)
         for asset_id in net.assets:
-            totals = channel_reads.deposit_totals(w3, channel.address, asset_id, block=block)
+            totals = _deposit_totals(w3, channel.address, asset_id, block, block_hash)
             index = state.asset_index(asset_id)
             processed_node, processed_user = (0, 0) if index is None else state.processed_deposits[index]
             if totals.node > processed_node:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
+from django.core.management.commands import flush
+from django.db import OperationalError
 
 from channels_app.health import HEARTBEAT_CACHE_KEY
 from connext.chain import devchain
@@ -21,6 +25,33 @@ from tests.support.processes import (
     node_env,
     wait_until,
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_survives_a_running_node() -> Iterator[None]:
+    """Each transactional test ends with Django's flush (one TRUNCATE of every table) while the
+    module's node processes keep working; Postgres may pick the TRUNCATE as the victim of a deadlock
+    with one of their transactions. It is rolled back whole, so trying again is safe."""
+    original = flush.Command.handle
+
+    def handle(self: flush.Command, **options: Any) -> None:
+        for attempt in range(5):
+            try:
+                original(self, **options)
+                return
+            except CommandError as exc:
+                if attempt == 4 or not isinstance(exc.__cause__, OperationalError):
+                    raise
+                if "deadlock" not in str(exc.__cause__):
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+
+    flush.Command.handle = handle
+    try:
+        yield
+    finally:
+        flush.Command.handle = original
+
 
 # The node key of the live node (no other test signs with it) and one secret for all its processes.
 LIVE_NODE_KEY = devchain.DEV_PRIVATE_KEYS[5]
