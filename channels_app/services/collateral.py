@@ -180,6 +180,9 @@ def node_deposits_credit(*, channel_id: int) -> bool:
             if locked is None:
                 return False
             state = channels.latest_state(locked)
+            index = state.asset_index(asset_id)
+            if index is not None and state.processed_deposits[index] == (totals.node, totals.user):
+                return False  # credited meanwhile (another worker, or the user's own deposit update)
             channels.propose_locked(
                 locked,
                 DepositUpdate(
