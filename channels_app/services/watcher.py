@@ -61,7 +61,7 @@ def deposits_watch() -> list[int]:
     block_hash = bytes(w3.eth.get_block(block)["hash"])
     node_credit_due: list[int] = []
     for channel in Channel.objects.filter(status=Channel.Status.OPEN).only(
-        "pk", "address", "user_address", "latest_state"
+        "pk", "address", "user_address", "nonce", "node_signature", "latest_state"
     ):
         state = channels.latest_state(channel)
         for asset_id in net.assets:
