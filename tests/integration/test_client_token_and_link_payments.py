@@ -1,0 +1,117 @@
+"""Payments end to end beyond plain ETH: the TestToken routed A→node→B with the node's collateral
+topped up in the token, link reclaims, and the status both parties see. A real node (two daphne
+processes, a Celery worker with beat), Postgres, Redis, anvil and the client SDK over websockets."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from eth_account import Account
+from web3 import HTTPProvider, Web3
+
+from channels_app.models import Channel, Payment
+from connext import ETH, Client
+from connext.chain import channel_reads, devchain
+from connext.protocol import serialization
+from connext.protocol.encoding import keccak256
+from tests.integration.conftest import LIVE_NODE_KEY, LiveNode
+from tests.support.client_wallets import Funder, Wallet, settled
+from tests.support.conservation import assert_offchain_conserved
+
+pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+FUNDER_KEY = devchain.DEV_PRIVATE_KEYS[9]
+E = 10**18
+MILLI = 10**15
+NODE_ADDRESS = Account.from_key(LIVE_NODE_KEY).address
+
+
+@pytest.fixture(scope="module")
+def funder(live_node: LiveNode) -> Funder:
+    return Funder(Web3(HTTPProvider(live_node.chain_url)), FUNDER_KEY)
+
+
+@pytest.fixture(scope="module")
+def token(deployments: dict[str, str]) -> str:
+    return deployments["TestToken"]
+
+
+@pytest.fixture
+def wallets(live_node: LiveNode) -> Iterator[list[Wallet]]:
+    opened: list[Wallet] = []
+    yield opened
+    for wallet in opened:
+        wallet.client.close()
+
+
+def connect(live_node: LiveNode, wallets: list[Wallet], key: str, *, node: int = 0, **kwargs: Any) -> Wallet:
+    kwargs.setdefault("chain_rpc_url", live_node.chain_url)
+    wallet = Wallet(Client.connect(live_node.nodes[node].url, key, **kwargs))
+    wallets.append(wallet)
+    return wallet
+
+
+def node_states(*wallets: Wallet) -> list[Any]:
+    addresses = [w.channel_address for w in wallets]
+    return [
+        serialization.channel_state_from_json(c.latest_state)
+        for c in Channel.objects.filter(address__in=addresses)
+    ]
+
+
+# -- the token --------------------------------------------------------------------------------------
+
+
+def test_token_payments_of_every_kind_are_routed_with_token_collateral_and_conserve_each_asset(
+    live_node, wallets, funder, token
+):
+    w3 = funder.w3
+    funder.mint(token, NODE_ADDRESS, 1000 * E)  # the node's token float, for collateral
+    alice = connect(live_node, wallets, funder.new_key())
+    bob = connect(live_node, wallets, funder.new_key(), node=1)
+    carol = connect(live_node, wallets, funder.new_key())
+    funder.mint(token, alice.address, 50 * E)
+    alice.deposit(20 * E, token)
+    alice.deposit(5 * MILLI)
+    before = assert_offchain_conserved(w3, node_states(alice, bob, carol), [ETH, token])
+    assert bob.get_free_balance(token) == {"user": 0, "node": 0}
+
+    # Linked, to a named user: the node has no token in Bob's channel yet and deposits it first.
+    linked = alice.transfer(bob.address, 1 * E, token)
+    alice.event("transfer.resolved", linked)
+    bob.event("transfer.resolved", linked)
+
+    # HashLock: Bob reveals the preimage before his (shorter) expiry.
+    preimage = secrets.token_bytes(32)
+    hashlock = alice.conditional_transfer(
+        "hashlock", 2 * E, bob.address, token, lock_hash=keccak256(preimage), expiry=int(time.time()) + 7200
+    )
+    bob.event("transfer.received", hashlock)
+    bob.resolve_condition(hashlock, preimage=preimage)
+    alice.event("transfer.resolved", hashlock)
+
+    # A link, redeemed by Carol: collateral in her channel comes on chain first as well.
+    link = alice.create_link(3 * E, token)
+    redeemed = carol.redeem_link(link["payment_id"], link["secret"])
+    alice.event("transfer.resolved", link["payment_id"])
+    settled(alice, bob, carol)
+
+    assert redeemed["status"] == "completed"
+    assert (alice.balance(token), bob.balance(token), carol.balance(token)) == (14 * E, 3 * E, 3 * E)
+    assert (alice.balance(ETH), bob.balance(ETH), carol.balance(ETH)) == (5 * MILLI, 0, 0)
+    for user in (bob, carol):  # the node's collateral arrived in the token, on chain, and was credited
+        on_chain = channel_reads.deposit_totals(w3, user.channel_address, token, block="latest").node
+        assert on_chain > 0
+        assert user.get_free_balance(token)["node"] + user.balance(token) == on_chain
+    for payment in (linked, hashlock, link["payment_id"]):
+        record = Payment.objects.get(payment_id=payment)
+        assert (record.status, record.asset_id) == ("completed", token)
+        assert alice.get_transfer(payment)["status"] == "completed"
+    after = assert_offchain_conserved(w3, node_states(alice, bob, carol), [ETH, token])
+    for asset in (ETH, token):  # payments only moved money between users; the node only added its own
+        assert after[asset].users == before[asset].users
+        assert after[asset].node == before[asset].node + after[asset].deposited - before[asset].deposited
