@@ -374,6 +374,8 @@ def payment_cancel(*, sender: str, payment_id: str) -> Payment:
         payment.status = PaymentStatus.FAILED
         payment.failure = "cancelled by the sender"
         payment.save(update_fields=["status", "failure", "updated_at"])
+        _push(payment.sender, "transfer.failed", payment)  # the refund that follows is not announced again
+        _push(payment.recipient, "transfer.failed", payment)
     _schedule_reconcile(payment.sender_transfer.channel_id)
     return payment
 
