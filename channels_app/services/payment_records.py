@@ -17,6 +17,26 @@ from connext.protocol.types import DefinitionKind
 ROUTED_KINDS = (DefinitionKind.LINKED.value, DefinitionKind.HASHLOCK.value, DefinitionKind.SIGNED.value)
 
 
+def payment_status(payment: Payment) -> str:
+    """The status both parties see, read from the two transfers themselves so it never waits for the
+    node's bookkeeping (nor for an offline sender): `completed` once the receiver resolved its side
+    (it holds the money; the node holds the resolver that settles the sender's lock), `failed` once
+    the receiver's side is cancelled or expired (the sender's refund is under way), `refunded` once the
+    sender's side is refunded in a doubly signed state. Otherwise the stored status (pending,
+    forwarded, or failed when it could not be forwarded)."""
+    sender = payment.sender_transfer
+    receiver = payment.receiver_transfer
+    if sender.status == Transfer.Status.CANCELLED:
+        return Payment.Status.REFUNDED
+    if sender.status == Transfer.Status.RESOLVED or (
+        receiver is not None and receiver.status == Transfer.Status.RESOLVED
+    ):
+        return Payment.Status.COMPLETED
+    if receiver is not None and receiver.status == Transfer.Status.CANCELLED:
+        return Payment.Status.FAILED
+    return payment.status
+
+
 def payment_json(payment: Payment) -> dict[str, Any]:
     meta = payment.sender_transfer.meta or {}
     return {
@@ -26,7 +46,7 @@ def payment_json(payment: Payment) -> dict[str, Any]:
         "recipient": payment.recipient or None,
         "assetId": payment.asset_id,
         "amount": str(int(payment.amount)),
-        "status": payment.status,
+        "status": payment_status(payment),
         "failure": payment.failure or None,
         "meta": {key: value for key, value in meta.items() if key != "encryptedPreimage"},
         "createdAt": payment.created_at.isoformat(),

@@ -19,6 +19,7 @@ import time
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from channels_app import after_commit, network
 from channels_app.models import Channel, OnchainTransaction, Payment, Transfer
@@ -153,6 +154,7 @@ def _fail(payment: Payment, reason: str) -> None:
     payment.failure = reason[:300]
     payment.save(update_fields=["status", "failure", "updated_at"])
     _push(payment.sender, "transfer.failed", payment)
+    _push(payment.recipient, "transfer.failed", payment)
 
 
 # -- after the receiver side changed -------------------------------------------------------------
@@ -258,6 +260,22 @@ def _resolve_sender_side(channel_id: int, payment_pk: int, resolver: bytes) -> b
     return True
 
 
+def payment_receiver_settled(*, payment: Payment) -> None:
+    """The receiver resolved or cancelled its side: tell both parties now, not only once the sender
+    side settles (its user may stay offline for long). Announced once, whichever worker gets here."""
+    assert payment.receiver_transfer is not None
+    paid = payment.receiver_transfer.status == Transfer.Status.RESOLVED
+    payment.status = PaymentStatus.COMPLETED if paid else PaymentStatus.FAILED
+    payment.failure = "" if paid else "the receiver's side was cancelled or expired"
+    announced = Payment.objects.filter(
+        pk=payment.pk, status__in=[PaymentStatus.PENDING, PaymentStatus.FORWARDED]
+    ).update(status=payment.status, failure=payment.failure, updated_at=timezone.now())
+    if announced:
+        event = "transfer.resolved" if paid else "transfer.failed"
+        _push(payment.sender, event, payment)
+        _push(payment.recipient, event, payment)
+
+
 def payment_sender_settled(*, sender_transfer: Transfer) -> None:
     """The sender side was resolved or refunded (both signed): the payment is over."""
     payment = Payment.objects.filter(sender_transfer=sender_transfer).first()
@@ -274,6 +292,7 @@ def payment_sender_settled(*, sender_transfer: Transfer) -> None:
     payment.save(update_fields=["status", "updated_at"])
     if not was_failed:  # a failure was announced when it happened
         _push(payment.sender, "transfer.failed", payment)
+        _push(payment.recipient, "transfer.failed", payment)
 
 
 def payments_sync(*, channel_id: int) -> None:
@@ -296,6 +315,13 @@ def payments_sync(*, channel_id: int) -> None:
     )
     for transfer in new_receiver_sides:
         payment_receiver_locked(receiver_transfer=transfer)
+    decided_here = Payment.objects.filter(
+        receiver_transfer__channel_id=channel_id,
+        receiver_transfer__status__in=[Transfer.Status.RESOLVED, Transfer.Status.CANCELLED],
+        status__in=[PaymentStatus.PENDING, PaymentStatus.FORWARDED],
+    )
+    for payment in decided_here.select_related("sender_transfer", "receiver_transfer"):
+        payment_receiver_settled(payment=payment)
     decided_downstream = Payment.objects.filter(
         receiver_transfer__channel_id=channel_id,
         receiver_transfer__status__in=[Transfer.Status.RESOLVED, Transfer.Status.CANCELLED],

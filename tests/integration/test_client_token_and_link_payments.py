@@ -4,6 +4,7 @@ processes, a Celery worker with beat), Postgres, Redis, anvil and the client SDK
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Iterator
@@ -16,10 +17,11 @@ from web3 import HTTPProvider, Web3
 from channels_app.models import Channel, Payment
 from connext import ETH, Client
 from connext.chain import channel_reads, devchain
+from connext.errors import NodeError
 from connext.protocol import serialization
 from connext.protocol.encoding import keccak256
 from tests.integration.conftest import LIVE_NODE_KEY, LiveNode
-from tests.support.client_wallets import Funder, Wallet, settled
+from tests.support.client_wallets import Funder, Wallet, settled, until
 from tests.support.conservation import assert_offchain_conserved
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -115,3 +117,117 @@ def test_token_payments_of_every_kind_are_routed_with_token_collateral_and_conse
     for asset in (ETH, token):  # payments only moved money between users; the node only added its own
         assert after[asset].users == before[asset].users
         assert after[asset].node == before[asset].node + after[asset].deposited - before[asset].deposited
+
+
+# -- links taken back --------------------------------------------------------------------------------
+
+
+def node_view(wallet: Wallet, payment_id: str) -> dict[str, Any]:
+    """The node's own answer for a payment (the client's `get_transfer` also keeps its own record)."""
+    request = wallet.async_client.api.get(f"/api/transfers/{payment_id}")
+    return asyncio.run_coroutine_threadsafe(request, wallet.client._loop).result(timeout=30)
+
+
+def test_an_expired_unredeemed_link_is_reclaimed_by_its_sender_and_then_redeems_nothing(
+    live_node, wallets, funder
+):
+    alice = connect(live_node, wallets, funder.new_key())
+    carol = connect(live_node, wallets, funder.new_key(), node=1)
+    alice.deposit(10 * MILLI)
+    start = alice.balance(ETH)
+    fresh = alice.create_link(2 * MILLI)  # a week to redeem it
+    expired = alice.create_link(3 * MILLI, expires_in=0)
+    assert alice.balance(ETH) == start - 5 * MILLI
+    alice_state = alice.get_channel()["state"]
+
+    with pytest.raises(NodeError) as too_early:
+        alice.cancel_transfer(fresh["payment_id"])
+    with pytest.raises(NodeError) as not_hers:
+        carol.cancel_transfer(expired["payment_id"])
+    assert alice.get_channel()["state"] == alice_state
+    reclaimed = alice.cancel_transfer(expired["payment_id"])
+    failed = alice.event("transfer.failed", expired["payment_id"])
+    until(lambda: alice.balance(ETH) == start - 2 * MILLI, "the expired link's refund")
+    carol_state = carol.get_channel()["state"]
+    with pytest.raises(NodeError) as after_reclaim:
+        carol.redeem_link(expired["payment_id"], expired["secret"])
+
+    assert (too_early.value.code, too_early.value.status) == ("link_not_expired", 409)
+    assert (not_hers.value.code, not_hers.value.status) == ("unknown_payment", 404)
+    assert (after_reclaim.value.code, after_reclaim.value.status) == ("link_closed", 409)
+    assert reclaimed["status"] == failed["status"] == "failed"
+    assert node_view(alice, expired["payment_id"])["status"] == "refunded"
+    assert carol.get_channel()["state"] == carol_state
+    assert carol.balance(ETH) == 0
+
+    # The link that has not expired still pays whoever holds it.
+    assert carol.redeem_link(fresh["payment_id"], fresh["secret"])["status"] == "completed"
+    settled(alice, carol)
+    assert (alice.balance(ETH), carol.balance(ETH)) == (start - 2 * MILLI, 2 * MILLI)
+
+
+# -- one status for both parties ----------------------------------------------------------------------
+
+
+def sender_and_receiver(live_node, wallets, funder, tmp_path) -> tuple[Wallet, str, Wallet]:
+    """Alice (funded, with a store to come back with) and Bob with the node's collateral."""
+    alice_key = funder.new_key()
+    alice = connect(live_node, wallets, alice_key, store_path=str(tmp_path / "alice.db"))
+    alice.deposit(10 * MILLI)
+    bob = connect(live_node, wallets, funder.new_key(), node=1)
+    bob.request_collateral(ETH)
+    until(lambda: bob.get_free_balance(ETH)["node"] > 0, "the node's collateral for Bob")
+    return alice, alice_key, bob
+
+
+def test_both_parties_see_a_payment_completed_once_the_receiver_resolves_though_the_sender_is_away(
+    live_node, wallets, funder, tmp_path
+):
+    alice, alice_key, bob = sender_and_receiver(live_node, wallets, funder, tmp_path)
+    start = alice.balance(ETH)
+    preimage = secrets.token_bytes(32)
+    payment = alice.conditional_transfer(
+        "hashlock", 2 * MILLI, bob.address, lock_hash=keccak256(preimage), expiry=int(time.time()) + 7200
+    )
+    bob.event("transfer.received", payment)
+    assert node_view(bob, payment)["status"] == node_view(alice, payment)["status"] == "forwarded"
+    alice.client.close()
+
+    bob.resolve_condition(payment, preimage=preimage)
+    resolved = bob.event("transfer.resolved", payment)
+    assert resolved["status"] == "completed"
+    assert node_view(bob, payment)["status"] == "completed"
+    assert Payment.objects.get(payment_id=payment).sender_transfer.status == "active"  # Alice is away
+
+    alice = connect(live_node, wallets, alice_key, store_path=str(tmp_path / "alice.db"))
+    assert node_view(alice, payment)["status"] == "completed"
+    settled(alice, bob)
+    assert alice.get_transfer(payment)["status"] == bob.get_transfer(payment)["status"] == "completed"
+    assert [p["status"] for p in alice.get_transfer_history() if p["paymentId"] == payment] == ["completed"]
+    assert (alice.balance(ETH), bob.balance(ETH)) == (start - 2 * MILLI, 2 * MILLI)
+    assert len(bob.events("transfer.resolved", payment)) == 1
+
+
+def test_both_parties_see_a_payment_fail_when_the_receiver_cancels_and_refunded_once_the_sender_is(
+    live_node, wallets, funder, tmp_path
+):
+    alice, alice_key, bob = sender_and_receiver(live_node, wallets, funder, tmp_path)
+    start = alice.balance(ETH)
+    payment = alice.conditional_transfer(
+        "hashlock", 2 * MILLI, bob.address, lock_hash=keccak256(b"kept"), expiry=int(time.time()) + 7200
+    )
+    bob.event("transfer.received", payment)
+    alice.client.close()
+
+    bob.resolve_condition(payment, preimage=bytes(32))  # the all-zero preimage declines the payment
+    failed = bob.event("transfer.failed", payment)
+    assert failed["status"] == "failed"
+    assert node_view(bob, payment)["status"] == "failed"
+    assert bob.get_transfer(payment)["status"] == "failed"
+
+    alice = connect(live_node, wallets, alice_key, store_path=str(tmp_path / "alice.db"))
+    settled(alice, bob)
+    assert node_view(alice, payment)["status"] == node_view(bob, payment)["status"] == "refunded"
+    assert alice.get_transfer(payment)["status"] == bob.get_transfer(payment)["status"] == "refunded"
+    assert (alice.balance(ETH), bob.balance(ETH)) == (start, 0)
+    assert len(bob.events("transfer.failed", payment)) == 1
