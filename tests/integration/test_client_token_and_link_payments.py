@@ -18,8 +18,11 @@ from channels_app.models import Channel, Payment
 from connext import ETH, Client
 from connext.chain import channel_reads, devchain
 from connext.errors import NodeError
-from connext.protocol import serialization
+from connext.protocol import meta as transfer_meta
+from connext.protocol import serialization, signing
+from connext.protocol.definitions import HashLockState, LinkedState, PreimageResolver, SignedResolver
 from connext.protocol.encoding import keccak256
+from connext.protocol.types import CreateUpdate, ResolveUpdate
 from tests.integration.conftest import LIVE_NODE_KEY, LiveNode
 from tests.support.client_wallets import Funder, Wallet, settled, until
 from tests.support.conservation import assert_offchain_conserved
@@ -231,3 +234,92 @@ def test_both_parties_see_a_payment_fail_when_the_receiver_cancels_and_refunded_
     assert alice.get_transfer(payment)["status"] == bob.get_transfer(payment)["status"] == "refunded"
     assert (alice.balance(ETH), bob.balance(ETH)) == (start, 0)
     assert len(bob.events("transfer.failed", payment)) == 1
+
+
+# -- the node's own refusals, for a client that skips its checks -------------------------------------
+
+
+def post_raw(wallet: Wallet, update: Any, meta: dict[str, Any] | None = None) -> NodeError:
+    """Send an update straight to the node, as a client that does not check it would; the refusal."""
+    body: dict[str, Any] = {"update": serialization.update_to_json(update), "signature": "0x" + "11" * 65}
+    if meta is not None:
+        body["meta"] = meta
+    request = wallet.async_client.api.post("/api/channel/updates", body)
+    with pytest.raises(NodeError) as refused:
+        asyncio.run_coroutine_threadsafe(request, wallet.client._loop).result(timeout=30)
+    return refused.value
+
+
+def test_the_node_itself_refuses_wrong_resolvers_expired_locks_and_overdrafts_and_nothing_moves(
+    live_node, wallets, funder, tmp_path
+):
+    alice, _, bob = sender_and_receiver(live_node, wallets, funder, tmp_path)
+    oracle, stranger = Account.create(), Account.create()
+    preimage = secrets.token_bytes(32)
+    hashlock = alice.conditional_transfer(
+        "hashlock", MILLI, bob.address, lock_hash=keccak256(preimage), expiry=int(time.time()) + 7200
+    )
+    signed = alice.conditional_transfer("signed", MILLI, bob.address, signer=oracle.address)
+    bob.event("transfer.received", hashlock)
+    bob.event("transfer.received", signed)
+    alice_before, bob_before = alice.get_channel()["state"], bob.get_channel()["state"]
+    bob_state, alice_state = bob.async_client.state, alice.async_client.state
+    definitions = alice.config["transferDefinitions"]
+
+    def resolve(payment_id: str, resolver: bytes) -> ResolveUpdate:
+        transfer = next(t for t in bob_state.transfers if serialization.hex_bytes(t.payment_id) == payment_id)
+        return ResolveUpdate(
+            channel_address=bob_state.channel_address,
+            nonce=bob_state.nonce + 1,
+            initiator=bob.address,
+            transfer_id=transfer.transfer_id,
+            encoded_resolver=resolver,
+        )
+
+    def create(kind: str, amount: int, encoded_state: bytes) -> tuple[CreateUpdate, dict[str, Any]]:
+        meta = {"recipient": bob.address}
+        update = CreateUpdate(
+            channel_address=alice_state.channel_address,
+            nonce=alice_state.nonce + 1,
+            initiator=alice.address,
+            asset_id=ETH,
+            amount=amount,
+            definition=definitions[kind],
+            payment_id=secrets.token_bytes(32),
+            encoded_state=encoded_state,
+            transfer_timeout=alice_state.timeout,
+            meta_hash=transfer_meta.meta_hash(meta),
+        )
+        return update, meta
+
+    data = keccak256(b"delivered")
+    forged = signing.sign_receipt(
+        alice.chain_id,
+        definitions["signed"],
+        serialization.parse_bytes(signed, field="id"),
+        data,
+        stranger.key,
+    )
+    wrong_preimage = post_raw(bob, resolve(hashlock, PreimageResolver(secrets.token_bytes(32)).encode()))
+    wrong_signer = post_raw(bob, resolve(signed, SignedResolver(data, forged).encode()))
+    expired = post_raw(
+        alice, *create("hashlock", MILLI, HashLockState(keccak256(b"y"), int(time.time()) - 1).encode())
+    )
+    overdraft = post_raw(
+        alice, *create("linked", alice.balance(ETH) + 1, LinkedState(keccak256(b"z")).encode())
+    )
+
+    assert [e.code for e in (wrong_preimage, wrong_signer, expired, overdraft)] == [
+        "bad_resolver",
+        "bad_resolver",
+        "expired",
+        "insufficient_balance",
+    ]
+    assert {e.status for e in (wrong_preimage, wrong_signer, expired, overdraft)} == {400}
+    assert alice.get_channel()["state"] == alice_before
+    assert bob.get_channel()["state"] == bob_before
+    for wallet in (alice, bob):
+        channel = Channel.objects.get(address=wallet.channel_address)
+        assert channel.nonce == wallet.get_channel()["nonce"]
+    assert Payment.objects.filter(sender=alice.address).count() == 2
+    assert {node_view(bob, p)["status"] for p in (hashlock, signed)} == {"forwarded"}
