@@ -379,8 +379,8 @@ def link_redeem(*, redeemer: str, payment_id: str, preimage: bytes) -> Payment:
 
 
 def payment_cancel(*, sender: str, payment_id: str) -> Payment:
-    """The sender takes back a payment nobody received: a link after it expired, or a payment not
-    forwarded yet (its receiver never came online)."""
+    """The sender takes back a payment nobody received: a link nobody redeemed after it expired, or
+    a payment not forwarded yet (its receiver never came online)."""
     with transaction.atomic():
         payment = (
             Payment.objects.select_for_update(of=("self",))
@@ -392,6 +392,8 @@ def payment_cancel(*, sender: str, payment_id: str) -> Payment:
             raise PaymentError("unknown_payment", "No payment of yours with this id.", status=404)
         if payment.status != PaymentStatus.PENDING:
             raise PaymentError("not_cancellable", f"The payment is {payment.status}.", status=409)
+        if payment.redeemer:  # its holder claimed it; it only waits for the node to deliver it
+            raise PaymentError("already_redeemed", "This link was redeemed already.", status=409)
         expires_at = payment.sender_transfer.meta.get("expiresAt")
         if not payment.recipient and isinstance(expires_at, int) and time.time() < expires_at:
             raise PaymentError(
