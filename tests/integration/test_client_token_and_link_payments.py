@@ -25,7 +25,7 @@ from connext.protocol.encoding import keccak256
 from connext.protocol.types import CreateUpdate, ResolveUpdate
 from tests.integration.conftest import LIVE_NODE_KEY, LiveNode
 from tests.support.client_wallets import Funder, Wallet, settled, until
-from tests.support.conservation import assert_offchain_conserved
+from tests.support.conservation import assert_offchain_conserved, offchain_holdings
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -68,6 +68,21 @@ def node_states(*wallets: Wallet) -> list[Any]:
     ]
 
 
+def conserved_once_credited(w3: Web3, wallets: list[Wallet], assets: list[str]) -> dict[str, Any]:
+    """The per-asset conservation check, once the node credited its own deposits (its automatic
+    collateral may still be on its way when the payments are done)."""
+
+    def credited() -> bool:
+        states = node_states(*wallets)
+        return all(
+            offchain_holdings(w3, states, a).credited == offchain_holdings(w3, states, a).deposited
+            for a in assets
+        )
+
+    until(credited, "the node's deposits to be credited")
+    return assert_offchain_conserved(w3, node_states(*wallets), assets)
+
+
 # -- the token --------------------------------------------------------------------------------------
 
 
@@ -82,7 +97,7 @@ def test_token_payments_of_every_kind_are_routed_with_token_collateral_and_conse
     funder.mint(token, alice.address, 50 * E)
     alice.deposit(20 * E, token)
     alice.deposit(5 * MILLI)
-    before = assert_offchain_conserved(w3, node_states(alice, bob, carol), [ETH, token])
+    before = conserved_once_credited(w3, [alice, bob, carol], [ETH, token])
     assert bob.get_free_balance(token) == {"user": 0, "node": 0}
 
     # Linked, to a named user: the node has no token in Bob's channel yet and deposits it first.
@@ -116,10 +131,34 @@ def test_token_payments_of_every_kind_are_routed_with_token_collateral_and_conse
         record = Payment.objects.get(payment_id=payment)
         assert (record.status, record.asset_id) == ("completed", token)
         assert alice.get_transfer(payment)["status"] == "completed"
-    after = assert_offchain_conserved(w3, node_states(alice, bob, carol), [ETH, token])
+    after = conserved_once_credited(w3, [alice, bob, carol], [ETH, token])
     for asset in (ETH, token):  # payments only moved money between users; the node only added its own
         assert after[asset].users == before[asset].users
         assert after[asset].node == before[asset].node + after[asset].deposited - before[asset].deposited
+
+
+def test_a_token_payment_the_node_cannot_collateralize_fails_with_its_reason_and_refunds_the_sender(
+    live_node, wallets, funder, token
+):
+    w3 = funder.w3
+    alice = connect(live_node, wallets, funder.new_key())
+    bob = connect(live_node, wallets, funder.new_key(), node=1)
+    huge = 10**30  # far beyond the node's token float
+    funder.mint(token, alice.address, huge)
+    alice.deposit(huge, token)
+    before = conserved_once_credited(w3, [alice, bob], [token])[token]
+
+    payment = alice.transfer(bob.address, huge, token)
+    failed = alice.event("transfer.failed", payment)
+    until(lambda: alice.balance(token) == huge, "the refund of Alice's lock")
+
+    assert failed["status"] == "failed"
+    assert failed["failure"].startswith("the node could not collateralize the receiver's channel")
+    assert bob.event("transfer.failed", payment)["status"] == "failed"
+    assert node_view(alice, payment)["status"] == node_view(bob, payment)["status"] == "refunded"
+    assert bob.get_free_balance(token) == {"user": 0, "node": 0}
+    after = conserved_once_credited(w3, [alice, bob], [token])[token]
+    assert after.users == before.users == huge
 
 
 # -- links taken back --------------------------------------------------------------------------------
