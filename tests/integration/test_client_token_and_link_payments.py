@@ -74,10 +74,7 @@ def conserved_once_credited(w3: Web3, wallets: list[Wallet], assets: list[str]) 
 
     def credited() -> bool:
         states = node_states(*wallets)
-        return all(
-            offchain_holdings(w3, states, a).credited == offchain_holdings(w3, states, a).deposited
-            for a in assets
-        )
+        return all((h := offchain_holdings(w3, states, a)).credited == h.deposited for a in assets)
 
     until(credited, "the node's deposits to be credited")
     return assert_offchain_conserved(w3, node_states(*wallets), assets)
