@@ -148,6 +148,8 @@ def test_a_token_payment_the_node_cannot_collateralize_fails_with_its_reason_and
     payment = alice.transfer(bob.address, huge, token)
     failed = alice.event("transfer.failed", payment)
     until(lambda: alice.balance(token) == huge, "the refund of Alice's lock")
+    # Alice's client adopts the refund as it countersigns; the node stores it when that arrives.
+    until(lambda: node_view(alice, payment)["status"] == "refunded", "the node to record the refund")
 
     assert failed["status"] == "failed"
     assert failed["failure"].startswith("the node could not collateralize the receiver's channel")
@@ -187,6 +189,7 @@ def test_an_expired_unredeemed_link_is_reclaimed_by_its_sender_and_then_redeems_
     reclaimed = alice.cancel_transfer(expired["payment_id"])
     failed = alice.event("transfer.failed", expired["payment_id"])
     until(lambda: alice.balance(ETH) == start - 2 * MILLI, "the expired link's refund")
+    until(lambda: node_view(alice, expired["payment_id"])["status"] == "refunded", "the node's record of it")
     carol_state = carol.get_channel()["state"]
     with pytest.raises(NodeError) as after_reclaim:
         carol.redeem_link(expired["payment_id"], expired["secret"])
