@@ -308,7 +308,7 @@ class Payment(models.Model):
         FORWARDED = "forwarded"  # receiver side proposed or locked
         COMPLETED = "completed"  # receiver resolved; sender side resolved (or being resolved) with it
         REFUNDED = "refunded"  # sender side refunded (cancelled, expired, or could not be forwarded)
-        FAILED = "failed"  # could not be forwarded and is being refunded
+        FAILED = "failed"  # cannot complete (not forwardable, declined, expired, cancelled): being refunded
 
     payment_id = models.CharField(max_length=66, unique=True)
     kind = models.CharField(max_length=16)  # linked, hashlock, signed

@@ -23,7 +23,7 @@ def payments_for_user(*, user: str, limit: int = 200) -> QuerySet[Payment]:
     """Payments the user sent or received, newest first."""
     return (
         Payment.objects.filter(Q(sender=user) | Q(recipient=user))
-        .select_related("sender_transfer")
+        .select_related("sender_transfer", "receiver_transfer")
         .order_by("-pk")[:limit]
     )
 
@@ -31,7 +31,7 @@ def payments_for_user(*, user: str, limit: int = 200) -> QuerySet[Payment]:
 def payment_get_for_user(*, user: str, payment_id: str) -> Payment | None:
     return (
         Payment.objects.filter(Q(sender=user) | Q(recipient=user), payment_id=payment_id)
-        .select_related("sender_transfer")
+        .select_related("sender_transfer", "receiver_transfer")
         .first()
     )
 

@@ -74,7 +74,13 @@ if NODE.redis_url:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [NODE.redis_url], "capacity": 1500, "expiry": 30},
+            # The read timeout must outlast the layer's 5 s blocking pop (redis-py 8 defaults it to 5 s,
+            # which tore every idle websocket down and lost the pushes meant for it).
+            "CONFIG": {
+                "hosts": [{"address": NODE.redis_url, "socket_timeout": 30}],
+                "capacity": 1500,
+                "expiry": 30,
+            },
         }
     }
     CACHES = {

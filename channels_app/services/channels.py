@@ -496,7 +496,15 @@ def _store(
         if kind_value in payment_records.ROUTED_KINDS:
             routed_step = True
             if resolved.initiator == new.node:  # the receiver decided: settle the sender side now
-                follow_up["settle_payment"] = serialization.hex_bytes(resolved.payment_id)
+                payment_id = serialization.hex_bytes(resolved.payment_id)
+                payment = (
+                    Payment.objects.select_related("sender_transfer", "receiver_transfer")
+                    .filter(receiver_transfer__transfer_id=transfer_id)
+                    .first()
+                )
+                if payment is not None:
+                    payment_records.payment_receiver_settled(payment=payment)
+                follow_up["settle_payment"] = payment_id
             else:  # the sender side is settled: the payment is over
                 payment_records.payment_sender_settled(transfer_id=transfer_id)
     realtime.push_event_on_commit(

@@ -35,8 +35,16 @@ _ERC20_APPROVE = [
         "stateMutability": "nonpayable",
         "inputs": [{"name": "spender", "type": "address"}, {"name": "amount", "type": "uint256"}],
         "outputs": [{"name": "", "type": "bool"}],
-    }
+    },
+    {
+        "type": "function",
+        "name": "allowance",
+        "stateMutability": "view",
+        "inputs": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"}],
+        "outputs": [{"name": "", "type": "uint256"}],
+    },
 ]
+UNLIMITED_ALLOWANCE = 2**256 - 1
 
 
 class CollateralError(Exception):
@@ -104,7 +112,10 @@ def _uncredited_node_deposit(channel: Channel, asset_id: str) -> int:
 
 def _enqueue_node_deposit(channel: Channel, asset_id: str, amount: int) -> OnchainTransaction:
     """`depositNode` on a deployed (or deploying) channel, else deploy and deposit in one transaction.
-    A token deposit is preceded by the node's `approve` of whoever pulls the tokens."""
+    A token deposit is preceded, once per spender, by the node's unlimited `approve` of whoever pulls
+    the tokens: the factory and every channel pull only from their caller (the node), and exact
+    approvals raced, since one spender (the factory) serves many deposits in flight at once and each
+    `approve` overwrote the allowance another deposit had not spent yet."""
     net = network.network()
     w3 = chain.web3()
     is_eth = int(asset_id, 16) == 0
@@ -120,12 +131,15 @@ def _enqueue_node_deposit(channel: Channel, asset_id: str, amount: int) -> Oncha
             "createChannelAndDepositNode", args=[channel.user_address, asset_id, amount]
         )
     previous = deploying
-    if not is_eth:
-        token = w3.eth.contract(address=asset_id, abi=_ERC20_APPROVE)
+    token = None if is_eth else w3.eth.contract(address=asset_id, abi=_ERC20_APPROVE)
+    if (
+        token is not None
+        and token.functions.allowance(net.node_address, to).call() < UNLIMITED_ALLOWANCE // 2
+    ):
         previous = transaction_enqueue(
             reason=Reason.COLLATERALIZATION,
             to=asset_id,
-            data=bytes.fromhex(token.encode_abi("approve", args=[to, amount])[2:]),
+            data=bytes.fromhex(token.encode_abi("approve", args=[to, UNLIMITED_ALLOWANCE])[2:]),
             channel_address=channel.address,
             asset_id=asset_id,
             after=deploying,

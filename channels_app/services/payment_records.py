@@ -9,12 +9,34 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
+
 from channels_app import realtime
 from channels_app.models import Payment, Transfer
 from connext.protocol import serialization
 from connext.protocol.types import DefinitionKind
 
 ROUTED_KINDS = (DefinitionKind.LINKED.value, DefinitionKind.HASHLOCK.value, DefinitionKind.SIGNED.value)
+
+
+def payment_status(payment: Payment) -> str:
+    """The status both parties see, read from the two transfers themselves so it never waits for the
+    node's bookkeeping (nor for an offline sender): `completed` once the receiver resolved its side
+    (it holds the money; the node holds the resolver that settles the sender's lock), `failed` once
+    the receiver's side is cancelled or expired (the sender's refund is under way), `refunded` once the
+    sender's side is refunded in a doubly signed state. Otherwise the stored status (pending,
+    forwarded, or failed when it could not be forwarded)."""
+    sender = payment.sender_transfer
+    receiver = payment.receiver_transfer
+    if sender.status == Transfer.Status.CANCELLED:
+        return Payment.Status.REFUNDED
+    if sender.status == Transfer.Status.RESOLVED or (
+        receiver is not None and receiver.status == Transfer.Status.RESOLVED
+    ):
+        return Payment.Status.COMPLETED
+    if receiver is not None and receiver.status == Transfer.Status.CANCELLED:
+        return Payment.Status.FAILED
+    return payment.status
 
 
 def payment_json(payment: Payment) -> dict[str, Any]:
@@ -26,7 +48,7 @@ def payment_json(payment: Payment) -> dict[str, Any]:
         "recipient": payment.recipient or None,
         "assetId": payment.asset_id,
         "amount": str(int(payment.amount)),
-        "status": payment.status,
+        "status": payment_status(payment),
         "failure": payment.failure or None,
         "meta": {key: value for key, value in meta.items() if key != "encryptedPreimage"},
         "createdAt": payment.created_at.isoformat(),
@@ -70,10 +92,26 @@ def payment_receiver_locked(*, receiver_transfer: Transfer) -> None:
     _push(payment.recipient, "transfer.received", payment)
 
 
+def payment_receiver_settled(*, payment: Payment) -> None:
+    """The receiver resolved or cancelled its side: tell both parties now, not only once the sender
+    side settles (its user may stay offline for long). Announced once, whichever process gets here."""
+    assert payment.receiver_transfer is not None
+    paid = payment.receiver_transfer.status == Transfer.Status.RESOLVED
+    payment.status = Payment.Status.COMPLETED if paid else Payment.Status.FAILED
+    payment.failure = "" if paid else "the receiver's side was cancelled or expired"
+    announced = Payment.objects.filter(
+        pk=payment.pk, status__in=[Payment.Status.PENDING, Payment.Status.FORWARDED]
+    ).update(status=payment.status, failure=payment.failure, updated_at=timezone.now())
+    if announced:
+        event = "transfer.resolved" if paid else "transfer.failed"
+        _push(payment.sender, event, payment)
+        _push(payment.recipient, event, payment)
+
+
 def payment_sender_settled(*, transfer_id: str) -> None:
     """The sender side was resolved or refunded (both signed): the payment is over."""
     payment = (
-        Payment.objects.select_related("sender_transfer")
+        Payment.objects.select_related("sender_transfer", "receiver_transfer")
         .filter(sender_transfer__transfer_id=transfer_id)
         .first()
     )
@@ -90,3 +128,4 @@ def payment_sender_settled(*, transfer_id: str) -> None:
     payment.save(update_fields=["status", "updated_at"])
     if not was_failed:  # a failure was announced when it happened
         _push(payment.sender, "transfer.failed", payment)
+        _push(payment.recipient, "transfer.failed", payment)

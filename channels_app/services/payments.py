@@ -29,6 +29,7 @@ from channels_app.services.payment_records import (
     ROUTED_KINDS,
     _push,
     payment_receiver_locked,
+    payment_receiver_settled,
     payment_register,
     payment_sender_settled,
 )
@@ -161,6 +162,7 @@ def _fail(payment: Payment, reason: str) -> None:
     payment.failure = reason[:300]
     payment.save(update_fields=["status", "failure", "updated_at"])
     _push(payment.sender, "transfer.failed", payment)
+    _push(payment.recipient, "transfer.failed", payment)
 
 
 # -- after the receiver side changed -------------------------------------------------------------
@@ -320,6 +322,13 @@ def payments_sync(*, channel_id: int) -> None:
     )
     for transfer in new_receiver_sides:
         payment_receiver_locked(receiver_transfer=transfer)
+    decided_here = Payment.objects.filter(
+        receiver_transfer__channel_id=channel_id,
+        receiver_transfer__status__in=[Transfer.Status.RESOLVED, Transfer.Status.CANCELLED],
+        status__in=[PaymentStatus.PENDING, PaymentStatus.FORWARDED],
+    )
+    for payment in decided_here.select_related("sender_transfer", "receiver_transfer"):
+        payment_receiver_settled(payment=payment)
     decided_downstream = Payment.objects.filter(
         receiver_transfer__channel_id=channel_id,
         receiver_transfer__status__in=[Transfer.Status.RESOLVED, Transfer.Status.CANCELLED],
@@ -377,8 +386,8 @@ def link_redeem(*, redeemer: str, payment_id: str, preimage: bytes) -> Payment:
 
 
 def payment_cancel(*, sender: str, payment_id: str) -> Payment:
-    """The sender takes back a payment nobody received: a link after it expired, or a payment not
-    forwarded yet (its receiver never came online)."""
+    """The sender takes back a payment nobody received: a link nobody redeemed after it expired, or
+    a payment not forwarded yet (its receiver never came online)."""
     with transaction.atomic():
         payment = (
             Payment.objects.select_for_update(of=("self",))
@@ -390,6 +399,8 @@ def payment_cancel(*, sender: str, payment_id: str) -> Payment:
             raise PaymentError("unknown_payment", "No payment of yours with this id.", status=404)
         if payment.status != PaymentStatus.PENDING:
             raise PaymentError("not_cancellable", f"The payment is {payment.status}.", status=409)
+        if payment.redeemer:  # its holder claimed it; it only waits for the node to deliver it
+            raise PaymentError("already_redeemed", "This link was redeemed already.", status=409)
         expires_at = payment.sender_transfer.meta.get("expiresAt")
         if not payment.recipient and isinstance(expires_at, int) and time.time() < expires_at:
             raise PaymentError(
@@ -398,6 +409,8 @@ def payment_cancel(*, sender: str, payment_id: str) -> Payment:
         payment.status = PaymentStatus.FAILED
         payment.failure = "cancelled by the sender"
         payment.save(update_fields=["status", "failure", "updated_at"])
+        _push(payment.sender, "transfer.failed", payment)  # the refund that follows is not announced again
+        _push(payment.recipient, "transfer.failed", payment)
     _schedule_reconcile(payment.sender_transfer.channel_id)
     return payment
 

@@ -939,7 +939,8 @@ class AsyncClient:
         paid = new.balances[index][1] > previous.balances[index][1]
         record = self._store.payment(serialization.hex_bytes(transfer.payment_id))
         if record is not None:
-            self._store.save_payment(replace(record, status="completed" if paid else "refunded"))
+            # A cancel fails the payment; it is refunded once the node refunds the sender's side.
+            self._store.save_payment(replace(record, status="completed" if paid else "failed"))
         self._signal_state()
         return True
 

@@ -328,3 +328,24 @@ def test_a_payment_is_registered_with_the_senders_update_itself(alice_and_bob):
 
     assert Payment.objects.get(payment_id=payment_id).status == Payment.Status.PENDING
     assert alice.get(f"/api/transfers/{payment_id}").json()["status"] == "pending"
+
+
+def test_a_redeemed_link_waiting_for_collateral_cannot_be_taken_back_by_its_sender(alice_and_bob, w3):
+    from django.test import Client
+
+    alice, bob = alice_and_bob
+    carol = new_wallet(Client(), w3)  # no collateral in her channel yet: the link waits for it
+    _, payment_id, secret = alice.pay(None, E // 20, meta={"expiresAt": int(time.time()) - 1})
+    redeemed = carol.post(f"/api/transfers/{payment_id}/redeem", {"preimage": "0x" + secret.hex()})
+    assert Payment.objects.get(payment_id=payment_id).status == Payment.Status.PENDING
+
+    taken_back = alice.post(f"/api/transfers/{payment_id}/cancel", {})
+    run_node_work(alice, bob, carol)
+    assert carol.resolve_incoming(payment_id, secret).status_code == 200
+    run_node_work(alice, bob, carol)
+
+    assert redeemed.status_code == 200
+    assert taken_back.status_code == 409
+    assert taken_back.json()["error"]["code"] == "already_redeemed"
+    assert Payment.objects.get(payment_id=payment_id).status == Payment.Status.COMPLETED
+    assert balances(carol)[1] == E // 20

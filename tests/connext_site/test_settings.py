@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+
+import pytest
+from channels.layers import get_channel_layer
+from django.conf import settings
 
 from tests.support.processes import ROOT, node_env
 
@@ -80,3 +85,19 @@ def test_a_malformed_variable_stops_the_process_at_start_naming_it(tmp_path):
 
     assert result.returncode != 0
     assert "ImproperlyConfigured: CHAIN_CONFIRMATIONS: expected a whole number" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the Redis channel layer needs REDIS_URL")
+def test_an_idle_receive_on_the_redis_channel_layer_outlasts_its_blocking_pop():
+    """A consumer waiting for a push must not be torn down by the Redis client's read timeout (redis-py 8
+    defaults it to 5 s, the layer's blocking pop waits as long): its websocket would drop and miss pushes."""
+    layer = get_channel_layer()
+    assert layer is not None
+
+    async def idle_receive() -> None:
+        channel = await layer.new_channel()
+        await asyncio.wait_for(layer.receive(channel), layer.brpop_timeout + 2)
+
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(idle_receive())

