@@ -7,14 +7,16 @@ from functools import cache
 from django.conf import settings
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from web3 import HTTPProvider, Web3
+from web3 import Web3
+
+from connext.chain.rpc import http_web3
 
 RPC_TIMEOUT_SECONDS = 10
 
 
 @cache
 def _web3_for(rpc_url: str) -> Web3:
-    return Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_SECONDS}))
+    return http_web3(rpc_url, timeout=RPC_TIMEOUT_SECONDS)
 
 
 def web3() -> Web3:

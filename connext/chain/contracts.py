@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from eth_abi.abi import encode
+from eth_typing import ChecksumAddress
 from eth_utils.address import to_canonical_address, to_checksum_address
 from eth_utils.crypto import keccak
 from web3 import Web3
@@ -17,8 +20,14 @@ _CLONE_RUNTIME_LENGTH = 0x2D + 0x28  # proxy code + abi.encodePacked(node, user)
 
 
 def contract_at(w3: Web3, name: str, address: str) -> Contract:
-    """A web3 contract for the artifact `name` at `address`."""
-    return w3.eth.contract(address=to_checksum_address(address), abi=load_artifact(name).abi)
+    """A web3 contract for the artifact `name` at `address` (built once per connection: building one
+    parses the whole ABI)."""
+    return _contract(w3, name, to_checksum_address(address))
+
+
+@lru_cache(maxsize=4096)
+def _contract(w3: Web3, name: str, address: ChecksumAddress) -> Contract:
+    return w3.eth.contract(address=address, abi=load_artifact(name).abi)
 
 
 def channel_salt(node: str, user: str, chain_id: int) -> bytes:

@@ -327,6 +327,14 @@ class AsyncClient:
         )
         self._tasks.extend(tasks)
 
+    def _recently_undisputed(self) -> bool:
+        """The running watcher read the chain within two polls and no dispute ever started."""
+        return (
+            self._watch_disputes
+            and self._disputes is not None
+            and self._disputes.never_disputed(within_seconds=2 * self._watch_options.poll_seconds + 1)
+        )
+
     def _need_disputes(self) -> ChannelDisputes:
         self._need_chain()
         assert self._disputes is not None
@@ -1213,8 +1221,12 @@ class AsyncClient:
             )
             chain_deposits[update.asset_id] = totals
         dispute: ChainDispute | None = None
-        if isinstance(update, ResolveUpdate | ResumeUpdate) and self._chain is not None:
-            # Checked against the chain's own record of a past dispute, never the node's word.
+        # Checked against the chain's own record of a past dispute, never the node's word; a resolve
+        # needs no read of its own when the watcher found no dispute moments ago.
+        needs_reading = isinstance(update, ResumeUpdate) or (
+            isinstance(update, ResolveUpdate) and not self._recently_undisputed()
+        )
+        if needs_reading and self._chain is not None:
             dispute = await asyncio.to_thread(
                 disputes.read_chain_dispute, self._chain.w3, self.state, self.supported_assets
             )

@@ -143,6 +143,7 @@ class ChannelDisputes:
         self._report = report or (lambda event, payload: None)
         self._say = say or (lambda text: logger.info("%s", text))
         self._lock = threading.RLock()  # one step at a time: the watcher and the user's own calls
+        self._last_view: tuple[float, DisputeView] | None = None  # (monotonic time, what was read)
         self._seen: DisputeView | None = None
         self._log_cursor = 0
         self._last_disputer = ""
@@ -167,7 +168,9 @@ class ChannelDisputes:
         w3 = self._chain.w3
         now = disputes.chain_time(w3)
         if not channel_reads.is_deployed(w3, self.channel_address):
-            return DisputeView(Phase.NONE, now, 0, b"\x00" * 32, 0, 0)
+            view = DisputeView(Phase.NONE, now, 0, b"\x00" * 32, 0, 0)
+            self._last_view = (time.monotonic(), view)
+            return view
         onchain = disputes.read_dispute(w3, self.channel_address)
         if onchain.consensus_expiry == 0:
             phase = Phase.NONE
@@ -177,8 +180,24 @@ class ChannelDisputes:
             phase = Phase.DEFUND
         else:
             phase = Phase.ENDED
-        return DisputeView(
+        view = DisputeView(
             phase, now, onchain.nonce, onchain.state_hash, onchain.consensus_expiry, onchain.defund_expiry
+        )
+        self._last_view = (time.monotonic(), view)
+        return view
+
+    def never_disputed(self, *, within_seconds: float) -> bool:
+        """True when a read of the chain at most `within_seconds` ago found no dispute ever started.
+
+        What lets the client countersign an off-chain resolve without reading the chain again: a dispute
+        started since is still in its consensus window, where the watcher answers it with the newer
+        state (so the resolved transfer is no longer in the disputed root and cannot be paid on chain).
+        """
+        seen = self._last_view
+        return (
+            seen is not None
+            and time.monotonic() - seen[0] <= within_seconds
+            and seen[1].consensus_expiry == 0
         )
 
     def outlook(self) -> Outlook:

@@ -10,11 +10,12 @@ import threading
 from typing import Any
 
 from eth_account import Account
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted
 from web3.types import TxReceipt
 
 from connext.chain import channel_reads
+from connext.chain.rpc import http_web3
 from connext.errors import ChainError, TimeoutError
 
 _ERC20_TRANSFER = [
@@ -34,7 +35,7 @@ class UserChain:
 
     def __init__(self, rpc_url: str, private_key: bytes) -> None:
         self.rpc_url = rpc_url
-        self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+        self.w3 = http_web3(rpc_url, timeout=30)
         self._account = Account.from_key(private_key)
         self._send_lock = threading.Lock()  # one nonce at a time for the user's own transactions
 
