@@ -34,6 +34,7 @@ from tests.support.conservation import assert_conserved
 from tests.support.disputes import (
     advance_chain,
     run_tower_work,
+    send_from,
     user_defunds_transfer,
     user_disputes_channel,
     user_disputes_transfer,
@@ -158,6 +159,35 @@ def test_a_stale_dispute_by_the_user_is_answered_and_the_defund_pays_exactly_the
     assert channel.status == Channel.Status.OPEN
     assert channel.pending_update["type"] == "resume"
     assert_conserved(w3, latest.channel_address)
+
+
+def test_the_node_resumes_only_after_its_chain_watcher_recorded_a_defund_the_user_sent(
+    alice_and_bob, w3, chain, events
+):
+    alice, bob = alice_and_bob
+    disputed = alice.state
+    user_disputes_channel(alice, disputed)
+    run_tower_work(alice, bob)
+    advance_chain(chain, T)
+    # Alice defunds herself before the node's workers run: the chain has paid out, the records lag.
+    send_from(w3, alice.key, disputed.channel_address, disputes.defund_channel_calldata(w3, disputed, [ETH]))
+    advance_chain(chain, T)
+    watchtower.disputes_advance_all()  # the beat, before the chain watcher saw `ChannelDefunded`
+
+    channel = Channel.objects.get(address=disputed.channel_address)
+    assert (channel.status, channel.nonce, channel.pending_update) == (
+        Channel.Status.DISPUTED,
+        disputed.nonce,
+        None,
+    )  # never open again at a state whose balances the chain already paid out
+    assert Dispute.objects.get(channel=channel).status != Dispute.Status.RESUMED
+
+    run_tower_work(alice, bob)  # the watcher records the defund; the resume carries it
+    assert Dispute.objects.get(channel=channel).status == Dispute.Status.RESUMED
+    assert alice.state.nonce == disputed.nonce + 1
+    assert alice.state.balances == ((0, 0),)
+    assert alice.state.defund_nonces == (2,)
+    assert_conserved(w3, disputed.channel_address)
 
 
 # -- (4) the user vanishes with the node's funds locked -------------------------------------------------
