@@ -22,8 +22,9 @@ from eth_account import Account
 from web3 import HTTPProvider, Web3
 
 from channels_app.health import HEARTBEAT_CACHE_KEY
+from channels_app.models import Dispute
 from connext import ETH, Client
-from connext.chain import devchain, disputes
+from connext.chain import channel_reads, devchain, disputes
 from connext.chain.contracts import contract_at
 from connext.client.disputes import ChannelDisputes
 from connext.client.onchain import UserChain
@@ -354,3 +355,69 @@ def test_with_the_node_killed_connext_exit_pays_the_user_its_full_balance_and_re
     gas = sum(gas_cost(w3.eth.get_transaction_receipt(h)) for h in hashes)  # type: ignore[arg-type]
     assert w3.eth.get_balance(Account.from_key(key).address) == balance_before + 15 * MILLI - gas
     assert_conserved(w3, latest["channelAddress"])
+
+
+# -- (7) the channel is used again after a dispute, with the real client -----------------------------
+
+
+def test_after_the_user_disputes_the_client_countersigns_the_resume_and_deposits_pays_and_withdraws_again(
+    own_node, clients, w3
+):
+    alice = connect(own_node, clients, new_key(w3))
+    bob = connect(own_node, clients, new_key(w3), watch_disputes=False)
+    seen = Seen(alice)
+    alice.deposit(20 * MILLI)
+    bob.request_collateral(ETH)
+    until(lambda: bob.get_free_balance(ETH)["node"] > 0, "the node's collateral in Bob's channel")
+    pay_and_settle(alice, bob, 5 * MILLI)
+    disputed = alice.get_channel()
+    node_side, user_side = disputed["assets"][ETH]["node"], disputed["assets"][ETH]["user"]
+    assert (node_side >= 5 * MILLI, user_side) == (True, 15 * MILLI)  # money on both sides
+
+    alice.dispute_channel()
+    until(lambda: seen.of("dispute.started"), "the dispute seen by Alice's client")
+    until(
+        lambda: Dispute.objects.filter(channel__address=alice.channel_address).exists(),
+        "the node recording Alice's dispute",
+    )
+    devchain.increase_time(own_node.chain_url, T)
+    until(lambda: defunds(w3, alice.channel_address), "the disputed state's balances defunded")
+    [defund] = defunds(w3, alice.channel_address)
+    assert (defund["toNode"], defund["toUser"]) == (node_side, user_side)
+
+    devchain.increase_time(own_node.chain_url, T)  # past the defund window: the node proposes the resume
+    until(lambda: alice.get_channel()["nonce"] == disputed["nonce"] + 1, "Alice countersigning the resume")
+    resumed = alice.get_channel()
+    assert (resumed["assets"][ETH]["node"], resumed["assets"][ETH]["user"]) == (0, 0)
+    state = serialization.channel_state_from_json(resumed["state"])
+    assert state.defund_nonces == (2,)
+    totals = channel_reads.deposit_totals(w3, alice.channel_address, ETH, block="latest")
+    assert state.processed_deposits == ((totals.node, totals.user),)
+    until(
+        lambda: Dispute.objects.get(channel__address=alice.channel_address).status == Dispute.Status.RESUMED,
+        "the node's dispute record resumed",
+    )
+
+    # The same client uses the channel again: a deposit (only it counts), a payment, a withdrawal.
+    alice.deposit(10 * MILLI)
+    assert alice.get_free_balance(ETH)["user"] == 10 * MILLI
+    pay_and_settle(alice, bob, 3 * MILLI)
+    assert alice.get_free_balance(ETH)["user"] == 7 * MILLI
+    recipient = Account.create().address
+    alice.withdraw(4 * MILLI, ETH, recipient)
+    assert w3.eth.get_balance(recipient) == 4 * MILLI
+    until(lambda: not alice.get_channel()["transfers"], "the withdraw transfer resolved")
+    assert alice.get_free_balance(ETH)["user"] == 3 * MILLI
+
+    # A second round pays out the rest: the raised defund nonce lets the chain defund the asset again.
+    final = alice.get_channel()
+    alice.dispute_channel()
+    devchain.increase_time(own_node.chain_url, T)
+    until(lambda: len(defunds(w3, alice.channel_address)) == 2, "the second round's defund")
+    second = defunds(w3, alice.channel_address)[-1]
+    assert (second["defundNonce"], second["toUser"]) == (2, final["assets"][ETH]["user"])
+    # Checked while the channel is still frozen: after the resume the node tops its collateral up again.
+    assert_conserved(w3, alice.channel_address)
+    devchain.increase_time(own_node.chain_url, T)
+    until(lambda: alice.get_channel()["nonce"] == final["nonce"] + 1, "Alice countersigning the 2nd resume")
+    assert alice.get_channel()["assets"][ETH]["user"] == 0
