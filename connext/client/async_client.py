@@ -725,7 +725,10 @@ class AsyncClient:
             else:
                 if preimage is None:
                     raise InvalidArgumentError("missing_argument", "this transfer resolves with a preimage")
-                resolver = PreimageResolver(_bytes32(preimage, "preimage")).encode()
+                secret = _bytes32(preimage, "preimage")
+                resolver = PreimageResolver(secret).encode()
+                if kind is not None and keccak256(secret) == _lock_of(kind, transfer.encoded_state)[0]:
+                    self._keep_secret(payment_hex, transfer, kind, secret)
             await self._resolve_incoming_locked(transfer.transfer_id, resolver)
         record = self._store.payment(payment_hex)
         return record.as_json() if record is not None else {"paymentId": payment_hex, "status": "completed"}
@@ -901,6 +904,24 @@ class AsyncClient:
             await self._propose_locked(build, meta=meta)
             self._store.save_payment(record)
         return payment_hex
+
+    def _keep_secret(
+        self, payment_hex: str, transfer: TransferState, kind: DefinitionKind, secret: bytes
+    ) -> None:
+        """Store the preimage before the resolve is sent: if the node never answers, the watcher and
+        `connext exit` resolve the transfer on chain with it."""
+        record = self._store.payment(payment_hex) or PaymentRecord(
+            payment_id=payment_hex,
+            direction="incoming",
+            kind=kind.value,
+            sender=self.node_address,
+            recipient=self.address,
+            asset_id=transfer.asset_id,
+            amount=transfer.locked,
+            status="forwarded",
+        )
+        if record.secret != secret:
+            self._store.save_payment(replace(record, secret=secret))
 
     def _incoming_transfer(self, payment_hex: str) -> TransferState | None:
         return next(
