@@ -19,6 +19,7 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 from eth_account import Account
+from eth_utils.crypto import keccak
 from web3 import HTTPProvider, Web3
 
 from channels_app.health import HEARTBEAT_CACHE_KEY
@@ -30,7 +31,7 @@ from connext.client.disputes import ChannelDisputes
 from connext.client.onchain import UserChain
 from connext.client.store import Store
 from connext.client.watcher import WatchOptions
-from connext.errors import DisputeError, InvalidArgumentError
+from connext.errors import DisputeError, InvalidArgumentError, NodeUnavailableError
 from connext.protocol import serialization
 from tests.integration.conftest import LIVE_NODE_KEY, LIVE_NODE_SECRET_KEY, LiveNode
 from tests.support.conservation import assert_conserved
@@ -421,3 +422,60 @@ def test_after_the_user_disputes_the_client_countersigns_the_resume_and_deposits
     devchain.increase_time(own_node.chain_url, T)
     until(lambda: alice.get_channel()["nonce"] == final["nonce"] + 1, "Alice countersigning the 2nd resume")
     assert alice.get_channel()["assets"][ETH]["user"] == 0
+
+
+# -- (5, client side) an incoming transfer resolved on chain with the preimage the client holds -------
+
+
+def test_with_the_node_killed_before_it_answers_a_resolve_the_watcher_resolves_the_incoming_link_on_chain(
+    own_node, clients, w3
+):
+    alice = connect(own_node, clients, new_key(w3), watch_disputes=False)
+    bob = connect(own_node, clients, new_key(w3))
+    seen = Seen(bob)
+    alice.deposit(20 * MILLI)
+    bob.request_collateral(ETH)
+    until(lambda: bob.get_free_balance(ETH)["node"] > 0, "the node's collateral in Bob's channel")
+    pay_and_settle(alice, bob, 2 * MILLI)
+    # A linked payment whose secret Alice keeps: Bob's side is locked and countersigned, not resolved.
+    secret = secrets.token_bytes(32)
+    payment_id = alice.conditional_transfer("linked", 4 * MILLI, bob.address, lock_hash=keccak(secret))
+    until(lambda: bob.get_channel()["transfers"], "Bob's side of the linked payment locked")
+    locked = bob.get_channel()
+    [incoming] = locked["transfers"]
+    assert (incoming["paymentId"], incoming["responder"]) == (payment_id, bob.address)
+    node_side, user_side = locked["assets"][ETH]["node"], locked["assets"][ETH]["user"]
+    assert user_side == 2 * MILLI
+
+    for process in (*own_node.nodes, own_node.celery):
+        process.stop(signal.SIGKILL)
+    # Bob learns the secret only now: the node never countersigns his resolve, so the chain must pay.
+    with pytest.raises(NodeUnavailableError):
+        bob.resolve_condition(payment_id, preimage=secret)
+    assert bob.get_channel()["nonce"] == locked["nonce"]
+
+    bob_before = w3.eth.get_balance(bob.address)
+    sent_before = w3.eth.get_transaction_count(bob.address)
+    bob.dispute_channel()
+    devchain.increase_time(own_node.chain_url, T)  # the defund phase: Bob's watcher takes it from here
+    until(
+        lambda: any(p["kind"] == "transfer" for p in seen.of("dispute.defunded")),
+        "Bob's watcher resolving the incoming link on chain",
+    )
+    channel = contract_at(w3, "Channel", bob.channel_address)
+    [resolved] = [dict(log["args"]) for log in channel.events.TransferDefunded().get_logs(from_block=0)]
+    assert (resolved["toInitiator"], resolved["toResponder"]) == (0, 4 * MILLI)
+    [defund] = defunds(w3, bob.channel_address)
+    assert (defund["toNode"], defund["toUser"]) == (node_side, user_side)
+    [transfer_event] = [p for p in seen.of("dispute.defunded") if p["kind"] == "transfer"]
+    assert (transfer_event["paymentId"], transfer_event["toUser"]) == (payment_id, str(4 * MILLI))
+    sent = range(sent_before, w3.eth.get_transaction_count(bob.address))
+    assert len(sent) == 4  # dispute, defund the channel, dispute the transfer, resolve it
+    gas = sum(
+        gas_cost(w3.eth.get_transaction_receipt(tx["hash"]))
+        for number in range(w3.eth.block_number + 1)
+        for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]
+        if tx["from"] == bob.address and tx["nonce"] in sent
+    )
+    assert w3.eth.get_balance(bob.address) == bob_before + user_side + 4 * MILLI - gas
+    assert_conserved(w3, bob.channel_address)
