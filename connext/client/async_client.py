@@ -327,6 +327,11 @@ class AsyncClient:
         )
         self._tasks.extend(tasks)
 
+    async def _refuse_while_disputed(self) -> None:
+        """No new payment, withdrawal or off-chain resolve while the channel is disputed on chain."""
+        if self._disputes is not None:
+            await asyncio.to_thread(self._disputes.refuse_while_disputed)
+
     def _need_disputes(self) -> ChannelDisputes:
         self._need_chain()
         assert self._disputes is not None
@@ -530,6 +535,7 @@ class AsyncClient:
         to = self.address if recipient is None else _address(recipient, "recipient")
         if to in (ZERO_ADDRESS, self.channel_address):
             raise InvalidArgumentError("invalid_address", "withdraw to the channel or the zero address")
+        await self._refuse_while_disputed()
         payment_id = secrets.token_bytes(32)
 
         def build(state: ChannelState) -> tuple[Update, dict[str, tuple[int, int]]]:
@@ -863,6 +869,7 @@ class AsyncClient:
     ) -> str:
         amount = check_amount(amount)
         asset_id = self._asset(asset_id)
+        await self._refuse_while_disputed()
         if recipient is not None:
             if recipient in (self.address, self.node_address):
                 raise InvalidArgumentError("bad_recipient", "a payment goes to another user of the node")
@@ -937,6 +944,7 @@ class AsyncClient:
 
     async def _resolve_incoming_locked(self, transfer_id: bytes, resolver: bytes) -> bool:
         """Resolve the node's transfer to the user; True when this call did it."""
+        await self._refuse_while_disputed()
 
         def build(state: ChannelState) -> tuple[Update, dict[str, tuple[int, int]]] | None:
             if state.transfer(transfer_id) is None:

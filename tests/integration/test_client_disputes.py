@@ -381,6 +381,10 @@ def test_after_the_user_disputes_the_client_countersigns_the_resume_and_deposits
         lambda: Dispute.objects.filter(channel__address=alice.channel_address).exists(),
         "the node recording Alice's dispute",
     )
+    # Until the channel resumes the client signs nothing new of its own: such a state could be worthless.
+    refused("channel_disputed", alice.transfer, bob.address, MILLI)
+    refused("channel_disputed", alice.withdraw, MILLI)
+    assert alice.get_channel()["nonce"] == disputed["nonce"]
     devchain.increase_time(own_node.chain_url, T)
     until(lambda: defunds(w3, alice.channel_address), "the disputed state's balances defunded")
     [defund] = defunds(w3, alice.channel_address)
