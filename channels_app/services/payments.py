@@ -38,6 +38,7 @@ from connext.protocol import meta as transfer_meta
 from connext.protocol import serialization
 from connext.protocol.definitions import HashLockState, PreimageResolver, SignedResolver
 from connext.protocol.encoding import ZERO_BYTES32, keccak256
+from connext.protocol.errors import ProtocolError
 from connext.protocol.types import CreateUpdate, DefinitionKind, ResolveUpdate
 
 logger = logging.getLogger(__name__)
@@ -288,16 +289,22 @@ def _resolve_sender_side(channel_id: int, payment_pk: int, resolver: bytes) -> b
         transfer_id = bytes.fromhex(payment.sender_transfer.transfer_id[2:])
         if state.transfer(transfer_id) is None:
             return False
-        channels.propose_locked(
-            channel,
-            ResolveUpdate(
-                channel_address=channel.address,
-                nonce=state.nonce + 1,
-                initiator=net.node_address,
-                transfer_id=transfer_id,
-                encoded_resolver=resolver,
-            ),
-        )
+        try:
+            channels.propose_locked(
+                channel,
+                ResolveUpdate(
+                    channel_address=channel.address,
+                    nonce=state.nonce + 1,
+                    initiator=net.node_address,
+                    transfer_id=transfer_id,
+                    encoded_resolver=resolver,
+                ),
+            )
+        except ProtocolError as exc:
+            # e.g. `dispute_mismatch`: the transfer was disputed on chain and settles there only. Refused
+            # before anything was written; the other payments of the channel still move on.
+            logger.warning("cannot settle payment %s off chain: %s", payment.payment_id, exc)
+            return False
         payment.save(update_fields=["status", "updated_at"])
     return True
 

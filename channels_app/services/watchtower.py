@@ -553,6 +553,24 @@ def _node_is_paid(dispute: Dispute, state: ChannelState, w3: Web3, now: int) -> 
     return True
 
 
+def _records_caught_up(channel_address: str, state: ChannelState, w3: Web3) -> bool:
+    """The chain watcher has recorded every defund and transfer dispute the chain holds for `state`. The
+    resume is built from those records: one made before a `ChannelDefunded` is recorded would reopen the
+    channel with balances the chain has already paid out."""
+    try:
+        onchain = disputes.read_chain_dispute(w3, state, network.network().assets)
+    except LookupError:  # a defund nonce stored without its event yet: the chain is mid-way, look again
+        return False
+    recorded = channels.chain_dispute(channel_address=channel_address)
+    if onchain is None or recorded is None:
+        return onchain is None
+    return (
+        all(recorded.defunds.get(asset_id) == defund for asset_id, defund in onchain.defunds.items())
+        and onchain.disputed_transfers <= recorded.disputed_transfers
+        and onchain.defunded_transfers <= recorded.defunded_transfers
+    )
+
+
 def _conclude(dispute_id: int, state: ChannelState, w3: Web3, now: int) -> None:
     dispute = Dispute.objects.select_related("channel").get(pk=dispute_id)
     paid = _node_is_paid(dispute, state, w3, now)
@@ -560,6 +578,9 @@ def _conclude(dispute_id: int, state: ChannelState, w3: Web3, now: int) -> None:
     window_over = now >= dispute.defund_expiry
     if not paid and not window_over:
         return
+    if paid and window_over and not _records_caught_up(dispute.channel.address, state, w3):
+        logger.info("dispute %s: waiting for the chain watcher to record the payouts", dispute_id)
+        return  # the watcher's events schedule the next advance (and the beat runs every round)
     with transaction.atomic():
         locked = _locked(dispute_id)
         if locked is None:

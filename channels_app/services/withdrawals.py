@@ -23,6 +23,7 @@ from connext.chain.channel_reads import is_deployed
 from connext.chain.contracts import contract_at
 from connext.protocol import serialization, signing
 from connext.protocol.definitions import WithdrawResolver, WithdrawState
+from connext.protocol.errors import ProtocolError
 from connext.protocol.types import DefinitionKind, ResolveUpdate
 
 logger = logging.getLogger(__name__)
@@ -137,16 +138,20 @@ def withdrawal_resolve_for_user(*, channel_id: int, transfer_id: str) -> Withdra
             return None
         withdraw = WithdrawState.decode(transfer.encoded_state)
         node_signature = signing.sign_withdraw(withdraw.commitment(state.chain_id), network.node_signer())
-        channels.propose_locked(
-            channel,
-            ResolveUpdate(
-                channel_address=channel.address,
-                nonce=state.nonce + 1,
-                initiator=net.node_address,
-                transfer_id=transfer.transfer_id,
-                encoded_resolver=WithdrawResolver(node_signature).encode(),
-            ),
-        )
+        try:
+            channels.propose_locked(
+                channel,
+                ResolveUpdate(
+                    channel_address=channel.address,
+                    nonce=state.nonce + 1,
+                    initiator=net.node_address,
+                    transfer_id=transfer.transfer_id,
+                    encoded_resolver=WithdrawResolver(node_signature).encode(),
+                ),
+            )
+        except ProtocolError as exc:  # e.g. `dispute_mismatch`: disputed on chain, it settles there only
+            logger.warning("cannot resolve withdraw %s off chain: %s", transfer_id, exc)
+            return None
         withdrawal = Withdrawal.objects.create(
             channel=channel,
             transfer=Transfer.objects.get(transfer_id=transfer_id),

@@ -335,6 +335,11 @@ class AsyncClient:
             and self._disputes.never_disputed(within_seconds=2 * self._watch_options.poll_seconds + 1)
         )
 
+    async def _refuse_while_disputed(self) -> None:
+        """No new payment, withdrawal or off-chain resolve while the channel is disputed on chain."""
+        if self._disputes is not None and self._disputes.seen_disputed():
+            await asyncio.to_thread(self._disputes.refuse_while_disputed)
+
     def _need_disputes(self) -> ChannelDisputes:
         self._need_chain()
         assert self._disputes is not None
@@ -538,6 +543,7 @@ class AsyncClient:
         to = self.address if recipient is None else _address(recipient, "recipient")
         if to in (ZERO_ADDRESS, self.channel_address):
             raise InvalidArgumentError("invalid_address", "withdraw to the channel or the zero address")
+        await self._refuse_while_disputed()
         payment_id = secrets.token_bytes(32)
 
         def build(state: ChannelState) -> tuple[Update, dict[str, tuple[int, int]]]:
@@ -733,7 +739,10 @@ class AsyncClient:
             else:
                 if preimage is None:
                     raise InvalidArgumentError("missing_argument", "this transfer resolves with a preimage")
-                resolver = PreimageResolver(_bytes32(preimage, "preimage")).encode()
+                secret = _bytes32(preimage, "preimage")
+                resolver = PreimageResolver(secret).encode()
+                if kind is not None and keccak256(secret) == _lock_of(kind, transfer.encoded_state)[0]:
+                    self._keep_secret(payment_hex, transfer, kind, secret)
             await self._resolve_incoming_locked(transfer.transfer_id, resolver)
         record = self._store.payment(payment_hex)
         return record.as_json() if record is not None else {"paymentId": payment_hex, "status": "completed"}
@@ -868,6 +877,7 @@ class AsyncClient:
     ) -> str:
         amount = check_amount(amount)
         asset_id = self._asset(asset_id)
+        await self._refuse_while_disputed()
         if recipient is not None:
             if recipient in (self.address, self.node_address):
                 raise InvalidArgumentError("bad_recipient", "a payment goes to another user of the node")
@@ -910,6 +920,24 @@ class AsyncClient:
             self._store.save_payment(record)
         return payment_hex
 
+    def _keep_secret(
+        self, payment_hex: str, transfer: TransferState, kind: DefinitionKind, secret: bytes
+    ) -> None:
+        """Store the preimage before the resolve is sent: if the node never answers, the watcher and
+        `connext exit` resolve the transfer on chain with it."""
+        record = self._store.payment(payment_hex) or PaymentRecord(
+            payment_id=payment_hex,
+            direction="incoming",
+            kind=kind.value,
+            sender=self.node_address,
+            recipient=self.address,
+            asset_id=transfer.asset_id,
+            amount=transfer.locked,
+            status="forwarded",
+        )
+        if record.secret != secret:
+            self._store.save_payment(replace(record, secret=secret))
+
     def _incoming_transfer(self, payment_hex: str) -> TransferState | None:
         return next(
             (
@@ -924,6 +952,7 @@ class AsyncClient:
 
     async def _resolve_incoming_locked(self, transfer_id: bytes, resolver: bytes) -> bool:
         """Resolve the node's transfer to the user; True when this call did it."""
+        await self._refuse_while_disputed()
 
         def build(state: ChannelState) -> tuple[Update, dict[str, tuple[int, int]]] | None:
             if state.transfer(transfer_id) is None:

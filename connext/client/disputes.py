@@ -304,6 +304,27 @@ class ChannelDisputes:
             )
         return transfer
 
+    def seen_disputed(self) -> bool:
+        """The last reading of the chain saw the channel in its consensus or defund phase."""
+        return self._seen is not None and self._seen.phase in (Phase.CONSENSUS, Phase.DEFUND)
+
+    def refuse_while_disputed(self) -> None:
+        """`channel_disputed` while the chain shows the channel in its consensus or defund phase: a state
+        signed now could be worthless once the disputed one is paid out. The chain is read again only
+        when the watcher's last reading (or the user's own dispute step) saw the channel disputed."""
+        disputed = (Phase.CONSENSUS, Phase.DEFUND)
+        if self._seen is None or self._seen.phase not in disputed:
+            return  # no chain reads on the way of every payment
+        with self._lock:
+            seen = self.view()  # the watcher's reading may be a poll old: the window may have closed
+            self._observe(seen, self.latest().state)
+        if seen.phase in disputed:
+            raise DisputeError(
+                "channel_disputed",
+                f"the channel is in a dispute on chain ({seen.phase.value} phase, state nonce {seen.nonce}"
+                f" until chain time {seen.defund_expiry}); nothing is signed until it resumes",
+            )
+
     # -- checks ---------------------------------------------------------------------------------------
 
     @staticmethod

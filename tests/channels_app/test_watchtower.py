@@ -26,7 +26,7 @@ from channels_app.models import (
     TransferDispute,
     Withdrawal,
 )
-from channels_app.services import node_actions, transactions, watcher, watchtower
+from channels_app.services import node_actions, payments, transactions, watcher, watchtower
 from connext.chain import channel_reads, disputes
 from connext.chain.contracts import contract_at
 from tests.channels_app.conftest import FUNDER_KEY
@@ -34,6 +34,7 @@ from tests.support.conservation import assert_conserved
 from tests.support.disputes import (
     advance_chain,
     run_tower_work,
+    send_from,
     user_defunds_transfer,
     user_disputes_channel,
     user_disputes_transfer,
@@ -158,6 +159,74 @@ def test_a_stale_dispute_by_the_user_is_answered_and_the_defund_pays_exactly_the
     assert channel.status == Channel.Status.OPEN
     assert channel.pending_update["type"] == "resume"
     assert_conserved(w3, latest.channel_address)
+
+
+def test_the_node_resumes_only_after_its_chain_watcher_recorded_a_defund_the_user_sent(
+    alice_and_bob, w3, chain, events
+):
+    alice, bob = alice_and_bob
+    disputed = alice.state
+    user_disputes_channel(alice, disputed)
+    run_tower_work(alice, bob)
+    advance_chain(chain, T)
+    # Alice defunds herself before the node's workers run: the chain has paid out, the records lag.
+    send_from(w3, alice.key, disputed.channel_address, disputes.defund_channel_calldata(w3, disputed, [ETH]))
+    advance_chain(chain, T)
+    watchtower.disputes_advance_all()  # the beat, before the chain watcher saw `ChannelDefunded`
+
+    channel = Channel.objects.get(address=disputed.channel_address)
+    assert (channel.status, channel.nonce, channel.pending_update) == (
+        Channel.Status.DISPUTED,
+        disputed.nonce,
+        None,
+    )  # never open again at a state whose balances the chain already paid out
+    assert Dispute.objects.get(channel=channel).status != Dispute.Status.RESUMED
+
+    run_tower_work(alice, bob)  # the watcher records the defund; the resume carries it
+    assert Dispute.objects.get(channel=channel).status == Dispute.Status.RESUMED
+    assert alice.state.nonce == disputed.nonce + 1
+    assert alice.state.balances == ((0, 0),)
+    assert alice.state.defund_nonces == (2,)
+    assert_conserved(w3, disputed.channel_address)
+
+
+def test_a_receiver_claiming_a_payment_whose_sender_side_is_disputed_on_chain_blocks_no_other_payment(
+    alice_and_bob, w3, chain, events
+):
+    alice, bob = alice_and_bob
+    # Two payments Bob has not claimed yet; Alice disputes the first one's transfer on chain.
+    response, disputed_payment, disputed_preimage = alice.pay(bob.address, E // 20)
+    assert response.status_code == 200
+    response, kept, kept_preimage = alice.pay(bob.address, E // 10)
+    assert response.status_code == 200
+    run_node_work(alice, bob)
+    disputed_state = alice.state
+    disputed_transfer, _ = disputed_state.transfers
+    alice_channel = Channel.objects.get(user_address=alice.address)
+    user_disputes_channel(alice, disputed_state)
+    run_tower_work(alice, bob)
+    advance_chain(chain, T)
+    run_tower_work(alice, bob)
+    user_disputes_transfer(alice, disputed_state, disputed_transfer)
+    run_tower_work(alice, bob)
+    advance_chain(chain, T)
+    run_tower_work(alice, bob)  # resumed; the disputed transfer stays until the chain pays it out
+    assert Dispute.objects.get(channel=alice_channel).status == Dispute.Status.RESUMED
+    assert disputed_transfer in alice.state.transfers
+
+    # Bob claims both off chain. The disputed sender side cannot be resolved off chain any more
+    # (`dispute_mismatch`): the node neither crashes nor holds the other payment behind it.
+    assert bob.resolve_incoming(disputed_payment, disputed_preimage).status_code == 200
+    assert bob.resolve_incoming(kept, kept_preimage).status_code == 200
+    run_node_work(alice, bob)
+    assert Payment.objects.get(payment_id=kept).status == Payment.Status.COMPLETED
+    assert alice.state.transfers == (disputed_transfer,)
+    assert not payments.payments_settle_upstream(channel_id=alice_channel.pk)
+    alice_channel.refresh_from_db()
+    assert alice_channel.pending_update is None
+    assert Transfer.objects.get(transfer_id="0x" + disputed_transfer.transfer_id.hex()).status == (
+        Transfer.Status.ACTIVE
+    )
 
 
 # -- (4) the user vanishes with the node's funds locked -------------------------------------------------

@@ -19,17 +19,19 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 from eth_account import Account
+from eth_utils.crypto import keccak
 from web3 import HTTPProvider, Web3
 
 from channels_app.health import HEARTBEAT_CACHE_KEY
+from channels_app.models import Dispute
 from connext import ETH, Client
-from connext.chain import devchain, disputes
+from connext.chain import channel_reads, devchain, disputes
 from connext.chain.contracts import contract_at
 from connext.client.disputes import ChannelDisputes
 from connext.client.onchain import UserChain
 from connext.client.store import Store
 from connext.client.watcher import WatchOptions
-from connext.errors import DisputeError, InvalidArgumentError
+from connext.errors import DisputeError, InvalidArgumentError, NodeUnavailableError
 from connext.protocol import serialization
 from tests.integration.conftest import LIVE_NODE_KEY, LIVE_NODE_SECRET_KEY, LiveNode
 from tests.support.conservation import assert_conserved
@@ -354,3 +356,130 @@ def test_with_the_node_killed_connext_exit_pays_the_user_its_full_balance_and_re
     gas = sum(gas_cost(w3.eth.get_transaction_receipt(h)) for h in hashes)  # type: ignore[arg-type]
     assert w3.eth.get_balance(Account.from_key(key).address) == balance_before + 15 * MILLI - gas
     assert_conserved(w3, latest["channelAddress"])
+
+
+# -- (7) the channel is used again after a dispute, with the real client -----------------------------
+
+
+def test_after_the_user_disputes_the_client_countersigns_the_resume_and_deposits_pays_and_withdraws_again(
+    own_node, clients, w3
+):
+    alice = connect(own_node, clients, new_key(w3))
+    bob = connect(own_node, clients, new_key(w3), watch_disputes=False)
+    seen = Seen(alice)
+    alice.deposit(20 * MILLI)
+    bob.request_collateral(ETH)
+    until(lambda: bob.get_free_balance(ETH)["node"] > 0, "the node's collateral in Bob's channel")
+    pay_and_settle(alice, bob, 5 * MILLI)
+    disputed = alice.get_channel()
+    node_side, user_side = disputed["assets"][ETH]["node"], disputed["assets"][ETH]["user"]
+    assert (node_side >= 5 * MILLI, user_side) == (True, 15 * MILLI)  # money on both sides
+
+    alice.dispute_channel()
+    until(lambda: seen.of("dispute.started"), "the dispute seen by Alice's client")
+    until(
+        lambda: Dispute.objects.filter(channel__address=alice.channel_address).exists(),
+        "the node recording Alice's dispute",
+    )
+    # Until the channel resumes the client signs nothing new of its own: such a state could be worthless.
+    refused("channel_disputed", alice.transfer, bob.address, MILLI)
+    refused("channel_disputed", alice.withdraw, MILLI)
+    assert alice.get_channel()["nonce"] == disputed["nonce"]
+    devchain.increase_time(own_node.chain_url, T)
+    until(lambda: defunds(w3, alice.channel_address), "the disputed state's balances defunded")
+    [defund] = defunds(w3, alice.channel_address)
+    assert (defund["toNode"], defund["toUser"]) == (node_side, user_side)
+
+    devchain.increase_time(own_node.chain_url, T)  # past the defund window: the node proposes the resume
+    until(lambda: alice.get_channel()["nonce"] == disputed["nonce"] + 1, "Alice countersigning the resume")
+    resumed = alice.get_channel()
+    assert (resumed["assets"][ETH]["node"], resumed["assets"][ETH]["user"]) == (0, 0)
+    state = serialization.channel_state_from_json(resumed["state"])
+    assert state.defund_nonces == (2,)
+    totals = channel_reads.deposit_totals(w3, alice.channel_address, ETH, block="latest")
+    assert state.processed_deposits == ((totals.node, totals.user),)
+    until(
+        lambda: Dispute.objects.get(channel__address=alice.channel_address).status == Dispute.Status.RESUMED,
+        "the node's dispute record resumed",
+    )
+
+    # The same client uses the channel again: a deposit (only it counts), a payment, a withdrawal.
+    alice.deposit(10 * MILLI)
+    assert alice.get_free_balance(ETH)["user"] == 10 * MILLI
+    pay_and_settle(alice, bob, 3 * MILLI)
+    assert alice.get_free_balance(ETH)["user"] == 7 * MILLI
+    recipient = Account.create().address
+    alice.withdraw(4 * MILLI, ETH, recipient)
+    assert w3.eth.get_balance(recipient) == 4 * MILLI
+    until(lambda: not alice.get_channel()["transfers"], "the withdraw transfer resolved")
+    assert alice.get_free_balance(ETH)["user"] == 3 * MILLI
+
+    # A second round pays out the rest: the raised defund nonce lets the chain defund the asset again.
+    final = alice.get_channel()
+    alice.dispute_channel()
+    devchain.increase_time(own_node.chain_url, T)
+    until(lambda: len(defunds(w3, alice.channel_address)) == 2, "the second round's defund")
+    second = defunds(w3, alice.channel_address)[-1]
+    assert (second["defundNonce"], second["toUser"]) == (2, final["assets"][ETH]["user"])
+    # Checked while the channel is still frozen: after the resume the node tops its collateral up again.
+    assert_conserved(w3, alice.channel_address)
+    devchain.increase_time(own_node.chain_url, T)
+    until(lambda: alice.get_channel()["nonce"] == final["nonce"] + 1, "Alice countersigning the 2nd resume")
+    assert alice.get_channel()["assets"][ETH]["user"] == 0
+
+
+# -- (5, client side) an incoming transfer resolved on chain with the preimage the client holds -------
+
+
+def test_with_the_node_killed_before_it_answers_a_resolve_the_watcher_resolves_the_incoming_link_on_chain(
+    own_node, clients, w3
+):
+    alice = connect(own_node, clients, new_key(w3), watch_disputes=False)
+    bob = connect(own_node, clients, new_key(w3))
+    seen = Seen(bob)
+    alice.deposit(20 * MILLI)
+    bob.request_collateral(ETH)
+    until(lambda: bob.get_free_balance(ETH)["node"] > 0, "the node's collateral in Bob's channel")
+    pay_and_settle(alice, bob, 2 * MILLI)
+    # A linked payment whose secret Alice keeps: Bob's side is locked and countersigned, not resolved.
+    secret = secrets.token_bytes(32)
+    payment_id = alice.conditional_transfer("linked", 4 * MILLI, bob.address, lock_hash=keccak(secret))
+    until(lambda: bob.get_channel()["transfers"], "Bob's side of the linked payment locked")
+    locked = bob.get_channel()
+    [incoming] = locked["transfers"]
+    assert (incoming["paymentId"], incoming["responder"]) == (payment_id, bob.address)
+    node_side, user_side = locked["assets"][ETH]["node"], locked["assets"][ETH]["user"]
+    assert user_side == 2 * MILLI
+
+    for process in (*own_node.nodes, own_node.celery):
+        process.stop(signal.SIGKILL)
+    # Bob learns the secret only now: the node never countersigns his resolve, so the chain must pay.
+    with pytest.raises(NodeUnavailableError):
+        bob.resolve_condition(payment_id, preimage=secret)
+    assert bob.get_channel()["nonce"] == locked["nonce"]
+
+    bob_before = w3.eth.get_balance(bob.address)
+    sent_before = w3.eth.get_transaction_count(bob.address)
+    bob.dispute_channel()
+    devchain.increase_time(own_node.chain_url, T)  # the defund phase: Bob's watcher takes it from here
+    until(
+        lambda: any(p["kind"] == "transfer" for p in seen.of("dispute.defunded")),
+        "Bob's watcher resolving the incoming link on chain",
+    )
+    channel = contract_at(w3, "Channel", bob.channel_address)
+    [resolved] = [dict(log["args"]) for log in channel.events.TransferDefunded().get_logs(from_block=0)]
+    assert (resolved["toInitiator"], resolved["toResponder"]) == (0, 4 * MILLI)
+    [defund] = defunds(w3, bob.channel_address)
+    assert (defund["toNode"], defund["toUser"]) == (node_side, user_side)
+    [transfer_event] = [p for p in seen.of("dispute.defunded") if p["kind"] == "transfer"]
+    assert (transfer_event["paymentId"], transfer_event["toUser"]) == (payment_id, str(4 * MILLI))
+    sent = range(sent_before, w3.eth.get_transaction_count(bob.address))
+    assert len(sent) == 4  # dispute, defund the channel, dispute the transfer, resolve it
+    gas = sum(
+        gas_cost(w3.eth.get_transaction_receipt(tx["hash"]))
+        for number in range(w3.eth.block_number + 1)
+        for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]
+        if tx["from"] == bob.address and tx["nonce"] in sent
+    )
+    assert w3.eth.get_balance(bob.address) == bob_before + user_side + 4 * MILLI - gas
+    assert_conserved(w3, bob.channel_address)
