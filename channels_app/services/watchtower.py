@@ -328,12 +328,15 @@ def _send(
     )
 
 
-def _locked(dispute_id: int) -> Dispute | None:
-    """The dispute, with its channel row locked first (the lock order of every channel write)."""
+def _locked(dispute_id: int, *, resumed: bool = False) -> Dispute | None:
+    """The dispute, with its channel row locked first (the lock order of every channel write); None
+    when it is over (unless `resumed` asks for a round whose channel continued)."""
     channel_id = Dispute.objects.values_list("channel_id", flat=True).get(pk=dispute_id)
     Channel.objects.select_for_update().get(pk=channel_id)
     dispute = Dispute.objects.select_for_update().select_related("channel").get(pk=dispute_id)
-    return dispute if dispute.status in Dispute.ACTIVE else None
+    if dispute.status in Dispute.ACTIVE or (resumed and dispute.status == Dispute.Status.RESUMED):
+        return dispute
+    return None
 
 
 def disputes_advance_all() -> int:
@@ -348,6 +351,7 @@ def disputes_advance_all() -> int:
             dispute_advance(dispute_id=dispute_id)
         except Exception:
             logger.exception("advancing dispute %s failed", dispute_id)
+    resumed_transfers_advance()
     return len(ids)
 
 
@@ -514,31 +518,77 @@ def _dispute_transfers(dispute_id: int, state: ChannelState, w3: Web3, now: int)
 
 def _defund_transfers(dispute_id: int, state: ChannelState, w3: Web3, now: int) -> None:
     dispute = Dispute.objects.select_related("channel").get(pk=dispute_id)
-    channel = dispute.channel
-    open_disputes = TransferDispute.objects.filter(channel=channel, status=TransferDispute.Status.DISPUTED)
+    open_disputes = TransferDispute.objects.filter(
+        channel=dispute.channel, status=TransferDispute.Status.DISPUTED
+    )
     for record in open_disputes:
-        transfer = state.transfer(bytes.fromhex(record.transfer_id[2:]))
-        if transfer is None:
+        _defund_transfer(dispute_id, dispute.channel, record, state, w3, now)
+
+
+def _defund_transfer(
+    dispute_id: int,
+    channel: Channel,
+    record: TransferDispute,
+    state: ChannelState,
+    w3: Web3,
+    now: int,
+    *,
+    resumed: bool = False,
+) -> None:
+    """Pay out one transfer disputed on chain: to the node with a resolver it holds while the window is
+    open, or back to the node after the window when the node locked it."""
+    transfer = state.transfer(bytes.fromhex(record.transfer_id[2:]))
+    if transfer is None:
+        return
+    resolver: bytes | None = None
+    if now < record.expiry:
+        resolver = _paying_resolver(channel, transfer, now)
+    elif transfer.initiator == channel.node_address:
+        resolver = b""  # the window is over: the lock goes back to the node as it stands
+    if resolver is None:
+        return
+    if disputes.read_transfer_dispute(w3, channel.address, transfer.transfer_hash).defunded:
+        return  # the event is on its way
+    with transaction.atomic():
+        locked = _locked(dispute_id, resumed=resumed)
+        if locked is None or not _may_send(locked, Kind.DEFUND_TRANSFER, record.transfer_id):
+            return
+        _send(
+            locked,
+            Kind.DEFUND_TRANSFER,
+            disputes.defund_transfer_calldata(w3, transfer, resolver),
+            transfer_id=record.transfer_id,
+        )
+
+
+def resumed_transfers_advance() -> int:
+    """A transfer disputed on chain stays in its channel's state after the channel resumed, until the
+    chain pays it out; the node still claims it when it learns the resolver later (the receiver of
+    the payment revealed after the round) and takes back its own after the window. Returns how many
+    such transfers were looked at."""
+    records = list(
+        TransferDispute.objects.filter(
+            status=TransferDispute.Status.DISPUTED, channel__status=Channel.Status.OPEN
+        ).select_related("channel")
+    )
+    if not records:
+        return 0
+    w3 = chain.web3()
+    now = disputes.chain_time(w3)
+    for record in records:
+        resumed = (
+            Dispute.objects.filter(channel=record.channel, status=Dispute.Status.RESUMED)
+            .order_by("-pk")
+            .first()
+        )
+        if resumed is None:
             continue
-        resolver: bytes | None = None
-        if now < record.expiry:
-            resolver = _paying_resolver(channel, transfer, now)
-        elif transfer.initiator == channel.node_address:
-            resolver = b""  # the window is over: the lock goes back to the node as it stands
-        if resolver is None:
-            continue
-        if disputes.read_transfer_dispute(w3, channel.address, transfer.transfer_hash).defunded:
-            continue  # the event is on its way
-        with transaction.atomic():
-            locked = _locked(dispute_id)
-            if locked is None or not _may_send(locked, Kind.DEFUND_TRANSFER, record.transfer_id):
-                continue
-            _send(
-                locked,
-                Kind.DEFUND_TRANSFER,
-                disputes.defund_transfer_calldata(w3, transfer, resolver),
-                transfer_id=record.transfer_id,
-            )
+        try:
+            state = channels.latest_state(record.channel)
+            _defund_transfer(resumed.pk, record.channel, record, state, w3, now, resumed=True)
+        except Exception:
+            logger.exception("claiming transfer %s after its channel resumed failed", record.transfer_id)
+    return len(records)
 
 
 def _node_is_paid(dispute: Dispute, state: ChannelState, w3: Web3, now: int) -> bool:

@@ -224,9 +224,49 @@ def test_a_receiver_claiming_a_payment_whose_sender_side_is_disputed_on_chain_bl
     assert not payments.payments_settle_upstream(channel_id=alice_channel.pk)
     alice_channel.refresh_from_db()
     assert alice_channel.pending_update is None
+
     assert Transfer.objects.get(transfer_id="0x" + disputed_transfer.transfer_id.hex()).status == (
         Transfer.Status.ACTIVE
     )
+
+
+def test_a_payment_claimed_after_its_sender_side_was_disputed_and_the_channel_resumed_is_paid_on_chain(
+    alice_and_bob, w3, chain, events
+):
+    alice, bob = alice_and_bob
+    # Alice's side may be disputed on chain for two days; Bob reveals only after her channel resumed.
+    response, payment_id, preimage = alice.pay(bob.address, E // 20, transfer_timeout=2 * 24 * 3600)
+    assert response.status_code == 200
+    run_node_work(alice, bob)
+    disputed_state = alice.state
+    (disputed_transfer,) = disputed_state.transfers
+    alice_channel = Channel.objects.get(user_address=alice.address)
+    user_disputes_channel(alice, disputed_state)
+    run_tower_work(alice, bob)
+    advance_chain(chain, T)
+    run_tower_work(alice, bob)
+    user_disputes_transfer(alice, disputed_state, disputed_transfer)
+    run_tower_work(alice, bob)
+    advance_chain(chain, T)
+    run_tower_work(alice, bob)
+    assert Dispute.objects.get(channel=alice_channel).status == Dispute.Status.RESUMED
+    assert alice.state.transfers == (disputed_transfer,)
+
+    # The node pays Bob off chain and, holding his preimage now, claims Alice's side on chain inside
+    # its window; the transfer leaves her state once the chain has paid it.
+    assert bob.resolve_incoming(payment_id, preimage).status_code == 200
+    run_tower_work(alice, bob)
+
+    channel = contract_at(w3, "Channel", alice_channel.address)
+    defunded = [dict(log["args"]) for log in channel.events.TransferDefunded().get_logs(from_block=0)]
+    assert [(d["transferId"], d["toInitiator"], d["toResponder"]) for d in defunded] == [
+        (disputed_transfer.transfer_id, 0, E // 20)
+    ]
+    assert Payment.objects.get(payment_id=payment_id).status == Payment.Status.COMPLETED
+    assert alice.state.transfers == ()
+    action = DisputeAction.objects.get(kind="defund_transfer")
+    assert action.dispute.status == Dispute.Status.RESUMED
+    assert action.transaction.status == OnchainTransaction.Status.MINED
 
 
 # -- (4) the user vanishes with the node's funds locked -------------------------------------------------

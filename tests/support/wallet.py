@@ -253,6 +253,7 @@ class Wallet:
         meta: dict[str, Any] | None = None,
         asset_id: str = ETH,
         payment_id: bytes | None = None,
+        transfer_timeout: int = 3600,
     ):
         """Create a transfer to the node for `recipient` (None: a link). Returns (response, payment id, preimage)."""
         from connext.protocol import meta as transfer_meta
@@ -281,7 +282,7 @@ class Wallet:
             definition=self.config["transferDefinitions"][kind],
             payment_id=payment_id,
             encoded_state=encoded,
-            transfer_timeout=3600,
+            transfer_timeout=transfer_timeout,
             meta_hash=transfer_meta.meta_hash(meta),
         )
         new, signature = self.sign(update)
