@@ -59,7 +59,14 @@ def rebalance_profile(channel: Channel, asset_id: str) -> tuple[int, int, int]:
     profile = RebalanceProfile.objects.filter(channel=channel, asset_id=asset_id).first()
     if profile is not None:
         return int(profile.collateralize_threshold), int(profile.target), int(profile.reclaim_threshold)
-    return settings.REBALANCE_DEFAULTS["eth" if int(asset_id, 16) == 0 else "token"]
+    return _default_profile(asset_id)
+
+
+def _default_profile(asset_id: str) -> tuple[int, int, int]:
+    threshold, target, reclaim_threshold = settings.REBALANCE_DEFAULTS[
+        "eth" if int(asset_id, 16) == 0 else "token"
+    ]
+    return int(threshold), int(target), int(reclaim_threshold)
 
 
 def node_balance(state: ChannelState, asset_id: str) -> int:
@@ -234,8 +241,13 @@ def collateral_check_profile(*, channel_id: int) -> None:
     reclaims) only when a balance left the profile; a payment inside the profile costs no worker."""
     channel = Channel.objects.get(pk=channel_id)
     state = channels.latest_state(channel)
+    profiles = {
+        profile.asset_id: (int(profile.collateralize_threshold), int(profile.reclaim_threshold))
+        for profile in RebalanceProfile.objects.filter(channel=channel)
+    }
     for asset_id in state.asset_ids:
-        threshold, _, reclaim_threshold = rebalance_profile(channel, asset_id)
+        threshold, _, reclaim_threshold = _default_profile(asset_id)
+        threshold, reclaim_threshold = profiles.get(asset_id, (threshold, reclaim_threshold))
         if not threshold <= node_balance(state, asset_id) <= reclaim_threshold:
             after_commit.run_task("channels_app.tasks.channel_reconcile", channel_id)
             return

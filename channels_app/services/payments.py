@@ -52,15 +52,15 @@ def cancel_resolver(kind: str) -> bytes:
     return PreimageResolver(ZERO_BYTES32).encode()
 
 
-def payments_forward(*, channel_id: int) -> bool:
-    """Create the receiver side of the oldest payment waiting for this channel's user.
+def payments_forward(*, channel_id: int, user: str | None = None) -> bool:
+    """Create the receiver side of the oldest payment waiting for this channel's user (`user`, when the
+    caller knows it).
 
     Returns True when a proposal was made (the channel is then busy until the user answers).
     """
-    channel = Channel.objects.get(pk=channel_id)
-    waiting = Payment.objects.filter(recipient=channel.user_address, status=PaymentStatus.PENDING).order_by(
-        "pk"
-    )
+    if user is None:
+        user = Channel.objects.values_list("user_address", flat=True).get(pk=channel_id)
+    waiting = Payment.objects.filter(recipient=user, status=PaymentStatus.PENDING).order_by("pk")
     for payment in waiting:
         if _forward(channel_id, payment.pk):
             return True
@@ -352,9 +352,13 @@ def payments_sync(*, channel_id: int) -> None:
 
 
 def _forward_to(recipient: str) -> None:
-    channel = Channel.objects.filter(user_address=recipient, status=Channel.Status.OPEN).only("pk").first()
-    if channel is not None:  # otherwise it waits until the recipient opens a channel
-        payments_forward(channel_id=channel.pk)
+    channel_id = (
+        Channel.objects.filter(user_address=recipient, status=Channel.Status.OPEN)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if channel_id is not None:  # otherwise it waits until the recipient opens a channel
+        payments_forward(channel_id=channel_id, user=recipient)
 
 
 # -- links, cancels, history ---------------------------------------------------------------------
