@@ -197,8 +197,9 @@ def _wait_healthy(stack: Stack, timeout: float = 90) -> None:
         raise SystemExit(f"[bench] node processes not healthy: {pending}")
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of the processes and all their descendants (Celery's pool children)."""
+def cpu_seconds(pids: list[int], *, descendants: bool = True) -> float:
+    """User + system CPU of the processes and (unless told not to) all their descendants (Celery's
+    pool children)."""
     total = 0.0
     seen: set[int] = set()
     queue = list(pids)
@@ -210,6 +211,8 @@ def cpu_seconds(pids: list[int]) -> float:
         with suppress(OSError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        if not descendants:
+            continue
         with suppress(OSError):
             for task in Path(f"/proc/{pid}/task").iterdir():
                 queue.extend(int(child) for child in (task / "children").read_text().split())
@@ -339,13 +342,13 @@ async def main_async(args: argparse.Namespace) -> dict:
             f"sending for {args.seconds:.0f} s ({'rate ' + str(args.rate) + '/s' if args.rate else str(args.in_flight) + ' in flight per client'})"
         )
         cpu_before = cpu_seconds(stack.node_pids())
-        clients_before = cpu_seconds([os.getpid()])
+        clients_before = cpu_seconds([os.getpid()], descendants=False)  # the stack is our child
         services_before = {name: cpu_seconds(pids) for name, pids in service_pids().items()}
         started = time.perf_counter()
         results = await run_load(clients, seconds=args.seconds, in_flight=args.in_flight, rate=args.rate)
         elapsed = time.perf_counter() - started
         cpu_used = cpu_seconds(stack.node_pids()) - cpu_before
-        clients_used = cpu_seconds([os.getpid()]) - clients_before
+        clients_used = cpu_seconds([os.getpid()], descendants=False) - clients_before
         services_used = {
             name: cpu_seconds(pids) - services_before.get(name, 0.0) for name, pids in service_pids().items()
         }

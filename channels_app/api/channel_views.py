@@ -162,15 +162,10 @@ def channel_countersign_request(address: str, data: Any) -> dict[str, Any]:
     """POST /api/channel/countersign (also over the websocket): the doubly signed proposal."""
     body = CountersignInput(data=data)
     body.is_valid(raise_exception=True)
-    channel = selectors.channel_get_for_user(user=address)
-    if channel is None:
-        raise ApiError(
-            "no_channel", "You have no channel with this node yet; open one first.", http_status=404
-        )
     try:
         signed = channels.channel_countersign(
             user=address,
-            channel_address=channel.address,
+            channel_address=network.network().channel_address_for(address),  # one per user: no read
             nonce=body.validated_data["nonce"],
             signature=body.validated_data["signature"],
         )

@@ -517,14 +517,14 @@ def _store(
         },
     )
     if proposal_answered:  # the channel is free for the node's next proposal
-        follow_up["channel_freed"] = channel.pk
+        follow_up["channel_freed"] = (channel.pk, channel.user_address)
     if follow_up:
         after_commit.run_inline("channels_app.services.payments.payments_follow_up", **follow_up)
     if not routed_step:
         after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
     else:
         after_commit.run_inline(
-            "channels_app.services.collateral.collateral_check_profile", channel_id=channel.pk
+            "channels_app.services.collateral.collateral_check_profile", channel=channel, state=new
         )
 
 

@@ -236,11 +236,10 @@ def collateral_rebalance(*, channel_id: int) -> None:
             collateral_reclaim(channel_id=channel_id, asset_id=asset_id, amount=balance - target)
 
 
-def collateral_check_profile(*, channel_id: int) -> None:
-    """After a payment moved the node's balance: queue the channel's reconcile (which deposits or
-    reclaims) only when a balance left the profile; a payment inside the profile costs no worker."""
-    channel = Channel.objects.get(pk=channel_id)
-    state = channels.latest_state(channel)
+def collateral_check_profile(*, channel: Channel, state: ChannelState) -> None:
+    """After a payment moved the node's balance (`state`, just stored): queue the channel's reconcile
+    (which deposits or reclaims) only when a balance left the profile; a payment inside the profile
+    costs no worker."""
     profiles = {
         profile.asset_id: (int(profile.collateralize_threshold), int(profile.reclaim_threshold))
         for profile in RebalanceProfile.objects.filter(channel=channel)
@@ -249,7 +248,7 @@ def collateral_check_profile(*, channel_id: int) -> None:
         threshold, _, reclaim_threshold = _default_profile(asset_id)
         threshold, reclaim_threshold = profiles.get(asset_id, (threshold, reclaim_threshold))
         if not threshold <= node_balance(state, asset_id) <= reclaim_threshold:
-            after_commit.run_task("channels_app.tasks.channel_reconcile", channel_id)
+            after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
             return
 
 

@@ -210,7 +210,10 @@ def _upstream_resolver(payment: Payment, now: int) -> bytes | None:
 
 
 def payments_follow_up(
-    *, forward_to: str | None = None, settle_payment: str | None = None, channel_freed: int | None = None
+    *,
+    forward_to: str | None = None,
+    settle_payment: str | None = None,
+    channel_freed: tuple[int, str] | None = None,
 ) -> None:
     """The next step of the payments an update just moved, run right after its commit: forward a
     payment whose sender side is signed, settle the sender side of one the receiver decided, and give
@@ -229,7 +232,8 @@ def payments_follow_up(
     if forward_to is not None:
         _forward_to(forward_to)
     if channel_freed is not None:
-        payments_settle_upstream(channel_id=channel_freed) or payments_forward(channel_id=channel_freed)
+        channel_id, user = channel_freed
+        payments_settle_upstream(channel_id=channel_id) or payments_forward(channel_id=channel_id, user=user)
 
 
 STALLED_AFTER_SECONDS = 10
@@ -352,12 +356,17 @@ def payments_sync(*, channel_id: int) -> None:
 
 
 def _forward_to(recipient: str) -> None:
+    """Forward what waits for `recipient` when its channel is open and free now. Otherwise it waits:
+    for the recipient to open a channel, or for the answer to the channel's open proposal, whose
+    commit forwards the next payment (`channel_freed`)."""
     channel_id = (
-        Channel.objects.filter(user_address=recipient, status=Channel.Status.OPEN)
+        Channel.objects.filter(
+            user_address=recipient, status=Channel.Status.OPEN, pending_update__isnull=True
+        )
         .values_list("pk", flat=True)
         .first()
     )
-    if channel_id is not None:  # otherwise it waits until the recipient opens a channel
+    if channel_id is not None:
         payments_forward(channel_id=channel_id, user=recipient)
 
 
