@@ -190,6 +190,19 @@ def test_the_node_resumes_only_after_its_chain_watcher_recorded_a_defund_the_use
     assert_conserved(w3, disputed.channel_address)
 
 
+def dispute_transfer_until_resumed(alice: Wallet, bob: Wallet, chain, state, transfer) -> None:
+    """Alice disputes her channel with `state` and `transfer` in it on chain; the round ends and the
+    channel resumes (the disputed transfer stays in it until the chain pays it out)."""
+    user_disputes_channel(alice, state)
+    run_tower_work(alice, bob)
+    advance_chain(chain, T)
+    run_tower_work(alice, bob)
+    user_disputes_transfer(alice, state, transfer)
+    run_tower_work(alice, bob)
+    advance_chain(chain, T)
+    run_tower_work(alice, bob)
+
+
 def test_a_receiver_claiming_a_payment_whose_sender_side_is_disputed_on_chain_blocks_no_other_payment(
     alice_and_bob, w3, chain, events
 ):
@@ -203,14 +216,7 @@ def test_a_receiver_claiming_a_payment_whose_sender_side_is_disputed_on_chain_bl
     disputed_state = alice.state
     disputed_transfer, _ = disputed_state.transfers
     alice_channel = Channel.objects.get(user_address=alice.address)
-    user_disputes_channel(alice, disputed_state)
-    run_tower_work(alice, bob)
-    advance_chain(chain, T)
-    run_tower_work(alice, bob)
-    user_disputes_transfer(alice, disputed_state, disputed_transfer)
-    run_tower_work(alice, bob)
-    advance_chain(chain, T)
-    run_tower_work(alice, bob)  # resumed; the disputed transfer stays until the chain pays it out
+    dispute_transfer_until_resumed(alice, bob, chain, disputed_state, disputed_transfer)
     assert Dispute.objects.get(channel=alice_channel).status == Dispute.Status.RESUMED
     assert disputed_transfer in alice.state.transfers
 
@@ -241,14 +247,7 @@ def test_a_payment_claimed_after_its_sender_side_was_disputed_and_the_channel_re
     disputed_state = alice.state
     (disputed_transfer,) = disputed_state.transfers
     alice_channel = Channel.objects.get(user_address=alice.address)
-    user_disputes_channel(alice, disputed_state)
-    run_tower_work(alice, bob)
-    advance_chain(chain, T)
-    run_tower_work(alice, bob)
-    user_disputes_transfer(alice, disputed_state, disputed_transfer)
-    run_tower_work(alice, bob)
-    advance_chain(chain, T)
-    run_tower_work(alice, bob)
+    dispute_transfer_until_resumed(alice, bob, chain, disputed_state, disputed_transfer)
     assert Dispute.objects.get(channel=alice_channel).status == Dispute.Status.RESUMED
     assert alice.state.transfers == (disputed_transfer,)
 

@@ -35,6 +35,7 @@ from connext.protocol import serialization, signing
 from connext.protocol.definitions import HashLockState
 from connext.protocol.encoding import keccak256
 from tests.integration.conftest import LiveNode
+from tests.support import client_wallets
 from tests.support.conservation import assert_offchain_conserved
 from tests.support.cpu import named_cpu_seconds, own_cpu_seconds, tree_cpu_seconds
 from tests.support.processes import ROOT, wait_until
@@ -48,7 +49,6 @@ MILLI = 10**15
 WAIT = 60.0
 HASHLOCK_WINDOW = 2
 DISPUTE_WINDOW = 3600  # the live node's
-TRANSFER_EVENTS = ("transfer.created", "transfer.received", "transfer.resolved", "transfer.failed")
 
 
 @pytest.fixture(scope="module")
@@ -61,45 +61,10 @@ def w3(live_node: LiveNode) -> Web3:
     return Web3(HTTPProvider(live_node.chain_url))
 
 
-class Wallet:
-    """A connected `Client` with every transfer event it saw, to wait on without missing one."""
+class Wallet(client_wallets.Wallet):
+    """The shared test wallet, with its ETH balance as an attribute (every payment here is in ETH)."""
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.seen: list[tuple[str, dict[str, Any]]] = []
-        self._changed = threading.Condition()
-        for event in TRANSFER_EVENTS:
-            client.async_client.on(event, lambda payload, event=event: self._note(event, payload))
-
-    def _note(self, event: str, payload: dict[str, Any]) -> None:
-        with self._changed:
-            self.seen.append((event, payload))
-            self._changed.notify_all()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
-
-    def event(self, event: str, payment_id: str, timeout: float = WAIT) -> dict[str, Any]:
-        """The payload of `event` for `payment_id`, once it arrived."""
-
-        def found() -> dict[str, Any] | None:
-            return next((p for e, p in self.seen if e == event and p.get("paymentId") == payment_id), None)
-
-        with self._changed:
-            if not self._changed.wait_for(lambda: found() is not None, timeout):
-                raise AssertionError(f"no {event} for {payment_id} within {timeout}s; saw {self.seen[-5:]}")
-            payload = found()
-        assert payload is not None
-        return payload
-
-    def events_for(self, event: str, payment_ids: set[str], timeout: float) -> None:
-        def done() -> bool:
-            return payment_ids <= {p.get("paymentId") for e, p in self.seen if e == event}
-
-        with self._changed:
-            assert self._changed.wait_for(done, timeout), f"missing {event} for some payments"
-
-    @property
+    @property  # type: ignore[override]
     def balance(self) -> int:
         return self.client.get_free_balance(ETH)["user"]
 

@@ -50,6 +50,15 @@ class Wallet:
         assert payload is not None
         return payload
 
+    def events_for(self, event: str, payment_ids: set[str], timeout: float) -> None:
+        """Until `event` arrived for every one of `payment_ids`."""
+
+        def done() -> bool:
+            return payment_ids <= {p.get("paymentId") for e, p in self.seen if e == event}
+
+        with self._changed:
+            assert self._changed.wait_for(done, timeout), f"missing {event} for some payments"
+
     def _first(self, event: str, payment_id: str) -> dict[str, Any] | None:
         return next((p for e, p in self.seen if e == event and p.get("paymentId") == payment_id), None)
 
