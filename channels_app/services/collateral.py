@@ -12,6 +12,8 @@ import secrets
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from web3 import Web3
+from web3.exceptions import TransactionNotFound
 
 from channels_app import after_commit, chain, network
 from channels_app.models import Channel, OnchainTransaction, RebalanceProfile
@@ -75,12 +77,34 @@ def node_balance(state: ChannelState, asset_id: str) -> int:
 
 
 def _in_flight(channel: Channel, asset_id: str) -> bool:
-    return OnchainTransaction.objects.filter(
+    """A collateral deposit of this asset is on its way: queued, or sent and not yet at the
+    confirmation depth. One already confirmed counts as arrived even before the transaction tracker
+    marks it mined: the chain's confirmed totals (`_uncredited_node_deposit`) then speak for it, and a
+    request right after its credit must not be refused as a duplicate."""
+    pending = OnchainTransaction.objects.filter(
         reason=Reason.COLLATERALIZATION,
         channel_address=channel.address,
         asset_id=asset_id,
         status__in=[TxStatus.QUEUED, TxStatus.PENDING],
-    ).exists()
+    ).prefetch_related("attempts")
+    if not pending:
+        return False
+    w3 = chain.web3()
+    confirmed = channel_reads.confirmed_block(w3, settings.CHAIN_CONFIRMATIONS)
+    for record in pending:
+        if record.status == TxStatus.QUEUED:
+            return True
+        if not any(_mined_by(w3, attempt.hash, confirmed) for attempt in record.attempts.all()):
+            return True
+    return False
+
+
+def _mined_by(w3: Web3, tx_hash: str, block: int) -> bool:
+    try:
+        receipt = w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+    except TransactionNotFound:
+        return False
+    return int(receipt["status"]) == 1 and int(receipt["blockNumber"]) <= block
 
 
 def collateral_request(

@@ -74,3 +74,29 @@ def test_token_collateral_for_two_channels_in_flight_at_once_arrives_in_both_wha
     assert deposit.after is None
     assert send_and_mine(deposit).status == Status.MINED
     assert channel_reads.deposit_totals(w3, third.address, token, block="latest").node == 5 * E
+
+
+def test_a_collateral_deposit_on_chain_but_not_yet_marked_mined_is_not_in_flight_and_not_sent_twice(w3):
+    eth = "0x" + "00" * 20
+    wallet = Wallet(client=Client(), w3=w3)
+    wallet.log_in()
+    assert wallet.open().status_code in (200, 201)
+    channel = Channel.objects.get(user_address=wallet.address)
+    first = collateral.collateral_request(channel_id=channel.pk, asset_id=eth, amount=E // 10)
+    assert first is not None
+    transactions.transaction_send(transaction_id=first.pk)  # mined on anvil; the tracker has not run
+    assert OnchainTransaction.objects.get(pk=first.pk).status == Status.PENDING
+
+    # On chain but not credited yet: a second request sends nothing (never a double deposit).
+    assert collateral.collateral_request(channel_id=channel.pk, asset_id=eth, amount=E // 5) is None
+
+    # Credited (the user countersigns the node's deposit update) while the record is still pending: a
+    # request for more is a new deposit of the difference, not refused as one already on its way.
+    collateral.node_deposit_seen(channel_address=channel.address)
+    assert collateral.node_deposits_credit(channel_id=channel.pk) is True
+    totals = channel_reads.deposit_totals(w3, channel.address, eth, block="latest")
+    wallet.countersign_proposal(deposits={eth: (totals.node, totals.user)})
+    assert OnchainTransaction.objects.get(pk=first.pk).status == Status.PENDING
+    second = collateral.collateral_request(channel_id=channel.pk, asset_id=eth, amount=E // 5)
+    assert second is not None
+    assert int(second.value) == E // 10
