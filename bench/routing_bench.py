@@ -74,14 +74,15 @@ class Stack:
         return [p.pid for p in self.processes]
 
     def stop(self) -> None:
+        """SIGTERM each process's group (Celery's pool and beat children too), SIGKILL what lingers."""
         for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
         for process in self.processes:
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is left
         if self.chain is not None:
             self.chain.stop()
 
@@ -146,6 +147,7 @@ def start_stack(*, nodes: int, workdir: Path, postgres: str, redis_url: str) -> 
                     env=env,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group, stopped whole
                 )
             )
             stack.node_urls.append(f"http://127.0.0.1:{port}")
@@ -173,6 +175,7 @@ def start_stack(*, nodes: int, workdir: Path, postgres: str, redis_url: str) -> 
                 env=env,
                 stdout=worker_log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         )
         _wait_healthy(stack)
