@@ -950,8 +950,11 @@ class AsyncClient:
             None,
         )
 
-    async def _resolve_incoming_locked(self, transfer_id: bytes, resolver: bytes) -> bool:
-        """Resolve the node's transfer to the user; True when this call did it."""
+    async def _resolve_incoming_locked(
+        self, transfer_id: bytes, resolver: bytes, *, answer: _PreparedAnswer | None = None
+    ) -> bool:
+        """Resolve the node's transfer to the user (with `answer`: the proposal that creates it,
+        countersigned in the same request); True when this call did it."""
         await self._refuse_while_disputed()
 
         def build(state: ChannelState) -> tuple[Update, dict[str, tuple[int, int]]] | None:
@@ -966,9 +969,9 @@ class AsyncClient:
             )
             return update, {}
 
-        previous = self.state
+        previous = answer.new if answer is not None else self.state
         transfer = previous.transfer(transfer_id)
-        new = await self._propose_locked(build)
+        new = await self._propose_locked(build, with_answer=answer)
         if new is None or transfer is None:
             return False
         index = new.asset_index(transfer.asset_id)
@@ -1120,14 +1123,15 @@ class AsyncClient:
     # -- the update exchange (under the lock) -------------------------------------------------------
 
     async def _propose_locked(
-        self, build: Build, *, meta: dict[str, Any] | None = None
+        self, build: Build, *, meta: dict[str, Any] | None = None, with_answer: _PreparedAnswer | None = None
     ) -> ChannelState | None:
         """Sign and send the update `build` makes from the latest state (with `meta` for a transfer's
         creation). When the node holds a proposal open, the client checks and countersigns it and
         sends that answer with its own update built on top, in one request (a stream of proposals
         cannot starve the user's updates); on a stale state it syncs first. Returns the new state, or
-        None when `build` finds nothing to do."""
-        prepared: _PreparedAnswer | None = None
+        None when `build` finds nothing to do. `with_answer`: a proposal already checked and signed,
+        sent with the update."""
+        prepared: _PreparedAnswer | None = with_answer
         for _ in range(MAX_UPDATE_ATTEMPTS):
             base = prepared.new if prepared is not None else self.state
             built = build(base)
@@ -1220,9 +1224,38 @@ class AsyncClient:
     async def _answer_proposal_locked(self, proposal: dict[str, Any] | None) -> None:
         """Validate the node's open proposal and countersign it; refusals are emitted, never signed."""
         prepared = await self._prepare_answer_locked(proposal)
-        if prepared is not None:
-            await self._send_answer_locked(prepared)
-            await self._follow_up_locked()
+        if prepared is None or await self._answer_with_resolve_locked(prepared):
+            return
+        await self._send_answer_locked(prepared)
+        await self._follow_up_locked()
+
+    async def _answer_with_resolve_locked(self, prepared: _PreparedAnswer) -> bool:
+        """An incoming Linked or HashLock payment whose secret this client holds (decrypted from the
+        proposal): countersign it and resolve it in one request. True when the proposal is answered;
+        False when there is nothing to resolve at once or the request did not go through (the caller
+        then answers the proposal alone)."""
+        update = prepared.update
+        if not isinstance(update, CreateUpdate) or update.initiator != self.node_address:
+            return False
+        kind = self._definitions.get(update.definition)
+        if kind not in (DefinitionKind.LINKED, DefinitionKind.HASHLOCK) or kind is None:
+            return False
+        created = next((t for t in prepared.new.transfers if t.create_nonce == prepared.new.nonce), None)
+        if created is None or created.responder != self.address:
+            return False
+        secret = self._decrypt_secret(kind, update.encoded_state, prepared.meta)
+        lock_hash, expiry = _lock_of(kind, created.encoded_state)
+        if not secret or keccak256(secret) != lock_hash or (expiry is not None and time.time() >= expiry):
+            return False
+        if self._disputes is not None and self._disputes.seen_disputed():
+            return False
+        try:
+            await self._resolve_incoming_locked(
+                created.transfer_id, PreimageResolver(secret).encode(), answer=prepared
+            )
+        except ConnextError as exc:
+            logger.warning("could not resolve the incoming payment at once: %s", exc)
+        return self.state.nonce >= prepared.new.nonce
 
     async def _prepare_answer_locked(self, proposal: dict[str, Any] | None) -> _PreparedAnswer | None:
         """The client's checked countersignature of the node's open proposal (built on the latest

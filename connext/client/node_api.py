@@ -41,6 +41,7 @@ class NodeApi:
         self._socket_send: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self._waiting: dict[int, asyncio.Future[tuple[int, Any]]] = {}
         self._request_ids = itertools.count(1)
+        self.socket_requests = 0  # calls sent over the socket so far
 
     # -- requests over the websocket ------------------------------------------------------------------
 
@@ -69,6 +70,7 @@ class NodeApi:
         if send is None:
             raise _SocketLost()
         request_id = next(self._request_ids)
+        self.socket_requests += 1
         future: asyncio.Future[tuple[int, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         try:

@@ -210,11 +210,14 @@ def test_updates_travel_over_the_websocket_and_over_rest_while_the_socket_is_dow
     alice = funded(live_node, wallets, w3)
     bob = funded(live_node, wallets, w3, deposit=0, node=1)
     rest_updates_before = _rest_update_calls(live_node)
+    bob_requests = bob.async_client.api.socket_requests
 
     over_socket = alice.transfer(bob.address, 1 * MILLI)
     alice.event("transfer.resolved", over_socket)
     settled(alice, bob)
     assert _rest_update_calls(live_node) == rest_updates_before  # both sides answered over their sockets
+    # Bob countersigned the node's transfer and resolved it with the preimage in one request.
+    assert bob.async_client.api.socket_requests == bob_requests + 1
 
     # The sockets stay up but the clients stop using them: the same calls go over REST.
     for wallet in (alice, bob):
