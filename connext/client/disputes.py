@@ -143,7 +143,8 @@ class ChannelDisputes:
         self._report = report or (lambda event, payload: None)
         self._say = say or (lambda text: logger.info("%s", text))
         self._lock = threading.RLock()  # one step at a time: the watcher and the user's own calls
-        self._last_view: tuple[float, DisputeView] | None = None  # (monotonic time, what was read)
+        # The last reading of the chain (monotonic time, view), and the view the events were told from.
+        self._last_view: tuple[float, DisputeView] | None = None
         self._seen: DisputeView | None = None
         self._log_cursor = 0
         self._last_disputer = ""
@@ -306,19 +307,19 @@ class ChannelDisputes:
 
     def seen_disputed(self) -> bool:
         """The last reading of the chain saw the channel in its consensus or defund phase."""
-        return self._seen is not None and self._seen.phase in (Phase.CONSENSUS, Phase.DEFUND)
+        last = self._last_view
+        return last is not None and last[1].phase in (Phase.CONSENSUS, Phase.DEFUND)
 
     def refuse_while_disputed(self) -> None:
         """`channel_disputed` while the chain shows the channel in its consensus or defund phase: a state
         signed now could be worthless once the disputed one is paid out. The chain is read again only
         when the watcher's last reading (or the user's own dispute step) saw the channel disputed."""
-        disputed = (Phase.CONSENSUS, Phase.DEFUND)
-        if self._seen is None or self._seen.phase not in disputed:
+        if not self.seen_disputed():
             return  # no chain reads on the way of every payment
         with self._lock:
             seen = self.view()  # the watcher's reading may be a poll old: the window may have closed
             self._observe(seen, self.latest().state)
-        if seen.phase in disputed:
+        if seen.phase in (Phase.CONSENSUS, Phase.DEFUND):
             raise DisputeError(
                 "channel_disputed",
                 f"the channel is in a dispute on chain ({seen.phase.value} phase, state nonce {seen.nonce}"

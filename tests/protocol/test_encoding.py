@@ -10,6 +10,7 @@ from eth_utils import keccak, to_checksum_address
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connext.chain import disputes
 from connext.protocol import encoding
 from connext.protocol.errors import MalformedError
 from connext.protocol.types import ChannelState, TransferState, WithdrawCommitment
@@ -25,36 +26,14 @@ from tests.protocol.strategies import (
 
 
 def reference_state_encoding(state: ChannelState) -> bytes:
-    struct = (
-        state.channel_address,
-        state.chain_id,
-        state.node,
-        state.user,
-        list(state.asset_ids),
-        [list(pair) for pair in state.balances],
-        [list(pair) for pair in state.processed_deposits],
-        list(state.defund_nonces),
-        state.timeout,
-        state.nonce,
-        state.merkle_root,
-    )
+    """eth_abi's encoding of the struct web3 sends the contract: the hand encoder must match it."""
+    struct = disputes.channel_state_abi(state)
     return abi_encode(list(encoding.STATE_HASH_TYPES), [encoding.CHANNEL_STATE_TAG, struct])
 
 
 def reference_transfer_encoding(transfer: TransferState) -> bytes:
-    struct = (
-        transfer.channel_address,
-        transfer.transfer_id,
-        transfer.payment_id,
-        transfer.definition,
-        transfer.initiator,
-        transfer.responder,
-        transfer.asset_id,
-        list(transfer.balance),
-        transfer.transfer_timeout,
-        keccak(transfer.encoded_state),
-        transfer.meta_hash,
-    )
+    struct = disputes.transfer_state_abi(transfer)
+    assert struct[9] == keccak(transfer.encoded_state)  # initialStateHash, computed here independently
     return abi_encode(list(encoding.TRANSFER_HASH_TYPES), [encoding.TRANSFER_STATE_TAG, struct])
 
 
