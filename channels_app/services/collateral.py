@@ -58,10 +58,20 @@ class CollateralError(Exception):
 
 def rebalance_profile(channel: Channel, asset_id: str) -> tuple[int, int, int]:
     """(collateralize threshold, target, reclaim threshold) for the channel and asset."""
-    profile = RebalanceProfile.objects.filter(channel=channel, asset_id=asset_id).first()
-    if profile is not None:
-        return int(profile.collateralize_threshold), int(profile.target), int(profile.reclaim_threshold)
-    return _default_profile(asset_id)
+    return rebalance_profiles(channel, asset_filter=asset_id).get(asset_id) or _default_profile(asset_id)
+
+
+def rebalance_profiles(
+    channel: Channel, *, asset_filter: str | None = None
+) -> dict[str, tuple[int, int, int]]:
+    """The channel's operator-set profiles by asset (in one read); assets without one use the defaults."""
+    rows = RebalanceProfile.objects.filter(channel=channel)
+    if asset_filter is not None:
+        rows = rows.filter(asset_id=asset_filter)
+    return {
+        row.asset_id: (int(row.collateralize_threshold), int(row.target), int(row.reclaim_threshold))
+        for row in rows
+    }
 
 
 def _default_profile(asset_id: str) -> tuple[int, int, int]:
@@ -69,6 +79,20 @@ def _default_profile(asset_id: str) -> tuple[int, int, int]:
         "eth" if int(asset_id, 16) == 0 else "token"
     ]
     return int(threshold), int(target), int(reclaim_threshold)
+
+
+def _rebalance_needed(channel: Channel, state: ChannelState) -> list[tuple[str, int, int]]:
+    """Per asset whose node balance left its profile: (asset, balance, the profile's target). Below the
+    collateralize threshold the node deposits up to the target; above the reclaim threshold it
+    reclaims down to it."""
+    profiles = rebalance_profiles(channel)
+    needed = []
+    for asset_id in state.asset_ids:
+        threshold, target, reclaim_threshold = profiles.get(asset_id) or _default_profile(asset_id)
+        balance = node_balance(state, asset_id)
+        if not threshold <= balance <= reclaim_threshold:
+            needed.append((asset_id, balance, target))
+    return needed
 
 
 def node_balance(state: ChannelState, asset_id: str) -> int:
@@ -250,13 +274,10 @@ def node_deposits_credit(*, channel_id: int) -> bool:
 def collateral_rebalance(*, channel_id: int) -> None:
     """Keep each asset's node balance inside the profile: deposit below, reclaim above."""
     channel = Channel.objects.get(pk=channel_id)
-    state = channels.latest_state(channel)
-    for asset_id in state.asset_ids:
-        threshold, target, reclaim_threshold = rebalance_profile(channel, asset_id)
-        balance = node_balance(state, asset_id)
-        if balance < threshold:
+    for asset_id, balance, target in _rebalance_needed(channel, channels.latest_state(channel)):
+        if balance < target:
             collateral_request(channel_id=channel_id, asset_id=asset_id)
-        elif balance > reclaim_threshold:
+        else:
             collateral_reclaim(channel_id=channel_id, asset_id=asset_id, amount=balance - target)
 
 
@@ -264,16 +285,8 @@ def collateral_check_profile(*, channel: Channel, state: ChannelState) -> None:
     """After a payment moved the node's balance (`state`, just stored): queue the channel's reconcile
     (which deposits or reclaims) only when a balance left the profile; a payment inside the profile
     costs no worker."""
-    profiles = {
-        profile.asset_id: (int(profile.collateralize_threshold), int(profile.reclaim_threshold))
-        for profile in RebalanceProfile.objects.filter(channel=channel)
-    }
-    for asset_id in state.asset_ids:
-        threshold, _, reclaim_threshold = _default_profile(asset_id)
-        threshold, reclaim_threshold = profiles.get(asset_id, (threshold, reclaim_threshold))
-        if not threshold <= node_balance(state, asset_id) <= reclaim_threshold:
-            after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
-            return
+    if _rebalance_needed(channel, state):
+        after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
 
 
 def collateral_reclaim(*, channel_id: int, asset_id: str, amount: int) -> bool:
