@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from channels_app import after_commit, chain, network, realtime
-from channels_app.models import Channel, ChannelUpdate, Dispute, Payment, Transfer, TransferDispute
+from channels_app.models import Channel, ChannelUpdate, Dispute, Transfer, TransferDispute
 from channels_app.services import payment_records, routing_policy
 from connext.chain import disputes
 from connext.protocol import meta as transfer_meta
@@ -160,8 +160,15 @@ def chain_dispute(*, channel_address: str) -> ChainDispute | None:
 
 
 def _dispute_for(update: Update) -> ChainDispute | None:
-    """What a resolve (never of a transfer disputed on chain) or a resume is checked against."""
-    if isinstance(update, ResolveUpdate | ResumeUpdate):
+    """What a resolve (never of a transfer disputed on chain) or a resume is checked against. A resolve
+    only asks whether its transfer was disputed: the full record (and the chain's time) is read only
+    when it was, so the payment path pays one indexed lookup, never a chain read."""
+    if isinstance(update, ResumeUpdate):
+        return chain_dispute(channel_address=update.channel_address)
+    if (
+        isinstance(update, ResolveUpdate)
+        and TransferDispute.objects.filter(transfer_id=serialization.hex_bytes(update.transfer_id)).exists()
+    ):
         return chain_dispute(channel_address=update.channel_address)
     return None
 
@@ -292,12 +299,6 @@ def _check_routing_terms(new: ChannelState, meta: dict[str, Any]) -> None:
         routing_policy.check_routed_create(transfer=transfer, kind=kind, meta=meta)
     except routing_policy.PaymentError as exc:
         raise ChannelError(exc.code, exc.message, status=exc.status) from None
-    if Payment.objects.filter(payment_id=serialization.hex_bytes(transfer.payment_id)).exists():
-        raise ChannelError(
-            "duplicate_payment",
-            "A payment with this id exists already: pick a fresh random payment id.",
-            status=409,
-        )
 
 
 def _locked_channel(channel_address: str, user: str) -> Channel:
@@ -475,6 +476,12 @@ def _store(
         )
         if transfer.responder == new.node:  # a payment the node is asked to route starts here
             payment = payment_records.payment_register(sender_transfer=row)
+            if payment is not None and payment.sender_transfer_id != row.pk:
+                raise ChannelError(  # rolls the whole update back
+                    "duplicate_payment",
+                    "A payment with this id exists already: pick a fresh random payment id.",
+                    status=409,
+                )
             if payment is not None:
                 routed_step = True
                 if payment.recipient:
@@ -495,18 +502,9 @@ def _store(
         kind_value = net.definitions[resolved.definition].value
         if kind_value in payment_records.ROUTED_KINDS:
             routed_step = True
-            if resolved.initiator == new.node:  # the receiver decided: settle the sender side now
-                payment_id = serialization.hex_bytes(resolved.payment_id)
-                payment = (
-                    Payment.objects.select_related("sender_transfer", "receiver_transfer")
-                    .filter(receiver_transfer__transfer_id=transfer_id)
-                    .first()
-                )
-                if payment is not None:
-                    payment_records.payment_receiver_settled(payment=payment)
-                follow_up["settle_payment"] = payment_id
-            else:  # the sender side is settled: the payment is over
-                payment_records.payment_sender_settled(transfer_id=transfer_id)
+            decided = payment_records.routed_side_settled(transfer_id=transfer_id)
+            if decided is not None:  # the receiver decided: settle the sender side now
+                follow_up["settle_payment"] = decided
     realtime.push_event_on_commit(
         realtime.user_group(channel.user_address),
         "channel.updated",
@@ -534,7 +532,3 @@ def _is_refund(previous: ChannelState, new: ChannelState, asset_id: str, initiat
     side = 0 if initiator == previous.node else 1
     assert index is not None
     return new.balances[index][side] - previous.balances[index][side] == amount and amount > 0
-
-
-def definition_kind(address: str) -> DefinitionKind | None:
-    return network.network().definitions.get(address)

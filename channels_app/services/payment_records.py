@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Q
 from django.utils import timezone
 
 from channels_app import realtime
@@ -108,14 +109,9 @@ def payment_receiver_settled(*, payment: Payment) -> None:
         _push(payment.recipient, event, payment)
 
 
-def payment_sender_settled(*, transfer_id: str) -> None:
+def payment_sender_settled(*, payment: Payment) -> None:
     """The sender side was resolved or refunded (both signed): the payment is over."""
-    payment = (
-        Payment.objects.select_related("sender_transfer", "receiver_transfer")
-        .filter(sender_transfer__transfer_id=transfer_id)
-        .first()
-    )
-    if payment is None or payment.status in (Payment.Status.COMPLETED, Payment.Status.REFUNDED):
+    if payment.status in (Payment.Status.COMPLETED, Payment.Status.REFUNDED):
         return
     if payment.sender_transfer.status == Transfer.Status.RESOLVED:
         payment.status = Payment.Status.COMPLETED
@@ -129,3 +125,22 @@ def payment_sender_settled(*, transfer_id: str) -> None:
     if not was_failed:  # a failure was announced when it happened
         _push(payment.sender, "transfer.failed", payment)
         _push(payment.recipient, "transfer.failed", payment)
+
+
+def routed_side_settled(*, transfer_id: str) -> int | None:
+    """One side of a routed payment was resolved or refunded (off chain or on chain; its transfer row
+    already says which): record it and tell both parties. The sender's side ends the payment; the
+    receiver's side decides it, and that payment's pk is returned: its sender side is settled next
+    (`payments.payments_follow_up(settle_payment=...)`)."""
+    payment = (
+        Payment.objects.select_related("sender_transfer", "receiver_transfer")
+        .filter(Q(sender_transfer__transfer_id=transfer_id) | Q(receiver_transfer__transfer_id=transfer_id))
+        .first()
+    )
+    if payment is None:
+        return None
+    if payment.sender_transfer.transfer_id == transfer_id:
+        payment_sender_settled(payment=payment)
+        return None
+    payment_receiver_settled(payment=payment)
+    return payment.pk

@@ -212,7 +212,7 @@ def _upstream_resolver(payment: Payment, now: int) -> bytes | None:
 def payments_follow_up(
     *,
     forward_to: str | None = None,
-    settle_payment: str | None = None,
+    settle_payment: int | None = None,
     channel_freed: tuple[int, str] | None = None,
 ) -> None:
     """The next step of the payments an update just moved, run right after its commit: forward a
@@ -222,7 +222,7 @@ def payments_follow_up(
     if settle_payment is not None:
         payment = (
             Payment.objects.select_related("sender_transfer", "receiver_transfer")
-            .filter(payment_id=settle_payment, sender_transfer__status=Transfer.Status.ACTIVE)
+            .filter(pk=settle_payment, sender_transfer__status=Transfer.Status.ACTIVE)
             .first()
         )
         if payment is not None:
@@ -351,8 +351,8 @@ def payments_sync(*, channel_id: int) -> None:
         sender_transfer__channel_id=channel_id,
         sender_transfer__status__in=[Transfer.Status.RESOLVED, Transfer.Status.CANCELLED],
     ).exclude(status__in=[PaymentStatus.COMPLETED, PaymentStatus.REFUNDED])
-    for payment in settled_here.select_related("sender_transfer"):
-        payment_sender_settled(transfer_id=payment.sender_transfer.transfer_id)
+    for payment in settled_here.select_related("sender_transfer", "receiver_transfer"):
+        payment_sender_settled(payment=payment)
 
 
 def _forward_to(recipient: str) -> None:
@@ -426,11 +426,7 @@ def payment_cancel(*, sender: str, payment_id: str) -> Payment:
             raise PaymentError(
                 "link_not_expired", f"The link can be reclaimed after {expires_at}.", status=409
             )
-        payment.status = PaymentStatus.FAILED
-        payment.failure = "cancelled by the sender"
-        payment.save(update_fields=["status", "failure", "updated_at"])
-        _push(payment.sender, "transfer.failed", payment)  # the refund that follows is not announced again
-        _push(payment.recipient, "transfer.failed", payment)
+        _fail(payment, "cancelled by the sender")  # the refund that follows is not announced again
     _schedule_reconcile(payment.sender_transfer.channel_id)
     return payment
 
