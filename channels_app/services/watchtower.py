@@ -241,7 +241,7 @@ def transfer_defunded_observe(
     """`TransferDefunded`: a disputed transfer was paid out. A resolve on chain tells the node the
     resolver (read from the call), which settles the other side of a routed payment like an off-chain
     resolve would."""
-    upstream_channel_id: int | None = None
+    decided: int | None = None  # the payment whose receiver side this pays out
     with transaction.atomic():
         channel = Channel.objects.select_for_update().filter(address=channel_address).first()
         if channel is None:
@@ -268,26 +268,15 @@ def transfer_defunded_observe(
             transfer.status = Transfer.Status.CANCELLED if to_initiator > 0 else Transfer.Status.RESOLVED
             transfer.encoded_resolver = record.encoded_resolver
             transfer.save(update_fields=["status", "encoded_resolver", "updated_at"])
-            upstream_channel_id = _settle_routed_payment(transfer)
+            decided = payment_records.routed_side_settled(transfer_id=transfer.transfer_id)
         if record.dispute_id is not None:
             _schedule_advance(record.dispute_id)
         if channel.status == Channel.Status.OPEN:  # resumed already: the paid-out transfer leaves the state
             after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
-        if upstream_channel_id is not None:
-            after_commit.run_task("channels_app.tasks.channel_reconcile", upstream_channel_id)
-
-
-def _settle_routed_payment(transfer: Transfer) -> int | None:
-    """A routed payment's side was settled on chain: a sender side ends the payment; a receiver side
-    decides the sender side, in the sender's channel (returned, to reconcile after commit)."""
-    sender_side = Payment.objects.filter(sender_transfer=transfer).first()
-    if sender_side is not None:
-        payment_records.payment_sender_settled(transfer_id=transfer.transfer_id)
-        return None
-    receiver_side = (
-        Payment.objects.filter(receiver_transfer=transfer).select_related("sender_transfer").first()
-    )
-    return receiver_side.sender_transfer.channel_id if receiver_side is not None else None
+        if decided is not None:  # a receiver side paid out on chain settles the sender side next
+            after_commit.run_inline(
+                "channels_app.services.payments.payments_follow_up", settle_payment=decided
+            )
 
 
 # -- the node's steps ---------------------------------------------------------------------------------
@@ -390,14 +379,18 @@ def _answer(dispute_id: int) -> None:
         if dispute.nonce >= channel.nonce or not _may_send(dispute, Kind.DISPUTE_CHANNEL):
             return
         latest = channels.latest_state(channel)
-        calldata = disputes.dispute_channel_calldata(
-            chain.web3(),
-            latest,
-            channels._bytes(channel.node_signature),
-            channels._bytes(channel.user_signature),
-        )
-        _send(dispute, Kind.DISPUTE_CHANNEL, calldata)
+        _send(dispute, Kind.DISPUTE_CHANNEL, _dispute_with_latest(chain.web3(), channel))
         logger.info("answering dispute %s of %s with nonce %s", dispute.pk, channel.address, latest.nonce)
+
+
+def _dispute_with_latest(w3: Web3, channel: Channel) -> bytes:
+    """`disputeChannel` calldata with the channel's latest doubly signed state."""
+    return disputes.dispute_channel_calldata(
+        w3,
+        channels.latest_state(channel),
+        serialization.parse_bytes(channel.node_signature, field="nodeSignature"),
+        serialization.parse_bytes(channel.user_signature, field="userSignature"),
+    )
 
 
 def _mark_missed(dispute_id: int, why: str) -> None:
@@ -769,10 +762,7 @@ def dispute_start(*, channel_id: int, reason: str) -> Dispute:
             state_hash=_hex(latest.state_hash),
             state=channel.latest_state,
         )
-        calldata = disputes.dispute_channel_calldata(
-            w3, latest, channels._bytes(channel.node_signature), channels._bytes(channel.user_signature)
-        )
-        _send(dispute, Kind.DISPUTE_CHANNEL, calldata, after=deployment)
+        _send(dispute, Kind.DISPUTE_CHANNEL, _dispute_with_latest(w3, channel), after=deployment)
         channel.status = Channel.Status.DISPUTED  # frozen off chain from now on
         channel.save(update_fields=["status", "updated_at"])
     logger.info("node disputes channel %s at nonce %s: %s", channel.address, latest.nonce, reason)

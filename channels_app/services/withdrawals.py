@@ -20,7 +20,7 @@ from channels_app.models import Channel, OnchainTransaction, Transfer, Withdrawa
 from channels_app.services import channels
 from channels_app.services.transactions import transaction_enqueue
 from connext.chain.channel_reads import is_deployed
-from connext.chain.contracts import contract_at
+from connext.chain.contracts import contract_at, create_channel_calldata
 from connext.protocol import serialization, signing
 from connext.protocol.definitions import WithdrawResolver, WithdrawState
 from connext.protocol.errors import ProtocolError
@@ -63,12 +63,11 @@ def channel_deploy_transaction(channel: Channel) -> OnchainTransaction | None:
     if deployed or deploying is not None:
         return deploying
     net = network.network()
-    factory = contract_at(chain.web3(), "ChannelFactory", net.factory)
     return transaction_enqueue(
         reason=Reason.CHANNEL_DEPLOY,
         to=net.factory,
-        data=bytes.fromhex(
-            factory.encode_abi("createChannel", args=[channel.node_address, channel.user_address])[2:]
+        data=create_channel_calldata(
+            chain.web3(), factory=net.factory, node=channel.node_address, user=channel.user_address
         ),
         channel_address=channel.address,
     )
@@ -87,8 +86,8 @@ def _submit(channel: Channel, withdrawal: Withdrawal, *, reason: str) -> None:
                 int(withdrawal.amount),
                 withdrawal.nonce,
             ),
-            channels._bytes(withdrawal.node_signature),
-            channels._bytes(withdrawal.user_signature),
+            serialization.parse_bytes(withdrawal.node_signature, field="nodeSignature"),
+            serialization.parse_bytes(withdrawal.user_signature, field="userSignature"),
         ],
     )
     withdrawal.onchain_transaction = transaction_enqueue(

@@ -30,6 +30,12 @@ def _contract(w3: Web3, name: str, address: ChecksumAddress) -> Contract:
     return w3.eth.contract(address=address, abi=load_artifact(name).abi)
 
 
+def create_channel_calldata(w3: Web3, *, factory: str, node: str, user: str) -> bytes:
+    """`ChannelFactory.createChannel(node, user)`: deploys the (node, user) channel at its address."""
+    encoded = contract_at(w3, "ChannelFactory", factory).encode_abi("createChannel", args=[node, user])
+    return bytes.fromhex(encoded[2:])
+
+
 def channel_salt(node: str, user: str, chain_id: int) -> bytes:
     return keccak(encode(["address", "address", "uint256"], [node, user, chain_id]))
 

@@ -31,7 +31,7 @@ from connext.chain import disputes
 from connext.chain.contracts import channel_address as compute_channel_address
 from connext.client import policy
 from connext.client.amounts import check_amount
-from connext.client.disputes import ChannelDisputes
+from connext.client.disputes import PREIMAGE_KINDS, ChannelDisputes
 from connext.client.events import Callback, EventBus, Predicate
 from connext.client.events import wait as wait_future
 from connext.client.node_api import NodeApi
@@ -1238,7 +1238,7 @@ class AsyncClient:
         if not isinstance(update, CreateUpdate) or update.initiator != self.node_address:
             return False
         kind = self._definitions.get(update.definition)
-        if kind not in (DefinitionKind.LINKED, DefinitionKind.HASHLOCK) or kind is None:
+        if kind not in PREIMAGE_KINDS:
             return False
         created = next((t for t in prepared.new.transfers if t.create_nonce == prepared.new.nonce), None)
         if created is None or created.responder != self.address:

@@ -30,7 +30,7 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from connext.chain import channel_reads, disputes
-from connext.chain.contracts import contract_at
+from connext.chain.contracts import contract_at, create_channel_calldata
 from connext.client.onchain import UserChain
 from connext.client.store import ChannelSetup, SignedState, Store
 from connext.errors import ChainError, DisputeError, InvalidArgumentError
@@ -234,7 +234,7 @@ class ChannelDisputes:
     def _paying_resolver(self, transfer: TransferState, now: int) -> bytes | None:
         """A resolver the store holds that pays an incoming transfer to the user at chain time `now`."""
         kind = self._setup.definitions.get(transfer.definition)
-        if transfer.responder != self.user or kind not in PREIMAGE_KINDS or kind is None:
+        if transfer.responder != self.user or kind not in PREIMAGE_KINDS:
             return None
         record = self._store.payment(serialization.hex_bytes(transfer.payment_id))
         if record is None or len(record.secret) != 32:
@@ -378,7 +378,7 @@ class ChannelDisputes:
                     "stale_state",
                     f"the chain's last dispute had nonce {view.nonce}, your latest is {state.state.nonce}",
                 )
-            return self._send_dispute(state, view)
+            return self._send_dispute(state)
 
     def defund_channel(self, assets: Sequence[str] | None = None) -> str:
         """Pay out the disputed state's balances of `assets` (default: every asset that pays the user).
@@ -474,7 +474,7 @@ class ChannelDisputes:
                 self._say(
                     f"the chain holds a stale state (nonce {view.nonce}); answering with nonce {state.state.nonce}"
                 )
-                self._send_dispute(state, view)
+                self._send_dispute(state)
                 view = self.view()
             if view.phase is Phase.DEFUND and view.state_hash == state.state.state_hash:
                 due = [
@@ -563,17 +563,18 @@ class ChannelDisputes:
         w3 = self._chain.w3
         if channel_reads.is_deployed(w3, self.channel_address):
             return
-        factory = contract_at(w3, "ChannelFactory", self._setup.factory)
-        data = factory.encode_abi("createChannel", args=[self._setup.node, self._setup.user])
+        data = create_channel_calldata(
+            w3, factory=self._setup.factory, node=self._setup.node, user=self._setup.user
+        )
         try:
-            receipt = self._chain.send_call(self._setup.factory, bytes.fromhex(data[2:]), RECEIPT_TIMEOUT)
+            receipt = self._chain.send_call(self._setup.factory, data, RECEIPT_TIMEOUT)
         except ChainError:
             if not channel_reads.is_deployed(w3, self.channel_address):  # else the node deployed it meanwhile
                 raise
             return
         self._say(f"deployed the channel contract: {receipt['transactionHash'].to_0x_hex()}")
 
-    def _send_dispute(self, signed: SignedState, view: DisputeView) -> str:
+    def _send_dispute(self, signed: SignedState) -> str:
         self._deploy_if_needed()
         data = disputes.dispute_channel_calldata(
             self._chain.w3, signed.state, signed.node_signature, signed.user_signature
