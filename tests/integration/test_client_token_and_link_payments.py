@@ -25,7 +25,7 @@ from connext.protocol.encoding import keccak256
 from connext.protocol.types import CreateUpdate, ResolveUpdate
 from tests.integration.conftest import LIVE_NODE_KEY, LiveNode
 from tests.support.client_wallets import Funder, Wallet, settled, until
-from tests.support.conservation import assert_offchain_conserved, offchain_holdings
+from tests.support.conservation import assert_offchain_conserved
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -69,15 +69,24 @@ def node_states(*wallets: Wallet) -> list[Any]:
 
 
 def conserved_once_credited(w3: Web3, wallets: list[Wallet], assets: list[str]) -> dict[str, Any]:
-    """The per-asset conservation check, once the node credited its own deposits (its automatic
-    collateral may still be on its way when the payments are done)."""
+    """The per-asset conservation check, on one reading taken once the node credited its own deposits
+    (its automatic collateral may still be on its way: a check that waits for the credit and then reads
+    again can catch the next deposit mined in between)."""
+    found: dict[str, Any] = {}
 
-    def credited() -> bool:
-        states = node_states(*wallets)
-        return all((h := offchain_holdings(w3, states, a)).credited == h.deposited for a in assets)
+    def conserved() -> bool:
+        try:
+            found.update(assert_offchain_conserved(w3, node_states(*wallets), assets))
+        except AssertionError:
+            return False
+        return True
 
-    until(credited, "the node's deposits to be credited")
-    return assert_offchain_conserved(w3, node_states(*wallets), assets)
+    try:
+        until(conserved, "the node's deposits to be credited")
+    except AssertionError:
+        assert_offchain_conserved(w3, node_states(*wallets), assets)  # says what does not add up
+        raise
+    return found
 
 
 # -- the token --------------------------------------------------------------------------------------
