@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.db import close_old_connections
@@ -65,6 +66,16 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._requests: set[asyncio.Future[None]] = set()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without its per-message `close_old_connections` hop to the shared sync
+        thread: every frame and every push paid a thread switch (and queued behind other consumers)
+        for database cleanup this consumer does not need. Handlers that touch the database run in
+        worker threads that clean up after themselves (`_answer_request`, `database_sync_to_async`)."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def _request(self, content: dict[str, Any]) -> None:
         """A REST call over the socket; answered with `{"type": "response", "id", "status", "body"}`
