@@ -133,7 +133,7 @@ class Channel(models.Model):
     address = models.CharField(max_length=42, unique=True)
     chain_id = models.PositiveBigIntegerField()
     node_address = models.CharField(max_length=42)
-    user_address = models.CharField(max_length=42, db_index=True)
+    user_address = models.CharField(max_length=42)
     # Recovered from the user's setup signature: senders encrypt preimages to it (ECIES).
     user_public_key = models.CharField(max_length=132, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
@@ -158,6 +158,8 @@ class Channel(models.Model):
                 fields=["chain_id", "node_address", "user_address"], name="one_channel_per_user"
             )
         ]
+        # Plain b-tree indexes (no LIKE twin): every index is one more write per row version.
+        indexes = [models.Index(fields=["user_address"], name="channel_by_user")]
 
     def __str__(self) -> str:
         return f"channel {self.address} ({self.user_address})"
@@ -193,14 +195,16 @@ class Transfer(models.Model):
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="transfers")
     transfer_id = models.CharField(max_length=66, unique=True)
-    payment_id = models.CharField(max_length=66, db_index=True)
+    payment_id = models.CharField(max_length=66)
     kind = models.CharField(max_length=16)  # linked, hashlock, signed, withdraw
     definition = models.CharField(max_length=42)
     initiator = models.CharField(max_length=42)
     responder = models.CharField(max_length=42)
     asset_id = models.CharField(max_length=42)
     amount = models.DecimalField(**WEI)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True)
+    # Not indexed: status is read within a channel (its foreign-key index) and changes on every
+    # resolve, where an index would turn a cheap in-page update into a write to every index.
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     transfer_state = models.JSONField()
     # Off-chain details the creator sent with the update (recipient, encrypted preimage, ...);
     # `transfer_state.metaHash` commits to them.
@@ -210,6 +214,9 @@ class Transfer(models.Model):
     resolved_nonce = models.PositiveBigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["payment_id"], name="transfer_by_payment")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.transfer_id[:10]} {self.status}"
@@ -312,11 +319,11 @@ class Payment(models.Model):
 
     payment_id = models.CharField(max_length=66, unique=True)
     kind = models.CharField(max_length=16)  # linked, hashlock, signed
-    sender = models.CharField(max_length=42, db_index=True)
-    recipient = models.CharField(max_length=42, blank=True, default="", db_index=True)  # blank: a link
+    sender = models.CharField(max_length=42)
+    recipient = models.CharField(max_length=42, blank=True, default="")  # blank: a link
     asset_id = models.CharField(max_length=42)
     amount = models.DecimalField(**WEI)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     sender_transfer = models.OneToOneField(
         Transfer, on_delete=models.PROTECT, related_name="payment_as_sender"
     )
@@ -327,6 +334,18 @@ class Payment(models.Model):
     failure = models.CharField(max_length=300, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["sender"], name="payment_by_sender"),
+            models.Index(fields=["recipient", "status"], name="payment_by_recipient"),
+            # The stalled-payment sweep reads only payments still open: a partial index stays small.
+            models.Index(
+                fields=["updated_at"],
+                condition=~models.Q(status__in=["completed", "refunded"]),
+                name="open_payments",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"payment {self.payment_id[:10]} {self.status}"
