@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from channels_app import after_commit, chain, network, realtime
+from channels_app import after_commit, chain, network, realtime, rows
 from channels_app.models import Channel, ChannelUpdate, Dispute, Transfer, TransferDispute
 from channels_app.services import payment_records, routing_policy
 from connext.chain import disputes
@@ -165,9 +165,8 @@ def _dispute_for(update: Update) -> ChainDispute | None:
     when it was, so the payment path pays one indexed lookup, never a chain read."""
     if isinstance(update, ResumeUpdate):
         return chain_dispute(channel_address=update.channel_address)
-    if (
-        isinstance(update, ResolveUpdate)
-        and TransferDispute.objects.filter(transfer_id=serialization.hex_bytes(update.transfer_id)).exists()
+    if isinstance(update, ResolveUpdate) and rows.exists(
+        TransferDispute, transfer_id=serialization.hex_bytes(update.transfer_id)
     ):
         return chain_dispute(channel_address=update.channel_address)
     return None
@@ -263,29 +262,34 @@ def channel_apply_user_update(
     # Chain reads happen before the lock: the channel is locked only for the update itself.
     deposits_of = (update.channel_address, update.asset_id) if isinstance(update, DepositUpdate) else None
     context = network.update_context(deposits_of=deposits_of, dispute=_dispute_for(update))
-    with transaction.atomic():
-        channel = _locked_channel(update.channel_address, user)
-        if update.nonce == channel.nonce and _is_replay(channel, update, signature):
-            return SignedState(latest_state(channel), _bytes(channel.node_signature), signature)
-        if answer is not None:
-            _countersign_locked(channel, *answer)
-        previous = latest_state(channel)
-        if channel.pending_update is not None and update.nonce >= channel.nonce + 1:
-            raise ChannelError(
-                "update_pending",
-                "The node proposed an update at this nonce; countersign it first, then retry at the next nonce.",
-                status=409,
-                extra={"proposal": proposal_json(channel), "latest": signed_state_json(channel)},
-            )
-        try:
-            new, node_signature = validation.countersign(
-                previous, update, signature, network.node_signer(), context=context
-            )
-        except ProtocolError as exc:
-            raise ChannelError.from_protocol(exc, channel) from None
-        if isinstance(update, CreateUpdate):
-            _check_routing_terms(new, meta)
-        _store(channel, update, previous, new, node_signature, signature, meta=meta)
+    try:
+        with transaction.atomic():
+            channel = _locked_channel(update.channel_address, user)
+            if update.nonce == channel.nonce and _is_replay(channel, update, signature):
+                return SignedState(latest_state(channel), _bytes(channel.node_signature), signature)
+            if answer is not None:
+                _countersign_locked(channel, *answer)
+            previous = latest_state(channel)
+            if channel.pending_update is not None and update.nonce >= channel.nonce + 1:
+                raise ChannelError(
+                    "update_pending",
+                    "The node proposed an update at this nonce; countersign it first, then retry at the next nonce.",
+                    status=409,
+                    extra={"proposal": proposal_json(channel), "latest": signed_state_json(channel)},
+                )
+            try:
+                new, node_signature = validation.countersign(
+                    previous, update, signature, network.node_signer(), context=context
+                )
+            except ProtocolError as exc:
+                raise ChannelError.from_protocol(exc, channel) from None
+            if isinstance(update, CreateUpdate):
+                _check_routing_terms(new, meta)
+            _store(channel, update, previous, new, node_signature, signature, meta=meta)
+    except IntegrityError:  # a unique row (a payment id, say) written concurrently by another update
+        raise ChannelError(
+            "conflict", "A concurrent update wrote the same record; sync and retry.", status=409
+        ) from None
     return SignedState(new, node_signature, signature)
 
 
@@ -302,7 +306,7 @@ def _check_routing_terms(new: ChannelState, meta: dict[str, Any]) -> None:
 
 
 def _locked_channel(channel_address: str, user: str) -> Channel:
-    channel = Channel.objects.select_for_update().filter(address=channel_address).first()
+    channel = rows.get(Channel, address=channel_address, for_update=True)
     if channel is None:
         raise ChannelError("no_channel", f"No channel at {channel_address}.", status=404)
     if channel.user_address != user:
@@ -318,7 +322,7 @@ def _bytes(hex_text: str) -> bytes:
 
 def _is_replay(channel: Channel, update: Update, signature: bytes) -> bool:
     """The same user update with the same signature as the one that made the latest state."""
-    record = ChannelUpdate.objects.filter(channel=channel, nonce=update.nonce).first()
+    record = rows.get(ChannelUpdate, channel_id=channel.pk, nonce=update.nonce)
     return (
         record is not None
         and record.update == serialization.update_to_json(update)
@@ -347,15 +351,7 @@ def propose_locked(
     channel.pending_state = serialization.channel_state_to_json(new)
     channel.pending_node_signature = serialization.hex_bytes(node_signature)
     channel.pending_meta = meta or {}
-    channel.save(
-        update_fields=[
-            "pending_update",
-            "pending_state",
-            "pending_node_signature",
-            "pending_meta",
-            "updated_at",
-        ]
-    )
+    rows.update(channel, _PENDING_FIELDS)
     realtime.push_event_on_commit(
         realtime.user_group(channel.user_address), "update.proposed", proposal_json(channel) or {}
     )
@@ -364,7 +360,9 @@ def propose_locked(
 
 def lock_for_proposal(channel_id: int) -> Channel | None:
     """The channel, locked, when the node may propose in it now (open, no open proposal); else None."""
-    channel = Channel.objects.select_for_update().get(pk=channel_id)
+    channel = rows.get(Channel, pk=channel_id, for_update=True)
+    if channel is None:
+        raise Channel.DoesNotExist(f"no channel {channel_id}")
     if channel.pending_update is not None or channel.status != Channel.Status.OPEN:
         return None
     return channel
@@ -417,19 +415,25 @@ def _countersign_locked(channel: Channel, nonce: int, signature: bytes) -> Signe
 
 # -- storing a doubly signed state -------------------------------------------------------------------
 
+_STATE_FIELDS = ["nonce", "latest_state", "node_signature", "user_signature"]
+_PENDING_FIELDS = ["pending_update", "pending_state", "pending_node_signature", "pending_meta"]
+
 
 def _record_update(
     channel: Channel, update: Update, new: ChannelState, node_sig: bytes, user_sig: bytes
 ) -> None:
-    ChannelUpdate.objects.create(
-        channel=channel,
-        nonce=new.nonce,
-        kind=serialization.update_to_json(update)["type"],
-        initiator=update.initiator,
-        update=serialization.update_to_json(update),
-        state_hash=serialization.hex_bytes(new.state_hash),
-        node_signature=serialization.hex_bytes(node_sig),
-        user_signature=serialization.hex_bytes(user_sig),
+    update_json = serialization.update_to_json(update)
+    rows.insert(
+        ChannelUpdate(
+            channel=channel,
+            nonce=new.nonce,
+            kind=update_json["type"],
+            initiator=update.initiator,
+            update=update_json,
+            state_hash=serialization.hex_bytes(new.state_hash),
+            node_signature=serialization.hex_bytes(node_sig),
+            user_signature=serialization.hex_bytes(user_sig),
+        )
     )
 
 
@@ -451,7 +455,7 @@ def _store(
     channel.latest_state = serialization.channel_state_to_json(new)
     channel.node_signature = serialization.hex_bytes(node_sig)
     channel.user_signature = serialization.hex_bytes(user_sig)
-    channel.save()
+    rows.update(channel, _STATE_FIELDS + _PENDING_FIELDS)
     _remember_state((channel.address, new.nonce, channel.node_signature), new)
     _record_update(channel, update, new, node_sig, user_sig)
     net = network.network()
@@ -460,7 +464,7 @@ def _store(
     if isinstance(update, CreateUpdate):
         transfer = next(t for t in new.transfers if t.create_nonce == new.nonce)
         kind = net.definitions[transfer.definition]
-        row = Transfer.objects.create(
+        row = Transfer(
             channel=channel,
             transfer_id=serialization.hex_bytes(transfer.transfer_id),
             payment_id=serialization.hex_bytes(transfer.payment_id),
@@ -474,6 +478,7 @@ def _store(
             meta=meta or {},
             created_nonce=new.nonce,
         )
+        rows.insert(row)
         if transfer.responder == new.node:  # a payment the node is asked to route starts here
             payment = payment_records.payment_register(sender_transfer=row)
             if payment is not None and payment.sender_transfer_id != row.pk:
@@ -494,15 +499,21 @@ def _store(
         assert resolved is not None  # the protocol core refused the update otherwise
         refunded = _is_refund(previous, new, resolved.asset_id, resolved.initiator, resolved.balance[0])
         transfer_id = serialization.hex_bytes(update.transfer_id)
-        Transfer.objects.filter(transfer_id=transfer_id).update(
-            status=Transfer.Status.CANCELLED if refunded else Transfer.Status.RESOLVED,
-            encoded_resolver=serialization.hex_bytes(update.encoded_resolver),
-            resolved_nonce=new.nonce,
+        rows.update_where(
+            Transfer,
+            {"transfer_id": transfer_id},
+            {
+                "status": Transfer.Status.CANCELLED if refunded else Transfer.Status.RESOLVED,
+                "encoded_resolver": serialization.hex_bytes(update.encoded_resolver),
+                "resolved_nonce": new.nonce,
+            },
         )
         kind_value = net.definitions[resolved.definition].value
         if kind_value in payment_records.ROUTED_KINDS:
             routed_step = True
-            decided = payment_records.routed_side_settled(transfer_id=transfer_id)
+            decided = payment_records.routed_side_settled(
+                transfer_id=transfer_id, payment_id=serialization.hex_bytes(resolved.payment_id)
+            )
             if decided is not None:  # the receiver decided: settle the sender side now
                 follow_up["settle_payment"] = decided
     realtime.push_event_on_commit(

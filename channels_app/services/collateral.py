@@ -15,7 +15,7 @@ from django.utils import timezone
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
-from channels_app import after_commit, chain, network
+from channels_app import after_commit, chain, network, rows
 from channels_app.models import Channel, OnchainTransaction, RebalanceProfile
 from channels_app.services import channels
 from channels_app.services.transactions import transaction_enqueue
@@ -65,12 +65,14 @@ def rebalance_profiles(
     channel: Channel, *, asset_filter: str | None = None
 ) -> dict[str, tuple[int, int, int]]:
     """The channel's operator-set profiles by asset (in one read); assets without one use the defaults."""
-    rows = RebalanceProfile.objects.filter(channel=channel)
-    if asset_filter is not None:
-        rows = rows.filter(asset_id=asset_filter)
+    equal = (
+        {"channel_id": channel.pk}
+        if asset_filter is None
+        else {"channel_id": channel.pk, "asset_id": asset_filter}
+    )
     return {
         row.asset_id: (int(row.collateralize_threshold), int(row.target), int(row.reclaim_threshold))
-        for row in rows
+        for row in rows.find(RebalanceProfile, **equal)
     }
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q
 from django.utils import timezone
 
-from channels_app import realtime
+from channels_app import realtime, rows
 from channels_app.models import Payment, Transfer
 from connext.protocol import serialization
 from connext.protocol.types import DefinitionKind
@@ -63,33 +62,37 @@ def _push(address: str, event: str, payment: Payment) -> None:
 
 
 def payment_register(*, sender_transfer: Transfer) -> Payment | None:
-    """Record the payment a sender's transfer to the node starts (once)."""
+    """Record the payment a sender's transfer to the node starts (once); an existing payment with
+    the same id is returned as it is."""
     if sender_transfer.kind not in ROUTED_KINDS:
         return None
+    existing = rows.get(Payment, payment_id=sender_transfer.payment_id)
+    if existing is not None:
+        return existing
     recipient = sender_transfer.meta.get("recipient") or ""
-    payment, created = Payment.objects.get_or_create(
-        payment_id=sender_transfer.payment_id,
-        defaults={
-            "kind": sender_transfer.kind,
-            "sender": sender_transfer.initiator,
-            "recipient": serialization.parse_address(recipient, field="recipient") if recipient else "",
-            "asset_id": sender_transfer.asset_id,
-            "amount": sender_transfer.amount,
-            "sender_transfer": sender_transfer,
-        },
+    payment = rows.insert(
+        Payment(
+            payment_id=sender_transfer.payment_id,
+            kind=sender_transfer.kind,
+            sender=sender_transfer.initiator,
+            recipient=serialization.parse_address(recipient, field="recipient") if recipient else "",
+            asset_id=sender_transfer.asset_id,
+            amount=sender_transfer.amount,
+            sender_transfer=sender_transfer,
+        )
     )
-    if created:
-        _push(payment.sender, "transfer.created", payment)
+    _push(payment.sender, "transfer.created", payment)
     return payment
 
 
 def payment_receiver_locked(*, receiver_transfer: Transfer) -> None:
     """The receiver countersigned its side: link it to the payment and tell the receiver."""
-    payment = Payment.objects.filter(payment_id=receiver_transfer.payment_id).first()
+    payment = rows.get(Payment, payment_id=receiver_transfer.payment_id)
     if payment is None or payment.receiver_transfer_id is not None:
         return
     payment.receiver_transfer = receiver_transfer
-    payment.save(update_fields=["receiver_transfer", "updated_at"])
+    rows.update(payment, ["receiver_transfer_id"])
+    payment.sender_transfer = rows.get(Transfer, pk=payment.sender_transfer_id)
     _push(payment.recipient, "transfer.received", payment)
 
 
@@ -98,11 +101,22 @@ def payment_receiver_settled(*, payment: Payment) -> None:
     side settles (its user may stay offline for long). Announced once, whichever process gets here."""
     assert payment.receiver_transfer is not None
     paid = payment.receiver_transfer.status == Transfer.Status.RESOLVED
-    payment.status = Payment.Status.COMPLETED if paid else Payment.Status.FAILED
-    payment.failure = "" if paid else "the receiver's side was cancelled or expired"
-    announced = Payment.objects.filter(
-        pk=payment.pk, status__in=[Payment.Status.PENDING, Payment.Status.FORWARDED]
-    ).update(status=payment.status, failure=payment.failure, updated_at=timezone.now())
+    decided = Payment.Status.COMPLETED if paid else Payment.Status.FAILED
+    failure = "" if paid else "the receiver's side was cancelled or expired"
+    seen = payment.status
+    announced = False
+    while seen in (Payment.Status.PENDING, Payment.Status.FORWARDED) and not announced:
+        # Compare and set: whichever process moves the status out of an open one announces.
+        announced = bool(
+            rows.update_where(
+                Payment,
+                {"pk": payment.pk, "status": seen},
+                {"status": decided, "failure": failure, "updated_at": timezone.now()},
+            )
+        )
+        if not announced:
+            seen = rows.value(Payment, "status", pk=payment.pk)
+    payment.status, payment.failure = decided, failure
     if announced:
         event = "transfer.resolved" if paid else "transfer.failed"
         _push(payment.sender, event, payment)
@@ -115,32 +129,33 @@ def payment_sender_settled(*, payment: Payment) -> None:
         return
     if payment.sender_transfer.status == Transfer.Status.RESOLVED:
         payment.status = Payment.Status.COMPLETED
-        payment.save(update_fields=["status", "updated_at"])
+        rows.update(payment, ["status"])
         _push(payment.sender, "transfer.resolved", payment)
         _push(payment.recipient, "transfer.resolved", payment)
         return
     was_failed = payment.status == Payment.Status.FAILED
     payment.status = Payment.Status.REFUNDED
-    payment.save(update_fields=["status", "updated_at"])
+    rows.update(payment, ["status"])
     if not was_failed:  # a failure was announced when it happened
         _push(payment.sender, "transfer.failed", payment)
         _push(payment.recipient, "transfer.failed", payment)
 
 
-def routed_side_settled(*, transfer_id: str) -> int | None:
+def routed_side_settled(*, transfer_id: str, payment_id: str) -> int | None:
     """One side of a routed payment was resolved or refunded (off chain or on chain; its transfer row
     already says which): record it and tell both parties. The sender's side ends the payment; the
     receiver's side decides it, and that payment's pk is returned: its sender side is settled next
-    (`payments.payments_follow_up(settle_payment=...)`)."""
-    payment = (
-        Payment.objects.select_related("sender_transfer", "receiver_transfer")
-        .filter(Q(sender_transfer__transfer_id=transfer_id) | Q(receiver_transfer__transfer_id=transfer_id))
-        .first()
-    )
+    (`payments.payments_follow_up(settle_payment=...)`). Both sides carry the payment's id."""
+    payment = rows.get(Payment, payment_id=payment_id)
     if payment is None:
         return None
+    payment.sender_transfer = rows.get(Transfer, pk=payment.sender_transfer_id)
+    if payment.receiver_transfer_id is not None:
+        payment.receiver_transfer = rows.get(Transfer, pk=payment.receiver_transfer_id)
     if payment.sender_transfer.transfer_id == transfer_id:
         payment_sender_settled(payment=payment)
         return None
+    if payment.receiver_transfer is None or payment.receiver_transfer.transfer_id != transfer_id:
+        return None  # a transfer of this payment id that is neither side: nothing to record
     payment_receiver_settled(payment=payment)
     return payment.pk

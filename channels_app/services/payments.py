@@ -18,11 +18,11 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from channels_app import after_commit, network
+from channels_app import after_commit, network, rows
 from channels_app.models import Channel, OnchainTransaction, Payment, Transfer
 from channels_app.services import channels, collateral
 from channels_app.services.payment_records import (
@@ -59,12 +59,12 @@ def payments_forward(*, channel_id: int, user: str | None = None) -> bool:
     Returns True when a proposal was made (the channel is then busy until the user answers).
     """
     if user is None:
-        user = Channel.objects.values_list("user_address", flat=True).get(pk=channel_id)
-    waiting = Payment.objects.filter(recipient=user, status=PaymentStatus.PENDING).order_by("pk")
+        user = rows.value(Channel, "user_address", pk=channel_id)
+    waiting = rows.find(Payment, recipient=user, status=PaymentStatus.PENDING, order_by="id")
     for payment in waiting:
         if _forward(channel_id, payment.pk):
             return True
-        if Payment.objects.get(pk=payment.pk).status == PaymentStatus.PENDING:
+        if rows.value(Payment, "status", pk=payment.pk) == PaymentStatus.PENDING:
             return False  # waiting (collateral, busy channel): keep the order
     return False
 
@@ -88,17 +88,15 @@ def _forward_locked(channel_id: int, payment_pk: int) -> tuple[bool, int]:
     channel = channels.lock_for_proposal(channel_id)
     if channel is None:
         return False, 0
-    payment = (
-        Payment.objects.select_for_update(of=("self",)).select_related("sender_transfer").get(pk=payment_pk)
-    )
+    payment = _locked_payment(payment_pk)
     if payment.status != PaymentStatus.PENDING:
         return False, 0
     sender = payment.sender_transfer
     if sender.status != Transfer.Status.ACTIVE:
         payment.status = PaymentStatus.REFUNDED
-        payment.save(update_fields=["status", "updated_at"])
+        rows.update(payment, ["status"])
         return False, 0
-    if Channel.objects.filter(pk=sender.channel_id).exclude(status=Channel.Status.OPEN).exists():
+    if rows.value(Channel, "status", pk=sender.channel_id) != Channel.Status.OPEN:
         # The sender's channel is in dispute: its transfer's on-chain window may close before the
         # receiver reveals, so the node must not pay downstream what it might not claim upstream.
         _fail(payment, "the sender's channel is in dispute")
@@ -137,8 +135,17 @@ def _forward_locked(channel_id: int, payment_pk: int) -> tuple[bool, int]:
         meta=receiver_meta,
     )
     payment.status = PaymentStatus.FORWARDED
-    payment.save(update_fields=["status", "updated_at"])
+    rows.update(payment, ["status"])
     return True, 0
+
+
+def _locked_payment(payment_pk: int) -> Payment:
+    """The payment, row-locked, with its sender transfer (inside the caller's transaction)."""
+    payment = rows.get(Payment, pk=payment_pk, for_update=True)
+    if payment is None:
+        raise Payment.DoesNotExist(f"no payment {payment_pk}")
+    payment.sender_transfer = rows.get(Transfer, pk=payment.sender_transfer_id)
+    return payment
 
 
 def _collateral_for(channel: Channel, payment: Payment, amount: int) -> int:
@@ -161,7 +168,7 @@ def _collateral_for(channel: Channel, payment: Payment, amount: int) -> int:
 def _fail(payment: Payment, reason: str) -> None:
     payment.status = PaymentStatus.FAILED
     payment.failure = reason[:300]
-    payment.save(update_fields=["status", "failure", "updated_at"])
+    rows.update(payment, ["status", "failure"])
     _push(payment.sender, "transfer.failed", payment)
     _push(payment.recipient, "transfer.failed", payment)
 
@@ -175,23 +182,50 @@ def payments_settle_upstream(*, channel_id: int) -> bool:
     Returns True when a proposal was made.
     """
     now = int(time.time())
-    candidates = (
-        Payment.objects.filter(
-            sender_transfer__channel_id=channel_id, sender_transfer__status=Transfer.Status.ACTIVE
-        )
-        .filter(
-            Q(receiver_transfer__status__in=[Transfer.Status.RESOLVED, Transfer.Status.CANCELLED])
-            | Q(status=PaymentStatus.FAILED)
-            | Q(kind=DefinitionKind.HASHLOCK.value)
-        )
-        .select_related("sender_transfer", "receiver_transfer")
-        .order_by("pk")
-    )
-    for payment in candidates:
+    for payment_pk in _upstream_candidates(channel_id):
+        payment = _with_sides(rows.get(Payment, pk=payment_pk))
         resolver = _upstream_resolver(payment, now)
         if resolver is not None and _resolve_sender_side(channel_id, payment.pk, resolver):
             return True
     return False
+
+
+def _upstream_candidates(channel_id: int) -> list[int]:
+    """Payments whose sender side is active in this channel and may be decided: the receiver side
+    resolved or cancelled, the payment failed, or a HashLock (whose receiver side may have expired).
+    Plain SQL: this runs every time a channel's proposal is answered."""
+    payments, transfers = _q(Payment._meta.db_table), _q(Transfer._meta.db_table)
+    sql = (
+        f"SELECT p.id FROM {payments} p JOIN {transfers} s ON s.id = p.sender_transfer_id "  # noqa: S608
+        f"LEFT JOIN {transfers} r ON r.id = p.receiver_transfer_id "
+        "WHERE s.channel_id = %s AND s.status = %s "
+        "AND (r.status IN (%s, %s) OR p.status = %s OR p.kind = %s) ORDER BY p.id"
+    )
+    params = [
+        channel_id,
+        Transfer.Status.ACTIVE,
+        Transfer.Status.RESOLVED,
+        Transfer.Status.CANCELLED,
+        PaymentStatus.FAILED,
+        DefinitionKind.HASHLOCK.value,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _q(name: str) -> str:
+    return str(connection.ops.quote_name(name))
+
+
+def _with_sides(payment: Payment | None) -> Payment:
+    """`payment` with its sender and receiver transfers loaded (two primary-key reads)."""
+    if payment is None:
+        raise Payment.DoesNotExist("no such payment")
+    payment.sender_transfer = rows.get(Transfer, pk=payment.sender_transfer_id)
+    if payment.receiver_transfer_id is not None:
+        payment.receiver_transfer = rows.get(Transfer, pk=payment.receiver_transfer_id)
+    return payment
 
 
 def _upstream_resolver(payment: Payment, now: int) -> bytes | None:
@@ -220,15 +254,7 @@ def payments_follow_up(
     a channel whose proposal was just answered its next proposal. Each step is idempotent; whatever
     finds a channel busy is picked up when that channel's proposal is answered."""
     if settle_payment is not None:
-        payment = (
-            Payment.objects.select_related("sender_transfer", "receiver_transfer")
-            .filter(pk=settle_payment, sender_transfer__status=Transfer.Status.ACTIVE)
-            .first()
-        )
-        if payment is not None:
-            resolver = _upstream_resolver(payment, int(time.time()))
-            if resolver is not None:
-                _resolve_sender_side(payment.sender_transfer.channel_id, payment.pk, resolver)
+        _settle_sender_side(settle_payment)
     if forward_to is not None:
         _forward_to(forward_to)
     if channel_freed is not None:
@@ -275,41 +301,62 @@ def _receiver_expired(payment: Payment, now: int) -> bool:
     )
 
 
+def _settle_sender_side(payment_pk: int) -> bool:
+    """Resolve (or refund) the sender side of one payment the receiver just decided, when its channel
+    is free now (otherwise the answer to that channel's open proposal settles it)."""
+    sender_channel_id = rows.value(
+        Transfer, "channel_id", pk=rows.value(Payment, "sender_transfer_id", pk=payment_pk)
+    )
+    with transaction.atomic():
+        channel = channels.lock_for_proposal(sender_channel_id)
+        if channel is None:
+            return False
+        payment = _with_sides(rows.get(Payment, pk=payment_pk, for_update=True))
+        if payment.sender_transfer.status != Transfer.Status.ACTIVE:
+            return False
+        resolver = _upstream_resolver(payment, int(time.time()))
+        if resolver is None:
+            return False
+        return _propose_sender_resolve(channel, payment, resolver)
+
+
 def _resolve_sender_side(channel_id: int, payment_pk: int, resolver: bytes) -> bool:
-    net = network.network()
     with transaction.atomic():
         channel = channels.lock_for_proposal(channel_id)
         if channel is None:
             return False
-        payment = (
-            Payment.objects.select_for_update(of=("self",))
-            .select_related("sender_transfer")
-            .get(pk=payment_pk)
+        return _propose_sender_resolve(channel, _locked_payment(payment_pk), resolver)
+
+
+def _propose_sender_resolve(channel: Channel, payment: Payment, resolver: bytes) -> bool:
+    """Propose resolving `payment`'s sender side in its channel (locked, free) with `resolver`."""
+    net = network.network()
+    status_before = payment.status
+    if payment.status == PaymentStatus.PENDING:
+        # Not forwarded: nobody downstream can claim it any more once we refund.
+        payment.status = PaymentStatus.FAILED
+    state = channels.latest_state(channel)
+    transfer_id = bytes.fromhex(payment.sender_transfer.transfer_id[2:])
+    if state.transfer(transfer_id) is None:
+        return False
+    try:
+        channels.propose_locked(
+            channel,
+            ResolveUpdate(
+                channel_address=channel.address,
+                nonce=state.nonce + 1,
+                initiator=net.node_address,
+                transfer_id=transfer_id,
+                encoded_resolver=resolver,
+            ),
         )
-        if payment.status == PaymentStatus.PENDING:
-            # Not forwarded: nobody downstream can claim it any more once we refund.
-            payment.status = PaymentStatus.FAILED
-        state = channels.latest_state(channel)
-        transfer_id = bytes.fromhex(payment.sender_transfer.transfer_id[2:])
-        if state.transfer(transfer_id) is None:
-            return False
-        try:
-            channels.propose_locked(
-                channel,
-                ResolveUpdate(
-                    channel_address=channel.address,
-                    nonce=state.nonce + 1,
-                    initiator=net.node_address,
-                    transfer_id=transfer_id,
-                    encoded_resolver=resolver,
-                ),
-            )
-        except ProtocolError as exc:
-            # e.g. `dispute_mismatch`: the transfer was disputed on chain and settles there only. Refused
-            # before anything was written; the other payments of the channel still move on.
-            logger.warning("cannot settle payment %s off chain: %s", payment.payment_id, exc)
-            return False
-        payment.save(update_fields=["status", "updated_at"])
+    except ProtocolError as exc:
+        # e.g. `dispute_mismatch`: the transfer was disputed on chain and settles there only. Refused
+        # before anything was written; the other payments of the channel still move on.
+        logger.warning("cannot settle payment %s off chain: %s", payment.payment_id, exc)
+        return False
+    if payment.status != status_before:
+        rows.update(payment, ["status"])
     return True
 
 
@@ -359,14 +406,8 @@ def _forward_to(recipient: str) -> None:
     """Forward what waits for `recipient` when its channel is open and free now. Otherwise it waits:
     for the recipient to open a channel, or for the answer to the channel's open proposal, whose
     commit forwards the next payment (`channel_freed`)."""
-    channel_id = (
-        Channel.objects.filter(
-            user_address=recipient, status=Channel.Status.OPEN, pending_update__isnull=True
-        )
-        .values_list("pk", flat=True)
-        .first()
-    )
-    if channel_id is not None:
+    channel_id = rows.value(Channel, "id", user_address=recipient, status=Channel.Status.OPEN)
+    if channel_id is not None and rows.value(Channel, "pending_update", pk=channel_id) is None:
         payments_forward(channel_id=channel_id, user=recipient)
 
 

@@ -268,7 +268,9 @@ def transfer_defunded_observe(
             transfer.status = Transfer.Status.CANCELLED if to_initiator > 0 else Transfer.Status.RESOLVED
             transfer.encoded_resolver = record.encoded_resolver
             transfer.save(update_fields=["status", "encoded_resolver", "updated_at"])
-            decided = payment_records.routed_side_settled(transfer_id=transfer.transfer_id)
+            decided = payment_records.routed_side_settled(
+                transfer_id=transfer.transfer_id, payment_id=transfer.payment_id
+            )
         if record.dispute_id is not None:
             _schedule_advance(record.dispute_id)
         if channel.status == Channel.Status.OPEN:  # resumed already: the paid-out transfer leaves the state

@@ -1,0 +1,184 @@
+"""Row reads and writes for the channel update path, without the ORM's per-call query compilation.
+
+Building and compiling a queryset costs the node about ten times the database round trip it leads to
+(a channel row lock: ~0.5 ms of CPU through the ORM, ~0.05 ms as plain SQL), and every payment runs
+dozens of them. The statements here are built once per model and column set from the models' own
+metadata; values go through each field's own `get_db_prep_save` and come back through the backend's
+and the field's converters, so a row read or written here is the row the ORM would read or write.
+They work on Postgres and on SQLite (the embedded default), inside the caller's transaction.
+
+Only plain equality lookups, whole-row reads and column updates by primary key: anything richer stays
+with the ORM.
+"""
+
+# Statements are assembled from model metadata (quoted identifiers) only; every value is a parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from functools import cache
+from typing import Any, TypeVar
+
+from django.db import connection
+from django.db.models import Model
+from django.utils import timezone
+
+M = TypeVar("M", bound=Model)
+
+_Converter = Callable[[Any, Any, Any], Any]
+
+
+def _q(name: str) -> str:
+    return str(connection.ops.quote_name(name))
+
+
+@cache
+def _read_plan(model: type[Model]) -> tuple[str, list[str], list[tuple[list[_Converter], Any]]]:
+    """(SELECT ... FROM table, the fields' attnames, per field its converters and column expression)."""
+    fields = list(model._meta.concrete_fields)
+    table = model._meta.db_table
+    select = f"SELECT {', '.join(_q(f.column) for f in fields)} FROM {_q(table)}"
+    converters = []
+    for field in fields:
+        column = field.get_col(table)
+        converters.append((_converters(column), column))
+    return select, [f.attname for f in fields], converters
+
+
+def _converters(column: Any) -> list[_Converter]:
+    """The backend's converters, then the field's: what the ORM's compiler applies to a column."""
+    return list(connection.ops.get_db_converters(column)) + list(column.get_db_converters(connection))
+
+
+def _instance(model: type[M], row: tuple[Any, ...]) -> M:
+    _, names, converters = _read_plan(model)
+    values = []
+    for value, (field_converters, column) in zip(row, converters, strict=True):
+        for convert in field_converters:
+            value = convert(value, column, connection)
+        values.append(value)
+    return model.from_db(connection.alias, names, values)
+
+
+@cache
+def _where(model: type[Model], columns: tuple[str, ...]) -> str:
+    meta = model._meta
+    return " AND ".join(
+        f"{_q(meta.pk.column if name == 'pk' else meta.get_field(name).column)} = %s" for name in columns
+    )
+
+
+def _prep(model: type[Model], values: Mapping[str, Any]) -> list[Any]:
+    meta = model._meta
+    return [
+        (meta.pk if name == "pk" else meta.get_field(name)).get_db_prep_save(value, connection)
+        for name, value in values.items()
+    ]
+
+
+def get(model: type[M], *, for_update: bool = False, **equal: Any) -> M | None:
+    """The one row whose fields equal `equal` (None if there is none), locked with `for_update`."""
+    select, _, _ = _read_plan(model)
+    sql = f"{select} WHERE {_where(model, tuple(equal))}"
+    if for_update and connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _prep(model, equal))
+        row = cursor.fetchone()
+    return None if row is None else _instance(model, row)
+
+
+def find(model: type[M], *, order_by: str | None = None, **equal: Any) -> list[M]:
+    """Every row whose fields equal `equal`, in `order_by` order (a field name) when given."""
+    select, _, _ = _read_plan(model)
+    sql = f"{select} WHERE {_where(model, tuple(equal))}"
+    if order_by is not None:
+        sql += f" ORDER BY {_q(model._meta.get_field(order_by).column)}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _prep(model, equal))
+        return [_instance(model, row) for row in cursor.fetchall()]
+
+
+def value(model: type[Model], field: str, **equal: Any) -> Any:
+    """One field of the one row whose fields equal `equal`, or None when there is no such row."""
+    column = model._meta.get_field(field)
+    sql = f"SELECT {_q(column.column)} FROM {_q(model._meta.db_table)} WHERE {_where(model, tuple(equal))}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _prep(model, equal))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    result = row[0]
+    expression = column.get_col(model._meta.db_table)
+    for convert in _converters(expression):
+        result = convert(result, expression, connection)
+    return result
+
+
+def exists(model: type[Model], **equal: Any) -> bool:
+    sql = f"SELECT 1 FROM {_q(model._meta.db_table)} WHERE {_where(model, tuple(equal))} LIMIT 1"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _prep(model, equal))
+        return cursor.fetchone() is not None
+
+
+@cache
+def _insert_sql(model: type[Model]) -> tuple[str, tuple[str, ...]]:
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(_q(f.column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    sql = f"INSERT INTO {_q(meta.db_table)} ({columns}) VALUES ({placeholders})"
+    if connection.features.can_return_columns_from_insert:
+        sql += f" RETURNING {_q(meta.pk.column)}"
+    return sql, tuple(f.attname for f in fields)
+
+
+def insert(instance: M) -> M:
+    """Insert `instance` (a new, unsaved model instance) and set its primary key. Fields with
+    `auto_now`/`auto_now_add` get the time now, as `save()` would give them."""
+    model = type(instance)
+    sql, names = _insert_sql(model)
+    _stamp(instance, creating=True)
+    params = _prep(model, {name: getattr(instance, name) for name in names})
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        pk = cursor.fetchone()[0] if connection.features.can_return_columns_from_insert else cursor.lastrowid
+    instance.pk = pk
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return instance
+
+
+def update(instance: Model, fields: Iterable[str]) -> int:
+    """Write `fields` of a stored instance (plus its `auto_now` fields) by primary key, like
+    `save(update_fields=...)`. Returns the number of rows written."""
+    model = type(instance)
+    names = list(fields)
+    names += [f.attname for f in _auto_now(model) if f.attname not in names]
+    _stamp(instance, creating=False)
+    return update_where(model, {"pk": instance.pk}, {name: getattr(instance, name) for name in names})
+
+
+def update_where(model: type[Model], equal: Mapping[str, Any], values: Mapping[str, Any]) -> int:
+    """UPDATE ... SET `values` WHERE the fields equal `equal`; returns the number of rows written."""
+    meta = model._meta
+    assignments = ", ".join(f"{_q(meta.get_field(name).column)} = %s" for name in values)
+    sql = f"UPDATE {_q(meta.db_table)} SET {assignments} WHERE {_where(model, tuple(equal))}"
+    params = _prep(model, values) + _prep(model, equal)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
+@cache
+def _auto_now(model: type[Model]) -> tuple[Any, ...]:
+    return tuple(f for f in model._meta.concrete_fields if getattr(f, "auto_now", False))
+
+
+def _stamp(instance: Model, *, creating: bool) -> None:
+    now = timezone.now()
+    for field in type(instance)._meta.concrete_fields:
+        if getattr(field, "auto_now", False) or (creating and getattr(field, "auto_now_add", False)):
+            setattr(instance, field.attname, now)
