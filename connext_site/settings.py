@@ -73,14 +73,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if NODE.redis_url:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # The read timeout must outlast the layer's 5 s blocking pop (redis-py 8 defaults it to 5 s,
-            # which tore every idle websocket down and lost the pushes meant for it).
-            "CONFIG": {
-                "hosts": [{"address": NODE.redis_url, "socket_timeout": 30}],
-                "capacity": 1500,
-                "expiry": 30,
-            },
+            # Pub/sub: a push is one PUBLISH to the user's group, delivered to every node process with
+            # a socket in it. (The list-based layer costs four Redis round trips and a Lua script per
+            # push plus a polling pop per process, the largest share of node CPU after the ORM.)
+            # Pushes are notifications, not the record: a client that misses one syncs on its next
+            # request or reconnect, as it must anyway after a dropped socket.
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": NODE.redis_url, "socket_timeout": 30}]},
         }
     }
     CACHES = {
