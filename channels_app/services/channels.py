@@ -18,10 +18,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from channels_app import after_commit, chain, network, realtime, rows
 from channels_app.models import Channel, ChannelUpdate, Dispute, Transfer, TransferDispute
@@ -356,6 +358,23 @@ def propose_locked(
         realtime.user_group(channel.user_address), "update.proposed", proposal_json(channel) or {}
     )
     return new, node_signature
+
+
+PROPOSAL_REMIND_AFTER_SECONDS = 10
+
+
+def proposal_remind(*, channel_id: int) -> bool:
+    """True when the channel has an open proposal. One left unanswered for a while is pushed again:
+    a push is a notification that can be lost (a Redis or socket blip), and an idle user would
+    otherwise never learn of the payment waiting for its countersignature."""
+    channel = rows.get(Channel, pk=channel_id)
+    if channel is None or channel.pending_update is None:
+        return False
+    if channel.updated_at <= timezone.now() - timedelta(seconds=PROPOSAL_REMIND_AFTER_SECONDS):
+        realtime.push_event_now(
+            realtime.user_group(channel.user_address), "update.proposed", proposal_json(channel) or {}
+        )
+    return True
 
 
 def lock_for_proposal(channel_id: int) -> Channel | None:

@@ -37,7 +37,7 @@ def channel_reconcile(*, channel_id: int) -> None:
     for transfer in resolved_node_withdraws:
         withdrawals.withdrawal_submit_for_node(transfer_pk=transfer.pk)
 
-    if Channel.objects.filter(pk=channel_id, pending_update__isnull=False).exists():
+    if channels.proposal_remind(channel_id=channel_id):
         return  # everything below needs a new proposal: wait for the user to answer the open one
 
     # 1b. A transfer the chain paid out after a dispute leaves the state before anything else.

@@ -349,3 +349,64 @@ def test_a_redeemed_link_waiting_for_collateral_cannot_be_taken_back_by_its_send
     assert taken_back.json()["error"]["code"] == "already_redeemed"
     assert Payment.objects.get(payment_id=payment_id).status == Payment.Status.COMPLETED
     assert balances(carol)[1] == E // 20
+
+
+def _pushes_to(address: str, action) -> list[dict]:
+    """The events pushed to `address`'s group while `action()` runs, heard by a subscriber on its own
+    loop. A marker pushed after the action closes the window: pushes from this process arrive in
+    order, so once the marker is in, everything the action pushed is too."""
+    import asyncio
+    import threading
+
+    from channels.layers import get_channel_layer
+
+    from channels_app.realtime import push_event_now, user_group
+
+    ready, marked = threading.Event(), threading.Event()
+    received: list[dict] = []
+
+    async def listen() -> None:
+        layer = get_channel_layer()
+        name = await layer.new_channel()
+        await layer.group_add(user_group(address), name)
+        ready.set()
+        while True:
+            message = await asyncio.wait_for(layer.receive(name), 15)
+            if message["event"] == "test.marker":
+                break
+            received.append(message)
+        await layer.group_discard(user_group(address), name)
+        marked.set()
+
+    listener = threading.Thread(target=lambda: asyncio.run(listen()), daemon=True)
+    listener.start()
+    assert ready.wait(10)
+    action()
+    push_event_now(user_group(address), "test.marker", {})
+    assert marked.wait(15)
+    listener.join(10)
+    return received
+
+
+def test_an_open_proposal_left_unanswered_is_pushed_again_by_the_reconcile(alice_and_bob):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from channels_app.models import Channel
+    from channels_app.services import node_actions
+
+    alice, bob = alice_and_bob
+    alice.pay(bob.address, E // 10)
+    run_node_work(alice)  # Bob does not answer: his channel keeps the node's proposal open
+    channel = Channel.objects.get(user_address=bob.address)
+    assert channel.pending_update is not None
+
+    fresh = _pushes_to(bob.address, lambda: node_actions.channel_reconcile(channel_id=channel.pk))
+    Channel.objects.filter(pk=channel.pk).update(updated_at=timezone.now() - timedelta(seconds=60))
+    stale = _pushes_to(bob.address, lambda: node_actions.channel_reconcile(channel_id=channel.pk))
+
+    assert fresh == []  # just proposed: its own push is on its way, no reminder yet
+    assert [(m["event"], m["payload"]["update"]["nonce"]) for m in stale] == [
+        ("update.proposed", channel.pending_update["nonce"])
+    ]
