@@ -152,11 +152,14 @@ def _database(environ_: Mapping[str, str], var_dir: Path) -> dict[str, Any]:
     if engine == "django.db.backends.postgresql":
         if not config.get("HOST"):
             raise _fail("DATABASE_URL", "a host in the postgres URL", value)
+        # Parameters bound by the server (no quoting of every JSON state into the SQL text) and
+        # statements a connection repeats prepared once: the update path runs the same few.
+        config["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}
         if pool_size:
             # A pool per process: under ASGI every request runs in a fresh thread, and a connection per
             # thread would mean a new Postgres connection per request. (A pool excludes CONN_MAX_AGE.)
             config["CONN_MAX_AGE"] = 0
-            config["OPTIONS"] = {"pool": {"min_size": 1, "max_size": pool_size, "timeout": 20}}
+            config["OPTIONS"]["pool"] = {"min_size": 1, "max_size": pool_size, "timeout": 20}
         else:
             config["CONN_MAX_AGE"] = conn_max_age
             config["CONN_HEALTH_CHECKS"] = True
