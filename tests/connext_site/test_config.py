@@ -49,7 +49,8 @@ def test_without_a_pool_postgres_connections_live_for_the_configured_age():
         {"DATABASE_URL": "postgres://app@db/node", "DATABASE_POOL_SIZE": "0", "DATABASE_CONN_MAX_AGE": "30"}
     )
 
-    assert "OPTIONS" not in node.database
+    assert "pool" not in node.database["OPTIONS"]
+    assert node.database["OPTIONS"]["server_side_binding"] is True
     assert node.database["CONN_MAX_AGE"] == 30
 
 

@@ -73,7 +73,7 @@ def test_database_and_redis_urls_select_postgres_redis_and_a_celery_broker(tmp_p
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
     assert seen["engine"] == "django.db.backends.postgresql"
-    assert seen["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert seen["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert seen["cache"] == "django.core.cache.backends.redis.RedisCache"
     assert seen["eager"] is False
     assert seen["broker"] == "redis://127.0.0.1:6379/3"
@@ -89,15 +89,17 @@ def test_a_malformed_variable_stops_the_process_at_start_naming_it(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not settings.REDIS_URL, reason="the Redis channel layer needs REDIS_URL")
-def test_an_idle_receive_on_the_redis_channel_layer_outlasts_its_blocking_pop():
+def test_an_idle_receive_on_the_redis_channel_layer_outlasts_the_clients_read_timeout():
     """A consumer waiting for a push must not be torn down by the Redis client's read timeout (redis-py 8
-    defaults it to 5 s, the layer's blocking pop waits as long): its websocket would drop and miss pushes."""
+    defaults it to 5 s): its websocket would drop and miss pushes. Waits past that timeout."""
     layer = get_channel_layer()
     assert layer is not None
+    redis_default_read_timeout = 5
 
     async def idle_receive() -> None:
         channel = await layer.new_channel()
-        await asyncio.wait_for(layer.receive(channel), layer.brpop_timeout + 2)
+        await layer.group_add("idle.test", channel)
+        await asyncio.wait_for(layer.receive(channel), redis_default_read_timeout + 2)
 
     with pytest.raises(asyncio.TimeoutError):
         asyncio.run(idle_receive())
