@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import environ
 
@@ -79,7 +80,12 @@ if NODE.redis_url:
             # Pushes are notifications, not the record: a client that misses one syncs on its next
             # request or reconnect, as it must anyway after a dropped socket.
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": NODE.redis_url, "socket_timeout": 30}]},
+            # Pub/sub channels are server-wide, not per database number: the prefix keeps nodes that
+            # share a Redis server on different databases from hearing each other's pushes.
+            "CONFIG": {
+                "hosts": [{"address": NODE.redis_url, "socket_timeout": 30}],
+                "prefix": f"connext.{urlsplit(NODE.redis_url).path.strip('/') or '0'}",
+            },
         }
     }
     CACHES = {

@@ -21,6 +21,7 @@ from celery import current_app
 print(json.dumps({
     "engine": settings.DATABASES["default"]["ENGINE"],
     "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
+    "layer_prefix": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix"),
     "cache": settings.CACHES["default"]["BACKEND"],
     "eager": current_app.conf.task_always_eager,
     "broker": current_app.conf.broker_url,
@@ -74,6 +75,7 @@ def test_database_and_redis_urls_select_postgres_redis_and_a_celery_broker(tmp_p
     seen = json.loads(result.stdout)
     assert seen["engine"] == "django.db.backends.postgresql"
     assert seen["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert seen["layer_prefix"] == "connext.3"  # pub/sub is server-wide: the database number separates
     assert seen["cache"] == "django.core.cache.backends.redis.RedisCache"
     assert seen["eager"] is False
     assert seen["broker"] == "redis://127.0.0.1:6379/3"
