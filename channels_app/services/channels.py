@@ -270,7 +270,7 @@ def channel_apply_user_update(
             if update.nonce == channel.nonce and _is_replay(channel, update, signature):
                 return SignedState(latest_state(channel), _bytes(channel.node_signature), signature)
             if answer is not None:
-                _countersign_locked(channel, *answer)
+                _countersign_locked(channel, *answer, superseded=True)
             previous = latest_state(channel)
             if channel.pending_update is not None and update.nonce >= channel.nonce + 1:
                 raise ChannelError(
@@ -394,7 +394,11 @@ def channel_countersign(*, user: str, channel_address: str, nonce: int, signatur
         return _countersign_locked(channel, nonce, signature)
 
 
-def _countersign_locked(channel: Channel, nonce: int, signature: bytes) -> SignedState:
+def _countersign_locked(
+    channel: Channel, nonce: int, signature: bytes, *, superseded: bool = False
+) -> SignedState:
+    """Complete the open proposal. `superseded`: the user's own update follows in this transaction,
+    so this state is announced and checked against the collateral profile only through that one."""
     if channel.pending_update is None or channel.pending_state is None:
         if channel.nonce == nonce and _bytes(channel.user_signature) == signature:
             return SignedState(latest_state(channel), _bytes(channel.node_signature), signature)
@@ -428,7 +432,17 @@ def _countersign_locked(channel: Channel, nonce: int, signature: bytes) -> Signe
     channel.pending_state = None
     channel.pending_node_signature = ""
     channel.pending_meta = {}
-    _store(channel, update, previous, new, node_signature, signature, meta=meta, proposal_answered=True)
+    _store(
+        channel,
+        update,
+        previous,
+        new,
+        node_signature,
+        signature,
+        meta=meta,
+        proposal_answered=True,
+        superseded=superseded,
+    )
     return SignedState(new, node_signature, signature)
 
 
@@ -466,10 +480,13 @@ def _store(
     *,
     meta: dict[str, Any] | None = None,
     proposal_answered: bool = False,
+    superseded: bool = False,
 ) -> None:
     """Store a doubly signed state and what it did to transfers and payments, and register the
     follow-ups: payment steps run inline right after commit (they are what a payment waits for);
-    the rest of what the node owes the channel goes to a worker."""
+    the rest of what the node owes the channel goes to a worker. A `superseded` state (another
+    update follows in the same transaction) is not pushed nor checked against the profile: the
+    state that follows is."""
     channel.nonce = new.nonce
     channel.latest_state = serialization.channel_state_to_json(new)
     channel.node_signature = serialization.hex_bytes(node_sig)
@@ -535,22 +552,23 @@ def _store(
             )
             if decided is not None:  # the receiver decided: settle the sender side now
                 follow_up["settle_payment"] = decided
-    realtime.push_event_on_commit(
-        realtime.user_group(channel.user_address),
-        "channel.updated",
-        {
-            "nonce": str(new.nonce),
-            "type": serialization.update_to_json(update)["type"],
-            **signed_state_json(channel),
-        },
-    )
+    if not superseded:
+        realtime.push_event_on_commit(
+            realtime.user_group(channel.user_address),
+            "channel.updated",
+            {
+                "nonce": str(new.nonce),
+                "type": serialization.update_to_json(update)["type"],
+                **signed_state_json(channel),
+            },
+        )
     if proposal_answered:  # the channel is free for the node's next proposal
         follow_up["channel_freed"] = (channel.pk, channel.user_address)
     if follow_up:
         after_commit.run_inline("channels_app.services.payments.payments_follow_up", **follow_up)
     if not routed_step:
         after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
-    else:
+    elif not superseded:
         after_commit.run_inline(
             "channels_app.services.collateral.collateral_check_profile", channel=channel, state=new
         )
