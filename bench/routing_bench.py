@@ -282,8 +282,9 @@ async def pay_and_wait(sender: AsyncClient, recipient: AsyncClient, results: Res
     sender.on("transfer.resolved", settled)
     sender.on("transfer.failed", settled)
     try:
-        payment_id = await sender.transfer(recipient.address, AMOUNT)
-        payload = await asyncio.wait_for(done, timeout)
+        # Bounded as a whole: a payment that never settles is a failure in the report, not a hung run.
+        payment_id = await asyncio.wait_for(sender.transfer(recipient.address, AMOUNT), timeout)
+        payload = await asyncio.wait_for(done, max(0.0, timeout - (time.perf_counter() - started)))
         if payload.get("status") == "completed":
             results.latencies.append(time.perf_counter() - started)
         else:
@@ -333,6 +334,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def main_async(args: argparse.Namespace) -> dict:
+    # SIGTERM (a `timeout`, say) cancels the run, so the stack below is stopped, not orphaned.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     workdir = Path(tempfile.mkdtemp(prefix="connext-bench-"))
     log(f"starting the stack in {workdir}: {args.nodes} node processes, Celery worker + beat, anvil")
     stack = start_stack(nodes=args.nodes, workdir=workdir, postgres=args.postgres, redis_url=args.redis)
