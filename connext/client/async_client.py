@@ -816,6 +816,16 @@ class AsyncClient:
             return record.as_json()
         return self._note_payment_news(answer)
 
+    async def wait_for_transfer(
+        self, payment_id: str | bytes, timeout: float = DEFAULT_WAIT_SECONDS
+    ) -> dict[str, Any]:
+        """The payment once it is completed, refunded or failed, as this client knows it; at once when it
+        is already. Unlike waiting for the `transfer.resolved` event, news that arrived before the call
+        (even before `transfer()` returned: the node may settle a payment that fast) is not missed.
+        `TimeoutError` after `timeout`."""
+        payment_hex = serialization.hex_bytes(_bytes32(payment_id, "payment_id"))
+        return await self._wait_payment(payment_hex, FINAL_STATUSES, timeout)
+
     async def get_transfer_history(self) -> list[dict[str, Any]]:
         """The payments this user sent or received, newest first (the client's own records when the
         node cannot be reached)."""
@@ -917,6 +927,9 @@ class AsyncClient:
             except ProtocolError as exc:
                 raise policy.from_protocol(exc) from None
             await self._propose_locked(build, meta=meta)
+            known = self._store.payment(payment_hex)
+            if known is not None:  # the node's news of it came before its answer: keep what it said
+                record = replace(record, status=known.status, failure=known.failure)
             self._store.save_payment(record)
         return payment_hex
 

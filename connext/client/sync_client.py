@@ -195,6 +195,11 @@ class Client:
     def get_transfer(self, payment_id: str | bytes) -> dict[str, Any]:
         return self._run(self._inner.get_transfer(payment_id))
 
+    def wait_for_transfer(
+        self, payment_id: str | bytes, timeout: float = DEFAULT_WAIT_SECONDS
+    ) -> dict[str, Any]:
+        return self._run(self._inner.wait_for_transfer(payment_id, timeout))
+
     def get_transfer_history(self) -> list[dict[str, Any]]:
         return self._run(self._inner.get_transfer_history())
 

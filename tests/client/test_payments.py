@@ -13,6 +13,7 @@ from tests.client.test_validation import offline_client
 from tests.protocol.protocol_helpers import NODE, USER, funded_state
 
 PAYMENT = "0x" + "ab" * 32
+RECEIVER = "0x" + "5e" * 20
 
 
 def record(**overrides: Any) -> PaymentRecord:
@@ -96,3 +97,54 @@ def test_the_nodes_lagging_news_does_not_undo_a_side_this_client_settled():
 
     assert reported["status"] == "completed"
     assert client._store.payment(PAYMENT).status == "completed"
+
+
+def test_news_of_a_payment_that_comes_before_the_nodes_answer_is_not_overwritten():
+    """The node may settle a payment while its answer to the sender's create is still on the way; the
+    sender's own record, saved after the answer, must not turn it back to pending."""
+    from coincurve import PrivateKey
+
+    from connext.protocol import serialization
+
+    client, _ = offline_client(funded_state(), chain_totals=(0, 0))
+    news: dict[str, Any] = {}
+
+    async def public_key_of(_recipient: str) -> bytes:
+        return PrivateKey(b"\x09" * 32).public_key.format(compressed=False)
+
+    async def node_answers_after_settling(build: Any, *, meta: Any = None, **_: Any) -> None:
+        update, _deposits = build(client.state)
+        news["paymentId"] = serialization.hex_bytes(update.payment_id)
+        client._note_payment_news(
+            {
+                "paymentId": news["paymentId"],
+                "kind": "linked",
+                "sender": USER.address,
+                "recipient": RECEIVER,
+                "assetId": "0x" + "00" * 20,
+                "amount": str(10**15),
+                "status": "completed",
+            }
+        )
+
+    client._public_key_of = public_key_of  # type: ignore[method-assign]
+    client._propose_locked = node_answers_after_settling  # type: ignore[method-assign]
+
+    payment_id = asyncio.run(client.transfer(RECEIVER, 10**15))
+
+    assert payment_id == news["paymentId"]
+    assert client._store.payment(payment_id).status == "completed"
+    assert client._store.payment(payment_id).secret != b""  # the sender's own secret is kept too
+    assert asyncio.run(client.wait_for_transfer(payment_id, timeout=1))["status"] == "completed"
+
+
+def test_waiting_for_a_payment_answers_at_once_when_it_is_settled_and_times_out_otherwise():
+    from connext.errors import TimeoutError as ConnextTimeout
+
+    client, _ = offline_client(funded_state(), chain_totals=(0, 0))
+    client._store.save_payment(record(status="refunded"))
+    client._store.save_payment(record(payment_id="0x" + "cd" * 32, status="forwarded"))
+
+    assert asyncio.run(client.wait_for_transfer(PAYMENT, timeout=1))["status"] == "refunded"
+    with pytest.raises(ConnextTimeout):
+        asyncio.run(client.wait_for_transfer("0x" + "cd" * 32, timeout=0.2))
