@@ -274,39 +274,23 @@ class Results:
 
 async def pay_and_wait(sender: AsyncClient, recipient: AsyncClient, results: Results, timeout: float) -> None:
     started = time.perf_counter()
-    done = asyncio.get_running_loop().create_future()
     payment_id: str | None = None
-
-    early: dict[str, dict] = {}  # news that came before `transfer()` returned this payment's id
-
-    def settled(payload: dict) -> None:
-        if payment_id is None:
-            early[str(payload.get("paymentId"))] = payload
-        elif payload.get("paymentId") == payment_id and not done.done():
-            done.set_result(payload)
-
-    sender.on("transfer.resolved", settled)
-    sender.on("transfer.failed", settled)
     try:
         # Bounded as a whole: a payment that never settles is a failure in the report, not a hung run.
-        # The node settles a payment while the sender's call may still be on its way back (its
-        # follow-ups run before the answer), so the news can come first: it waits in `early`.
+        # `wait_for_transfer` reads the client's own record, so news of a payment the node settled
+        # before the answer to its create came back is not missed.
         payment_id = await asyncio.wait_for(sender.transfer(recipient.address, AMOUNT), timeout)
-        if payment_id in early and not done.done():
-            done.set_result(early[payment_id])
-        payload = await asyncio.wait_for(done, max(0.0, timeout - (time.perf_counter() - started)))
-        if payload.get("status") == "completed":
+        remaining = max(0.0, timeout - (time.perf_counter() - started))
+        payment = await sender.wait_for_transfer(payment_id, timeout=remaining)
+        if payment.get("status") == "completed":
             results.latencies.append(time.perf_counter() - started)
             results.finished_at.append(time.perf_counter())
         else:
             results.failures += 1
-            results.failed.append({"paymentId": str(payment_id), "status": str(payload.get("status"))})
+            results.failed.append({"paymentId": str(payment_id), "status": str(payment.get("status"))})
     except Exception as exc:
         results.failures += 1
         results.failed.append({"paymentId": str(payment_id), "error": repr(exc)[:200]})
-    finally:
-        sender.off("transfer.resolved", settled)
-        sender.off("transfer.failed", settled)
 
 
 async def run_load(
