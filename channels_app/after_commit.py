@@ -8,6 +8,9 @@ pick up anything missed.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import transaction
@@ -25,10 +28,14 @@ def run_task(task_path: str, *args: Any) -> None:
     transaction.on_commit(send, robust=True)
 
 
+_deferral = threading.local()
+
+
 def run_inline(function_path: str, **kwargs: Any) -> None:
     """Call the function at `function_path` in this thread right after commit (latency-critical
     follow-ups, e.g. forwarding a payment the moment its sender side is signed). It runs in a
-    transaction of its own; a failure is logged and left to the periodic sweeps."""
+    transaction of its own; a failure is logged and left to the periodic sweeps. Inside
+    `answer_first()` the call is handed to the caller instead, to run once the answer is out."""
 
     def call() -> None:
         try:
@@ -36,4 +43,25 @@ def run_inline(function_path: str, **kwargs: Any) -> None:
         except Exception:
             logger.exception("follow-up %s(%s) failed; the periodic sweep retries it", function_path, kwargs)
 
-    transaction.on_commit(call)
+    def on_commit() -> None:
+        deferred: list[Callable[[], None]] | None = getattr(_deferral, "calls", None)
+        if deferred is None:
+            call()
+        else:
+            deferred.append(call)
+
+    transaction.on_commit(on_commit)
+
+
+@contextmanager
+def answer_first() -> Iterator[list[Callable[[], None]]]:
+    """Collect the inline follow-ups that commits inside the block release, instead of running them
+    there: the caller answers its request first, then runs them (in order, each as it would have run).
+    Used by the socket requests, whose answer a client waits for while the follow-ups concern others."""
+    calls: list[Callable[[], None]] = []
+    outer = getattr(_deferral, "calls", None)
+    _deferral.calls = calls
+    try:
+        yield calls
+    finally:
+        _deferral.calls = outer

@@ -25,6 +25,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.db import close_old_connections
 
+from channels_app import after_commit
 from channels_app.api import channel_views
 from channels_app.api.errors import error_answer, error_body
 from channels_app.realtime import BROADCAST_GROUP, user_group
@@ -43,18 +44,29 @@ SOCKET_REQUESTS: dict[tuple[str, str], Callable[[str, Any], dict[str, Any]]] = {
 
 def _answer_request(
     handler: Callable[[str, Any], dict[str, Any]], address: str, body: Any
-) -> tuple[int, Any]:
+) -> tuple[int, Any, list[Callable[[], None]]]:
     """Run one socket request like a REST request: its own database connection state, the same
-    error bodies. Runs in a worker thread (the service holds row locks; the event loop must not)."""
+    error bodies. Runs in a worker thread (the service holds row locks; the event loop must not).
+    Returns the answer and the follow-ups its commits released, to run once the answer is sent."""
+    close_old_connections()
+    with after_commit.answer_first() as follow_ups:
+        try:
+            return 200, handler(address, body), follow_ups
+        except Exception as exc:
+            answer = error_answer(exc)
+            if answer is None:
+                logger.exception("socket request failed")
+                return 500, error_body("internal_error", "The node failed to handle the request."), follow_ups
+            return *answer, follow_ups
+        finally:
+            close_old_connections()
+
+
+def _run_follow_ups(follow_ups: list[Callable[[], None]]) -> None:
     close_old_connections()
     try:
-        return 200, handler(address, body)
-    except Exception as exc:
-        answer = error_answer(exc)
-        if answer is None:
-            logger.exception("socket request failed")
-            return 500, error_body("internal_error", "The node failed to handle the request.")
-        return answer
+        for follow_up in follow_ups:
+            follow_up()
     finally:
         close_old_connections()
 
@@ -82,15 +94,20 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         (requests are answered concurrently, each when done)."""
         request_id = content.get("id")
         handler = SOCKET_REQUESTS.get((str(content.get("method")), str(content.get("path"))))
+        follow_ups: list[Callable[[], None]] = []
         if self.address is None:
             status, body = 401, error_body("not_authenticated", "Send {'type': 'auth'} first.")
         elif handler is None:
             status, body = 404, error_body("not_found", "This request is served over REST only.")
         else:
-            status, body = await sync_to_async(_answer_request, thread_sensitive=False)(
+            status, body, follow_ups = await sync_to_async(_answer_request, thread_sensitive=False)(
                 handler, self.address, content.get("body")
             )
-        await self.send_json({"type": "response", "id": request_id, "status": status, "body": body})
+        try:
+            await self.send_json({"type": "response", "id": request_id, "status": status, "body": body})
+        finally:  # the payment steps this update released (forward, settle, next proposal), answer or not
+            if follow_ups:
+                await sync_to_async(_run_follow_ups, thread_sensitive=False)(follow_ups)
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
