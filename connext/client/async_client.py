@@ -246,12 +246,14 @@ class AsyncClient:
     async def close(self) -> None:
         """Stop the websocket and background work; close the store."""
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        self._tasks.clear()
+        # Background work may start more while the rest winds down (an answer's follow-up, say):
+        # cancel in rounds until none is left. Iterating the live list instead skipped tasks that
+        # removed themselves and awaited one started mid-close, uncancelled: `close()` hung.
+        while self._tasks:
+            tasks, self._tasks = list(self._tasks), []
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
         self._store.close()
@@ -1703,6 +1705,9 @@ class AsyncClient:
                 await asyncio.wait_for(changed.wait(), remaining)
 
     def _background(self, work: Any) -> None:
+        if self._closed:  # closing: start nothing new
+            work.close()
+            return
         task = asyncio.ensure_future(work)
         self._tasks.append(task)
 
