@@ -42,29 +42,28 @@ SOCKET_REQUESTS: dict[tuple[str, str], Callable[[str, Any], dict[str, Any]]] = {
 }
 
 
-def _answer_request(
-    handler: Callable[[str, Any], dict[str, Any]], address: str, body: Any
-) -> tuple[int, Any, list[Callable[[], None]]]:
-    """Run one socket request like a REST request: its own database connection state, the same
-    error bodies. Runs in a worker thread (the service holds row locks; the event loop must not).
-    Returns the answer and the follow-ups its commits released, to run once the answer is sent."""
-    close_old_connections()
-    with after_commit.answer_first() as follow_ups:
-        try:
-            return 200, handler(address, body), follow_ups
-        except Exception as exc:
-            answer = error_answer(exc)
-            if answer is None:
-                logger.exception("socket request failed")
-                return 500, error_body("internal_error", "The node failed to handle the request."), follow_ups
-            return *answer, follow_ups
-        finally:
-            close_old_connections()
-
-
-def _run_follow_ups(follow_ups: list[Callable[[], None]]) -> None:
+def _serve_request(
+    handler: Callable[[str, Any], dict[str, Any]],
+    address: str,
+    body: Any,
+    answer: Callable[[int, Any], None],
+) -> None:
+    """Run one socket request like a REST request (its own database connection state, the same error
+    bodies), hand its answer to `answer`, then run the payment steps its commit released (forward,
+    settle, the next proposal): the client gets its answer without waiting for work done for others.
+    Runs in a worker thread (the service holds row locks; the event loop must not)."""
     close_old_connections()
     try:
+        with after_commit.answer_first() as follow_ups:
+            try:
+                status, result = 200, handler(address, body)
+            except Exception as exc:
+                refused = error_answer(exc)
+                if refused is None:
+                    logger.exception("socket request failed")
+                    refused = 500, error_body("internal_error", "The node failed to handle the request.")
+                status, result = refused
+        answer(status, result)
         for follow_up in follow_ups:
             follow_up()
     finally:
@@ -94,20 +93,26 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         (requests are answered concurrently, each when done)."""
         request_id = content.get("id")
         handler = SOCKET_REQUESTS.get((str(content.get("method")), str(content.get("path"))))
-        follow_ups: list[Callable[[], None]] = []
         if self.address is None:
-            status, body = 401, error_body("not_authenticated", "Send {'type': 'auth'} first.")
-        elif handler is None:
-            status, body = 404, error_body("not_found", "This request is served over REST only.")
-        else:
-            status, body, follow_ups = await sync_to_async(_answer_request, thread_sensitive=False)(
-                handler, self.address, content.get("body")
+            await self._respond(
+                request_id, 401, error_body("not_authenticated", "Send {'type': 'auth'} first.")
             )
-        try:
-            await self.send_json({"type": "response", "id": request_id, "status": status, "body": body})
-        finally:  # the payment steps this update released (forward, settle, next proposal), answer or not
-            if follow_ups:
-                await sync_to_async(_run_follow_ups, thread_sensitive=False)(follow_ups)
+        elif handler is None:
+            await self._respond(
+                request_id, 404, error_body("not_found", "This request is served over REST only.")
+            )
+        else:
+            loop = asyncio.get_running_loop()
+
+            def answer(status: int, body: Any) -> None:  # from the worker thread, onto this loop
+                asyncio.run_coroutine_threadsafe(self._respond(request_id, status, body), loop)
+
+            await sync_to_async(_serve_request, thread_sensitive=False)(
+                handler, self.address, content.get("body"), answer
+            )
+
+    async def _respond(self, request_id: Any, status: int, body: Any) -> None:
+        await self.send_json({"type": "response", "id": request_id, "status": status, "body": body})
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
