@@ -162,6 +162,11 @@ def defunds(w3: Web3, channel_address: str) -> list[dict[str, Any]]:
     return [dict(log["args"]) for log in channel.events.ChannelDefunded().get_logs(from_block=0)]
 
 
+def defund_blocks(w3: Web3, channel_address: str) -> list[int]:
+    channel = contract_at(w3, "Channel", channel_address)
+    return [int(log["blockNumber"]) for log in channel.events.ChannelDefunded().get_logs(from_block=0)]
+
+
 def refused(code: str, call: Any, *args: Any, error: type[Exception] = DisputeError) -> None:
     with pytest.raises(error) as caught:
         call(*args)
@@ -396,7 +401,10 @@ def test_after_the_user_disputes_the_client_countersigns_the_resume_and_deposits
     assert (resumed["assets"][ETH]["node"], resumed["assets"][ETH]["user"]) == (0, 0)
     state = serialization.channel_state_from_json(resumed["state"])
     assert state.defund_nonces == (2,)
-    totals = channel_reads.deposit_totals(w3, alice.channel_address, ETH, block="latest")
+    # What the defund paid against: the totals at its block (the node may top its collateral up as soon
+    # as the channel resumes, so the latest block can already hold more).
+    [defund_block] = defund_blocks(w3, alice.channel_address)
+    totals = channel_reads.deposit_totals(w3, alice.channel_address, ETH, block=defund_block)
     assert state.processed_deposits == ((totals.node, totals.user),)
     until(
         lambda: Dispute.objects.get(channel__address=alice.channel_address).status == Dispute.Status.RESUMED,
