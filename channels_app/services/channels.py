@@ -360,6 +360,23 @@ def propose_locked(
     return new, node_signature
 
 
+def propose_resolve_locked(
+    channel: Channel, state: ChannelState, transfer_id: bytes, resolver: bytes
+) -> None:
+    """Propose resolving the active transfer `transfer_id` of `state` (the channel's latest) with
+    `resolver`, as the node (`propose_locked`'s terms: channel locked, no open proposal)."""
+    propose_locked(
+        channel,
+        ResolveUpdate(
+            channel_address=channel.address,
+            nonce=state.nonce + 1,
+            initiator=channel.node_address,
+            transfer_id=transfer_id,
+            encoded_resolver=resolver,
+        ),
+    )
+
+
 PROPOSAL_REMIND_AFTER_SECONDS = 10
 
 

@@ -39,7 +39,7 @@ from connext.protocol import serialization
 from connext.protocol.definitions import HashLockState, PreimageResolver, SignedResolver
 from connext.protocol.encoding import ZERO_BYTES32, keccak256
 from connext.protocol.errors import ProtocolError
-from connext.protocol.types import CreateUpdate, DefinitionKind, ResolveUpdate
+from connext.protocol.types import CreateUpdate, DefinitionKind
 
 logger = logging.getLogger(__name__)
 
@@ -330,7 +330,6 @@ def _resolve_sender_side(channel_id: int, payment_pk: int, resolver: bytes) -> b
 
 def _propose_sender_resolve(channel: Channel, payment: Payment, resolver: bytes) -> bool:
     """Propose resolving `payment`'s sender side in its channel (locked, free) with `resolver`."""
-    net = network.network()
     status_before = payment.status
     if payment.status == PaymentStatus.PENDING:
         # Not forwarded: nobody downstream can claim it any more once we refund.
@@ -340,16 +339,7 @@ def _propose_sender_resolve(channel: Channel, payment: Payment, resolver: bytes)
     if state.transfer(transfer_id) is None:
         return False
     try:
-        channels.propose_locked(
-            channel,
-            ResolveUpdate(
-                channel_address=channel.address,
-                nonce=state.nonce + 1,
-                initiator=net.node_address,
-                transfer_id=transfer_id,
-                encoded_resolver=resolver,
-            ),
-        )
+        channels.propose_resolve_locked(channel, state, transfer_id, resolver)
     except ProtocolError as exc:
         # e.g. `dispute_mismatch`: the transfer was disputed on chain and settles there only. Refused
         # before anything was written; the other payments of the channel still move on.

@@ -24,7 +24,7 @@ from connext.chain.contracts import contract_at, create_channel_calldata
 from connext.protocol import serialization, signing
 from connext.protocol.definitions import WithdrawResolver, WithdrawState
 from connext.protocol.errors import ProtocolError
-from connext.protocol.types import DefinitionKind, ResolveUpdate
+from connext.protocol.types import DefinitionKind
 
 logger = logging.getLogger(__name__)
 
@@ -138,15 +138,8 @@ def withdrawal_resolve_for_user(*, channel_id: int, transfer_id: str) -> Withdra
         withdraw = WithdrawState.decode(transfer.encoded_state)
         node_signature = signing.sign_withdraw(withdraw.commitment(state.chain_id), network.node_signer())
         try:
-            channels.propose_locked(
-                channel,
-                ResolveUpdate(
-                    channel_address=channel.address,
-                    nonce=state.nonce + 1,
-                    initiator=net.node_address,
-                    transfer_id=transfer.transfer_id,
-                    encoded_resolver=WithdrawResolver(node_signature).encode(),
-                ),
+            channels.propose_resolve_locked(
+                channel, state, transfer.transfer_id, WithdrawResolver(node_signature).encode()
             )
         except ProtocolError as exc:  # e.g. `dispute_mismatch`: disputed on chain, it settles there only
             logger.warning("cannot resolve withdraw %s off chain: %s", transfer_id, exc)
