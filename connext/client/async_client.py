@@ -86,6 +86,8 @@ LINK_LIFETIME_SECONDS = 7 * 24 * 3600  # an unredeemed link can be taken back af
 REGISTRATION_POLL_SECONDS = 2.0
 FINAL_STATUSES = ("completed", "refunded", "failed")
 DEFAULT_WAIT_SECONDS = 180.0
+CLOSE_ROUND_SECONDS = 1.0  # how long close() waits for cancelled work before cancelling it again
+CLOSE_ROUNDS = 10
 MAX_UPDATE_ATTEMPTS = 8
 RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 WITHDRAWAL_POLL_SECONDS = 3.0
@@ -249,11 +251,21 @@ class AsyncClient:
         # Background work may start more while the rest winds down (an answer's follow-up, say):
         # cancel in rounds until none is left. Iterating the live list instead skipped tasks that
         # removed themselves and awaited one started mid-close, uncancelled: `close()` hung.
+        # A task that swallowed its cancellation (a library racing an answer against it, as
+        # `asyncio.wait_for` of Python 3.11 does) is cancelled again rather than awaited forever.
+        rounds = 0
         while self._tasks:
             tasks, self._tasks = list(self._tasks), []
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, still_running = await asyncio.wait(tasks, timeout=CLOSE_ROUND_SECONDS)
+            self._tasks.extend(still_running)
+            rounds += 1
+            if still_running and rounds >= CLOSE_ROUNDS:
+                logger.warning(
+                    "closing left %d background tasks running: %s", len(still_running), still_running
+                )
+                self._tasks.clear()
         if self._session is not None:
             await self._session.close()
         self._store.close()
@@ -603,7 +615,8 @@ class AsyncClient:
                 raise TimeoutError(f"withdrawal {transfer_id} not confirmed within {timeout}s")
             changed = self._state_changed
             try:
-                await asyncio.wait_for(changed.wait(), min(remaining, WITHDRAWAL_POLL_SECONDS))
+                async with asyncio.timeout(min(remaining, WITHDRAWAL_POLL_SECONDS)):
+                    await changed.wait()
             except builtins.TimeoutError:
                 await self._poll_withdrawals()  # a push may have been lost with the connection
 
@@ -844,7 +857,8 @@ class AsyncClient:
         try:
             while not registered.done():
                 with contextlib.suppress(builtins.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(registered), REGISTRATION_POLL_SECONDS)
+                    async with asyncio.timeout(REGISTRATION_POLL_SECONDS):
+                        await asyncio.shield(registered)
                     return
                 try:
                     await self.api.get(f"/api/transfers/{payment_hex}")
@@ -1133,7 +1147,8 @@ class AsyncClient:
                 raise TimeoutError(f"payment {payment_hex} not settled within {timeout}s")
             changed = self._state_changed
             with contextlib.suppress(builtins.TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
 
     # -- the update exchange (under the lock) -------------------------------------------------------
 
@@ -1701,8 +1716,9 @@ class AsyncClient:
                     return
                 raise TimeoutError(f"no {what} within {timeout}s")
             changed = self._state_changed
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
+            with contextlib.suppress(builtins.TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
 
     def _background(self, work: Any) -> None:
         if self._closed:  # closing: start nothing new

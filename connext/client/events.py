@@ -89,7 +89,8 @@ class EventBus:
 
 async def wait(future: asyncio.Future[dict[str, Any]], timeout: float | None, what: str) -> dict[str, Any]:
     try:
-        return await asyncio.wait_for(future, timeout)
+        async with asyncio.timeout(timeout):  # not `wait_for`: it can drop a cancellation on 3.11
+            return await future
     except builtins.TimeoutError:
         raise TimeoutError(f"no {what} within {timeout}s") from None
 

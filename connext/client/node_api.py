@@ -75,7 +75,10 @@ class NodeApi:
         self._waiting[request_id] = future
         try:
             await send({"type": "request", "id": request_id, "method": method, "path": path, "body": body})
-            status, answer = await asyncio.wait_for(future, REQUEST_TIMEOUT_SECONDS)
+            # Not `asyncio.wait_for`: on Python 3.11 it returns an answer that arrives in the same
+            # loop step as a cancellation and drops the cancellation.
+            async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
+                status, answer = await future
         except (ConnectionError, RuntimeError, TimeoutError, aiohttp.ClientError) as exc:
             raise _SocketLost() from exc
         finally:

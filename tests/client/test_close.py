@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
+from connext.client.node_api import NodeApi
+from connext.protocol.signing import Signer
 from tests.client.test_validation import offline_client
 from tests.protocol.protocol_helpers import funded_state
 
@@ -46,3 +49,48 @@ def test_nothing_new_starts_once_the_client_is_closed():
         return client._tasks
 
     assert asyncio.run(scenario()) == []
+
+
+def test_a_request_cancelled_as_its_answer_arrives_stays_cancelled():
+    """Python 3.11's `asyncio.wait_for` returns the result when the cancellation and the answer land in
+    the same loop step, swallowing the cancellation: the cancelled task (the client's inbox, say) ran on,
+    and `close()` waited for it forever (seen as a hung benchmark)."""
+
+    async def scenario() -> bool:
+        sent: list[dict] = []
+
+        async def send(frame: dict) -> None:
+            sent.append(frame)
+
+        api = NodeApi("http://127.0.0.1:1", Signer(b"\x01" * 32), session=None)  # type: ignore[arg-type]
+        api.attach_socket(send)
+        request = asyncio.ensure_future(api.post("/api/channel/updates", {}))
+        while not sent:
+            await asyncio.sleep(0)
+        api.socket_response({"type": "response", "id": sent[0]["id"], "status": 200, "body": {}})
+        request.cancel()
+        try:
+            await request
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    assert asyncio.run(scenario())
+
+
+def test_close_ends_work_that_swallowed_its_first_cancellation():
+    async def scenario() -> bool:
+        client, _ = offline_client(funded_state(), chain_totals=(0, 0))
+        forever = asyncio.Event()
+
+        async def stubborn() -> None:
+            with contextlib.suppress(asyncio.CancelledError):  # as a library's race may do: carry on
+                await forever.wait()
+            await forever.wait()
+
+        client._background(stubborn())
+        await asyncio.sleep(0)
+        await asyncio.wait_for(client.close(), 10)
+        return all(task.done() for task in asyncio.all_tasks() if task is not asyncio.current_task())
+
+    assert asyncio.run(scenario())
