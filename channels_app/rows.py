@@ -89,6 +89,50 @@ def get(model: type[M], *, for_update: bool = False, **equal: Any) -> M | None:
     return None if row is None else _instance(model, row)
 
 
+@cache
+def _related_plan(model: type[Model], relations: tuple[str, ...], columns: tuple[str, ...]) -> str:
+    """SELECT the row of `model` (alias m) and the rows its foreign keys `relations` point to (LEFT
+    JOINs, aliases r0, r1, ...), WHERE m's `columns` equal parameters."""
+    meta = model._meta
+    parts = [", ".join(f"m.{_q(f.column)}" for f in meta.concrete_fields)]
+    joins = []
+    for index, name in enumerate(relations):
+        field = meta.get_field(name)
+        target = field.related_model._meta
+        alias = f"r{index}"
+        parts.append(", ".join(f"{alias}.{_q(f.column)}" for f in target.concrete_fields))
+        joins.append(
+            f"LEFT JOIN {_q(target.db_table)} {alias} ON {alias}.{_q(target.pk.column)} = m.{_q(field.column)}"
+        )
+    where = " AND ".join(
+        f"m.{_q(meta.pk.column if name == 'pk' else meta.get_field(name).column)} = %s" for name in columns
+    )
+    return f"SELECT {', '.join(parts)} FROM {_q(meta.db_table)} m {' '.join(joins)} WHERE {where}"
+
+
+def get_related(
+    model: type[M], relations: tuple[str, ...], *, for_update: bool = False, **equal: Any
+) -> M | None:
+    """`get` with the rows of the foreign keys `relations` loaded in the same statement (each set on
+    the instance, None where the key is null). `for_update` locks only the row of `model`."""
+    sql = _related_plan(model, relations, tuple(equal))
+    if for_update and connection.features.has_select_for_update:
+        sql += " FOR UPDATE OF m" if connection.features.has_select_for_update_of else " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _prep(model, equal))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    width = len(model._meta.concrete_fields)
+    instance = _instance(model, row[:width])
+    for name in relations:
+        related_model = model._meta.get_field(name).related_model
+        size = len(related_model._meta.concrete_fields)
+        part, width = row[width : width + size], width + size
+        setattr(instance, name, None if part[0] is None else _instance(related_model, part))
+    return instance
+
+
 def find(model: type[M], *, order_by: str | None = None, **equal: Any) -> list[M]:
     """Every row whose fields equal `equal`, in `order_by` order (a field name) when given."""
     select, _, _ = _read_plan(model)
@@ -102,18 +146,30 @@ def find(model: type[M], *, order_by: str | None = None, **equal: Any) -> list[M
 
 def value(model: type[Model], field: str, **equal: Any) -> Any:
     """One field of the one row whose fields equal `equal`, or None when there is no such row."""
-    column = model._meta.get_field(field)
-    sql = f"SELECT {_q(column.column)} FROM {_q(model._meta.db_table)} WHERE {_where(model, tuple(equal))}"
+    row = values(model, (field,), **equal)
+    return None if row is None else row[0]
+
+
+def values(model: type[Model], fields: tuple[str, ...], **equal: Any) -> tuple[Any, ...] | None:
+    """Some fields of the one row whose fields equal `equal`, or None when there is no such row."""
+    meta = model._meta
+    columns = [meta.get_field(name) for name in fields]
+    sql = (
+        f"SELECT {', '.join(_q(c.column) for c in columns)} FROM {_q(meta.db_table)} "
+        f"WHERE {_where(model, tuple(equal))}"
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, _prep(model, equal))
         row = cursor.fetchone()
     if row is None:
         return None
-    result = row[0]
-    expression = column.get_col(model._meta.db_table)
-    for convert in _converters(expression):
-        result = convert(result, expression, connection)
-    return result
+    result = []
+    for raw, column in zip(row, columns, strict=True):
+        expression = column.get_col(meta.db_table)
+        for convert in _converters(expression):
+            raw = convert(raw, expression, connection)
+        result.append(raw)
+    return tuple(result)
 
 
 def exists(model: type[Model], **equal: Any) -> bool:

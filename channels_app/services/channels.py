@@ -532,18 +532,19 @@ def _store(
             created_nonce=new.nonce,
         )
         rows.insert(row)
-        if transfer.responder == new.node:  # a payment the node is asked to route starts here
-            payment = payment_records.payment_register(sender_transfer=row)
-            if payment is not None and payment.sender_transfer_id != row.pk:
-                raise ChannelError(  # rolls the whole update back
+        if transfer.responder == new.node and kind.value in payment_records.ROUTED_KINDS:
+            # A payment the node is asked to route starts here.
+            try:
+                payment = payment_records.payment_insert(sender_transfer=row)
+            except IntegrityError:  # the payment id is taken: the whole update is rolled back
+                raise ChannelError(
                     "duplicate_payment",
                     "A payment with this id exists already: pick a fresh random payment id.",
                     status=409,
-                )
-            if payment is not None:
-                routed_step = True
-                if payment.recipient:
-                    follow_up["forward_to"] = payment.recipient
+                ) from None
+            routed_step = True
+            if payment.recipient:
+                follow_up["forward_to"] = payment.recipient
         elif kind.value in payment_records.ROUTED_KINDS:  # the receiver side of a payment is locked
             payment_records.payment_receiver_locked(receiver_transfer=row)
             routed_step = True

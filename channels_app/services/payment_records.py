@@ -69,6 +69,12 @@ def payment_register(*, sender_transfer: Transfer) -> Payment | None:
     existing = rows.get(Payment, payment_id=sender_transfer.payment_id)
     if existing is not None:
         return existing
+    return payment_insert(sender_transfer=sender_transfer)
+
+
+def payment_insert(*, sender_transfer: Transfer) -> Payment:
+    """Record the payment a sender's routed transfer to the node starts. A payment with the same id
+    raises the database's `IntegrityError` (the caller's update is then refused as a whole)."""
     recipient = sender_transfer.meta.get("recipient") or ""
     payment = rows.insert(
         Payment(
@@ -87,12 +93,11 @@ def payment_register(*, sender_transfer: Transfer) -> Payment | None:
 
 def payment_receiver_locked(*, receiver_transfer: Transfer) -> None:
     """The receiver countersigned its side: link it to the payment and tell the receiver."""
-    payment = rows.get(Payment, payment_id=receiver_transfer.payment_id)
+    payment = rows.get_related(Payment, ("sender_transfer",), payment_id=receiver_transfer.payment_id)
     if payment is None or payment.receiver_transfer_id is not None:
         return
     payment.receiver_transfer = receiver_transfer
     rows.update(payment, ["receiver_transfer_id"])
-    payment.sender_transfer = rows.get(Transfer, pk=payment.sender_transfer_id)
     _push(payment.recipient, "transfer.received", payment)
 
 
@@ -146,12 +151,9 @@ def routed_side_settled(*, transfer_id: str, payment_id: str) -> int | None:
     already says which): record it and tell both parties. The sender's side ends the payment; the
     receiver's side decides it, and that payment's pk is returned: its sender side is settled next
     (`payments.payments_follow_up(settle_payment=...)`). Both sides carry the payment's id."""
-    payment = rows.get(Payment, payment_id=payment_id)
+    payment = rows.get_related(Payment, ("sender_transfer", "receiver_transfer"), payment_id=payment_id)
     if payment is None:
         return None
-    payment.sender_transfer = rows.get(Transfer, pk=payment.sender_transfer_id)
-    if payment.receiver_transfer_id is not None:
-        payment.receiver_transfer = rows.get(Transfer, pk=payment.receiver_transfer_id)
     if payment.sender_transfer.transfer_id == transfer_id:
         payment_sender_settled(payment=payment)
         return None

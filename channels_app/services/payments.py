@@ -88,7 +88,7 @@ def _forward_locked(channel_id: int, payment_pk: int) -> tuple[bool, int]:
     channel = channels.lock_for_proposal(channel_id)
     if channel is None:
         return False, 0
-    payment = _locked_payment(payment_pk)
+    payment = _payment(payment_pk, SENDER_SIDE, for_update=True)
     if payment.status != PaymentStatus.PENDING:
         return False, 0
     sender = payment.sender_transfer
@@ -139,12 +139,16 @@ def _forward_locked(channel_id: int, payment_pk: int) -> tuple[bool, int]:
     return True, 0
 
 
-def _locked_payment(payment_pk: int) -> Payment:
-    """The payment, row-locked, with its sender transfer (inside the caller's transaction)."""
-    payment = rows.get(Payment, pk=payment_pk, for_update=True)
+SENDER_SIDE = ("sender_transfer",)
+BOTH_SIDES = ("sender_transfer", "receiver_transfer")
+
+
+def _payment(payment_pk: int, sides: tuple[str, ...], *, for_update: bool = False) -> Payment:
+    """The payment with its transfers `sides` loaded, in one statement; `for_update` locks the
+    payment's row (inside the caller's transaction)."""
+    payment = rows.get_related(Payment, sides, pk=payment_pk, for_update=for_update)
     if payment is None:
         raise Payment.DoesNotExist(f"no payment {payment_pk}")
-    payment.sender_transfer = rows.get(Transfer, pk=payment.sender_transfer_id)
     return payment
 
 
@@ -183,7 +187,7 @@ def payments_settle_upstream(*, channel_id: int) -> bool:
     """
     now = int(time.time())
     for payment_pk in _upstream_candidates(channel_id):
-        payment = _with_sides(rows.get(Payment, pk=payment_pk))
+        payment = _payment(payment_pk, BOTH_SIDES)
         resolver = _upstream_resolver(payment, now)
         if resolver is not None and _resolve_sender_side(channel_id, payment.pk, resolver):
             return True
@@ -216,16 +220,6 @@ def _upstream_candidates(channel_id: int) -> list[int]:
 
 def _q(name: str) -> str:
     return str(connection.ops.quote_name(name))
-
-
-def _with_sides(payment: Payment | None) -> Payment:
-    """`payment` with its sender and receiver transfers loaded (two primary-key reads)."""
-    if payment is None:
-        raise Payment.DoesNotExist("no such payment")
-    payment.sender_transfer = rows.get(Transfer, pk=payment.sender_transfer_id)
-    if payment.receiver_transfer_id is not None:
-        payment.receiver_transfer = rows.get(Transfer, pk=payment.receiver_transfer_id)
-    return payment
 
 
 def _upstream_resolver(payment: Payment, now: int) -> bytes | None:
@@ -304,14 +298,12 @@ def _receiver_expired(payment: Payment, now: int) -> bool:
 def _settle_sender_side(payment_pk: int) -> bool:
     """Resolve (or refund) the sender side of one payment the receiver just decided, when its channel
     is free now (otherwise the answer to that channel's open proposal settles it)."""
-    sender_channel_id = rows.value(
-        Transfer, "channel_id", pk=rows.value(Payment, "sender_transfer_id", pk=payment_pk)
-    )
+    sender_channel_id = _payment(payment_pk, SENDER_SIDE).sender_transfer.channel_id
     with transaction.atomic():
         channel = channels.lock_for_proposal(sender_channel_id)
         if channel is None:
             return False
-        payment = _with_sides(rows.get(Payment, pk=payment_pk, for_update=True))
+        payment = _payment(payment_pk, BOTH_SIDES, for_update=True)
         if payment.sender_transfer.status != Transfer.Status.ACTIVE:
             return False
         resolver = _upstream_resolver(payment, int(time.time()))
@@ -325,7 +317,7 @@ def _resolve_sender_side(channel_id: int, payment_pk: int, resolver: bytes) -> b
         channel = channels.lock_for_proposal(channel_id)
         if channel is None:
             return False
-        return _propose_sender_resolve(channel, _locked_payment(payment_pk), resolver)
+        return _propose_sender_resolve(channel, _payment(payment_pk, SENDER_SIDE, for_update=True), resolver)
 
 
 def _propose_sender_resolve(channel: Channel, payment: Payment, resolver: bytes) -> bool:
@@ -396,9 +388,11 @@ def _forward_to(recipient: str) -> None:
     """Forward what waits for `recipient` when its channel is open and free now. Otherwise it waits:
     for the recipient to open a channel, or for the answer to the channel's open proposal, whose
     commit forwards the next payment (`channel_freed`)."""
-    channel_id = rows.value(Channel, "id", user_address=recipient, status=Channel.Status.OPEN)
-    if channel_id is not None and rows.value(Channel, "pending_update", pk=channel_id) is None:
-        payments_forward(channel_id=channel_id, user=recipient)
+    channel = rows.values(
+        Channel, ("id", "pending_update"), user_address=recipient, status=Channel.Status.OPEN
+    )
+    if channel is not None and channel[1] is None:
+        payments_forward(channel_id=channel[0], user=recipient)
 
 
 # -- links, cancels, history ---------------------------------------------------------------------
