@@ -269,8 +269,11 @@ def channel_apply_user_update(
             channel = _locked_channel(update.channel_address, user)
             if update.nonce == channel.nonce and _is_replay(channel, update, signature):
                 return SignedState(latest_state(channel), _bytes(channel.node_signature), signature)
+            node_moved = False  # by the answered proposal (it is checked with this update's state)
             if answer is not None:
-                _countersign_locked(channel, *answer, superseded=True)
+                before = latest_state(channel)
+                answered = _countersign_locked(channel, *answer, superseded=True)
+                node_moved = _node_balances(before) != _node_balances(answered.state)
             previous = latest_state(channel)
             if channel.pending_update is not None and update.nonce >= channel.nonce + 1:
                 raise ChannelError(
@@ -287,7 +290,9 @@ def channel_apply_user_update(
                 raise ChannelError.from_protocol(exc, channel) from None
             if isinstance(update, CreateUpdate):
                 _check_routing_terms(new, meta)
-            _store(channel, update, previous, new, node_signature, signature, meta=meta)
+            _store(
+                channel, update, previous, new, node_signature, signature, meta=meta, node_moved=node_moved
+            )
     except IntegrityError:  # a unique row (a payment id, say) written concurrently by another update
         raise ChannelError(
             "conflict", "A concurrent update wrote the same record; sync and retry.", status=409
@@ -498,12 +503,15 @@ def _store(
     meta: dict[str, Any] | None = None,
     proposal_answered: bool = False,
     superseded: bool = False,
+    node_moved: bool = False,
 ) -> None:
     """Store a doubly signed state and what it did to transfers and payments, and register the
     follow-ups: payment steps run inline right after commit (they are what a payment waits for);
     the rest of what the node owes the channel goes to a worker. A `superseded` state (another
     update follows in the same transaction) is not pushed nor checked against the profile: the
-    state that follows is."""
+    state that follows is (`node_moved`: the superseded state moved the node's balance). A routed
+    step is checked against the collateral profile only when the node's balance moved: a user
+    locking or being paid from the node's transfers leaves it where the last check saw it."""
     channel.nonce = new.nonce
     channel.latest_state = serialization.channel_state_to_json(new)
     channel.node_signature = serialization.hex_bytes(node_sig)
@@ -586,10 +594,14 @@ def _store(
         after_commit.run_inline("channels_app.services.payments.payments_follow_up", **follow_up)
     if not routed_step:
         after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
-    elif not superseded:
+    elif not superseded and (node_moved or _node_balances(previous) != _node_balances(new)):
         after_commit.run_inline(
             "channels_app.services.collateral.collateral_check_profile", channel=channel, state=new
         )
+
+
+def _node_balances(state: ChannelState) -> dict[str, int]:
+    return {asset_id: balance[0] for asset_id, balance in zip(state.asset_ids, state.balances, strict=True)}
 
 
 def _is_refund(previous: ChannelState, new: ChannelState, asset_id: str, initiator: str, amount: int) -> bool:

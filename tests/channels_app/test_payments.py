@@ -410,3 +410,72 @@ def test_an_open_proposal_left_unanswered_is_pushed_again_by_the_reconcile(alice
     assert [(m["event"], m["payload"]["update"]["nonce"]) for m in stale] == [
         ("update.proposed", channel.pending_update["nonce"])
     ]
+
+
+def _queued_reconciles() -> list[int]:
+    """The channels whose reconcile task waits in the Celery broker (no worker runs in these tests)."""
+    import ast
+    import json
+
+    import redis
+    from django.conf import settings
+
+    queued = []
+    for raw in redis.Redis.from_url(settings.CELERY_BROKER_URL).lrange("celery", 0, -1):
+        headers = json.loads(raw)["headers"]
+        if headers["task"] == "channels_app.tasks.channel_reconcile":
+            queued.append(ast.literal_eval(headers["argsrepr"])[0])
+    return queued
+
+
+def test_a_routed_payment_that_moves_the_nodes_balance_out_of_a_profile_has_that_channel_rebalanced(
+    alice_and_bob, django_capture_on_commit_callbacks
+):
+    """The profile is checked after the steps that move the node's balance: the receiver's side locking
+    the node's money (countersigned inside the receiver's resolve here) and the sender's side paying the
+    node. The sender's own create moves only the sender's money and queues nothing."""
+    import redis
+    from django.conf import settings
+
+    from channels_app.models import Channel, RebalanceProfile
+
+    alice, bob = alice_and_bob
+    _, first, preimage = alice.pay(bob.address, E // 10)  # brings the node's collateral into Bob's channel
+    run_node_work(alice, bob)
+    assert bob.resolve_incoming(first, preimage).status_code == 200
+    run_node_work(alice, bob)
+    amount = E // 100
+    node_in_bob, node_in_alice = balances(bob)[0], balances(alice)[0]
+    alice_channel = Channel.objects.get(address=alice.state.channel_address)
+    bob_channel = Channel.objects.get(address=bob.state.channel_address)
+    RebalanceProfile.objects.create(  # Bob's side falls under the threshold once it locks `amount`
+        channel=bob_channel,
+        asset_id=ETH,
+        collateralize_threshold=node_in_bob - amount // 2,
+        target=node_in_bob,
+        reclaim_threshold=10 * node_in_bob,
+    )
+    RebalanceProfile.objects.create(  # Alice's side rises over the reclaim threshold once paid `amount`
+        channel=alice_channel,
+        asset_id=ETH,
+        collateralize_threshold=0,
+        target=node_in_alice,
+        reclaim_threshold=node_in_alice + amount // 2,
+    )
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("celery")
+
+    with django_capture_on_commit_callbacks(execute=True):  # what runs after commit, as in the node
+        response, payment_id, preimage = alice.pay(bob.address, amount)  # forwarded to Bob at once
+    assert response.status_code == 200
+    assert bob.proposal() is not None
+    assert _queued_reconciles() == []
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert bob.resolve_incoming(payment_id, preimage, answering=True).status_code == 200
+    assert _queued_reconciles() == [bob_channel.pk]
+    assert balances(bob)[0] == node_in_bob - amount
+
+    with django_capture_on_commit_callbacks(execute=True):
+        alice.countersign_proposal()  # the node settles Alice's side with Bob's preimage
+    assert sorted(_queued_reconciles()) == sorted([bob_channel.pk, alice_channel.pk])
+    assert balances(alice)[0] == node_in_alice + amount

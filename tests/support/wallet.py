@@ -199,6 +199,17 @@ class Wallet:
 
     def countersign_proposal(self, *, deposits: dict[str, tuple[int, int]] | None = None):
         """Validate the node's open proposal against our own state, then countersign it."""
+        update, new, signature = self.sign_proposal(deposits=deposits)
+        response = self.post(
+            "/api/channel/countersign", {"nonce": str(new.nonce), "signature": "0x" + signature.hex()}
+        )
+        assert response.status_code == 200, response.json()
+        self.state = new
+        return update, new
+
+    def sign_proposal(self, *, deposits: dict[str, tuple[int, int]] | None = None):
+        """Validate and sign the node's open proposal without sending the signature (to send it as
+        the `answer` of our next update). Returns (update, new state, our signature)."""
         channel = self.get("/api/channel").json()
         proposal = channel["proposal"]
         assert proposal is not None, channel
@@ -208,13 +219,7 @@ class Wallet:
         if isinstance(update, ResolveUpdate | ResumeUpdate):  # the chain's own word on a past dispute
             context = replace(context, dispute=disputes.read_chain_dispute(self.w3, self.state, (ETH,)))
         new = validation.validate_update(self.state, update, node_signature, context=context)
-        signature = signing.sign_state(new, self.key)
-        response = self.post(
-            "/api/channel/countersign", {"nonce": str(new.nonce), "signature": "0x" + signature.hex()}
-        )
-        assert response.status_code == 200, response.json()
-        self.state = new
-        return update, new
+        return update, new, signing.sign_state(new, self.key)
 
     def resolve_node_withdraw(self):
         """Resolve the node's active withdraw transfer with our commitment signature (the user's half)."""
@@ -298,10 +303,23 @@ class Wallet:
             self.accept(response, new)
         return response, "0x" + payment_id.hex(), preimage
 
-    def resolve_incoming(self, payment_id: str, preimage: bytes = b"", *, resolver: bytes | None = None):
-        """Resolve the node's transfer to us for `payment_id` with the preimage (or a given resolver)."""
+    def resolve_incoming(
+        self,
+        payment_id: str,
+        preimage: bytes = b"",
+        *,
+        resolver: bytes | None = None,
+        answering: bool = False,
+    ):
+        """Resolve the node's transfer to us for `payment_id` with the preimage (or a given resolver).
+        `answering`: the transfer is the node's open proposal, countersigned inside this update."""
         from connext.protocol.definitions import PreimageResolver
 
+        answer = None
+        if answering:
+            _, proposed, answer_signature = self.sign_proposal()
+            answer = {"nonce": str(proposed.nonce), "signature": "0x" + answer_signature.hex()}
+            self.state = proposed
         assert self.state is not None
         transfer = next(t for t in self.state.transfers if "0x" + t.payment_id.hex() == payment_id)
         update = ResolveUpdate(
@@ -312,7 +330,8 @@ class Wallet:
             encoded_resolver=resolver if resolver is not None else PreimageResolver(preimage).encode(),
         )
         new, signature = self.sign(update)
-        response = self.send("/api/channel/updates", update, signature)
+        body = {"update": serialization.update_to_json(update), "signature": "0x" + signature.hex()}
+        response = self.post("/api/channel/updates", {**body, **({"answer": answer} if answer else {})})
         if response.status_code == 200:
             self.accept(response, new)
         return response
