@@ -33,6 +33,27 @@ def _q(name: str) -> str:
     return str(connection.ops.quote_name(name))
 
 
+def _cursor() -> Any:
+    """This thread's cursor on its database connection, made once per connection: making a cursor
+    (Django's wrapper and the driver's) cost about as much as the statement it ran. Each statement
+    still goes through Django's checks and error translation (a broken transaction refuses it, an
+    integrity error is Django's `IntegrityError`)."""
+    if connection.queries_logged:  # DEBUG, or a test counting queries: Django's logging cursor
+        return connection.cursor()
+    raw = connection.connection
+    cached = getattr(connection, "_rows_cursor", None)
+    if (
+        raw is not None
+        and cached is not None
+        and cached[0] is raw
+        and not getattr(cached[1], "closed", False)
+    ):
+        return cached[1]
+    cursor = connection.cursor()  # opens the connection when needed
+    connection._rows_cursor = (connection.connection, cursor)
+    return cursor
+
+
 @cache
 def _read_plan(model: type[Model]) -> tuple[str, list[str], list[tuple[list[_Converter], Any]]]:
     """(SELECT ... FROM table, the fields' attnames, per field its converters and column expression)."""
@@ -83,9 +104,9 @@ def get(model: type[M], *, for_update: bool = False, **equal: Any) -> M | None:
     sql = f"{select} WHERE {_where(model, tuple(equal))}"
     if for_update and connection.features.has_select_for_update:
         sql += " FOR UPDATE"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, _prep(model, equal))
-        row = cursor.fetchone()
+    cursor = _cursor()
+    cursor.execute(sql, _prep(model, equal))
+    row = cursor.fetchone()
     return None if row is None else _instance(model, row)
 
 
@@ -118,9 +139,9 @@ def get_related(
     sql = _related_plan(model, relations, tuple(equal))
     if for_update and connection.features.has_select_for_update:
         sql += " FOR UPDATE OF m" if connection.features.has_select_for_update_of else " FOR UPDATE"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, _prep(model, equal))
-        row = cursor.fetchone()
+    cursor = _cursor()
+    cursor.execute(sql, _prep(model, equal))
+    row = cursor.fetchone()
     if row is None:
         return None
     width = len(model._meta.concrete_fields)
@@ -139,9 +160,9 @@ def find(model: type[M], *, order_by: str | None = None, **equal: Any) -> list[M
     sql = f"{select} WHERE {_where(model, tuple(equal))}"
     if order_by is not None:
         sql += f" ORDER BY {_q(model._meta.get_field(order_by).column)}"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, _prep(model, equal))
-        return [_instance(model, row) for row in cursor.fetchall()]
+    cursor = _cursor()
+    cursor.execute(sql, _prep(model, equal))
+    return [_instance(model, row) for row in cursor.fetchall()]
 
 
 def value(model: type[Model], field: str, **equal: Any) -> Any:
@@ -158,9 +179,9 @@ def values(model: type[Model], fields: tuple[str, ...], **equal: Any) -> tuple[A
         f"SELECT {', '.join(_q(c.column) for c in columns)} FROM {_q(meta.db_table)} "
         f"WHERE {_where(model, tuple(equal))}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, _prep(model, equal))
-        row = cursor.fetchone()
+    cursor = _cursor()
+    cursor.execute(sql, _prep(model, equal))
+    row = cursor.fetchone()
     if row is None:
         return None
     result = []
@@ -174,9 +195,9 @@ def values(model: type[Model], fields: tuple[str, ...], **equal: Any) -> tuple[A
 
 def exists(model: type[Model], **equal: Any) -> bool:
     sql = f"SELECT 1 FROM {_q(model._meta.db_table)} WHERE {_where(model, tuple(equal))} LIMIT 1"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, _prep(model, equal))
-        return cursor.fetchone() is not None
+    cursor = _cursor()
+    cursor.execute(sql, _prep(model, equal))
+    return cursor.fetchone() is not None
 
 
 @cache
@@ -198,9 +219,9 @@ def insert(instance: M) -> M:
     sql, names = _insert_sql(model)
     _stamp(instance, creating=True)
     params = _prep(model, {name: getattr(instance, name) for name in names})
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        pk = cursor.fetchone()[0] if connection.features.can_return_columns_from_insert else cursor.lastrowid
+    cursor = _cursor()
+    cursor.execute(sql, params)
+    pk = cursor.fetchone()[0] if connection.features.can_return_columns_from_insert else cursor.lastrowid
     instance.pk = pk
     instance._state.adding = False
     instance._state.db = connection.alias
@@ -223,9 +244,9 @@ def update_where(model: type[Model], equal: Mapping[str, Any], values: Mapping[s
     assignments = ", ".join(f"{_q(meta.get_field(name).column)} = %s" for name in values)
     sql = f"UPDATE {_q(meta.db_table)} SET {assignments} WHERE {_where(model, tuple(equal))}"
     params = _prep(model, values) + _prep(model, equal)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return int(cursor.rowcount)
+    cursor = _cursor()
+    cursor.execute(sql, params)
+    return int(cursor.rowcount)
 
 
 @cache
