@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from typing import Any, TypeVar
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 from django.utils import timezone
 
@@ -33,15 +33,21 @@ def _q(name: str) -> str:
     return str(connection.ops.quote_name(name))
 
 
-def _cursor() -> Any:
+def _db() -> Any:
+    """This thread's database connection (resolved once per call here: each attribute read through
+    `django.db.connection` looks the thread's connection up again)."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _cursor(db: Any) -> Any:
     """This thread's cursor on its database connection, made once per connection: making a cursor
     (Django's wrapper and the driver's) cost about as much as the statement it ran. Each statement
     still goes through Django's checks and error translation (a broken transaction refuses it, an
     integrity error is Django's `IntegrityError`)."""
-    if connection.queries_logged:  # DEBUG, or a test counting queries: Django's logging cursor
-        return connection.cursor()
-    raw = connection.connection
-    cached = getattr(connection, "_rows_cursor", None)
+    if db.queries_logged:  # DEBUG, or a test counting queries: Django's logging cursor
+        return db.cursor()
+    raw = db.connection
+    cached = getattr(db, "_rows_cursor", None)
     if (
         raw is not None
         and cached is not None
@@ -49,8 +55,8 @@ def _cursor() -> Any:
         and not getattr(cached[1], "closed", False)
     ):
         return cached[1]
-    cursor = connection.cursor()  # opens the connection when needed
-    connection._rows_cursor = (connection.connection, cursor)
+    cursor = db.cursor()  # opens the connection when needed
+    db._rows_cursor = (db.connection, cursor)
     return cursor
 
 
@@ -72,14 +78,14 @@ def _converters(column: Any) -> list[_Converter]:
     return list(connection.ops.get_db_converters(column)) + list(column.get_db_converters(connection))
 
 
-def _instance(model: type[M], row: tuple[Any, ...]) -> M:
+def _instance(model: type[M], row: tuple[Any, ...], db: Any) -> M:
     _, names, converters = _read_plan(model)
     values = []
     for value, (field_converters, column) in zip(row, converters, strict=True):
         for convert in field_converters:
-            value = convert(value, column, connection)
+            value = convert(value, column, db)
         values.append(value)
-    return model.from_db(connection.alias, names, values)
+    return model.from_db(db.alias, names, values)
 
 
 @cache
@@ -90,24 +96,25 @@ def _where(model: type[Model], columns: tuple[str, ...]) -> str:
     )
 
 
-def _prep(model: type[Model], values: Mapping[str, Any]) -> list[Any]:
+def _prep(model: type[Model], values: Mapping[str, Any], db: Any) -> list[Any]:
     meta = model._meta
     return [
-        (meta.pk if name == "pk" else meta.get_field(name)).get_db_prep_save(value, connection)
+        (meta.pk if name == "pk" else meta.get_field(name)).get_db_prep_save(value, db)
         for name, value in values.items()
     ]
 
 
 def get(model: type[M], *, for_update: bool = False, **equal: Any) -> M | None:
     """The one row whose fields equal `equal` (None if there is none), locked with `for_update`."""
+    db = _db()
     select, _, _ = _read_plan(model)
     sql = f"{select} WHERE {_where(model, tuple(equal))}"
-    if for_update and connection.features.has_select_for_update:
+    if for_update and db.features.has_select_for_update:
         sql += " FOR UPDATE"
-    cursor = _cursor()
-    cursor.execute(sql, _prep(model, equal))
+    cursor = _cursor(db)
+    cursor.execute(sql, _prep(model, equal, db))
     row = cursor.fetchone()
-    return None if row is None else _instance(model, row)
+    return None if row is None else _instance(model, row, db)
 
 
 @cache
@@ -136,33 +143,35 @@ def get_related(
 ) -> M | None:
     """`get` with the rows of the foreign keys `relations` loaded in the same statement (each set on
     the instance, None where the key is null). `for_update` locks only the row of `model`."""
+    db = _db()
     sql = _related_plan(model, relations, tuple(equal))
-    if for_update and connection.features.has_select_for_update:
-        sql += " FOR UPDATE OF m" if connection.features.has_select_for_update_of else " FOR UPDATE"
-    cursor = _cursor()
-    cursor.execute(sql, _prep(model, equal))
+    if for_update and db.features.has_select_for_update:
+        sql += " FOR UPDATE OF m" if db.features.has_select_for_update_of else " FOR UPDATE"
+    cursor = _cursor(db)
+    cursor.execute(sql, _prep(model, equal, db))
     row = cursor.fetchone()
     if row is None:
         return None
     width = len(model._meta.concrete_fields)
-    instance = _instance(model, row[:width])
+    instance = _instance(model, row[:width], db)
     for name in relations:
         related_model = model._meta.get_field(name).related_model
         size = len(related_model._meta.concrete_fields)
         part, width = row[width : width + size], width + size
-        setattr(instance, name, None if part[0] is None else _instance(related_model, part))
+        setattr(instance, name, None if part[0] is None else _instance(related_model, part, db))
     return instance
 
 
 def find(model: type[M], *, order_by: str | None = None, **equal: Any) -> list[M]:
     """Every row whose fields equal `equal`, in `order_by` order (a field name) when given."""
+    db = _db()
     select, _, _ = _read_plan(model)
     sql = f"{select} WHERE {_where(model, tuple(equal))}"
     if order_by is not None:
         sql += f" ORDER BY {_q(model._meta.get_field(order_by).column)}"
-    cursor = _cursor()
-    cursor.execute(sql, _prep(model, equal))
-    return [_instance(model, row) for row in cursor.fetchall()]
+    cursor = _cursor(db)
+    cursor.execute(sql, _prep(model, equal, db))
+    return [_instance(model, row, db) for row in cursor.fetchall()]
 
 
 def value(model: type[Model], field: str, **equal: Any) -> Any:
@@ -173,14 +182,15 @@ def value(model: type[Model], field: str, **equal: Any) -> Any:
 
 def values(model: type[Model], fields: tuple[str, ...], **equal: Any) -> tuple[Any, ...] | None:
     """Some fields of the one row whose fields equal `equal`, or None when there is no such row."""
+    db = _db()
     meta = model._meta
     columns = [meta.get_field(name) for name in fields]
     sql = (
         f"SELECT {', '.join(_q(c.column) for c in columns)} FROM {_q(meta.db_table)} "
         f"WHERE {_where(model, tuple(equal))}"
     )
-    cursor = _cursor()
-    cursor.execute(sql, _prep(model, equal))
+    cursor = _cursor(db)
+    cursor.execute(sql, _prep(model, equal, db))
     row = cursor.fetchone()
     if row is None:
         return None
@@ -188,15 +198,16 @@ def values(model: type[Model], fields: tuple[str, ...], **equal: Any) -> tuple[A
     for raw, column in zip(row, columns, strict=True):
         expression = column.get_col(meta.db_table)
         for convert in _converters(expression):
-            raw = convert(raw, expression, connection)
+            raw = convert(raw, expression, db)
         result.append(raw)
     return tuple(result)
 
 
 def exists(model: type[Model], **equal: Any) -> bool:
+    db = _db()
     sql = f"SELECT 1 FROM {_q(model._meta.db_table)} WHERE {_where(model, tuple(equal))} LIMIT 1"
-    cursor = _cursor()
-    cursor.execute(sql, _prep(model, equal))
+    cursor = _cursor(db)
+    cursor.execute(sql, _prep(model, equal, db))
     return cursor.fetchone() is not None
 
 
@@ -215,16 +226,17 @@ def _insert_sql(model: type[Model]) -> tuple[str, tuple[str, ...]]:
 def insert(instance: M) -> M:
     """Insert `instance` (a new, unsaved model instance) and set its primary key. Fields with
     `auto_now`/`auto_now_add` get the time now, as `save()` would give them."""
+    db = _db()
     model = type(instance)
     sql, names = _insert_sql(model)
     _stamp(instance, creating=True)
-    params = _prep(model, {name: getattr(instance, name) for name in names})
-    cursor = _cursor()
+    params = _prep(model, {name: getattr(instance, name) for name in names}, db)
+    cursor = _cursor(db)
     cursor.execute(sql, params)
-    pk = cursor.fetchone()[0] if connection.features.can_return_columns_from_insert else cursor.lastrowid
+    pk = cursor.fetchone()[0] if db.features.can_return_columns_from_insert else cursor.lastrowid
     instance.pk = pk
     instance._state.adding = False
-    instance._state.db = connection.alias
+    instance._state.db = db.alias
     return instance
 
 
@@ -240,11 +252,12 @@ def update(instance: Model, fields: Iterable[str]) -> int:
 
 def update_where(model: type[Model], equal: Mapping[str, Any], values: Mapping[str, Any]) -> int:
     """UPDATE ... SET `values` WHERE the fields equal `equal`; returns the number of rows written."""
+    db = _db()
     meta = model._meta
     assignments = ", ".join(f"{_q(meta.get_field(name).column)} = %s" for name in values)
     sql = f"UPDATE {_q(meta.db_table)} SET {assignments} WHERE {_where(model, tuple(equal))}"
-    params = _prep(model, values) + _prep(model, equal)
-    cursor = _cursor()
+    params = _prep(model, values, db) + _prep(model, equal, db)
+    cursor = _cursor(db)
     cursor.execute(sql, params)
     return int(cursor.rowcount)
 

@@ -476,7 +476,8 @@ _PENDING_FIELDS = ["pending_update", "pending_state", "pending_node_signature", 
 
 def _record_update(
     channel: Channel, update: Update, new: ChannelState, node_sig: bytes, user_sig: bytes
-) -> None:
+) -> str:
+    """Store the update that made `new`; returns its type."""
     update_json = serialization.update_to_json(update)
     rows.insert(
         ChannelUpdate(
@@ -490,6 +491,7 @@ def _record_update(
             user_signature=serialization.hex_bytes(user_sig),
         )
     )
+    return str(update_json["type"])
 
 
 def _store(
@@ -518,7 +520,7 @@ def _store(
     channel.user_signature = serialization.hex_bytes(user_sig)
     rows.update(channel, _STATE_FIELDS + _PENDING_FIELDS)
     _remember_state((channel.address, new.nonce, channel.node_signature), new)
-    _record_update(channel, update, new, node_sig, user_sig)
+    update_type = _record_update(channel, update, new, node_sig, user_sig)
     net = network.network()
     follow_up: dict[str, Any] = {}
     routed_step = False
@@ -584,7 +586,7 @@ def _store(
             "channel.updated",
             {
                 "nonce": str(new.nonce),
-                "type": serialization.update_to_json(update)["type"],
+                "type": update_type,
                 **signed_state_json(channel),
             },
         )
