@@ -8,6 +8,7 @@ what the contract compares its windows with (never the local clock).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from web3 import Web3
 
-from connext.chain import channel_reads
+from connext.chain import channel_reads, logs
 from connext.chain.contracts import contract_at
 from connext.protocol.types import AssetDefund, ChainDispute, ChannelState, TransferState
 
@@ -148,13 +149,25 @@ def read_defunds(w3: Web3, channel_address: str, asset_ids: list[str]) -> dict[s
     stored = {asset: read_defund_nonce(w3, channel_address, asset) for asset in asset_ids}
     if not any(stored.values()):
         return {}
-    payouts: dict[tuple[str, int], tuple[int, int]] = {}
-    for log in channel.events.ChannelDefunded().get_logs(from_block=0, to_block="latest"):
-        args = log["args"]
-        payouts[(to_checksum_address(args["assetId"]), int(args["defundNonce"]))] = (
-            int(args["toNode"]),
-            int(args["toUser"]),
+    needed = {(asset, nonce) for asset, nonce in stored.items() if nonce}
+
+    def payouts_of(found: Sequence[Any]) -> dict[tuple[str, int], tuple[int, int]]:
+        return {
+            (to_checksum_address(log["args"]["assetId"]), int(log["args"]["defundNonce"])): (
+                int(log["args"]["toNode"]),
+                int(log["args"]["toUser"]),
+            )
+            for log in found
+        }
+
+    # The latest defunds are the newest events: read back from the head only as far as they lie.
+    payouts = payouts_of(
+        logs.scan_back(
+            channel.events.ChannelDefunded,
+            to_block=int(w3.eth.block_number),
+            enough=lambda found: needed <= payouts_of(found).keys(),
         )
+    )
     defunds: dict[str, AssetDefund] = {}
     for asset, nonce in stored.items():
         if nonce == 0:

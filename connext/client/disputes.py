@@ -30,6 +30,7 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from connext.chain import channel_reads, disputes
+from connext.chain import logs as chain_logs
 from connext.chain.contracts import contract_at, create_channel_calldata
 from connext.client.onchain import UserChain
 from connext.client.store import ChannelSetup, SignedState, Store
@@ -635,9 +636,11 @@ class ChannelDisputes:
         w3 = self._chain.w3
         head = int(w3.eth.block_number)
         channel = contract_at(w3, "Channel", self.channel_address)
-        logs = channel.events.ChannelDisputed().get_logs(from_block=self._log_cursor, to_block=head)
-        if logs:
-            self._last_disputer = str(logs[-1]["args"]["disputer"])
+        found = chain_logs.scan_back(  # the newest one is near the head: no scan from block 0
+            channel.events.ChannelDisputed, to_block=head, from_block=self._log_cursor, enough=bool
+        )
+        if found:
+            self._last_disputer = str(found[-1]["args"]["disputer"])
         self._log_cursor = head + 1
         return self._last_disputer
 
