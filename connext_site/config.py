@@ -44,6 +44,7 @@ class NodeConfig:
     public_chain_rpc_url: str | None
     node_private_key: str
     chain_confirmations: int
+    chain_start_block: int
     dispute_timeout_seconds: int
     hashlock_min_window_seconds: int
     deployments_file: Path
@@ -257,6 +258,7 @@ def load(environ_: Mapping[str, str]) -> NodeConfig:
         public_chain_rpc_url=_http_url(environ_, "PUBLIC_CHAIN_RPC_URL", None),
         node_private_key=_private_key(environ_, debug),
         chain_confirmations=_int(environ_, "CHAIN_CONFIRMATIONS", 1, minimum=0, maximum=1000),
+        chain_start_block=_int(environ_, "CHAIN_START_BLOCK", 0, minimum=0, maximum=2**63 - 1),
         dispute_timeout_seconds=_int(
             environ_, "DISPUTE_TIMEOUT_SECONDS", 86_400, minimum=60, maximum=60 * 86_400
         ),

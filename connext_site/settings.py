@@ -155,6 +155,7 @@ NODE_PRIVATE_KEY = NODE.node_private_key
 CHAIN_RPC_URL = NODE.chain_rpc_url
 PUBLIC_CHAIN_RPC_URL = NODE.public_chain_rpc_url
 CHAIN_CONFIRMATIONS = NODE.chain_confirmations
+CHAIN_START_BLOCK = NODE.chain_start_block
 DISPUTE_TIMEOUT_SECONDS = NODE.dispute_timeout_seconds
 TASKS_IN_PROCESS = NODE.tasks_in_process
 # Contract addresses per chain id, written by `python -m connext.chain.deploy` (and `make up`).

@@ -99,9 +99,9 @@ def logs_watch() -> int:
     chain_id = int(w3.eth.chain_id)
     head = channel_reads.confirmed_block(w3, settings.CHAIN_CONFIRMATIONS)
     cursor, _ = BlockCursor.objects.get_or_create(
-        name="logs", chain_id=chain_id, defaults={"block_number": 0}
+        name="logs", chain_id=chain_id, defaults={"block_number": max(0, settings.CHAIN_START_BLOCK - 1)}
     )
-    start = cursor.block_number + 1 if cursor.block_number else 0
+    start = cursor.block_number + 1 if cursor.block_number else settings.CHAIN_START_BLOCK
     if start > head:
         return 0
     end = min(head, start + MAX_BLOCKS_PER_SCAN - 1)

@@ -6,8 +6,9 @@ import pytest
 from web3 import Web3
 
 from channels_app import realtime
-from channels_app.models import Channel, OnchainTransaction
+from channels_app.models import BlockCursor, Channel, OnchainTransaction
 from channels_app.services import node_actions, transactions, watcher
+from connext.chain import channel_reads
 from tests.channels_app.conftest import FUNDER_KEY
 from tests.support.wallet import Wallet
 
@@ -15,9 +16,11 @@ pytestmark = pytest.mark.django_db
 E = 10**18
 
 
+@pytest.mark.parametrize("start", ["genesis", "after the withdrawal"])
 def test_a_withdrawal_seen_in_the_logs_before_its_transaction_settles_is_confirmed_with_its_hash(
-    client, w3, monkeypatch
+    client, w3, monkeypatch, settings, start
 ):
+    """`CHAIN_START_BLOCK` is where the watcher's first scan begins: a log before it is never read."""
     wallet = Wallet(client=client, w3=w3)
     wallet.log_in()
     wallet.open()
@@ -41,8 +44,16 @@ def test_a_withdrawal_seen_in_the_logs_before_its_transaction_settles_is_confirm
         realtime, "push_event_on_commit", lambda group, event, payload: pushed.append((event, payload))
     )
 
+    if start == "after the withdrawal":
+        settings.CHAIN_START_BLOCK = int(w3.eth.block_number) + 1
+        w3.provider.make_request("anvil_mine", [hex(3)])
+
     watcher.logs_watch()
 
-    assert [(event, payload["status"], payload["transactionHash"]) for event, payload in pushed] == [
-        ("withdrawal.confirmed", "confirmed", mined_hash)
-    ]
+    heard = [(event, payload["status"], payload["transactionHash"]) for event, payload in pushed]
+    if start == "genesis":
+        assert heard == [("withdrawal.confirmed", "confirmed", mined_hash)]
+    else:
+        assert heard == []
+        cursor = BlockCursor.objects.get(name="logs")
+        assert cursor.block_number == channel_reads.confirmed_block(w3, settings.CHAIN_CONFIRMATIONS)

@@ -23,6 +23,7 @@ def test_no_variables_select_the_embedded_default(tmp_path):
     assert node.chain_rpc_url_is_default is True
     assert node.node_private_key == config.DEV_NODE_PRIVATE_KEY
     assert node.chain_confirmations == 1
+    assert node.chain_start_block == 0
     assert node.dispute_timeout_seconds == 86_400
     assert node.hashlock_min_window_seconds == 600
 
@@ -111,6 +112,7 @@ def test_secrets_can_come_from_files(tmp_path):
             "from 0",
         ),
         ({"CHAIN_CONFIRMATIONS": "-1"}, "CHAIN_CONFIRMATIONS", "from 0"),
+        ({"CHAIN_START_BLOCK": "latest"}, "CHAIN_START_BLOCK", "whole number"),
         ({"DISPUTE_TIMEOUT_SECONDS": "10"}, "DISPUTE_TIMEOUT_SECONDS", "from 60"),
         ({"DISPUTE_TIMEOUT_SECONDS": "1.5"}, "DISPUTE_TIMEOUT_SECONDS", "whole number"),
         ({"HASHLOCK_MIN_WINDOW_SECONDS": "0"}, "HASHLOCK_MIN_WINDOW_SECONDS", "from 1"),
