@@ -575,11 +575,18 @@ def _store(
         kind_value = net.definitions[resolved.definition].value
         if kind_value in payment_records.ROUTED_KINDS:
             routed_step = True
+            # The receiver decided: settle the sender's side now, and only then tell the sender.
+            # Told first, a sender sends its next update at once and it crosses the node's
+            # proposal on the wire: refused, answered, sent again (about one per payment).
             decided = payment_records.routed_side_settled(
-                transfer_id=transfer_id, payment_id=serialization.hex_bytes(resolved.payment_id)
+                transfer_id=transfer_id,
+                payment_id=serialization.hex_bytes(resolved.payment_id),
+                tell_sender=False,
             )
-            if decided is not None:  # the receiver decided: settle the sender side now
-                follow_up["settle_payment"] = decided
+            if decided is not None:
+                follow_up["settle_payment"] = decided.payment_pk
+                if decided.tell_sender is not None:
+                    follow_up["then_tell_sender"] = decided.tell_sender
     if not superseded:
         realtime.push_event_on_commit(
             realtime.user_group(channel.user_address),

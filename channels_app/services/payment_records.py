@@ -7,7 +7,7 @@ Kept apart from the router (`payments`) so the channel service can call it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.utils import timezone
 
@@ -101,9 +101,11 @@ def payment_receiver_locked(*, receiver_transfer: Transfer) -> None:
     _push(payment.recipient, "transfer.received", payment)
 
 
-def payment_receiver_settled(*, payment: Payment) -> None:
+def payment_receiver_settled(*, payment: Payment, tell_sender: bool = True) -> str | None:
     """The receiver resolved or cancelled its side: tell both parties now, not only once the sender
-    side settles (its user may stay offline for long). Announced once, whichever process gets here."""
+    side settles (its user may stay offline for long). Announced once, whichever process gets here:
+    returns the event when this call announced it. Without `tell_sender` the sender's announcement is
+    the caller's to make (`announce_to_sender`)."""
     assert payment.receiver_transfer is not None
     paid = payment.receiver_transfer.status == Transfer.Status.RESOLVED
     decided = Payment.Status.COMPLETED if paid else Payment.Status.FAILED
@@ -122,10 +124,20 @@ def payment_receiver_settled(*, payment: Payment) -> None:
         if not announced:
             seen = rows.value(Payment, "status", pk=payment.pk)
     payment.status, payment.failure = decided, failure
-    if announced:
-        event = "transfer.resolved" if paid else "transfer.failed"
+    if not announced:
+        return None
+    event = "transfer.resolved" if paid else "transfer.failed"
+    if tell_sender:
         _push(payment.sender, event, payment)
-        _push(payment.recipient, event, payment)
+    _push(payment.recipient, event, payment)
+    return event
+
+
+def announce_to_sender(*, payment_pk: int, event: str) -> None:
+    """Tell the sender what `payment_receiver_settled` decided (its `tell_sender=False` part)."""
+    payment = rows.get_related(Payment, ("sender_transfer", "receiver_transfer"), pk=payment_pk)
+    if payment is not None:
+        _push(payment.sender, event, payment)
 
 
 def payment_sender_settled(*, payment: Payment) -> None:
@@ -146,11 +158,20 @@ def payment_sender_settled(*, payment: Payment) -> None:
         _push(payment.recipient, "transfer.failed", payment)
 
 
-def routed_side_settled(*, transfer_id: str, payment_id: str) -> int | None:
+class Decided(NamedTuple):
+    """A payment its receiver's side just decided: settle its sender side next, then (when the event
+    is set) tell the sender."""
+
+    payment_pk: int
+    tell_sender: str | None
+
+
+def routed_side_settled(*, transfer_id: str, payment_id: str, tell_sender: bool = True) -> Decided | None:
     """One side of a routed payment was resolved or refunded (off chain or on chain; its transfer row
     already says which): record it and tell both parties. The sender's side ends the payment; the
-    receiver's side decides it, and that payment's pk is returned: its sender side is settled next
-    (`payments.payments_follow_up(settle_payment=...)`). Both sides carry the payment's id."""
+    receiver's side decides it, and that payment is returned: its sender side is settled next
+    (`payments.payments_follow_up(settle_payment=...)`). Both sides carry the payment's id. Without
+    `tell_sender`, the sender's announcement is left to the follow-up (returned in `Decided`)."""
     payment = rows.get_related(Payment, ("sender_transfer", "receiver_transfer"), payment_id=payment_id)
     if payment is None:
         return None
@@ -159,5 +180,5 @@ def routed_side_settled(*, transfer_id: str, payment_id: str) -> int | None:
         return None
     if payment.receiver_transfer is None or payment.receiver_transfer.transfer_id != transfer_id:
         return None  # a transfer of this payment id that is neither side: nothing to record
-    payment_receiver_settled(payment=payment)
-    return payment.pk
+    event = payment_receiver_settled(payment=payment, tell_sender=tell_sender)
+    return Decided(payment.pk, None if tell_sender else event)

@@ -28,6 +28,7 @@ from channels_app.services import channels, collateral
 from channels_app.services.payment_records import (
     ROUTED_KINDS,
     _push,
+    announce_to_sender,
     payment_receiver_locked,
     payment_receiver_settled,
     payment_register,
@@ -241,6 +242,7 @@ def payments_follow_up(
     *,
     forward_to: str | None = None,
     settle_payment: int | None = None,
+    then_tell_sender: str | None = None,
     channel_freed: tuple[int, str] | None = None,
 ) -> None:
     """The next step of the payments an update just moved, run right after its commit: forward a
@@ -248,7 +250,11 @@ def payments_follow_up(
     a channel whose proposal was just answered its next proposal. Each step is idempotent; whatever
     finds a channel busy is picked up when that channel's proposal is answered."""
     if settle_payment is not None:
-        _settle_sender_side(settle_payment)
+        try:
+            _settle_sender_side(settle_payment)
+        finally:  # the sender hears of the payment after the node's proposal to settle it
+            if then_tell_sender is not None:
+                announce_to_sender(payment_pk=settle_payment, event=then_tell_sender)
     if forward_to is not None:
         _forward_to(forward_to)
     if channel_freed is not None:

@@ -479,3 +479,32 @@ def test_a_routed_payment_that_moves_the_nodes_balance_out_of_a_profile_has_that
         alice.countersign_proposal()  # the node settles Alice's side with Bob's preimage
     assert sorted(_queued_reconciles()) == sorted([bob_channel.pk, alice_channel.pk])
     assert balances(alice)[0] == node_in_alice + amount
+
+
+def test_the_sender_hears_its_payment_decided_after_the_node_proposed_to_settle_its_side(
+    alice_and_bob, django_capture_on_commit_callbacks
+):
+    """Told first, a sender's next update would cross the node's settling proposal and be refused (it
+    was about one refusal per payment under load); told after, it answers the proposal first."""
+    alice, bob = alice_and_bob
+    with django_capture_on_commit_callbacks(execute=True):
+        _, first, preimage = alice.pay(bob.address, E // 10)  # brings collateral into Bob's channel
+    run_node_work(alice, bob)
+    assert bob.resolve_incoming(first, preimage).status_code == 200
+    run_node_work(alice, bob)
+    with django_capture_on_commit_callbacks(execute=True):
+        _, payment_id, preimage = alice.pay(bob.address, E // 100)
+    assert bob.proposal() is not None
+
+    def bob_resolves() -> None:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert bob.resolve_incoming(payment_id, preimage, answering=True).status_code == 200
+
+    heard = _pushes_to(alice.address, bob_resolves)
+
+    assert [(m["event"], (m["payload"].get("update") or {}).get("type")) for m in heard] == [
+        ("update.proposed", "resolve"),
+        ("transfer.resolved", None),
+    ]
+    assert heard[1]["payload"]["paymentId"] == payment_id
+    assert heard[1]["payload"]["status"] == "completed"
