@@ -189,22 +189,23 @@ def payments_settle_upstream(*, channel_id: int) -> bool:
     now = int(time.time())
     for payment_pk in _upstream_candidates(channel_id):
         payment = _payment(payment_pk, BOTH_SIDES)
-        resolver = _upstream_resolver(payment, now)
-        if resolver is not None and _resolve_sender_side(channel_id, payment.pk, resolver):
+        if _upstream_resolver(payment, now) is not None and _settle_sender_side(payment.pk, channel_id):
             return True
     return False
 
 
 def _upstream_candidates(channel_id: int) -> list[int]:
     """Payments whose sender side is active in this channel and may be decided: the receiver side
-    resolved or cancelled, the payment failed, or a HashLock (whose receiver side may have expired).
+    resolved or cancelled, the payment failed, a HashLock (whose receiver side may have expired) or a
+    link nobody redeemed (which may have expired).
     Plain SQL: this runs every time a channel's proposal is answered."""
     payments, transfers = _q(Payment._meta.db_table), _q(Transfer._meta.db_table)
     sql = (
         f"SELECT p.id FROM {payments} p JOIN {transfers} s ON s.id = p.sender_transfer_id "  # noqa: S608
         f"LEFT JOIN {transfers} r ON r.id = p.receiver_transfer_id "
         "WHERE s.channel_id = %s AND s.status = %s "
-        "AND (r.status IN (%s, %s) OR p.status = %s OR p.kind = %s) ORDER BY p.id"
+        "AND (r.status IN (%s, %s) OR p.status = %s OR p.kind = %s OR (p.recipient = %s AND p.status = %s)) "
+        "ORDER BY p.id"
     )
     params = [
         channel_id,
@@ -213,6 +214,8 @@ def _upstream_candidates(channel_id: int) -> list[int]:
         Transfer.Status.CANCELLED,
         PaymentStatus.FAILED,
         DefinitionKind.HASHLOCK.value,
+        "",  # a link not redeemed yet (it may have expired)
+        PaymentStatus.PENDING,
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -235,7 +238,15 @@ def _upstream_resolver(payment: Payment, now: int) -> bytes | None:
         return cancel_resolver(payment.kind)
     if payment.kind == DefinitionKind.HASHLOCK.value and _receiver_expired(payment, now):
         return cancel_resolver(payment.kind)  # the receiver can no longer claim: refund the sender
+    if payment.status == PaymentStatus.PENDING and _link_expired(payment, now):
+        return cancel_resolver(payment.kind)  # nobody redeemed it in time: back to the sender
     return None
+
+
+def _link_expired(payment: Payment, now: int) -> bool:
+    """A link (no recipient yet) whose `expiresAt` has passed."""
+    expires_at = payment.sender_transfer.meta.get("expiresAt")
+    return not payment.recipient and isinstance(expires_at, int) and now >= expires_at
 
 
 def payments_follow_up(
@@ -266,8 +277,8 @@ STALLED_AFTER_SECONDS = 10
 
 
 def payments_overdue_channels() -> list[int]:
-    """Channels holding a payment the node must move on without being asked: one that failed, a
-    HashLock whose receiver side has expired (reconciling a channel only follows its own updates; a
+    """Channels holding a payment the node must move on without being asked: one that failed, a link
+    that expired unredeemed, a HashLock whose receiver side has expired (reconciling a channel only follows its own updates; a
     receiver who never comes back sends none), and any open payment that has not moved for a while
     (its inline follow-up was lost, e.g. to a crash between a commit and the next step)."""
     now = int(time.time())
@@ -281,6 +292,10 @@ def payments_overdue_channels() -> list[int]:
         for payment in open_payments
         if payment.status == PaymentStatus.FAILED or _receiver_expired(payment, now)
     }
+    unredeemed_links = Payment.objects.filter(
+        recipient="", status=PaymentStatus.PENDING, sender_transfer__status=Transfer.Status.ACTIVE
+    ).select_related("sender_transfer")
+    overdue.update(p.sender_transfer.channel_id for p in unredeemed_links if _link_expired(p, now))
     stalled = (
         Payment.objects.filter(updated_at__lt=timezone.now() - timedelta(seconds=STALLED_AFTER_SECONDS))
         .exclude(status__in=[PaymentStatus.COMPLETED, PaymentStatus.REFUNDED])
@@ -301,10 +316,12 @@ def _receiver_expired(payment: Payment, now: int) -> bool:
     )
 
 
-def _settle_sender_side(payment_pk: int) -> bool:
-    """Resolve (or refund) the sender side of one payment the receiver just decided, when its channel
-    is free now (otherwise the answer to that channel's open proposal settles it)."""
-    sender_channel_id = _payment(payment_pk, SENDER_SIDE).sender_transfer.channel_id
+def _settle_sender_side(payment_pk: int, sender_channel_id: int | None = None) -> bool:
+    """Resolve (or refund) the sender side of one decided payment, when its channel is free now
+    (otherwise the answer to that channel's open proposal settles it). What settles it is read again
+    under the payment's lock: a link redeemed a moment ago is no longer one to refund."""
+    if sender_channel_id is None:
+        sender_channel_id = _payment(payment_pk, SENDER_SIDE).sender_transfer.channel_id
     with transaction.atomic():
         channel = channels.lock_for_proposal(sender_channel_id)
         if channel is None:
@@ -318,18 +335,13 @@ def _settle_sender_side(payment_pk: int) -> bool:
         return _propose_sender_resolve(channel, payment, resolver)
 
 
-def _resolve_sender_side(channel_id: int, payment_pk: int, resolver: bytes) -> bool:
-    with transaction.atomic():
-        channel = channels.lock_for_proposal(channel_id)
-        if channel is None:
-            return False
-        return _propose_sender_resolve(channel, _payment(payment_pk, SENDER_SIDE, for_update=True), resolver)
-
-
 def _propose_sender_resolve(channel: Channel, payment: Payment, resolver: bytes) -> bool:
     """Propose resolving `payment`'s sender side in its channel (locked, free) with `resolver`."""
     status_before = payment.status
-    if payment.status == PaymentStatus.PENDING:
+    if payment.status == PaymentStatus.PENDING and _link_expired(payment, int(time.time())):
+        _fail(payment, "the link expired unredeemed")  # announced: nobody asked for this refund
+        status_before = payment.status
+    elif payment.status == PaymentStatus.PENDING:
         # Not forwarded: nobody downstream can claim it any more once we refund.
         payment.status = PaymentStatus.FAILED
     state = channels.latest_state(channel)
@@ -424,6 +436,10 @@ def link_redeem(*, redeemer: str, payment_id: str, preimage: bytes) -> Payment:
             or payment.sender_transfer.status != Transfer.Status.ACTIVE
         ):
             raise PaymentError("link_closed", f"This link is {payment.status}.", status=409)
+        if _link_expired(payment, int(time.time())):
+            raise PaymentError(
+                "link_expired", "This link expired unredeemed; it goes back to its sender.", status=409
+            )
         state = serialization.transfer_state_from_json(payment.sender_transfer.transfer_state)
         if keccak256(preimage) != state.encoded_state:
             raise PaymentError("bad_preimage", "The secret does not open this link.")
@@ -448,6 +464,8 @@ def payment_cancel(*, sender: str, payment_id: str) -> Payment:
         )
         if payment is None:
             raise PaymentError("unknown_payment", "No payment of yours with this id.", status=404)
+        if payment.status in (PaymentStatus.FAILED, PaymentStatus.REFUNDED) and not payment.redeemer:
+            return payment  # on its way back (an expired link the node refunds on its own) or back
         if payment.status != PaymentStatus.PENDING:
             raise PaymentError("not_cancellable", f"The payment is {payment.status}.", status=409)
         if payment.redeemer:  # its holder claimed it; it only waits for the node to deliver it

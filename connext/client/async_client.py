@@ -766,7 +766,8 @@ class AsyncClient:
         self, amount: int, asset_id: str = ETH, *, expires_in: int = LINK_LIFETIME_SECONDS
     ) -> dict[str, str]:
         """A link payment: whoever holds its payment id and secret can redeem it into their channel.
-        After `expires_in` seconds the sender may take an unredeemed link back (`cancel_transfer`).
+        After `expires_in` seconds an unredeemed link can no longer be redeemed (`link_expired`): the
+        node refunds it to the sender on its own (`transfer.failed`), or at once on `cancel_transfer`.
         Returns `{"payment_id", "secret", "url"}` once the node registered the payment (so the link
         can be redeemed at once); the secret is in the URL's fragment."""
         secret = secrets.token_bytes(32)
@@ -792,7 +793,7 @@ class AsyncClient:
         self, payment_id: str | bytes, secret: str | bytes, *, timeout: float = DEFAULT_WAIT_SECONDS
     ) -> dict[str, Any]:
         """Claim a link payment into this channel with its secret. Returns the payment's record once
-        this client resolved the transfer the node created for it (`link_closed`,
+        this client resolved the transfer the node created for it (`link_closed`, `link_expired`,
         `already_redeemed`, `bad_preimage`, `unknown_payment` when the node refuses)."""
         payment_hex = serialization.hex_bytes(_bytes32(payment_id, "payment_id"))
         secret_bytes = _bytes32(secret, "secret")

@@ -208,6 +208,45 @@ def test_an_unredeemed_link_is_reclaimed_by_the_sender_only_after_it_expires(ali
     assert bob.post(f"/api/transfers/{payment_id}/redeem", {"preimage": "0x" + "00" * 32}).status_code == 409
 
 
+def test_a_link_nobody_redeemed_goes_back_to_its_sender_on_its_own_once_expired(alice_and_bob):
+    """Nobody has to remember to take an expired link back: the node's sweep refunds it, announced as
+    failed. Redeeming it after its expiry is refused; the sender's own cancel still answers."""
+    from unittest import mock
+
+    from channels_app.models import Channel
+    from channels_app.services import payments
+
+    alice, bob = alice_and_bob
+    before = balances(alice)
+    _, payment_id, preimage = alice.pay(None, E // 20, meta={"expiresAt": int(time.time()) + 3600})
+    run_node_work(alice, bob)
+    assert payments.payments_overdue_channels() == []
+    assert balances(alice)[1] == before[1] - E // 20
+
+    later = time.time() + 7200
+    with mock.patch("channels_app.services.payments.time.time", return_value=later):
+        redeem = bob.post(f"/api/transfers/{payment_id}/redeem", {"preimage": "0x" + preimage.hex()})
+        assert payments.payments_overdue_channels() == [
+            Channel.objects.get(address=alice.state.channel_address).pk
+        ]
+        run_node_work(alice, bob)  # the sweep's reconcile: the refund, countersigned by Alice
+        cancel = alice.post(f"/api/transfers/{payment_id}/cancel", {})
+
+    assert redeem.status_code == 409
+    assert redeem.json()["error"]["code"] == "link_expired"
+    payment = Payment.objects.get(payment_id=payment_id)
+    assert (payment.status, payment.failure) == (Payment.Status.REFUNDED, "the link expired unredeemed")
+    assert balances(alice) == before
+    assert cancel.status_code == 200
+    assert cancel.json()["status"] == "refunded"
+    assert (
+        bob.post(f"/api/transfers/{payment_id}/redeem", {"preimage": "0x" + preimage.hex()}).json()["error"][
+            "code"
+        ]
+        == "link_closed"
+    )
+
+
 def test_history_lists_sent_and_received_payments_and_keys_are_served(alice_and_bob):
     alice, bob = alice_and_bob
     _, payment_id, preimage = alice.pay(bob.address, E // 100, meta={"memo": "coffee"})
@@ -335,11 +374,14 @@ def test_a_redeemed_link_waiting_for_collateral_cannot_be_taken_back_by_its_send
 
     alice, bob = alice_and_bob
     carol = new_wallet(Client(), w3)  # no collateral in her channel yet: the link waits for it
-    _, payment_id, secret = alice.pay(None, E // 20, meta={"expiresAt": int(time.time()) - 1})
+    from unittest import mock
+
+    _, payment_id, secret = alice.pay(None, E // 20, meta={"expiresAt": int(time.time()) + 60})
     redeemed = carol.post(f"/api/transfers/{payment_id}/redeem", {"preimage": "0x" + secret.hex()})
     assert Payment.objects.get(payment_id=payment_id).status == Payment.Status.PENDING
 
-    taken_back = alice.post(f"/api/transfers/{payment_id}/cancel", {})
+    with mock.patch("channels_app.services.payments.time.time", return_value=time.time() + 120):
+        taken_back = alice.post(f"/api/transfers/{payment_id}/cancel", {})  # expired, but redeemed
     run_node_work(alice, bob, carol)
     assert carol.resolve_incoming(payment_id, secret).status_code == 200
     run_node_work(alice, bob, carol)
