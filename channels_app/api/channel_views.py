@@ -240,7 +240,7 @@ class CollateralView(APIView):
                 amount=body.validated_data.get("amount"),
             )
         except collateral.CollateralError as exc:
-            raise ApiError(exc.code, exc.message) from None
+            raise ApiError(exc.code, exc.message, http_status=exc.status) from None
         return Response(
             {"requested": record is not None, "transactionId": record.pk if record else None},
             status=status.HTTP_202_ACCEPTED if record else status.HTTP_200_OK,

@@ -50,10 +50,11 @@ UNLIMITED_ALLOWANCE = 2**256 - 1
 
 
 class CollateralError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.status = status
 
 
 def rebalance_profile(channel: Channel, asset_id: str) -> tuple[int, int, int]:
@@ -149,6 +150,9 @@ def collateral_request(
         )
     with transaction.atomic():
         channel = Channel.objects.select_for_update().get(pk=channel_id)
+        if channel.status != Channel.Status.OPEN:
+            # Money sent into a disputed channel is only paid back by its defund, days later.
+            raise CollateralError("channel_not_open", f"The channel is {channel.status}.", status=409)
         if _in_flight(channel, asset_id) or _uncredited_node_deposit(channel, asset_id):
             return None
         deposit = wanted - node_balance(channels.latest_state(channel), asset_id)

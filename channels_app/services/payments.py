@@ -77,9 +77,12 @@ def _forward(channel_id: int, payment_pk: int) -> bool:
         proposed, collateral_needed = _forward_locked(channel_id, payment_pk)
     if collateral_needed:
         payment = Payment.objects.get(pk=payment_pk)
-        collateral.collateral_request(
-            channel_id=channel_id, asset_id=payment.asset_id, amount=collateral_needed, for_payment=True
-        )
+        try:
+            collateral.collateral_request(
+                channel_id=channel_id, asset_id=payment.asset_id, amount=collateral_needed, for_payment=True
+            )
+        except collateral.CollateralError as exc:  # disputed meanwhile: the payment waits for it to end
+            logger.info("payment %s waits: %s", payment.payment_id, exc.message)
     return proposed
 
 

@@ -205,6 +205,17 @@ def test_requested_collateral_is_deposited_and_credited_through_a_node_proposal(
     assert wallet.post("/api/channel/collateral", {"assetId": ETH}).json()["requested"] is False
 
 
+def test_collateral_into_a_disputed_channel_is_refused(wallet):
+    wallet.open()
+    Channel.objects.filter(address=wallet.state.channel_address).update(status=Channel.Status.DISPUTED)
+
+    response = wallet.post("/api/channel/collateral", {"assetId": ETH})
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "channel_not_open"
+    assert not OnchainTransaction.objects.exists()
+
+
 def test_collateral_above_the_reclaim_threshold_is_refused(wallet):
     wallet.open()
 
