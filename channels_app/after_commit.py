@@ -31,17 +31,28 @@ def run_task(task_path: str, *args: Any) -> None:
 _deferral = threading.local()
 
 
-def run_inline(function_path: str, **kwargs: Any) -> None:
+RETRY_AFTER_SECONDS = 1
+
+
+def run_inline(function_path: str, *, retry_task: str | None = None, **kwargs: Any) -> None:
     """Call the function at `function_path` in this thread right after commit (latency-critical
     follow-ups, e.g. forwarding a payment the moment its sender side is signed). It runs in a
-    transaction of its own; a failure is logged and left to the periodic sweeps. Inside
-    `answer_first()` the call is handed to the caller instead, to run once the answer is out."""
+    transaction of its own. A failure is logged and, with `retry_task` (the path of a Celery task
+    taking the same keyword arguments, which must be JSON values), handed to a worker a second later;
+    the periodic sweeps catch anything left. Inside `answer_first()` the call is handed to the caller
+    instead, to run once the answer is out."""
 
     def call() -> None:
         try:
             import_string(function_path)(**kwargs)
         except Exception:
-            logger.exception("follow-up %s(%s) failed; the periodic sweep retries it", function_path, kwargs)
+            logger.exception("follow-up %s(%s) failed", function_path, kwargs)
+            if retry_task is None:
+                return
+            try:
+                import_string(retry_task).apply_async(kwargs=kwargs, countdown=RETRY_AFTER_SECONDS)
+            except Exception:
+                logger.exception("could not queue %s; the periodic sweep retries it", retry_task)
 
     def on_commit() -> None:
         deferred: list[Callable[[], None]] | None = getattr(_deferral, "calls", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from celery import shared_task
 from django.conf import settings
@@ -94,3 +95,19 @@ def payments_sweep() -> None:
     """Settle payments nobody's update will bring up again (failed, or expired downstream)."""
     for channel_id in payments.payments_overdue_channels():
         node_actions.channel_reconcile(channel_id=channel_id)
+
+
+@shared_task(ignore_result=True)
+def payments_follow_up(
+    forward_to: str | None = None,
+    settle_payment: int | None = None,
+    then_tell_sender: str | None = None,
+    channel_freed: list[Any] | None = None,
+) -> None:
+    """A payment follow-up that failed inline (`after_commit.run_inline`), tried again by a worker."""
+    payments.payments_follow_up(
+        forward_to=forward_to,
+        settle_payment=settle_payment,
+        then_tell_sender=then_tell_sender,
+        channel_freed=(int(channel_freed[0]), str(channel_freed[1])) if channel_freed else None,
+    )

@@ -600,7 +600,11 @@ def _store(
     if proposal_answered:  # the channel is free for the node's next proposal
         follow_up["channel_freed"] = (channel.pk, channel.user_address)
     if follow_up:
-        after_commit.run_inline("channels_app.services.payments.payments_follow_up", **follow_up)
+        after_commit.run_inline(
+            "channels_app.services.payments.payments_follow_up",
+            retry_task="channels_app.tasks.payments_follow_up",
+            **follow_up,
+        )
     if not routed_step:
         after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
     elif not superseded and (node_moved or _node_balances(previous) != _node_balances(new)):

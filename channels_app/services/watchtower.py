@@ -277,7 +277,9 @@ def transfer_defunded_observe(
             after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
         if decided is not None:  # a receiver side paid out on chain settles the sender side next
             after_commit.run_inline(
-                "channels_app.services.payments.payments_follow_up", settle_payment=decided.payment_pk
+                "channels_app.services.payments.payments_follow_up",
+                retry_task="channels_app.tasks.payments_follow_up",
+                settle_payment=decided.payment_pk,
             )
 
 
