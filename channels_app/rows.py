@@ -33,6 +33,11 @@ def _q(name: str) -> str:
     return str(connection.ops.quote_name(name))
 
 
+def table(model: type[Model]) -> str:
+    """The model's table name, quoted for SQL written by hand."""
+    return _q(model._meta.db_table)
+
+
 def _db() -> Any:
     """This thread's database connection (resolved once per call here: each attribute read through
     `django.db.connection` looks the thread's connection up again)."""

@@ -202,7 +202,7 @@ def _upstream_candidates(channel_id: int) -> list[int]:
     resolved or cancelled, the payment failed, a HashLock (whose receiver side may have expired) or a
     link nobody redeemed (which may have expired).
     Plain SQL: this runs every time a channel's proposal is answered."""
-    payments, transfers = _q(Payment._meta.db_table), _q(Transfer._meta.db_table)
+    payments, transfers = rows.table(Payment), rows.table(Transfer)
     sql = (
         f"SELECT p.id FROM {payments} p JOIN {transfers} s ON s.id = p.sender_transfer_id "  # noqa: S608
         f"LEFT JOIN {transfers} r ON r.id = p.receiver_transfer_id "
@@ -223,10 +223,6 @@ def _upstream_candidates(channel_id: int) -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
-
-
-def _q(name: str) -> str:
-    return str(connection.ops.quote_name(name))
 
 
 def _upstream_resolver(payment: Payment, now: int) -> bytes | None:
