@@ -44,14 +44,8 @@ def _transfer(channel: Channel, tag: str) -> Transfer:
     )
 
 
-def _fields(instance) -> dict:
-    return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}
-
-
-def test_get_related_loads_the_row_and_its_foreign_rows_as_the_orm_does():
-    channel = _channel()
-    sender = _transfer(channel, "bb")
-    payment = Payment.objects.create(
+def _payment(sender: Transfer) -> Payment:
+    return Payment.objects.create(
         payment_id="0x" + "aa" * 32,
         kind="linked",
         sender=ADDRESS,
@@ -59,6 +53,16 @@ def test_get_related_loads_the_row_and_its_foreign_rows_as_the_orm_does():
         amount=Decimal(10**30),
         sender_transfer=sender,
     )
+
+
+def _fields(instance) -> dict:
+    return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}
+
+
+def test_get_related_loads_the_row_and_its_foreign_rows_as_the_orm_does():
+    channel = _channel()
+    sender = _transfer(channel, "bb")
+    payment = _payment(sender)
 
     loaded = rows.get_related(
         Payment, ("sender_transfer", "receiver_transfer"), payment_id=payment.payment_id
@@ -80,14 +84,7 @@ def test_get_related_for_update_locks_only_the_main_row():
         pytest.skip("reads Postgres' lock table")
     channel = _channel()
     sender = _transfer(channel, "bb")
-    payment = Payment.objects.create(
-        payment_id="0x" + "aa" * 32,
-        kind="linked",
-        sender=ADDRESS,
-        asset_id="0x" + "00" * 20,
-        amount=1,
-        sender_transfer=sender,
-    )
+    payment = _payment(sender)
     with transaction.atomic():
         rows.get_related(Payment, ("sender_transfer",), pk=payment.pk, for_update=True)
         with connection.cursor() as cursor:
