@@ -277,9 +277,10 @@ STALLED_AFTER_SECONDS = 10
 
 def payments_overdue_channels() -> list[int]:
     """Channels holding a payment the node must move on without being asked: one that failed, a link
-    that expired unredeemed, a HashLock whose receiver side has expired (reconciling a channel only follows its own updates; a
-    receiver who never comes back sends none), and any open payment that has not moved for a while
-    (its inline follow-up was lost, e.g. to a crash between a commit and the next step)."""
+    that expired unredeemed, a HashLock whose receiver side has expired (reconciling a channel only
+    follows its own updates; a receiver who never comes back sends none), and any open payment that
+    has not moved for a while (its inline follow-up was lost, e.g. to a crash between a commit and
+    the next step)."""
     now = int(time.time())
     open_payments = (
         Payment.objects.filter(sender_transfer__status=Transfer.Status.ACTIVE)
