@@ -15,6 +15,7 @@ from typing import Any
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from web3 import Web3
+from web3.types import BlockIdentifier
 
 from connext.chain import channel_reads, logs
 from connext.chain.contracts import contract_at
@@ -123,8 +124,8 @@ def chain_time(w3: Web3) -> int:
     return int(w3.eth.get_block("latest")["timestamp"])
 
 
-def read_dispute(w3: Web3, channel_address: str) -> OnchainDispute:
-    values = contract_at(w3, "Channel", channel_address).functions.getDispute().call()
+def read_dispute(w3: Web3, channel_address: str, *, block: BlockIdentifier = "latest") -> OnchainDispute:
+    values = contract_at(w3, "Channel", channel_address).functions.getDispute().call(block_identifier=block)
     return OnchainDispute(bytes(values[0]), bytes(values[1]), int(values[2]), int(values[3]), int(values[4]))
 
 

@@ -167,13 +167,16 @@ class ChannelDisputes:
         return signed
 
     def view(self) -> DisputeView:
+        """The channel's dispute as of the latest block: its time, code and record read at that one
+        block (a dispute mined between two reads would otherwise be judged by the older clock)."""
         w3 = self._chain.w3
-        now = disputes.chain_time(w3)
-        if not channel_reads.is_deployed(w3, self.channel_address):
+        head = w3.eth.get_block("latest")
+        now, block = int(head["timestamp"]), int(head["number"])
+        if not channel_reads.is_deployed(w3, self.channel_address, block=block):
             view = DisputeView(Phase.NONE, now, 0, b"\x00" * 32, 0, 0)
             self._last_view = (time.monotonic(), view)
             return view
-        onchain = disputes.read_dispute(w3, self.channel_address)
+        onchain = disputes.read_dispute(w3, self.channel_address, block=block)
         if onchain.consensus_expiry == 0:
             phase = Phase.NONE
         elif now < onchain.consensus_expiry:
