@@ -94,6 +94,17 @@ def _fresh_database(base_url: str) -> str:
     return f"{base_url}/{BENCH_DB}"
 
 
+def database_transactions(base_url: str) -> tuple[int, int]:
+    """(commits, rollbacks) of the bench database so far, as Postgres counts them. A backend publishes
+    its counts when a transaction ends (at most once a second) and when it exits: read after the stack
+    stopped, they are complete; read while it runs, up to a second behind."""
+    with psycopg.connect(f"{base_url}/postgres", autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s", (BENCH_DB,)
+        ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
 def start_stack(*, nodes: int, workdir: Path, postgres: str, redis_url: str) -> Stack:
     subprocess.run([str(ROOT / "scripts" / "services.sh")], check=True)
     redis.Redis.from_url(redis_url).flushdb()
@@ -346,6 +357,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         log(
             f"sending for {args.seconds:.0f} s ({'rate ' + str(args.rate) + '/s' if args.rate else str(args.in_flight) + ' in flight per client'})"
         )
+        transactions_before = database_transactions(args.postgres)
         cpu_before = cpu_seconds(stack.node_pids())
         clients_before = cpu_seconds([os.getpid()], descendants=False)  # the stack is our child
         services_before = {name: cpu_seconds(pids) for name, pids in service_pids().items()}
@@ -360,6 +372,9 @@ async def main_async(args: argparse.Namespace) -> dict:
         await asyncio.gather(*(client.close() for client in clients))
     finally:
         stack.stop()
+    transactions = [
+        a - b for a, b in zip(database_transactions(args.postgres), transactions_before, strict=True)
+    ]
     log("measuring the cryptographic floor on this machine")
     floor = protocol_bench.measure_named((protocol_bench.FLOOR, protocol_bench.NODE_WORK), runs=60)
     completed = len(results.latencies)
@@ -402,6 +417,13 @@ async def main_async(args: argparse.Namespace) -> dict:
                 for name, used in services_used.items()
             },
         },
+        # Per transfer, from Postgres' own counts (the drain after the window and the shutdown
+        # included): transactions committed (every autocommit read is one), and rolled back, which
+        # on this path is almost only a user update refused because a node proposal crossed it.
+        "database_per_transfer": {
+            "commits": round(transactions[0] / completed, 2) if completed else None,
+            "rollbacks": round(transactions[1] / completed, 2) if completed else None,
+        },
         "floor": {
             "routed_transfer_crypto_us": round(floor[protocol_bench.FLOOR], 1),
             "routed_transfer_protocol_work_us": round(floor[protocol_bench.NODE_WORK], 1),
@@ -435,6 +457,8 @@ def main() -> None:
         f" p95 {report['latency_ms']['p95']} ms, p99 {report['latency_ms']['p99']} ms;"
         f" node CPU {report['node_cpu_seconds_per_transfer']} s/transfer"
         f" (elsewhere: {', '.join(f'{k} {v}' for k, v in report['other_cpu_seconds_per_transfer'].items())});"
+        f" database per transfer: {report['database_per_transfer']['commits']} commits,"
+        f" {report['database_per_transfer']['rollbacks']} rollbacks;"
         f" floor {report['floor']['crypto_floor_transfers_per_second_one_core']}/s per core"
         f" (throughput/floor {report['throughput_over_floor']}). Written to {path}"
     )
