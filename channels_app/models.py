@@ -194,7 +194,7 @@ class Transfer(models.Model):
         CANCELLED = "cancelled"  # refunded to the initiator
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="transfers")
-    transfer_id = models.CharField(max_length=66, unique=True)
+    transfer_id = models.CharField(max_length=66)  # unique: see Meta
     payment_id = models.CharField(max_length=66)
     kind = models.CharField(max_length=16)  # linked, hashlock, signed, withdraw
     definition = models.CharField(max_length=42)
@@ -217,6 +217,9 @@ class Transfer(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["payment_id"], name="transfer_by_payment")]
+        # A constraint, not `unique=True`: on Postgres that also builds a second index for LIKE
+        # queries, kept up on every insert of the payment path and never used.
+        constraints = [models.UniqueConstraint(fields=["transfer_id"], name="one_transfer_per_id")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.transfer_id[:10]} {self.status}"
@@ -317,7 +320,7 @@ class Payment(models.Model):
         REFUNDED = "refunded"  # sender side refunded (cancelled, expired, or could not be forwarded)
         FAILED = "failed"  # cannot complete (not forwardable, declined, expired, cancelled): being refunded
 
-    payment_id = models.CharField(max_length=66, unique=True)
+    payment_id = models.CharField(max_length=66)  # unique: see Meta
     kind = models.CharField(max_length=16)  # linked, hashlock, signed
     sender = models.CharField(max_length=42)
     recipient = models.CharField(max_length=42, blank=True, default="")  # blank: a link
@@ -346,6 +349,8 @@ class Payment(models.Model):
                 name="open_payments",
             ),
         ]
+        # A constraint, not `unique=True` (no LIKE twin index: see Transfer).
+        constraints = [models.UniqueConstraint(fields=["payment_id"], name="one_payment_per_id")]
 
     def __str__(self) -> str:
         return f"payment {self.payment_id[:10]} {self.status}"
