@@ -65,32 +65,49 @@ def _cursor(db: Any) -> Any:
     return cursor
 
 
-@cache
-def _read_plan(model: type[Model]) -> tuple[str, list[str], list[tuple[list[_Converter], Any]]]:
-    """(SELECT ... FROM table, the fields' attnames, per field its converters and column expression)."""
-    fields = list(model._meta.concrete_fields)
+_Plan = tuple[tuple[list[_Converter], Any], ...]
+
+
+def _select(model: type[Model], fields: list[Any]) -> tuple[str, _Plan]:
+    """(SELECT those fields' columns FROM table, per column its converters and column expression:
+    the backend's converters, then the field's, as the ORM's compiler applies them)."""
     table = model._meta.db_table
     select = f"SELECT {', '.join(_q(f.column) for f in fields)} FROM {_q(table)}"
-    converters = []
+    plan = []
     for field in fields:
         column = field.get_col(table)
-        converters.append((_converters(column), column))
-    return select, [f.attname for f in fields], converters
+        converters = list(connection.ops.get_db_converters(column)) + list(
+            column.get_db_converters(connection)
+        )
+        plan.append((converters, column))
+    return select, tuple(plan)
 
 
-def _converters(column: Any) -> list[_Converter]:
-    """The backend's converters, then the field's: what the ORM's compiler applies to a column."""
-    return list(connection.ops.get_db_converters(column)) + list(column.get_db_converters(connection))
+@cache
+def _read_plan(model: type[Model]) -> tuple[str, list[str], _Plan]:
+    """(SELECT every column FROM table, the fields' attnames, the columns' conversions)."""
+    fields = list(model._meta.concrete_fields)
+    select, plan = _select(model, fields)
+    return select, [f.attname for f in fields], plan
+
+
+@cache
+def _values_plan(model: type[Model], names: tuple[str, ...]) -> tuple[str, _Plan]:
+    return _select(model, [model._meta.get_field(name) for name in names])
+
+
+def _convert(row: tuple[Any, ...], plan: _Plan, db: Any) -> list[Any]:
+    converted = []
+    for value, (converters, column) in zip(row, plan, strict=True):
+        for convert in converters:
+            value = convert(value, column, db)
+        converted.append(value)
+    return converted
 
 
 def _instance(model: type[M], row: tuple[Any, ...], db: Any) -> M:
-    _, names, converters = _read_plan(model)
-    values = []
-    for value, (field_converters, column) in zip(row, converters, strict=True):
-        for convert in field_converters:
-            value = convert(value, column, db)
-        values.append(value)
-    return model.from_db(db.alias, names, values)
+    _, names, plan = _read_plan(model)
+    return model.from_db(db.alias, names, _convert(row, plan, db))
 
 
 @cache
@@ -188,24 +205,11 @@ def value(model: type[Model], field: str, **equal: Any) -> Any:
 def values(model: type[Model], fields: tuple[str, ...], **equal: Any) -> tuple[Any, ...] | None:
     """Some fields of the one row whose fields equal `equal`, or None when there is no such row."""
     db = _db()
-    meta = model._meta
-    columns = [meta.get_field(name) for name in fields]
-    sql = (
-        f"SELECT {', '.join(_q(c.column) for c in columns)} FROM {_q(meta.db_table)} "
-        f"WHERE {_where(model, tuple(equal))}"
-    )
+    select, plan = _values_plan(model, fields)
     cursor = _cursor(db)
-    cursor.execute(sql, _prep(model, equal, db))
+    cursor.execute(f"{select} WHERE {_where(model, tuple(equal))}", _prep(model, equal, db))
     row = cursor.fetchone()
-    if row is None:
-        return None
-    result = []
-    for raw, column in zip(row, columns, strict=True):
-        expression = column.get_col(meta.db_table)
-        for convert in _converters(expression):
-            raw = convert(raw, expression, db)
-        result.append(raw)
-    return tuple(result)
+    return None if row is None else tuple(_convert(row, plan, db))
 
 
 def exists(model: type[Model], **equal: Any) -> bool:
