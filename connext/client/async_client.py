@@ -613,11 +613,7 @@ class AsyncClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"withdrawal {transfer_id} not confirmed within {timeout}s")
-            changed = self._state_changed
-            try:
-                async with asyncio.timeout(min(remaining, WITHDRAWAL_POLL_SECONDS)):
-                    await changed.wait()
-            except builtins.TimeoutError:
+            if not await self._next_change(min(remaining, WITHDRAWAL_POLL_SECONDS)):
                 await self._poll_withdrawals()  # a push may have been lost with the connection
 
     async def _poll_withdrawals(self) -> None:
@@ -1146,10 +1142,7 @@ class AsyncClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"payment {payment_hex} not settled within {timeout}s")
-            changed = self._state_changed
-            with contextlib.suppress(builtins.TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await changed.wait()
+            await self._next_change(remaining)
 
     # -- the update exchange (under the lock) -------------------------------------------------------
 
@@ -1716,10 +1709,18 @@ class AsyncClient:
                 if quiet:
                     return
                 raise TimeoutError(f"no {what} within {timeout}s")
-            changed = self._state_changed
-            with contextlib.suppress(builtins.TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await changed.wait()
+            await self._next_change(remaining)
+
+    async def _next_change(self, within: float) -> bool:
+        """Until the client's state or records change next (True), or `within` seconds pass (False).
+        Not `asyncio.wait_for`: on Python 3.11 it can drop a cancellation that meets the wake-up."""
+        changed = self._state_changed
+        try:
+            async with asyncio.timeout(within):
+                await changed.wait()
+        except builtins.TimeoutError:
+            return False
+        return True
 
     def _background(self, work: Any) -> None:
         if self._closed:  # closing: start nothing new
