@@ -105,7 +105,7 @@ def payment_receiver_settled(*, payment: Payment, tell_sender: bool = True) -> s
     """The receiver resolved or cancelled its side: tell both parties now, not only once the sender
     side settles (its user may stay offline for long). Announced once, whichever process gets here:
     returns the event when this call announced it. Without `tell_sender` the sender's announcement is
-    the caller's to make (`announce_to_sender`)."""
+    the caller's to make."""
     assert payment.receiver_transfer is not None
     paid = payment.receiver_transfer.status == Transfer.Status.RESOLVED
     decided = Payment.Status.COMPLETED if paid else Payment.Status.FAILED
@@ -131,13 +131,6 @@ def payment_receiver_settled(*, payment: Payment, tell_sender: bool = True) -> s
         _push(payment.sender, event, payment)
     _push(payment.recipient, event, payment)
     return event
-
-
-def announce_to_sender(*, payment_pk: int, event: str) -> None:
-    """Tell the sender what `payment_receiver_settled` decided (its `tell_sender=False` part)."""
-    payment = rows.get_related(Payment, ("sender_transfer", "receiver_transfer"), pk=payment_pk)
-    if payment is not None:
-        _push(payment.sender, event, payment)
 
 
 def payment_sender_settled(*, payment: Payment) -> None:

@@ -28,7 +28,6 @@ from channels_app.services import channels, collateral
 from channels_app.services.payment_records import (
     ROUTED_KINDS,
     _push,
-    announce_to_sender,
     payment_receiver_locked,
     payment_receiver_settled,
     payment_register,
@@ -260,11 +259,12 @@ def payments_follow_up(
     a channel whose proposal was just answered its next proposal. Each step is idempotent; whatever
     finds a channel busy is picked up when that channel's proposal is answered."""
     if settle_payment is not None:
+        payment = _payment(settle_payment, BOTH_SIDES)
         try:
-            _settle_sender_side(settle_payment)
+            _settle_sender_side(payment.pk, payment.sender_transfer.channel_id)
         finally:  # the sender hears of the payment after the node's proposal to settle it
             if then_tell_sender is not None:
-                announce_to_sender(payment_pk=settle_payment, event=then_tell_sender)
+                _push(payment.sender, then_tell_sender, payment)
     if forward_to is not None:
         _forward_to(forward_to)
     if channel_freed is not None:
@@ -316,12 +316,10 @@ def _receiver_expired(payment: Payment, now: int) -> bool:
     )
 
 
-def _settle_sender_side(payment_pk: int, sender_channel_id: int | None = None) -> bool:
+def _settle_sender_side(payment_pk: int, sender_channel_id: int) -> bool:
     """Resolve (or refund) the sender side of one decided payment, when its channel is free now
     (otherwise the answer to that channel's open proposal settles it). What settles it is read again
     under the payment's lock: a link redeemed a moment ago is no longer one to refund."""
-    if sender_channel_id is None:
-        sender_channel_id = _payment(payment_pk, SENDER_SIDE).sender_transfer.channel_id
     with transaction.atomic():
         channel = channels.lock_for_proposal(sender_channel_id)
         if channel is None:
