@@ -269,11 +269,9 @@ def channel_apply_user_update(
             channel = _locked_channel(update.channel_address, user)
             if update.nonce == channel.nonce and _is_replay(channel, update, signature):
                 return SignedState(latest_state(channel), _bytes(channel.node_signature), signature)
-            node_moved = False  # by the answered proposal (it is checked with this update's state)
+            before = latest_state(channel)  # an answered proposal is checked with this update
             if answer is not None:
-                before = latest_state(channel)
-                answered = _countersign_locked(channel, *answer, superseded=True)
-                node_moved = _node_balances(before) != _node_balances(answered.state)
+                _countersign_locked(channel, *answer, superseded=True)
             previous = latest_state(channel)
             if channel.pending_update is not None and update.nonce >= channel.nonce + 1:
                 raise ChannelError(
@@ -290,9 +288,7 @@ def channel_apply_user_update(
                 raise ChannelError.from_protocol(exc, channel) from None
             if isinstance(update, CreateUpdate):
                 _check_routing_terms(new, meta)
-            _store(
-                channel, update, previous, new, node_signature, signature, meta=meta, node_moved=node_moved
-            )
+            _store(channel, update, previous, new, node_signature, signature, meta=meta, checked_since=before)
     except IntegrityError:  # a unique row (a payment id, say) written concurrently by another update
         raise ChannelError(
             "conflict", "A concurrent update wrote the same record; sync and retry.", status=409
@@ -505,20 +501,21 @@ def _store(
     meta: dict[str, Any] | None = None,
     proposal_answered: bool = False,
     superseded: bool = False,
-    node_moved: bool = False,
+    checked_since: ChannelState | None = None,
 ) -> None:
     """Store a doubly signed state and what it did to transfers and payments, and register the
     follow-ups: payment steps run inline right after commit (they are what a payment waits for);
     the rest of what the node owes the channel goes to a worker. A `superseded` state (another
     update follows in the same transaction) is not pushed nor checked against the profile: the
-    state that follows is (`node_moved`: the superseded state moved the node's balance). A routed
-    step is checked against the collateral profile only when the node's balance moved: a user
-    locking or being paid from the node's transfers leaves it where the last check saw it."""
+    state that follows is. A routed step is checked against the collateral profile only when the
+    node's balance moved since `checked_since` (default `previous`; the state before a superseded
+    one): a user locking or being paid from the node's transfers leaves it where the last check saw
+    it."""
     channel.nonce = new.nonce
     channel.latest_state = serialization.channel_state_to_json(new)
     channel.node_signature = serialization.hex_bytes(node_sig)
     channel.user_signature = serialization.hex_bytes(user_sig)
-    rows.update(channel, _STATE_FIELDS + _PENDING_FIELDS)
+    rows.update(channel, _STATE_FIELDS + _PENDING_FIELDS if proposal_answered else _STATE_FIELDS)
     _remember_state((channel.address, new.nonce, channel.node_signature), new)
     update_type = _record_update(channel, update, new, node_sig, user_sig)
     net = network.network()
@@ -607,7 +604,7 @@ def _store(
         )
     if not routed_step:
         after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
-    elif not superseded and (node_moved or _node_balances(previous) != _node_balances(new)):
+    elif not superseded and _node_balances(checked_since or previous) != _node_balances(new):
         after_commit.run_inline(
             "channels_app.services.collateral.collateral_check_profile", channel=channel, state=new
         )
