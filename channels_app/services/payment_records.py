@@ -110,19 +110,16 @@ def payment_receiver_settled(*, payment: Payment, tell_sender: bool = True) -> s
     paid = payment.receiver_transfer.status == Transfer.Status.RESOLVED
     decided = Payment.Status.COMPLETED if paid else Payment.Status.FAILED
     failure = "" if paid else "the receiver's side was cancelled or expired"
-    seen = payment.status
-    announced = False
-    while seen in (Payment.Status.PENDING, Payment.Status.FORWARDED) and not announced:
-        # Compare and set: whichever process moves the status out of an open one announces.
-        announced = bool(
-            rows.update_where(
-                Payment,
-                {"pk": payment.pk, "status": seen},
-                {"status": decided, "failure": failure, "updated_at": timezone.now()},
-            )
+    # Compare and set on the status read with the payment: whichever process moves it out of an
+    # open one announces (a receiver side exists only once the payment is forwarded, so the status
+    # read is the row's unless another process just decided it).
+    announced = payment.status in (Payment.Status.PENDING, Payment.Status.FORWARDED) and bool(
+        rows.update_where(
+            Payment,
+            {"pk": payment.pk, "status": payment.status},
+            {"status": decided, "failure": failure, "updated_at": timezone.now()},
         )
-        if not announced:
-            seen = rows.value(Payment, "status", pk=payment.pk)
+    )
     payment.status, payment.failure = decided, failure
     if not announced:
         return None
