@@ -82,7 +82,7 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         """Channels' dispatch without its per-message `close_old_connections` hop to the shared sync
         thread: every frame and every push paid a thread switch (and queued behind other consumers)
         for database cleanup this consumer does not need. Handlers that touch the database run in
-        worker threads that clean up after themselves (`_answer_request`, `database_sync_to_async`)."""
+        worker threads that clean up after themselves (`_serve_request`, `database_sync_to_async`)."""
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")

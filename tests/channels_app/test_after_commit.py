@@ -64,8 +64,9 @@ FAIL_ONCE: list[str] = []
 
 
 @shared_task(ignore_result=True)
-def retry_record(label: str) -> None:
-    record_call(label=label)
+def retry_fail_once(label: str) -> None:
+    """The retry task of `fail_once`: the same follow-up, run by a worker."""
+    fail_once(label=label)
 
 
 def fail_once(*, label: str) -> None:
@@ -92,19 +93,19 @@ def test_a_failed_inline_follow_up_is_handed_to_a_worker_with_its_arguments(
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         after_commit.run_inline(
             "tests.channels_app.test_after_commit.fail_once",
-            retry_task="tests.channels_app.test_after_commit.retry_record",
+            retry_task="tests.channels_app.test_after_commit.retry_fail_once",
             label="later",
         )
 
     queued = [json.loads(raw) for raw in broker.lrange("celery", 0, -1)]
     assert CALLS == []
     assert [(m["headers"]["task"], m["headers"]["kwargsrepr"]) for m in queued] == [
-        ("tests.channels_app.test_after_commit.retry_record", "{'label': 'later'}")
+        ("tests.channels_app.test_after_commit.retry_fail_once", "{'label': 'later'}")
     ]
     assert queued[0]["headers"]["eta"] is not None  # a second later, not at once
 
     _, kwargs, _ = json.loads(base64.b64decode(queued[0]["body"]))
-    retry_record.apply(kwargs=kwargs).get()  # what the worker runs
+    retry_fail_once.apply(kwargs=kwargs).get()  # what the worker runs: the follow-up, now succeeding
     assert CALLS == ["later"]
 
 
