@@ -45,6 +45,7 @@ class NodeConfig:
     node_private_key: str
     chain_confirmations: int
     chain_start_block: int
+    chain_rpc_batch_size: int
     dispute_timeout_seconds: int
     hashlock_min_window_seconds: int
     deployments_file: Path
@@ -259,6 +260,7 @@ def load(environ_: Mapping[str, str]) -> NodeConfig:
         node_private_key=_private_key(environ_, debug),
         chain_confirmations=_int(environ_, "CHAIN_CONFIRMATIONS", 1, minimum=0, maximum=1000),
         chain_start_block=_int(environ_, "CHAIN_START_BLOCK", 0, minimum=0, maximum=2**63 - 1),
+        chain_rpc_batch_size=_int(environ_, "CHAIN_RPC_BATCH_SIZE", 100, minimum=1, maximum=10_000),
         dispute_timeout_seconds=_int(
             environ_, "DISPUTE_TIMEOUT_SECONDS", 86_400, minimum=60, maximum=60 * 86_400
         ),

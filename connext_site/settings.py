@@ -156,6 +156,8 @@ CHAIN_RPC_URL = NODE.chain_rpc_url
 PUBLIC_CHAIN_RPC_URL = NODE.public_chain_rpc_url
 CHAIN_CONFIRMATIONS = NODE.chain_confirmations
 CHAIN_START_BLOCK = NODE.chain_start_block
+# Reads per JSON-RPC batch (the deposit watch); 1 sends each read on its own.
+CHAIN_RPC_BATCH_SIZE = NODE.chain_rpc_batch_size
 DISPUTE_TIMEOUT_SECONDS = NODE.dispute_timeout_seconds
 TASKS_IN_PROCESS = NODE.tasks_in_process
 # Contract addresses per chain id, written by `python -m connext.chain.deploy` (and `make up`).

@@ -36,20 +36,23 @@ _TOTALS_BLOCK: list[bytes] = [b""]
 
 
 def _deposit_totals(
-    w3: Web3, channel_address: str, asset_id: str, block: int, block_hash: bytes
-) -> channel_reads.DepositTotals:
-    """The chain's deposit totals at `block`, read once per block (balances change only with blocks;
-    the watch runs every few seconds whether or not a block arrived). Keyed by the block's hash: a
-    reorganised (or, on a dev chain, reverted) height is read again."""
+    w3: Web3, pairs: list[tuple[str, str]], block: int, block_hash: bytes
+) -> dict[tuple[str, str], channel_reads.DepositTotals]:
+    """The chain's deposit totals of every (channel, asset) pair at `block`, in a few JSON-RPC
+    batches, read once per block (balances change only with blocks; the watch runs every few seconds
+    whether or not a block arrived). Keyed by the block's hash: a reorganised (or, on a dev chain,
+    reverted) height is read again."""
     if _TOTALS_BLOCK[0] != block_hash:
         _TOTALS_AT_BLOCK.clear()
         _TOTALS_BLOCK[0] = block_hash
-    key = (channel_address, asset_id)
-    totals = _TOTALS_AT_BLOCK.get(key)
-    if totals is None:
-        totals = channel_reads.deposit_totals(w3, channel_address, asset_id, block=block)
-        _TOTALS_AT_BLOCK[key] = totals
-    return totals
+    missing = [pair for pair in pairs if pair not in _TOTALS_AT_BLOCK]
+    if missing:
+        _TOTALS_AT_BLOCK.update(
+            channel_reads.deposit_totals_many(
+                w3, missing, block=block, batch_size=settings.CHAIN_RPC_BATCH_SIZE
+            )
+        )
+    return {pair: _TOTALS_AT_BLOCK[pair] for pair in pairs}
 
 
 def deposits_watch() -> list[int]:
@@ -59,13 +62,22 @@ def deposits_watch() -> list[int]:
     net = network.network()
     block = channel_reads.confirmed_block(w3, settings.CHAIN_CONFIRMATIONS)
     block_hash = bytes(w3.eth.get_block(block)["hash"])
+    open_channels = list(
+        Channel.objects.filter(status=Channel.Status.OPEN).only(
+            "pk", "address", "user_address", "nonce", "node_signature", "latest_state"
+        )
+    )
+    totals_of = _deposit_totals(
+        w3,
+        [(channel.address, asset_id) for channel in open_channels for asset_id in net.assets],
+        block,
+        block_hash,
+    )
     node_credit_due: list[int] = []
-    for channel in Channel.objects.filter(status=Channel.Status.OPEN).only(
-        "pk", "address", "user_address", "nonce", "node_signature", "latest_state"
-    ):
+    for channel in open_channels:
         state = channels.latest_state(channel)
         for asset_id in net.assets:
-            totals = _deposit_totals(w3, channel.address, asset_id, block, block_hash)
+            totals = totals_of[(channel.address, asset_id)]
             index = state.asset_index(asset_id)
             processed_node, processed_user = (0, 0) if index is None else state.processed_deposits[index]
             if totals.node > processed_node:

@@ -24,6 +24,7 @@ def test_no_variables_select_the_embedded_default(tmp_path):
     assert node.node_private_key == config.DEV_NODE_PRIVATE_KEY
     assert node.chain_confirmations == 1
     assert node.chain_start_block == 0
+    assert node.chain_rpc_batch_size == 100
     assert node.dispute_timeout_seconds == 86_400
     assert node.hashlock_min_window_seconds == 600
 
@@ -113,6 +114,7 @@ def test_secrets_can_come_from_files(tmp_path):
         ),
         ({"CHAIN_CONFIRMATIONS": "-1"}, "CHAIN_CONFIRMATIONS", "from 0"),
         ({"CHAIN_START_BLOCK": "latest"}, "CHAIN_START_BLOCK", "whole number"),
+        ({"CHAIN_RPC_BATCH_SIZE": "0"}, "CHAIN_RPC_BATCH_SIZE", "from 1"),
         ({"DISPUTE_TIMEOUT_SECONDS": "10"}, "DISPUTE_TIMEOUT_SECONDS", "from 60"),
         ({"DISPUTE_TIMEOUT_SECONDS": "1.5"}, "DISPUTE_TIMEOUT_SECONDS", "whole number"),
         ({"HASHLOCK_MIN_WINDOW_SECONDS": "0"}, "HASHLOCK_MIN_WINDOW_SECONDS", "from 1"),
