@@ -64,6 +64,12 @@ def run_inline(function_path: str, *, retry_task: str | None = None, **kwargs: A
     transaction.on_commit(on_commit)
 
 
+def run_all(follow_ups: list[Callable[[], None]]) -> None:
+    """Run follow-ups collected by `answer_first`, in order (each logs its own failure)."""
+    for follow_up in follow_ups:
+        follow_up()
+
+
 @contextmanager
 def answer_first() -> Iterator[list[Callable[[], None]]]:
     """Collect the inline follow-ups that commits inside the block release, instead of running them

@@ -64,8 +64,7 @@ def _serve_request(
                     refused = 500, error_body("internal_error", "The node failed to handle the request.")
                 status, result = refused
         answer(status, result)
-        for follow_up in follow_ups:
-            follow_up()
+        after_commit.run_all(follow_ups)
     finally:
         close_old_connections()
 
