@@ -369,7 +369,7 @@ class Dispute(models.Model):
         STARTED = "started"  # disputed with a state older than the node's latest: being answered
         ANSWERED = "answered"  # the node replaced the stale state with its latest
         UNCONTESTED = "uncontested"  # disputed with the node's latest (or newer): nothing to answer
-        MISSED = "missed"  # the window closed on a state the node cannot defund or did not answer
+        MISSED = "missed"  # the window closed on a state the node cannot rebuild, or left it unpaid
         DEFUNDED = "defunded"  # everything the node is owed has been paid out
         CLOSED = "closed"  # over; the channel is closed
         RESUMED = "resumed"  # over; the channel continues with raised defund nonces

@@ -30,7 +30,7 @@ from channels_app.models import Channel, ChannelUpdate, Dispute, Transfer, Trans
 from channels_app.services import payment_records, routing_policy
 from connext.chain import disputes
 from connext.protocol import meta as transfer_meta
-from connext.protocol import serialization, signing, validation
+from connext.protocol import serialization, signing, updates, validation
 from connext.protocol.errors import NonceGapError, ProtocolError, StaleNonceError
 from connext.protocol.types import (
     AssetDefund,
@@ -43,6 +43,7 @@ from connext.protocol.types import (
     ResumeUpdate,
     SetupUpdate,
     Update,
+    UpdateContext,
 )
 
 _PROTOCOL_STATUS = {
@@ -126,6 +127,36 @@ def _remember_state(key: tuple[str, int, str], state: ChannelState) -> None:
         _PARSED_STATES[key] = state
         if len(_PARSED_STATES) > _PARSED_STATES_MAX:
             _PARSED_STATES.popitem(last=False)
+
+
+def state_at(channel: Channel, nonce: int) -> ChannelState | None:
+    """The doubly signed state the channel had at `nonce`, rebuilt from the updates the node stored
+    (it keeps every update and the hash both parties signed, not every state): each update applied
+    by the protocol core as it was at the time it was stored, and each result checked against the
+    signed hash. None when it cannot be rebuilt exactly, e.g. across a resume (which needs the
+    chain's record of that dispute as it was then)."""
+    definitions = network.network().definitions
+    state: ChannelState | None = None
+    records = ChannelUpdate.objects.filter(channel=channel, nonce__lte=nonce).order_by("nonce")
+    for record in records.iterator():
+        update = serialization.update_from_json(record.update)
+        if isinstance(update, ResumeUpdate):
+            return None
+        deposits = (
+            {update.asset_id: (update.total_deposits_node, update.total_deposits_user)}
+            if isinstance(update, DepositUpdate)
+            else {}
+        )
+        context = UpdateContext(
+            now=int(record.created_at.timestamp()), definitions=definitions, chain_deposits=deposits
+        )
+        try:
+            state = updates.apply_update(state, update, context=context)
+        except ProtocolError:
+            return None
+        if state.nonce != record.nonce or serialization.hex_bytes(state.state_hash) != record.state_hash:
+            return None
+    return state if state is not None and state.nonce == nonce else None
 
 
 def chain_dispute(*, channel_address: str) -> ChainDispute | None:

@@ -4,6 +4,8 @@ The chain watcher reports the dispute events (`*_observe`); `dispute_advance` th
 round, whatever is missing at the current **chain** time (the contract's clock, never the local one):
 
 - consensus phase: a state older than the node's latest doubly signed one is replaced with the latest;
+  if the window closed on the older state anyway (the node was down), the node rebuilds that state from
+  its update records and the round goes on with it (`_rebuild_disputed_state`);
 - defund phase: `defundChannel` for every asset that pays anyone, `disputeTransfer` for each active
   transfer the node has a stake in (it locked the funds, or it holds a resolver that pays it);
 - any time after a transfer is disputed: `defundTransfer` with the node's resolver inside the transfer's
@@ -358,9 +360,11 @@ def dispute_advance(*, dispute_id: int) -> None:
     if now < dispute.consensus_expiry:
         _answer(dispute_id)
         return
-    if dispute.state is None:
+    if dispute.state is None and not _rebuild_disputed_state(dispute_id):
         _mark_missed(dispute_id, "the window closed on a state the node does not hold")
         return
+    dispute.refresh_from_db(fields=["state"])
+    assert dispute.state is not None
     state = serialization.channel_state_from_json(dispute.state)
     assert dispute.defund_expiry is not None
     if now < dispute.defund_expiry:
@@ -368,6 +372,32 @@ def dispute_advance(*, dispute_id: int) -> None:
         _dispute_transfers(dispute_id, state, w3, now)
     _defund_transfers(dispute_id, state, w3, now)
     _conclude(dispute_id, state, w3, now)
+
+
+def _rebuild_disputed_state(dispute_id: int) -> bool:
+    """The window closed on an older state than the node's latest (the node was not there to answer):
+    that state is what the chain pays out now. Rebuild it from the node's update records so the node
+    still defunds what it owes the node (its balance, its locks, transfers it can claim) instead of
+    leaving its share in the contract. True when the round now holds the state."""
+    dispute = Dispute.objects.select_related("channel").get(pk=dispute_id)
+    state = channels.state_at(dispute.channel, dispute.nonce)
+    if state is None or _hex(state.state_hash) != dispute.state_hash:
+        return False
+    with transaction.atomic():
+        locked = _locked(dispute_id)
+        if locked is None or locked.nonce != dispute.nonce:
+            return False
+        locked.state = serialization.channel_state_to_json(state)
+        locked.save(update_fields=["state", "updated_at"])
+    logger.error(
+        "dispute %s of %s: the window closed on the older state at nonce %s (the node's latest is %s); "
+        "the node collects what that state owes it, later updates are void on chain",
+        dispute_id,
+        dispute.channel.address,
+        dispute.nonce,
+        dispute.channel.nonce,
+    )
+    return True
 
 
 def _answer(dispute_id: int) -> None:

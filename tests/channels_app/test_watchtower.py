@@ -18,6 +18,7 @@ from channels_app import network, realtime
 from channels_app.models import (
     BlockCursor,
     Channel,
+    ChannelUpdate,
     Dispute,
     DisputeAction,
     OnchainTransaction,
@@ -26,7 +27,7 @@ from channels_app.models import (
     TransferDispute,
     Withdrawal,
 )
-from channels_app.services import node_actions, payments, transactions, watcher, watchtower
+from channels_app.services import channels, node_actions, payments, transactions, watcher, watchtower
 from connext.chain import channel_reads, disputes
 from connext.chain.contracts import contract_at
 from tests.channels_app.conftest import FUNDER_KEY
@@ -159,6 +160,72 @@ def test_a_stale_dispute_by_the_user_is_answered_and_the_defund_pays_exactly_the
     assert channel.status == Channel.Status.OPEN
     assert channel.pending_update["type"] == "resume"
     assert_conserved(w3, latest.channel_address)
+
+
+def test_when_the_node_missed_the_window_it_still_collects_what_the_older_state_owes_it(
+    alice_and_bob, w3, chain, events
+):
+    """The node was down for the whole window and Alice's older state won: the node rebuilds that
+    state from its update records, defunds the channel and claims the transfer it holds a resolver
+    for, so its share does not stay in the contract."""
+    alice, bob = alice_and_bob
+    response, payment_id, preimage = alice.pay(bob.address, E // 4)
+    assert response.status_code == 200
+    older = alice.state  # Alice's payment to the node is locked in it
+    (locked,) = older.transfers
+    run_node_work(alice, bob)
+    assert bob.resolve_incoming(payment_id, preimage).status_code == 200
+    run_node_work(alice, bob)
+    latest = Channel.objects.get(address=older.channel_address)
+    assert latest.nonce > older.nonce
+    assert Payment.objects.get(payment_id=payment_id).status == Payment.Status.COMPLETED
+
+    user_disputes_channel(alice, older)
+    advance_chain(chain, T)  # the consensus window passes while the node is down
+    node_before = eth_balance(w3, latest.node_address)
+    run_tower_work(bob)
+
+    dispute = Dispute.objects.get(channel=latest)
+    assert dispute.nonce == older.nonce  # nobody answered: the older state stands on chain
+    assert dispute.status == Dispute.Status.DEFUNDED
+    (defund,) = channel_defunds(w3, older.channel_address)
+    totals = channel_reads.deposit_totals(w3, older.channel_address, ETH, block="latest")
+    node_balance, user_balance = older.balances[0]
+    assert defund["toUser"] == user_balance
+    assert defund["toNode"] == node_balance + totals.node - older.processed_deposits[0][0]
+    claimed = disputes.read_transfer_dispute(w3, older.channel_address, locked.transfer_hash)
+    assert claimed.defunded  # with Bob's preimage, which the node kept
+    kinds = sorted(DisputeAction.objects.filter(dispute=dispute).values_list("kind", flat=True))
+    assert kinds == ["defund_channel", "defund_transfer", "dispute_transfer"]
+    assert eth_balance(w3, latest.node_address) > node_before  # gas spent, more than that received
+
+    advance_chain(chain, T)
+    run_tower_work(bob)
+    dispute.refresh_from_db()
+    assert dispute.status == Dispute.Status.CLOSED  # later states are void on chain: no resume
+    assert Channel.objects.get(pk=latest.pk).status == Channel.Status.CLOSED
+    assert_conserved(w3, older.channel_address)
+
+
+def test_every_state_the_node_signed_is_rebuilt_exactly_and_nothing_it_cannot_vouch_for(alice_and_bob):
+    alice, bob = alice_and_bob
+    pay_and_complete(alice, bob, E // 8)
+    channel = Channel.objects.get(address=alice.state.channel_address)
+    signed = dict(ChannelUpdate.objects.filter(channel=channel).values_list("nonce", "state_hash"))
+    assert sorted(signed) == list(range(1, channel.nonce + 1))  # setup, deposits, create, resolve
+
+    for nonce, state_hash in signed.items():
+        rebuilt = channels.state_at(channel, nonce)
+        assert rebuilt is not None
+        assert "0x" + rebuilt.state_hash.hex() == state_hash
+    assert channels.state_at(channel, channel.nonce) == channels.latest_state(channel)
+    assert channels.state_at(channel, channel.nonce + 1) is None  # never signed
+
+    record = ChannelUpdate.objects.get(channel=channel, nonce=channel.nonce)
+    record.update = {**record.update, "encodedResolver": "0x" + "00" * 32}  # not what was signed
+    record.save()
+    assert channels.state_at(channel, channel.nonce) is None
+    assert channels.state_at(channel, channel.nonce - 1) is not None
 
 
 def test_the_node_resumes_only_after_its_chain_watcher_recorded_a_defund_the_user_sent(
