@@ -360,7 +360,7 @@ def dispute_advance(*, dispute_id: int) -> None:
     if now < dispute.consensus_expiry:
         _answer(dispute_id)
         return
-    if dispute.state is None and not _rebuild_disputed_state(dispute_id):
+    if dispute.state is None and (dispute.status == Status.MISSED or not _rebuild_disputed_state(dispute_id)):
         _mark_missed(dispute_id, "the window closed on a state the node does not hold")
         return
     dispute.refresh_from_db(fields=["state"])
