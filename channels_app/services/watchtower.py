@@ -360,11 +360,12 @@ def dispute_advance(*, dispute_id: int) -> None:
     if now < dispute.consensus_expiry:
         _answer(dispute_id)
         return
-    if dispute.state is None and (dispute.status == Status.MISSED or not _rebuild_disputed_state(dispute_id)):
-        _mark_missed(dispute_id, "the window closed on a state the node does not hold")
-        return
-    dispute.refresh_from_db(fields=["state"])
-    assert dispute.state is not None
+    if dispute.state is None:
+        if dispute.status == Status.MISSED or not _rebuild_disputed_state(dispute_id):
+            _mark_missed(dispute_id, "the window closed on a state the node cannot rebuild")
+            return
+        dispute.refresh_from_db(fields=["state"])
+        assert dispute.state is not None
     state = serialization.channel_state_from_json(dispute.state)
     assert dispute.defund_expiry is not None
     if now < dispute.defund_expiry:
@@ -377,7 +378,7 @@ def dispute_advance(*, dispute_id: int) -> None:
 def _rebuild_disputed_state(dispute_id: int) -> bool:
     """The window closed on an older state than the node's latest (the node was not there to answer):
     that state is what the chain pays out now. Rebuild it from the node's update records so the node
-    still defunds what it owes the node (its balance, its locks, transfers it can claim) instead of
+    still defunds what that state owes it (its balance, its locks, transfers it can claim) instead of
     leaving its share in the contract. True when the round now holds the state."""
     dispute = Dispute.objects.select_related("channel").get(pk=dispute_id)
     state = channels.state_at(dispute.channel, dispute.nonce)
