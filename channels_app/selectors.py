@@ -19,13 +19,12 @@ def withdrawals_for_channel(*, channel: Channel) -> QuerySet[Withdrawal]:
     return channel.withdrawals.select_related("transfer", "onchain_transaction", "channel").order_by("-pk")
 
 
-def payments_for_user(*, user: str, limit: int = 200) -> QuerySet[Payment]:
-    """Payments the user sent or received, newest first."""
-    return (
-        Payment.objects.filter(Q(sender=user) | Q(recipient=user))
-        .select_related("sender_transfer", "receiver_transfer")
-        .order_by("-pk")[:limit]
-    )
+def payments_for_user(*, user: str, limit: int = 200, before: Payment | None = None) -> QuerySet[Payment]:
+    """Payments the user sent or received, newest first; with `before`, only those older than it."""
+    payments = Payment.objects.filter(Q(sender=user) | Q(recipient=user))
+    if before is not None:
+        payments = payments.filter(pk__lt=before.pk)
+    return payments.select_related("sender_transfer", "receiver_transfer").order_by("-pk")[:limit]
 
 
 def payment_get_for_user(*, user: str, payment_id: str) -> Payment | None:

@@ -17,6 +17,7 @@ from channels_app.services.routing_policy import PaymentError
 
 JsonObject = inline_serializer("PaymentJson", {})
 PAYMENT_ID = r"0x[0-9a-fA-F]{64}"
+DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE = 200, 500
 
 
 def _error(exc: PaymentError) -> ApiError:
@@ -24,19 +25,32 @@ def _error(exc: PaymentError) -> ApiError:
 
 
 class TransferHistoryView(APIView):
-    """Payments you sent or received, newest first."""
+    """Payments you sent or received, newest first, a page at a time: `limit` (1 to 500, default 200)
+    and, for the next page, `before` = the last payment id of the page you have. `more` says whether
+    older payments remain."""
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=JsonObject)
+    class QuerySerializer(serializers.Serializer):
+        limit = serializers.IntegerField(
+            min_value=1, max_value=MAX_HISTORY_PAGE, default=DEFAULT_HISTORY_PAGE
+        )
+        before = serializers.RegexField(rf"^{PAYMENT_ID}$", required=False)
+
+    @extend_schema(parameters=[QuerySerializer], responses=JsonObject)
     def get(self, request: Request) -> Response:
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        limit, before = query.validated_data["limit"], None
+        if "before" in query.validated_data:
+            before = selectors.payment_get_for_user(
+                user=request.user.address, payment_id=query.validated_data["before"].lower()
+            )
+            if before is None:
+                raise ApiError("unknown_payment", "`before` is not a payment of yours.", http_status=404)
+        page = list(selectors.payments_for_user(user=request.user.address, limit=limit + 1, before=before))
         return Response(
-            {
-                "transfers": [
-                    payment_records.payment_json(p)
-                    for p in selectors.payments_for_user(user=request.user.address)
-                ]
-            }
+            {"transfers": [payment_records.payment_json(p) for p in page[:limit]], "more": len(page) > limit}
         )
 
 

@@ -89,6 +89,7 @@ DEFAULT_WAIT_SECONDS = 180.0
 CLOSE_ROUND_SECONDS = 1.0  # how long close() waits for cancelled work before cancelling it again
 CLOSE_ROUNDS = 10
 MAX_UPDATE_ATTEMPTS = 8
+HISTORY_PAGE, MAX_HISTORY_PAGE = 200, 500  # payments per page of history: default, most the node serves
 RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 WITHDRAWAL_POLL_SECONDS = 3.0
 DEPOSIT_RETRY_SECONDS = 2.0
@@ -838,13 +839,20 @@ class AsyncClient:
         payment_hex = serialization.hex_bytes(_bytes32(payment_id, "payment_id"))
         return await self._wait_payment(payment_hex, FINAL_STATUSES, timeout)
 
-    async def get_transfer_history(self) -> list[dict[str, Any]]:
-        """The payments this user sent or received, newest first (the client's own records when the
-        node cannot be reached)."""
+    async def get_transfer_history(
+        self, *, limit: int = HISTORY_PAGE, before: str | bytes | None = None
+    ) -> list[dict[str, Any]]:
+        """The payments this user sent or received, newest first, at most `limit` (1 to 500); `before`
+        (a payment id, the last of the page you have) gives the next page, and a page shorter than
+        `limit` is the last. The client's own records when the node cannot be reached."""
+        if not 1 <= limit <= MAX_HISTORY_PAGE:
+            raise InvalidArgumentError("invalid_argument", f"limit is 1 to {MAX_HISTORY_PAGE}, not {limit}")
+        before_hex = None if before is None else serialization.hex_bytes(_bytes32(before, "before"))
+        params = {"limit": str(limit)} | ({"before": before_hex} if before_hex else {})
         try:
-            answer = await self.api.get("/api/transfers")
+            answer = await self.api.get("/api/transfers", **params)
         except NodeUnavailableError:
-            return [record.as_json() for record in self._store.payments()]
+            return [record.as_json() for record in self._store.payments(limit, before=before_hex)]
         return [self._note_payment_news(payment) for payment in answer.get("transfers", [])]
 
     async def _wait_registered(self, payment_hex: str, registered: asyncio.Future[dict[str, Any]]) -> None:

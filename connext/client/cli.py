@@ -4,9 +4,9 @@
 
 Commands: `info`, `balance [--asset A]`, `deposit AMOUNT [--asset A]`, `withdraw AMOUNT [--to ADDRESS]
 [--asset A]`, `collateral [--asset A] [--amount AMOUNT]`, `send RECIPIENT AMOUNT [--asset A]`,
-`link AMOUNT [--asset A]`, `redeem URL` (or `redeem PAYMENT_ID SECRET`), `history`, and without the node
-(only the chain RPC, the key and the store): `watch [--poll S]` (answers stale disputes, defunds what is
-owed) and `exit [--poll S]` (the whole unilateral exit). Amounts: `1.5eth`, `20gwei`, `1000wei` or plain
+`link AMOUNT [--asset A]`, `redeem URL` (or `redeem PAYMENT_ID SECRET`), `history [--limit N]
+[--before ID]`, and without the node (only the chain RPC, the key and the store): `watch [--poll S]`
+(answers stale disputes, defunds what is owed) and `exit [--poll S]` (the whole unilateral exit). Amounts: `1.5eth`, `20gwei`, `1000wei` or plain
 wei. Assets: `eth` or a token address. Errors print one line `error: CODE: message` and exit 1 (2 for
 bad usage). `--node`, `--key-file`, `--store` and `--rpc` default to CONNEXT_NODE_URL, CONNEXT_KEY_FILE,
 CONNEXT_STORE and CONNEXT_CHAIN_RPC_URL.
@@ -72,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     redeem = commands.add_parser("redeem", help="redeem a link payment into your channel")
     redeem.add_argument("link", help="the link's URL, or its payment id followed by the secret")
     redeem.add_argument("secret", nargs="?", default=None)
-    commands.add_parser("history", help="payments you sent and received")
+    history = commands.add_parser("history", help="payments you sent and received, newest first")
+    history.add_argument("--limit", type=int, default=50, help="payments to list (1 to 500, default 50)")
+    history.add_argument("--before", default=None, help="list those older than this payment id")
     watch = commands.add_parser(
         "watch",
         help="watch the channel on chain (no node needed): answer stale disputes, defund what is owed",
@@ -273,7 +275,8 @@ def _payment_command(client: Client, args: argparse.Namespace, out: TextIO) -> i
         )
         return 0
     assert args.command == "history"
-    for payment in client.get_transfer_history():
+    page = client.get_transfer_history(limit=args.limit, before=args.before)
+    for payment in page:
         arrow = "to" if payment["sender"] == client.address else "from"
         other = (payment["recipient"] or "a link") if arrow == "to" else payment["sender"]
         _say(
@@ -281,6 +284,8 @@ def _payment_command(client: Client, args: argparse.Namespace, out: TextIO) -> i
             f"{payment['paymentId']} {payment['kind']} {arrow} {other}: {payment['amount']} wei,"
             f" {payment['status']}",
         )
+    if len(page) == args.limit:
+        _say(out, f"older: connext history --before {page[-1]['paymentId']}")
     return 0
 
 

@@ -157,6 +157,12 @@ _SELECT_PAYMENTS = (
     "SELECT payment_id, direction, kind, sender, recipient, asset_id, amount, status, failure, secret,"
     " meta, created_at, updated_at FROM payment"
 )
+_SELECT_PAYMENTS_BEFORE = (
+    "SELECT payment_id, direction, kind, sender, recipient, asset_id, amount, status, failure, secret,"
+    " meta, created_at, updated_at FROM payment"
+    " WHERE (created_at, rowid) < (SELECT created_at, rowid FROM payment WHERE payment_id = ?)"
+    " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+)
 _SAVE_PAYMENT = (
     "INSERT OR REPLACE INTO payment (payment_id, direction, kind, sender, recipient, asset_id, amount,"
     " status, failure, secret, meta, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -306,12 +312,15 @@ class Store:
             row = self._db.execute(_SELECT_PAYMENTS + " WHERE payment_id = ?", (payment_id,)).fetchone()
         return None if row is None else _payment_from_row(row)
 
-    def payments(self, limit: int = 200) -> list[PaymentRecord]:
-        """The user's payments, newest first."""
+    def payments(self, limit: int = 200, *, before: str | None = None) -> list[PaymentRecord]:
+        """The user's payments, newest first; with `before` (a payment id), those recorded before it."""
         with self._lock:
-            rows = self._db.execute(
-                _SELECT_PAYMENTS + " ORDER BY created_at DESC LIMIT ?", (limit,)
-            ).fetchall()
+            if before is None:
+                rows = self._db.execute(
+                    _SELECT_PAYMENTS + " ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
+                ).fetchall()
+            else:
+                rows = self._db.execute(_SELECT_PAYMENTS_BEFORE, (before, limit)).fetchall()
         return [_payment_from_row(row) for row in rows]
 
     def save_payment(self, record: PaymentRecord) -> PaymentRecord:

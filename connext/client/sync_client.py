@@ -13,7 +13,7 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from connext.client.async_client import DEFAULT_WAIT_SECONDS, ETH, AsyncClient
+from connext.client.async_client import DEFAULT_WAIT_SECONDS, ETH, HISTORY_PAGE, AsyncClient
 from connext.client.events import Callback, Predicate
 from connext.client.policy import DEFAULT_HASHLOCK_MARGIN
 from connext.client.watcher import WatchOptions
@@ -200,8 +200,10 @@ class Client:
     ) -> dict[str, Any]:
         return self._run(self._inner.wait_for_transfer(payment_id, timeout))
 
-    def get_transfer_history(self) -> list[dict[str, Any]]:
-        return self._run(self._inner.get_transfer_history())
+    def get_transfer_history(
+        self, *, limit: int = HISTORY_PAGE, before: str | bytes | None = None
+    ) -> list[dict[str, Any]]:
+        return self._run(self._inner.get_transfer_history(limit=limit, before=before))
 
     # -- disputes (sent from the user's account; see AsyncClient) --------------------------------------
 

@@ -266,6 +266,38 @@ def test_history_lists_sent_and_received_payments_and_keys_are_served(alice_and_
     assert keys.PublicKey(bytes.fromhex(key["publicKey"][4:])).to_checksum_address() == bob.address
 
 
+def test_history_pages_through_every_payment_newest_first(alice_and_bob):
+    alice, bob = alice_and_bob
+    sent = []
+    for _ in range(5):
+        response, payment_id, _ = alice.pay(bob.address, E // 1000)
+        assert response.status_code == 200
+        sent.append(payment_id)
+    newest_first = sent[::-1]
+
+    pages, before = [], None
+    while True:
+        page = alice.get("/api/transfers", limit=2, **({"before": before} if before else {})).json()
+        pages.append([t["paymentId"] for t in page["transfers"]])
+        if not page["more"]:
+            break
+        before = pages[-1][-1]
+    assert pages == [newest_first[0:2], newest_first[2:4], newest_first[4:5]]
+    everything = alice.get("/api/transfers").json()
+    assert [t["paymentId"] for t in everything["transfers"]] == newest_first
+    assert everything["more"] is False
+    received = bob.get("/api/transfers", before=newest_first[1]).json()  # the receiver pages the same
+    assert [t["paymentId"] for t in received["transfers"]] == newest_first[2:]
+
+    for query, field in (({"limit": 0}, "limit"), ({"limit": 501}, "limit"), ({"before": "0x12"}, "before")):
+        refused = alice.get("/api/transfers", **query)
+        assert refused.status_code == 400
+        assert refused.json()["error"]["code"] == "invalid_input"
+        assert field in refused.json()["error"]["fields"]
+    outsider = alice.get("/api/transfers", before="0x" + "ab" * 32)
+    assert (outsider.status_code, outsider.json()["error"]["code"]) == (404, "unknown_payment")
+
+
 def test_a_signed_transfer_is_resolved_by_the_oracles_receipt_on_both_sides(alice_and_bob):
     from eth_account import Account
 

@@ -48,6 +48,21 @@ def test_a_payment_record_survives_reopening_the_store_and_never_forgets_its_sec
     assert "secret" not in kept.as_json()
 
 
+def test_the_store_pages_its_payments_newest_first(tmp_path):
+    store = Store(tmp_path / "wallet.db")
+    ids = ["0x" + f"{n:02x}" * 32 for n in range(1, 6)]
+    for payment_id in ids:
+        store.save_payment(record(payment_id=payment_id))
+    newest_first = ids[::-1]
+
+    first = [p.payment_id for p in store.payments(2)]
+    second = [p.payment_id for p in store.payments(2, before=first[-1])]
+    last = [p.payment_id for p in store.payments(2, before=second[-1])]
+
+    assert (first, second, last) == (newest_first[0:2], newest_first[2:4], newest_first[4:])
+    assert store.payments(2, before="0x" + "ee" * 32) == []  # a payment the store never saw
+
+
 class UnreachableNode:
     async def get(self, path: str, **params: str) -> Any:
         raise NodeUnavailableError("node_unavailable", f"GET {path}: connection refused")

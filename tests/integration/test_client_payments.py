@@ -204,6 +204,12 @@ def test_every_definition_is_routed_through_the_node_and_resolved(live_node, wal
     assert {p["kind"] for p in history[:3]} == {"linked", "hashlock", "signed"}
     assert all(p["direction"] == "outgoing" and p["amount"] > 0 for p in history[:3])
     assert {p["paymentId"] for p in bob.get_transfer_history()} >= {linked, hashlock, signed}
+    first = alice.get_transfer_history(limit=2)
+    rest = alice.get_transfer_history(limit=2, before=first[-1]["paymentId"])
+    assert [p["paymentId"] for p in first + rest][:3] == [signed, hashlock, linked]
+    assert [p["paymentId"] for p in first + rest] == [p["paymentId"] for p in history[:4]]
+    with pytest.raises(InvalidArgumentError):
+        alice.get_transfer_history(limit=0)
 
 
 def test_updates_travel_over_the_websocket_and_over_rest_while_the_socket_is_down(live_node, wallets, w3):
@@ -421,6 +427,7 @@ def test_the_cli_sends_makes_and_redeems_links_and_lists_history(live_node, wall
     url = link.stdout.split(": ", 1)[1].splitlines()[0].strip()
     redeem = cli(live_node, carol_key, tmp_path / "carol.db", "redeem", url)
     history = cli(live_node, alice_key, tmp_path / "alice.db", "history")
+    newest = cli(live_node, alice_key, tmp_path / "alice.db", "history", "--limit", "1")
 
     assert send.returncode == 0, send.stderr
     assert "sent 0.001 eth" in send.stdout
@@ -432,6 +439,10 @@ def test_the_cli_sends_makes_and_redeems_links_and_lists_history(live_node, wall
     assert len(lines) == 2
     assert f"linked to {Account.from_key(carol_key).address}: 2000000000000000 wei" in lines[0]
     assert f"linked to {bob.address}: 1000000000000000 wei" in lines[1]
+    assert newest.returncode == 0, newest.stderr
+    first, hint = newest.stdout.splitlines()
+    assert first == lines[0]
+    assert hint == f"older: connext history --before {lines[0].split()[0]}"
     # The node resolves Alice's sides while her CLI is away; she countersigns once she stays online.
     connect(live_node, wallets, alice_key, store_path=str(tmp_path / "alice.db"))
     until(
