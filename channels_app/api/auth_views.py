@@ -20,11 +20,17 @@ class AuthNonceView(APIView):
     class InputSerializer(serializers.Serializer):
         address = AddressField()
 
+        class Meta:
+            ref_name = "AuthNonceQuery"  # its name in the OpenAPI schema
+
     class OutputSerializer(serializers.Serializer):
         address = serializers.CharField()
         nonce = serializers.CharField()
         message = serializers.CharField()
         expires_at = serializers.DateTimeField()
+
+        class Meta:
+            ref_name = "AuthNonce"  # its name in the OpenAPI schema
 
     @extend_schema(parameters=[OpenApiParameter("address", str, required=True)], responses=OutputSerializer)
     def get(self, request: Request) -> Response:
@@ -51,10 +57,16 @@ class AuthTokenView(APIView):
         nonce = serializers.CharField(max_length=64)
         signature = HexBytesField(length=65)
 
+        class Meta:
+            ref_name = "AuthTokenRequest"  # its name in the OpenAPI schema
+
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()
         address = serializers.CharField()
         expires_at = serializers.DateTimeField()
+
+        class Meta:
+            ref_name = "AuthToken"  # its name in the OpenAPI schema
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request: Request) -> Response:
@@ -74,6 +86,9 @@ class AuthMeView(APIView):
 
     class OutputSerializer(serializers.Serializer):
         address = serializers.CharField()
+
+        class Meta:
+            ref_name = "AuthMe"  # its name in the OpenAPI schema
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request) -> Response:

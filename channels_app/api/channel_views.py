@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -25,7 +26,7 @@ from connext.protocol import serialization
 from connext.protocol.errors import ProtocolError
 from connext.protocol.types import SetupUpdate, Update
 
-JsonObject = inline_serializer("JsonObject", {})
+JsonObject = OpenApiTypes.OBJECT  # a JSON object (described in the README)
 
 
 def _channel_error(exc: channels.ChannelError) -> ApiError:
@@ -227,6 +228,9 @@ class CollateralView(APIView):
     class InputSerializer(serializers.Serializer):
         assetId = AddressField()
         amount = WeiField(required=False)
+
+        class Meta:
+            ref_name = "CollateralRequest"  # its name in the OpenAPI schema
 
     @extend_schema(request=InputSerializer, responses=JsonObject)
     def post(self, request: Request) -> Response:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -15,7 +16,7 @@ from channels_app.api.fields import AddressField, HexBytesField
 from channels_app.services import payment_records, payments
 from channels_app.services.routing_policy import PaymentError
 
-JsonObject = inline_serializer("PaymentJson", {})
+JsonObject = OpenApiTypes.OBJECT  # a JSON object (described in the README)
 PAYMENT_ID = r"0x[0-9a-fA-F]{64}"
 DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE = 200, 500
 
@@ -37,7 +38,10 @@ class TransferHistoryView(APIView):
         )
         before = serializers.RegexField(rf"^{PAYMENT_ID}$", required=False)
 
-    @extend_schema(parameters=[QuerySerializer], responses=JsonObject)
+        class Meta:
+            ref_name = "TransferHistoryQuery"  # its name in the OpenAPI schema
+
+    @extend_schema(operation_id="transfers_list", parameters=[QuerySerializer], responses=JsonObject)
     def get(self, request: Request) -> Response:
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -74,6 +78,9 @@ class RedeemLinkView(APIView):
 
     class InputSerializer(serializers.Serializer):
         preimage = HexBytesField(length=32)
+
+        class Meta:
+            ref_name = "RedeemLinkRequest"  # its name in the OpenAPI schema
 
     @extend_schema(request=InputSerializer, responses=JsonObject)
     def post(self, request: Request, payment_id: str) -> Response:

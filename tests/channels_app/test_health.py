@@ -108,6 +108,28 @@ def test_openapi_schema_is_served(client):
     assert "/api/health" in response.json()["paths"]
 
 
+def test_the_openapi_schema_is_valid_complete_and_written_without_a_warning(tmp_path):
+    """Warnings meant wrong parts: request bodies of different endpoints under one name, no
+    authentication scheme, two operations with one id."""
+    import yaml
+    from django.core.management import call_command
+
+    out = tmp_path / "schema.yml"
+    call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(out))
+
+    schema = yaml.safe_load(out.read_text())
+    assert schema["components"]["securitySchemes"]["bearerToken"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A token from POST /api/auth/token (sign the nonce of GET /api/auth/nonce).",
+    }
+    history = schema["paths"]["/api/transfers"]["get"]
+    assert history["security"] == [{"bearerToken": []}]
+    assert {p["name"] for p in history["parameters"]} == {"limit", "before"}
+    token = schema["paths"]["/api/auth/token"]["post"]["requestBody"]["content"]["application/json"]
+    assert token["schema"]["$ref"] == "#/components/schemas/AuthTokenRequest"
+
+
 def test_health_is_503_when_the_contracts_are_not_deployed_on_this_chain(
     client, anvil_url, tmp_path, beating_workers
 ):
