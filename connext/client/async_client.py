@@ -36,9 +36,9 @@ from connext.client.events import Callback, EventBus, Predicate
 from connext.client.events import wait as wait_future
 from connext.client.node_api import NodeApi
 from connext.client.onchain import UserChain
-from connext.client.store import PaymentRecord, Store
+from connext.client.store import ChannelSetup, PaymentRecord, Store
 from connext.client.store import SignedState as SignedChannelState
-from connext.client.watcher import WatchOptions, start_watch
+from connext.client.watcher import WatchOptions, setup_from_config, start_watch
 from connext.errors import (
     AuthenticationError,
     ChainError,
@@ -163,6 +163,7 @@ class AsyncClient:
         self._signed: SignedChannelState | None = None
         self._config: dict[str, Any] = {}
         self._definitions: dict[str, DefinitionKind] = {}
+        self._setup: ChannelSetup | None = None  # the node's config for this channel, once connected
         self._tasks: list[asyncio.Task[Any]] = []
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._closed = False
@@ -214,10 +215,6 @@ class AsyncClient:
         self._api = NodeApi(self._node_url, self._signer, self._session)
         await self._api.log_in()
         self._config = await self._api.get("/api/config")
-        self._definitions = {
-            normalize_address(address): DefinitionKind(kind)
-            for kind, address in self._config["transferDefinitions"].items()
-        }
         rpc_url = self._chain_rpc_url or self._config.get("chainRpcUrl")
         if rpc_url:
             self._chain = UserChain(rpc_url, self._key)
@@ -233,6 +230,13 @@ class AsyncClient:
             user=self.address,
             chain_id=self.chain_id,
         )
+        self._setup = setup_from_config(
+            self._config,
+            channel_address=self._channel_address,
+            user=self.address,
+            rpc_url=self._chain.rpc_url if self._chain is not None else "",
+        )
+        self._definitions = self._setup.definitions
         self._signed = self._store.latest(self._channel_address)
         async with self._lock:
             channel = await self._fetch_channel()
@@ -329,10 +333,9 @@ class AsyncClient:
     # -- disputes (connext.client.disputes; the user sends and pays the gas) ---------------------------
 
     def _start_watch(self) -> None:
+        assert self._setup is not None
         self._disputes, tasks = start_watch(
-            config=self._config,
-            channel_address=self.channel_address,
-            user=self.address,
+            setup=self._setup,
             chain=self._chain,
             store=self._store,
             events=self._events,

@@ -139,9 +139,7 @@ def setup_from_config(
 
 def start_watch(
     *,
-    config: dict[str, Any],
-    channel_address: str,
-    user: str,
+    setup: ChannelSetup,
     chain: UserChain | None,
     store: Store,
     events: EventBus,
@@ -151,9 +149,6 @@ def start_watch(
 ) -> tuple[ChannelDisputes | None, list[asyncio.Task[Any]]]:
     """Keep the channel's setup in the store (so `connext watch` and `connext exit` work without the node),
     and start the watch on the running loop. The dispute steps (None without a chain RPC) and the tasks."""
-    setup = setup_from_config(
-        config, channel_address=channel_address, user=user, rpc_url=chain.rpc_url if chain else ""
-    )
     store.save_setup(setup)
     disputes: ChannelDisputes | None = None
     if chain is not None:
