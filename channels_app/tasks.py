@@ -100,14 +100,15 @@ def payments_sweep() -> None:
 @shared_task(ignore_result=True)
 def payments_follow_up(
     forward_to: str | None = None,
-    settle_payment: int | None = None,
-    then_tell_sender: str | None = None,
+    settle_payment: list[Any] | None = None,
+    then_tell_sender: list[Any] | None = None,
     channel_freed: list[Any] | None = None,
 ) -> None:
-    """A payment follow-up that failed inline (`after_commit.run_inline`), tried again by a worker."""
+    """A payment follow-up that failed inline (`after_commit.run_inline`), tried again by a worker
+    (its tuples arrive as JSON lists)."""
     payments.payments_follow_up(
         forward_to=forward_to,
-        settle_payment=settle_payment,
-        then_tell_sender=then_tell_sender,
+        settle_payment=(int(settle_payment[0]), int(settle_payment[1])) if settle_payment else None,
+        then_tell_sender=(str(then_tell_sender[0]), dict(then_tell_sender[1])) if then_tell_sender else None,
         channel_freed=(int(channel_freed[0]), str(channel_freed[1])) if channel_freed else None,
     )

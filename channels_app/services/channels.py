@@ -612,7 +612,7 @@ def _store(
                 tell_sender=False,
             )
             if decided is not None:
-                follow_up["settle_payment"] = decided.payment_pk
+                follow_up["settle_payment"] = (decided.payment_pk, decided.sender_channel_id)
                 if decided.tell_sender is not None:
                     follow_up["then_tell_sender"] = decided.tell_sender
     if not superseded:

@@ -113,14 +113,15 @@ def payment_receiver_settled(*, payment: Payment, tell_sender: bool = True) -> s
     # Compare and set on the status read with the payment: whichever process moves it out of an
     # open one announces (a receiver side exists only once the payment is forwarded, so the status
     # read is the row's unless another process just decided it).
+    now = timezone.now()
     announced = payment.status in (Payment.Status.PENDING, Payment.Status.FORWARDED) and bool(
         rows.update_where(
             Payment,
             {"pk": payment.pk, "status": payment.status},
-            {"status": decided, "failure": failure, "updated_at": timezone.now()},
+            {"status": decided, "failure": failure, "updated_at": now},
         )
     )
-    payment.status, payment.failure = decided, failure
+    payment.status, payment.failure, payment.updated_at = decided, failure, now
     if not announced:
         return None
     event = "transfer.resolved" if paid else "transfer.failed"
@@ -149,11 +150,12 @@ def payment_sender_settled(*, payment: Payment) -> None:
 
 
 class Decided(NamedTuple):
-    """A payment its receiver's side just decided: settle its sender side next, then (when the event
-    is set) tell the sender."""
+    """A payment its receiver's side just decided: settle its sender side (in `sender_channel_id`)
+    next, then, when set, tell the sender `tell_sender` (the event and the payment as decided)."""
 
     payment_pk: int
-    tell_sender: str | None
+    sender_channel_id: int
+    tell_sender: tuple[str, dict[str, Any]] | None
 
 
 def routed_side_settled(*, transfer_id: str, payment_id: str, tell_sender: bool = True) -> Decided | None:
@@ -171,4 +173,5 @@ def routed_side_settled(*, transfer_id: str, payment_id: str, tell_sender: bool 
     if payment.receiver_transfer is None or payment.receiver_transfer.transfer_id != transfer_id:
         return None  # a transfer of this payment id that is neither side: nothing to record
     event = payment_receiver_settled(payment=payment, tell_sender=tell_sender)
-    return Decided(payment.pk, None if tell_sender else event)
+    news = None if tell_sender or event is None else (event, payment_json(payment))
+    return Decided(payment.pk, payment.sender_transfer.channel_id, news)

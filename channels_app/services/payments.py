@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from channels_app import after_commit, network, rows
+from channels_app import after_commit, network, realtime, rows
 from channels_app.models import Channel, OnchainTransaction, Payment, Transfer
 from channels_app.services import channels, collateral
 from channels_app.services.payment_records import (
@@ -250,8 +251,8 @@ def _link_expired(payment: Payment, now: int) -> bool:
 def payments_follow_up(
     *,
     forward_to: str | None = None,
-    settle_payment: int | None = None,
-    then_tell_sender: str | None = None,
+    settle_payment: tuple[int, int] | None = None,
+    then_tell_sender: tuple[str, dict[str, Any]] | None = None,
     channel_freed: tuple[int, str] | None = None,
 ) -> None:
     """The next step of the payments an update just moved, run right after its commit: forward a
@@ -259,12 +260,12 @@ def payments_follow_up(
     a channel whose proposal was just answered its next proposal. Each step is idempotent; whatever
     finds a channel busy is picked up when that channel's proposal is answered."""
     if settle_payment is not None:
-        payment = _payment(settle_payment, BOTH_SIDES)
         try:
-            _settle_sender_side(payment.pk, payment.sender_transfer.channel_id)
+            _settle_sender_side(*settle_payment)
         finally:  # the sender hears of the payment after the node's proposal to settle it
             if then_tell_sender is not None:
-                _push(payment.sender, then_tell_sender, payment)
+                event, news = then_tell_sender
+                realtime.push_event_on_commit(realtime.user_group(news["sender"]), event, news)
     if forward_to is not None:
         _forward_to(forward_to)
     if channel_freed is not None:

@@ -281,7 +281,7 @@ def transfer_defunded_observe(
             after_commit.run_inline(
                 "channels_app.services.payments.payments_follow_up",
                 retry_task="channels_app.tasks.payments_follow_up",
-                settle_payment=decided.payment_pk,
+                settle_payment=(decided.payment_pk, decided.sender_channel_id),
             )
 
 
