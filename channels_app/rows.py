@@ -71,11 +71,11 @@ _Plan = tuple[tuple[list[_Converter], Any], ...]
 def _select(model: type[Model], fields: list[Any]) -> tuple[str, _Plan]:
     """(SELECT those fields' columns FROM table, per column its converters and column expression:
     the backend's converters, then the field's, as the ORM's compiler applies them)."""
-    table = model._meta.db_table
-    select = f"SELECT {', '.join(_q(f.column) for f in fields)} FROM {_q(table)}"
+    db_table = model._meta.db_table
+    select = f"SELECT {', '.join(_q(f.column) for f in fields)} FROM {_q(db_table)}"
     plan = []
     for field in fields:
-        column = field.get_col(table)
+        column = field.get_col(db_table)
         converters = list(connection.ops.get_db_converters(column)) + list(
             column.get_db_converters(connection)
         )
