@@ -17,6 +17,7 @@ class AddressField(serializers.CharField):
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", 42)
+        kwargs.setdefault("trim_whitespace", False)  # " 0x…" is not an address
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> str:
@@ -32,6 +33,7 @@ class HexBytesField(serializers.CharField):
 
     def __init__(self, *, length: int | None = None, **kwargs: Any) -> None:
         self.length = length
+        kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> bytes:
@@ -48,13 +50,18 @@ class HexBytesField(serializers.CharField):
 
 
 class WeiField(serializers.CharField):
-    """An amount in wei as a decimal string (never a float): 0 .. 2^256-1."""
+    """An amount in wei as a decimal string: 0 .. 2^256-1. Never a JSON number: a client whose numbers
+    are doubles (JavaScript's) would send a rounded amount without noticing."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> int:
-        if isinstance(data, bool) or not isinstance(data, str | int):
-            raise serializers.ValidationError("Amounts are decimal strings of wei.")
-        text = str(data).strip()
-        if not text.isdigit() or (len(text) > 1 and text[0] == "0"):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Amounts are decimal strings of wei, not JSON numbers.")
+        text = data
+        if not (text.isascii() and text.isdigit()) or (len(text) > 1 and text[0] == "0"):
             raise serializers.ValidationError(
                 "Amounts are non-negative whole numbers of wei, as decimal strings."
             )

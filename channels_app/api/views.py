@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -7,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channels_app import health
+from channels_app.api.errors import error_body
 
 
 class HealthView(APIView):
@@ -49,3 +52,10 @@ class ApiIndexView(APIView):
                 }
             }
         )
+
+
+@csrf_exempt  # like the API's own views: a POST to a wrong path is a 404, not a CSRF page
+def api_not_found(request: HttpRequest, unmatched: str) -> JsonResponse:
+    """Any other path under /api/: a 404 in the API's error shape, not Django's HTML page (a client
+    parses every answer of the API as JSON)."""
+    return JsonResponse(error_body("not_found", f"No endpoint at {request.path}."), status=404)
