@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from channels_app.api.errors import ApiError
 from channels_app.api.fields import AddressField, HexBytesField
+from channels_app.api.schema import refusals
 from channels_app.services import auth
 
 
@@ -32,7 +33,7 @@ class AuthNonceView(APIView):
         class Meta:
             ref_name = "AuthNonce"  # its name in the OpenAPI schema
 
-    @extend_schema(parameters=[OpenApiParameter("address", str, required=True)], responses=OutputSerializer)
+    @extend_schema(parameters=[InputSerializer], responses={200: OutputSerializer, **refusals(400)})
     def get(self, request: Request) -> Response:
         query = self.InputSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -68,7 +69,7 @@ class AuthTokenView(APIView):
         class Meta:
             ref_name = "AuthToken"  # its name in the OpenAPI schema
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, **refusals(400, 401)})
     def post(self, request: Request) -> Response:
         body = self.InputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -90,6 +91,6 @@ class AuthMeView(APIView):
         class Meta:
             ref_name = "AuthMe"  # its name in the OpenAPI schema
 
-    @extend_schema(responses=OutputSerializer)
+    @extend_schema(responses={200: OutputSerializer, **refusals(401)})
     def get(self, request: Request) -> Response:
         return Response(self.OutputSerializer({"address": request.user.address}).data)

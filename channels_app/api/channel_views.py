@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -18,15 +17,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channels_app import network, selectors
+from channels_app.api import answers
 from channels_app.api.errors import ApiError
 from channels_app.api.fields import AddressField, HexBytesField, WeiField
+from channels_app.api.schema import refusals
 from channels_app.models import Channel
 from channels_app.services import channels, collateral, withdrawals
 from connext.protocol import serialization
 from connext.protocol.errors import ProtocolError
 from connext.protocol.types import SetupUpdate, Update
-
-JsonObject = OpenApiTypes.OBJECT  # a JSON object (described in the README)
 
 
 def _channel_error(exc: channels.ChannelError) -> ApiError:
@@ -64,7 +63,7 @@ def channel_json(channel: Channel) -> dict[str, Any]:
 class ConfigView(APIView):
     """What a client needs to open a channel here: chain, node, contracts, assets, dispute window."""
 
-    @extend_schema(responses=JsonObject)
+    @extend_schema(responses=answers.ConfigAnswer)
     def get(self, request: Request) -> Response:
         from django.conf import settings
 
@@ -102,11 +101,14 @@ class ChannelView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=JsonObject)
+    @extend_schema(responses={200: answers.ChannelAnswer, **refusals(401, 404)})
     def get(self, request: Request) -> Response:
         return Response(channel_json(_own_channel(request)))
 
-    @extend_schema(request=UpdateInput, responses={200: JsonObject, 201: JsonObject})
+    @extend_schema(
+        request=UpdateInput,
+        responses={200: answers.ChannelAnswer, 201: answers.ChannelAnswer, **refusals(400, 401, 403)},
+    )
     def post(self, request: Request) -> Response:
         body = UpdateInput(data=request.data)
         body.is_valid(raise_exception=True)
@@ -149,7 +151,9 @@ class ChannelUpdateView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(request=UpdateInput, responses=JsonObject)
+    @extend_schema(
+        request=UpdateInput, responses={200: answers.SignedStateAnswer, **refusals(400, 401, 403, 404, 409)}
+    )
     def post(self, request: Request) -> Response:
         return Response(channel_update_request(request.user.address, request.data))
 
@@ -180,7 +184,10 @@ class CountersignView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(request=CountersignInput, responses=JsonObject)
+    @extend_schema(
+        request=CountersignInput,
+        responses={200: answers.SignedStateAnswer, **refusals(400, 401, 403, 404, 409)},
+    )
     def post(self, request: Request) -> Response:
         return Response(channel_countersign_request(request.user.address, request.data))
 
@@ -198,7 +205,10 @@ class ChannelHistoryView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=JsonObject)
+    @extend_schema(
+        parameters=[OpenApiParameter("since", str, description="A nonce (a whole number); default 0.")],
+        responses={200: answers.ChannelHistoryAnswer, **refusals(400, 401, 404)},
+    )
     def get(self, request: Request) -> Response:
         since = request.query_params.get("since", "0")
         if not since.isdigit():
@@ -232,7 +242,14 @@ class CollateralView(APIView):
         class Meta:
             ref_name = "CollateralRequest"  # its name in the OpenAPI schema
 
-    @extend_schema(request=InputSerializer, responses=JsonObject)
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: answers.CollateralAnswer,
+            202: answers.CollateralAnswer,
+            **refusals(400, 401, 404, 409),
+        },
+    )
     def post(self, request: Request) -> Response:
         body = self.InputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -256,7 +273,7 @@ class WithdrawalsView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=JsonObject)
+    @extend_schema(responses={200: answers.WithdrawalsAnswer, **refusals(401, 404)})
     def get(self, request: Request) -> Response:
         channel = _own_channel(request)
         return Response(

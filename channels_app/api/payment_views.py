@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -11,14 +10,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channels_app import selectors
+from channels_app.api import answers
 from channels_app.api.errors import ApiError
 from channels_app.api.fields import AddressField, HexBytesField
+from channels_app.api.schema import refusals
 from channels_app.services import payment_records, payments
 from channels_app.services.routing_policy import PaymentError
 
-JsonObject = OpenApiTypes.OBJECT  # a JSON object (described in the README)
 PAYMENT_ID = r"0x[0-9a-fA-F]{64}"
 DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE = 200, 500
+_PAYMENT_ID = OpenApiParameter(
+    "payment_id", str, OpenApiParameter.PATH, pattern=f"^{PAYMENT_ID}$", description="0x + 32 bytes of hex."
+)
 
 
 def _error(exc: PaymentError) -> ApiError:
@@ -41,9 +44,15 @@ class TransferHistoryView(APIView):
         class Meta:
             ref_name = "TransferHistoryQuery"  # its name in the OpenAPI schema
 
-    @extend_schema(operation_id="transfers_list", parameters=[QuerySerializer], responses=JsonObject)
+    @extend_schema(
+        operation_id="transfers_list",
+        parameters=[QuerySerializer],
+        responses={200: answers.PaymentPageAnswer, **refusals(400, 401, 404)},
+    )
     def get(self, request: Request) -> Response:
-        query = self.QuerySerializer(data=request.query_params)
+        # A plain dict: DRF reads an empty value in a QueryDict as an absent one (`?limit=` would be
+        # the default page); here it is refused like any other malformed value.
+        query = self.QuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         limit, before = query.validated_data["limit"], None
         if "before" in query.validated_data:
@@ -63,7 +72,7 @@ class TransferView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=JsonObject)
+    @extend_schema(parameters=[_PAYMENT_ID], responses={200: answers.PaymentAnswer, **refusals(401, 404)})
     def get(self, request: Request, payment_id: str) -> Response:
         payment = selectors.payment_get_for_user(user=request.user.address, payment_id=payment_id.lower())
         if payment is None:
@@ -82,7 +91,11 @@ class RedeemLinkView(APIView):
         class Meta:
             ref_name = "RedeemLinkRequest"  # its name in the OpenAPI schema
 
-    @extend_schema(request=InputSerializer, responses=JsonObject)
+    @extend_schema(
+        parameters=[_PAYMENT_ID],
+        request=InputSerializer,
+        responses={200: answers.PaymentAnswer, **refusals(400, 401, 404, 409)},
+    )
     def post(self, request: Request, payment_id: str) -> Response:
         body = self.InputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -102,7 +115,11 @@ class CancelTransferView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(request=None, responses=JsonObject)
+    @extend_schema(
+        parameters=[_PAYMENT_ID],
+        request=None,
+        responses={200: answers.PaymentAnswer, **refusals(401, 404, 409)},
+    )
     def post(self, request: Request, payment_id: str) -> Response:
         try:
             payment = payments.payment_cancel(sender=request.user.address, payment_id=payment_id.lower())
@@ -116,7 +133,7 @@ class UserKeyView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=JsonObject)
+    @extend_schema(responses={200: answers.UserKeyAnswer, **refusals(400, 401, 404)})
     def get(self, request: Request, address: str) -> Response:
         field = AddressField()
         try:

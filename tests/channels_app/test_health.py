@@ -128,6 +128,19 @@ def test_the_openapi_schema_is_valid_complete_and_written_without_a_warning(tmp_
     assert {p["name"] for p in history["parameters"]} == {"limit", "before"}
     token = schema["paths"]["/api/auth/token"]["post"]["requestBody"]["content"]["application/json"]
     assert token["schema"]["$ref"] == "#/components/schemas/AuthTokenRequest"
+    # Every refusal is documented in the one error shape; every operation behind a token, its 401.
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            refusals = {code: r for code, r in operation["responses"].items() if code.startswith("4")}
+            for answer in refusals.values():
+                assert answer["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/Error"
+                }
+            if operation.get("security") == [{"bearerToken": []}]:
+                assert "401" in refusals, f"{method} {path}"
+    payment = schema["components"]["schemas"]["Payment"]["properties"]
+    assert payment["amount"]["pattern"] == "^(0|[1-9][0-9]{0,77})$"  # a decimal string, never a number
+    assert payment["paymentId"]["pattern"] == "^0x[0-9a-fA-F]{64}$"
 
 
 def test_health_is_503_when_the_contracts_are_not_deployed_on_this_chain(

@@ -289,7 +289,14 @@ def test_history_pages_through_every_payment_newest_first(alice_and_bob):
     received = bob.get("/api/transfers", before=newest_first[1]).json()  # the receiver pages the same
     assert [t["paymentId"] for t in received["transfers"]] == newest_first[2:]
 
-    for query, field in (({"limit": 0}, "limit"), ({"limit": 501}, "limit"), ({"before": "0x12"}, "before")):
+    refusals = (
+        ({"limit": 0}, "limit"),
+        ({"limit": 501}, "limit"),
+        ({"limit": ""}, "limit"),  # an empty value is not "the default": refused like any other
+        ({"before": "0x12"}, "before"),
+        ({"before": ""}, "before"),
+    )
+    for query, field in refusals:
         refused = alice.get("/api/transfers", **query)
         assert refused.status_code == 400
         assert refused.json()["error"]["code"] == "invalid_input"

@@ -1,0 +1,134 @@
+"""The shapes of the API's answers, for the OpenAPI schema.
+
+The views build their answers as plain dicts (the socket requests share them, and the update path is
+hot), so these serializers only describe them; `tests/integration/test_api_contract.py` checks every
+answer the live node gives against them, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from channels_app.api.fields import AddressField, HexBytesField, WeiField
+from channels_app.models import Channel, Payment, Withdrawal
+
+
+class ProposalAnswer(serializers.Serializer):
+    update = serializers.DictField(help_text="The update the node proposes (the protocol's JSON).")
+    nodeSignature = HexBytesField(length=65)
+    meta = serializers.DictField()
+
+    class Meta:
+        ref_name = "Proposal"
+
+
+class SignedStateAnswer(serializers.Serializer):
+    state = serializers.DictField(help_text="The channel state both signed (the protocol's JSON).")
+    nodeSignature = HexBytesField(length=65)
+    userSignature = HexBytesField(length=65)
+
+    class Meta:
+        ref_name = "SignedState"
+
+
+class ChannelAnswer(SignedStateAnswer):
+    channelAddress = AddressField()
+    status = serializers.ChoiceField(choices=Channel.Status.choices)
+    deployed = serializers.BooleanField()
+    proposal = ProposalAnswer(allow_null=True, help_text="The node's open proposal, to countersign.")
+
+    class Meta:
+        ref_name = "Channel"
+
+
+class ChannelUpdateRecordAnswer(serializers.Serializer):
+    nonce = WeiField()
+    update = serializers.DictField()
+    stateHash = HexBytesField(length=32)
+    nodeSignature = HexBytesField(length=65)
+    userSignature = HexBytesField(length=65)
+
+    class Meta:
+        ref_name = "ChannelUpdateRecord"
+
+
+class ChannelHistoryAnswer(serializers.Serializer):
+    updates = ChannelUpdateRecordAnswer(many=True)
+
+    class Meta:
+        ref_name = "ChannelHistory"
+
+
+class ConfigAnswer(serializers.Serializer):
+    chainId = WeiField()
+    nodeAddress = AddressField()
+    contracts = serializers.DictField(child=AddressField())
+    transferDefinitions = serializers.DictField(child=AddressField(), help_text="kind -> definition")
+    supportedAssets = serializers.ListField(child=AddressField())
+    disputeTimeout = WeiField(help_text="Seconds.")
+    chainRpcUrl = serializers.CharField()
+
+    class Meta:
+        ref_name = "Config"
+
+
+class CollateralAnswer(serializers.Serializer):
+    requested = serializers.BooleanField()
+    transactionId = serializers.IntegerField(allow_null=True)
+
+    class Meta:
+        ref_name = "CollateralRequested"
+
+
+class WithdrawalAnswer(serializers.Serializer):
+    transferId = HexBytesField(length=32)
+    channelAddress = AddressField()
+    assetId = AddressField()
+    recipient = AddressField()
+    amount = WeiField()
+    nonce = WeiField()
+    status = serializers.ChoiceField(choices=Withdrawal.Status.choices)
+    transactionHash = serializers.CharField(allow_blank=True, help_text="Empty until it is sent.")
+
+    class Meta:
+        ref_name = "Withdrawal"
+
+
+class WithdrawalsAnswer(serializers.Serializer):
+    withdrawals = WithdrawalAnswer(many=True)
+
+    class Meta:
+        ref_name = "Withdrawals"
+
+
+class PaymentAnswer(serializers.Serializer):
+    paymentId = HexBytesField(length=32)
+    kind = serializers.CharField(help_text="linked, hashlock or signed")
+    sender = AddressField()
+    recipient = AddressField(allow_null=True, help_text="None for a link payment.")
+    assetId = AddressField()
+    amount = WeiField()
+    status = serializers.ChoiceField(choices=Payment.Status.choices)
+    failure = serializers.CharField(allow_null=True)
+    meta = serializers.DictField()
+    createdAt = serializers.DateTimeField()
+    updatedAt = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "Payment"
+
+
+class PaymentPageAnswer(serializers.Serializer):
+    transfers = PaymentAnswer(many=True)
+    more = serializers.BooleanField(help_text="Older payments remain: ask again with `before`.")
+
+    class Meta:
+        ref_name = "PaymentPage"
+
+
+class UserKeyAnswer(serializers.Serializer):
+    address = AddressField()
+    publicKey = HexBytesField(help_text="Uncompressed secp256k1 public key (ECIES target).")
+
+    class Meta:
+        ref_name = "UserKey"
