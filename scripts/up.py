@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -45,6 +46,37 @@ def port_is_free(host: str, port: int) -> bool:
 
 def run_manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def database_ready(url: str | None) -> bool:
+    """Make sure the Postgres database of DATABASE_URL answers, creating it when the server is there
+    but the database is not (a fresh machine). Says what is wrong otherwise: behind the node's
+    connection pool the cause would only show as a timeout. SQLite (no URL) needs nothing."""
+    if not url or not url.startswith(("postgres://", "postgresql://")):
+        return True
+    import psycopg
+    from psycopg import sql
+
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc.replace(f":{parts.password}@", "@") if parts.password else parts.netloc
+    shown = parts._replace(netloc=netloc).geturl()  # no password in logs
+    name = urllib.parse.unquote(parts.path.lstrip("/"))
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+        return True
+    except psycopg.OperationalError as exc:
+        if f'database "{name}" does not exist' not in str(exc):
+            log(f"cannot reach the database at {shown}: {str(exc).strip()}")
+            return False
+    try:
+        maintenance = parts._replace(path="/postgres").geturl()
+        with psycopg.connect(maintenance, connect_timeout=5, autocommit=True) as connection:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        log(f"the database {name} does not exist at {shown} and could not be created: {str(exc).strip()}")
+        return False
+    log(f"created the database {name} at {shown}")
+    return True
 
 
 def wait_for_health(url: str, processes: list[subprocess.Popen[bytes]], timeout: float = 60.0) -> dict:
@@ -132,6 +164,8 @@ def main() -> int:
         else:
             log(f"using the chain at {env['CHAIN_RPC_URL']}")
 
+        if not database_ready(env.get("DATABASE_URL")):
+            return 1
         run_manage("migrate", "--noinput", "-v", "0", env=env)
         if chain is not None:  # our own anvil: deploy (or reuse) the contracts and fund the node
             run_manage("deploy_contracts", "--dev", env=env)
