@@ -338,7 +338,7 @@ def update_from_json(value: object) -> Update:
     if not isinstance(value, Mapping):
         raise MalformedError("an update must be a JSON object")
     kind = value.get("type")
-    if kind not in _UPDATE_KEYS:
+    if not isinstance(kind, str) or kind not in _UPDATE_KEYS:  # {} or [] would not even hash
         raise MalformedError(f"must be one of {sorted(_UPDATE_KEYS)}", field="type")
     obj = _object(value, "", _UPDATE_KEYS[kind])
     channel_address = parse_address(obj["channelAddress"], field="channelAddress")
@@ -484,7 +484,7 @@ def update_context_from_json(value: object) -> UpdateContext:
     kinds = {kind.value: kind for kind in DefinitionKind}
     definitions: dict[str, DefinitionKind] = {}
     for address, kind in definitions_obj.items():
-        if kind not in kinds:
+        if not isinstance(kind, str) or kind not in kinds:
             raise MalformedError(f"must be one of {sorted(kinds)}", field=f"definitions.{address}")
         definitions[parse_address(address, field="definitions")] = kinds[kind]
     return UpdateContext(

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from typing import Any
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from connext.protocol import serialization as sz
 from connext.protocol.encoding import keccak256
-from connext.protocol.errors import MalformedError
+from connext.protocol.errors import MalformedError, ProtocolError
 from connext.protocol.types import ChannelState, Update, WithdrawCommitment
 from connext.protocol.updates import apply_update
 from tests.protocol import protocol_helpers as h
@@ -132,6 +134,8 @@ def test_unknown_keys_are_rejected() -> None:
     ("mutate", "field"),
     [
         (lambda d: d.update(type="burn"), "type"),
+        (lambda d: d.update(type={}), "type"),  # unhashable: once a TypeError (a 500 at the node)
+        (lambda d: d.update(type=["create"]), "type"),
         (lambda d: d.update(amount="-1"), "amount"),
         (lambda d: d.update(paymentId="0x" + "00" * 31), "paymentId"),
         (lambda d: d.update(transferDefinition=None), "transferDefinition"),
@@ -154,11 +158,70 @@ def test_update_must_be_an_object() -> None:
         sz.update_from_json(["setup"])
 
 
-def test_context_rejects_unknown_definition_kinds() -> None:
+@pytest.mark.parametrize("kind", ["magic", {}, ["linked"]])
+def test_context_rejects_unknown_definition_kinds(kind: object) -> None:
     with pytest.raises(MalformedError):
-        sz.update_context_from_json({"now": "1", "definitions": {h.LINKED: "magic"}, "chainDeposits": {}})
+        sz.update_context_from_json({"now": "1", "definitions": {h.LINKED: kind}, "chainDeposits": {}})
 
 
 def test_parse_bytes_accepts_uppercase_hex() -> None:
     assert sz.parse_bytes("0xABCD", field="x") == bytes.fromhex("abcd")
     assert sz.parse_bytes("0x" + keccak256(b"").hex().upper(), field="x", length=32) == keccak256(b"")
+
+
+# -- any JSON at all: parsed, or refused with a typed error (never a TypeError, KeyError, ...) --------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _documents() -> list[tuple[str, Any, Any]]:
+    """(name, a valid JSON document, its parser) for every JSON form the protocol reads."""
+    state = _state_with_transfers()
+    return [
+        ("state", sz.channel_state_to_json(state), sz.channel_state_from_json),
+        ("transfer", sz.transfer_state_to_json(state.transfers[0]), sz.transfer_state_from_json),
+        *[(f"update:{type(u).__name__}", sz.update_to_json(u), sz.update_from_json) for u in _updates()],
+        ("context", sz.update_context_to_json(h.context()), sz.update_context_from_json),
+    ]
+
+
+def _parses_or_is_refused(parse: Any, document: Any) -> None:
+    with contextlib.suppress(ProtocolError):  # anything else fails the test
+        parse(document)
+
+
+@pytest.mark.parametrize(("name", "document", "parse"), _documents(), ids=[d[0] for d in _documents()])
+@PROTOCOL_SETTINGS
+@given(data=st.data())
+def test_a_document_with_any_json_in_one_place_is_parsed_or_refused_with_a_protocol_error(
+    name: str, document: Any, parse: Any, data: st.DataObject
+) -> None:
+    """The node parses what clients send and a client what the node sends: a peer can put any JSON
+    anywhere. One value replaced (at any depth) or added must never raise anything but the typed
+    error the API turns into a 400."""
+    mutated = copy.deepcopy(document)
+    target = mutated
+    while True:  # walk down to a random container
+        keys = list(target) if isinstance(target, dict) else list(range(len(target)))
+        if not keys:
+            break
+        key = data.draw(st.sampled_from(keys))
+        if not isinstance(target[key], dict | list) or not data.draw(st.booleans()):
+            break
+        target = target[key]
+    if isinstance(target, dict) and data.draw(st.booleans()):
+        target[data.draw(st.text(max_size=8))] = data.draw(JSON_VALUES)  # a key of its own
+    elif keys:
+        target[key] = data.draw(JSON_VALUES)
+    _parses_or_is_refused(parse, mutated)
+
+
+@PROTOCOL_SETTINGS
+@given(document=JSON_VALUES)
+def test_any_json_value_at_all_is_parsed_or_refused_with_a_protocol_error(document: Any) -> None:
+    for _, _, parse in _documents():
+        _parses_or_is_refused(parse, document)
