@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -20,7 +20,7 @@ from channels_app import network, selectors
 from channels_app.api import answers
 from channels_app.api.errors import ApiError
 from channels_app.api.fields import AddressField, HexBytesField, WeiField
-from channels_app.api.schema import refusals
+from channels_app.api.schema import UPDATE_SCHEMA, refusals
 from channels_app.models import Channel
 from channels_app.services import channels, collateral, withdrawals
 from connext.protocol import serialization
@@ -88,8 +88,13 @@ class AnswerInput(serializers.Serializer):
     signature = HexBytesField(length=65)
 
 
+@extend_schema_field(UPDATE_SCHEMA)
+class UpdateField(serializers.JSONField):
+    """The update as the client sent it: parsed (and refused) by the protocol core, not here."""
+
+
 class UpdateInput(serializers.Serializer):
-    update = serializers.JSONField()
+    update = UpdateField()
     signature = HexBytesField(length=65)
     meta = serializers.DictField(required=False)
     answer = AnswerInput(required=False)
@@ -152,7 +157,8 @@ class ChannelUpdateView(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
-        request=UpdateInput, responses={200: answers.SignedStateAnswer, **refusals(400, 401, 403, 404, 409)}
+        request=UpdateInput,
+        responses={200: answers.SignedStateAnswer, **refusals(400, 401, 403, 404, 409, 503)},
     )
     def post(self, request: Request) -> Response:
         return Response(channel_update_request(request.user.address, request.data))

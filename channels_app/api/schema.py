@@ -84,9 +84,65 @@ _REFUSALS = {
     404: "No such thing of yours (channel, payment, user).",
     409: "Conflicts with the current state (a stale nonce, an open proposal, a payment's status); "
     "sync and retry.",
+    503: "The node cannot read the chain right now (code chain_unavailable); nothing changed, retry.",
 }
 
 
 def refusals(*statuses: int) -> dict[int, OpenApiResponse]:
     """The documented error answers of an operation: `{"error": {"code", "message", ...}}`."""
     return {status: OpenApiResponse(ErrorBody, description=_REFUSALS[status]) for status in statuses}
+
+
+# -- the protocol's update, as `connext.protocol.serialization` reads it (every key required, no other)
+
+_UINT = {"type": "string", "pattern": "^(0|[1-9][0-9]{0,77})$"}
+_ADDRESS = {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}
+_BYTES = {"type": "string", "pattern": "^0x([0-9a-fA-F]{2})*$"}
+_BYTES32 = {"type": "string", "pattern": "^0x[0-9a-fA-F]{64}$"}
+_DEFUND = {
+    "type": "object",
+    "properties": {"assetId": _ADDRESS, "defundNonce": _UINT, "toNode": _UINT, "toUser": _UINT},
+    "required": ["assetId", "defundNonce", "toNode", "toUser"],
+    "additionalProperties": False,
+}
+_UPDATE_FIELDS: dict[str, dict[str, Any]] = {
+    "setup": {"chainId": _UINT, "node": _ADDRESS, "user": _ADDRESS, "timeout": _UINT},
+    "deposit": {"assetId": _ADDRESS, "totalDepositsNode": _UINT, "totalDepositsUser": _UINT},
+    "create": {
+        "assetId": _ADDRESS,
+        "amount": _UINT,
+        "transferDefinition": _ADDRESS,
+        "paymentId": _BYTES32,
+        "encodedState": _BYTES,
+        "transferTimeout": _UINT,
+        "metaHash": _BYTES32,
+    },
+    "resolve": {"transferId": _BYTES32, "encodedResolver": _BYTES},
+    "resume": {
+        "defunds": {"type": "array", "items": _DEFUND},
+        "droppedTransferIds": {"type": "array", "items": _BYTES32},
+    },
+}
+
+
+def _update_shape(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    properties = {
+        "type": {"type": "string", "enum": [kind]},
+        "channelAddress": _ADDRESS,
+        "nonce": _UINT,
+        "initiator": _ADDRESS,
+        **fields,
+    }
+    return {
+        "type": "object",
+        "title": f"{kind} update",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+UPDATE_SCHEMA = {
+    "oneOf": [_update_shape(kind, fields) for kind, fields in _UPDATE_FIELDS.items()],
+    "description": "A channel update in the protocol's JSON (docs/protocol.md); its `type` says which.",
+}

@@ -86,7 +86,7 @@ class NodeApi:
         if status < 400:
             return answer
         if status >= 500:
-            raise NodeUnavailableError("node_unavailable", f"{method} {path}: the node answered {status}")
+            raise unavailable_from_body(status, answer, f"{method} {path}")
         raise error_from_body(status, answer)
 
     @property
@@ -174,8 +174,17 @@ class NodeApi:
         if status < 400:
             return body
         if status >= 500:
-            raise NodeUnavailableError("node_unavailable", f"{method} {path}: the node answered {status}")
+            raise unavailable_from_body(status, body, f"{method} {path}")
         raise error_from_body(status, body)
+
+
+def unavailable_from_body(status: int, body: Any, request: str) -> NodeUnavailableError:
+    """A 5xx: the node could not serve the request now (nothing changed). Its own code and reason when
+    it gave them (e.g. `chain_unavailable`), else `node_unavailable`."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("code"), str):
+        return NodeUnavailableError(error["code"], f"{request}: {error.get('message', status)}")
+    return NodeUnavailableError("node_unavailable", f"{request}: the node answered {status}")
 
 
 def error_from_body(status: int, body: Any) -> NodeError:

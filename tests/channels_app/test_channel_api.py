@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
+from django.test import override_settings
 from web3 import Web3
 
+from channels_app import network
 from channels_app.models import Channel, ChannelUpdate, OnchainTransaction, RebalanceProfile, Withdrawal
 from channels_app.services import collateral, node_actions
 from connext.chain import channel_reads
 from tests.channels_app.conftest import FUNDER_KEY, NODE_KEY
 from tests.support.node_work import run_node_work
+from tests.support.outage import CuttableRelay
 from tests.support.wallet import ETH, Wallet
 
 pytestmark = pytest.mark.django_db
@@ -259,3 +264,34 @@ def test_collateral_above_the_reclaim_threshold_goes_back_to_the_node_through_a_
         for tx in OnchainTransaction.objects.filter(status="mined").exclude(reason="collateralization")
     )
     assert w3.eth.get_balance(channel.node_address) == node_before + excess - gas_paid
+
+
+def test_a_deposit_of_an_asset_the_node_does_not_serve_is_refused_before_any_chain_read(wallet):
+    """Once the channel is deployed, the contract's totals of a random address revert (it calls that
+    address's balanceOf): the read failed and the node answered 500."""
+    wallet.open()
+
+    stranger = Web3.to_checksum_address("0x65eeab8cda3f3de2375d907ecac432f85aa6bf45")  # not a token
+    response = wallet.deposit_update(stranger, claim=(0, 1))
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "unknown_asset"
+    assert Channel.objects.get().nonce == wallet.state.nonce
+
+
+def test_a_deposit_the_node_cannot_check_on_chain_is_refused_as_unavailable_and_changes_nothing(
+    wallet, anvil_url
+):
+    wallet.open()
+    wallet.send_eth(FUNDER_KEY, wallet.state.channel_address, E)
+    anvil = urllib.parse.urlsplit(anvil_url)
+
+    with CuttableRelay((anvil.hostname, anvil.port)) as relay, override_settings(CHAIN_RPC_URL=relay.url):
+        assert network.network().assets  # the node reached the chain through the relay once
+        relay.cut()  # then the chain's RPC went away
+        response = wallet.deposit_update()  # (the wallet reads the chain on its own connection)
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "chain_unavailable"
+    assert Channel.objects.get().nonce == 1
+    assert wallet.deposit_update().status_code == 200  # with the chain back, the same deposit goes in
