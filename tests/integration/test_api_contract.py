@@ -39,8 +39,9 @@ MILLI = 10**15
 
 
 class Users:
-    def __init__(self, alice: Client, bob: Client) -> None:
+    def __init__(self, alice: Client, bob: Client, *, paid: str, link: str) -> None:
         self.alice, self.bob = alice, bob
+        self.paid, self.link = paid, link  # alice's settled payment to bob, and her open link
         self.token: str = alice.async_client.api.token
         self.money_before = money_of(self)
 
@@ -82,10 +83,10 @@ def users(live_node: LiveNode, django_db_blocker) -> Iterator[Users]:
     try:
         alice.deposit(5 * MILLI)
         paid = alice.transfer(bob.address, MILLI)
-        alice.create_link(MILLI)
+        link = alice.create_link(MILLI)["payment_id"]
         with django_db_blocker.unblock():
             until(lambda: quiet(alice, bob, paid), "the payment to settle on both sides")
-            users = Users(alice, bob)
+            users = Users(alice, bob, paid=paid, link=link)
         yield users
     finally:
         alice.close()
@@ -105,6 +106,18 @@ def aim_at_alices_channel(case: Any, alice: Client) -> None:
     update.update(channelAddress=alice.channel_address, initiator=alice.address)
     if update.get("type") != "setup":
         update["nonce"] = str(Channel.objects.get(address=alice.channel_address).nonce + 1)
+
+
+def aim_at_alices_payments(case: Any, users: Users) -> None:
+    """A valid-shaped payment id in the path is made one of alice's: her open link for redeem and
+    cancel (she may not redeem her own; she may cancel it only once it expired), her settled payment
+    to read."""
+    if case.meta.generation.mode is not GenerationMode.POSITIVE or "payment_id" not in (
+        case.path_parameters or {}
+    ):
+        return
+    link_operation = case.path.endswith(("/redeem", "/cancel"))
+    case.path_parameters["payment_id"] = users.link if link_operation else users.paid
 
 
 def _openapi() -> dict[str, Any]:
@@ -137,6 +150,7 @@ def test_every_answer_is_documented_and_refused_input_moves_no_money(
     case: Any, users: Users, live_node: LiveNode
 ) -> None:
     aim_at_alices_channel(case, users.alice)
+    aim_at_alices_payments(case, users)
     response = case.call_and_validate(
         base_url=live_node.nodes[0].url,
         headers={"Authorization": f"Bearer {users.token}"},
