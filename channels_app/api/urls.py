@@ -34,5 +34,5 @@ urlpatterns = [
         name="transfer-cancel",
     ),
     path("users/<str:address>/key", payment_views.UserKeyView.as_view(), name="user-key"),
-    re_path(r"^(?P<unmatched>.*)$", views.api_not_found),  # last: whatever matched nothing above
+    re_path(r"^(?P<unmatched>[\s\S]*)$", views.api_not_found),  # last: anything else (newlines too)
 ]

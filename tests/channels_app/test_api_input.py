@@ -57,6 +57,7 @@ def test_protocol_values_with_surrounding_whitespace_are_refused_not_trimmed(fie
     [
         ("get", "/api/no/such/endpoint"),
         ("get", "/api/transfers/%C2%84"),  # a payment id that is not hex: no route matches
+        ("get", "/api/transfers/%0A%27"),  # a newline, which `.` does not match
         ("post", "/api/transfers/%C2%84/cancel"),  # a POST: not Django's CSRF page either
         ("post", "/api/channel/updates/extra"),
     ],
