@@ -20,8 +20,10 @@ import schemathesis
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
+from schemathesis.core import NotSet
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from web3 import HTTPProvider, Web3
+from websockets.sync.client import connect
 
 from channels_app.models import Channel, Payment, Transfer
 from connext import ETH, Client
@@ -120,6 +122,70 @@ def aim_at_alices_payments(case: Any, users: Users) -> None:
     case.path_parameters["payment_id"] = users.link if link_operation else users.paid
 
 
+SOCKET_PATHS = ("/api/channel/updates", "/api/channel/countersign")
+# Refusals of the HTTP request itself, which a socket frame cannot earn: it is logged in, JSON, a POST.
+HTTP_ONLY_REFUSALS = {
+    "not_authenticated",
+    "authentication_failed",
+    "invalid_token",
+    "token_expired",
+    "malformed_request",
+    "unsupported_media_type",
+    "method_not_allowed",
+}
+
+
+class Socket:
+    """Alice's websocket to the node, logged in, for `{"type": "request"}` frames."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self._websocket = connect(url, open_timeout=10)
+        self._next_id = 0
+        self._send({"type": "auth", "token": token, "id": "auth"})
+        assert self._reply("auth")["type"] == "authenticated"
+
+    def _send(self, frame: dict[str, Any]) -> None:
+        self._websocket.send(json.dumps(frame))
+
+    def _reply(self, request_id: Any) -> dict[str, Any]:
+        while True:  # pushes (events) may come in between
+            frame = json.loads(self._websocket.recv(timeout=10))
+            if frame.get("id") == request_id and frame.get("type") != "event":
+                return dict(frame)
+
+    def request(self, path: str, body: Any) -> tuple[int, Any]:
+        self._next_id += 1
+        self._send({"type": "request", "id": self._next_id, "method": "POST", "path": path, "body": body})
+        reply = self._reply(self._next_id)
+        assert reply["type"] == "response", reply
+        return int(reply["status"]), reply["body"]
+
+    def close(self) -> None:
+        self._websocket.close()
+
+
+def assert_the_socket_answers_alike(case: Any, response: Any, socket: Socket) -> None:
+    """The same request over the websocket gets the same status and code (README). Not compared: what
+    a socket frame cannot earn, and HTTP requests the server refused before the node saw them (daphne
+    answers a malformed multipart request with an empty 400)."""
+    try:
+        answer = response.json()
+    except ValueError:
+        return
+    code = answer["error"]["code"] if response.status_code >= 400 else None
+    if code in HTTP_ONLY_REFUSALS:
+        return
+    status, body = socket.request(case.path, case.body)
+    assert (status, body["error"]["code"] if status >= 400 else None) == (response.status_code, code)
+
+
+@pytest.fixture(scope="module")
+def alice_socket(live_node: LiveNode, users: Users) -> Iterator[Socket]:
+    socket = Socket(live_node.nodes[0].ws_url, users.token)
+    yield socket
+    socket.close()
+
+
 def _openapi() -> dict[str, Any]:
     """The schema the node serves, written here from the same code (the live node's is compared
     below): schemathesis needs it at collection, before any node runs."""
@@ -147,7 +213,7 @@ def test_the_live_node_serves_the_schema_these_requests_are_made_from(live_node:
     suppress_health_check=list(HealthCheck),
 )
 def test_every_answer_is_documented_and_refused_input_moves_no_money(
-    case: Any, users: Users, live_node: LiveNode
+    case: Any, users: Users, live_node: LiveNode, alice_socket: Socket
 ) -> None:
     aim_at_alices_channel(case, users.alice)
     aim_at_alices_payments(case, users)
@@ -158,5 +224,7 @@ def test_every_answer_is_documented_and_refused_input_moves_no_money(
         excluded_checks=[positive_data_acceptance],
     )
     assert response.status_code < 500
+    if case.path in SOCKET_PATHS and case.method.upper() == "POST" and not isinstance(case.body, NotSet):
+        assert_the_socket_answers_alike(case, response, alice_socket)
     assert money_of(users) == users.money_before, f"{case.method} {case.formatted_path} moved money"
     assert users.money_before[users.alice.address]["balances"][ETH] == 3 * MILLI  # paid 1, linked 1
