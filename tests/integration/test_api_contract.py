@@ -6,6 +6,9 @@ content type, body shape: the error body too), input the schema forbids must be 
 nothing may answer 5xx, and whatever was refused must have moved no money: the users' balances, their
 locked transfers and their payments stay as they were. (A request the schema allows may still be
 refused for its meaning, e.g. a well-formed update with a wrong signature: that is a documented 4xx.)
+Well-formed updates and payment ids are aimed at the user's own channel and payments, so they reach
+the checks behind "not yours"; the two endpoints a client also calls over its websocket get each
+request a second time as a socket frame, and must answer it alike.
 """
 
 from __future__ import annotations
