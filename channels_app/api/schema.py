@@ -23,13 +23,24 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
         }
 
 
+def _hex(length: int | None = None) -> dict[str, Any]:
+    digits = "([0-9a-fA-F]{2})*" if length is None else f"[0-9a-fA-F]{{{2 * length}}}"
+    return {"type": "string", "pattern": f"^0x{digits}$"}
+
+
+# The protocol's written forms (connext.protocol.serialization reads nothing else).
+_UINT = {"type": "string", "pattern": "^(0|[1-9][0-9]{0,77})$"}
+_ADDRESS = _hex(20)
+_BYTES = _hex()
+_BYTES32 = _hex(32)
+
+
 class AddressFieldSchema(OpenApiSerializerFieldExtension):
     target_class = "channels_app.api.fields.AddressField"
 
     def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
         return {
-            "type": "string",
-            "pattern": "^0x[0-9a-fA-F]{40}$",
+            **_ADDRESS,
             "description": "An Ethereum address (one case throughout, or EIP-55 checksummed).",
         }
 
@@ -39,11 +50,9 @@ class HexBytesFieldSchema(OpenApiSerializerFieldExtension):
 
     def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
         length = self.target.length
-        digits = "([0-9a-fA-F]{2})*" if length is None else f"[0-9a-fA-F]{{{2 * length}}}"
         return {
-            "type": "string",
-            "pattern": f"^0x{digits}$",
-            "description": "0x-prefixed hex" + ("" if length is None else f" of {length} bytes") + ".",
+            **_hex(length),
+            "description": "0x-prefixed hex" + (f" of {length} bytes." if length else "."),
         }
 
 
@@ -52,8 +61,7 @@ class WeiFieldSchema(OpenApiSerializerFieldExtension):
 
     def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
         return {
-            "type": "string",
-            "pattern": "^(0|[1-9][0-9]{0,77})$",
+            **_UINT,
             "description": "A whole number (wei, a nonce, seconds) as a decimal string, below 2^256.",
         }
 
@@ -95,10 +103,6 @@ def refusals(*statuses: int) -> dict[int, OpenApiResponse]:
 
 # -- the protocol's update, as `connext.protocol.serialization` reads it (every key required, no other)
 
-_UINT = {"type": "string", "pattern": "^(0|[1-9][0-9]{0,77})$"}
-_ADDRESS = {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}
-_BYTES = {"type": "string", "pattern": "^0x([0-9a-fA-F]{2})*$"}
-_BYTES32 = {"type": "string", "pattern": "^0x[0-9a-fA-F]{64}$"}
 _DEFUND = {
     "type": "object",
     "properties": {"assetId": _ADDRESS, "defundNonce": _UINT, "toNode": _UINT, "toUser": _UINT},
