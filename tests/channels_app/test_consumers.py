@@ -8,6 +8,8 @@ import json
 import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from channels_app.realtime import BROADCAST_GROUP, event_message
 from connext_site.asgi import application
@@ -85,3 +87,41 @@ def test_a_broadcast_event_reaches_a_connected_client():
         return pushed
 
     assert run(scenario) == {"type": "event", "event": "node.notice", "payload": {"text": "hello"}}
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+FRAMES = st.fixed_dictionaries(
+    {"type": st.sampled_from(["ping", "auth", "request", "launch"])},
+    optional=dict.fromkeys(("id", "token", "method", "path", "body"), JSON_VALUES),
+)
+
+
+@pytest.mark.django_db(transaction=True)  # the token lookup runs in a worker thread
+@settings(max_examples=40, derandomize=True, database=None, deadline=None)
+@given(frame=FRAMES)
+def test_any_frame_of_a_known_shape_gets_one_typed_answer_and_the_connection_stays(frame):
+    """Whatever the fields hold (a token that is an object, a method that is a list, a body of any
+    JSON), the answer is a pong, an error or a response, never a dropped socket or a server error."""
+
+    async def scenario():
+        communicator = await connected()
+        await communicator.send_json_to(frame)
+        answer = await communicator.receive_json_from(timeout=5)
+        await communicator.send_json_to({"type": "ping", "id": "after"})
+        after = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return answer, after
+
+    answer, after = run(scenario)
+    expected = {"ping": "pong", "auth": "error", "request": "response", "launch": "error"}[frame["type"]]
+    assert answer["type"] == expected
+    if expected == "response":  # not logged in: refused like REST without a token
+        assert (answer["status"], answer["body"]["error"]["code"]) == (401, "not_authenticated")
+    if expected == "error":
+        assert answer["code"]
+        assert answer["message"]
+    assert after["type"] == "pong"
