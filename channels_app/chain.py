@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from functools import cache
 
+import requests
 from django.conf import settings
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.exceptions import Web3Exception
 
+from connext.chain.channel_reads import ChainReadError
 from connext.chain.rpc import http_web3
 
 RPC_TIMEOUT_SECONDS = 10
+# What a chain read that did not get its answer raises: a refused or reverted call, an RPC that does
+# not answer (connection refused or reset, timeout). The API answers these 503 `chain_unavailable`.
+READ_ERRORS: tuple[type[Exception], ...] = (ChainReadError, Web3Exception, requests.RequestException)
 
 
 @cache

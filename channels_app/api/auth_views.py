@@ -33,7 +33,7 @@ class AuthNonceView(APIView):
         class Meta:
             ref_name = "AuthNonce"  # its name in the OpenAPI schema
 
-    @extend_schema(parameters=[InputSerializer], responses={200: OutputSerializer, **refusals(400)})
+    @extend_schema(parameters=[InputSerializer], responses={200: OutputSerializer, **refusals(400, 503)})
     def get(self, request: Request) -> Response:
         query = self.InputSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -69,7 +69,7 @@ class AuthTokenView(APIView):
         class Meta:
             ref_name = "AuthToken"  # its name in the OpenAPI schema
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, **refusals(400, 401)})
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, **refusals(400, 401, 503)})
     def post(self, request: Request) -> Response:
         body = self.InputSerializer(data=request.data)
         body.is_valid(raise_exception=True)

@@ -253,7 +253,7 @@ class CollateralView(APIView):
         responses={
             200: answers.CollateralAnswer,
             202: answers.CollateralAnswer,
-            **refusals(400, 401, 404, 409),
+            **refusals(400, 401, 404, 409, 503),
         },
     )
     def post(self, request: Request) -> Response:

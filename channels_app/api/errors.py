@@ -5,12 +5,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+
+from channels_app import chain
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(exceptions.APIException):
@@ -56,8 +61,13 @@ def error_body(
 
 
 def error_answer(exc: Exception) -> tuple[int, dict[str, Any]] | None:
-    """(HTTP status, error body) for an API exception; None for anything else (a bug). Shared by
-    the REST handler and the websocket's requests."""
+    """(HTTP status, error body) for an API exception, or for a chain read that failed (503: nothing
+    was changed, the caller may retry); None for anything else (a bug). Shared by the REST handler and
+    the websocket's requests."""
+    if isinstance(exc, chain.READ_ERRORS):
+        logger.warning("a request's chain read failed: %s", exc)
+        message = "The node cannot read the chain right now; nothing changed. Retry shortly."
+        return status.HTTP_503_SERVICE_UNAVAILABLE, error_body("chain_unavailable", message)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

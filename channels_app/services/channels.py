@@ -15,7 +15,6 @@ A re-sent update gets the same answer; an update behind the latest state gets th
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -25,13 +24,11 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from web3.exceptions import Web3Exception
 
 from channels_app import after_commit, chain, network, realtime, rows
 from channels_app.models import Channel, ChannelUpdate, Dispute, Transfer, TransferDispute
 from channels_app.services import payment_records, routing_policy
 from connext.chain import disputes
-from connext.chain.channel_reads import ChainReadError
 from connext.protocol import meta as transfer_meta
 from connext.protocol import serialization, signing, updates, validation
 from connext.protocol.errors import NonceGapError, ProtocolError, StaleNonceError
@@ -48,8 +45,6 @@ from connext.protocol.types import (
     Update,
     UpdateContext,
 )
-
-logger = logging.getLogger(__name__)
 
 _PROTOCOL_STATUS = {
     "stale_nonce": 409,
@@ -332,21 +327,14 @@ def channel_apply_user_update(
 
 def _user_update_context(update: Update) -> UpdateContext:
     """What a user's update is checked against. Its chain reads happen before the lock (the channel is
-    locked only for the update itself); a chain that cannot be read refuses the update, unchanged."""
+    locked only for the update itself); one that fails refuses the update unchanged (`chain.READ_ERRORS`
+    are answered 503 at the API's edge)."""
     deposits_of = None
     if isinstance(update, DepositUpdate):
         if update.asset_id not in network.network().assets:  # not a token: its reads would revert
             raise ChannelError("unknown_asset", f"The node does not serve asset {update.asset_id}.")
         deposits_of = (update.channel_address, update.asset_id)
-    try:
-        return network.update_context(deposits_of=deposits_of, dispute=_dispute_for(update))
-    except (ChainReadError, Web3Exception, OSError) as exc:
-        logger.warning("chain read for a user update failed: %s", exc)
-        raise ChannelError(
-            "chain_unavailable",
-            "The node cannot read the chain right now; nothing changed. Retry shortly.",
-            status=503,
-        ) from None
+    return network.update_context(deposits_of=deposits_of, dispute=_dispute_for(update))
 
 
 def _check_routing_terms(new: ChannelState, meta: dict[str, Any]) -> None:

@@ -295,3 +295,18 @@ def test_a_deposit_the_node_cannot_check_on_chain_is_refused_as_unavailable_and_
     assert response.json()["error"]["code"] == "chain_unavailable"
     assert Channel.objects.get().nonce == 1
     assert wallet.deposit_update().status_code == 200  # with the chain back, the same deposit goes in
+
+
+def test_a_collateral_request_the_node_cannot_check_on_chain_is_refused_as_unavailable(wallet, anvil_url):
+    """Chain reads fail the same way on every endpoint: a 503 at the API's edge, not a 500."""
+    wallet.open()
+    anvil = urllib.parse.urlsplit(anvil_url)
+
+    with CuttableRelay((anvil.hostname, anvil.port)) as relay, override_settings(CHAIN_RPC_URL=relay.url):
+        assert network.network().assets
+        relay.cut()
+        response = wallet.post("/api/channel/collateral", {"assetId": ETH})
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "chain_unavailable"
+    assert not OnchainTransaction.objects.exists()
