@@ -65,15 +65,16 @@ def database_ready(url: str | None) -> bool:
         psycopg.connect(url, connect_timeout=5).close()
         return True
     except psycopg.OperationalError as exc:
-        if f'database "{name}" does not exist' not in str(exc):
-            log(f"cannot reach the database at {shown}: {str(exc).strip()}")
-            return False
-    try:
+        reason = str(exc).strip()
+    try:  # the server's catalogue says whether the database is missing (its messages are localized)
         maintenance = parts._replace(path="/postgres").geturl()
         with psycopg.connect(maintenance, connect_timeout=5, autocommit=True) as connection:
+            if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                log(f"cannot reach the database at {shown}: {reason}")
+                return False
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.Error as exc:
-        log(f"the database {name} does not exist at {shown} and could not be created: {str(exc).strip()}")
+        log(f"cannot reach the database at {shown}: {reason} ({str(exc).strip()})")
         return False
     log(f"created the database {name} at {shown}")
     return True
