@@ -45,6 +45,7 @@ def test_amounts_in_their_written_form_are_taken_whole():
         (AddressField(), f"{ADDRESS}\n"),
         (HexBytesField(length=2), "0xabcd "),
         (HexBytesField(length=2), " 0xabcd"),
+        (HexBytesField(length=2), "0xab  cd"),  # bytes.fromhex skips inner whitespace: once taken
     ],
 )
 def test_protocol_values_with_surrounding_whitespace_are_refused_not_trimmed(field, raw):
