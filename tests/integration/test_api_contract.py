@@ -29,9 +29,9 @@ from web3 import HTTPProvider, Web3
 from websockets.sync.client import connect
 
 from channels_app.models import Channel, Payment, Transfer
+from channels_app.services import channels
 from connext import ETH, Client
 from connext.chain import devchain
-from connext.protocol import serialization
 from tests.integration.conftest import LiveNode
 from tests.support.client_wallets import Funder, until
 from tests.support.processes import http_get_json
@@ -55,8 +55,7 @@ def money_of(users: Users) -> dict[str, Any]:
     """What the users own: their side of each balance, their locked transfers, their payments."""
     owned: dict[str, Any] = {}
     for client in (users.alice, users.bob):
-        channel = Channel.objects.get(address=client.channel_address)
-        state = serialization.channel_state_from_json(channel.latest_state)
+        state = channels.latest_state(Channel.objects.get(address=client.channel_address))
         owned[client.address] = {
             "balances": {a: b[1] for a, b in zip(state.asset_ids, state.balances, strict=True)},
             "transfers": sorted(t.transfer_id.hex() for t in state.transfers),
