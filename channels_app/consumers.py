@@ -25,7 +25,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.db import close_old_connections
 
-from channels_app import after_commit
+from channels_app import after_commit, realtime
 from channels_app.api import channel_views
 from channels_app.api.errors import error_answer, error_body
 from channels_app.realtime import BROADCAST_GROUP, user_group
@@ -51,10 +51,11 @@ def _serve_request(
     """Run one socket request like a REST request (its own database connection state, the same error
     bodies), hand its answer to `answer`, then run the payment steps its commit released (forward,
     settle, the next proposal): the client gets its answer without waiting for work done for others.
+    The pushes the request released go out together, before its answer (`realtime.batched`).
     Runs in a worker thread (the service holds row locks; the event loop must not)."""
     close_old_connections()
     try:
-        with after_commit.answer_first() as follow_ups:
+        with after_commit.answer_first() as follow_ups, realtime.batched():
             try:
                 status, result = 200, handler(address, body)
             except Exception as exc:
@@ -171,7 +172,9 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await super().disconnect(code)
 
     async def event_push(self, message: dict[str, Any]) -> None:
-        await self.send_json({"type": "event", "event": message["event"], "payload": message["payload"]})
+        """One event, or several (`realtime.batched`) written as one frame each, in order."""
+        for event in message.get("events") or [message]:
+            await self.send_json({"type": "event", "event": event["event"], "payload": event["payload"]})
 
     async def _error(self, code: str, message: str, request_id: Any = None) -> None:
         await self.send_json({"type": "error", "id": request_id, "code": code, "message": message})

@@ -260,12 +260,14 @@ def payments_follow_up(
     a channel whose proposal was just answered its next proposal. Each step is idempotent; whatever
     finds a channel busy is picked up when that channel's proposal is answered."""
     if settle_payment is not None:
-        try:
-            _settle_sender_side(*settle_payment)
-        finally:  # the sender hears of the payment after the node's proposal to settle it
-            if then_tell_sender is not None:
-                event, news = then_tell_sender
-                realtime.push_event_on_commit(realtime.user_group(news["sender"]), event, news)
+        # The proposal and the news reach the sender in one push.
+        with realtime.batched():
+            try:
+                _settle_sender_side(*settle_payment)
+            finally:  # the sender hears of the payment after the node's proposal to settle it
+                if then_tell_sender is not None:
+                    event, news = then_tell_sender
+                    realtime.push_event_on_commit(realtime.user_group(news["sender"]), event, news)
     if forward_to is not None:
         _forward_to(forward_to)
     if channel_freed is not None:
