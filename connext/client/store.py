@@ -324,7 +324,9 @@ class Store:
         return [_payment_from_row(row) for row in rows]
 
     def save_payment(self, record: PaymentRecord) -> PaymentRecord:
-        """Insert or replace a payment record; a secret once known is never forgotten."""
+        """Insert or replace a payment record; a secret once known is never forgotten. News that
+        changes nothing is not written (each write is a synced commit, and the node tells a payment's
+        news more than once)."""
         now = time.time()
         existing = self.payment(record.payment_id)
         record = replace(
@@ -333,6 +335,8 @@ class Store:
             created_at=existing.created_at if existing is not None else (record.created_at or now),
             updated_at=now,
         )
+        if existing is not None and replace(record, updated_at=existing.updated_at) == existing:
+            return existing
         with self._lock:
             self._db.execute(
                 _SAVE_PAYMENT,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from connext.client.store import ChannelSetup, SignedState, Store
+from dataclasses import replace
+
+from connext.client.store import ChannelSetup, PaymentRecord, SignedState, Store
 from connext.protocol import signing
 from connext.protocol.types import DefinitionKind
 from connext.protocol.updates import apply_update
@@ -86,3 +88,29 @@ def test_a_store_with_two_channels_names_no_default_setup():
 
     assert store.setup() is None
     assert store.setup("0x" + "bb" * 20) == _setup("0x" + "bb" * 20)
+
+
+def test_a_payment_saved_again_with_nothing_new_is_left_as_it_was(tmp_path):
+    store = Store(tmp_path / "client.db")
+    news = PaymentRecord(
+        payment_id="0x" + "01" * 32,
+        direction="incoming",
+        kind="linked",
+        sender="0x" + "aa" * 20,
+        recipient="0x" + "bb" * 20,
+        asset_id="0x" + "00" * 20,
+        amount=5,
+        status="forwarded",
+        meta={"note": "rent"},
+    )
+    first = store.save_payment(replace(news, secret=b"s" * 32))
+
+    again = store.save_payment(news)  # the same news, told again without the secret
+
+    assert again == first  # not written: the same record, the same updatedAt
+    assert store.payment(news.payment_id) == first
+    completed = store.save_payment(replace(news, status="completed"))
+    assert completed.status == "completed"
+    assert completed.updated_at > first.updated_at
+    assert completed.secret == b"s" * 32
+    assert store.payment(news.payment_id) == completed
