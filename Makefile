@@ -75,3 +75,9 @@ gas: install
 .PHONY: bench
 bench: install services
 	$(PY) bench/routing_bench.py $(BENCH_ARGS)
+
+# What daphne, Channels, the Redis channel layer and Postgres cost per routed transfer with none of our
+# code behind them: the ceiling the chosen stack sets (JSON to bench/results/stack-floor-*.json).
+.PHONY: bench-stack
+bench-stack: install services
+	$(PY) bench/stack_floor.py
