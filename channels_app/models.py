@@ -176,6 +176,9 @@ class ChannelUpdate(models.Model):
     state_hash = models.CharField(max_length=66)
     node_signature = models.CharField(max_length=132)
     user_signature = models.CharField(max_length=132)
+    # The state a resume made. Every other state is rebuilt from the updates before it; a resume's
+    # outcome depends on the chain's record of its dispute as it was then, so it is kept whole.
+    resumed_state = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

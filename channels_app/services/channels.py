@@ -133,14 +133,27 @@ def state_at(channel: Channel, nonce: int) -> ChannelState | None:
     """The doubly signed state the channel had at `nonce`, rebuilt from the updates the node stored
     (it keeps every update and the hash both parties signed, not every state): each update applied
     by the protocol core as it was at the time it was stored, and each result checked against the
-    signed hash. None when it cannot be rebuilt exactly, e.g. across a resume (which needs the
-    chain's record of that dispute as it was then)."""
+    signed hash. A resume's outcome depends on the chain's record of its dispute as it was then, so
+    the rebuild starts from the state the last resume up to `nonce` made, kept whole. None when it
+    cannot be rebuilt exactly (a record that does not hash to what was signed, or a resume stored
+    before resumed states were kept)."""
     definitions = network.network().definitions
     state: ChannelState | None = None
-    records = ChannelUpdate.objects.filter(channel=channel, nonce__lte=nonce).order_by("nonce")
-    for record in records.iterator():
+    records = ChannelUpdate.objects.filter(channel=channel, nonce__lte=nonce)
+    resume = records.filter(kind="resume").order_by("-nonce").first()
+    if resume is not None:
+        if resume.resumed_state is None:
+            return None
+        try:
+            state = serialization.channel_state_from_json(resume.resumed_state)
+        except ProtocolError:
+            return None
+        if state.nonce != resume.nonce or serialization.hex_bytes(state.state_hash) != resume.state_hash:
+            return None
+        records = records.filter(nonce__gt=resume.nonce)
+    for record in records.order_by("nonce").iterator():
         update = serialization.update_from_json(record.update)
-        if isinstance(update, ResumeUpdate):
+        if isinstance(update, ResumeUpdate):  # not reached: the rebuild starts after the last one
             return None
         deposits = (
             {update.asset_id: (update.total_deposits_node, update.total_deposits_user)}
@@ -526,6 +539,9 @@ def _record_update(
             state_hash=serialization.hex_bytes(new.state_hash),
             node_signature=serialization.hex_bytes(node_sig),
             user_signature=serialization.hex_bytes(user_sig),
+            resumed_state=serialization.channel_state_to_json(new)
+            if isinstance(update, ResumeUpdate)
+            else None,
         )
     )
     return str(update_json["type"])

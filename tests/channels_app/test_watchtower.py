@@ -207,6 +207,52 @@ def test_when_the_node_missed_the_window_it_still_collects_what_the_older_state_
     assert_conserved(w3, older.channel_address)
 
 
+def test_when_the_node_missed_a_window_after_a_resume_it_still_collects_what_the_older_state_owes_it(
+    alice_and_bob, w3, chain, events
+):
+    """As above, on a channel that was disputed and resumed before: the older state is rebuilt from
+    the state the resume made (kept whole: it depends on the chain's record of that first dispute)
+    and the updates after it. Before, such a round was left `missed` with the node's share stranded."""
+    alice, bob = alice_and_bob
+    channel = Channel.objects.get(user_address=alice.address)
+    user_disputes_channel(alice, alice.state)
+    run_tower_work(alice, bob)
+    advance_chain(chain, T)
+    run_tower_work(alice, bob)  # the node defunds
+    advance_chain(chain, T)
+    run_tower_work(alice, bob)  # the node proposes the resume, Alice signs it
+    assert Dispute.objects.get(channel=channel).status == Dispute.Status.RESUMED
+    alice.send_eth(FUNDER_KEY, channel.address, E)
+    assert alice.deposit_update().status_code == 200
+    response, payment_id, preimage = alice.pay(bob.address, E // 4)
+    assert response.status_code == 200
+    older = alice.state  # after the resume, with Alice's payment to the node locked
+    (locked,) = older.transfers
+    run_node_work(alice, bob)
+    assert bob.resolve_incoming(payment_id, preimage).status_code == 200
+    run_node_work(alice, bob)
+    channel.refresh_from_db()
+    assert channel.nonce > older.nonce
+
+    user_disputes_channel(alice, older)
+    advance_chain(chain, T)  # the consensus window passes while the node is down
+    run_tower_work(bob)
+
+    second = Dispute.objects.filter(channel=channel).order_by("pk").last()
+    assert second.nonce == older.nonce
+    assert second.status == Dispute.Status.DEFUNDED  # not `missed`
+    defund = channel_defunds(w3, older.channel_address)[-1]
+    totals = channel_reads.deposit_totals(w3, older.channel_address, ETH, block="latest")
+    node_balance, user_balance = older.balances[0]
+    assert (defund["defundNonce"], defund["toUser"]) == (older.defund_nonces[0], user_balance)
+    assert defund["toNode"] == node_balance + totals.node - older.processed_deposits[0][0]
+    assert disputes.read_transfer_dispute(w3, older.channel_address, locked.transfer_hash).defunded
+    advance_chain(chain, T)
+    run_tower_work(bob)
+    assert Channel.objects.get(pk=channel.pk).status == Channel.Status.CLOSED
+    assert_conserved(w3, older.channel_address)
+
+
 def test_every_state_the_node_signed_is_rebuilt_exactly_and_nothing_it_cannot_vouch_for(alice_and_bob):
     alice, bob = alice_and_bob
     pay_and_complete(alice, bob, E // 8)
@@ -614,6 +660,13 @@ def test_after_a_dispute_the_channel_resumes_and_deposits_transfers_and_withdraw
     assert eth_balance(w3, recipient) == E // 2
     assert alice.state.balances[0][1] == E - E // 4 - E // 2
     assert alice.state.transfers == ()
+
+    # Every state the channel had, across both resumes, is rebuilt exactly from the node's records.
+    for record in ChannelUpdate.objects.filter(channel=alice_channel):
+        rebuilt = channels.state_at(alice_channel, record.nonce)
+        assert rebuilt is not None
+        assert "0x" + rebuilt.state_hash.hex() == record.state_hash
+    assert channels.state_at(alice_channel, alice_channel.nonce) == channels.latest_state(alice_channel)
 
     # A second dispute pays out the rest: the raised defund nonce lets the chain defund the asset again.
     final = alice.state
