@@ -5,14 +5,31 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from typing import Any
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "connext_site.settings")
 
 app = Celery("connext_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _database_hygiene(sender: Any = None, **_: Any) -> None:
+    """Around every task, what Django does around every request: a connection that failed, or is
+    older than its age, is closed; with the pool, handed back to it, open. (Celery's own Django fixup
+    closed the connection and the whole pool around every task: two new Postgres sessions per task.
+    `CELERY_DB_REUSE_MAX` in the settings leaves that to this.)"""
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return  # run inside its caller (the embedded default): the connection is the caller's
+    from django.db import close_old_connections
+
+    close_old_connections()
+
 
 # name -> (task, interval). Read by Celery beat and by connext_site.periodic.
 PERIODIC_TASKS: dict[str, tuple[str, timedelta]] = {

@@ -148,6 +148,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_RESULT_EXPIRES = timedelta(hours=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes the database connection (and Django's pool) around every task unless
+# this is set; then only every 2 x this many task events. connext_site.celery hands connections back
+# to the pool around each task instead, as Django does around requests.
+CELERY_DB_REUSE_MAX = 10_000
 CELERY_TIMEZONE = "UTC"
 
 # The node's own settings, beyond Django's.

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 import urllib.request
 
+import psycopg
 import pytest
+from django.core.cache import cache
 from websockets.sync.client import connect
 
+from channels_app.health import HEARTBEAT_CACHE_KEY
 from channels_app.realtime import BROADCAST_GROUP, push_event_now
 from tests.support.processes import http_get_json, wait_until
 
@@ -53,6 +57,34 @@ def test_health_turns_200_once_the_celery_worker_and_beat_run(node_process, cele
     assert body["checks"]["redis"]["ok"] is True
     assert body["checks"]["database"]["detail"]["vendor"] == "postgresql"
     assert body["checks"]["chain"]["detail"]["chain_id"] == 31337
+
+
+def _sessions_and_commits(database_url: str) -> tuple[int, int]:
+    """Postgres' counts of sessions opened to the test database and transactions committed in it."""
+    server, name = database_url.rsplit("/", 1)
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT sessions, xact_commit FROM pg_stat_database WHERE datname = %s", (name,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def test_the_celery_worker_keeps_its_database_connection_from_task_to_task(celery_process, node_database_url):
+    """Celery's Django fixup closes the connection, and with it Django's connection pool, before and
+    after every task: a worker opened two new Postgres sessions for each task it ran (a connection
+    storm under load, a TLS handshake per task against a remote database)."""
+    wait_until(lambda: cache.get(HEARTBEAT_CACHE_KEY), timeout=60, what="the worker's first task")
+    time.sleep(3)  # the worker's first connection is open and flushed to Postgres' statistics
+    sessions, commits = _sessions_and_commits(node_database_url)
+
+    time.sleep(8)  # beat runs a database task every 2 to 3 seconds: about six of them
+
+    assert celery_process.alive(), celery_process.log()
+    sessions_after, commits_after = _sessions_and_commits(node_database_url)
+    assert commits_after - commits >= 4  # the tasks ran, and used the database
+    # Without the fix about 16. The pool's first connections may still be counted in the window.
+    assert sessions_after - sessions <= 2
 
 
 def test_daphne_stops_cleanly_on_sigterm(node_process):
