@@ -8,6 +8,7 @@ Measures on this machine, one part at a time (nothing else of ours running):
   and after a hop to a worker thread (as the node answers socket requests), and a push through the
   Redis channel layer to a socket: CPU of the daphne process and of the `websockets` clients per frame
   pair;
+- for comparison, the `websockets` library's own server answering the same frame (no ASGI);
 - one channel update in Postgres in its leanest form (lock the channel row, write its new state, insert
   the update's record, commit with fsync on): CPU of the psycopg caller and of the Postgres backend;
 - the protocol work of a routed transfer (`protocol_bench`).
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -34,6 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -50,6 +53,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 FLOOR_DB = "connext_floor"
 RESULTS = ROOT / "bench" / "results"
 STATE_JSON = json.dumps({"state": "ab" * 900})  # about a channel state with a few transfers
+# About the size of a node answer carrying a doubly signed state (two signatures, a few transfers).
+PAYLOAD = {"state": "0x" + "ab" * 900, "nodeSignature": "0x" + "cd" * 65, "userSignature": "0x" + "ef" * 65}
 UPDATE_JSON = json.dumps({"update": "cd" * 400})
 
 
@@ -62,7 +67,7 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-# -- websockets through daphne + Channels -----------------------------------------------------------
+# -- websockets through daphne + Channels, and the websockets library's own server -----------------------------------------------------------
 
 
 async def _socket_loop(url: str, kind: str, deadline: float, counts: list[int]) -> None:
@@ -75,13 +80,13 @@ async def _socket_loop(url: str, kind: str, deadline: float, counts: list[int]) 
         counts.append(sent)
 
 
-async def _measure_frames(url: str, kind: str, *, sockets: int, seconds: float, daphne_pid: int) -> dict:
+async def _measure_frames(url: str, kind: str, *, sockets: int, seconds: float, server_pid: int) -> dict:
     counts: list[int] = []
     await asyncio.gather(*(_socket_loop(url, kind, time.perf_counter() + 1.0, []) for _ in range(sockets)))
-    server_before, client_before = process_cpu(daphne_pid), time.process_time()
+    server_before, client_before = process_cpu(server_pid), time.process_time()
     deadline = time.perf_counter() + seconds
     await asyncio.gather(*(_socket_loop(url, kind, deadline, counts) for _ in range(sockets)))
-    server_used = process_cpu(daphne_pid) - server_before
+    server_used = process_cpu(server_pid) - server_before
     client_used = time.process_time() - client_before
     done = sum(counts)
     return {
@@ -93,16 +98,12 @@ async def _measure_frames(url: str, kind: str, *, sockets: int, seconds: float, 
 
 
 @contextmanager
-def _daphne(*, redis_url: str | None) -> Iterator[tuple[str, int]]:
-    """daphne serving `stack_floor_app` with the Redis pub/sub channel layer, or without `redis_url`
-    the in-memory one (pushes that never leave the process). Yields its websocket URL and pid."""
+def _serving(command: list[str], env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """A websocket server started with `command` on a free port (`{port}` in it); yields its URL and
+    pid once it answers."""
     port = devchain.free_port()
-    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
-    env.update(PYTHONPATH=str(ROOT / "bench"), NODE_LOG_LEVEL="WARNING")
-    if redis_url is not None:
-        env["REDIS_URL"] = redis_url
-    daphne = subprocess.Popen(
-        [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "stack_floor_app:application"],
+    server = subprocess.Popen(
+        [part.format(port=port) for part in command],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -111,29 +112,63 @@ def _daphne(*, redis_url: str | None) -> Iterator[tuple[str, int]]:
     try:
         url = f"ws://127.0.0.1:{port}/floor"
         for _ in range(200):
-            if daphne.poll() is not None:
-                raise RuntimeError(f"daphne exited with {daphne.returncode}")
+            if server.poll() is not None:
+                raise RuntimeError(f"{command[2]} exited with {server.returncode}")
             with suppress(OSError):
                 asyncio.run(_socket_loop(url, "echo", 0, []))
                 break
             time.sleep(0.1)
         else:
-            raise RuntimeError("daphne did not accept a websocket in 20 s")
-        yield url, daphne.pid
+            raise RuntimeError(f"{command[2]} did not accept a websocket in 20 s")
+        yield url, server.pid
     finally:
-        daphne.terminate()
-        daphne.wait(10)
+        server.terminate()
+        server.wait(10)
+
+
+def _daphne(*, redis_url: str | None) -> contextlib.AbstractContextManager[tuple[str, int]]:
+    """daphne serving `stack_floor_app` with the Redis pub/sub channel layer, or without `redis_url`
+    the in-memory one (pushes that never leave the process)."""
+    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    env.update(PYTHONPATH=str(ROOT / "bench"), NODE_LOG_LEVEL="WARNING")
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
+    command = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "stack_floor_app:application"]
+    return _serving(command, env)
+
+
+def _plain_server(port: int) -> None:
+    """For comparison: the `websockets` library's own server answering `echo` frames, no ASGI."""
+
+    async def answer(socket: Any) -> None:
+        async for frame in socket:
+            message = json.loads(frame)
+            await socket.send(json.dumps({"type": "response", "id": message.get("id"), "body": PAYLOAD}))
+
+    async def serve() -> None:
+        async with websockets.serve(answer, "127.0.0.1", port, max_size=None):
+            await asyncio.get_running_loop().create_future()
+
+    asyncio.run(serve())
 
 
 def measure_websockets(*, sockets: int, seconds: float, redis_url: str) -> dict[str, dict]:
     results = {}
-    runs = [(redis_url, ("echo", "thread", "push"), ""), (None, ("push",), "_in_process")]
-    for layer_url, kinds, suffix in runs:
-        with _daphne(redis_url=layer_url) as (url, pid):
+    servers = [
+        (_daphne(redis_url=redis_url), ("echo", "thread", "push"), ""),
+        (_daphne(redis_url=None), ("push",), "_in_process"),
+        (
+            _serving([PYTHON, str(Path(__file__)), "--plain-server", "{port}"], dict(os.environ)),
+            ("echo",),
+            "_plain",
+        ),
+    ]
+    for server, kinds, suffix in servers:
+        with server as (url, pid):
             for kind in kinds:
                 log(f"websocket {kind}{suffix}: {sockets} sockets for {seconds:.0f} s")
                 results[kind + suffix] = asyncio.run(
-                    _measure_frames(url, kind, sockets=sockets, seconds=seconds, daphne_pid=pid)
+                    _measure_frames(url, kind, sockets=sockets, seconds=seconds, server_pid=pid)
                 )
     return results
 
@@ -213,7 +248,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3, help="socket requests per routed transfer")
     parser.add_argument("--pushes", type=int, default=2, help="pushes per routed transfer")
     parser.add_argument("--transactions", type=int, default=4, help="update transactions per transfer")
+    parser.add_argument("--plain-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.plain_server:
+        _plain_server(args.plain_server)
+        return
     subprocess.run([str(ROOT / "scripts" / "services.sh")], check=True)
     threading.current_thread().name = "floor"
     frames = measure_websockets(sockets=args.sockets, seconds=args.seconds, redis_url=args.redis)

@@ -25,9 +25,7 @@ from asgiref.sync import sync_to_async  # noqa: E402
 from channels.generic.websocket import AsyncJsonWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
-
-# About the size of a node answer carrying a doubly signed state (two signatures, a few transfers).
-PAYLOAD = {"state": "0x" + "ab" * 900, "nodeSignature": "0x" + "cd" * 65, "userSignature": "0x" + "ef" * 65}
+from stack_floor import PAYLOAD  # noqa: E402
 
 
 def _in_a_worker_thread() -> dict[str, Any]:
