@@ -143,6 +143,9 @@ def main() -> int:
             chain.stop()
 
     signal.signal(signal.SIGTERM, interrupt)  # from the start: whatever was started is stopped
+    # Ctrl-C too, explicitly: started from a script as a background job, a process inherits SIGINT
+    # ignored, and Python then leaves it ignored (the node could not be stopped with it).
+    signal.signal(signal.SIGINT, interrupt)
     try:
         if not port_is_free(host, port):
             log(f"port {host}:{port} is taken; set NODE_PORT to another port")

@@ -9,11 +9,18 @@ import sys
 from connext.chain.devchain import free_port
 from tests.support.processes import ManagedProcess, http_get_json, node_env, wait_until
 
+# `make up` started the way a script starts a background job: with SIGINT ignored, which a process
+# inherits across exec (and Python then leaves ignored). Ctrl-C must still stop it.
+UP_WITH_SIGINT_IGNORED = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN);"
+    " os.execv(sys.executable, [sys.executable, 'scripts/up.py'])"
+)
+
 
 def test_the_embedded_node_serves_a_healthy_page_and_stops_cleanly(tmp_path):
     node_port, anvil_port = free_port(), free_port()
     up = ManagedProcess(
-        [sys.executable, "scripts/up.py"],
+        [sys.executable, "-c", UP_WITH_SIGINT_IGNORED],
         env=node_env(
             DATABASE_URL=None,
             REDIS_URL=None,
