@@ -87,11 +87,12 @@ class Stack:
             self.chain.stop()
 
 
-def _fresh_database(base_url: str) -> str:
+def fresh_database(base_url: str, name: str = BENCH_DB) -> str:
+    """An empty database `name` on the server at `base_url` (dropped first if it exists); its URL."""
     with psycopg.connect(f"{base_url}/postgres", autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        connection.execute(f"CREATE DATABASE {BENCH_DB}")
-    return f"{base_url}/{BENCH_DB}"
+        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {name}")
+    return f"{base_url}/{name}"
 
 
 def database_transactions(base_url: str) -> tuple[int, int]:
@@ -112,7 +113,7 @@ def start_stack(*, nodes: int, workdir: Path, postgres: str, redis_url: str) -> 
     rpc_url = chain.start()
     env = {
         **os.environ,
-        "DATABASE_URL": _fresh_database(postgres),
+        "DATABASE_URL": fresh_database(postgres),
         "REDIS_URL": redis_url,
         "CHAIN_RPC_URL": rpc_url,
         "PUBLIC_CHAIN_RPC_URL": rpc_url,

@@ -30,7 +30,6 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -45,11 +44,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 import protocol_bench  # noqa: E402
 import psycopg  # noqa: E402
 import websockets  # noqa: E402
+from routing_bench import cpu_seconds, fresh_database  # noqa: E402
 
 from connext.chain import devchain  # noqa: E402
 
 PYTHON = sys.executable
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 FLOOR_DB = "connext_floor"
 RESULTS = ROOT / "bench" / "results"
 STATE_JSON = json.dumps({"state": "ab" * 900})  # about a channel state with a few transfers
@@ -60,11 +59,6 @@ UPDATE_JSON = json.dumps({"update": "cd" * 400})
 
 def log(message: str) -> None:
     print(f"[floor] {message}", flush=True)
-
-
-def process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 # -- websockets through daphne + Channels, and the websockets library's own server -----------------------------------------------------------
@@ -83,10 +77,10 @@ async def _socket_loop(url: str, kind: str, deadline: float, counts: list[int]) 
 async def _measure_frames(url: str, kind: str, *, sockets: int, seconds: float, server_pid: int) -> dict:
     counts: list[int] = []
     await asyncio.gather(*(_socket_loop(url, kind, time.perf_counter() + 1.0, []) for _ in range(sockets)))
-    server_before, client_before = process_cpu(server_pid), time.process_time()
+    server_before, client_before = cpu_seconds([server_pid]), time.process_time()
     deadline = time.perf_counter() + seconds
     await asyncio.gather(*(_socket_loop(url, kind, deadline, counts) for _ in range(sockets)))
-    server_used = process_cpu(server_pid) - server_before
+    server_used = cpu_seconds([server_pid]) - server_before
     client_used = time.process_time() - client_before
     done = sum(counts)
     return {
@@ -177,11 +171,9 @@ def measure_websockets(*, sockets: int, seconds: float, redis_url: str) -> dict[
 
 
 def measure_postgres(base_url: str, *, seconds: float, channels: int = 100) -> dict:
-    with psycopg.connect(f"{base_url}/postgres", autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {FLOOR_DB}")
-        admin.execute(f"CREATE DATABASE {FLOOR_DB}")
+    url = fresh_database(base_url, FLOOR_DB)
     try:
-        with psycopg.connect(f"{base_url}/{FLOOR_DB}") as connection:
+        with psycopg.connect(url) as connection:
             connection.execute(
                 "CREATE TABLE channel (id serial PRIMARY KEY, nonce bigint NOT NULL, state jsonb NOT NULL)"
             )
@@ -196,9 +188,9 @@ def measure_postgres(base_url: str, *, seconds: float, channels: int = 100) -> d
             connection.commit()
             backend = connection.execute("SELECT pg_backend_pid()").fetchone()[0]
             run = _update_loop(connection, channels=channels, seconds=1.0)  # warm up
-            server_before, client_before = process_cpu(backend), time.thread_time()
+            server_before, client_before = cpu_seconds([backend]), time.thread_time()
             run = _update_loop(connection, channels=channels, seconds=seconds)
-            server_used = process_cpu(backend) - server_before
+            server_used = cpu_seconds([backend]) - server_before
             client_used = time.thread_time() - client_before
     finally:
         with psycopg.connect(f"{base_url}/postgres", autocommit=True) as admin:
@@ -254,7 +246,6 @@ def main() -> None:
         _plain_server(args.plain_server)
         return
     subprocess.run([str(ROOT / "scripts" / "services.sh")], check=True)
-    threading.current_thread().name = "floor"
     frames = measure_websockets(sockets=args.sockets, seconds=args.seconds, redis_url=args.redis)
     log(f"postgres: one update transaction at a time for {args.seconds:.0f} s")
     database = measure_postgres(args.postgres, seconds=args.seconds)
