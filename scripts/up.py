@@ -114,7 +114,7 @@ def demo_instructions(base: str, var_dir: Path) -> str:
 
 
 def interrupt(signum: int, frame: object) -> None:
-    """SIGTERM stops the node the same way Ctrl-C does."""
+    """SIGINT (Ctrl-C) and SIGTERM stop the node, whatever the disposition `make up` inherited."""
     raise KeyboardInterrupt
 
 
