@@ -48,6 +48,8 @@ class NodeConfig:
     chain_rpc_batch_size: int
     dispute_timeout_seconds: int
     hashlock_min_window_seconds: int
+    routing_reaction_seconds: int
+    routing_max_transfer_timeout_seconds: int
     deployments_file: Path
     supported_tokens: tuple[str, ...]
     log_level: str
@@ -243,10 +245,20 @@ def _log_level(environ_: Mapping[str, str]) -> str:
     return value
 
 
+def _routing_reaction(environ_: Mapping[str, str], dispute_timeout: int, hashlock_window: int) -> int:
+    """The longest the node may take to see a chain event and get its answer mined. Routing windows
+    are sized by it (docs/protocol.md, "Routing windows"); at most half a dispute window, so a stale
+    dispute is always answered in time. Default: half the least window a receiver gets."""
+    default = min(max(1, hashlock_window // 2), dispute_timeout // 2)
+    return _int(environ_, "ROUTING_REACTION_SECONDS", default, minimum=1, maximum=dispute_timeout // 2)
+
+
 def load(environ_: Mapping[str, str]) -> NodeConfig:
     debug = _bool(environ_, "DJANGO_DEBUG", default=True)
     var_dir = Path(_text(environ_, "NODE_VAR_DIR") or BASE_DIR / "var").resolve()
     rpc_url = _http_url(environ_, "CHAIN_RPC_URL", None)
+    dispute_timeout = _int(environ_, "DISPUTE_TIMEOUT_SECONDS", 86_400, minimum=60, maximum=60 * 86_400)
+    hashlock_window = _int(environ_, "HASHLOCK_MIN_WINDOW_SECONDS", 600, minimum=1, maximum=7 * 86_400)
     return NodeConfig(
         debug=debug,
         secret_key=_secret_key(environ_, debug),
@@ -261,11 +273,11 @@ def load(environ_: Mapping[str, str]) -> NodeConfig:
         chain_confirmations=_int(environ_, "CHAIN_CONFIRMATIONS", 1, minimum=0, maximum=1000),
         chain_start_block=_int(environ_, "CHAIN_START_BLOCK", 0, minimum=0, maximum=2**63 - 1),
         chain_rpc_batch_size=_int(environ_, "CHAIN_RPC_BATCH_SIZE", 100, minimum=1, maximum=10_000),
-        dispute_timeout_seconds=_int(
-            environ_, "DISPUTE_TIMEOUT_SECONDS", 86_400, minimum=60, maximum=60 * 86_400
-        ),
-        hashlock_min_window_seconds=_int(
-            environ_, "HASHLOCK_MIN_WINDOW_SECONDS", 600, minimum=1, maximum=7 * 86_400
+        dispute_timeout_seconds=dispute_timeout,
+        hashlock_min_window_seconds=hashlock_window,
+        routing_reaction_seconds=_routing_reaction(environ_, dispute_timeout, hashlock_window),
+        routing_max_transfer_timeout_seconds=_int(
+            environ_, "ROUTING_MAX_TRANSFER_TIMEOUT_SECONDS", 7 * 86_400, minimum=60, maximum=60 * 86_400
         ),
         deployments_file=Path(_text(environ_, "DEPLOYMENTS_FILE") or var_dir / "deployments.json").resolve(),
         supported_tokens=_token_list(environ_),

@@ -172,6 +172,10 @@ SUPPORTED_TOKENS = NODE.supported_tokens
 # A routed HashLock's receiver side expires this much before the sender's, on top of one dispute
 # window (so the node can always claim upstream); also the least time a receiver gets.
 HASHLOCK_MIN_WINDOW_SECONDS = NODE.hashlock_min_window_seconds
+# Routing windows (docs/protocol.md): the longest the node takes to see a chain event and get its
+# answer mined, and the longest on-chain window a sender may give its side of a payment.
+ROUTING_REACTION_SECONDS = NODE.routing_reaction_seconds
+ROUTING_MAX_TRANSFER_TIMEOUT_SECONDS = NODE.routing_max_transfer_timeout_seconds
 # Collateral the node keeps per channel and asset unless a channel has its own profile:
 # (collateralize below, fill up to, reclaim above), in wei / token base units (18 decimals assumed).
 REBALANCE_DEFAULTS = {

@@ -118,6 +118,13 @@ def test_secrets_can_come_from_files(tmp_path):
         ({"DISPUTE_TIMEOUT_SECONDS": "10"}, "DISPUTE_TIMEOUT_SECONDS", "from 60"),
         ({"DISPUTE_TIMEOUT_SECONDS": "1.5"}, "DISPUTE_TIMEOUT_SECONDS", "whole number"),
         ({"HASHLOCK_MIN_WINDOW_SECONDS": "0"}, "HASHLOCK_MIN_WINDOW_SECONDS", "from 1"),
+        # The node must answer a stale dispute inside its window: at most half of it.
+        (
+            {"DISPUTE_TIMEOUT_SECONDS": "3600", "ROUTING_REACTION_SECONDS": "1801"},
+            "ROUTING_REACTION_SECONDS",
+            "from 1 to 1800",
+        ),
+        ({"ROUTING_MAX_TRANSFER_TIMEOUT_SECONDS": "59"}, "ROUTING_MAX_TRANSFER_TIMEOUT_SECONDS", "from 60"),
         ({"NODE_LOG_LEVEL": "LOUD"}, "NODE_LOG_LEVEL", "DEBUG, INFO"),
         ({"SUPPORTED_TOKENS": "0x12,0xab"}, "SUPPORTED_TOKENS", "ERC20 contract addresses"),
     ],
@@ -129,6 +136,13 @@ def test_a_malformed_variable_is_refused_with_its_name(variables, named, expecte
     message = str(raised.value)
     assert message.startswith(named)
     assert expected in message
+
+
+def test_the_routing_reaction_defaults_to_half_the_receivers_least_window_within_half_a_dispute_window():
+    assert config.load({}).routing_reaction_seconds == 300
+    assert config.load({"HASHLOCK_MIN_WINDOW_SECONDS": "7200"}).routing_reaction_seconds == 3600
+    assert config.load({"DISPUTE_TIMEOUT_SECONDS": "60"}).routing_reaction_seconds == 30
+    assert config.load({"ROUTING_REACTION_SECONDS": "42"}).routing_reaction_seconds == 42
 
 
 @pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "NODE_PRIVATE_KEY"])
