@@ -42,6 +42,7 @@ from connext.protocol.types import (
     ResolveUpdate,
     ResumeUpdate,
     SetupUpdate,
+    TransferState,
     Update,
     UpdateContext,
 )
@@ -304,6 +305,8 @@ def channel_apply_user_update(
         if not matches:
             raise ChannelError("bad_meta", "The meta does not hash to the update's metaHash.")
     context = _user_update_context(update)
+    if isinstance(update, ResolveUpdate):
+        _check_downstream_resolve(update)
     try:
         with transaction.atomic():
             channel = _locked_channel(update.channel_address, user)
@@ -346,6 +349,19 @@ def _user_update_context(update: Update) -> UpdateContext:
             raise ChannelError("unknown_asset", f"The node does not serve asset {update.asset_id}.")
         deposits_of = (update.channel_address, update.asset_id)
     return network.update_context(deposits_of=deposits_of, dispute=_dispute_for(update))
+
+
+def _check_downstream_resolve(update: ResolveUpdate) -> None:
+    """A receiver's resolve is countersigned only while the node can still claim the sender side (its
+    reads, the chain's time among them, happen before the lock)."""
+    try:
+        routing_policy.check_downstream_resolve(
+            transfer_id=serialization.hex_bytes(update.transfer_id),
+            encoded_resolver=update.encoded_resolver,
+            chain_now=lambda: disputes.chain_time(chain.web3()),
+        )
+    except routing_policy.PaymentError as exc:
+        raise ChannelError(exc.code, exc.message, status=exc.status) from None
 
 
 def _check_routing_terms(new: ChannelState, meta: dict[str, Any]) -> None:
@@ -577,23 +593,7 @@ def _store(
     follow_up: dict[str, Any] = {}
     routed_step = False
     if isinstance(update, CreateUpdate):
-        transfer = next(t for t in new.transfers if t.create_nonce == new.nonce)
-        kind = net.definitions[transfer.definition]
-        row = Transfer(
-            channel=channel,
-            transfer_id=serialization.hex_bytes(transfer.transfer_id),
-            payment_id=serialization.hex_bytes(transfer.payment_id),
-            kind=kind.value,
-            definition=transfer.definition,
-            initiator=transfer.initiator,
-            responder=transfer.responder,
-            asset_id=transfer.asset_id,
-            amount=transfer.balance[0],
-            transfer_state=serialization.transfer_state_to_json(transfer),
-            meta=meta or {},
-            created_nonce=new.nonce,
-        )
-        rows.insert(row)
+        row, transfer, kind = _insert_transfer(channel, new, meta or {})
         if transfer.responder == new.node and kind.value in payment_records.ROUTED_KINDS:
             # A payment the node is asked to route starts here.
             try:
@@ -663,6 +663,49 @@ def _store(
         after_commit.run_inline(
             "channels_app.services.collateral.collateral_check_profile", channel=channel, state=new
         )
+
+
+def _insert_transfer(
+    channel: Channel, new: ChannelState, meta: dict[str, Any]
+) -> tuple[Transfer, TransferState, DefinitionKind]:
+    """The row of the transfer the create that made `new` locked."""
+    transfer = next(t for t in new.transfers if t.create_nonce == new.nonce)
+    kind = network.network().definitions[transfer.definition]
+    row = Transfer(
+        channel=channel,
+        transfer_id=serialization.hex_bytes(transfer.transfer_id),
+        payment_id=serialization.hex_bytes(transfer.payment_id),
+        kind=kind.value,
+        definition=transfer.definition,
+        initiator=transfer.initiator,
+        responder=transfer.responder,
+        asset_id=transfer.asset_id,
+        amount=transfer.balance[0],
+        transfer_state=serialization.transfer_state_to_json(transfer),
+        meta=meta,
+        created_nonce=new.nonce,
+    )
+    rows.insert(row)
+    return row, transfer, kind
+
+
+def proposal_taken_on_chain_locked(channel: Channel) -> None:
+    """The user countersigned the node's open proposal alone and disputed with it: what it creates is
+    the user's to claim on chain now. A transfer it locks is recorded (the receiver side of a payment is
+    linked to its payment) so the node follows it on chain like one countersigned off chain. The caller
+    holds the channel's row lock; the proposal stays open (the round then closes the channel)."""
+    if channel.pending_update is None or channel.pending_state is None:
+        return
+    update = serialization.update_from_json(channel.pending_update)
+    if not isinstance(update, CreateUpdate):
+        return
+    new = serialization.channel_state_from_json(channel.pending_state)
+    transfer = next(t for t in new.transfers if t.create_nonce == new.nonce)
+    if rows.exists(Transfer, transfer_id=serialization.hex_bytes(transfer.transfer_id)):
+        return
+    row, transfer, kind = _insert_transfer(channel, new, channel.pending_meta or {})
+    if transfer.initiator == new.node and kind.value in payment_records.ROUTED_KINDS:
+        payment_records.payment_receiver_locked(receiver_transfer=row)
 
 
 def _node_balances(state: ChannelState) -> dict[str, int]:

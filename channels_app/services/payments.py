@@ -24,8 +24,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from channels_app import after_commit, network, realtime, rows
-from channels_app.models import Channel, OnchainTransaction, Payment, Transfer
-from channels_app.services import channels, collateral
+from channels_app.models import Channel, OnchainTransaction, Payment, Transfer, TransferDispute
+from channels_app.services import channels, collateral, routing_policy
 from channels_app.services.payment_records import (
     ROUTED_KINDS,
     _push,
@@ -100,16 +100,31 @@ def _forward_locked(channel_id: int, payment_pk: int) -> tuple[bool, int]:
         payment.status = PaymentStatus.REFUNDED
         rows.update(payment, ["status"])
         return False, 0
-    if rows.value(Channel, "status", pk=sender.channel_id) != Channel.Status.OPEN:
+    sender_channel_status, sender_channel_state = rows.values(
+        Channel, ("status", "latest_state"), pk=sender.channel_id
+    ) or (None, None)
+    if sender_channel_status != Channel.Status.OPEN:
         # The sender's channel is in dispute: its transfer's on-chain window may close before the
         # receiver reveals, so the node must not pay downstream what it might not claim upstream.
         _fail(payment, "the sender's channel is in dispute")
         return False, 0
+    if rows.exists(TransferDispute, transfer_id=sender.transfer_id):
+        # Disputed on chain in a round that is over: its window runs on its own clock.
+        _fail(payment, "the sender's side is disputed on chain")
+        return False, 0
     state = channels.latest_state(channel)
+    sender_state = serialization.transfer_state_from_json(sender.transfer_state)
+    transfer_timeout = routing_policy.receiver_transfer_timeout(
+        sender_timeout=sender_state.transfer_timeout,
+        sender_channel_timeout=int(sender_channel_state["timeout"]),
+        receiver_channel_timeout=state.timeout,
+    )
+    if transfer_timeout is None:
+        _fail(payment, "the receiver's channel has a longer dispute window than this payment leaves room for")
+        return False, 0
     amount = int(payment.amount)
     if collateral.node_balance(state, payment.asset_id) < amount:
         return False, _collateral_for(channel, payment, amount)
-    sender_state = serialization.transfer_state_from_json(sender.transfer_state)
     encoded_state = sender_state.encoded_state
     if payment.kind == DefinitionKind.HASHLOCK.value:
         lock = HashLockState.decode(encoded_state)
@@ -133,7 +148,7 @@ def _forward_locked(channel_id: int, payment_pk: int) -> tuple[bool, int]:
             definition=net.definition_address(DefinitionKind(payment.kind)),
             payment_id=bytes.fromhex(payment.payment_id[2:]),
             encoded_state=encoded_state,
-            transfer_timeout=sender_state.transfer_timeout,
+            transfer_timeout=transfer_timeout,
             meta_hash=transfer_meta.meta_hash(receiver_meta),
         ),
         meta=receiver_meta,

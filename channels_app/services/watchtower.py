@@ -33,6 +33,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from web3 import Web3
 
 from channels_app import after_commit, chain, network, realtime
@@ -45,7 +46,7 @@ from channels_app.models import (
     Transfer,
     TransferDispute,
 )
-from channels_app.services import channels, payment_records, withdrawals
+from channels_app.services import channels, payment_records, routing_policy, withdrawals
 from channels_app.services.transactions import transaction_enqueue
 from connext.chain import channel_reads, disputes
 from connext.protocol import definitions, serialization
@@ -54,6 +55,7 @@ from connext.protocol.errors import ProtocolError
 from connext.protocol.types import (
     ChainDispute,
     ChannelState,
+    CreateUpdate,
     DefinitionKind,
     ResolveUpdate,
     ResumeUpdate,
@@ -167,6 +169,8 @@ def channel_disputed_observe(
         dispute.nonce = nonce
         dispute.state_hash = state_hash
         dispute.state = _known_state_json(channel, state_hash)
+        if nonce > channel.nonce and dispute.state is not None:  # the user took the node's proposal
+            channels.proposal_taken_on_chain_locked(channel)
         dispute.consensus_expiry = consensus_expiry
         dispute.defund_expiry = defund_expiry
         if nonce < channel.nonce:
@@ -347,6 +351,7 @@ def disputes_advance_all() -> int:
         except Exception:
             logger.exception("advancing dispute %s failed", dispute_id)
     resumed_transfers_advance()
+    downstream_guard()
     return len(ids)
 
 
@@ -355,6 +360,7 @@ def dispute_advance(*, dispute_id: int) -> None:
     dispute = Dispute.objects.select_related("channel").get(pk=dispute_id)
     if dispute.status not in Dispute.ACTIVE or dispute.consensus_expiry is None:
         return
+    downstream_guard(sender_channel_id=dispute.channel_id)
     w3 = chain.web3()
     now = disputes.chain_time(w3)
     if now < dispute.consensus_expiry:
@@ -831,6 +837,89 @@ def dispute_transaction_settled(*, transaction_id: int) -> None:
 
 
 # -- disputes the node must start to not lose money ----------------------------------------------------
+
+
+def downstream_guard(*, sender_channel_id: int | None = None) -> list[int]:
+    """Settle on chain first the receiver side of every routed payment whose sender side has an
+    on-chain window running (its channel disputed, or the transfer disputed on chain), unless the
+    receiver can no longer reveal in time anyway: the node disputes the receiver's channel, so the
+    receiver side's window (shorter by three reactions, `routing_policy.receiver_transfer_timeout`)
+    closes before the sender side's can (docs/protocol.md, "Routing windows"). Only `sender_channel_id`'s
+    payments when given. Idempotent: the beat runs it every round. Returns the disputes started."""
+    senders = Transfer.objects.filter(status=Transfer.Status.ACTIVE, payment_as_sender__isnull=False)
+    senders = senders.filter(
+        Q(channel__status=Channel.Status.DISPUTED)
+        | Q(
+            transfer_id__in=TransferDispute.objects.filter(status=TransferDispute.Status.DISPUTED).values(
+                "transfer_id"
+            )
+        )
+    )
+    if sender_channel_id is not None:
+        senders = senders.filter(channel_id=sender_channel_id)
+    started: list[int] = []
+    now: int | None = None
+    for sender in senders.select_related("payment_as_sender__receiver_transfer"):
+        payment = sender.payment_as_sender
+        downstream = _claimable_downstream(payment)
+        if downstream is None or downstream[0].pk in started:
+            continue
+        receiver_channel, receiver_side = downstream
+        window_end = routing_policy.upstream_window_end(sender)
+        if window_end is None or _expires_in_time(payment, window_end):
+            continue
+        now = disputes.chain_time(chain.web3()) if now is None else now
+        if now < _dispute_by(window_end, receiver_channel, receiver_side):
+            continue  # the sender started its window late: the receiver may still settle off chain
+        try:
+            dispute = dispute_start(
+                channel_id=receiver_channel.pk,
+                reason=f"payment {payment.payment_id}: its sender side is on chain; the receiver side settles there first",
+            )
+        except DisputeError as exc:
+            logger.warning("could not dispute %s: %s", receiver_channel.address, exc.message)
+            continue
+        started.append(dispute.pk)
+    return started
+
+
+def _claimable_downstream(payment: Payment) -> tuple[Channel, int] | None:
+    """The receiver's channel, open, and the receiver side's `transferTimeout`, when its user holds the
+    node's signature on that side and has not settled it: locked and active, or proposed (the user can
+    countersign it alone)."""
+    receiver = payment.receiver_transfer
+    if receiver is not None:
+        channel = Channel.objects.filter(pk=receiver.channel_id, status=Channel.Status.OPEN).first()
+        if receiver.status != Transfer.Status.ACTIVE or channel is None:
+            return None
+        return channel, int(receiver.transfer_state["transferTimeout"])
+    if not payment.recipient or payment.status != Payment.Status.FORWARDED:
+        return None
+    channel = Channel.objects.filter(user_address=payment.recipient, status=Channel.Status.OPEN).first()
+    if channel is None or channel.pending_update is None:
+        return None
+    proposal = serialization.update_from_json(channel.pending_update)
+    if isinstance(proposal, CreateUpdate) and _hex(proposal.payment_id) == payment.payment_id:
+        return channel, proposal.transfer_timeout
+    return None
+
+
+def _dispute_by(upstream_window_end: int, receiver_channel: Channel, receiver_timeout: int) -> int:
+    """The latest chain time the node may send its dispute of the receiver's channel: it lands within R,
+    the consensus window and the node's `disputeTransfer` (R) follow, then the receiver's window, and the
+    node's upstream claim (R) still lands before the sender side's window closes."""
+    dispute_timeout = int(receiver_channel.latest_state["timeout"])
+    return upstream_window_end - dispute_timeout - receiver_timeout - 3 * routing_policy.reaction()
+
+
+def _expires_in_time(payment: Payment, upstream_window_end: int) -> bool:
+    """A HashLock whose receiver side expires two reactions before the sender side's window can close:
+    the receiver's last reveal on chain is seen and claimed upstream in time without a dispute."""
+    if payment.kind != DefinitionKind.HASHLOCK.value:
+        return False
+    state = serialization.transfer_state_from_json(payment.sender_transfer.transfer_state)
+    receiver_expiry = HashLockState.decode(state.encoded_state).expiry - routing_policy.hop_margin()
+    return receiver_expiry + 2 * routing_policy.reaction() <= upstream_window_end
 
 
 def expiring_claims_check() -> list[int]:

@@ -316,14 +316,15 @@ def dispute_transfer_until_resumed(alice: Wallet, bob: Wallet, chain, state, tra
     run_tower_work(alice, bob)
 
 
-def test_a_receiver_claiming_a_payment_whose_sender_side_is_disputed_on_chain_blocks_no_other_payment(
+def test_a_link_whose_sender_side_is_disputed_on_chain_is_not_forwarded_and_blocks_no_other_payment(
     alice_and_bob, w3, chain, events
 ):
     alice, bob = alice_and_bob
-    # Two payments Bob has not claimed yet; Alice disputes the first one's transfer on chain.
-    response, disputed_payment, disputed_preimage = alice.pay(bob.address, E // 20)
+    # Two links nobody redeemed yet; Alice disputes the first one's transfer on chain.
+    expires = {"expiresAt": int(time.time()) + 30 * 24 * 3600}
+    response, disputed_payment, disputed_preimage = alice.pay(None, E // 20, meta=expires)
     assert response.status_code == 200
-    response, kept, kept_preimage = alice.pay(bob.address, E // 10)
+    response, kept, kept_preimage = alice.pay(None, E // 10, meta=expires)
     assert response.status_code == 200
     run_node_work(alice, bob)
     disputed_state = alice.state
@@ -333,9 +334,14 @@ def test_a_receiver_claiming_a_payment_whose_sender_side_is_disputed_on_chain_bl
     assert Dispute.objects.get(channel=alice_channel).status == Dispute.Status.RESUMED
     assert disputed_transfer in alice.state.transfers
 
-    # Bob claims both off chain. The disputed sender side cannot be resolved off chain any more
-    # (`dispute_mismatch`): the node neither crashes nor holds the other payment behind it.
-    assert bob.resolve_incoming(disputed_payment, disputed_preimage).status_code == 200
+    # Bob redeems both. The disputed side's window runs on chain, on its own clock: the node forwards
+    # nothing for it (it could not be sure to claim it), and the other link is paid as usual.
+    for payment_id, preimage in ((disputed_payment, disputed_preimage), (kept, kept_preimage)):
+        redeemed = bob.post(f"/api/transfers/{payment_id}/redeem", {"preimage": "0x" + preimage.hex()})
+        assert redeemed.status_code == 200, redeemed.json()
+    run_node_work(alice, bob)
+    assert Payment.objects.get(payment_id=disputed_payment).status == Payment.Status.FAILED
+    assert Payment.objects.get(payment_id=disputed_payment).receiver_transfer is None
     assert bob.resolve_incoming(kept, kept_preimage).status_code == 200
     run_node_work(alice, bob)
     assert Payment.objects.get(payment_id=kept).status == Payment.Status.COMPLETED
@@ -359,14 +365,21 @@ def test_a_payment_claimed_after_its_sender_side_was_disputed_and_the_channel_re
     run_node_work(alice, bob)
     disputed_state = alice.state
     (disputed_transfer,) = disputed_state.transfers
+    (bob_side,) = bob.state.transfers
     alice_channel = Channel.objects.get(user_address=alice.address)
     dispute_transfer_until_resumed(alice, bob, chain, disputed_state, disputed_transfer)
     assert Dispute.objects.get(channel=alice_channel).status == Dispute.Status.RESUMED
     assert alice.state.transfers == (disputed_transfer,)
 
-    # The node pays Bob off chain and, holding his preimage now, claims Alice's side on chain inside
-    # its window; the transfer leaves her state once the chain has paid it.
-    assert bob.resolve_incoming(payment_id, preimage).status_code == 200
+    # The node took Bob's side to the chain first (its window closes before Alice's). Bob reveals
+    # there; the node reads his preimage from the call and claims Alice's side on chain inside its
+    # window; the transfer leaves her state once the chain has paid it.
+    bob_channel = Channel.objects.get(user_address=bob.address)
+    assert Dispute.objects.get(channel=bob_channel).disputed_by == Dispute.Party.NODE
+    bob_window = TransferDispute.objects.get(transfer_id="0x" + bob_side.transfer_id.hex()).expiry
+    alice_window = TransferDispute.objects.get(transfer_id="0x" + disputed_transfer.transfer_id.hex()).expiry
+    assert bob_window < alice_window
+    user_defunds_transfer(bob, bob_side, preimage)
     run_tower_work(alice, bob)
 
     channel = contract_at(w3, "Channel", alice_channel.address)
@@ -376,7 +389,7 @@ def test_a_payment_claimed_after_its_sender_side_was_disputed_and_the_channel_re
     ]
     assert Payment.objects.get(payment_id=payment_id).status == Payment.Status.COMPLETED
     assert alice.state.transfers == ()
-    action = DisputeAction.objects.get(kind="defund_transfer")
+    action = DisputeAction.objects.get(kind="defund_transfer", dispute__channel=alice_channel)
     assert action.dispute.status == Dispute.Status.RESUMED
     assert action.transaction.status == OnchainTransaction.Status.MINED
 
@@ -421,7 +434,9 @@ def test_the_operator_disputes_a_vanished_users_channel_and_the_node_gets_its_lo
     transfer_dispute = TransferDispute.objects.get(transfer_id="0x" + locked.transfer_id.hex())
     assert transfer_dispute.status == TransferDispute.Status.DISPUTED
 
-    advance_chain(chain, locked.transfer_timeout)  # Bob never reveals: the lock goes back to the node
+    # Bob never reveals: the lock goes back to the node after its window (shorter than the round's).
+    assert locked.transfer_timeout < T
+    advance_chain(chain, T)
     run_tower_work(alice)
     transfer_dispute.refresh_from_db()
     assert transfer_dispute.status == TransferDispute.Status.DEFUNDED
@@ -483,7 +498,7 @@ def test_in_a_dispute_the_node_claims_a_hashlock_with_its_preimage_and_refunds_i
     receiver_side = Payment.objects.get(payment_id=unrevealed).receiver_transfer
     refund = TransferDispute.objects.get(transfer_id=receiver_side.transfer_id)
     assert refund.status == TransferDispute.Status.DISPUTED
-    advance_chain(chain, refund.expiry - disputes.chain_time(w3))
+    advance_chain(chain, max(refund.expiry, dispute.defund_expiry) - disputes.chain_time(w3))
     run_tower_work(bob)
     refund.refresh_from_db()
     assert (refund.to_initiator, refund.to_responder) == (E // 10, 0)
@@ -592,10 +607,12 @@ def test_after_a_dispute_the_channel_resumes_and_deposits_transfers_and_withdraw
     alice_and_bob, w3, chain, events
 ):
     alice, bob = alice_and_bob
-    # Two payments from Alice that Bob has not claimed yet: one stays off chain, one Alice disputes.
-    response, kept, kept_preimage = alice.pay(bob.address, E // 10)
+    # Two links from Alice nobody redeemed yet (so no receiver side goes on chain with her channel):
+    # one stays off chain, one Alice disputes.
+    expires = {"expiresAt": int(time.time()) + 30 * 24 * 3600}
+    response, kept, kept_preimage = alice.pay(None, E // 10, meta=expires)
     assert response.status_code == 200
-    response, refunded, _ = alice.pay(bob.address, E // 20)
+    response, refunded, _ = alice.pay(None, E // 20, meta=expires)
     assert response.status_code == 200
     run_node_work(alice, bob)
     disputed_state = alice.state
@@ -647,6 +664,9 @@ def test_after_a_dispute_the_channel_resumes_and_deposits_transfers_and_withdraw
     assert alice.deposit_update().status_code == 200
     assert alice.state.balances[0][1] == E
     # The payment never disputed is claimed and settled off chain as usual.
+    redeemed = bob.post(f"/api/transfers/{kept}/redeem", {"preimage": "0x" + kept_preimage.hex()})
+    assert redeemed.status_code == 200
+    run_node_work(alice, bob)
     assert bob.resolve_incoming(kept, kept_preimage).status_code == 200
     run_node_work(alice, bob)
     assert alice.state.transfers == ()

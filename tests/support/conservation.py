@@ -72,6 +72,34 @@ def _transfer_payouts(w3: Web3, channel_address: str) -> list[tuple[str, int]]:
     return payouts
 
 
+def node_net(w3: Web3, channel_addresses: Iterable[str], node: str, asset_id: str = ETH) -> int:
+    """What the channels paid the node on chain minus what the node deposited into them: 0 once they are
+    paid out, when no payment through the node cost it anything."""
+    asset_id = to_checksum_address(asset_id)
+    net = 0
+    for address in (to_checksum_address(a) for a in channel_addresses):
+
+        def of_asset(name: str, address: str = address) -> list[dict]:
+            return [e for e in _events(w3, address, name) if e.get("assetId", asset_id) == asset_id]
+
+        net -= sum(e["amount"] for e in of_asset("NodeDeposited"))
+        net += sum(e["amount"] for e in of_asset("Withdrawn") if e["recipient"] == node)
+        net += sum(e["toNode"] for e in of_asset("ChannelDefunded"))
+        net -= sum(e["amount"] for e in of_asset("PayoutDeferred") if e["owner"] == node)
+        net += sum(e["amount"] for e in of_asset("Claimed") if e["owner"] == node)
+        channel = contract_at(w3, "Channel", address)
+        for log in channel.events.TransferDefunded().get_logs(from_block=0, to_block="latest"):
+            _, params = channel.decode_function_input(w3.eth.get_transaction(log["transactionHash"])["input"])
+            transfer = params["transfer"]
+            if to_checksum_address(transfer["assetId"]) != asset_id:
+                continue
+            if transfer["initiator"] == node:
+                net += log["args"]["toInitiator"]
+            if transfer["responder"] == node:
+                net += log["args"]["toResponder"]
+    return net
+
+
 def channel_flows(w3: Web3, channel_address: str, asset_id: str = ETH) -> ChannelFlows:
     channel_address = to_checksum_address(channel_address)
     asset_id = to_checksum_address(asset_id)
