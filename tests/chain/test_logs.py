@@ -34,7 +34,8 @@ class _Counted:
 
 
 def test_the_newest_logs_are_found_in_windows_from_the_head_and_the_scan_stops_there(chain, deployments):
-    w3 = Web3(HTTPProvider(chain))
+    # Mining 5,000 blocks takes anvil tens of seconds on a busy machine: past web3's default timeout.
+    w3 = Web3(HTTPProvider(chain, request_kwargs={"timeout": 180}))
     token = contract_at(w3, "TestToken", deployments["TestToken"])
     holder = Account.create().address
     old_block = _mint(w3, token, holder, 1)
