@@ -139,11 +139,18 @@ class AsyncClient:
         *,
         store_path: str | None,
         chain_rpc_url: str | None,
-        hashlock_margin: int = policy.DEFAULT_HASHLOCK_MARGIN,
         watch_disputes: bool = True,
         watch_options: WatchOptions | None = None,
     ) -> None:
         key = _key_bytes(private_key)
+        self._watch_options = watch_options or WatchOptions()
+        self._min_window = self._watch_options.min_window_seconds
+        if self._min_window > PAYMENT_TRANSFER_TIMEOUT:
+            raise InvalidArgumentError(
+                "invalid_argument",
+                f"watch_options ask for on-chain windows of {self._min_window}s: longer than the"
+                f" {PAYMENT_TRANSFER_TIMEOUT}s of the client's own payments",
+            )
         try:
             self._signer = Signer(key)
         except ProtocolError:
@@ -167,10 +174,8 @@ class AsyncClient:
         self._tasks: list[asyncio.Task[Any]] = []
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._closed = False
-        self._hashlock_margin = hashlock_margin
         self._expiry_timers: set[int] = set()
         self._watch_disputes = watch_disputes
-        self._watch_options = watch_options or WatchOptions()
         self._disputes: ChannelDisputes | None = None
 
     # -- connecting ---------------------------------------------------------------------------------
@@ -183,23 +188,23 @@ class AsyncClient:
         *,
         store_path: str | None = None,
         chain_rpc_url: str | None = None,
-        hashlock_margin: int = policy.DEFAULT_HASHLOCK_MARGIN,
         watch_disputes: bool = True,
         watch_options: WatchOptions | None = None,
     ) -> AsyncClient:
         """Log in, open the channel if there is none (or restore it if the store is empty), start the
         websocket and sync. Returns once the client's state matches the node's.
 
-        `hashlock_margin`: the least time (seconds) an incoming HashLock must leave to be accepted.
         `watch_disputes`: answer stale disputes and defund what is owed on chain while connected (needs a
-        chain RPC); `watch_options`: its poll interval and how long the node may be unreachable before
-        `node.unresponsive`."""
+        chain RPC); `watch_options`: its poll interval, how long the node may be unreachable before
+        `node.unresponsive`, and the chain's pace (confirmations, block time) and a margin, which set the
+        shortest on-chain window the client signs (`WatchOptions.min_window_seconds`, about 16 minutes
+        by default): a node proposal with a shorter transfer window, an incoming HashLock expiring
+        sooner or a channel dispute timeout below it is refused (`window_too_short`, `expiring`)."""
         client = cls(
             node_url,
             private_key,
             store_path=store_path,
             chain_rpc_url=chain_rpc_url,
-            hashlock_margin=hashlock_margin,
             watch_disputes=watch_disputes,
             watch_options=watch_options,
         )
@@ -709,6 +714,11 @@ class AsyncClient:
                     raise InvalidArgumentError("missing_argument", "a hashlock transfer needs its expiry")
                 if expiry <= int(time.time()):
                     raise InvalidArgumentError("expired", f"the expiry {expiry} has passed")
+                if expiry < int(time.time()) + self._min_window:
+                    raise InvalidArgumentError(
+                        "window_too_short",
+                        f"the expiry {expiry} is less than {self._min_window}s away: too soon to claim on chain",
+                    )
                 encoded, definition = HashLockState(lock, expiry).encode(), DefinitionKind.HASHLOCK
         else:
             raise InvalidArgumentError("unsupported_transfer", f"no transfer of kind {kind!r}")
@@ -1217,7 +1227,10 @@ class AsyncClient:
         base: ChannelState | None = None,
     ) -> tuple[ChannelState, bytes]:
         """Derive and sign the user's own update (on `base`, the latest state by default); it is kept
-        as pending until answered."""
+        as pending until answered. No transfer of the user's has an on-chain window its watcher could
+        not answer in."""
+        if isinstance(update, CreateUpdate):
+            policy.check_window("transfer_timeout", update.transfer_timeout, self._min_window)
         context = self._context(chain_deposits)
         try:
             new, signature = validation.initiate_update(
@@ -1339,7 +1352,7 @@ class AsyncClient:
                 node_signature,
                 context=replace(self._context(chain_deposits), dispute=dispute),
                 meta=meta,
-                hashlock_margin=self._hashlock_margin,
+                min_window=self._min_window,
             )
         except ValidationError as exc:
             self._refused(exc, update)
@@ -1552,6 +1565,8 @@ class AsyncClient:
         self._events.emit("channel.updated", {"nonce": state.nonce, "channelAddress": state.channel_address})
 
     async def _open_locked(self) -> None:
+        """Open the channel with the node's dispute timeout, once the watcher can answer inside it."""
+        policy.check_window("timeout", int(self._config["disputeTimeout"]), self._min_window)
         update = SetupUpdate(
             channel_address=self.channel_address,
             nonce=1,

@@ -1,6 +1,7 @@
 """`connext`: the client from a shell.
 
-    connext --node URL --key-file FILE [--store PATH] [--rpc URL] COMMAND
+    connext --node URL --key-file FILE [--store PATH] [--rpc URL] [--confirmations N]
+            [--block-time S] [--window-margin S] COMMAND
 
 Commands: `info`, `balance [--asset A]`, `deposit AMOUNT [--asset A]`, `withdraw AMOUNT [--to ADDRESS]
 [--asset A]`, `collateral [--asset A] [--amount AMOUNT]`, `send RECIPIENT AMOUNT [--asset A]`,
@@ -23,12 +24,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from connext.client import policy
 from connext.client.amounts import format_amount, parse_amount
 from connext.client.async_client import ETH, _key_bytes
 from connext.client.disputes import ChannelDisputes
 from connext.client.onchain import UserChain
 from connext.client.store import Store
 from connext.client.sync_client import Client
+from connext.client.watcher import WatchOptions
 from connext.errors import ConnextError, InvalidArgumentError, NodeError
 
 
@@ -48,6 +51,29 @@ def _parser() -> argparse.ArgumentParser:
         "--store", default=os.environ.get("CONNEXT_STORE"), help="SQLite file for the channel state"
     )
     parser.add_argument("--rpc", default=os.environ.get("CONNEXT_CHAIN_RPC_URL"), help="chain RPC URL")
+    windows = parser.add_argument_group(
+        "on-chain windows",
+        "the client signs no transfer, HashLock or channel whose on-chain window is shorter than"
+        " its watcher's poll + confirmations x block time + margin",
+    )
+    windows.add_argument(
+        "--confirmations",
+        type=int,
+        default=policy.DEFAULT_CONFIRMATIONS,
+        help=f"blocks until an answer on chain counts (default {policy.DEFAULT_CONFIRMATIONS})",
+    )
+    windows.add_argument(
+        "--block-time",
+        type=float,
+        default=policy.DEFAULT_BLOCK_SECONDS,
+        help=f"the chain's block time in seconds (default {policy.DEFAULT_BLOCK_SECONDS:g})",
+    )
+    windows.add_argument(
+        "--window-margin",
+        type=float,
+        default=policy.DEFAULT_MARGIN_SECONDS,
+        help=f"seconds on top, for a congested chain or a restart (default {policy.DEFAULT_MARGIN_SECONDS:g})",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="address, channel and balances")
     balance = commands.add_parser("balance", help="free balances in the channel")
@@ -192,7 +218,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             return _watch(disputes, args.poll, out)
         return _exit(disputes, args.poll, out)
     key = _read_key(args.key_file)
-    client = Client.connect(args.node, key, store_path=args.store, chain_rpc_url=args.rpc)
+    watch_options = WatchOptions(
+        confirmations=args.confirmations, block_seconds=args.block_time, margin_seconds=args.window_margin
+    )
+    client = Client.connect(
+        args.node, key, store_path=args.store, chain_rpc_url=args.rpc, watch_options=watch_options
+    )
     try:
         return _command(client, args, out)
     finally:

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 from connext.client.async_client import DEFAULT_WAIT_SECONDS, ETH, HISTORY_PAGE, AsyncClient
 from connext.client.events import Callback, Predicate
-from connext.client.policy import DEFAULT_HASHLOCK_MARGIN
 from connext.client.watcher import WatchOptions
 
 T = TypeVar("T")
@@ -40,7 +39,6 @@ class Client:
         *,
         store_path: str | None = None,
         chain_rpc_url: str | None = None,
-        hashlock_margin: int = DEFAULT_HASHLOCK_MARGIN,
         watch_disputes: bool = True,
         watch_options: WatchOptions | None = None,
     ) -> Client:
@@ -54,7 +52,6 @@ class Client:
                 private_key,
                 store_path=store_path,
                 chain_rpc_url=chain_rpc_url,
-                hashlock_margin=hashlock_margin,
                 watch_disputes=watch_disputes,
                 watch_options=watch_options,
             ),

@@ -24,17 +24,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import transaction
+from django.test import override_settings
 from eth_account import Account
 from web3 import HTTPProvider, Web3
 
-from channels_app.models import Channel, Payment
+from channels_app.models import Channel, ChannelUpdate, Payment
+from channels_app.services import channels
 from connext import ETH, Client
 from connext.chain import devchain
+from connext.client.store import Store
+from connext.client.watcher import WatchOptions
 from connext.errors import InvalidArgumentError, NodeError, ValidationError
+from connext.protocol import meta as transfer_meta
 from connext.protocol import serialization, signing
-from connext.protocol.definitions import HashLockState
+from connext.protocol.definitions import HashLockState, LinkedState
 from connext.protocol.encoding import keccak256
-from tests.integration.conftest import LiveNode
+from connext.protocol.types import CreateUpdate
+from tests.integration.conftest import LIVE_NODE_KEY, LiveNode
 from tests.support import client_wallets
 from tests.support.conservation import assert_offchain_conserved
 from tests.support.cpu import named_cpu_seconds, own_cpu_seconds, tree_cpu_seconds
@@ -49,6 +56,8 @@ MILLI = 10**15
 WAIT = 60.0
 HASHLOCK_WINDOW = 2
 DISPUTE_WINDOW = 3600  # the live node's
+# A receiver whose watcher could answer at once: it accepts HashLocks expiring within seconds.
+INSTANT_WATCHER = WatchOptions(poll_seconds=1, confirmations=0, margin_seconds=0)
 
 
 @pytest.fixture(scope="module")
@@ -309,7 +318,7 @@ def test_a_link_is_redeemed_once_by_a_third_user_and_refused_with_a_code_otherwi
 
 def test_a_hashlock_the_receiver_lets_expire_is_cancelled_and_refunded_on_both_sides(live_node, wallets, w3):
     alice = funded(live_node, wallets, w3)
-    bob = funded(live_node, wallets, w3, deposit=0, node=1, hashlock_margin=1)
+    bob = funded(live_node, wallets, w3, deposit=0, node=1, watch_options=INSTANT_WATCHER)
     start = alice.balance
     receiver_expiry = int(time.time()) + 6
     expiry = receiver_expiry + DISPUTE_WINDOW + HASHLOCK_WINDOW
@@ -363,9 +372,13 @@ def test_wrong_resolvers_expired_locks_and_overdrafts_are_refused_and_nothing_mo
         alice.conditional_transfer(
             "hashlock", MILLI, bob.address, lock_hash=keccak256(b"y"), expiry=int(time.time()) - 1
         )
-    with pytest.raises(NodeError) as too_soon:
+    with pytest.raises(InvalidArgumentError) as inside_the_window:
         alice.conditional_transfer(
             "hashlock", MILLI, bob.address, lock_hash=keccak256(b"z"), expiry=int(time.time()) + 60
+        )
+    with pytest.raises(NodeError) as too_soon:  # outside the client's window, inside the node's margin
+        alice.conditional_transfer(
+            "hashlock", MILLI, bob.address, lock_hash=keccak256(b"z"), expiry=int(time.time()) + 1200
         )
     with pytest.raises(ValidationError) as overdraft:
         alice.transfer(bob.address, alice.balance + 1)
@@ -373,6 +386,7 @@ def test_wrong_resolvers_expired_locks_and_overdrafts_are_refused_and_nothing_mo
     assert wrong_preimage.value.code == "bad_resolver"
     assert wrong_signer.value.code == "bad_resolver"
     assert expired.value.code == "expired"
+    assert inside_the_window.value.code == "window_too_short"
     assert too_soon.value.code == "expiry_too_soon"
     assert overdraft.value.code == "insufficient_balance"
     assert alice.get_channel()["state"] == alice_channel["state"]
@@ -394,6 +408,72 @@ def test_wrong_resolvers_expired_locks_and_overdrafts_are_refused_and_nothing_mo
     alice.event("transfer.resolved", signed)
     settled(alice, bob)
     assert bob.balance == 2 * MILLI
+
+
+def test_a_node_proposing_a_payment_with_a_one_second_window_is_refused_and_nothing_is_signed_or_stored(
+    live_node, wallets, w3, deployments, anvil_url, tmp_path
+):
+    """The attack: the node offers Bob a payment whose on-chain window is 1 s. Had Bob revealed the
+    preimage, the node could withhold its countersignature, claim upstream, dispute Bob's side and
+    refund itself a second later, before Bob's watcher polls."""
+    bob = funded(live_node, wallets, w3, deposit=2 * MILLI, node=1, store_path=str(tmp_path / "bob.db"))
+    refusals: list[dict[str, Any]] = []
+    bob.client.on("update.refused", refusals.append)
+    settled(bob)
+    before = bob.get_channel()
+    channel = Channel.objects.get(address=bob.channel_address)
+    records = ChannelUpdate.objects.filter(channel=channel).count()
+    payment_id = secrets.token_bytes(32)
+    meta = {"sender": Account.create().address, "paymentId": serialization.hex_bytes(payment_id)}
+
+    def propose_as_the_node() -> bool:
+        """The node's own proposal code, signing with the live node's key from this process."""
+        with (
+            override_settings(
+                NODE_PRIVATE_KEY=LIVE_NODE_KEY, CHAIN_RPC_URL=anvil_url, DEPLOYMENTS_FILE=deployments["book"]
+            ),
+            transaction.atomic(),
+        ):
+            locked = channels.lock_for_proposal(channel.pk)
+            if locked is None:
+                return False  # a proposal of the node's own is still open: try again
+            state = channels.latest_state(locked)
+            channels.propose_locked(
+                locked,
+                CreateUpdate(
+                    channel_address=locked.address,
+                    nonce=state.nonce + 1,
+                    initiator=state.node,
+                    asset_id=ETH,
+                    amount=MILLI,
+                    definition=bob.config["transferDefinitions"]["linked"],
+                    payment_id=payment_id,
+                    encoded_state=LinkedState(keccak256(secrets.token_bytes(32))).encode(),
+                    transfer_timeout=1,
+                    meta_hash=transfer_meta.meta_hash(meta),
+                ),
+                meta=meta,
+            )
+        return True
+
+    until(propose_as_the_node, "the channel free for a proposal")
+    until(lambda: refusals, "Bob's client to refuse the proposal")
+
+    channel.refresh_from_db()
+    assert refusals[0]["code"] == "window_too_short"
+    assert refusals[0]["update"]["transferTimeout"] == "1"
+    assert channel.pending_update is not None  # never countersigned
+    assert (channel.nonce, channel.latest_state) == (before["nonce"], before["state"])
+    assert ChannelUpdate.objects.filter(channel=channel).count() == records
+    assert bob.get_channel() == before
+    assert bob.balance == 2 * MILLI
+    store = Store(tmp_path / "bob.db")
+    assert store.payments() == []
+    assert store.pending(bob.channel_address) is None
+    latest = store.latest(bob.channel_address)
+    assert latest is not None
+    assert latest.state.nonce == before["nonce"]
+    store.close()
 
 
 # -- the CLI --------------------------------------------------------------------------------------------
