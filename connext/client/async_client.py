@@ -539,17 +539,56 @@ class AsyncClient:
 
     # -- collateral ---------------------------------------------------------------------------------
 
-    async def request_collateral(self, asset_id: str = ETH, amount: int | None = None) -> dict[str, Any]:
+    async def request_collateral(
+        self,
+        asset_id: str = ETH,
+        amount: int | None = None,
+        *,
+        wait: bool = True,
+        timeout: float = DEFAULT_WAIT_SECONDS,
+    ) -> dict[str, Any]:
         """Ask the node to top its side up to `amount` (default: its rebalance target).
 
-        Returns the node's answer: `{"requested": bool, "transactionId": ...}`; the credit arrives as
-        a node proposal the client countersigns (`channel.updated`)."""
+        Returns the node's answer, `{"requested": bool, "transactionId": ...}`. With `wait` (default)
+        it returns once the collateral is credited in a doubly signed state (the node's deposit
+        credit, countersigned), `TimeoutError` after `timeout`; at once when nothing is on its way
+        (the node holds `amount` already, or without `amount` neither the node's answer nor the chain
+        shows a deposit to credit). Without `wait`, once the node answered: the credit arrives as a
+        node proposal the client countersigns (`channel.updated`)."""
         asset_id = self._asset(asset_id)
         body: dict[str, Any] = {"assetId": asset_id}
         if amount is not None:
             body["amount"] = str(check_amount(amount))
+        credited = self._processed_node(self.state, asset_id)
         answer: dict[str, Any] = await self.api.post("/api/channel/collateral", body)
+        if wait and await self._collateral_on_its_way(
+            asset_id, amount, requested=bool(answer.get("requested"))
+        ):
+            await self._wait_state(
+                lambda state: (
+                    self._processed_node(state, asset_id) > credited
+                    or (amount is not None and self._node_balance(state, asset_id) >= amount)
+                ),
+                timeout,
+                f"credit of the node's {asset_id} collateral",
+            )
         return answer
+
+    async def _collateral_on_its_way(self, asset_id: str, amount: int | None, *, requested: bool) -> bool:
+        """Whether a node deposit is still to be credited after a collateral request: one the node
+        just queued, one it had queued before (when the node holds less than `amount`), or one the
+        chain shows and the channel does not credit yet."""
+        if requested:
+            return True
+        if amount is not None:
+            return self._node_balance(self.state, asset_id) < amount
+        if self._chain is None:
+            return False
+        chain = self._chain
+        node_total, _ = await asyncio.to_thread(
+            chain.deposit_totals, self.channel_address, asset_id, await asyncio.to_thread(chain.block_number)
+        )
+        return node_total > self._processed_node(self.state, asset_id)
 
     # -- withdrawals --------------------------------------------------------------------------------
 
@@ -1712,6 +1751,16 @@ class AsyncClient:
                 "no_chain_rpc", "this needs a chain RPC: pass chain_rpc_url (the node publishes none)"
             )
         return self._chain
+
+    @staticmethod
+    def _processed_node(state: ChannelState, asset_id: str) -> int:
+        index = state.asset_index(asset_id)
+        return 0 if index is None else state.processed_deposits[index][0]
+
+    @staticmethod
+    def _node_balance(state: ChannelState, asset_id: str) -> int:
+        index = state.asset_index(asset_id)
+        return 0 if index is None else state.balances[index][0]
 
     @staticmethod
     def _processed_user(state: ChannelState | None, asset_id: str) -> int:

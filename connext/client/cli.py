@@ -4,7 +4,7 @@
             [--block-time S] [--window-margin S] COMMAND
 
 Commands: `info`, `balance [--asset A]`, `deposit AMOUNT [--asset A]`, `withdraw AMOUNT [--to ADDRESS]
-[--asset A]`, `collateral [--asset A] [--amount AMOUNT]`, `send RECIPIENT AMOUNT [--asset A]`,
+[--asset A]`, `collateral [--asset A] [--amount AMOUNT] [--no-wait]`, `send RECIPIENT AMOUNT [--asset A]`,
 `link AMOUNT [--asset A]`, `redeem URL` (or `redeem PAYMENT_ID SECRET`), `history [--limit N]
 [--before ID]`, and without the node (only the chain RPC, the key and the store): `watch [--poll S]`
 (answers stale disputes, defunds what is owed) and `exit [--poll S]` (the whole unilateral exit). Amounts: `1.5eth`, `20gwei`, `1000wei` or plain
@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     collateral = commands.add_parser("collateral", help="ask the node to top up its side")
     collateral.add_argument("--asset", type=_asset, default=ETH)
     collateral.add_argument("--amount", default=None)
+    collateral.add_argument(
+        "--no-wait", action="store_true", help="return once the node answered, not once it is credited"
+    )
     send = commands.add_parser("send", help="pay another user of the node")
     send.add_argument("recipient")
     send.add_argument("amount")
@@ -278,11 +281,17 @@ def _command(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         return _payment_command(client, args, out)
     assert args.command == "collateral"
     wanted = parse_amount(args.amount) if args.amount is not None else None
-    answer = client.request_collateral(args.asset, wanted)
+    if not args.no_wait:
+        _say(out, "asking the node for collateral and waiting for its credit…")
+    answer = client.request_collateral(args.asset, wanted, wait=not args.no_wait)
     if answer.get("requested"):
-        _say(out, f"the node is depositing collateral (transaction record {answer.get('transactionId')})")
+        verb = "is depositing" if args.no_wait else "deposited"
+        _say(out, f"the node {verb} collateral (transaction record {answer.get('transactionId')})")
     else:
         _say(out, "the node already holds enough collateral here (or a deposit is on its way)")
+    if not args.no_wait:
+        for line in _balance_lines(client, [args.asset]):
+            _say(out, line)
     return 0
 
 

@@ -126,8 +126,15 @@ class Client:
     def deposit(self, amount: int, asset_id: str = ETH, *, wait: bool = True) -> str:
         return self._run(self._inner.deposit(amount, asset_id, wait=wait))
 
-    def request_collateral(self, asset_id: str = ETH, amount: int | None = None) -> dict[str, Any]:
-        return self._run(self._inner.request_collateral(asset_id, amount))
+    def request_collateral(
+        self,
+        asset_id: str = ETH,
+        amount: int | None = None,
+        *,
+        wait: bool = True,
+        timeout: float = DEFAULT_WAIT_SECONDS,
+    ) -> dict[str, Any]:
+        return self._run(self._inner.request_collateral(asset_id, amount, wait=wait, timeout=timeout))
 
     def withdraw(
         self, amount: int, asset_id: str = ETH, recipient: str | None = None, *, wait: bool = True
