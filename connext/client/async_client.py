@@ -36,7 +36,7 @@ from connext.client.events import Callback, EventBus, Predicate
 from connext.client.events import wait as wait_future
 from connext.client.node_api import NodeApi
 from connext.client.onchain import UserChain
-from connext.client.store import ChannelSetup, PaymentRecord, Store
+from connext.client.store import SENDING, ChannelSetup, PaymentRecord, Store
 from connext.client.store import SignedState as SignedChannelState
 from connext.client.watcher import WatchOptions, setup_from_config, start_watch
 from connext.errors import (
@@ -46,6 +46,7 @@ from connext.errors import (
     InvalidArgumentError,
     NodeError,
     NodeUnavailableError,
+    OutcomeUnknownError,
     TimeoutError,
     ValidationError,
 )
@@ -691,13 +692,30 @@ class AsyncClient:
     # -- payments -----------------------------------------------------------------------------------
 
     async def transfer(
-        self, recipient: str, amount: int, asset_id: str = ETH, *, meta: dict[str, Any] | None = None
+        self,
+        recipient: str,
+        amount: int,
+        asset_id: str = ETH,
+        *,
+        meta: dict[str, Any] | None = None,
+        payment_id: bytes | str | None = None,
     ) -> str:
         """Pay `amount` of `asset_id` to the user `recipient` through the node: a Linked transfer whose
         preimage travels encrypted to the recipient's public key (the node relays it and cannot read it;
         the recipient's client resolves it on its own). Returns the payment id once the node
-        countersigned the sender side."""
+        countersigned the sender side.
+
+        `payment_id` (32 bytes, default random) makes a retry safe: the payment is recorded in the
+        store before it is sent, and a call with an id the store knows pays nothing again; it returns
+        the id once the payment is known to be made (`wait_for_transfer` tells its outcome).
+        `OutcomeUnknownError` (it carries `payment_id`) when the node stopped answering after the
+        payment was sent: retry with that id."""
         recipient = _address(recipient, "recipient")
+        id_bytes = secrets.token_bytes(32) if payment_id is None else _bytes32(payment_id, "payment_id")
+        if payment_id is not None and await self._made_before(
+            DefinitionKind.LINKED, amount, asset_id, recipient, id_bytes
+        ):  # a retry: the first call's secret and meta stand
+            return serialization.hex_bytes(id_bytes)
         public_key = await self._public_key_of(recipient)
         preimage = secrets.token_bytes(32)
         encrypted = ecies.encrypt(
@@ -710,7 +728,7 @@ class AsyncClient:
             asset_id,
             recipient=recipient,
             encoded_state=LinkedState(keccak256(preimage)).encode(),
-            payment_id=secrets.token_bytes(32),
+            payment_id=id_bytes,
             meta=meta,
             secret=preimage,
         )
@@ -734,9 +752,22 @@ class AsyncClient:
           node gives the recipient a shorter expiry, so it can always claim this side in time.
         - `"signed"`: a receipt `signer` signs (EIP-712) over the payment id and some data; pass
           `payment_id` (32 bytes) when the signer must know it beforehand.
-        - `"linked"`: the preimage of `lock_hash`, with no expiry."""
+        - `"linked"`: the preimage of `lock_hash`, with no expiry.
+
+        A `payment_id` the store knows is a retry: nothing is paid again (see `transfer`)."""
         recipient = _address(recipient, "recipient")
         id_bytes = secrets.token_bytes(32) if payment_id is None else _bytes32(payment_id, "payment_id")
+        definitions = {
+            "signed": DefinitionKind.SIGNED,
+            "hashlock": DefinitionKind.HASHLOCK,
+            "linked": DefinitionKind.LINKED,
+        }
+        if (
+            payment_id is not None
+            and kind in definitions
+            and await self._made_before(definitions[kind], amount, asset_id, recipient, id_bytes)
+        ):
+            return serialization.hex_bytes(id_bytes)
         if kind == "signed":
             if signer is None:
                 raise InvalidArgumentError("missing_argument", "a signed transfer names its signer")
@@ -946,6 +977,96 @@ class AsyncClient:
         self._public_keys[user] = public_key
         return public_key
 
+    def _outgoing_record(
+        self, kind: DefinitionKind, amount: int, asset_id: str, recipient: str | None, payment_id: bytes
+    ) -> PaymentRecord:
+        """The store's record of a payment of the user's, before it is sent."""
+        return PaymentRecord(
+            payment_id=serialization.hex_bytes(payment_id),
+            direction="outgoing",
+            kind=kind.value,
+            sender=self.address,
+            recipient=recipient or "",
+            asset_id=self._asset(asset_id),
+            amount=check_amount(amount),
+            status=SENDING,
+        )
+
+    async def _made_before(
+        self, kind: DefinitionKind, amount: int, asset_id: str, recipient: str | None, payment_id: bytes
+    ) -> bool:
+        async with self._lock:
+            return await self._made_before_locked(
+                self._outgoing_record(kind, amount, asset_id, recipient, payment_id)
+            )
+
+    async def _made_before_locked(self, wanted: PaymentRecord) -> bool:
+        """True when the store knows the payment `wanted` names and it was made: a retry, which returns
+        the first call's outcome. An unknown outcome is settled with the node first
+        (`OutcomeUnknownError` while it cannot be). False for a new id, or one whose payment never
+        happened (it may be made now). `payment_id_reused` for an id of another payment."""
+        known = self._store.payment(wanted.payment_id)
+        if known is None:
+            return False
+        terms = ("direction", "kind", "recipient", "asset_id", "amount")
+        if any(getattr(known, term) != getattr(wanted, term) for term in terms):
+            raise InvalidArgumentError(
+                "payment_id_reused", f"payment {known.payment_id} is another payment: {known.as_json()}"
+            )
+        if known.status == SENDING:
+            try:
+                await self._sync_locked()
+                await self._settle_sending_locked()
+            except NodeUnavailableError as exc:
+                raise self._outcome_unknown(known.payment_id, exc) from exc
+            settled = self._store.payment(known.payment_id)
+            if settled is None:
+                return False
+            if settled.status == SENDING:
+                raise self._outcome_unknown(known.payment_id, None)
+        return True
+
+    @staticmethod
+    def _outcome_unknown(payment_hex: str, cause: ConnextError | None) -> OutcomeUnknownError:
+        reason = f"the node stopped answering ({cause.message})" if cause is not None else "no answer yet"
+        return OutcomeUnknownError(
+            payment_hex,
+            f"payment {payment_hex} was sent, {reason}: the node may have taken it. Retry with this"
+            " payment id (nothing is paid twice); the client settles it with the node first.",
+        )
+
+    def _unanswered(self, payment_id: bytes) -> bool:
+        """The user's create of `payment_id` is the update signed and sent but not answered."""
+        pending = self._store.pending(self.channel_address)
+        return (
+            pending is not None
+            and isinstance(pending.update, CreateUpdate)
+            and pending.update.payment_id == payment_id
+        )
+
+    async def _settle_sending_locked(self) -> None:
+        """After a sync: settle the payments sent whose answer was never seen. One the node knows or
+        the channel holds was made (the node's news of it is kept); one still waiting as the update
+        left unanswered stays unknown; any other never happened and is forgotten (nothing moved, its
+        id is free again: the signed create can no longer apply, its nonce is taken)."""
+        for record in self._store.payments_with_status(SENDING):
+            id_bytes = _bytes32(record.payment_id, "payment_id")
+            if self._unanswered(id_bytes):
+                continue
+            try:
+                news: dict[str, Any] | None = await self.api.get(f"/api/transfers/{record.payment_id}")
+            except NodeError as exc:
+                if exc.code != "unknown_payment":
+                    raise
+                news = None
+            if news is not None:
+                self._note_payment_news(news)
+            elif any(t.payment_id == id_bytes and t.initiator == self.address for t in self.state.transfers):
+                self._store.save_payment(replace(record, status="pending"))
+            else:
+                self._store.delete_payment(record.payment_id)
+        self._signal_state()
+
     async def _send_payment(
         self,
         kind: DefinitionKind,
@@ -982,28 +1103,30 @@ class AsyncClient:
             )
             return update, {}
 
-        record = PaymentRecord(
-            payment_id=payment_hex,
-            direction="outgoing",
-            kind=kind.value,
-            sender=self.address,
-            recipient=recipient or "",
-            asset_id=asset_id,
-            amount=amount,
-            status="pending",
-            secret=secret,
-            meta=meta,
+        record = replace(
+            self._outgoing_record(kind, amount, asset_id, recipient, payment_id), secret=secret, meta=meta
         )
         async with self._lock:
+            if await self._made_before_locked(record):  # a concurrent call with this id made it
+                return payment_hex
             try:
                 transfer_meta.canonical_meta(meta)
             except ProtocolError as exc:
                 raise policy.from_protocol(exc) from None
-            await self._propose_locked(build, meta=meta)
-            known = self._store.payment(payment_hex)
-            if known is not None:  # the node's news of it came before its answer: keep what it said
-                record = replace(record, status=known.status, failure=known.failure)
+            # Known before it is sent: a lost answer or a crash leaves a payment to settle, not a
+            # stranger that an application would pay again.
             self._store.save_payment(record)
+            try:
+                await self._propose_locked(build, meta=meta)
+            except BaseException as exc:
+                if not self._unanswered(payment_id):  # refused: no signed create of it can still apply
+                    self._store.delete_payment(payment_hex)
+                elif isinstance(exc, NodeUnavailableError):
+                    raise self._outcome_unknown(payment_hex, exc) from exc
+                raise
+            known = self._store.payment(payment_hex)
+            if known is None or known.status == SENDING:  # else the node's news came before its answer
+                self._store.save_payment(replace(record, status="pending"))
         return payment_hex
 
     def _keep_secret(
@@ -1702,6 +1825,7 @@ class AsyncClient:
         if frame.get("type") == "sync":
             async with self._lock:
                 await self._sync_locked(credit_deposits=True)
+                await self._settle_sending_locked()
             await self._poll_withdrawals()
             self._events.emit("channel.synced", self.get_channel())
             return

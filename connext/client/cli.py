@@ -4,8 +4,8 @@
             [--block-time S] [--window-margin S] COMMAND
 
 Commands: `info`, `balance [--asset A]`, `deposit AMOUNT [--asset A]`, `withdraw AMOUNT [--to ADDRESS]
-[--asset A]`, `collateral [--asset A] [--amount AMOUNT] [--no-wait]`, `send RECIPIENT AMOUNT [--asset A]`,
-`link AMOUNT [--asset A]`, `redeem URL` (or `redeem PAYMENT_ID SECRET`), `history [--limit N]
+[--asset A]`, `collateral [--asset A] [--amount AMOUNT] [--no-wait]`, `send RECIPIENT AMOUNT [--asset A]
+[--payment-id ID]`, `link AMOUNT [--asset A]`, `redeem URL` (or `redeem PAYMENT_ID SECRET`), `history [--limit N]
 [--before ID]`, and without the node (only the chain RPC, the key and the store): `watch [--poll S]`
 (answers stale disputes, defunds what is owed) and `exit [--poll S]` (the whole unilateral exit). Amounts: `1.5eth`, `20gwei`, `1000wei` or plain
 wei. Assets: `eth` or a token address. Errors print one line `error: CODE: message` and exit 1 (2 for
@@ -95,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("recipient")
     send.add_argument("amount")
     send.add_argument("--asset", type=_asset, default=ETH)
+    send.add_argument(
+        "--payment-id",
+        default=None,
+        help="32 bytes of hex (default random); sending again with the same id never pays twice",
+    )
     link = commands.add_parser("link", help="make a link payment anyone holding the URL can redeem")
     link.add_argument("amount")
     link.add_argument("--asset", type=_asset, default=ETH)
@@ -298,7 +303,7 @@ def _command(client: Client, args: argparse.Namespace, out: TextIO) -> int:
 def _payment_command(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     if args.command == "send":
         amount = parse_amount(args.amount)
-        payment_id = client.transfer(args.recipient, amount, args.asset)
+        payment_id = client.transfer(args.recipient, amount, args.asset, payment_id=args.payment_id)
         _say(out, f"sent {format_amount(amount)} ({amount} wei) to {args.recipient}: payment {payment_id}")
         return 0
     if args.command == "link":

@@ -144,9 +144,15 @@ class Client:
     # -- payments -------------------------------------------------------------------------------------
 
     def transfer(
-        self, recipient: str, amount: int, asset_id: str = ETH, *, meta: dict[str, Any] | None = None
+        self,
+        recipient: str,
+        amount: int,
+        asset_id: str = ETH,
+        *,
+        meta: dict[str, Any] | None = None,
+        payment_id: bytes | str | None = None,
     ) -> str:
-        return self._run(self._inner.transfer(recipient, amount, asset_id, meta=meta))
+        return self._run(self._inner.transfer(recipient, amount, asset_id, meta=meta, payment_id=payment_id))
 
     def conditional_transfer(
         self,

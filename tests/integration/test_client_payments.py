@@ -35,7 +35,7 @@ from connext import ETH, Client
 from connext.chain import devchain
 from connext.client.store import Store
 from connext.client.watcher import WatchOptions
-from connext.errors import InvalidArgumentError, NodeError, ValidationError
+from connext.errors import InvalidArgumentError, NodeError, OutcomeUnknownError, ValidationError
 from connext.protocol import meta as transfer_meta
 from connext.protocol import serialization, signing
 from connext.protocol.definitions import HashLockState, LinkedState
@@ -45,7 +45,7 @@ from tests.integration.conftest import LIVE_NODE_KEY, LiveNode
 from tests.support import client_wallets
 from tests.support.conservation import assert_offchain_conserved
 from tests.support.cpu import named_cpu_seconds, own_cpu_seconds, tree_cpu_seconds
-from tests.support.processes import ROOT, wait_until
+from tests.support.processes import ROOT, NodeProcess, wait_until
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -474,6 +474,80 @@ def test_a_node_proposing_a_payment_with_a_one_second_window_is_refused_and_noth
     assert latest is not None
     assert latest.state.nonce == before["nonce"]
     store.close()
+
+
+# -- an answer lost in a crash ----------------------------------------------------------------------
+
+
+def test_a_payment_the_node_took_before_crashing_is_settled_on_resync_and_its_retry_pays_once(
+    live_node, wallets, w3, tmp_path, start_process
+):
+    """The node process dies between committing Alice's payment and answering it (a test-only hook
+    makes it exit there). The client cannot know whether it paid: it says so with the payment id, keeps
+    the payment in its store, settles it on its resync once the node is back, and a retry with that id
+    returns it instead of paying again."""
+    alice_key = new_key(w3)
+    alice_address = Account.from_key(alice_key).address
+    crashing = start_process(
+        NodeProcess(
+            env={**live_node.env, "CONNEXT_TEST_EXIT_AFTER_CREATE_OF": alice_address},
+            log_path=tmp_path / "crashing.log",
+        )
+    )
+    crashing.wait_serving()
+    alice = Wallet(
+        Client.connect(
+            crashing.url, alice_key, chain_rpc_url=live_node.chain_url, store_path=str(tmp_path / "alice.db")
+        )
+    )
+    wallets.append(alice)
+    alice.deposit(10 * MILLI)
+    bob = funded(live_node, wallets, w3, deposit=0, node=1)
+    start = alice.balance
+    payment_id = serialization.hex_bytes(secrets.token_bytes(32))
+
+    with pytest.raises(OutcomeUnknownError) as unknown:
+        alice.transfer(bob.address, 3 * MILLI, payment_id=payment_id)
+    until(lambda: not crashing.alive(), "the node process to exit after its commit")
+    with pytest.raises(OutcomeUnknownError) as still_unknown:  # a retry while the node is down
+        alice.transfer(bob.address, 3 * MILLI, payment_id=payment_id)
+    while_down = alice.get_transfer(payment_id)  # from the store
+
+    assert crashing.process is not None
+    assert crashing.process.returncode == 70
+    assert (unknown.value.code, unknown.value.payment_id) == ("outcome_unknown", payment_id)
+    assert still_unknown.value.payment_id == payment_id
+    assert (while_down["status"], while_down["amount"], while_down["recipient"]) == (
+        "sending",
+        3 * MILLI,
+        bob.address,
+    )
+    assert alice.balance == start  # the client never saw the node's countersignature
+    assert Payment.objects.filter(sender=alice_address).count() == 1  # but the node committed it
+
+    restarted = start_process(
+        NodeProcess(env=live_node.env, log_path=tmp_path / "restarted.log", port=crashing.port)
+    )
+    restarted.wait_serving()
+    until(
+        lambda: alice.get_transfer(payment_id)["status"] != "sending", "Alice's resync to settle the payment"
+    )
+    again = alice.transfer(bob.address, 3 * MILLI, payment_id=payment_id)
+    with pytest.raises(InvalidArgumentError) as other_terms:
+        alice.transfer(bob.address, 4 * MILLI, payment_id=payment_id)
+    done = alice.wait_for_transfer(payment_id, timeout=120)  # forwarded by the node's payment sweep
+    settled(alice, bob)
+
+    assert again == payment_id
+    assert other_terms.value.code == "payment_id_reused"
+    assert done["status"] == "completed"
+    assert alice.balance == start - 3 * MILLI
+    assert bob.balance == 3 * MILLI
+    assert Payment.objects.filter(sender=alice_address).count() == 1
+    creates = ChannelUpdate.objects.filter(
+        channel__address=alice.channel_address, kind="create", initiator=alice_address
+    )
+    assert creates.count() == 1
 
 
 # -- the CLI --------------------------------------------------------------------------------------------
