@@ -1640,19 +1640,29 @@ class AsyncClient:
         except ProtocolError:
             self._store.clear_pending(self.channel_address)
             return
+        body: dict[str, Any] = {
+            "update": serialization.update_to_json(update),
+            "signature": serialization.hex_bytes(signature),
+        }
+        meta = self._sent_meta(update)
+        if meta:
+            body["meta"] = meta
         try:
-            answer = await self.api.post(
-                "/api/channel/updates",
-                {
-                    "update": serialization.update_to_json(update),
-                    "signature": serialization.hex_bytes(signature),
-                },
-            )
+            answer = await self.api.post("/api/channel/updates", body)
         except NodeError as exc:
             self._store.clear_pending(self.channel_address)
             logger.info("the node refused the update left unanswered: %s", exc)
             return
         self._accept_answer(answer, new, signature)
+
+    def _sent_meta(self, update: Update) -> dict[str, Any]:
+        """The meta a payment's create was sent with (its record keeps it), so it can be sent again."""
+        if not isinstance(update, CreateUpdate):
+            return {}
+        record = self._store.payment(serialization.hex_bytes(update.payment_id))
+        if record is None or transfer_meta.meta_hash(record.meta) != update.meta_hash:
+            return {}
+        return record.meta
 
     # -- adopting states ----------------------------------------------------------------------------
 

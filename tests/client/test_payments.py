@@ -262,5 +262,8 @@ def test_a_retry_of_a_payment_the_node_never_took_sends_it_once_more_and_an_othe
     assert other_payment.value.code == "payment_id_reused"
     assert retried.value.code == "insufficient_collateral"
     assert [body["update"]["paymentId"] for _, body, _ in node.posts] == [PAYMENT] * 3
-    # once the node refused the re-sent update the payment had never happened: the retry made it anew
+    # the retry's sync re-sent exactly the update signed first, with its meta; once the node refused
+    # it the payment had never happened, and the retry made it anew
+    assert node.posts[0][1] == node.posts[1][1]
+    assert "meta" in node.posts[1][1]
     assert client._store.payment(PAYMENT) is None
