@@ -447,12 +447,16 @@ def test_the_cli_deposits_shows_balances_and_withdraws_against_the_live_node(liv
     store = tmp_path / "cli.db"
     recipient = Account.create().address
 
+    collateral = cli(live_node, key_file, store, "collateral", "--amount", "0.003eth")  # opens the channel
     deposit = cli(live_node, key_file, store, "deposit", "0.02eth")
     balance = cli(live_node, key_file, store, "balance", "--asset", "eth")
     withdraw = cli(live_node, key_file, store, "withdraw", "5000000000000000wei", "--to", recipient)
     too_much = cli(live_node, key_file, store, "withdraw", "1eth")
     bad_amount = cli(live_node, key_file, store, "deposit", "1.5 bananas")
 
+    assert collateral.returncode == 0, collateral.stderr
+    assert "the node deposited collateral" in collateral.stdout
+    assert "ETH: you 0 eth (0 wei), node 0.003 eth (3000000000000000 wei)" in collateral.stdout
     assert deposit.returncode == 0, deposit.stderr
     assert "sent 0x" in deposit.stdout
     assert "deposited 0.02 eth" in deposit.stdout

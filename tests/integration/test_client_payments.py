@@ -575,7 +575,27 @@ def test_the_cli_sends_makes_and_redeems_links_and_lists_history(live_node, wall
     bob = funded(live_node, wallets, w3, deposit=0, node=1)
     carol_key = new_key(w3)
 
-    send = cli(live_node, alice_key, tmp_path / "alice.db", "send", bob.address, "0.001eth")
+    payment_id = serialization.hex_bytes(secrets.token_bytes(32))
+    send = cli(
+        live_node,
+        alice_key,
+        tmp_path / "alice.db",
+        "send",
+        bob.address,
+        "0.001eth",
+        "--payment-id",
+        payment_id,
+    )
+    resend = cli(  # an operator unsure whether it went through sends again: nothing is paid twice
+        live_node,
+        alice_key,
+        tmp_path / "alice.db",
+        "send",
+        bob.address,
+        "0.001eth",
+        "--payment-id",
+        payment_id,
+    )
     link = cli(live_node, alice_key, tmp_path / "alice.db", "link", "0.002eth")
     assert link.returncode == 0, link.stderr
     url = link.stdout.split(": ", 1)[1].splitlines()[0].strip()
@@ -585,6 +605,8 @@ def test_the_cli_sends_makes_and_redeems_links_and_lists_history(live_node, wall
 
     assert send.returncode == 0, send.stderr
     assert "sent 0.001 eth" in send.stdout
+    assert resend.returncode == 0, resend.stderr
+    assert send.stdout.split()[-1] == resend.stdout.split()[-1] == payment_id
     assert link.returncode == 0, link.stderr
     assert redeem.returncode == 0, redeem.stderr
     assert "redeemed 0.002 eth (2000000000000000 wei): completed" in redeem.stdout
@@ -593,6 +615,7 @@ def test_the_cli_sends_makes_and_redeems_links_and_lists_history(live_node, wall
     assert len(lines) == 2
     assert f"linked to {Account.from_key(carol_key).address}: 2000000000000000 wei" in lines[0]
     assert f"linked to {bob.address}: 1000000000000000 wei" in lines[1]
+    assert lines[1].startswith(payment_id)
     assert newest.returncode == 0, newest.stderr
     first, hint = newest.stdout.splitlines()
     assert first == lines[0]
