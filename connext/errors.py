@@ -11,6 +11,9 @@
   to defund, a disputed state the client does not hold); `code` says which.
 - `ChainError`: an on-chain transaction of the user's reverted or could not be sent.
 - `NodeUnavailableError`: the node could not be reached.
+- `OutcomeUnknownError`: a `NodeUnavailableError` after a payment was sent: the node may have taken it.
+  `payment_id` names it; the client's store holds it (status `sending`), its next sync with the node
+  settles it, and a retry with the same payment id returns its outcome instead of paying again.
 - `TimeoutError`: a wait ran out of time (also a builtin `TimeoutError`).
 """
 
@@ -70,6 +73,14 @@ class ChainError(ConnextError):
 
 class NodeUnavailableError(ConnextError, ConnectionError):
     """The node did not answer (connection refused, reset, or an HTTP 5xx)."""
+
+
+class OutcomeUnknownError(NodeUnavailableError):
+    """The node stopped answering once payment `payment_id` was sent: it may or may not have taken it."""
+
+    def __init__(self, payment_id: str, message: str) -> None:
+        super().__init__("outcome_unknown", message)
+        self.payment_id = payment_id
 
 
 class TimeoutError(ConnextError, builtins.TimeoutError):

@@ -15,6 +15,7 @@ A re-sent update gets the same answer; an update behind the latest state gets th
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ from connext.protocol.types import (
     Update,
     UpdateContext,
 )
+
+# Tests only (the client's retry after a crash): the process exits right after committing a create
+# of this user's, before answering it. Unset everywhere else.
+_TEST_EXIT_AFTER_CREATE_OF = os.environ.get("CONNEXT_TEST_EXIT_AFTER_CREATE_OF", "")
 
 _PROTOCOL_STATUS = {
     "stale_nonce": 409,
@@ -336,6 +341,8 @@ def channel_apply_user_update(
         raise ChannelError(
             "conflict", "A concurrent update wrote the same record; sync and retry.", status=409
         ) from None
+    if _TEST_EXIT_AFTER_CREATE_OF and isinstance(update, CreateUpdate) and user == _TEST_EXIT_AFTER_CREATE_OF:
+        os._exit(70)
     return SignedState(new, node_signature, signature)
 
 

@@ -36,7 +36,7 @@ from connext.client.events import Callback, EventBus, Predicate
 from connext.client.events import wait as wait_future
 from connext.client.node_api import NodeApi
 from connext.client.onchain import UserChain
-from connext.client.store import ChannelSetup, PaymentRecord, Store
+from connext.client.store import SENDING, ChannelSetup, PaymentRecord, Store
 from connext.client.store import SignedState as SignedChannelState
 from connext.client.watcher import WatchOptions, setup_from_config, start_watch
 from connext.errors import (
@@ -46,6 +46,7 @@ from connext.errors import (
     InvalidArgumentError,
     NodeError,
     NodeUnavailableError,
+    OutcomeUnknownError,
     TimeoutError,
     ValidationError,
 )
@@ -139,11 +140,18 @@ class AsyncClient:
         *,
         store_path: str | None,
         chain_rpc_url: str | None,
-        hashlock_margin: int = policy.DEFAULT_HASHLOCK_MARGIN,
         watch_disputes: bool = True,
         watch_options: WatchOptions | None = None,
     ) -> None:
         key = _key_bytes(private_key)
+        self._watch_options = watch_options or WatchOptions()
+        self._min_window = self._watch_options.min_window_seconds
+        if self._min_window > PAYMENT_TRANSFER_TIMEOUT:
+            raise InvalidArgumentError(
+                "invalid_argument",
+                f"watch_options ask for on-chain windows of {self._min_window}s: longer than the"
+                f" {PAYMENT_TRANSFER_TIMEOUT}s of the client's own payments",
+            )
         try:
             self._signer = Signer(key)
         except ProtocolError:
@@ -167,10 +175,8 @@ class AsyncClient:
         self._tasks: list[asyncio.Task[Any]] = []
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._closed = False
-        self._hashlock_margin = hashlock_margin
         self._expiry_timers: set[int] = set()
         self._watch_disputes = watch_disputes
-        self._watch_options = watch_options or WatchOptions()
         self._disputes: ChannelDisputes | None = None
 
     # -- connecting ---------------------------------------------------------------------------------
@@ -183,23 +189,23 @@ class AsyncClient:
         *,
         store_path: str | None = None,
         chain_rpc_url: str | None = None,
-        hashlock_margin: int = policy.DEFAULT_HASHLOCK_MARGIN,
         watch_disputes: bool = True,
         watch_options: WatchOptions | None = None,
     ) -> AsyncClient:
         """Log in, open the channel if there is none (or restore it if the store is empty), start the
         websocket and sync. Returns once the client's state matches the node's.
 
-        `hashlock_margin`: the least time (seconds) an incoming HashLock must leave to be accepted.
         `watch_disputes`: answer stale disputes and defund what is owed on chain while connected (needs a
-        chain RPC); `watch_options`: its poll interval and how long the node may be unreachable before
-        `node.unresponsive`."""
+        chain RPC); `watch_options`: its poll interval, how long the node may be unreachable before
+        `node.unresponsive`, and the chain's pace (confirmations, block time) and a margin, which set the
+        shortest on-chain window the client signs (`WatchOptions.min_window_seconds`, about 16 minutes
+        by default): a node proposal with a shorter transfer window, an incoming HashLock expiring
+        sooner or a channel dispute timeout below it is refused (`window_too_short`, `expiring`)."""
         client = cls(
             node_url,
             private_key,
             store_path=store_path,
             chain_rpc_url=chain_rpc_url,
-            hashlock_margin=hashlock_margin,
             watch_disputes=watch_disputes,
             watch_options=watch_options,
         )
@@ -534,17 +540,56 @@ class AsyncClient:
 
     # -- collateral ---------------------------------------------------------------------------------
 
-    async def request_collateral(self, asset_id: str = ETH, amount: int | None = None) -> dict[str, Any]:
+    async def request_collateral(
+        self,
+        asset_id: str = ETH,
+        amount: int | None = None,
+        *,
+        wait: bool = True,
+        timeout: float = DEFAULT_WAIT_SECONDS,
+    ) -> dict[str, Any]:
         """Ask the node to top its side up to `amount` (default: its rebalance target).
 
-        Returns the node's answer: `{"requested": bool, "transactionId": ...}`; the credit arrives as
-        a node proposal the client countersigns (`channel.updated`)."""
+        Returns the node's answer, `{"requested": bool, "transactionId": ...}`. With `wait` (default)
+        it returns once the collateral is credited in a doubly signed state (the node's deposit
+        credit, countersigned), `TimeoutError` after `timeout`; at once when nothing is on its way
+        (the node holds `amount` already, or without `amount` neither the node's answer nor the chain
+        shows a deposit to credit). Without `wait`, once the node answered: the credit arrives as a
+        node proposal the client countersigns (`channel.updated`)."""
         asset_id = self._asset(asset_id)
         body: dict[str, Any] = {"assetId": asset_id}
         if amount is not None:
             body["amount"] = str(check_amount(amount))
+        credited = self._processed_node(self.state, asset_id)
         answer: dict[str, Any] = await self.api.post("/api/channel/collateral", body)
+        if wait and await self._collateral_on_its_way(
+            asset_id, amount, requested=bool(answer.get("requested"))
+        ):
+            await self._wait_state(
+                lambda state: (
+                    self._processed_node(state, asset_id) > credited
+                    or (amount is not None and self._node_balance(state, asset_id) >= amount)
+                ),
+                timeout,
+                f"credit of the node's {asset_id} collateral",
+            )
         return answer
+
+    async def _collateral_on_its_way(self, asset_id: str, amount: int | None, *, requested: bool) -> bool:
+        """Whether a node deposit is still to be credited after a collateral request: one the node
+        just queued, one it had queued before (when the node holds less than `amount`), or one the
+        chain shows and the channel does not credit yet."""
+        if requested:
+            return True
+        if amount is not None:
+            return self._node_balance(self.state, asset_id) < amount
+        if self._chain is None:
+            return False
+        chain = self._chain
+        node_total, _ = await asyncio.to_thread(
+            chain.deposit_totals, self.channel_address, asset_id, await asyncio.to_thread(chain.block_number)
+        )
+        return node_total > self._processed_node(self.state, asset_id)
 
     # -- withdrawals --------------------------------------------------------------------------------
 
@@ -647,13 +692,30 @@ class AsyncClient:
     # -- payments -----------------------------------------------------------------------------------
 
     async def transfer(
-        self, recipient: str, amount: int, asset_id: str = ETH, *, meta: dict[str, Any] | None = None
+        self,
+        recipient: str,
+        amount: int,
+        asset_id: str = ETH,
+        *,
+        meta: dict[str, Any] | None = None,
+        payment_id: bytes | str | None = None,
     ) -> str:
         """Pay `amount` of `asset_id` to the user `recipient` through the node: a Linked transfer whose
         preimage travels encrypted to the recipient's public key (the node relays it and cannot read it;
         the recipient's client resolves it on its own). Returns the payment id once the node
-        countersigned the sender side."""
+        countersigned the sender side.
+
+        `payment_id` (32 bytes, default random) makes a retry safe: the payment is recorded in the
+        store before it is sent, and a call with an id the store knows pays nothing again; it returns
+        the id once the payment is known to be made (`wait_for_transfer` tells its outcome).
+        `OutcomeUnknownError` (it carries `payment_id`) when the node stopped answering after the
+        payment was sent: retry with that id."""
         recipient = _address(recipient, "recipient")
+        id_bytes = secrets.token_bytes(32) if payment_id is None else _bytes32(payment_id, "payment_id")
+        if payment_id is not None and await self._made_before(
+            DefinitionKind.LINKED, amount, asset_id, recipient, id_bytes
+        ):  # a retry: the first call's secret and meta stand
+            return serialization.hex_bytes(id_bytes)
         public_key = await self._public_key_of(recipient)
         preimage = secrets.token_bytes(32)
         encrypted = ecies.encrypt(
@@ -666,7 +728,7 @@ class AsyncClient:
             asset_id,
             recipient=recipient,
             encoded_state=LinkedState(keccak256(preimage)).encode(),
-            payment_id=secrets.token_bytes(32),
+            payment_id=id_bytes,
             meta=meta,
             secret=preimage,
         )
@@ -690,9 +752,22 @@ class AsyncClient:
           node gives the recipient a shorter expiry, so it can always claim this side in time.
         - `"signed"`: a receipt `signer` signs (EIP-712) over the payment id and some data; pass
           `payment_id` (32 bytes) when the signer must know it beforehand.
-        - `"linked"`: the preimage of `lock_hash`, with no expiry."""
+        - `"linked"`: the preimage of `lock_hash`, with no expiry.
+
+        A `payment_id` the store knows is a retry: nothing is paid again (see `transfer`)."""
         recipient = _address(recipient, "recipient")
         id_bytes = secrets.token_bytes(32) if payment_id is None else _bytes32(payment_id, "payment_id")
+        definitions = {
+            "signed": DefinitionKind.SIGNED,
+            "hashlock": DefinitionKind.HASHLOCK,
+            "linked": DefinitionKind.LINKED,
+        }
+        if (
+            payment_id is not None
+            and kind in definitions
+            and await self._made_before(definitions[kind], amount, asset_id, recipient, id_bytes)
+        ):
+            return serialization.hex_bytes(id_bytes)
         if kind == "signed":
             if signer is None:
                 raise InvalidArgumentError("missing_argument", "a signed transfer names its signer")
@@ -709,6 +784,11 @@ class AsyncClient:
                     raise InvalidArgumentError("missing_argument", "a hashlock transfer needs its expiry")
                 if expiry <= int(time.time()):
                     raise InvalidArgumentError("expired", f"the expiry {expiry} has passed")
+                if expiry < int(time.time()) + self._min_window:
+                    raise InvalidArgumentError(
+                        "window_too_short",
+                        f"the expiry {expiry} is less than {self._min_window}s away: too soon to claim on chain",
+                    )
                 encoded, definition = HashLockState(lock, expiry).encode(), DefinitionKind.HASHLOCK
         else:
             raise InvalidArgumentError("unsupported_transfer", f"no transfer of kind {kind!r}")
@@ -897,6 +977,96 @@ class AsyncClient:
         self._public_keys[user] = public_key
         return public_key
 
+    def _outgoing_record(
+        self, kind: DefinitionKind, amount: int, asset_id: str, recipient: str | None, payment_id: bytes
+    ) -> PaymentRecord:
+        """The store's record of a payment of the user's, before it is sent."""
+        return PaymentRecord(
+            payment_id=serialization.hex_bytes(payment_id),
+            direction="outgoing",
+            kind=kind.value,
+            sender=self.address,
+            recipient=recipient or "",
+            asset_id=self._asset(asset_id),
+            amount=check_amount(amount),
+            status=SENDING,
+        )
+
+    async def _made_before(
+        self, kind: DefinitionKind, amount: int, asset_id: str, recipient: str | None, payment_id: bytes
+    ) -> bool:
+        async with self._lock:
+            return await self._made_before_locked(
+                self._outgoing_record(kind, amount, asset_id, recipient, payment_id)
+            )
+
+    async def _made_before_locked(self, wanted: PaymentRecord) -> bool:
+        """True when the store knows the payment `wanted` names and it was made: a retry, which returns
+        the first call's outcome. An unknown outcome is settled with the node first
+        (`OutcomeUnknownError` while it cannot be). False for a new id, or one whose payment never
+        happened (it may be made now). `payment_id_reused` for an id of another payment."""
+        known = self._store.payment(wanted.payment_id)
+        if known is None:
+            return False
+        terms = ("direction", "kind", "recipient", "asset_id", "amount")
+        if any(getattr(known, term) != getattr(wanted, term) for term in terms):
+            raise InvalidArgumentError(
+                "payment_id_reused", f"payment {known.payment_id} is another payment: {known.as_json()}"
+            )
+        if known.status == SENDING:
+            try:
+                await self._sync_locked()
+                await self._settle_sending_locked()
+            except NodeUnavailableError as exc:
+                raise self._outcome_unknown(known.payment_id, exc) from exc
+            settled = self._store.payment(known.payment_id)
+            if settled is None:
+                return False
+            if settled.status == SENDING:
+                raise self._outcome_unknown(known.payment_id, None)
+        return True
+
+    @staticmethod
+    def _outcome_unknown(payment_hex: str, cause: ConnextError | None) -> OutcomeUnknownError:
+        reason = f"the node stopped answering ({cause.message})" if cause is not None else "no answer yet"
+        return OutcomeUnknownError(
+            payment_hex,
+            f"payment {payment_hex} was sent, {reason}: the node may have taken it. Retry with this"
+            " payment id (nothing is paid twice); the client settles it with the node first.",
+        )
+
+    def _unanswered(self, payment_id: bytes) -> bool:
+        """The user's create of `payment_id` is the update signed and sent but not answered."""
+        pending = self._store.pending(self.channel_address)
+        return (
+            pending is not None
+            and isinstance(pending.update, CreateUpdate)
+            and pending.update.payment_id == payment_id
+        )
+
+    async def _settle_sending_locked(self) -> None:
+        """After a sync: settle the payments sent whose answer was never seen. One the node knows or
+        the channel holds was made (the node's news of it is kept); one still waiting as the update
+        left unanswered stays unknown; any other never happened and is forgotten (nothing moved, its
+        id is free again: the signed create can no longer apply, its nonce is taken)."""
+        for record in self._store.payments_with_status(SENDING):
+            id_bytes = _bytes32(record.payment_id, "payment_id")
+            if self._unanswered(id_bytes):
+                continue
+            try:
+                news: dict[str, Any] | None = await self.api.get(f"/api/transfers/{record.payment_id}")
+            except NodeError as exc:
+                if exc.code != "unknown_payment":
+                    raise
+                news = None
+            if news is not None:
+                self._note_payment_news(news)
+            elif any(t.payment_id == id_bytes and t.initiator == self.address for t in self.state.transfers):
+                self._store.save_payment(replace(record, status="pending"))
+            else:
+                self._store.delete_payment(record.payment_id)
+        self._signal_state()
+
     async def _send_payment(
         self,
         kind: DefinitionKind,
@@ -933,28 +1103,30 @@ class AsyncClient:
             )
             return update, {}
 
-        record = PaymentRecord(
-            payment_id=payment_hex,
-            direction="outgoing",
-            kind=kind.value,
-            sender=self.address,
-            recipient=recipient or "",
-            asset_id=asset_id,
-            amount=amount,
-            status="pending",
-            secret=secret,
-            meta=meta,
+        record = replace(
+            self._outgoing_record(kind, amount, asset_id, recipient, payment_id), secret=secret, meta=meta
         )
         async with self._lock:
+            if await self._made_before_locked(record):  # a concurrent call with this id made it
+                return payment_hex
             try:
                 transfer_meta.canonical_meta(meta)
             except ProtocolError as exc:
                 raise policy.from_protocol(exc) from None
-            await self._propose_locked(build, meta=meta)
-            known = self._store.payment(payment_hex)
-            if known is not None:  # the node's news of it came before its answer: keep what it said
-                record = replace(record, status=known.status, failure=known.failure)
+            # Known before it is sent: a lost answer or a crash leaves a payment to settle, not a
+            # stranger that an application would pay again.
             self._store.save_payment(record)
+            try:
+                await self._propose_locked(build, meta=meta)
+            except BaseException as exc:
+                if not self._unanswered(payment_id):  # refused: no signed create of it can still apply
+                    self._store.delete_payment(payment_hex)
+                elif isinstance(exc, NodeUnavailableError):
+                    raise self._outcome_unknown(payment_hex, exc) from exc
+                raise
+            known = self._store.payment(payment_hex)
+            if known is None or known.status == SENDING:  # else the node's news came before its answer
+                self._store.save_payment(replace(record, status="pending"))
         return payment_hex
 
     def _keep_secret(
@@ -1217,7 +1389,10 @@ class AsyncClient:
         base: ChannelState | None = None,
     ) -> tuple[ChannelState, bytes]:
         """Derive and sign the user's own update (on `base`, the latest state by default); it is kept
-        as pending until answered."""
+        as pending until answered. No transfer of the user's has an on-chain window its watcher could
+        not answer in."""
+        if isinstance(update, CreateUpdate):
+            policy.check_window("transfer_timeout", update.transfer_timeout, self._min_window)
         context = self._context(chain_deposits)
         try:
             new, signature = validation.initiate_update(
@@ -1339,7 +1514,7 @@ class AsyncClient:
                 node_signature,
                 context=replace(self._context(chain_deposits), dispute=dispute),
                 meta=meta,
-                hashlock_margin=self._hashlock_margin,
+                min_window=self._min_window,
             )
         except ValidationError as exc:
             self._refused(exc, update)
@@ -1465,19 +1640,29 @@ class AsyncClient:
         except ProtocolError:
             self._store.clear_pending(self.channel_address)
             return
+        body: dict[str, Any] = {
+            "update": serialization.update_to_json(update),
+            "signature": serialization.hex_bytes(signature),
+        }
+        meta = self._sent_meta(update)
+        if meta:
+            body["meta"] = meta
         try:
-            answer = await self.api.post(
-                "/api/channel/updates",
-                {
-                    "update": serialization.update_to_json(update),
-                    "signature": serialization.hex_bytes(signature),
-                },
-            )
+            answer = await self.api.post("/api/channel/updates", body)
         except NodeError as exc:
             self._store.clear_pending(self.channel_address)
             logger.info("the node refused the update left unanswered: %s", exc)
             return
         self._accept_answer(answer, new, signature)
+
+    def _sent_meta(self, update: Update) -> dict[str, Any]:
+        """The meta a payment's create was sent with (its record keeps it), so it can be sent again."""
+        if not isinstance(update, CreateUpdate):
+            return {}
+        record = self._store.payment(serialization.hex_bytes(update.payment_id))
+        if record is None or transfer_meta.meta_hash(record.meta) != update.meta_hash:
+            return {}
+        return record.meta
 
     # -- adopting states ----------------------------------------------------------------------------
 
@@ -1552,6 +1737,8 @@ class AsyncClient:
         self._events.emit("channel.updated", {"nonce": state.nonce, "channelAddress": state.channel_address})
 
     async def _open_locked(self) -> None:
+        """Open the channel with the node's dispute timeout, once the watcher can answer inside it."""
+        policy.check_window("timeout", int(self._config["disputeTimeout"]), self._min_window)
         update = SetupUpdate(
             channel_address=self.channel_address,
             nonce=1,
@@ -1648,6 +1835,7 @@ class AsyncClient:
         if frame.get("type") == "sync":
             async with self._lock:
                 await self._sync_locked(credit_deposits=True)
+                await self._settle_sending_locked()
             await self._poll_withdrawals()
             self._events.emit("channel.synced", self.get_channel())
             return
@@ -1697,6 +1885,16 @@ class AsyncClient:
                 "no_chain_rpc", "this needs a chain RPC: pass chain_rpc_url (the node publishes none)"
             )
         return self._chain
+
+    @staticmethod
+    def _processed_node(state: ChannelState, asset_id: str) -> int:
+        index = state.asset_index(asset_id)
+        return 0 if index is None else state.processed_deposits[index][0]
+
+    @staticmethod
+    def _node_balance(state: ChannelState, asset_id: str) -> int:
+        index = state.asset_index(asset_id)
+        return 0 if index is None else state.balances[index][0]
 
     @staticmethod
     def _processed_user(state: ChannelState | None, asset_id: str) -> int:

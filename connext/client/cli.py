@@ -1,10 +1,11 @@
 """`connext`: the client from a shell.
 
-    connext --node URL --key-file FILE [--store PATH] [--rpc URL] COMMAND
+    connext --node URL --key-file FILE [--store PATH] [--rpc URL] [--confirmations N]
+            [--block-time S] [--window-margin S] COMMAND
 
 Commands: `info`, `balance [--asset A]`, `deposit AMOUNT [--asset A]`, `withdraw AMOUNT [--to ADDRESS]
-[--asset A]`, `collateral [--asset A] [--amount AMOUNT]`, `send RECIPIENT AMOUNT [--asset A]`,
-`link AMOUNT [--asset A]`, `redeem URL` (or `redeem PAYMENT_ID SECRET`), `history [--limit N]
+[--asset A]`, `collateral [--asset A] [--amount AMOUNT] [--no-wait]`, `send RECIPIENT AMOUNT [--asset A]
+[--payment-id ID]`, `link AMOUNT [--asset A]`, `redeem URL` (or `redeem PAYMENT_ID SECRET`), `history [--limit N]
 [--before ID]`, and without the node (only the chain RPC, the key and the store): `watch [--poll S]`
 (answers stale disputes, defunds what is owed) and `exit [--poll S]` (the whole unilateral exit). Amounts: `1.5eth`, `20gwei`, `1000wei` or plain
 wei. Assets: `eth` or a token address. Errors print one line `error: CODE: message` and exit 1 (2 for
@@ -23,12 +24,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from connext.client import policy
 from connext.client.amounts import format_amount, parse_amount
 from connext.client.async_client import ETH, _key_bytes
 from connext.client.disputes import ChannelDisputes
 from connext.client.onchain import UserChain
 from connext.client.store import Store
 from connext.client.sync_client import Client
+from connext.client.watcher import WatchOptions
 from connext.errors import ConnextError, InvalidArgumentError, NodeError
 
 
@@ -48,6 +51,29 @@ def _parser() -> argparse.ArgumentParser:
         "--store", default=os.environ.get("CONNEXT_STORE"), help="SQLite file for the channel state"
     )
     parser.add_argument("--rpc", default=os.environ.get("CONNEXT_CHAIN_RPC_URL"), help="chain RPC URL")
+    windows = parser.add_argument_group(
+        "on-chain windows",
+        "the client signs no transfer, HashLock or channel whose on-chain window is shorter than"
+        " its watcher's poll + confirmations x block time + margin",
+    )
+    windows.add_argument(
+        "--confirmations",
+        type=int,
+        default=policy.DEFAULT_CONFIRMATIONS,
+        help=f"blocks until an answer on chain counts (default {policy.DEFAULT_CONFIRMATIONS})",
+    )
+    windows.add_argument(
+        "--block-time",
+        type=float,
+        default=policy.DEFAULT_BLOCK_SECONDS,
+        help=f"the chain's block time in seconds (default {policy.DEFAULT_BLOCK_SECONDS:g})",
+    )
+    windows.add_argument(
+        "--window-margin",
+        type=float,
+        default=policy.DEFAULT_MARGIN_SECONDS,
+        help=f"seconds on top, for a congested chain or a restart (default {policy.DEFAULT_MARGIN_SECONDS:g})",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="address, channel and balances")
     balance = commands.add_parser("balance", help="free balances in the channel")
@@ -62,10 +88,18 @@ def _parser() -> argparse.ArgumentParser:
     collateral = commands.add_parser("collateral", help="ask the node to top up its side")
     collateral.add_argument("--asset", type=_asset, default=ETH)
     collateral.add_argument("--amount", default=None)
+    collateral.add_argument(
+        "--no-wait", action="store_true", help="return once the node answered, not once it is credited"
+    )
     send = commands.add_parser("send", help="pay another user of the node")
     send.add_argument("recipient")
     send.add_argument("amount")
     send.add_argument("--asset", type=_asset, default=ETH)
+    send.add_argument(
+        "--payment-id",
+        default=None,
+        help="32 bytes of hex (default random); sending again with the same id never pays twice",
+    )
     link = commands.add_parser("link", help="make a link payment anyone holding the URL can redeem")
     link.add_argument("amount")
     link.add_argument("--asset", type=_asset, default=ETH)
@@ -192,7 +226,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             return _watch(disputes, args.poll, out)
         return _exit(disputes, args.poll, out)
     key = _read_key(args.key_file)
-    client = Client.connect(args.node, key, store_path=args.store, chain_rpc_url=args.rpc)
+    watch_options = WatchOptions(
+        confirmations=args.confirmations, block_seconds=args.block_time, margin_seconds=args.window_margin
+    )
+    client = Client.connect(
+        args.node, key, store_path=args.store, chain_rpc_url=args.rpc, watch_options=watch_options
+    )
     try:
         return _command(client, args, out)
     finally:
@@ -247,18 +286,24 @@ def _command(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         return _payment_command(client, args, out)
     assert args.command == "collateral"
     wanted = parse_amount(args.amount) if args.amount is not None else None
-    answer = client.request_collateral(args.asset, wanted)
+    if not args.no_wait:
+        _say(out, "asking the node for collateral and waiting for its credit…")
+    answer = client.request_collateral(args.asset, wanted, wait=not args.no_wait)
     if answer.get("requested"):
-        _say(out, f"the node is depositing collateral (transaction record {answer.get('transactionId')})")
+        verb = "is depositing" if args.no_wait else "deposited"
+        _say(out, f"the node {verb} collateral (transaction record {answer.get('transactionId')})")
     else:
         _say(out, "the node already holds enough collateral here (or a deposit is on its way)")
+    if not args.no_wait:
+        for line in _balance_lines(client, [args.asset]):
+            _say(out, line)
     return 0
 
 
 def _payment_command(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     if args.command == "send":
         amount = parse_amount(args.amount)
-        payment_id = client.transfer(args.recipient, amount, args.asset)
+        payment_id = client.transfer(args.recipient, amount, args.asset, payment_id=args.payment_id)
         _say(out, f"sent {format_amount(amount)} ({amount} wei) to {args.recipient}: payment {payment_id}")
         return 0
     if args.command == "link":

@@ -10,15 +10,20 @@ A node proposal is countersigned only when
    - the node's own withdraw transfer (reclaimed collateral);
    - an incoming payment: a Linked, HashLock or Signed transfer from the node to the user whose meta
      (sent with the proposal) hashes to the transfer's `metaHash` and names the same payment id, and a
-     HashLock that leaves the user at least `hashlock_margin` seconds to resolve it;
+     HashLock that leaves the user at least `min_window` seconds to resolve it;
    - the node's resolve of the user's own transfer to it: the protocol re-runs the definition with the
      node's resolver, so only a resolver the definition accepts (or the node's refund) gets through.
+
+   Every transfer the node creates leaves the user at least `min_window` seconds to answer on chain
+   once it is disputed (`transferTimeout`): what the client's watcher needs to notice a dispute and
+   have its answer mined (`min_window`: poll interval + confirmations × block time + a margin).
 
 Anything else raises `ValidationError` and nothing is signed.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,7 +45,27 @@ from connext.protocol.types import (
 )
 
 PAYMENT_KINDS = (DefinitionKind.LINKED, DefinitionKind.HASHLOCK, DefinitionKind.SIGNED)
-DEFAULT_HASHLOCK_MARGIN = 60  # seconds an incoming HashLock must leave the user to resolve it
+
+# How fast the client's watcher answers on chain, by default (`WatchOptions` sets each one).
+DEFAULT_POLL_SECONDS = 5.0  # between two reads of the channel's dispute
+DEFAULT_CONFIRMATIONS = 3  # blocks until an answer counts, the one that mines it included
+DEFAULT_BLOCK_SECONDS = 12.0  # the chain's block time
+DEFAULT_MARGIN_SECONDS = 900.0  # a congested chain, a slow RPC, a client restarting
+
+
+def min_window(
+    *,
+    poll_seconds: float = DEFAULT_POLL_SECONDS,
+    confirmations: int = DEFAULT_CONFIRMATIONS,
+    block_seconds: float = DEFAULT_BLOCK_SECONDS,
+    margin_seconds: float = DEFAULT_MARGIN_SECONDS,
+) -> int:
+    """The shortest on-chain window (seconds) the client signs: the time its watcher needs to notice
+    a dispute, have its answer mined and confirmed, with a margin."""
+    return math.ceil(poll_seconds + confirmations * block_seconds + margin_seconds)
+
+
+DEFAULT_MIN_WINDOW = min_window()  # 5 + 3 × 12 + 900 = 941 s, about 16 minutes
 
 
 def refuse(code: str, message: str, *, field: str | None = None) -> ValidationError:
@@ -58,7 +83,7 @@ def check_node_proposal(
     *,
     context: UpdateContext,
     meta: Mapping[str, Any] | None = None,
-    hashlock_margin: int = DEFAULT_HASHLOCK_MARGIN,
+    min_window: int = DEFAULT_MIN_WINDOW,
 ) -> ChannelState:
     """The state to countersign for the node's `update` (with the `meta` its proposal carried), or
     `ValidationError`."""
@@ -76,9 +101,10 @@ def check_node_proposal(
         raise from_protocol(exc) from None
 
     if isinstance(update, CreateUpdate):
+        check_window("transfer_timeout", update.transfer_timeout, min_window)
         kind = context.definitions.get(update.definition)
         if kind in PAYMENT_KINDS:
-            check_incoming_payment(update, kind, meta or {}, now=context.now, hashlock_margin=hashlock_margin)
+            check_incoming_payment(update, kind, meta or {}, now=context.now, min_window=min_window)
         elif kind is not DefinitionKind.WITHDRAW:
             raise refuse("unsupported_transfer", f"this client does not accept {kind or update.definition}")
     elif isinstance(update, ResolveUpdate):
@@ -94,6 +120,17 @@ def check_node_proposal(
     if not isinstance(update, ResumeUpdate):  # a resume zeroes what the chain paid out (checked above)
         check_user_not_debited(previous, new)
     return new
+
+
+def check_window(field: str, seconds: int, min_window: int) -> None:
+    """An on-chain window (a transfer's `transferTimeout`, the channel's dispute `timeout`) the
+    client's watcher can answer in."""
+    if seconds < min_window:
+        raise refuse(
+            "window_too_short",
+            f"{field} is {seconds}s: shorter than the {min_window}s this client needs to answer on chain",
+            field=field,
+        )
 
 
 def check_user_not_debited(previous: ChannelState, new: ChannelState) -> None:
@@ -118,10 +155,10 @@ def check_incoming_payment(
     meta: Mapping[str, Any],
     *,
     now: int,
-    hashlock_margin: int,
+    min_window: int,
 ) -> None:
     """The node's transfer to the user for a payment: its meta is the one it committed to, and a
-    HashLock is not about to expire."""
+    HashLock lives long enough for the user to resolve it on chain."""
     try:
         matches = transfer_meta.meta_hash(meta) == update.meta_hash
     except ProtocolError as exc:
@@ -133,9 +170,9 @@ def check_incoming_payment(
         raise refuse("bad_meta", "the meta names another payment than the transfer", field="meta")
     if kind is DefinitionKind.HASHLOCK:
         expiry = HashLockState.decode(update.encoded_state).expiry
-        if expiry < now + hashlock_margin:
+        if expiry < now + min_window:
             raise refuse(
                 "expiring",
-                f"the hashlock expires at {expiry}, less than {hashlock_margin}s from now ({now})",
+                f"the hashlock expires at {expiry}, less than {min_window}s from now ({now})",
                 field="encoded_state",
             )

@@ -116,11 +116,15 @@ class PendingUpdate:
     signature: bytes
 
 
+SENDING = "sending"  # an outgoing payment sent whose answer the client has not seen: its outcome is unknown
+
+
 @dataclass(frozen=True)
 class PaymentRecord:
     """What the client knows of one payment of its user. `direction` is `outgoing` or `incoming`;
-    `status` uses the node's words (pending, forwarded, completed, refunded, failed); `secret` is the
-    preimage when the user holds it (never shown in `as_json`)."""
+    `status` uses the node's words (pending, forwarded, completed, refunded, failed), or `sending`
+    for an outgoing one recorded before it was sent and not answered yet; `secret` is the preimage
+    when the user holds it (never shown in `as_json`)."""
 
     payment_id: str
     direction: str
@@ -322,6 +326,16 @@ class Store:
             else:
                 rows = self._db.execute(_SELECT_PAYMENTS_BEFORE, (before, limit)).fetchall()
         return [_payment_from_row(row) for row in rows]
+
+    def payments_with_status(self, status: str) -> list[PaymentRecord]:
+        with self._lock:
+            rows = self._db.execute(_SELECT_PAYMENTS + " WHERE status = ?", (status,)).fetchall()
+        return [_payment_from_row(row) for row in rows]
+
+    def delete_payment(self, payment_id: str) -> None:
+        """Forget a payment that never happened (the node refused it, or never took it)."""
+        with self._lock:
+            self._db.execute("DELETE FROM payment WHERE payment_id = ?", (payment_id,))
 
     def save_payment(self, record: PaymentRecord) -> PaymentRecord:
         """Insert or replace a payment record; a secret once known is never forgotten. News that

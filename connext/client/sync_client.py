@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 from connext.client.async_client import DEFAULT_WAIT_SECONDS, ETH, HISTORY_PAGE, AsyncClient
 from connext.client.events import Callback, Predicate
-from connext.client.policy import DEFAULT_HASHLOCK_MARGIN
 from connext.client.watcher import WatchOptions
 
 T = TypeVar("T")
@@ -40,7 +39,6 @@ class Client:
         *,
         store_path: str | None = None,
         chain_rpc_url: str | None = None,
-        hashlock_margin: int = DEFAULT_HASHLOCK_MARGIN,
         watch_disputes: bool = True,
         watch_options: WatchOptions | None = None,
     ) -> Client:
@@ -54,7 +52,6 @@ class Client:
                 private_key,
                 store_path=store_path,
                 chain_rpc_url=chain_rpc_url,
-                hashlock_margin=hashlock_margin,
                 watch_disputes=watch_disputes,
                 watch_options=watch_options,
             ),
@@ -129,8 +126,15 @@ class Client:
     def deposit(self, amount: int, asset_id: str = ETH, *, wait: bool = True) -> str:
         return self._run(self._inner.deposit(amount, asset_id, wait=wait))
 
-    def request_collateral(self, asset_id: str = ETH, amount: int | None = None) -> dict[str, Any]:
-        return self._run(self._inner.request_collateral(asset_id, amount))
+    def request_collateral(
+        self,
+        asset_id: str = ETH,
+        amount: int | None = None,
+        *,
+        wait: bool = True,
+        timeout: float = DEFAULT_WAIT_SECONDS,
+    ) -> dict[str, Any]:
+        return self._run(self._inner.request_collateral(asset_id, amount, wait=wait, timeout=timeout))
 
     def withdraw(
         self, amount: int, asset_id: str = ETH, recipient: str | None = None, *, wait: bool = True
@@ -140,9 +144,15 @@ class Client:
     # -- payments -------------------------------------------------------------------------------------
 
     def transfer(
-        self, recipient: str, amount: int, asset_id: str = ETH, *, meta: dict[str, Any] | None = None
+        self,
+        recipient: str,
+        amount: int,
+        asset_id: str = ETH,
+        *,
+        meta: dict[str, Any] | None = None,
+        payment_id: bytes | str | None = None,
     ) -> str:
-        return self._run(self._inner.transfer(recipient, amount, asset_id, meta=meta))
+        return self._run(self._inner.transfer(recipient, amount, asset_id, meta=meta, payment_id=payment_id))
 
     def conditional_transfer(
         self,

@@ -3,6 +3,8 @@
 - Every `poll_seconds` it runs `ChannelDisputes.step` in a worker thread: a stale dispute is answered
   with the latest doubly signed state inside the consensus window; after it, what is owed to the user is
   defunded. A failing step is logged and tried again on the next poll; it never stops the client.
+- Its speed sets the shortest on-chain window the client signs (`WatchOptions.min_window_seconds`):
+  a dispute must stay answerable for a poll interval, the blocks the answer needs and a margin.
 - When the websocket to the node has been down for `node_timeout_seconds` while the user has funds at
   stake (a balance, or a transfer it locked or can resolve), it emits `node.unresponsive` once per
   outage, so the app can offer the unilateral exit (`connext exit`).
@@ -17,10 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from connext.client import policy
 from connext.client.disputes import ChannelDisputes
 from connext.client.events import EventBus
 from connext.client.onchain import UserChain
 from connext.client.store import ChannelSetup, Store
+from connext.errors import InvalidArgumentError
 from connext.protocol.encoding import normalize_address
 from connext.protocol.types import ChannelState, DefinitionKind
 
@@ -29,8 +33,29 @@ logger = logging.getLogger("connext.client")
 
 @dataclass(frozen=True)
 class WatchOptions:
-    poll_seconds: float = 5.0  # how often the chain is read for the channel's dispute
+    poll_seconds: float = policy.DEFAULT_POLL_SECONDS  # how often the chain is read for the channel's dispute
     node_timeout_seconds: float = 120.0  # node unreachable this long with funds at stake: tell the user
+    confirmations: int = policy.DEFAULT_CONFIRMATIONS  # blocks until an answer counts (1: mined)
+    block_seconds: float = policy.DEFAULT_BLOCK_SECONDS  # the chain's block time
+    margin_seconds: float = policy.DEFAULT_MARGIN_SECONDS  # on top: congestion, a slow RPC, a restart
+
+    def __post_init__(self) -> None:
+        if not self.poll_seconds > 0 or not self.node_timeout_seconds > 0:
+            raise InvalidArgumentError("invalid_argument", "poll_seconds and node_timeout_seconds are > 0")
+        if self.confirmations < 0 or self.block_seconds < 0 or self.margin_seconds < 0:
+            raise InvalidArgumentError(
+                "invalid_argument", "confirmations, block_seconds and margin_seconds are >= 0"
+            )
+
+    @property
+    def min_window_seconds(self) -> int:
+        """The shortest on-chain window the client signs (a transfer's, a HashLock's, the channel's)."""
+        return policy.min_window(
+            poll_seconds=self.poll_seconds,
+            confirmations=self.confirmations,
+            block_seconds=self.block_seconds,
+            margin_seconds=self.margin_seconds,
+        )
 
 
 def funds_at_stake(state: ChannelState) -> dict[str, int]:

@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
-from connext.client.store import PaymentRecord, Store
-from connext.errors import InvalidArgumentError, NodeUnavailableError
+from connext.client.store import SENDING, PaymentRecord, Store
+from connext.errors import InvalidArgumentError, NodeError, NodeUnavailableError, OutcomeUnknownError
+from connext.protocol import serialization
+from connext.protocol.encoding import keccak256
 from tests.client.test_validation import offline_client
 from tests.protocol.protocol_helpers import NODE, USER, funded_state
 
@@ -163,3 +165,105 @@ def test_waiting_for_a_payment_answers_at_once_when_it_is_settled_and_times_out_
     assert asyncio.run(client.wait_for_transfer(PAYMENT, timeout=1))["status"] == "refunded"
     with pytest.raises(ConnextTimeout):
         asyncio.run(client.wait_for_transfer("0x" + "cd" * 32, timeout=0.2))
+
+
+# -- a payment's id, before and after its update is sent ------------------------------------------
+
+
+class FlakyNode:
+    """Stands in for the node's API: answers the channel read with the client's own state (the node
+    took nothing), knows no payment, and refuses each update request with the next of `answers`."""
+
+    def __init__(self, client: Any, answers: list[BaseException]) -> None:
+        self.client = client
+        self.answers = answers
+        self.posts: list[tuple[str, dict[str, Any], Any]] = []
+        self.down = False
+
+    async def get(self, path: str, **params: str) -> Any:
+        if self.down:
+            raise NodeUnavailableError("node_unavailable", f"GET {path}: connection refused")
+        if path == "/api/channel":
+            return self.client.get_channel()
+        raise NodeError("unknown_payment", f"{path}: no such payment", 404)
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        payment_id = body["update"].get("paymentId")
+        self.posts.append((path, body, self.client._store.payment(payment_id) if payment_id else None))
+        raise self.answers.pop(0)
+
+
+def pay(client: Any, payment_id: str = PAYMENT) -> str:
+    return asyncio.run(
+        client.conditional_transfer(
+            "linked", 10**17, RECEIVER, lock_hash=keccak256(b"lock"), payment_id=payment_id
+        )
+    )
+
+
+def test_a_payment_is_recorded_before_it_is_sent_and_one_left_unanswered_is_reported_with_its_id():
+    client, _ = offline_client(funded_state(), chain_totals=(0, 0))
+    node = FlakyNode(client, [NodeUnavailableError("node_unavailable", "connection reset")])
+    client._api = node  # type: ignore[assignment]
+
+    with pytest.raises(OutcomeUnknownError) as unknown:
+        pay(client)
+    node.down = True
+    with pytest.raises(OutcomeUnknownError) as retried:  # the node is still away: nothing is sent again
+        pay(client)
+
+    [(path, _, recorded)] = node.posts
+    assert path == "/api/channel/updates"
+    assert recorded is not None
+    assert (recorded.status, recorded.payment_id) == (SENDING, PAYMENT)  # in the store before it left
+    assert (unknown.value.code, unknown.value.payment_id) == ("outcome_unknown", PAYMENT)
+    assert retried.value.payment_id == PAYMENT
+    assert client._store.payment(PAYMENT).status == SENDING
+    pending = client._store.pending(client.channel_address)
+    assert pending is not None
+    assert serialization.hex_bytes(pending.update.payment_id) == PAYMENT
+    assert client.get_free_balance()["user"] == 10**18  # nothing adopted: the node's answer never came
+
+
+def test_a_payment_the_node_refuses_leaves_no_record_and_its_id_stays_free():
+    client, _ = offline_client(funded_state(), chain_totals=(0, 0))
+    client._api = FlakyNode(client, [NodeError("insufficient_collateral", "no", 400)])  # type: ignore[assignment]
+
+    with pytest.raises(NodeError):
+        pay(client)
+
+    assert client._store.payment(PAYMENT) is None
+    assert client._store.pending(client.channel_address) is None
+
+
+def test_a_retry_of_a_payment_the_node_never_took_sends_it_once_more_and_an_other_payment_is_refused():
+    client, _ = offline_client(funded_state(), chain_totals=(0, 0))
+    node = FlakyNode(
+        client,
+        [
+            NodeUnavailableError("node_unavailable", "connection reset"),  # the first try: unknown
+            NodeError("bad_update", "the node moved on", 400),  # the re-sent update, refused
+            NodeError("insufficient_collateral", "no", 400),  # the retry, sent as a new update
+        ],
+    )
+    client._api = node  # type: ignore[assignment]
+    with pytest.raises(OutcomeUnknownError):
+        pay(client)
+
+    with pytest.raises(InvalidArgumentError) as other_payment:
+        asyncio.run(
+            client.conditional_transfer(
+                "linked", 1, RECEIVER, lock_hash=keccak256(b"lock"), payment_id=PAYMENT
+            )
+        )
+    with pytest.raises(NodeError) as retried:
+        pay(client)
+
+    assert other_payment.value.code == "payment_id_reused"
+    assert retried.value.code == "insufficient_collateral"
+    assert [body["update"]["paymentId"] for _, body, _ in node.posts] == [PAYMENT] * 3
+    # the retry's sync re-sent exactly the update signed first, with its meta; once the node refused
+    # it the payment had never happened, and the retry made it anew
+    assert node.posts[0][1] == node.posts[1][1]
+    assert "meta" in node.posts[1][1]
+    assert client._store.payment(PAYMENT) is None

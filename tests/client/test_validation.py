@@ -4,6 +4,7 @@ and nothing is sent to the node for them."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -124,14 +125,70 @@ def test_an_incoming_hashlock_about_to_expire_is_refused():
     later = incoming(state, HASHLOCK, hashlock_state(preimage_for("h"), NOW + 3600), {})
 
     with pytest.raises(ValidationError) as refused:
-        policy.check_node_proposal(
-            state, soon, node_signs(state, soon)[1], context=context(), hashlock_margin=60
-        )
-    policy.check_node_proposal(
-        state, later, node_signs(state, later)[1], context=context(), hashlock_margin=60
-    )
+        policy.check_node_proposal(state, soon, node_signs(state, soon)[1], context=context(), min_window=60)
+    policy.check_node_proposal(state, later, node_signs(state, later)[1], context=context(), min_window=60)
 
     assert refused.value.code == "expiring"
+
+
+def test_an_incoming_hashlock_expiring_inside_the_default_window_is_refused():
+    state = funded_state()
+    inside = incoming(
+        state, HASHLOCK, hashlock_state(preimage_for("h"), NOW + policy.DEFAULT_MIN_WINDOW - 1), {}
+    )
+    at_edge = incoming(
+        state, HASHLOCK, hashlock_state(preimage_for("h"), NOW + policy.DEFAULT_MIN_WINDOW), {}
+    )
+
+    with pytest.raises(ValidationError) as refused:
+        policy.check_node_proposal(state, inside, node_signs(state, inside)[1], context=context())
+    policy.check_node_proposal(state, at_edge, node_signs(state, at_edge)[1], context=context())
+
+    assert refused.value.code == "expiring"
+
+
+@pytest.mark.parametrize("kind", [LINKED, HASHLOCK, WITHDRAW])
+def test_a_node_transfer_with_a_one_second_window_is_refused_whatever_its_definition(kind):
+    state = funded_state()
+    encoded = {
+        LINKED: linked_state(preimage_for("x")),
+        HASHLOCK: hashlock_state(preimage_for("x"), NOW + 7 * 24 * 3600),
+        WITHDRAW: withdraw_state(state, initiator=NODE, amount=E // 2, recipient=NODE.address),
+    }[kind]
+    update = replace(incoming(state, kind, encoded, {}), transfer_timeout=1)
+
+    with pytest.raises(ValidationError) as refused:
+        policy.check_node_proposal(state, update, node_signs(state, update)[1], context=context())
+
+    assert (refused.value.code, refused.value.field) == ("window_too_short", "transfer_timeout")
+
+
+def test_a_transfer_window_as_long_as_the_watcher_needs_is_accepted_and_one_second_less_is_not():
+    state = funded_state()
+    window = policy.min_window(poll_seconds=2, confirmations=1, block_seconds=1, margin_seconds=60)
+    enough = replace(incoming(state, LINKED, linked_state(preimage_for("x")), {}), transfer_timeout=window)
+    short = replace(enough, transfer_timeout=window - 1)
+
+    policy.check_node_proposal(
+        state, enough, node_signs(state, enough)[1], context=context(), min_window=window
+    )
+    with pytest.raises(ValidationError) as refused:
+        policy.check_node_proposal(
+            state, short, node_signs(state, short)[1], context=context(), min_window=window
+        )
+
+    assert window == 63
+    assert refused.value.code == "window_too_short"
+
+
+def test_the_default_window_is_the_watchers_poll_three_blocks_and_a_quarter_hour_well_below_a_payments():
+    from connext.client.async_client import PAYMENT_TRANSFER_TIMEOUT
+    from connext.client.watcher import WatchOptions
+
+    assert policy.DEFAULT_MIN_WINDOW == WatchOptions().min_window_seconds == 5 + 3 * 12 + 900
+    assert WatchOptions(poll_seconds=1, confirmations=0, margin_seconds=0).min_window_seconds == 1
+    # An honest node gives the receiver the sender's window minus 3 routing reactions (3 h by default).
+    assert policy.DEFAULT_MIN_WINDOW < PAYMENT_TRANSFER_TIMEOUT - 3 * 3600
 
 
 def test_the_nodes_resolve_of_the_users_transfer_needs_a_resolver_the_definition_accepts():
@@ -228,12 +285,18 @@ class ChainReading:
         return self.totals
 
 
-def offline_client(state: ChannelState, chain_totals: tuple[int, int]) -> tuple[AsyncClient, RecordingApi]:
+def offline_client(
+    state: ChannelState, chain_totals: tuple[int, int], **options: Any
+) -> tuple[AsyncClient, RecordingApi]:
     """A client holding `state`, as if connected, without a node or a chain."""
     from connext.protocol.encoding import keccak256
 
     client = AsyncClient(
-        "http://node.invalid", keccak256(b"connext-py/tests/user"), store_path=None, chain_rpc_url=None
+        "http://node.invalid",
+        keccak256(b"connext-py/tests/user"),
+        store_path=None,
+        chain_rpc_url=None,
+        **options,
     )
     client._config = {"chainId": str(CHAIN_ID), "nodeAddress": NODE.address, "supportedAssets": [ETH]}
     client._definitions = dict(DEFINITIONS)
@@ -266,6 +329,79 @@ def test_the_client_sends_no_countersignature_for_a_proposal_that_overstates_the
     assert [r["code"] for r in refusals] == ["deposit_exceeds_chain"]
     assert client.get_channel()["nonce"] == state.nonce
     assert client.get_free_balance(ETH) == {"user": E, "node": E}
+
+
+def test_the_client_sends_no_countersignature_for_a_transfer_with_a_one_second_window():
+    state = funded_state()
+    client, api = offline_client(state, chain_totals=(E, E))
+    meta = {"sender": STRANGER.address}
+    update = replace(incoming(state, LINKED, linked_state(preimage_for("x")), meta), transfer_timeout=1)
+    refusals: list[dict] = []
+    client.on("update.refused", refusals.append)
+
+    asyncio.run(
+        client._answer_proposal_locked(
+            {
+                "update": serialization.update_to_json(update),
+                "nodeSignature": serialization.hex_bytes(node_signs(state, update)[1]),
+                "meta": meta,
+            }
+        )
+    )
+
+    assert api.posts == []
+    assert [r["code"] for r in refusals] == ["window_too_short"]
+    assert client.get_channel()["nonce"] == state.nonce
+    assert client._store.payments() == []
+
+
+def test_the_client_opens_no_channel_whose_dispute_timeout_its_watcher_cannot_answer_in():
+    state = funded_state()
+    client, api = offline_client(state, chain_totals=(0, 0))
+    client._config = {**client._config, "disputeTimeout": "60"}
+
+    with pytest.raises(ValidationError) as refused:
+        asyncio.run(client._open_locked())
+
+    assert (refused.value.code, refused.value.field) == ("window_too_short", "timeout")
+    assert api.posts == []
+
+
+def test_the_client_builds_no_hashlock_expiring_inside_its_window_and_no_window_longer_than_its_payments():
+    from connext.client.watcher import WatchOptions
+    from connext.errors import InvalidArgumentError
+
+    state = funded_state()
+    client, api = offline_client(state, chain_totals=(0, 0))
+    soon = int(time.time()) + policy.DEFAULT_MIN_WINDOW - 10
+
+    with pytest.raises(InvalidArgumentError) as too_soon:
+        asyncio.run(
+            client.conditional_transfer(
+                "hashlock", E // 10, STRANGER.address, lock_hash=preimage_for("h"), expiry=soon
+            )
+        )
+    with pytest.raises(InvalidArgumentError) as too_long:
+        offline_client(state, chain_totals=(0, 0), watch_options=WatchOptions(margin_seconds=2 * 86_400))
+
+    assert too_soon.value.code == "window_too_short"
+    assert too_long.value.code == "invalid_argument"
+    assert api.posts == []
+
+
+def test_the_client_signs_no_transfer_of_its_own_with_a_window_shorter_than_its_own():
+    state = funded_state()
+    client, _ = offline_client(state, chain_totals=(0, 0))
+    update = replace(
+        linked_create(state, initiator=USER.address, amount=E // 4, preimage=preimage_for("o")),
+        transfer_timeout=60,
+    )
+
+    with pytest.raises(ValidationError) as refused:
+        client._sign_own(update, {})
+
+    assert refused.value.code == "window_too_short"
+    assert client._store.pending(state.channel_address) is None
 
 
 def _resume_proposal() -> tuple[ChannelState, Any, bytes, Any]:

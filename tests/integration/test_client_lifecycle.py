@@ -188,6 +188,26 @@ def test_collateral_follows_the_profile_and_requests_and_the_excess_is_reclaimed
     assert client.get_free_balance(ETH)["user"] == 6 * MILLI
 
 
+def test_requested_collateral_is_in_the_channel_when_the_request_returns(live_node, clients, w3):
+    client = connect(live_node, clients, new_user(w3))
+    set_profile(client, ETH, (0, 12 * MILLI, 40 * MILLI))  # never below the threshold: nothing automatic
+
+    asked = client.request_collateral(ETH, 7 * MILLI)
+    after_asked = client.get_free_balance(ETH)
+    to_target = client.request_collateral(ETH)
+    after_target = client.get_free_balance(ETH)
+    enough = client.request_collateral(ETH, 5 * MILLI)
+
+    assert asked["requested"] is True
+    assert after_asked == {"user": 0, "node": 7 * MILLI}
+    assert to_target["requested"] is True
+    assert after_target == {"user": 0, "node": 12 * MILLI}
+    assert enough == {"requested": False, "transactionId": None}
+    assert client.get_free_balance(ETH)["node"] == 12 * MILLI
+    assert channel_reads.deposit_totals(w3, client.channel_address, ETH, block="latest").node == 12 * MILLI
+    assert client.get_channel()["assets"][ETH]["processedDepositsNode"] == 12 * MILLI
+
+
 def test_collateral_above_the_reclaim_threshold_is_refused_with_the_nodes_code(live_node, clients, w3):
     client = connect(live_node, clients, new_user(w3))
 
@@ -427,12 +447,16 @@ def test_the_cli_deposits_shows_balances_and_withdraws_against_the_live_node(liv
     store = tmp_path / "cli.db"
     recipient = Account.create().address
 
+    collateral = cli(live_node, key_file, store, "collateral", "--amount", "0.003eth")  # opens the channel
     deposit = cli(live_node, key_file, store, "deposit", "0.02eth")
     balance = cli(live_node, key_file, store, "balance", "--asset", "eth")
     withdraw = cli(live_node, key_file, store, "withdraw", "5000000000000000wei", "--to", recipient)
     too_much = cli(live_node, key_file, store, "withdraw", "1eth")
     bad_amount = cli(live_node, key_file, store, "deposit", "1.5 bananas")
 
+    assert collateral.returncode == 0, collateral.stderr
+    assert "the node deposited collateral" in collateral.stdout
+    assert "ETH: you 0 eth (0 wei), node 0.003 eth (3000000000000000 wei)" in collateral.stdout
     assert deposit.returncode == 0, deposit.stderr
     assert "sent 0x" in deposit.stdout
     assert "deposited 0.02 eth" in deposit.stdout

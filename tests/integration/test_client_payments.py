@@ -24,21 +24,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import transaction
+from django.test import override_settings
 from eth_account import Account
 from web3 import HTTPProvider, Web3
 
-from channels_app.models import Channel, Payment
+from channels_app.models import Channel, ChannelUpdate, Payment
+from channels_app.services import channels
 from connext import ETH, Client
 from connext.chain import devchain
-from connext.errors import InvalidArgumentError, NodeError, ValidationError
+from connext.client.store import Store
+from connext.client.watcher import WatchOptions
+from connext.errors import InvalidArgumentError, NodeError, OutcomeUnknownError, ValidationError
+from connext.protocol import meta as transfer_meta
 from connext.protocol import serialization, signing
-from connext.protocol.definitions import HashLockState
+from connext.protocol.definitions import HashLockState, LinkedState
 from connext.protocol.encoding import keccak256
-from tests.integration.conftest import LiveNode
+from connext.protocol.types import CreateUpdate
+from tests.integration.conftest import LIVE_NODE_KEY, LiveNode
 from tests.support import client_wallets
 from tests.support.conservation import assert_offchain_conserved
 from tests.support.cpu import named_cpu_seconds, own_cpu_seconds, tree_cpu_seconds
-from tests.support.processes import ROOT, wait_until
+from tests.support.processes import ROOT, NodeProcess, wait_until
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -49,6 +56,8 @@ MILLI = 10**15
 WAIT = 60.0
 HASHLOCK_WINDOW = 2
 DISPUTE_WINDOW = 3600  # the live node's
+# A receiver whose watcher could answer at once: it accepts HashLocks expiring within seconds.
+INSTANT_WATCHER = WatchOptions(poll_seconds=1, confirmations=0, margin_seconds=0)
 
 
 @pytest.fixture(scope="module")
@@ -309,7 +318,7 @@ def test_a_link_is_redeemed_once_by_a_third_user_and_refused_with_a_code_otherwi
 
 def test_a_hashlock_the_receiver_lets_expire_is_cancelled_and_refunded_on_both_sides(live_node, wallets, w3):
     alice = funded(live_node, wallets, w3)
-    bob = funded(live_node, wallets, w3, deposit=0, node=1, hashlock_margin=1)
+    bob = funded(live_node, wallets, w3, deposit=0, node=1, watch_options=INSTANT_WATCHER)
     start = alice.balance
     receiver_expiry = int(time.time()) + 6
     expiry = receiver_expiry + DISPUTE_WINDOW + HASHLOCK_WINDOW
@@ -363,9 +372,13 @@ def test_wrong_resolvers_expired_locks_and_overdrafts_are_refused_and_nothing_mo
         alice.conditional_transfer(
             "hashlock", MILLI, bob.address, lock_hash=keccak256(b"y"), expiry=int(time.time()) - 1
         )
-    with pytest.raises(NodeError) as too_soon:
+    with pytest.raises(InvalidArgumentError) as inside_the_window:
         alice.conditional_transfer(
             "hashlock", MILLI, bob.address, lock_hash=keccak256(b"z"), expiry=int(time.time()) + 60
+        )
+    with pytest.raises(NodeError) as too_soon:  # outside the client's window, inside the node's margin
+        alice.conditional_transfer(
+            "hashlock", MILLI, bob.address, lock_hash=keccak256(b"z"), expiry=int(time.time()) + 1200
         )
     with pytest.raises(ValidationError) as overdraft:
         alice.transfer(bob.address, alice.balance + 1)
@@ -373,6 +386,7 @@ def test_wrong_resolvers_expired_locks_and_overdrafts_are_refused_and_nothing_mo
     assert wrong_preimage.value.code == "bad_resolver"
     assert wrong_signer.value.code == "bad_resolver"
     assert expired.value.code == "expired"
+    assert inside_the_window.value.code == "window_too_short"
     assert too_soon.value.code == "expiry_too_soon"
     assert overdraft.value.code == "insufficient_balance"
     assert alice.get_channel()["state"] == alice_channel["state"]
@@ -394,6 +408,146 @@ def test_wrong_resolvers_expired_locks_and_overdrafts_are_refused_and_nothing_mo
     alice.event("transfer.resolved", signed)
     settled(alice, bob)
     assert bob.balance == 2 * MILLI
+
+
+def test_a_node_proposing_a_payment_with_a_one_second_window_is_refused_and_nothing_is_signed_or_stored(
+    live_node, wallets, w3, deployments, anvil_url, tmp_path
+):
+    """The attack: the node offers Bob a payment whose on-chain window is 1 s. Had Bob revealed the
+    preimage, the node could withhold its countersignature, claim upstream, dispute Bob's side and
+    refund itself a second later, before Bob's watcher polls."""
+    bob = funded(live_node, wallets, w3, deposit=2 * MILLI, node=1, store_path=str(tmp_path / "bob.db"))
+    refusals: list[dict[str, Any]] = []
+    bob.client.on("update.refused", refusals.append)
+    settled(bob)
+    before = bob.get_channel()
+    channel = Channel.objects.get(address=bob.channel_address)
+    records = ChannelUpdate.objects.filter(channel=channel).count()
+    payment_id = secrets.token_bytes(32)
+    meta = {"sender": Account.create().address, "paymentId": serialization.hex_bytes(payment_id)}
+
+    def propose_as_the_node() -> bool:
+        """The node's own proposal code, signing with the live node's key from this process."""
+        with (
+            override_settings(
+                NODE_PRIVATE_KEY=LIVE_NODE_KEY, CHAIN_RPC_URL=anvil_url, DEPLOYMENTS_FILE=deployments["book"]
+            ),
+            transaction.atomic(),
+        ):
+            locked = channels.lock_for_proposal(channel.pk)
+            if locked is None:
+                return False  # a proposal of the node's own is still open: try again
+            state = channels.latest_state(locked)
+            channels.propose_locked(
+                locked,
+                CreateUpdate(
+                    channel_address=locked.address,
+                    nonce=state.nonce + 1,
+                    initiator=state.node,
+                    asset_id=ETH,
+                    amount=MILLI,
+                    definition=bob.config["transferDefinitions"]["linked"],
+                    payment_id=payment_id,
+                    encoded_state=LinkedState(keccak256(secrets.token_bytes(32))).encode(),
+                    transfer_timeout=1,
+                    meta_hash=transfer_meta.meta_hash(meta),
+                ),
+                meta=meta,
+            )
+        return True
+
+    until(propose_as_the_node, "the channel free for a proposal")
+    until(lambda: refusals, "Bob's client to refuse the proposal")
+
+    channel.refresh_from_db()
+    assert refusals[0]["code"] == "window_too_short"
+    assert refusals[0]["update"]["transferTimeout"] == "1"
+    assert channel.pending_update is not None  # never countersigned
+    assert (channel.nonce, channel.latest_state) == (before["nonce"], before["state"])
+    assert ChannelUpdate.objects.filter(channel=channel).count() == records
+    assert bob.get_channel() == before
+    assert bob.balance == 2 * MILLI
+    store = Store(tmp_path / "bob.db")
+    assert store.payments() == []
+    assert store.pending(bob.channel_address) is None
+    latest = store.latest(bob.channel_address)
+    assert latest is not None
+    assert latest.state.nonce == before["nonce"]
+    store.close()
+
+
+# -- an answer lost in a crash ----------------------------------------------------------------------
+
+
+def test_a_payment_the_node_took_before_crashing_is_settled_on_resync_and_its_retry_pays_once(
+    live_node, wallets, w3, tmp_path, start_process
+):
+    """The node process dies between committing Alice's payment and answering it (a test-only hook
+    makes it exit there). The client cannot know whether it paid: it says so with the payment id, keeps
+    the payment in its store, settles it on its resync once the node is back, and a retry with that id
+    returns it instead of paying again."""
+    alice_key = new_key(w3)
+    alice_address = Account.from_key(alice_key).address
+    crashing = start_process(
+        NodeProcess(
+            env={**live_node.env, "CONNEXT_TEST_EXIT_AFTER_CREATE_OF": alice_address},
+            log_path=tmp_path / "crashing.log",
+        )
+    )
+    crashing.wait_serving()
+    alice = Wallet(
+        Client.connect(
+            crashing.url, alice_key, chain_rpc_url=live_node.chain_url, store_path=str(tmp_path / "alice.db")
+        )
+    )
+    wallets.append(alice)
+    alice.deposit(10 * MILLI)
+    bob = funded(live_node, wallets, w3, deposit=0, node=1)
+    start = alice.balance
+    payment_id = serialization.hex_bytes(secrets.token_bytes(32))
+
+    with pytest.raises(OutcomeUnknownError) as unknown:
+        alice.transfer(bob.address, 3 * MILLI, payment_id=payment_id)
+    until(lambda: not crashing.alive(), "the node process to exit after its commit")
+    with pytest.raises(OutcomeUnknownError) as still_unknown:  # a retry while the node is down
+        alice.transfer(bob.address, 3 * MILLI, payment_id=payment_id)
+    while_down = alice.get_transfer(payment_id)  # from the store
+
+    assert crashing.process is not None
+    assert crashing.process.returncode == 70
+    assert (unknown.value.code, unknown.value.payment_id) == ("outcome_unknown", payment_id)
+    assert still_unknown.value.payment_id == payment_id
+    assert (while_down["status"], while_down["amount"], while_down["recipient"]) == (
+        "sending",
+        3 * MILLI,
+        bob.address,
+    )
+    assert alice.balance == start  # the client never saw the node's countersignature
+    assert Payment.objects.filter(sender=alice_address).count() == 1  # but the node committed it
+
+    restarted = start_process(
+        NodeProcess(env=live_node.env, log_path=tmp_path / "restarted.log", port=crashing.port)
+    )
+    restarted.wait_serving()
+    until(
+        lambda: alice.get_transfer(payment_id)["status"] != "sending", "Alice's resync to settle the payment"
+    )
+    again = alice.transfer(bob.address, 3 * MILLI, payment_id=payment_id)
+    with pytest.raises(InvalidArgumentError) as other_terms:
+        alice.transfer(bob.address, 4 * MILLI, payment_id=payment_id)
+    done = alice.wait_for_transfer(payment_id, timeout=120)  # forwarded by the node's payment sweep
+    settled(alice, bob)
+
+    assert again == payment_id
+    assert other_terms.value.code == "payment_id_reused"
+    assert done["status"] == "completed"
+    assert alice.balance == start - 3 * MILLI
+    assert bob.balance == 3 * MILLI
+    assert Payment.objects.filter(sender=alice_address).count() == 1
+    creates = ChannelUpdate.objects.filter(
+        channel__address=alice.channel_address, kind="create", initiator=alice_address
+    )
+    assert creates.count() == 1
 
 
 # -- the CLI --------------------------------------------------------------------------------------------
@@ -421,7 +575,27 @@ def test_the_cli_sends_makes_and_redeems_links_and_lists_history(live_node, wall
     bob = funded(live_node, wallets, w3, deposit=0, node=1)
     carol_key = new_key(w3)
 
-    send = cli(live_node, alice_key, tmp_path / "alice.db", "send", bob.address, "0.001eth")
+    payment_id = serialization.hex_bytes(secrets.token_bytes(32))
+    send = cli(
+        live_node,
+        alice_key,
+        tmp_path / "alice.db",
+        "send",
+        bob.address,
+        "0.001eth",
+        "--payment-id",
+        payment_id,
+    )
+    resend = cli(  # an operator unsure whether it went through sends again: nothing is paid twice
+        live_node,
+        alice_key,
+        tmp_path / "alice.db",
+        "send",
+        bob.address,
+        "0.001eth",
+        "--payment-id",
+        payment_id,
+    )
     link = cli(live_node, alice_key, tmp_path / "alice.db", "link", "0.002eth")
     assert link.returncode == 0, link.stderr
     url = link.stdout.split(": ", 1)[1].splitlines()[0].strip()
@@ -431,6 +605,8 @@ def test_the_cli_sends_makes_and_redeems_links_and_lists_history(live_node, wall
 
     assert send.returncode == 0, send.stderr
     assert "sent 0.001 eth" in send.stdout
+    assert resend.returncode == 0, resend.stderr
+    assert send.stdout.split()[-1] == resend.stdout.split()[-1] == payment_id
     assert link.returncode == 0, link.stderr
     assert redeem.returncode == 0, redeem.stderr
     assert "redeemed 0.002 eth (2000000000000000 wei): completed" in redeem.stdout
@@ -439,6 +615,7 @@ def test_the_cli_sends_makes_and_redeems_links_and_lists_history(live_node, wall
     assert len(lines) == 2
     assert f"linked to {Account.from_key(carol_key).address}: 2000000000000000 wei" in lines[0]
     assert f"linked to {bob.address}: 1000000000000000 wei" in lines[1]
+    assert lines[1].startswith(payment_id)
     assert newest.returncode == 0, newest.stderr
     first, hint = newest.stdout.splitlines()
     assert first == lines[0]

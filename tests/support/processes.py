@@ -111,10 +111,10 @@ def node_env(**overrides: str | None) -> dict[str, str]:
 
 
 class NodeProcess(ManagedProcess):
-    """One daphne process serving the node on a free port."""
+    """One daphne process serving the node on a free port (or on `port`: a node restarted in place)."""
 
-    def __init__(self, *, env: Mapping[str, str], log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(self, *, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
+        self.port = free_port() if port is None else port
         command = [
             sys.executable,
             "-m",
