@@ -198,7 +198,7 @@ class AsyncClient:
         `watch_disputes`: answer stale disputes and defund what is owed on chain while connected (needs a
         chain RPC); `watch_options`: its poll interval, how long the node may be unreachable before
         `node.unresponsive`, and the chain's pace (confirmations, block time) and a margin, which set the
-        shortest on-chain window the client signs (`WatchOptions.min_window_seconds`, about 16 minutes
+        shortest on-chain window the client signs (`WatchOptions.min_window_seconds`, under 6 minutes
         by default): a node proposal with a shorter transfer window, an incoming HashLock expiring
         sooner or a channel dispute timeout below it is refused (`window_too_short`, `expiring`)."""
         client = cls(

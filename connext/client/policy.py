@@ -50,7 +50,7 @@ PAYMENT_KINDS = (DefinitionKind.LINKED, DefinitionKind.HASHLOCK, DefinitionKind.
 DEFAULT_POLL_SECONDS = 5.0  # between two reads of the channel's dispute
 DEFAULT_CONFIRMATIONS = 3  # blocks until an answer counts, the one that mines it included
 DEFAULT_BLOCK_SECONDS = 12.0  # the chain's block time
-DEFAULT_MARGIN_SECONDS = 900.0  # a congested chain, a slow RPC, a client restarting
+DEFAULT_MARGIN_SECONDS = 300.0  # a congested chain, a slow RPC, a client restarting
 
 
 def min_window(
@@ -65,7 +65,7 @@ def min_window(
     return math.ceil(poll_seconds + confirmations * block_seconds + margin_seconds)
 
 
-DEFAULT_MIN_WINDOW = min_window()  # 5 + 3 × 12 + 900 = 941 s, about 16 minutes
+DEFAULT_MIN_WINDOW = min_window()  # 5 + 3 × 12 + 300 = 341 s, under the node's least receiver window (600 s)
 
 
 def refuse(code: str, message: str, *, field: str | None = None) -> ValidationError:

@@ -185,7 +185,7 @@ def test_the_default_window_is_the_watchers_poll_three_blocks_and_a_quarter_hour
     from connext.client.async_client import PAYMENT_TRANSFER_TIMEOUT
     from connext.client.watcher import WatchOptions
 
-    assert policy.DEFAULT_MIN_WINDOW == WatchOptions().min_window_seconds == 5 + 3 * 12 + 900
+    assert policy.DEFAULT_MIN_WINDOW == WatchOptions().min_window_seconds == 5 + 3 * 12 + 300
     assert WatchOptions(poll_seconds=1, confirmations=0, margin_seconds=0).min_window_seconds == 1
     # An honest node gives the receiver the sender's window minus 3 routing reactions (3 h by default).
     assert policy.DEFAULT_MIN_WINDOW < PAYMENT_TRANSFER_TIMEOUT - 3 * 3600
