@@ -76,6 +76,12 @@ gas: install
 bench: install services
 	$(PY) bench/routing_bench.py $(BENCH_ARGS)
 
+# Normal clients' payment latency alone and beside one account flooding every edge of the node (the
+# goal: p99 at most 2x); JSON to bench/results/abuse-*.json. BENCH_ARGS="--rate 10 --seconds 20".
+.PHONY: bench-abuse
+bench-abuse: install services
+	$(PY) bench/abuse_bench.py $(BENCH_ARGS)
+
 # What daphne, Channels, the Redis channel layer and Postgres cost per routed transfer with none of our
 # code behind them: the ceiling the chosen stack sets (JSON to bench/results/stack-floor-*.json).
 .PHONY: bench-stack
