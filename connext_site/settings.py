@@ -178,11 +178,23 @@ REBALANCE_DEFAULTS = {
     "eth": (5 * 10**16, 10**17, 5 * 10**17),
     "token": (5 * 10**18, 20 * 10**18, 100 * 10**18),
 }
-AUTH_CHALLENGE_TTL_SECONDS = 300
-AUTH_TOKEN_TTL_SECONDS = 24 * 3600
 # A worker that has not beaten for this long counts as down in /api/health.
 WORKER_HEARTBEAT_SECONDS = 10
 WORKER_STALE_AFTER_SECONDS = 45
+
+# --- Edge limits (the node under abuse): connext_site.config.load_edge_limits --------------------
+EDGE = config.load_edge_limits(os.environ)
+# Request bodies larger than this are refused before Django reads them (channels_app.asgi_limits);
+# Django's own cap on what it reads into memory is the same number.
+API_MAX_BODY_BYTES = EDGE.api_max_body_bytes
+DATA_UPLOAD_MAX_MEMORY_SIZE = EDGE.api_max_body_bytes
+API_MAX_JSON_DEPTH = EDGE.api_max_json_depth
+WS_MAX_FRAME_BYTES = EDGE.ws_max_frame_bytes
+WS_AUTH_TIMEOUT_SECONDS = EDGE.ws_auth_timeout_seconds
+WS_MAX_REQUESTS_IN_FLIGHT = EDGE.ws_max_requests_in_flight
+AUTH_CHALLENGE_TTL_SECONDS = EDGE.auth_challenge_ttl_seconds
+AUTH_TOKEN_TTL_SECONDS = EDGE.auth_token_ttl_seconds
+# --- end of edge limits ---------------------------------------------------------------------------
 
 LOGGING = {
     "version": 1,
