@@ -23,17 +23,17 @@ from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.db import close_old_connections
 
 from channels_app import after_commit, realtime
 from channels_app.api import channel_views
 from channels_app.api.errors import error_answer, error_body
+from channels_app.edge_limits import json_within_depth
 from channels_app.realtime import BROADCAST_GROUP, user_group
 from channels_app.services.auth import AuthError, auth_token_address
 
 logger = logging.getLogger(__name__)
-
-MAX_FRAME_BYTES = 64 * 1024
 
 # The REST endpoints a client may also call over its socket: (method, path) -> handler(address, body).
 SOCKET_REQUESTS: dict[tuple[str, str], Callable[[str, Any], dict[str, Any]]] = {
@@ -120,13 +120,21 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if text_data is None:
             await self._error("malformed_message", "Frames must be JSON text.")
             return
-        if len(text_data) > MAX_FRAME_BYTES:
-            await self._error("message_too_large", f"Frames are limited to {MAX_FRAME_BYTES} bytes.")
+        if len(text_data) > settings.WS_MAX_FRAME_BYTES:
+            limit = settings.WS_MAX_FRAME_BYTES
+            await self._error("message_too_large", f"Frames are limited to {limit} bytes.")
             return
+        depth = settings.API_MAX_JSON_DEPTH
         try:
             message = json.loads(text_data)
+            too_deep = not json_within_depth(message, depth)
         except ValueError:
             await self._error("malformed_message", "Frames must be valid JSON.")
+            return
+        except RecursionError:  # Python's parser gives up on deep nesting before our check can
+            too_deep = True
+        if too_deep:
+            await self._error("json_too_deep", f"JSON may nest arrays and objects at most {depth} deep.")
             return
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             await self._error("malformed_message", 'A message is a JSON object with a string "type".')

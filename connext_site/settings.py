@@ -194,6 +194,8 @@ WS_AUTH_TIMEOUT_SECONDS = EDGE.ws_auth_timeout_seconds
 WS_MAX_REQUESTS_IN_FLIGHT = EDGE.ws_max_requests_in_flight
 AUTH_CHALLENGE_TTL_SECONDS = EDGE.auth_challenge_ttl_seconds
 AUTH_TOKEN_TTL_SECONDS = EDGE.auth_token_ttl_seconds
+# JSON nested deeper than API_MAX_JSON_DEPTH is refused (400 json_too_deep), never parsed recursively.
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["channels_app.api.parsers.JSONParser"]
 # --- end of edge limits ---------------------------------------------------------------------------
 
 LOGGING = {
