@@ -1,4 +1,5 @@
-"""Login endpoints: GET a nonce for an address, POST its signature for a bearer token."""
+"""Login endpoints: GET a nonce for an address, POST its signature for a bearer token; POST logout to
+revoke the token."""
 
 from __future__ import annotations
 
@@ -94,3 +95,15 @@ class AuthMeView(APIView):
     @extend_schema(responses={200: OutputSerializer, **refusals(401)})
     def get(self, request: Request) -> Response:
         return Response(self.OutputSerializer({"address": request.user.address}).data)
+
+
+class AuthLogoutView(APIView):
+    """Revoke the bearer token of this request: it stops working at once, and every websocket logged
+    in with it closes (code 4401, after an error frame `logged_out`), on every node process."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses={204: None, **refusals(401)})
+    def post(self, request: Request) -> Response:
+        auth.auth_token_revoke(token=request.auth)
+        return Response(status=status.HTTP_204_NO_CONTENT)
