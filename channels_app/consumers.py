@@ -87,6 +87,9 @@ def _serve_request(
 class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     groups: ClassVar[list[str]] = [BROADCAST_GROUP]
     address: str | None = None
+    # Socket requests running per account in this process: one account's flood cannot take every
+    # worker thread (and with them everyone else's latency).
+    in_flight: ClassVar[dict[str, int]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -137,10 +140,12 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def _request(self, content: dict[str, Any]) -> None:
         """A REST call over the socket; answered with `{"type": "response", "id", "status", "body"}`
-        (requests are answered concurrently, each when done)."""
+        (requests are answered concurrently, each when done, up to WS_MAX_REQUESTS_IN_FLIGHT per
+        account; one more is answered 429 at once)."""
         request_id = content.get("id")
         handler = SOCKET_REQUESTS.get((str(content.get("method")), str(content.get("path"))))
         address, token = self.address, self._token
+        cap = settings.WS_MAX_REQUESTS_IN_FLIGHT
         if address is None or token is None:
             await self._respond(
                 request_id, 401, error_body("not_authenticated", "Send {'type': 'auth'} first.")
@@ -149,15 +154,26 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self._respond(
                 request_id, 404, error_body("not_found", "This request is served over REST only.")
             )
+        elif self.in_flight.get(address, 0) >= cap:
+            message = f"At most {cap} requests of one account run at once: wait for an answer first."
+            await self._respond(
+                request_id, 429, error_body("too_many_requests", message, extra={"limit": cap})
+            )
         else:
+            self.in_flight[address] = self.in_flight.get(address, 0) + 1
             loop = asyncio.get_running_loop()
 
             def answer(status: int, body: Any) -> None:  # from the worker thread, onto this loop
                 asyncio.run_coroutine_threadsafe(self._respond(request_id, status, body), loop)
 
-            refused = await sync_to_async(_serve_request, thread_sensitive=False)(
-                handler, token, content.get("body"), answer
-            )
+            try:
+                refused = await sync_to_async(_serve_request, thread_sensitive=False)(
+                    handler, token, content.get("body"), answer
+                )
+            finally:
+                left = self.in_flight.pop(address) - 1
+                if left:
+                    self.in_flight[address] = left
             if refused is not None and self._token == token:
                 await self._close_with(refused.code, refused.message, CLOSE_TOKEN_ENDED)
 

@@ -18,24 +18,9 @@ from websockets.sync.client import ClientConnection, connect
 from channels_app.models import AuthToken
 from connext.client.node_api import NodeApi
 from connext.protocol.signing import Signer
-from tests.support.abuse import log_in, new_account, request_json
-from tests.support.processes import NodeProcess
+from tests.support.abuse import log_in, logged_in_socket, new_account, request_json, started_node
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def started_node(node_env_for, start_process, tmp_path, name: str, **settings: str) -> NodeProcess:
-    node = NodeProcess(env={**node_env_for, **settings}, log_path=tmp_path / f"{name}.log")
-    start_process(node)
-    node.wait_serving()
-    return node
-
-
-def logged_in_socket(node: NodeProcess, token: str) -> ClientConnection:
-    websocket = connect(node.ws_url, open_timeout=10)
-    websocket.send(json.dumps({"type": "auth", "token": token, "id": "auth"}))
-    assert json.loads(websocket.recv(timeout=10))["type"] == "authenticated"
-    return websocket
 
 
 def read_until_closed(websocket: ClientConnection, frames: list[dict[str, Any]], timeout: float) -> None:

@@ -12,6 +12,9 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from websockets.sync.client import ClientConnection, connect
+
+from tests.support.processes import NodeProcess
 
 
 def request_json(
@@ -82,3 +85,21 @@ def parse_raw_answer(answer: bytes) -> tuple[int, dict[str, str], Any]:
 
 def nested(depth: int) -> str:
     return "[" * depth + "]" * depth
+
+
+def started_node(
+    node_env_for: dict[str, str], start_process: Any, tmp_path: Any, name: str, **settings: str
+) -> NodeProcess:
+    """A daphne process of its own with `settings` added to the test environment, serving."""
+    node = NodeProcess(env={**node_env_for, **settings}, log_path=tmp_path / f"{name}.log")
+    start_process(node)
+    node.wait_serving()
+    return node
+
+
+def logged_in_socket(node: NodeProcess, token: str) -> ClientConnection:
+    """A websocket to `node`, logged in with `token`."""
+    websocket = connect(node.ws_url, open_timeout=10)
+    websocket.send(json.dumps({"type": "auth", "token": token, "id": "auth"}))
+    assert json.loads(websocket.recv(timeout=10))["type"] == "authenticated"
+    return websocket
