@@ -196,6 +196,20 @@ AUTH_CHALLENGE_TTL_SECONDS = EDGE.auth_challenge_ttl_seconds
 AUTH_TOKEN_TTL_SECONDS = EDGE.auth_token_ttl_seconds
 # JSON nested deeper than API_MAX_JSON_DEPTH is refused (400 json_too_deep), never parsed recursively.
 REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["channels_app.api.parsers.JSONParser"]
+# Rate limits (channels_app.api.throttles) on the default cache: per client IP for every /api/
+# request (middleware, before authentication), per IP for logins, per account after authentication.
+# The client IP is the connection's unless TRUSTED_PROXY_COUNT proxies in front set X-Forwarded-For.
+MIDDLEWARE.insert(0, "channels_app.middleware.RateLimitMiddleware")
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["channels_app.api.throttles.AccountThrottle"]
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+    "ip": EDGE.rate_limit_per_ip,
+    "login": EDGE.rate_limit_login_per_ip,
+    "account": EDGE.rate_limit_per_account,
+}
+REST_FRAMEWORK["NUM_PROXIES"] = EDGE.trusted_proxy_count
+if NODE.redis_url:
+    # A Redis that hangs must not hang every request behind its rate limit check (it fails open).
+    CACHES["default"]["OPTIONS"] = {"socket_connect_timeout": 2, "socket_timeout": 2}
 # --- end of edge limits ---------------------------------------------------------------------------
 
 LOGGING = {

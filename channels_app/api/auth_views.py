@@ -13,11 +13,14 @@ from rest_framework.views import APIView
 from channels_app.api.errors import ApiError
 from channels_app.api.fields import AddressField, HexBytesField
 from channels_app.api.schema import refusals
+from channels_app.api.throttles import LoginThrottle
 from channels_app.services import auth
 
 
 class AuthNonceView(APIView):
     """A one-time login nonce for an address, and the exact text to sign (EIP-191 personal sign)."""
+
+    throttle_classes = [LoginThrottle]
 
     class InputSerializer(serializers.Serializer):
         address = AddressField()
@@ -53,6 +56,8 @@ class AuthNonceView(APIView):
 
 class AuthTokenView(APIView):
     """Exchange the signed nonce for a bearer token good for the REST API and the websocket."""
+
+    throttle_classes = [LoginThrottle]
 
     class InputSerializer(serializers.Serializer):
         address = AddressField()
