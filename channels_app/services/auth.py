@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from channels_app import chain, realtime
@@ -120,8 +121,9 @@ def auth_token_revoke(*, token: str) -> None:
 
 
 def auth_records_prune() -> int:
-    """Delete expired challenges and tokens. Returns how many rows went."""
+    """Delete the challenges that can no longer be used (expired or used) and expired tokens.
+    Returns how many rows went."""
     now = timezone.now()
-    challenges, _ = AuthChallenge.objects.filter(expires_at__lt=now - timedelta(hours=1)).delete()
+    challenges, _ = AuthChallenge.objects.filter(Q(expires_at__lt=now) | Q(used_at__isnull=False)).delete()
     tokens, _ = AuthToken.objects.filter(expires_at__lt=now).delete()
     return challenges + tokens
