@@ -23,17 +23,23 @@ from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.db import close_old_connections
+from django.utils import timezone
 
 from channels_app import after_commit, realtime
 from channels_app.api import channel_views
 from channels_app.api.errors import error_answer, error_body
+from channels_app.edge_limits import json_within_depth
 from channels_app.realtime import BROADCAST_GROUP, user_group
-from channels_app.services.auth import AuthError, auth_token_address
+from channels_app.services.auth import AuthError, auth_token_address, auth_token_check
 
 logger = logging.getLogger(__name__)
 
-MAX_FRAME_BYTES = 64 * 1024
+# Close codes (application range): the token stopped working (expired, revoked, logged out), and no
+# login within WS_AUTH_TIMEOUT_SECONDS of connecting.
+CLOSE_TOKEN_ENDED = 4401
+CLOSE_AUTH_TIMEOUT = 4408
 
 # The REST endpoints a client may also call over its socket: (method, path) -> handler(address, body).
 SOCKET_REQUESTS: dict[tuple[str, str], Callable[[str, Any], dict[str, Any]]] = {
@@ -44,17 +50,24 @@ SOCKET_REQUESTS: dict[tuple[str, str], Callable[[str, Any], dict[str, Any]]] = {
 
 def _serve_request(
     handler: Callable[[str, Any], dict[str, Any]],
-    address: str,
+    token: str,
     body: Any,
     answer: Callable[[int, Any], None],
-) -> None:
+) -> AuthError | None:
     """Run one socket request like a REST request (its own database connection state, the same error
-    bodies), hand its answer to `answer`, then run the payment steps its commit released (forward,
-    settle, the next proposal): the client gets its answer without waiting for work done for others.
-    The pushes the request released go out together, before its answer (`realtime.batched`).
-    Runs in a worker thread (the service holds row locks; the event loop must not)."""
+    bodies, the token checked as a REST request's is: a revoked or expired one is refused with 401
+    and returned), hand its answer to `answer`, then run the payment steps its commit released
+    (forward, settle, the next proposal): the client gets its answer without waiting for work done
+    for others. The pushes the request released go out together, before its answer
+    (`realtime.batched`). Runs in a worker thread (the service holds row locks; the event loop must
+    not)."""
     close_old_connections()
     try:
+        try:
+            address = auth_token_address(token=token)
+        except AuthError as exc:
+            answer(401, error_body(exc.code, exc.message))
+            return exc
         with after_commit.answer_first() as follow_ups, realtime.batched():
             try:
                 status, result = 200, handler(address, body)
@@ -66,6 +79,7 @@ def _serve_request(
                 status, result = refused
         answer(status, result)
         after_commit.run_all(follow_ups)
+        return None
     finally:
         close_old_connections()
 
@@ -73,10 +87,46 @@ def _serve_request(
 class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     groups: ClassVar[list[str]] = [BROADCAST_GROUP]
     address: str | None = None
+    # Socket requests running per account in this process: one account's flood cannot take every
+    # worker thread (and with them everyone else's latency).
+    in_flight: ClassVar[dict[str, int]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._requests: set[asyncio.Future[None]] = set()
+        self._token: str | None = None
+        self._key_hash: str | None = None
+        self._deadline: asyncio.TimerHandle | None = None  # the login timeout, then the token's expiry
+        self._closing: asyncio.Future[None] | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        timeout = settings.WS_AUTH_TIMEOUT_SECONDS
+        self._close_after(
+            timeout,
+            "auth_timeout",
+            f"Send {{'type': 'auth', 'token': ...}} within {timeout} seconds of connecting.",
+            CLOSE_AUTH_TIMEOUT,
+        )
+
+    def _close_after(self, seconds: float, code: str, message: str, close_code: int) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+
+        def close() -> None:
+            self._closing = asyncio.ensure_future(self._close_with(code, message, close_code))
+
+        self._deadline = asyncio.get_running_loop().call_later(max(0.0, seconds), close)
+
+    async def _close_with(self, code: str, message: str, close_code: int) -> None:
+        """Say why in the error shape, then close: the socket is served no more."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self.address is not None:
+            await self.channel_layer.group_discard(user_group(self.address), self.channel_name)
+        self.address = self._token = self._key_hash = None
+        await self._error(code, message)
+        await self.close(code=close_code)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch without its per-message `close_old_connections` hop to the shared sync
@@ -90,10 +140,13 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def _request(self, content: dict[str, Any]) -> None:
         """A REST call over the socket; answered with `{"type": "response", "id", "status", "body"}`
-        (requests are answered concurrently, each when done)."""
+        (requests are answered concurrently, each when done, up to WS_MAX_REQUESTS_IN_FLIGHT per
+        account; one more is answered 429 at once)."""
         request_id = content.get("id")
         handler = SOCKET_REQUESTS.get((str(content.get("method")), str(content.get("path"))))
-        if self.address is None:
+        address, token = self.address, self._token
+        cap = settings.WS_MAX_REQUESTS_IN_FLIGHT
+        if address is None or token is None:
             await self._respond(
                 request_id, 401, error_body("not_authenticated", "Send {'type': 'auth'} first.")
             )
@@ -101,15 +154,28 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self._respond(
                 request_id, 404, error_body("not_found", "This request is served over REST only.")
             )
+        elif self.in_flight.get(address, 0) >= cap:
+            message = f"At most {cap} requests of one account run at once: wait for an answer first."
+            await self._respond(
+                request_id, 429, error_body("too_many_requests", message, extra={"limit": cap})
+            )
         else:
+            self.in_flight[address] = self.in_flight.get(address, 0) + 1
             loop = asyncio.get_running_loop()
 
             def answer(status: int, body: Any) -> None:  # from the worker thread, onto this loop
                 asyncio.run_coroutine_threadsafe(self._respond(request_id, status, body), loop)
 
-            await sync_to_async(_serve_request, thread_sensitive=False)(
-                handler, self.address, content.get("body"), answer
-            )
+            try:
+                refused = await sync_to_async(_serve_request, thread_sensitive=False)(
+                    handler, token, content.get("body"), answer
+                )
+            finally:
+                left = self.in_flight.pop(address) - 1
+                if left:
+                    self.in_flight[address] = left
+            if refused is not None and self._token == token:
+                await self._close_with(refused.code, refused.message, CLOSE_TOKEN_ENDED)
 
     async def _respond(self, request_id: Any, status: int, body: Any) -> None:
         await self.send_json({"type": "response", "id": request_id, "status": status, "body": body})
@@ -120,13 +186,21 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if text_data is None:
             await self._error("malformed_message", "Frames must be JSON text.")
             return
-        if len(text_data) > MAX_FRAME_BYTES:
-            await self._error("message_too_large", f"Frames are limited to {MAX_FRAME_BYTES} bytes.")
+        if len(text_data) > settings.WS_MAX_FRAME_BYTES:
+            limit = settings.WS_MAX_FRAME_BYTES
+            await self._error("message_too_large", f"Frames are limited to {limit} bytes.")
             return
+        depth = settings.API_MAX_JSON_DEPTH
         try:
             message = json.loads(text_data)
+            too_deep = not json_within_depth(message, depth)
         except ValueError:
             await self._error("malformed_message", "Frames must be valid JSON.")
+            return
+        except RecursionError:  # Python's parser gives up on deep nesting before our check can
+            too_deep = True
+        if too_deep:
+            await self._error("json_too_deep", f"JSON may nest arrays and objects at most {depth} deep.")
             return
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             await self._error("malformed_message", 'A message is a JSON object with a string "type".')
@@ -156,17 +230,33 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self._error("invalid_token", "Send {'type': 'auth', 'token': <token>}.", content.get("id"))
             return
         try:
-            address = await database_sync_to_async(auth_token_address)(token=token)
+            session = await database_sync_to_async(auth_token_check)(token=token)
         except AuthError as exc:
             await self._error(exc.code, exc.message, content.get("id"))
             return
+        address = session.address
         if self.address is not None and self.address != address:
             await self.channel_layer.group_discard(user_group(self.address), self.channel_name)
-        self.address = address
+        self.address, self._token, self._key_hash = address, token, session.key_hash
         await self.channel_layer.group_add(user_group(address), self.channel_name)
+        self._close_after(
+            (session.expires_at - timezone.now()).total_seconds(),
+            "token_expired",
+            "The token expired; log in again.",
+            CLOSE_TOKEN_ENDED,
+        )
         await self.send_json({"type": "authenticated", "id": content.get("id"), "address": address})
 
+    async def session_revoked(self, message: dict[str, Any]) -> None:
+        """The token this socket logged in with was revoked (logout) on some node process."""
+        if self._key_hash is not None and message.get("key_hash") == self._key_hash:
+            await self._close_with(
+                "logged_out", "The token was revoked (logout); log in again.", CLOSE_TOKEN_ENDED
+            )
+
     async def disconnect(self, code: int) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
         if self.address is not None:
             await self.channel_layer.group_discard(user_group(self.address), self.channel_name)
         await super().disconnect(code)

@@ -93,8 +93,11 @@ def chain_web3() -> Web3:
 
 def check_workers() -> Check:
     """Workers beat every few seconds (channels_app.tasks.worker_heartbeat); a stale beat means down."""
-    last_beat = cache.get(HEARTBEAT_CACHE_KEY)
     mode = "in-process" if settings.TASKS_IN_PROCESS else "celery"
+    try:
+        last_beat = cache.get(HEARTBEAT_CACHE_KEY)
+    except Exception as exc:  # the beat lives in the cache (Redis): unreadable is not a crash
+        return Check(ok=False, detail={"mode": mode}, error=f"heartbeat unreadable: {_reason(exc)}")
     if last_beat is None:
         return Check(ok=False, detail={"mode": mode}, error="no heartbeat yet")
     age = max(0.0, time.time() - float(last_beat))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from channels_app import after_commit, realtime
+from channels_app.api.errors import throttled_body
+from channels_app.api.throttles import IpThrottle
 
 
 class AnswerFirstMiddleware:
@@ -27,3 +29,20 @@ class AnswerFirstMiddleware:
             # Django's hook for work at close (FileResponse closes its file through it).
             response._resource_closers.append(lambda: after_commit.run_all(follow_ups))
         return response
+
+
+class RateLimitMiddleware:
+    """Every request under /api/ counts against its client IP's limit (RATE_LIMIT_PER_IP) before
+    anything else runs: requests without a token, or with a bad one, are limited too. Over the limit:
+    429 in the API's error shape with Retry-After."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/api/"):
+            throttle = IpThrottle()
+            if not throttle.allow_request(request, None):
+                body, headers = throttled_body(throttle.wait())
+                return JsonResponse(body, status=429, headers=headers)
+        return self.get_response(request)

@@ -112,3 +112,9 @@ def _send(group: str, message: dict[str, Any]) -> None:
 
 def push_event_on_commit(group: str, event: str, payload: dict[str, Any]) -> None:
     transaction.on_commit(lambda: push_event_now(group, event, payload), robust=True)
+
+
+def sockets_close_for_token(address: str, key_hash: str) -> None:
+    """Close every socket logged in with the token whose hash is `key_hash` (its holder's group
+    reaches each node process that has one)."""
+    _send(user_group(address), {"type": "session.revoked", "key_hash": key_hash})

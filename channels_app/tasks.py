@@ -12,6 +12,7 @@ from django.core.cache import cache
 from channels_app.health import HEARTBEAT_CACHE_KEY
 from channels_app.models import Channel, OnchainTransaction
 from channels_app.services import (
+    auth,
     collateral,
     node_actions,
     payments,
@@ -112,3 +113,10 @@ def payments_follow_up(
         then_tell_sender=(str(then_tell_sender[0]), dict(then_tell_sender[1])) if then_tell_sender else None,
         channel_freed=(int(channel_freed[0]), str(channel_freed[1])) if channel_freed else None,
     )
+
+
+@shared_task(ignore_result=True)
+def auth_records_prune() -> None:
+    """Login challenges and tokens past their time are deleted: unauthenticated nonce requests
+    leave no rows behind beyond AUTH_CHALLENGE_TTL_SECONDS."""
+    auth.auth_records_prune()

@@ -13,6 +13,7 @@ django_asgi_app = get_asgi_application()  # sets Django up before the consumers 
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from channels_app import edge_limits  # noqa: E402
 from channels_app.routing import websocket_urlpatterns  # noqa: E402
 from connext_site import periodic  # noqa: E402
 
@@ -21,6 +22,9 @@ if settings.DEBUG:
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
     http_app = ASGIStaticFilesHandler(django_asgi_app)
+http_app = edge_limits.RequestBodyLimit(http_app, max_bytes=settings.API_MAX_BODY_BYTES)
+edge_limits.limit_daphne_bodies(settings.API_MAX_BODY_BYTES)
+edge_limits.limit_websocket_messages(settings.WS_MAX_FRAME_BYTES)
 
 application = ProtocolTypeRouter(
     {

@@ -283,3 +283,54 @@ def load(environ_: Mapping[str, str]) -> NodeConfig:
         supported_tokens=_token_list(environ_),
         log_level=_log_level(environ_),
     )
+
+
+# --- Edge limits (the node under abuse) ---------------------------------------------------------
+# Kept apart from NodeConfig: settings.py reads them with `load_edge_limits`. Every limit has a
+# default no real client reaches; tests and operators lower them through the environment.
+
+_RATE = re.compile(r"^([1-9][0-9]{0,8})/(second|minute|hour|day)$")
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    api_max_body_bytes: int
+    api_max_json_depth: int
+    ws_max_frame_bytes: int
+    ws_auth_timeout_seconds: int
+    ws_max_requests_in_flight: int
+    rate_limit_per_ip: str
+    rate_limit_per_account: str
+    rate_limit_login_per_ip: str
+    trusted_proxy_count: int
+    auth_challenge_ttl_seconds: int
+    auth_token_ttl_seconds: int
+
+
+def _rate(environ_: Mapping[str, str], name: str, default: str) -> str:
+    value = _text(environ_, name)
+    if value is None:
+        return default
+    if not _RATE.match(value):
+        raise _fail(name, "requests per period, e.g. 600/minute (second, minute, hour or day)", value)
+    return value
+
+
+def load_edge_limits(environ_: Mapping[str, str]) -> EdgeLimits:
+    return EdgeLimits(
+        api_max_body_bytes=_int(environ_, "API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=2**30),
+        api_max_json_depth=_int(environ_, "API_MAX_JSON_DEPTH", 32, minimum=8, maximum=200),
+        ws_max_frame_bytes=_int(environ_, "WS_MAX_FRAME_BYTES", 64 * 1024, minimum=1024, maximum=2**26),
+        ws_auth_timeout_seconds=_int(environ_, "WS_AUTH_TIMEOUT_SECONDS", 10, minimum=1, maximum=3600),
+        ws_max_requests_in_flight=_int(environ_, "WS_MAX_REQUESTS_IN_FLIGHT", 4, minimum=1, maximum=1000),
+        rate_limit_per_ip=_rate(environ_, "RATE_LIMIT_PER_IP", "6000/minute"),
+        rate_limit_per_account=_rate(environ_, "RATE_LIMIT_PER_ACCOUNT", "3000/minute"),
+        rate_limit_login_per_ip=_rate(environ_, "RATE_LIMIT_LOGIN_PER_IP", "300/minute"),
+        trusted_proxy_count=_int(environ_, "TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10),
+        auth_challenge_ttl_seconds=_int(
+            environ_, "AUTH_CHALLENGE_TTL_SECONDS", 300, minimum=10, maximum=3600
+        ),
+        auth_token_ttl_seconds=_int(
+            environ_, "AUTH_TOKEN_TTL_SECONDS", 86_400, minimum=1, maximum=30 * 86_400
+        ),
+    )

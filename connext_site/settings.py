@@ -182,11 +182,39 @@ REBALANCE_DEFAULTS = {
     "eth": (5 * 10**16, 10**17, 5 * 10**17),
     "token": (5 * 10**18, 20 * 10**18, 100 * 10**18),
 }
-AUTH_CHALLENGE_TTL_SECONDS = 300
-AUTH_TOKEN_TTL_SECONDS = 24 * 3600
 # A worker that has not beaten for this long counts as down in /api/health.
 WORKER_HEARTBEAT_SECONDS = 10
 WORKER_STALE_AFTER_SECONDS = 45
+
+# --- Edge limits (the node under abuse): connext_site.config.load_edge_limits --------------------
+EDGE = config.load_edge_limits(os.environ)
+# Request bodies larger than this are refused before Django reads them (channels_app.asgi_limits);
+# Django's own cap on what it reads into memory is the same number.
+API_MAX_BODY_BYTES = EDGE.api_max_body_bytes
+DATA_UPLOAD_MAX_MEMORY_SIZE = EDGE.api_max_body_bytes
+API_MAX_JSON_DEPTH = EDGE.api_max_json_depth
+WS_MAX_FRAME_BYTES = EDGE.ws_max_frame_bytes
+WS_AUTH_TIMEOUT_SECONDS = EDGE.ws_auth_timeout_seconds
+WS_MAX_REQUESTS_IN_FLIGHT = EDGE.ws_max_requests_in_flight
+AUTH_CHALLENGE_TTL_SECONDS = EDGE.auth_challenge_ttl_seconds
+AUTH_TOKEN_TTL_SECONDS = EDGE.auth_token_ttl_seconds
+# JSON nested deeper than API_MAX_JSON_DEPTH is refused (400 json_too_deep), never parsed recursively.
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["channels_app.api.parsers.JSONParser"]
+# Rate limits (channels_app.api.throttles) on the default cache: per client IP for every /api/
+# request (middleware, before authentication), per IP for logins, per account after authentication.
+# The client IP is the connection's unless TRUSTED_PROXY_COUNT proxies in front set X-Forwarded-For.
+MIDDLEWARE.insert(0, "channels_app.middleware.RateLimitMiddleware")
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["channels_app.api.throttles.AccountThrottle"]
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+    "ip": EDGE.rate_limit_per_ip,
+    "login": EDGE.rate_limit_login_per_ip,
+    "account": EDGE.rate_limit_per_account,
+}
+REST_FRAMEWORK["NUM_PROXIES"] = EDGE.trusted_proxy_count
+if NODE.redis_url:
+    # A Redis that hangs must not hang every request behind its rate limit check (it fails open).
+    CACHES["default"]["OPTIONS"] = {"socket_connect_timeout": 2, "socket_timeout": 2}
+# --- end of edge limits ---------------------------------------------------------------------------
 
 LOGGING = {
     "version": 1,

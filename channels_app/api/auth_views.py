@@ -1,4 +1,5 @@
-"""Login endpoints: GET a nonce for an address, POST its signature for a bearer token."""
+"""Login endpoints: GET a nonce for an address, POST its signature for a bearer token; POST logout to
+revoke the token."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from rest_framework.views import APIView
 from channels_app.api.errors import ApiError
 from channels_app.api.fields import AddressField, HexBytesField
 from channels_app.api.schema import refusals
+from channels_app.api.throttles import LoginThrottle
 from channels_app.services import auth
 
 
 class AuthNonceView(APIView):
     """A one-time login nonce for an address, and the exact text to sign (EIP-191 personal sign)."""
+
+    throttle_classes = [LoginThrottle]
 
     class InputSerializer(serializers.Serializer):
         address = AddressField()
@@ -52,6 +56,8 @@ class AuthNonceView(APIView):
 
 class AuthTokenView(APIView):
     """Exchange the signed nonce for a bearer token good for the REST API and the websocket."""
+
+    throttle_classes = [LoginThrottle]
 
     class InputSerializer(serializers.Serializer):
         address = AddressField()
@@ -94,3 +100,15 @@ class AuthMeView(APIView):
     @extend_schema(responses={200: OutputSerializer, **refusals(401)})
     def get(self, request: Request) -> Response:
         return Response(self.OutputSerializer({"address": request.user.address}).data)
+
+
+class AuthLogoutView(APIView):
+    """Revoke the bearer token of this request: it stops working at once, and every websocket logged
+    in with it closes (code 4401, after an error frame `logged_out`), on every node process."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses={204: None, **refusals(401)})
+    def post(self, request: Request) -> Response:
+        auth.auth_token_revoke(token=request.auth)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -60,6 +61,13 @@ def error_body(
     return {"error": error}
 
 
+def throttled_body(wait: float | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """A 429's body and headers: when to retry, in seconds, in both."""
+    seconds = max(1, math.ceil(wait or 0))
+    message = f"Too many requests; retry in {seconds} seconds."
+    return error_body("throttled", message, extra={"retryAfter": seconds}), {"Retry-After": str(seconds)}
+
+
 def error_answer(exc: Exception) -> tuple[int, dict[str, Any]] | None:
     """(HTTP status, error body) for an API exception, or for a chain read that failed (503: nothing
     was changed, the caller may retry); None for anything else (a bug). Shared by the REST handler and
@@ -76,6 +84,8 @@ def error_answer(exc: Exception) -> tuple[int, dict[str, Any]] | None:
         return None
     if isinstance(exc, ApiError):
         body = error_body(exc.error_code, exc.message, extra=exc.extra)
+    elif isinstance(exc, exceptions.Throttled):
+        body, _ = throttled_body(exc.wait)
     elif isinstance(exc, exceptions.ValidationError):
         body = error_body("invalid_input", "The request has invalid fields.", fields=exc.detail)
     else:
@@ -92,8 +102,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     headers: dict[str, str] = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
+    if isinstance(exc, exceptions.Throttled):
+        headers.update(throttled_body(exc.wait)[1])
     from rest_framework.views import set_rollback  # here: rest_framework.views imports our auth class
 
     set_rollback()

@@ -92,13 +92,16 @@ _REFUSALS = {
     404: "No such thing of yours (channel, payment, user).",
     409: "Conflicts with the current state (a stale nonce, an open proposal, a payment's status); "
     "sync and retry.",
+    429: "Too many requests from this IP or account (code throttled); retry after `retryAfter` "
+    "seconds (also the Retry-After header). Nothing changed.",
     503: "The node cannot read the chain right now (code chain_unavailable); nothing changed, retry.",
 }
 
 
 def refusals(*statuses: int) -> dict[int, OpenApiResponse]:
-    """The documented error answers of an operation: `{"error": {"code", "message", ...}}`."""
-    return {status: OpenApiResponse(ErrorBody, description=_REFUSALS[status]) for status in statuses}
+    """The documented error answers of an operation: `{"error": {"code", "message", ...}}`; every
+    operation may be rate limited (429)."""
+    return {status: OpenApiResponse(ErrorBody, description=_REFUSALS[status]) for status in (*statuses, 429)}
 
 
 # -- the protocol's update, as `connext.protocol.serialization` reads it (every key required, no other)

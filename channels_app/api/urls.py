@@ -10,6 +10,7 @@ urlpatterns = [
     path("auth/nonce", auth_views.AuthNonceView.as_view(), name="auth-nonce"),
     path("auth/token", auth_views.AuthTokenView.as_view(), name="auth-token"),
     path("auth/me", auth_views.AuthMeView.as_view(), name="auth-me"),
+    path("auth/logout", auth_views.AuthLogoutView.as_view(), name="auth-logout"),
     path("config", channel_views.ConfigView.as_view(), name="config"),
     path("channel", channel_views.ChannelView.as_view(), name="channel"),
     path("channel/updates", channel_views.ChannelUpdateView.as_view(), name="channel-updates"),

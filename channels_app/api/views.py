@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -59,3 +60,18 @@ def api_not_found(request: HttpRequest, unmatched: str) -> JsonResponse:
     """Any other path under /api/: a 404 in the API's error shape, not Django's HTML page (a client
     parses every answer of the API as JSON)."""
     return JsonResponse(error_body("not_found", f"No endpoint at {request.path}."), status=404)
+
+
+# Django's own answers for what fails before or outside a DRF view (a body it could not read, a
+# crash), used when DJANGO_DEBUG is false: in the API's error shape under /api/, its pages elsewhere.
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("malformed_request", "The request could not be read."), status=400)
+    return defaults.bad_request(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        message = "The node failed to handle the request."
+        return JsonResponse(error_body("internal_error", message), status=500)
+    return defaults.server_error(request)

@@ -1,7 +1,8 @@
 """Login with a key: challenge (a one-time nonce) -> signature -> bearer token.
 
 Tokens are random; only their SHA-256 is stored, so a database leak gives no usable token.
-A challenge is single use and short lived; a token is good for REST and the websocket until it expires.
+A challenge is single use and short lived; a token is good for REST and the websocket until it expires
+or its holder logs out (the sockets logged in with it close then, on every node process).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from channels_app import chain
+from channels_app import chain, realtime
 from channels_app.models import AuthChallenge, AuthToken
 from connext.protocol import auth as login
 from connext.protocol.errors import ProtocolError
@@ -35,6 +37,13 @@ class IssuedToken:
     token: str
     address: str
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ValidToken:
+    address: str
+    expires_at: datetime
+    key_hash: str
 
 
 def _token_hash(token: str) -> str:
@@ -81,19 +90,40 @@ def auth_token_issue(*, address: str, nonce: str, signature: bytes) -> IssuedTok
     return IssuedToken(token=token, address=address, expires_at=expires_at)
 
 
-def auth_token_address(*, token: str) -> str:
-    """The address a token stands for; raises AuthError when it is unknown or expired."""
-    record = AuthToken.objects.filter(key_hash=_token_hash(token)).only("address", "expires_at").first()
+def auth_token_check(*, token: str) -> ValidToken:
+    """The token's holder and expiry; raises AuthError when it is unknown (never issued, or revoked)
+    or expired."""
+    key_hash = _token_hash(token)
+    record = AuthToken.objects.filter(key_hash=key_hash).only("address", "expires_at").first()
     if record is None:
         raise AuthError("invalid_token", "The token is not valid.")
     if record.expires_at <= timezone.now():
         raise AuthError("token_expired", "The token expired; log in again.")
-    return record.address
+    return ValidToken(address=record.address, expires_at=record.expires_at, key_hash=key_hash)
+
+
+def auth_token_address(*, token: str) -> str:
+    """The address a token stands for; raises AuthError when it is unknown or expired."""
+    return auth_token_check(token=token).address
+
+
+def auth_token_revoke(*, token: str) -> None:
+    """Log out: the token stops working at once, and once that commits every socket logged in with
+    it closes, on whichever node process holds it."""
+    key_hash = _token_hash(token)
+    with transaction.atomic():
+        addresses = list(AuthToken.objects.filter(key_hash=key_hash).values_list("address", flat=True))
+        AuthToken.objects.filter(key_hash=key_hash).delete()
+        for address in addresses:
+            transaction.on_commit(
+                lambda a=address: realtime.sockets_close_for_token(a, key_hash), robust=True
+            )
 
 
 def auth_records_prune() -> int:
-    """Delete expired challenges and tokens. Returns how many rows went."""
+    """Delete the challenges that can no longer be used (expired or used) and expired tokens.
+    Returns how many rows went."""
     now = timezone.now()
-    challenges, _ = AuthChallenge.objects.filter(expires_at__lt=now - timedelta(hours=1)).delete()
+    challenges, _ = AuthChallenge.objects.filter(Q(expires_at__lt=now) | Q(used_at__isnull=False)).delete()
     tokens, _ = AuthToken.objects.filter(expires_at__lt=now).delete()
     return challenges + tokens

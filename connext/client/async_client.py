@@ -281,6 +281,14 @@ class AsyncClient:
             await self._session.close()
         self._store.close()
 
+    async def logout(self) -> None:
+        """Revoke this client's token at the node (its websocket closes on every node process), then
+        close the client: a client left running would only log in again."""
+        try:
+            await self.api.log_out()
+        finally:
+            await self.close()
+
     async def __aenter__(self) -> AsyncClient:
         return self
 

@@ -113,6 +113,12 @@ class NodeApi:
         self.token = str(issued["token"])
         return self.token
 
+    async def log_out(self) -> None:
+        """Revoke the token at the node (its sockets close there) and forget it."""
+        if self.token:
+            await self._request_once("POST", "/api/auth/logout", json=None, params=None, authenticated=True)
+        self.token = ""
+
     async def get(self, path: str, **params: str) -> Any:
         return await self.request("GET", path, params=params or None)
 
@@ -122,6 +128,9 @@ class NodeApi:
                 return await self._socket_request("POST", path, body)
             except _SocketLost:
                 pass  # the node answers the same call over REST exactly as it would have here
+            except AuthenticationError as exc:
+                if exc.code not in _RENEWABLE:
+                    raise  # else REST renews the token and sends the call again
         return await self.request("POST", path, json=body)
 
     async def request(

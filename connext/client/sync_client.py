@@ -261,6 +261,15 @@ class Client:
 
     # -- lifetime -------------------------------------------------------------------------------------
 
+    def logout(self) -> None:
+        """Revoke the token at the node (its websocket closes there), then close the client."""
+        if self._closed:
+            return
+        try:
+            self._run(self._inner.api.log_out())
+        finally:
+            self.close()
+
     def close(self) -> None:
         if self._closed:
             return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
@@ -162,3 +164,49 @@ def test_the_development_key_is_accepted_while_debugging():
     assert config.load({"NODE_PRIVATE_KEY": config.DEV_NODE_PRIVATE_KEY[2:]}).node_private_key == (
         config.DEV_NODE_PRIVATE_KEY
     )
+
+
+def test_edge_limits_have_defaults_no_real_client_reaches():
+    limits = config.load_edge_limits({})
+
+    assert limits.api_max_body_bytes == 1024 * 1024
+    assert limits.api_max_json_depth == 32
+    assert limits.ws_max_frame_bytes == 64 * 1024
+    assert limits.ws_auth_timeout_seconds == 10
+    assert limits.ws_max_requests_in_flight == 4
+    assert limits.rate_limit_per_ip == "6000/minute"
+    assert limits.rate_limit_per_account == "3000/minute"
+    assert limits.rate_limit_login_per_ip == "300/minute"
+    assert limits.trusted_proxy_count == 0
+    assert limits.auth_challenge_ttl_seconds == 300
+    assert limits.auth_token_ttl_seconds == 86_400
+
+
+def test_edge_limits_are_read_from_the_environment():
+    limits = config.load_edge_limits(
+        {"RATE_LIMIT_LOGIN_PER_IP": "5/second", "WS_AUTH_TIMEOUT_SECONDS": "2", "API_MAX_BODY_BYTES": "4096"}
+    )
+
+    assert (limits.rate_limit_login_per_ip, limits.ws_auth_timeout_seconds) == ("5/second", 2)
+    assert limits.api_max_body_bytes == 4096
+
+
+@pytest.mark.parametrize(
+    ("variables", "named", "expected"),
+    [
+        ({"RATE_LIMIT_PER_IP": "100"}, "RATE_LIMIT_PER_IP", "requests per period"),
+        ({"RATE_LIMIT_PER_ACCOUNT": "0/minute"}, "RATE_LIMIT_PER_ACCOUNT", "requests per period"),
+        ({"RATE_LIMIT_LOGIN_PER_IP": "10/fortnight"}, "RATE_LIMIT_LOGIN_PER_IP", "requests per period"),
+        ({"API_MAX_BODY_BYTES": "12"}, "API_MAX_BODY_BYTES", "whole number from 1024"),
+        ({"API_MAX_JSON_DEPTH": "deep"}, "API_MAX_JSON_DEPTH", "whole number"),
+        ({"WS_MAX_FRAME_BYTES": "-1"}, "WS_MAX_FRAME_BYTES", "whole number"),
+        ({"WS_AUTH_TIMEOUT_SECONDS": "0"}, "WS_AUTH_TIMEOUT_SECONDS", "whole number from 1"),
+        ({"WS_MAX_REQUESTS_IN_FLIGHT": "0"}, "WS_MAX_REQUESTS_IN_FLIGHT", "whole number from 1"),
+        ({"TRUSTED_PROXY_COUNT": "all"}, "TRUSTED_PROXY_COUNT", "whole number"),
+        ({"AUTH_CHALLENGE_TTL_SECONDS": "1"}, "AUTH_CHALLENGE_TTL_SECONDS", "whole number from 10"),
+        ({"AUTH_TOKEN_TTL_SECONDS": "forever"}, "AUTH_TOKEN_TTL_SECONDS", "whole number"),
+    ],
+)
+def test_a_malformed_edge_limit_is_refused_naming_the_variable(variables, named, expected):
+    with pytest.raises(ImproperlyConfigured, match=f"^{named}: expected .*{re.escape(expected)}"):
+        config.load_edge_limits(variables)

@@ -55,6 +55,7 @@ def test_without_urls_the_node_runs_on_sqlite_in_memory_layer_and_eager_tasks(tm
     assert seen["eager"] is True
     assert seen["serializer"] == "json"
     assert seen["beat"] == [
+        "auth-records-prune",
         "chain-watch",
         "disputes-advance",
         "expiring-claims-check",

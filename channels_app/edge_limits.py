@@ -1,0 +1,175 @@
+"""Limits the node keeps at its edges before any of its code reads a request.
+
+A request body over `API_MAX_BODY_BYTES` is refused with 413 in the API's error shape, twice over:
+`limit_daphne_bodies` makes daphne's HTTP layer (Twisted) answer as soon as the declared or received
+length passes the limit, so the body is never buffered (daphne otherwise spools all of it and queues
+it to the app in 8 KB messages, in memory), and `RequestBodyLimit`, ASGI middleware in front of
+Django, does the same under any ASGI server. `limit_websocket_messages` has autobahn (daphne's
+websocket layer) close a connection whose message is far over the consumer's frame limit instead of
+buffering it whole. `json_within_depth` is the nesting check every JSON document from a client
+passes before anything walks it recursively.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from daphne import http_protocol, ws_protocol
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# A websocket message this many times over the consumer's frame limit is not buffered at all.
+TRANSPORT_FRAME_FACTOR = 16
+
+
+def json_within_depth(document: Any, limit: int) -> bool:
+    """Whether no array or object in `document` is nested deeper than `limit` (iterative: a deep
+    document must not exhaust the stack of the check meant to stop it)."""
+    if not isinstance(document, dict | list):
+        return True
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return False
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return True
+
+
+class RequestBodyLimit:
+    """Refuse HTTP request bodies over `max_bytes` with 413 before the app reads them."""
+
+    def __init__(self, app: App, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(send)
+            return
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left before its body was complete: nobody to answer
+            body = message.get("body", b"")
+            received += len(body)
+            if received > self.max_bytes:
+                await self._refuse(send)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = too_large_body(self.max_bytes)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def too_large_body(max_bytes: int) -> bytes:
+    message = f"Request bodies are limited to {max_bytes} bytes."
+    return json.dumps(
+        {"error": {"code": "request_too_large", "message": message, "limit": max_bytes}}
+    ).encode()
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body read so far as one message, then whatever the server sends next (a disconnect)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return replayed
+
+
+class _BoundedWebRequest(http_protocol.WebRequest):  # type: ignore[misc]
+    """daphne's request, answering 413 and closing once the body passes `max_body_bytes`."""
+
+    max_body_bytes = 0
+    refused = False
+    received = 0
+
+    def gotLength(self, length: int | None) -> None:
+        super().gotLength(length)
+        if length is not None and length > self.max_body_bytes:
+            self._refuse()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.refused:
+            return
+        self.received += len(data)
+        if self.received > self.max_body_bytes:
+            self._refuse()
+            return
+        super().handleContentChunk(data)
+
+    def process(self) -> Any:
+        if not self.refused:
+            return super().process()
+        return None
+
+    def _refuse(self) -> None:
+        self.refused = True
+        self.requestHeaders.removeHeader(b"expect")  # no "100 Continue": the body need not be sent
+        body = too_large_body(self.max_body_bytes)
+        head = (
+            b"HTTP/1.1 413 Request Entity Too Large\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+        )
+        self.channel.transport.write(head + body)
+        self.channel.loseConnection()
+
+
+def limit_daphne_bodies(max_bytes: int) -> None:
+    """Have daphne's HTTP factory build requests that refuse bodies over `max_bytes` while they
+    arrive (it looks its request class up in its module on every connection)."""
+    _BoundedWebRequest.max_body_bytes = max_bytes
+    http_protocol.WebRequest = _BoundedWebRequest
+
+
+def limit_websocket_messages(max_frame_bytes: int) -> None:
+    """Have daphne's websocket protocol (autobahn) close with 1009 on a message far over the
+    consumer's limit while it arrives, instead of buffering it whole and handing it on. Autobahn takes
+    an option set on the protocol class before the factory's default."""
+    cap = TRANSPORT_FRAME_FACTOR * max_frame_bytes
+    ws_protocol.WebSocketProtocol.maxFramePayloadSize = cap
+    ws_protocol.WebSocketProtocol.maxMessagePayloadSize = cap
+    # Say why (close code 1009) and finish the closing handshake rather than drop the TCP connection.
+    ws_protocol.WebSocketProtocol.failByDrop = False
