@@ -871,16 +871,22 @@ def downstream_guard(*, sender_channel_id: int | None = None) -> list[int]:
         now = disputes.chain_time(chain.web3()) if now is None else now
         if now < _dispute_by(window_end, receiver_channel, receiver_side):
             continue  # the sender started its window late: the receiver may still settle off chain
-        try:
-            dispute = dispute_start(
-                channel_id=receiver_channel.pk,
-                reason=f"payment {payment.payment_id}: its sender side is on chain; the receiver side settles there first",
-            )
-        except DisputeError as exc:
-            logger.warning("could not dispute %s: %s", receiver_channel.address, exc.message)
-            continue
-        started.append(dispute.pk)
+        dispute = _dispute_for_the_node(
+            receiver_channel,
+            f"payment {payment.payment_id}: its sender side is on chain; the receiver side settles there first",
+        )
+        if dispute is not None:
+            started.append(dispute.pk)
     return started
+
+
+def _dispute_for_the_node(channel: Channel, reason: str) -> Dispute | None:
+    """`dispute_start` for a dispute the node needs; None (logged) when the chain has one in progress."""
+    try:
+        return dispute_start(channel_id=channel.pk, reason=reason)
+    except DisputeError as exc:
+        logger.warning("could not dispute %s: %s", channel.address, exc.message)
+        return None
 
 
 def _claimable_downstream(payment: Payment) -> tuple[Channel, int] | None:
@@ -955,13 +961,10 @@ def expiring_claims_check() -> list[int]:
             continue
         if _paying_resolver(channel, transfer, now) is None:
             continue
-        try:
-            dispute = dispute_start(
-                channel_id=channel.pk,
-                reason=f"hashlock {record.transfer_id} expires at {expiry}; the user has not settled it",
-            )
-        except DisputeError as exc:
-            logger.warning("could not dispute %s: %s", channel.address, exc.message)
+        dispute = _dispute_for_the_node(
+            channel, f"hashlock {record.transfer_id} expires at {expiry}; the user has not settled it"
+        )
+        if dispute is None:
             continue
         started.append(dispute.pk)
         disputed_channels.add(channel.pk)

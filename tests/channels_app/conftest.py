@@ -7,6 +7,7 @@ from django.test import override_settings
 from web3 import HTTPProvider, Web3
 
 from connext.chain import devchain
+from tests.support.wallet import Wallet
 
 # The node signs with anvil's account 3 in these tests (account 0 deploys, 1 is the sender tests').
 NODE_KEY = devchain.DEV_PRIVATE_KEYS[3]
@@ -24,3 +25,12 @@ def w3(deployments, chain):
         DISPUTE_TIMEOUT_SECONDS=3600,
     ):
         yield Web3(HTTPProvider(chain))
+
+
+def new_wallet(client, w3) -> Wallet:
+    """A logged-in user with an open channel and gas for its own dispute transactions."""
+    wallet = Wallet(client=client, w3=w3)
+    wallet.log_in()
+    wallet.open()
+    wallet.fund(FUNDER_KEY)
+    return wallet

@@ -27,7 +27,7 @@ from connext.chain.contracts import contract_at
 from connext.protocol import definitions, serialization, signing
 from connext.protocol.encoding import keccak256
 from connext.protocol.types import ChannelState, TransferState
-from tests.channels_app.conftest import FUNDER_KEY
+from tests.channels_app.conftest import FUNDER_KEY, new_wallet
 from tests.support.conservation import assert_conserved, node_net
 from tests.support.disputes import (
     advance_chain,
@@ -54,14 +54,6 @@ class Windows:
 
 SHORT = Windows(dispute_timeout=3600, transfer_timeout=0)  # 0: the least the node accepts
 DEFAULT = Windows(dispute_timeout=86_400, transfer_timeout=86_400)  # the node's and the client's defaults
-
-
-def new_wallet(w3: Web3) -> Wallet:
-    wallet = Wallet(client=Client(), w3=w3)
-    wallet.log_in()
-    wallet.open()
-    wallet.fund(FUNDER_KEY)  # gas for its own dispute transactions
-    return wallet
 
 
 def chain_now(w3: Web3) -> int:
@@ -278,7 +270,7 @@ def test_a_sender_and_receiver_together_cannot_make_the_node_pay_what_it_cannot_
 
 
 def _funded_pair(w3) -> tuple[Wallet, Wallet]:
-    alice, bob = new_wallet(w3), new_wallet(w3)
+    alice, bob = new_wallet(Client(), w3), new_wallet(Client(), w3)
     alice.send_eth(FUNDER_KEY, alice.state.channel_address, 2 * E)
     alice.deposit_update()
     bob_channel = Channel.objects.get(user_address=bob.address)
@@ -337,9 +329,9 @@ def test_the_receiver_side_gets_a_window_three_reactions_shorter_than_the_sender
 
 
 def test_a_payment_into_a_channel_with_a_longer_dispute_window_than_it_leaves_room_for_fails_and_refunds(w3):
-    alice = new_wallet(w3)
+    alice = new_wallet(Client(), w3)
     with override_settings(DISPUTE_TIMEOUT_SECONDS=7200):
-        bob = new_wallet(w3)
+        bob = new_wallet(Client(), w3)
     alice.send_eth(FUNDER_KEY, alice.state.channel_address, 2 * E)
     alice.deposit_update()
     collateral.collateral_request(
@@ -374,12 +366,14 @@ def _disputed_payment(w3, chain, alice: Wallet, bob: Wallet) -> tuple[str, bytes
     return payment_id, preimage, sender_side
 
 
+def _window_end(w3, alice: Wallet, sender_side: TransferState) -> int:
+    return disputes.read_transfer_dispute(w3, alice.state.channel_address, sender_side.transfer_hash).expiry
+
+
 def test_the_node_refuses_a_receivers_resolve_once_the_senders_window_closes_within_one_reaction(w3, chain):
     alice, bob = _funded_pair(w3)
     payment_id, preimage, sender_side = _disputed_payment(w3, chain, alice, bob)
-    window_end = disputes.read_transfer_dispute(
-        w3, alice.state.channel_address, sender_side.transfer_hash
-    ).expiry
+    window_end = _window_end(w3, alice, sender_side)
     advance_chain(chain, window_end - routing_policy.reaction() - chain_now(w3))
     before = _unchanged(bob)
 
@@ -397,9 +391,7 @@ def test_a_receivers_resolve_inside_the_senders_window_is_paid_and_the_node_clai
 ):
     alice, bob = _funded_pair(w3)
     payment_id, preimage, sender_side = _disputed_payment(w3, chain, alice, bob)
-    window_end = disputes.read_transfer_dispute(
-        w3, alice.state.channel_address, sender_side.transfer_hash
-    ).expiry
+    window_end = _window_end(w3, alice, sender_side)
     advance_chain(chain, window_end - 2 * routing_policy.reaction() - chain_now(w3))
 
     assert bob.resolve_incoming(payment_id, preimage).status_code == 200
@@ -416,9 +408,7 @@ def test_a_receivers_resolve_inside_the_senders_window_is_paid_and_the_node_clai
 def test_the_node_refuses_a_receivers_resolve_after_the_sender_was_refunded_on_chain(w3, chain):
     alice, bob = _funded_pair(w3)
     payment_id, preimage, sender_side = _disputed_payment(w3, chain, alice, bob)
-    window_end = disputes.read_transfer_dispute(
-        w3, alice.state.channel_address, sender_side.transfer_hash
-    ).expiry
+    window_end = _window_end(w3, alice, sender_side)
     advance_chain(chain, window_end - chain_now(w3) + 1)
     user_defunds_transfer(alice, sender_side, b"")  # her refund
     run_node_work()

@@ -30,7 +30,7 @@ from channels_app.models import (
 from channels_app.services import channels, node_actions, payments, transactions, watcher, watchtower
 from connext.chain import channel_reads, disputes
 from connext.chain.contracts import contract_at
-from tests.channels_app.conftest import FUNDER_KEY
+from tests.channels_app.conftest import FUNDER_KEY, new_wallet
 from tests.support.conservation import assert_conserved
 from tests.support.disputes import (
     advance_chain,
@@ -46,14 +46,6 @@ from tests.support.wallet import ETH, Wallet
 pytestmark = pytest.mark.django_db
 E = 10**18
 T = 3600  # the dispute timeout of these channels (DISPUTE_TIMEOUT_SECONDS in the w3 fixture)
-
-
-def new_wallet(client, w3) -> Wallet:
-    wallet = Wallet(client=client, w3=w3)
-    wallet.log_in()
-    wallet.open()
-    wallet.fund(FUNDER_KEY)  # gas for its own dispute transactions
-    return wallet
 
 
 @pytest.fixture
