@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import collections
 import json
+import os
 import secrets
 import signal
 import sys
@@ -45,12 +46,15 @@ from routing_bench import connect_clients, log, percentile, run_load, start_stac
 
 from connext import AsyncClient  # noqa: E402
 
+LIMIT_PREFIXES = ("RATE_LIMIT_", "WS_", "API_MAX_")  # the edge limits, when set for the run
 
-def _latencies(results: routing_bench.Results) -> dict[str, float | int | None]:
+
+def _latencies(results: routing_bench.Results) -> dict[str, object]:
     values = results.latencies
     return {
         "completed": len(values),
         "failed": results.failures,
+        "failed_payments": results.failed[:10],
         **{
             name: round(percentile(values, q) * 1000, 1) if values else None
             for name, q in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
@@ -137,7 +141,16 @@ class Abuser:
                 sockets.append(await session.ws_connect(self.client.api.ws_url))
         while time.monotonic() < end:
             await asyncio.sleep(0.5)
-        self.statuses["idle sockets closed by the node"] = sum(1 for ws in sockets if ws.closed)
+        closed = 0
+        for ws in sockets:  # a close frame the node sent is only seen once read
+            with suppress(TimeoutError, aiohttp.ClientError):
+                while not ws.closed and (await ws.receive(timeout=0.2)).type not in (
+                    aiohttp.WSMsgType.CLOSE,
+                    aiohttp.WSMsgType.CLOSED,
+                ):
+                    pass
+            closed += ws.closed or ws.close_code is not None
+        self.statuses["idle sockets closed by the node"] = closed
         for ws in sockets:
             await ws.close()
 
@@ -167,14 +180,18 @@ async def main_async(args: argparse.Namespace) -> dict:
     finally:
         stack.stop()
     alone_numbers, beside_numbers = _latencies(alone), _latencies(beside)
+    alone_p99, beside_p99 = alone_numbers["p99"], beside_numbers["p99"]
     ratio = (
-        round(beside_numbers["p99"] / alone_numbers["p99"], 2)
-        if alone_numbers["p99"] and beside_numbers["p99"]
+        round(beside_p99 / alone_p99, 2)
+        if isinstance(alone_p99, float) and isinstance(beside_p99, float)
         else None
     )
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "setup": {
+            "limits": {
+                name: os.environ[name] for name in sorted(os.environ) if name.startswith(LIMIT_PREFIXES)
+            },
             "node_processes": args.nodes,
             "clients": args.clients,
             "rate": args.rate,
