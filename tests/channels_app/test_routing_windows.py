@@ -261,12 +261,13 @@ def test_a_sender_and_receiver_together_cannot_make_the_node_pay_what_it_cannot_
 
 
 @pytest.mark.parametrize("kind", ["linked", "hashlock", "signed"])
+@pytest.mark.parametrize("moment", ["before_forward", "after_forward", "after_countersign"])
 def test_a_sender_and_receiver_together_cannot_make_the_node_pay_what_it_cannot_claim_with_default_windows(
-    w3, chain, kind
+    w3, chain, kind, moment
 ):
     with override_settings(DISPUTE_TIMEOUT_SECONDS=DEFAULT.dispute_timeout):
         alice, bob = _funded_pair(w3)
-        play_attack(w3, chain, alice, bob, kind=kind, windows=DEFAULT, moment="after_countersign")
+        play_attack(w3, chain, alice, bob, kind=kind, windows=DEFAULT, moment=moment)
 
 
 def _funded_pair(w3) -> tuple[Wallet, Wallet]:
