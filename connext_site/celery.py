@@ -39,6 +39,7 @@ PERIODIC_TASKS: dict[str, tuple[str, timedelta]] = {
     "disputes-advance": ("channels_app.tasks.disputes_advance", timedelta(seconds=10)),
     "expiring-claims-check": ("channels_app.tasks.expiring_claims_check", timedelta(seconds=60)),
     "payments-sweep": ("channels_app.tasks.payments_sweep", timedelta(seconds=30)),
+    "collateral-reclaim-idle": ("channels_app.tasks.collateral_reclaim_idle", timedelta(seconds=300)),
 }
 
 app.conf.beat_schedule = {

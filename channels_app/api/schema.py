@@ -78,7 +78,8 @@ class ErrorDetail(serializers.Serializer):
 class ErrorBody(serializers.Serializer):
     error = ErrorDetail(
         help_text="Some codes carry more: stale_nonce and update_pending the latest signed state "
-        "(`latest`) and the node's open proposal (`proposal`)."
+        "(`latest`) and the node's open proposal (`proposal`); the limits their bound "
+        "(`minimum`, `justified`, `retryAfter`, `gasPerDay`, `gasSpent`)."
     )
 
     class Meta:
@@ -92,6 +93,8 @@ _REFUSALS = {
     404: "No such thing of yours (channel, payment, user).",
     409: "Conflicts with the current state (a stale nonce, an open proposal, a payment's status); "
     "sync and retry.",
+    429: "Over a limit on what one account may make the node spend (withdrawals per channel and hour, "
+    "withdrawal gas per day); `retryAfter` (seconds) says when, where known. Nothing changed.",
     503: "The node cannot read the chain right now (code chain_unavailable); nothing changed, retry.",
 }
 
