@@ -16,13 +16,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, Sum
+from django.db.models import Q, QuerySet, Sum
 
-from channels_app.models import Channel, OnchainTransaction, Payment
-from connext.protocol.types import ChannelState
+from channels_app.models import Channel, OnchainTransaction, Payment, Transfer, Withdrawal
+from connext.protocol.types import ChannelState, DefinitionKind
+from connext_site.config import CHANNEL_DEPLOY_GAS_RESERVED, WITHDRAWAL_GAS_RESERVED
 
 Reason = OnchainTransaction.Reason
 TxStatus = OnchainTransaction.Status
+RATE_WINDOW = timedelta(hours=1)
+GAS_WINDOW = timedelta(days=1)
 
 
 class LimitError(Exception):
@@ -96,3 +99,107 @@ def collateral_idle(*, channel: Channel, asset_id: str, now: datetime) -> bool:
         .filter(Q(created_at__gte=since) | Q(status__in=[TxStatus.QUEUED, TxStatus.PENDING]))
         .exists()
     )
+
+
+# -- gas ---------------------------------------------------------------------------------------------
+
+
+def withdrawal_check(*, channel: Channel, asset_id: str, amount: int, now: datetime) -> None:
+    """Refuse (`LimitError`) a user withdrawal the node should not pay gas for: below the least
+    amount, over the channel's rate, or over the account's daily gas budget. The caller holds the
+    channel's row lock, so two withdrawals of one channel are never counted against each other's
+    absence."""
+    minimum = min_onchain_amount(asset_id)
+    if amount < minimum:
+        raise LimitError(
+            "withdrawal_too_small",
+            f"A withdrawal moves at least {minimum} of this asset (the node pays its gas).",
+            extra={"minimum": str(minimum)},
+        )
+    recent = _user_withdraw_transfers(channel).filter(created_at__gte=now - RATE_WINDOW)
+    allowed = int(settings.WITHDRAWAL_MAX_PER_HOUR)
+    if recent.count() >= allowed:
+        oldest = recent.order_by("created_at").values_list("created_at", flat=True)[0]
+        raise LimitError(
+            "withdrawal_rate_limited",
+            f"At most {allowed} withdrawals per channel and hour; try again later.",
+            status=429,
+            extra={"retryAfter": str(_seconds_until(oldest + RATE_WINDOW, now))},
+        )
+    budget = int(settings.WITHDRAWAL_GAS_PER_DAY)
+    spent = withdrawal_gas_spent(channel=channel, since=now - GAS_WINDOW)
+    needed = WITHDRAWAL_GAS_RESERVED + (0 if _deployment_counted(channel) else CHANNEL_DEPLOY_GAS_RESERVED)
+    if spent + needed > budget:
+        raise LimitError(
+            "withdrawal_gas_limit",
+            f"The node pays at most {budget} gas a day for one account's withdrawals "
+            f"({spent} spent or reserved, this one needs {needed}); try again later.",
+            status=429,
+            extra={"gasPerDay": str(budget), "gasSpent": str(spent)},
+        )
+
+
+def withdrawal_gas_spent(*, channel: Channel, since: datetime) -> int:
+    """Gas the node spent, or holds reserved, for the account's withdrawals since `since`: per user
+    withdraw transfer its transaction's gas (used when mined, its limit while in flight, the
+    reservation before it is sent), and the channel's deployments."""
+    spent = 0
+    transfers = _user_withdraw_transfers(channel).filter(created_at__gte=since)
+    sent = {
+        row["transfer_id"]: row
+        for row in Withdrawal.objects.filter(transfer__in=transfers).values(
+            "transfer_id",
+            "onchain_transaction__status",
+            "onchain_transaction__gas_used",
+            "onchain_transaction__gas_limit",
+        )
+    }
+    for transfer_pk in transfers.values_list("pk", flat=True):
+        row = sent.get(transfer_pk)
+        if row is None or row["onchain_transaction__status"] is None:
+            spent += WITHDRAWAL_GAS_RESERVED
+        else:
+            spent += _gas_of(
+                row["onchain_transaction__status"],
+                row["onchain_transaction__gas_used"],
+                row["onchain_transaction__gas_limit"],
+                reserved=WITHDRAWAL_GAS_RESERVED,
+            )
+    for status, gas_used, gas_limit in OnchainTransaction.objects.filter(
+        reason=Reason.CHANNEL_DEPLOY, channel_address=channel.address, created_at__gte=since
+    ).values_list("status", "gas_used", "gas_limit"):
+        spent += _gas_of(status, gas_used, gas_limit, reserved=CHANNEL_DEPLOY_GAS_RESERVED)
+    return spent
+
+
+def _gas_of(status: str, gas_used: int | None, gas_limit: int | None, *, reserved: int) -> int:
+    if gas_used is not None:
+        return int(gas_used)
+    if status == TxStatus.FAILED:
+        return 0  # refused before it got a nonce: it cost nothing
+    if gas_limit is not None:
+        return int(gas_limit)
+    return reserved  # queued: not estimated yet
+
+
+def _deployment_counted(channel: Channel) -> bool:
+    """The channel is deployed, or a deployment is on its way (already counted or someone else's)."""
+    if channel.deployed:
+        return True
+    return (
+        OnchainTransaction.objects.filter(
+            channel_address=channel.address, reason__in=[Reason.CHANNEL_DEPLOY, Reason.COLLATERALIZATION]
+        )
+        .exclude(status=TxStatus.FAILED)
+        .exists()
+    )
+
+
+def _user_withdraw_transfers(channel: Channel) -> QuerySet[Transfer]:
+    return Transfer.objects.filter(
+        channel=channel, kind=DefinitionKind.WITHDRAW.value, initiator=channel.user_address
+    )
+
+
+def _seconds_until(moment: datetime, now: datetime) -> int:
+    return max(1, int((moment - now).total_seconds()) + 1)

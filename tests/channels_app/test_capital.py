@@ -13,7 +13,7 @@ from django.utils import timezone
 from eth_account import Account
 
 from channels_app.models import Channel, ChannelUpdate, OnchainTransaction, Payment, Transfer, Withdrawal
-from channels_app.services import collateral
+from channels_app.services import capital, collateral
 from connext.chain import channel_reads
 from tests.channels_app.conftest import FUNDER_KEY, NODE_KEY
 from tests.support.node_work import run_node_work
@@ -235,3 +235,97 @@ def test_collateral_a_receivers_recent_payments_justify_is_not_reclaimed_while_i
         is False
     )
     assert Channel.objects.get(pk=channel.pk).pending_update is None
+
+
+# -- withdrawals: the node's gas -------------------------------------------------------------------------
+
+
+def test_five_one_wei_withdrawals_are_refused_and_the_node_sends_no_transaction(w3):
+    wallet = new_wallet(w3, deposit=E)
+    run_node_work(wallet)
+    before = snapshot(w3, wallet)
+
+    answers = [wallet.withdraw_update(1, wallet.address) for _ in range(5)]
+    run_node_work(wallet)
+
+    assert {(a.status_code, a.json()["error"]["code"]) for a in answers} == {(400, "withdrawal_too_small")}
+    assert answers[0].json()["error"]["minimum"] == str(MILLI)
+    assert snapshot(w3, wallet) == before
+    assert not Withdrawal.objects.exists()
+
+
+def test_withdrawals_beyond_the_hourly_rate_are_refused_and_change_nothing_and_pass_an_hour_later(w3):
+    wallet = new_wallet(w3, deposit=E)
+    run_node_work(wallet)
+    recipient = Account.create().address
+
+    with override_settings(WITHDRAWAL_MAX_PER_HOUR=2):
+        accepted = [wallet.withdraw_update(10 * MILLI, recipient) for _ in range(2)]
+        run_node_work(wallet)
+        before = snapshot(w3, wallet)
+        refused = wallet.withdraw_update(10 * MILLI, recipient)
+        run_node_work(wallet)
+        after = snapshot(w3, wallet)
+        channel = Channel.objects.get(user_address=wallet.address)
+        capital.withdrawal_check(
+            channel=channel,
+            asset_id=ETH,
+            amount=10 * MILLI,
+            now=timezone.now() + timedelta(hours=1, seconds=1),
+        )  # passes: the hour has gone by
+
+    assert [a.status_code for a in accepted] == [200, 200]
+    assert w3.eth.get_balance(recipient) == 20 * MILLI  # the honest withdrawals arrived
+    assert (refused.status_code, refused.json()["error"]["code"]) == (429, "withdrawal_rate_limited")
+    assert 0 < int(refused.json()["error"]["retryAfter"]) <= 3601
+    assert after == before
+
+
+@override_settings(COLLATERAL_MAX_PER_ACCOUNT={"eth": 0, "token": 0})  # the withdrawal deploys the channel
+def test_withdrawals_over_the_daily_gas_budget_are_refused_and_change_nothing(w3):
+    wallet = new_wallet(w3, deposit=E)
+    run_node_work(wallet)
+    recipient = Account.create().address
+
+    # The budget covers one first withdrawal (deployment included) but not a second one as well.
+    with override_settings(WITHDRAWAL_GAS_PER_DAY=250_000):
+        first = wallet.withdraw_update(10 * MILLI, recipient)
+        run_node_work(wallet)
+        before = snapshot(w3, wallet)
+        second = wallet.withdraw_update(10 * MILLI, recipient)
+        run_node_work(wallet)
+        after = snapshot(w3, wallet)
+        channel = Channel.objects.get(user_address=wallet.address)
+        capital.withdrawal_check(
+            channel=channel,
+            asset_id=ETH,
+            amount=10 * MILLI,
+            now=timezone.now() + timedelta(days=1, seconds=1),
+        )  # passes: a day later the budget is whole again
+
+    spent = sum(
+        tx.gas_used
+        for tx in OnchainTransaction.objects.filter(
+            channel_address=wallet.state.channel_address,
+            reason__in=[OnchainTransaction.Reason.CHANNEL_DEPLOY, OnchainTransaction.Reason.USER_WITHDRAWAL],
+        )
+    )
+    assert first.status_code == 200
+    assert w3.eth.get_balance(recipient) == 10 * MILLI
+    assert (second.status_code, second.json()["error"]["code"]) == (429, "withdrawal_gas_limit")
+    assert second.json()["error"]["gasSpent"] == str(spent)  # the node's own transactions, counted
+    assert after == before
+
+
+def test_withdrawals_in_flight_count_against_the_gas_budget_before_they_are_sent(w3):
+    """Two withdrawals created before the node sends either: the second counts the first's reservation."""
+    wallet = new_wallet(w3, deposit=E)
+    run_node_work(wallet)  # the node's collateral deploys the channel: each withdrawal needs 120,000
+
+    with override_settings(WITHDRAWAL_GAS_PER_DAY=230_000):
+        first = wallet.withdraw_update(10 * MILLI, wallet.address)  # the node has not resolved it yet
+        second = wallet.withdraw_update(10 * MILLI, wallet.address)
+
+    assert first.status_code == 200
+    assert (second.status_code, second.json()["error"]["code"]) == (429, "withdrawal_gas_limit")
+    assert Transfer.objects.filter(kind="withdraw").count() == 1
