@@ -24,7 +24,7 @@ from connext.protocol.definitions import HashLockState, LinkedState, PreimageRes
 from connext.protocol.encoding import keccak256
 from connext.protocol.types import CreateUpdate, ResolveUpdate
 from tests.integration.conftest import LIVE_NODE_KEY, LiveNode
-from tests.support.client_wallets import Funder, Wallet, settled, until
+from tests.support.client_wallets import Funder, Wallet, operator_trusts, settled, until
 from tests.support.conservation import assert_offchain_conserved
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -226,6 +226,7 @@ def sender_and_receiver(live_node, wallets, funder, tmp_path) -> tuple[Wallet, s
     alice = connect(live_node, wallets, alice_key, store_path=str(tmp_path / "alice.db"))
     alice.deposit(10 * MILLI)
     bob = connect(live_node, wallets, funder.new_key(), node=1)
+    operator_trusts(bob.channel_address)  # Bob brings nothing: collateral up front is the operator's call
     bob.request_collateral(ETH)
     until(lambda: bob.get_free_balance(ETH)["node"] > 0, "the node's collateral for Bob")
     return alice, alice_key, bob
