@@ -130,9 +130,12 @@ def test_token_payments_of_every_kind_are_routed_with_token_collateral_and_conse
     assert (alice.balance(token), bob.balance(token), carol.balance(token)) == (14 * E, 3 * E, 3 * E)
     assert (alice.balance(ETH), bob.balance(ETH), carol.balance(ETH)) == (5 * MILLI, 0, 0)
     for user in (bob, carol):  # the node's collateral arrived in the token, on chain, and was credited
-        on_chain = channel_reads.deposit_totals(w3, user.channel_address, token, block="latest").node
-        assert on_chain > 0
-        assert user.get_free_balance(token)["node"] + user.balance(token) == on_chain
+
+        def credited(user: Wallet = user) -> bool:  # a top-up to what the receiver justifies may follow
+            on_chain = channel_reads.deposit_totals(w3, user.channel_address, token, block="latest").node
+            return on_chain > 0 and user.get_free_balance(token)["node"] + user.balance(token) == on_chain
+
+        until(credited, "the node's token collateral credited")
     for payment in (linked, hashlock, link["payment_id"]):
         record = Payment.objects.get(payment_id=payment)
         assert (record.status, record.asset_id) == ("completed", token)
