@@ -99,6 +99,12 @@ def payments_sweep() -> None:
 
 
 @shared_task(ignore_result=True)
+def collateral_reclaim_idle() -> None:
+    """Take back collateral that sat idle above what its account's activity justifies."""
+    collateral.collateral_reclaim_idle_all()
+
+
+@shared_task(ignore_result=True)
 def payments_follow_up(
     forward_to: str | None = None,
     settle_payment: list[Any] | None = None,

@@ -4,6 +4,10 @@
   `insufficient_balance`, `collateral_limit`, ...), `status` the HTTP status, `details` the rest of the
   node's error body (for example `latest`, the node's latest signed state).
 - `AuthenticationError`: a `NodeError` with status 401 (bad login signature, expired or forged token).
+- `LimitError`: a `NodeError` for a request over a limit the node keeps on what one account may make it
+  spend (`withdrawal_too_small`, `withdrawal_rate_limited`, `withdrawal_gas_limit`,
+  `collateral_not_justified`, `collateral_too_small`, `collateral_limit`); nothing changed, and
+  `details` carries the bound.
 - `ValidationError`: the client refused to sign a state (a node proposal, or an update of its own that the
   protocol rules reject); `code` is the protocol's error code, nothing was signed.
 - `InvalidArgumentError`: a caller's argument was refused before anything was sent.
@@ -49,6 +53,30 @@ class NodeError(ConnextError):
 
 class AuthenticationError(NodeError):
     """Login failed, or the node no longer accepts the token."""
+
+
+LIMIT_CODES = frozenset(
+    {
+        "withdrawal_too_small",
+        "withdrawal_rate_limited",
+        "withdrawal_gas_limit",
+        "collateral_not_justified",
+        "collateral_too_small",
+        "collateral_limit",
+    }
+)
+
+
+class LimitError(NodeError):
+    """The node refused a request over one of its limits on what one account may make it spend
+    (collateral it locks, gas it pays); nothing was signed or sent. `details` holds the bound:
+    `minimum`, `justified`, `retryAfter` (seconds), `gasPerDay`, `gasSpent`, as decimal strings."""
+
+    @property
+    def retry_after(self) -> int | None:
+        """Seconds until the same request can pass (rate and gas limits), when the node said."""
+        value = self.details.get("retryAfter")
+        return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 class ValidationError(ConnextError):

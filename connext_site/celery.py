@@ -40,6 +40,7 @@ PERIODIC_TASKS: dict[str, tuple[str, timedelta]] = {
     "expiring-claims-check": ("channels_app.tasks.expiring_claims_check", timedelta(seconds=60)),
     "payments-sweep": ("channels_app.tasks.payments_sweep", timedelta(seconds=30)),
     "auth-records-prune": ("channels_app.tasks.auth_records_prune", timedelta(seconds=60)),
+    "collateral-reclaim-idle": ("channels_app.tasks.collateral_reclaim_idle", timedelta(seconds=300)),
 }
 
 app.conf.beat_schedule = {

@@ -50,6 +50,11 @@ class NodeConfig:
     hashlock_min_window_seconds: int
     routing_reaction_seconds: int
     routing_max_transfer_timeout_seconds: int
+    collateral_max_per_account: dict[str, int]
+    collateral_idle_seconds: int
+    withdrawal_min_amount: dict[str, int]
+    withdrawal_max_per_hour: int
+    withdrawal_gas_per_day: int
     deployments_file: Path
     supported_tokens: tuple[str, ...]
     log_level: str
@@ -253,6 +258,24 @@ def _routing_reaction(environ_: Mapping[str, str], dispute_timeout: int, hashloc
     return _int(environ_, "ROUTING_REACTION_SECONDS", default, minimum=1, maximum=dispute_timeout // 2)
 
 
+_UINT256_MAX = 2**256 - 1
+# The gas the node reserves for one user withdrawal and for deploying its channel first (the measured
+# 94,056 and 73,761 of docs/gas.md with the sender's 25% margin); a daily budget below both would
+# refuse every first withdrawal.
+WITHDRAWAL_GAS_RESERVED = 120_000
+CHANNEL_DEPLOY_GAS_RESERVED = 100_000
+
+
+def _per_asset(
+    environ_: Mapping[str, str], name: str, eth: int, token: int, *, minimum: int
+) -> dict[str, int]:
+    """An amount per asset class, from NAME_ETH (wei) and NAME_TOKEN (token base units)."""
+    return {
+        "eth": _int(environ_, f"{name}_ETH", eth, minimum=minimum, maximum=_UINT256_MAX),
+        "token": _int(environ_, f"{name}_TOKEN", token, minimum=minimum, maximum=_UINT256_MAX),
+    }
+
+
 def load(environ_: Mapping[str, str]) -> NodeConfig:
     debug = _bool(environ_, "DJANGO_DEBUG", default=True)
     var_dir = Path(_text(environ_, "NODE_VAR_DIR") or BASE_DIR / "var").resolve()
@@ -278,6 +301,21 @@ def load(environ_: Mapping[str, str]) -> NodeConfig:
         routing_reaction_seconds=_routing_reaction(environ_, dispute_timeout, hashlock_window),
         routing_max_transfer_timeout_seconds=_int(
             environ_, "ROUTING_MAX_TRANSFER_TIMEOUT_SECONDS", 7 * 86_400, minimum=60, maximum=60 * 86_400
+        ),
+        collateral_max_per_account=_per_asset(
+            environ_, "COLLATERAL_MAX_PER_ACCOUNT", 10**17, 20 * 10**18, minimum=0
+        ),
+        collateral_idle_seconds=_int(
+            environ_, "COLLATERAL_IDLE_SECONDS", 86_400, minimum=60, maximum=365 * 86_400
+        ),
+        withdrawal_min_amount=_per_asset(environ_, "WITHDRAWAL_MIN_AMOUNT", 10**15, 10**18, minimum=1),
+        withdrawal_max_per_hour=_int(environ_, "WITHDRAWAL_MAX_PER_HOUR", 3, minimum=1, maximum=10_000),
+        withdrawal_gas_per_day=_int(
+            environ_,
+            "WITHDRAWAL_GAS_PER_DAY",
+            1_000_000,
+            minimum=WITHDRAWAL_GAS_RESERVED + CHANNEL_DEPLOY_GAS_RESERVED,
+            maximum=10**12,
         ),
         deployments_file=Path(_text(environ_, "DEPLOYMENTS_FILE") or var_dir / "deployments.json").resolve(),
         supported_tokens=_token_list(environ_),

@@ -182,6 +182,16 @@ REBALANCE_DEFAULTS = {
     "eth": (5 * 10**16, 10**17, 5 * 10**17),
     "token": (5 * 10**18, 20 * 10**18, 100 * 10**18),
 }
+# What one account may make the node spend (docs/protocol.md, "The node's capital and gas"): the
+# most collateral its own deposits and received payments justify, per asset class; how long collateral
+# above that may sit idle before the node takes it back; and, for the withdrawals the node pays gas
+# for, the least amount (also the least collateral the node moves on chain on its own), how many per
+# channel per hour, and the gas per account per day.
+COLLATERAL_MAX_PER_ACCOUNT = NODE.collateral_max_per_account
+COLLATERAL_IDLE_SECONDS = NODE.collateral_idle_seconds
+WITHDRAWAL_MIN_AMOUNT = NODE.withdrawal_min_amount
+WITHDRAWAL_MAX_PER_HOUR = NODE.withdrawal_max_per_hour
+WITHDRAWAL_GAS_PER_DAY = NODE.withdrawal_gas_per_day
 # A worker that has not beaten for this long counts as down in /api/health.
 WORKER_HEARTBEAT_SECONDS = 10
 WORKER_STALE_AFTER_SECONDS = 45

@@ -158,7 +158,7 @@ class ChannelUpdateView(APIView):
 
     @extend_schema(
         request=UpdateInput,
-        responses={200: answers.SignedStateAnswer, **refusals(400, 401, 403, 404, 409, 503)},
+        responses={200: answers.SignedStateAnswer, **refusals(400, 401, 403, 404, 409, 429, 503)},
     )
     def post(self, request: Request) -> Response:
         return Response(channel_update_request(request.user.address, request.data))
@@ -237,7 +237,9 @@ class ChannelHistoryView(APIView):
 
 
 class CollateralView(APIView):
-    """Ask the node to top up its side of your channel (default: its rebalance target)."""
+    """Ask the node to top up its side of your channel (default: its rebalance target). The node
+    matches collateral to your own balance and the payments you received lately, up to a bound per
+    account (`collateral_not_justified`, with `justified`)."""
 
     permission_classes = [IsAuthenticated]
 
@@ -267,7 +269,7 @@ class CollateralView(APIView):
                 amount=body.validated_data.get("amount"),
             )
         except collateral.CollateralError as exc:
-            raise ApiError(exc.code, exc.message, http_status=exc.status) from None
+            raise ApiError(exc.code, exc.message, http_status=exc.status, extra=exc.extra) from None
         return Response(
             {"requested": record is not None, "transactionId": record.pk if record else None},
             status=status.HTTP_202_ACCEPTED if record else status.HTTP_200_OK,

@@ -78,7 +78,8 @@ class ErrorDetail(serializers.Serializer):
 class ErrorBody(serializers.Serializer):
     error = ErrorDetail(
         help_text="Some codes carry more: stale_nonce and update_pending the latest signed state "
-        "(`latest`) and the node's open proposal (`proposal`)."
+        "(`latest`) and the node's open proposal (`proposal`); the limits their bound "
+        "(`minimum`, `justified`, `retryAfter`, `gasPerDay`, `gasSpent`)."
     )
 
     class Meta:
@@ -92,8 +93,9 @@ _REFUSALS = {
     404: "No such thing of yours (channel, payment, user).",
     409: "Conflicts with the current state (a stale nonce, an open proposal, a payment's status); "
     "sync and retry.",
-    429: "Too many requests from this IP or account (code throttled); retry after `retryAfter` "
-    "seconds (also the Retry-After header). Nothing changed.",
+    429: "Too many requests from this IP or account (code throttled), or over a limit on what one account "
+    "may make the node spend (withdrawals per channel and hour, withdrawal gas per day); retry after "
+    "`retryAfter` seconds (also the Retry-After header, for throttled). Nothing changed.",
     503: "The node cannot read the chain right now (code chain_unavailable); nothing changed, retry.",
 }
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from channels_app import after_commit, chain, network, realtime, rows
 from channels_app.models import Channel, ChannelUpdate, Dispute, Transfer, TransferDispute
-from channels_app.services import payment_records, routing_policy
+from channels_app.services import capital, payment_records, routing_policy
 from connext.chain import disputes
 from connext.protocol import meta as transfer_meta
 from connext.protocol import serialization, signing, updates, validation
@@ -328,6 +328,8 @@ def channel_apply_user_update(
                     status=409,
                     extra={"proposal": proposal_json(channel), "latest": signed_state_json(channel)},
                 )
+            if isinstance(update, CreateUpdate):
+                _check_withdrawal_limits(channel, update)
             try:
                 new, node_signature = validation.countersign(
                     previous, update, signature, network.node_signer(), context=context
@@ -369,6 +371,19 @@ def _check_downstream_resolve(update: ResolveUpdate) -> None:
         )
     except routing_policy.PaymentError as exc:
         raise ChannelError(exc.code, exc.message, status=exc.status) from None
+
+
+def _check_withdrawal_limits(channel: Channel, update: CreateUpdate) -> None:
+    """The node pays the gas of a user's withdrawal: its limits apply before anything is signed (the
+    caller holds the channel's lock, so concurrent withdrawals are counted one after the other)."""
+    if network.network().definitions.get(update.definition) is not DefinitionKind.WITHDRAW:
+        return
+    try:
+        capital.withdrawal_check(
+            channel=channel, asset_id=update.asset_id, amount=update.amount, now=timezone.now()
+        )
+    except capital.LimitError as exc:
+        raise ChannelError(exc.code, exc.message, status=exc.status, extra=exc.extra) from None
 
 
 def _check_routing_terms(new: ChannelState, meta: dict[str, Any]) -> None:

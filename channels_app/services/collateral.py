@@ -3,11 +3,19 @@
 Below the collateralize threshold the node deposits up to the target; above the reclaim threshold it
 withdraws down to the target. At most one collateral transaction is in flight per channel and asset,
 and a node deposit that is mined but not yet credited off chain counts as in flight.
+
+Under the default profile the target is also bounded by what the account's own activity justifies
+(`capital.collateral_justified`: its balance or what it received lately, capped per account), and
+collateral above that comes back once it sat idle for `COLLATERAL_IDLE_SECONDS`. A channel with an
+operator-set profile gets that profile: the operator chose to trust that account. Payments waiting
+for collateral get what they need, whatever the account's history.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -17,7 +25,7 @@ from web3.exceptions import TransactionNotFound
 
 from channels_app import after_commit, chain, network, rows
 from channels_app.models import Channel, OnchainTransaction, RebalanceProfile
-from channels_app.services import channels
+from channels_app.services import capital, channels
 from channels_app.services.transactions import transaction_enqueue
 from channels_app.services.withdrawals import channel_deployment
 from connext.chain import channel_reads
@@ -25,6 +33,8 @@ from connext.chain.contracts import contract_at
 from connext.protocol import signing
 from connext.protocol.definitions import WithdrawState
 from connext.protocol.types import ChannelState, CreateUpdate, DefinitionKind, DepositUpdate
+
+logger = logging.getLogger(__name__)
 
 Reason = OnchainTransaction.Reason
 TxStatus = OnchainTransaction.Status
@@ -50,11 +60,14 @@ UNLIMITED_ALLOWANCE = 2**256 - 1
 
 
 class CollateralError(Exception):
-    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
+    def __init__(
+        self, code: str, message: str, *, status: int = 400, extra: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.extra = extra or {}
 
 
 def rebalance_profile(channel: Channel, asset_id: str) -> tuple[int, int, int]:
@@ -86,16 +99,33 @@ def _default_profile(asset_id: str) -> tuple[int, int, int]:
 
 def _rebalance_needed(channel: Channel, state: ChannelState) -> list[tuple[str, int, int]]:
     """Per asset whose node balance left its profile: (asset, balance, the profile's target). Below the
-    collateralize threshold the node deposits up to the target; above the reclaim threshold it
-    reclaims down to it."""
+    collateralize threshold the node deposits up to the target (under the default profile: as far as
+    the account's activity justifies, and only a deposit worth its gas); above the reclaim threshold
+    it reclaims down to it."""
     profiles = rebalance_profiles(channel)
     needed = []
     for asset_id in state.asset_ids:
         threshold, target, reclaim_threshold = profiles.get(asset_id) or _default_profile(asset_id)
         balance = node_balance(state, asset_id)
-        if not threshold <= balance <= reclaim_threshold:
+        if balance > reclaim_threshold:
+            needed.append((asset_id, balance, target))
+        elif balance < threshold:
+            if asset_id not in profiles:
+                target = collateral_ceiling(channel, asset_id, state, now=timezone.now())
+                if target - balance < capital.min_onchain_amount(asset_id):
+                    continue  # nothing the account justifies, or not worth a transaction
             needed.append((asset_id, balance, target))
     return needed
+
+
+def collateral_ceiling(channel: Channel, asset_id: str, state: ChannelState, *, now: datetime) -> int:
+    """The most the node keeps in the channel of its own accord: the profile's target, and under the
+    default profile no more than the account's activity justifies."""
+    profiles = rebalance_profiles(channel, asset_filter=asset_id)
+    _, target, _ = profiles.get(asset_id) or _default_profile(asset_id)
+    if asset_id in profiles:
+        return target
+    return min(target, capital.collateral_justified(channel=channel, asset_id=asset_id, state=state, now=now))
 
 
 def node_balance(state: ChannelState, asset_id: str) -> int:
@@ -135,14 +165,25 @@ def _mined_by(w3: Web3, tx_hash: str, block: int) -> bool:
 
 
 def collateral_request(
-    *, channel_id: int, asset_id: str, amount: int | None = None, for_payment: bool = False
+    *,
+    channel_id: int,
+    asset_id: str,
+    amount: int | None = None,
+    for_payment: bool = False,
+    now: datetime | None = None,
 ) -> OnchainTransaction | None:
     """Top the node's side up to `amount` (default: the profile's target). Returns the deposit
-    transaction, or None when the node already holds enough or a deposit is already on its way."""
+    transaction, or None when the node already holds enough or a deposit is already on its way.
+
+    Unless it is for a payment waiting for it (`for_payment`), a request under the default profile
+    is bounded by what the account's activity justifies (`collateral_not_justified`; without
+    `amount`, the target is cut down to that) and moves at least the asset's least on-chain amount
+    (`collateral_too_small`). Every refusal comes before any transaction is queued."""
     net = network.network()
     if asset_id not in net.assets:
         raise CollateralError("unknown_asset", f"The node does not serve asset {asset_id}.")
-    _, target, reclaim_threshold = rebalance_profile(Channel.objects.get(pk=channel_id), asset_id)
+    profiles = rebalance_profiles(Channel.objects.get(pk=channel_id), asset_filter=asset_id)
+    _, target, reclaim_threshold = profiles.get(asset_id) or _default_profile(asset_id)
     wanted = target if amount is None else amount
     if wanted > reclaim_threshold and not for_payment:
         raise CollateralError(
@@ -153,12 +194,57 @@ def collateral_request(
         if channel.status != Channel.Status.OPEN:
             # Money sent into a disputed channel is only paid back by its defund, days later.
             raise CollateralError("channel_not_open", f"The channel is {channel.status}.", status=409)
+        state = channels.latest_state(channel)
+        balance = node_balance(state, asset_id)
+        if not for_payment and asset_id not in profiles:
+            wanted = _justified_request(channel, asset_id, state, balance, wanted, amount, now=now)
+        if wanted <= balance:
+            return None
         if _in_flight(channel, asset_id) or _uncredited_node_deposit(channel, asset_id):
             return None
-        deposit = wanted - node_balance(channels.latest_state(channel), asset_id)
-        if deposit <= 0:
-            return None
-        return _enqueue_node_deposit(channel, asset_id, deposit)
+        return _enqueue_node_deposit(channel, asset_id, wanted - balance)
+
+
+def _justified_request(
+    channel: Channel,
+    asset_id: str,
+    state: ChannelState,
+    balance: int,
+    wanted: int,
+    amount: int | None,
+    *,
+    now: datetime | None,
+) -> int:
+    """The level a request under the default profile may fill the node's side to, or a refusal."""
+    if wanted <= balance:
+        return wanted  # nothing to deposit: no bound to apply
+    justified = capital.collateral_justified(
+        channel=channel, asset_id=asset_id, state=state, now=now or timezone.now()
+    )
+    if amount is None:
+        wanted = min(wanted, justified)
+    elif wanted > justified:
+        raise CollateralError(
+            "collateral_not_justified",
+            f"The node matches collateral to your own balance and the payments you received lately: "
+            f"at most {justified} of this asset now.",
+            extra={"justified": str(justified)},
+        )
+    minimum = capital.min_onchain_amount(asset_id)
+    if wanted - balance < minimum:
+        if amount is None:
+            raise CollateralError(
+                "collateral_not_justified",
+                f"Your own balance and the payments you received lately justify no more collateral "
+                f"(at most {justified} of this asset; the node deposits at least {minimum}).",
+                extra={"justified": str(justified)},
+            )
+        raise CollateralError(
+            "collateral_too_small",
+            f"The node deposits at least {minimum} of this asset at a time.",
+            extra={"minimum": str(minimum)},
+        )
+    return wanted
 
 
 def _uncredited_node_deposit(channel: Channel, asset_id: str) -> int:
@@ -282,9 +368,49 @@ def collateral_rebalance(*, channel_id: int) -> None:
     channel = Channel.objects.get(pk=channel_id)
     for asset_id, balance, target in _rebalance_needed(channel, channels.latest_state(channel)):
         if balance < target:
-            collateral_request(channel_id=channel_id, asset_id=asset_id)
+            try:
+                collateral_request(channel_id=channel_id, asset_id=asset_id, amount=target)
+            except CollateralError as exc:  # the account's justification moved meanwhile
+                logger.info("no collateral for channel %s: %s", channel_id, exc.message)
         else:
             collateral_reclaim(channel_id=channel_id, asset_id=asset_id, amount=balance - target)
+
+
+def collateral_reclaim_idle(*, channel_id: int, now: datetime | None = None) -> bool:
+    """Take back collateral above what the account's recent activity justifies once it sat idle for
+    `COLLATERAL_IDLE_SECONDS` (no payment to the account open or changed, no deposit of the node's).
+    Channels with an operator-set profile keep what the operator set. Returns True when a reclaim was
+    proposed (the user's client resolves it; then the node's withdraw goes on chain)."""
+    now = now or timezone.now()
+    channel = Channel.objects.get(pk=channel_id)
+    if channel.status != Channel.Status.OPEN or channel.pending_update is not None:
+        return False
+    state = channels.latest_state(channel)
+    profiles = rebalance_profiles(channel)
+    for asset_id in state.asset_ids:
+        if asset_id in profiles:
+            continue
+        excess = node_balance(state, asset_id) - collateral_ceiling(channel, asset_id, state, now=now)
+        if excess < capital.min_onchain_amount(asset_id):
+            continue
+        if not capital.collateral_idle(channel=channel, asset_id=asset_id, now=now):
+            continue
+        if collateral_reclaim(channel_id=channel_id, asset_id=asset_id, amount=excess):
+            return True
+    return False
+
+
+def collateral_reclaim_idle_all(*, now: datetime | None = None) -> int:
+    """The idle-collateral sweep over every open channel; returns how many reclaims it proposed."""
+    proposed = 0
+    for channel_id in Channel.objects.filter(
+        status=Channel.Status.OPEN, pending_update__isnull=True
+    ).values_list("pk", flat=True):
+        try:
+            proposed += collateral_reclaim_idle(channel_id=channel_id, now=now)
+        except Exception:
+            logger.exception("idle collateral of channel %s", channel_id)
+    return proposed
 
 
 def collateral_check_profile(*, channel: Channel, state: ChannelState) -> None:

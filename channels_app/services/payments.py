@@ -172,8 +172,9 @@ def _payment(payment_pk: int, sides: tuple[str, ...], *, for_update: bool = Fals
 
 
 def _collateral_for(channel: Channel, payment: Payment, amount: int) -> int:
-    """How much collateral to ask for so the node can lock `amount` and keep its target; 0 when the
-    node already tried and could not (the payment then fails and the sender is refunded)."""
+    """How much collateral to ask for so the node can lock `amount` and keep its target (as far as
+    the account's activity justifies it); 0 when the node already tried and could not (the payment
+    then fails and the sender is refunded)."""
     failed = OnchainTransaction.objects.filter(
         reason=OnchainTransaction.Reason.COLLATERALIZATION,
         channel_address=channel.address,
@@ -184,8 +185,10 @@ def _collateral_for(channel: Channel, payment: Payment, amount: int) -> int:
     if failed is not None:
         _fail(payment, f"the node could not collateralize the receiver's channel: {failed.error or 'failed'}")
         return 0
-    _, target, _ = collateral.rebalance_profile(channel, payment.asset_id)
-    return amount + target
+    # What the payment needs, plus the headroom the account's own activity justifies (under the
+    # default profile): a fresh receiver gets exactly the payment, a busy one room for the next.
+    state = channels.latest_state(channel)
+    return amount + collateral.collateral_ceiling(channel, payment.asset_id, state, now=timezone.now())
 
 
 def _fail(payment: Payment, reason: str) -> None:

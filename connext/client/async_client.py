@@ -558,7 +558,10 @@ class AsyncClient:
     ) -> dict[str, Any]:
         """Ask the node to top its side up to `amount` (default: its rebalance target).
 
-        Returns the node's answer, `{"requested": bool, "transactionId": ...}`. With `wait` (default)
+        Returns the node's answer, `{"requested": bool, "transactionId": ...}`. The node matches
+        collateral to the user's own balance and recent incoming payments: more raises `LimitError`
+        (`collateral_not_justified`, with `details["justified"]`; also `collateral_too_small`,
+        `collateral_limit`). With `wait` (default)
         it returns once the collateral is credited in a doubly signed state (the node's deposit
         credit, countersigned), `TimeoutError` after `timeout`; at once when nothing is on its way
         (the node holds `amount` already, or without `amount` neither the node's answer nor the chain
@@ -608,7 +611,9 @@ class AsyncClient:
         the transaction and pays its gas.
 
         With `wait` returns the transaction hash once it is mined (`withdrawal.confirmed`); without,
-        returns the withdraw transfer's id (events name it `transferId`) once the node accepted it."""
+        returns the withdraw transfer's id (events name it `transferId`) once the node accepted it.
+        A withdrawal over the node's limits raises `LimitError` (`withdrawal_too_small`,
+        `withdrawal_rate_limited`, `withdrawal_gas_limit`) and changes nothing."""
         amount = check_amount(amount)
         asset_id = self._asset(asset_id)
         to = self.address if recipient is None else _address(recipient, "recipient")

@@ -1,6 +1,7 @@
 """The node's REST API over aiohttp: login, bearer token, one error shape turned into typed errors.
 
-Every non-2xx answer becomes a `NodeError` carrying the node's `code` (`AuthenticationError` for 401);
+Every non-2xx answer becomes a `NodeError` carrying the node's `code` (`AuthenticationError` for 401,
+`LimitError` for the node's limits on collateral and withdrawal gas);
 a 5xx or a failed connection becomes `NodeUnavailableError`. An expired token is renewed by logging in
 again, once per request.
 
@@ -19,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from connext.errors import AuthenticationError, NodeError, NodeUnavailableError
+from connext.errors import LIMIT_CODES, AuthenticationError, LimitError, NodeError, NodeUnavailableError
 from connext.protocol import auth, serialization
 from connext.protocol.signing import Signer
 
@@ -202,5 +203,6 @@ def error_from_body(status: int, body: Any) -> NodeError:
     if not isinstance(error, dict):
         error = {"code": "http_" + str(status), "message": f"the node answered {status}"}
     details = {key: value for key, value in error.items() if key not in ("code", "message")}
-    kind = AuthenticationError if status == 401 else NodeError
-    return kind(str(error.get("code", "error")), str(error.get("message", "")), status, details)
+    code = str(error.get("code", "error"))
+    kind = AuthenticationError if status == 401 else LimitError if code in LIMIT_CODES else NodeError
+    return kind(code, str(error.get("message", "")), status, details)

@@ -197,6 +197,8 @@ def test_a_withdrawal_deploys_the_channel_and_pays_the_recipient_with_the_node_p
 
 def test_requested_collateral_is_deposited_and_credited_through_a_node_proposal(wallet, w3):
     wallet.open()
+    wallet.send_eth(FUNDER_KEY, wallet.state.channel_address, E)
+    wallet.deposit_update()  # the user's own balance is what justifies the node's collateral
 
     response = wallet.post("/api/channel/collateral", {"assetId": ETH})
     assert response.status_code == 202
@@ -206,7 +208,7 @@ def test_requested_collateral_is_deposited_and_credited_through_a_node_proposal(
 
     target = collateral.rebalance_profile(Channel.objects.get(), ETH)[1]
     assert update.total_deposits_node == target
-    assert wallet.state.balances == ((target, 0),)
+    assert wallet.state.balances == ((target, E),)
     assert wallet.post("/api/channel/collateral", {"assetId": ETH}).json()["requested"] is False
 
 
@@ -233,6 +235,8 @@ def test_collateral_above_the_reclaim_threshold_is_refused(wallet):
 
 def test_collateral_above_the_reclaim_threshold_goes_back_to_the_node_through_a_withdrawal(wallet, w3):
     wallet.open()
+    wallet.send_eth(FUNDER_KEY, wallet.state.channel_address, E)
+    wallet.deposit_update()
     wallet.post("/api/channel/collateral", {"assetId": ETH})
     run_node_work()
     totals = channel_reads.deposit_totals(w3, wallet.state.channel_address, ETH, block="latest")
@@ -255,7 +259,7 @@ def test_collateral_above_the_reclaim_threshold_goes_back_to_the_node_through_a_
     excess = 10**17 - 2 * 10**16
     assert update.amount == excess
     assert response.status_code == 200
-    assert wallet.state.balances == ((2 * 10**16, 0),)
+    assert wallet.state.balances == ((2 * 10**16, E),)
     withdrawal = Withdrawal.objects.get()
     assert withdrawal.status == Withdrawal.Status.CONFIRMED
     assert withdrawal.recipient == channel.node_address
@@ -300,6 +304,8 @@ def test_a_deposit_the_node_cannot_check_on_chain_is_refused_as_unavailable_and_
 def test_a_collateral_request_the_node_cannot_check_on_chain_is_refused_as_unavailable(wallet, anvil_url):
     """Chain reads fail the same way on every endpoint: a 503 at the API's edge, not a 500."""
     wallet.open()
+    wallet.send_eth(FUNDER_KEY, wallet.state.channel_address, E)
+    wallet.deposit_update()  # a balance that justifies collateral: the request gets to its chain reads
     anvil = urllib.parse.urlsplit(anvil_url)
 
     with CuttableRelay((anvil.hostname, anvil.port)) as relay, override_settings(CHAIN_RPC_URL=relay.url):

@@ -81,14 +81,16 @@ def test_a_collateral_deposit_on_chain_but_not_yet_marked_mined_is_not_in_flight
     wallet = Wallet(client=Client(), w3=w3)
     wallet.log_in()
     assert wallet.open().status_code in (200, 201)
+    wallet.send_eth(FUNDER_KEY, wallet.state.channel_address, E)  # the user's own deposit
+    assert wallet.deposit_update().status_code == 200  # justifies the collateral asked for below
     channel = Channel.objects.get(user_address=wallet.address)
-    first = collateral.collateral_request(channel_id=channel.pk, asset_id=eth, amount=E // 10)
+    first = collateral.collateral_request(channel_id=channel.pk, asset_id=eth, amount=E // 20)
     assert first is not None
     transactions.transaction_send(transaction_id=first.pk)  # mined on anvil; the tracker has not run
     assert OnchainTransaction.objects.get(pk=first.pk).status == Status.PENDING
 
     # On chain but not credited yet: a second request sends nothing (never a double deposit).
-    assert collateral.collateral_request(channel_id=channel.pk, asset_id=eth, amount=E // 5) is None
+    assert collateral.collateral_request(channel_id=channel.pk, asset_id=eth, amount=E // 10) is None
 
     # Credited (the user countersigns the node's deposit update) while the record is still pending: a
     # request for more is a new deposit of the difference, not refused as one already on its way.
@@ -97,6 +99,6 @@ def test_a_collateral_deposit_on_chain_but_not_yet_marked_mined_is_not_in_flight
     totals = channel_reads.deposit_totals(w3, channel.address, eth, block="latest")
     wallet.countersign_proposal(deposits={eth: (totals.node, totals.user)})
     assert OnchainTransaction.objects.get(pk=first.pk).status == Status.PENDING
-    second = collateral.collateral_request(channel_id=channel.pk, asset_id=eth, amount=E // 5)
+    second = collateral.collateral_request(channel_id=channel.pk, asset_id=eth, amount=E // 10)
     assert second is not None
-    assert int(second.value) == E // 10
+    assert int(second.value) == E // 20

@@ -275,7 +275,8 @@ def _funded_pair(w3) -> tuple[Wallet, Wallet]:
     alice.send_eth(FUNDER_KEY, alice.state.channel_address, 2 * E)
     alice.deposit_update()
     bob_channel = Channel.objects.get(user_address=bob.address)
-    collateral.collateral_request(channel_id=bob_channel.pk, asset_id=ETH, amount=AMOUNT)
+    # As for a payment waiting for it: Bob has brought nothing that would justify it on his own.
+    collateral.collateral_request(channel_id=bob_channel.pk, asset_id=ETH, amount=AMOUNT, for_payment=True)
     run_node_work(alice, bob)  # B's channel holds the node's collateral for the payment
     return alice, bob
 
@@ -336,7 +337,10 @@ def test_a_payment_into_a_channel_with_a_longer_dispute_window_than_it_leaves_ro
     alice.send_eth(FUNDER_KEY, alice.state.channel_address, 2 * E)
     alice.deposit_update()
     collateral.collateral_request(
-        channel_id=Channel.objects.get(user_address=bob.address).pk, asset_id=ETH, amount=AMOUNT
+        channel_id=Channel.objects.get(user_address=bob.address).pk,
+        asset_id=ETH,
+        amount=AMOUNT,
+        for_payment=True,
     )
     run_node_work(alice, bob)
     balance = alice.state.balances[0][1]

@@ -23,6 +23,7 @@ from channels_app.models import (
     DisputeAction,
     OnchainTransaction,
     Payment,
+    RebalanceProfile,
     Transfer,
     TransferDispute,
     Withdrawal,
@@ -393,12 +394,20 @@ def test_the_operator_disputes_a_vanished_users_channel_and_the_node_gets_its_lo
     alice_and_bob, w3, chain, events, admin_client
 ):
     alice, bob = alice_and_bob
+    bob_channel = Channel.objects.get(user_address=bob.address)
+    # The operator trusts Bob with collateral beyond the payment: the node has more than the lock there.
+    RebalanceProfile.objects.create(
+        channel=bob_channel,
+        asset_id=ETH,
+        collateralize_threshold=E // 20,
+        target=E // 10,
+        reclaim_threshold=E // 2,
+    )
     response, payment_id, _ = alice.pay(bob.address, E // 10)
     assert response.status_code == 200
     run_node_work(alice, bob)
     payment = Payment.objects.get(payment_id=payment_id)
     assert payment.status == Payment.Status.FORWARDED
-    bob_channel = Channel.objects.get(user_address=bob.address)
     (locked,) = bob.state.transfers  # the node's lock to Bob, who now vanishes without resolving it
     node_balance = bob.state.balances[0][0]
 

@@ -129,6 +129,14 @@ def test_secrets_can_come_from_files(tmp_path):
         ({"ROUTING_MAX_TRANSFER_TIMEOUT_SECONDS": "59"}, "ROUTING_MAX_TRANSFER_TIMEOUT_SECONDS", "from 60"),
         ({"NODE_LOG_LEVEL": "LOUD"}, "NODE_LOG_LEVEL", "DEBUG, INFO"),
         ({"SUPPORTED_TOKENS": "0x12,0xab"}, "SUPPORTED_TOKENS", "ERC20 contract addresses"),
+        ({"COLLATERAL_MAX_PER_ACCOUNT_ETH": "0.1"}, "COLLATERAL_MAX_PER_ACCOUNT_ETH", "whole number"),
+        ({"COLLATERAL_MAX_PER_ACCOUNT_TOKEN": "-1"}, "COLLATERAL_MAX_PER_ACCOUNT_TOKEN", "from 0"),
+        ({"COLLATERAL_IDLE_SECONDS": "59"}, "COLLATERAL_IDLE_SECONDS", "from 60"),
+        ({"WITHDRAWAL_MIN_AMOUNT_ETH": "0"}, "WITHDRAWAL_MIN_AMOUNT_ETH", "from 1"),
+        ({"WITHDRAWAL_MIN_AMOUNT_TOKEN": "1e18"}, "WITHDRAWAL_MIN_AMOUNT_TOKEN", "whole number"),
+        ({"WITHDRAWAL_MAX_PER_HOUR": "0"}, "WITHDRAWAL_MAX_PER_HOUR", "from 1"),
+        # A budget below one first withdrawal (deployment included) would refuse every user's first.
+        ({"WITHDRAWAL_GAS_PER_DAY": "200000"}, "WITHDRAWAL_GAS_PER_DAY", "from 220000"),
     ],
 )
 def test_a_malformed_variable_is_refused_with_its_name(variables, named, expected):
@@ -138,6 +146,17 @@ def test_a_malformed_variable_is_refused_with_its_name(variables, named, expecte
     message = str(raised.value)
     assert message.startswith(named)
     assert expected in message
+
+
+def test_the_limits_on_what_one_account_makes_the_node_spend_have_safe_defaults():
+    node = config.load({})
+
+    assert node.collateral_max_per_account == {"eth": 10**17, "token": 20 * 10**18}
+    assert node.collateral_idle_seconds == 86_400
+    assert node.withdrawal_min_amount == {"eth": 10**15, "token": 10**18}
+    assert node.withdrawal_max_per_hour == 3
+    assert node.withdrawal_gas_per_day == 1_000_000
+    assert config.load({"WITHDRAWAL_MIN_AMOUNT_ETH": "1"}).withdrawal_min_amount["eth"] == 1
 
 
 def test_the_routing_reaction_defaults_to_half_the_receivers_least_window_within_half_a_dispute_window():

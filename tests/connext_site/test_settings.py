@@ -57,6 +57,7 @@ def test_without_urls_the_node_runs_on_sqlite_in_memory_layer_and_eager_tasks(tm
     assert seen["beat"] == [
         "auth-records-prune",
         "chain-watch",
+        "collateral-reclaim-idle",
         "disputes-advance",
         "expiring-claims-check",
         "payments-sweep",

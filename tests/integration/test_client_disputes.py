@@ -34,6 +34,7 @@ from connext.client.watcher import WatchOptions
 from connext.errors import DisputeError, InvalidArgumentError, NodeUnavailableError
 from connext.protocol import serialization
 from tests.integration.conftest import LIVE_NODE_KEY, LIVE_NODE_SECRET_KEY, LiveNode
+from tests.support.client_wallets import operator_trusts
 from tests.support.conservation import assert_conserved
 from tests.support.disputes import gas_cost, send_from
 from tests.support.processes import ROOT, NodeProcess, celery_worker, http_get_json, node_env, wait_until
@@ -183,6 +184,7 @@ def test_the_clients_watcher_answers_the_nodes_stale_dispute_and_the_node_gets_e
     bob = connect(own_node, clients, new_key(w3))
     seen = Seen(bob)
     alice.deposit(20 * MILLI)
+    operator_trusts(bob.channel_address)  # Bob brings nothing: collateral up front is the operator's call
     bob.request_collateral(ETH)
     until(lambda: bob.get_free_balance(ETH)["node"] > 0, "the node's collateral in Bob's channel")
     stale = bob.get_channel()  # the node's balance is higher here than after the payment
@@ -268,6 +270,7 @@ def test_with_the_node_killed_connext_exit_pays_the_user_its_full_balance_and_re
     bob = connect(own_node, clients, new_key(w3), watch_disputes=False)
     seen = Seen(alice)
     alice.deposit(20 * MILLI)
+    operator_trusts(bob.channel_address)  # Bob brings nothing: collateral up front is the operator's call
     bob.request_collateral(ETH)
     until(lambda: bob.get_free_balance(ETH)["node"] > 0, "the node's collateral in Bob's channel")
     pay_and_settle(alice, bob, 5 * MILLI)
@@ -373,6 +376,7 @@ def test_after_the_user_disputes_the_client_countersigns_the_resume_and_deposits
     bob = connect(own_node, clients, new_key(w3), watch_disputes=False)
     seen = Seen(alice)
     alice.deposit(20 * MILLI)
+    operator_trusts(bob.channel_address)  # Bob brings nothing: collateral up front is the operator's call
     bob.request_collateral(ETH)
     until(lambda: bob.get_free_balance(ETH)["node"] > 0, "the node's collateral in Bob's channel")
     pay_and_settle(alice, bob, 5 * MILLI)
@@ -446,6 +450,7 @@ def test_with_the_node_killed_before_it_answers_a_resolve_the_watcher_resolves_t
     bob = connect(own_node, clients, new_key(w3))
     seen = Seen(bob)
     alice.deposit(20 * MILLI)
+    operator_trusts(bob.channel_address)  # Bob brings nothing: collateral up front is the operator's call
     bob.request_collateral(ETH)
     until(lambda: bob.get_free_balance(ETH)["node"] > 0, "the node's collateral in Bob's channel")
     pay_and_settle(alice, bob, 2 * MILLI)

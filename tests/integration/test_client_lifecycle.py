@@ -20,7 +20,7 @@ from channels_app.models import Channel, RebalanceProfile, Withdrawal
 from connext import ETH, Client
 from connext.chain import channel_reads, devchain
 from connext.chain.contracts import channel_address, contract_at
-from connext.errors import InvalidArgumentError, NodeError, ValidationError
+from connext.errors import InvalidArgumentError, LimitError, NodeError, ValidationError
 from tests.integration.conftest import LiveNode
 from tests.support.processes import ROOT, wait_until
 
@@ -253,6 +253,36 @@ def test_a_withdrawal_larger_than_the_balance_is_refused_before_anything_is_sign
     assert client.get_channel()["nonce"] == nonce
 
 
+def test_withdrawals_and_collateral_over_the_nodes_limits_raise_limit_errors_and_change_nothing(
+    live_node, clients, w3
+):
+    client = connect(live_node, clients, new_user(w3))
+    client.deposit(5 * MILLI)
+    # The node matches what the user brought, of its own accord, and no more.
+    until(lambda: client.get_free_balance(ETH)["node"] == 5 * MILLI, "the collateral the deposit justifies")
+    until(
+        lambda: client.get_channel()["nonce"] == Channel.objects.get(address=client.channel_address).nonce,
+        "sync",
+    )
+    before = client.get_channel()
+    node_nonce = w3.eth.get_transaction_count(client.node_address)
+
+    with pytest.raises(LimitError) as dust:
+        client.withdraw(1)  # the node would pay ~60,000 gas to move one wei
+    with pytest.raises(LimitError) as unjustified:
+        client.request_collateral(ETH, 50 * MILLI)  # ten times what the user brought
+
+    assert (dust.value.code, dust.value.status) == ("withdrawal_too_small", 400)
+    assert dust.value.details["minimum"] == str(MILLI)
+    assert (unjustified.value.code, unjustified.value.details["justified"]) == (
+        "collateral_not_justified",
+        str(5 * MILLI),
+    )
+    assert client.get_channel()["state"] == before["state"]
+    assert w3.eth.get_transaction_count(client.node_address) == node_nonce
+    assert not Withdrawal.objects.filter(channel__address=client.channel_address).exists()
+
+
 # -- restore -----------------------------------------------------------------------------------------
 
 
@@ -447,13 +477,26 @@ def test_the_cli_deposits_shows_balances_and_withdraws_against_the_live_node(liv
     store = tmp_path / "cli.db"
     recipient = Account.create().address
 
-    collateral = cli(live_node, key_file, store, "collateral", "--amount", "0.003eth")  # opens the channel
+    # Opens the channel; refused: the account has brought nothing that would justify collateral.
+    unjustified = cli(live_node, key_file, store, "collateral", "--amount", "0.003eth")
+    RebalanceProfile.objects.create(  # the operator's profile: it trusts this account, no automatic moves
+        channel=Channel.objects.get(user_address=Account.from_key(key_file.read_text().strip()).address),
+        asset_id=ETH,
+        collateralize_threshold=0,
+        target=0,
+        reclaim_threshold=E,
+    )
+    collateral = cli(live_node, key_file, store, "collateral", "--amount", "0.003eth")
     deposit = cli(live_node, key_file, store, "deposit", "0.02eth")
     balance = cli(live_node, key_file, store, "balance", "--asset", "eth")
     withdraw = cli(live_node, key_file, store, "withdraw", "5000000000000000wei", "--to", recipient)
     too_much = cli(live_node, key_file, store, "withdraw", "1eth")
     bad_amount = cli(live_node, key_file, store, "deposit", "1.5 bananas")
 
+    assert (unjustified.returncode, unjustified.stderr.strip()[:38]) == (
+        1,
+        "error: collateral_not_justified (400):",
+    )
     assert collateral.returncode == 0, collateral.stderr
     assert "the node deposited collateral" in collateral.stdout
     assert "ETH: you 0 eth (0 wei), node 0.003 eth (3000000000000000 wei)" in collateral.stdout

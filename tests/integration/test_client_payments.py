@@ -29,13 +29,19 @@ from django.test import override_settings
 from eth_account import Account
 from web3 import HTTPProvider, Web3
 
-from channels_app.models import Channel, ChannelUpdate, Payment
+from channels_app.models import Channel, ChannelUpdate, OnchainTransaction, Payment
 from channels_app.services import channels
 from connext import ETH, Client
 from connext.chain import devchain
 from connext.client.store import Store
 from connext.client.watcher import WatchOptions
-from connext.errors import InvalidArgumentError, NodeError, OutcomeUnknownError, ValidationError
+from connext.errors import (
+    InvalidArgumentError,
+    LimitError,
+    NodeError,
+    OutcomeUnknownError,
+    ValidationError,
+)
 from connext.protocol import meta as transfer_meta
 from connext.protocol import serialization, signing
 from connext.protocol.definitions import HashLockState, LinkedState
@@ -132,6 +138,10 @@ def funded(
 
 
 def collateralized(wallet: Wallet) -> None:
+    """The node's collateral in the channel before any payment. An account with nothing of its own
+    justifies none, so for those the operator sets the channel's profile first."""
+    if wallet.balance == 0:
+        client_wallets.operator_trusts(wallet.channel_address)
     wallet.request_collateral(ETH)
     until(lambda: wallet.get_free_balance(ETH)["node"] > 0, "the node's collateral")
 
@@ -252,6 +262,26 @@ def _rest_update_calls(live_node: LiveNode) -> int:
         node.log().count("POST /api/channel/updates") + node.log().count("POST /api/channel/countersign")
         for node in live_node.nodes
     )
+
+
+def test_a_fresh_receiver_gets_no_collateral_on_request_but_just_in_time_for_a_payment(
+    live_node, wallets, w3
+):
+    alice = funded(live_node, wallets, w3)
+    bob = connect(live_node, wallets, new_key(w3), node=1)  # brings nothing, no operator profile
+
+    with pytest.raises(LimitError) as refused:
+        bob.request_collateral(ETH)
+    payment = alice.transfer(bob.address, 3 * MILLI)
+    alice.event("transfer.resolved", payment)
+    settled(alice, bob)
+
+    assert (refused.value.code, refused.value.details["justified"]) == ("collateral_not_justified", "0")
+    assert bob.balance == 3 * MILLI
+    deposits = OnchainTransaction.objects.filter(
+        reason=OnchainTransaction.Reason.COLLATERALIZATION, channel_address=bob.channel_address
+    )
+    assert int(deposits.order_by("pk").first().value) == 3 * MILLI  # exactly what the payment needed
 
 
 # -- offline receivers, links, expiries ----------------------------------------------------------------

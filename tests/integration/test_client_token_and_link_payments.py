@@ -24,7 +24,7 @@ from connext.protocol.definitions import HashLockState, LinkedState, PreimageRes
 from connext.protocol.encoding import keccak256
 from connext.protocol.types import CreateUpdate, ResolveUpdate
 from tests.integration.conftest import LIVE_NODE_KEY, LiveNode
-from tests.support.client_wallets import Funder, Wallet, settled, until
+from tests.support.client_wallets import Funder, Wallet, operator_trusts, settled, until
 from tests.support.conservation import assert_offchain_conserved
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -130,9 +130,12 @@ def test_token_payments_of_every_kind_are_routed_with_token_collateral_and_conse
     assert (alice.balance(token), bob.balance(token), carol.balance(token)) == (14 * E, 3 * E, 3 * E)
     assert (alice.balance(ETH), bob.balance(ETH), carol.balance(ETH)) == (5 * MILLI, 0, 0)
     for user in (bob, carol):  # the node's collateral arrived in the token, on chain, and was credited
-        on_chain = channel_reads.deposit_totals(w3, user.channel_address, token, block="latest").node
-        assert on_chain > 0
-        assert user.get_free_balance(token)["node"] + user.balance(token) == on_chain
+
+        def credited(user: Wallet = user) -> bool:  # a top-up to what the receiver justifies may follow
+            on_chain = channel_reads.deposit_totals(w3, user.channel_address, token, block="latest").node
+            return on_chain > 0 and user.get_free_balance(token)["node"] + user.balance(token) == on_chain
+
+        until(credited, "the node's token collateral credited")
     for payment in (linked, hashlock, link["payment_id"]):
         record = Payment.objects.get(payment_id=payment)
         assert (record.status, record.asset_id) == ("completed", token)
@@ -226,6 +229,7 @@ def sender_and_receiver(live_node, wallets, funder, tmp_path) -> tuple[Wallet, s
     alice = connect(live_node, wallets, alice_key, store_path=str(tmp_path / "alice.db"))
     alice.deposit(10 * MILLI)
     bob = connect(live_node, wallets, funder.new_key(), node=1)
+    operator_trusts(bob.channel_address)  # Bob brings nothing: collateral up front is the operator's call
     bob.request_collateral(ETH)
     until(lambda: bob.get_free_balance(ETH)["node"] > 0, "the node's collateral for Bob")
     return alice, alice_key, bob

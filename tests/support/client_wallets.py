@@ -10,10 +10,25 @@ from typing import Any
 from eth_account import Account
 from web3 import Web3
 
-from channels_app.models import Channel
+from channels_app.models import Channel, RebalanceProfile
 from connext import Client
 from connext.chain.contracts import contract_at
 from tests.support.processes import wait_until
+
+ETH = "0x" + "00" * 20
+
+
+def operator_trusts(channel_address: str, asset_id: str = ETH) -> None:
+    """The operator gives the channel a rebalance profile (what the admin's profile form saves), here the
+    node's defaults: the node then collateralizes it on request though the account has brought nothing
+    yet, as for an account the operator knows. Without one, a fresh receiver gets its collateral just
+    in time, with each payment (docs/protocol.md, "The node's capital and gas")."""
+    RebalanceProfile.objects.update_or_create(
+        channel=Channel.objects.get(address=channel_address),
+        asset_id=asset_id,
+        defaults={"collateralize_threshold": 5 * 10**16, "target": 10**17, "reclaim_threshold": 5 * 10**17},
+    )
+
 
 TRANSFER_EVENTS = ("transfer.created", "transfer.received", "transfer.resolved", "transfer.failed")
 WAIT = 60.0
