@@ -19,17 +19,13 @@ from django.utils import timezone
 
 from channels_app import chain, realtime
 from channels_app.models import AuthChallenge, AuthToken
+from channels_app.services.errors import ServiceError
 from connext.protocol import auth as login
 from connext.protocol.errors import ProtocolError
 
 
-class AuthError(Exception):
+class AuthError(ServiceError):
     """A failed login or token check; `code` is the API error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ its own channel, so that capital is matched, and it is exactly what the payment 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db.models import Q, QuerySet, Sum
 
 from channels_app.models import Channel, OnchainTransaction, Payment, Transfer, Withdrawal
+from channels_app.services.errors import ServiceError
 from connext.protocol.types import ChannelState, DefinitionKind
 from connext_site.config import CHANNEL_DEPLOY_GAS_RESERVED, WITHDRAWAL_GAS_RESERVED
 
@@ -28,17 +28,8 @@ RATE_WINDOW = timedelta(hours=1)
 GAS_WINDOW = timedelta(days=1)
 
 
-class LimitError(Exception):
+class LimitError(ServiceError):
     """A request over one of the limits: a stable `code`, a message, an HTTP status and the bound."""
-
-    def __init__(
-        self, code: str, message: str, *, status: int = 400, extra: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.extra = extra or {}
 
 
 def _asset_class(asset_id: str) -> str:

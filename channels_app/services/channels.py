@@ -29,6 +29,7 @@ from django.utils import timezone
 from channels_app import after_commit, chain, network, realtime, rows
 from channels_app.models import Channel, ChannelUpdate, Dispute, Transfer, TransferDispute
 from channels_app.services import capital, payment_records, routing_policy
+from channels_app.services.errors import ServiceError
 from connext.chain import disputes
 from connext.protocol import meta as transfer_meta
 from connext.protocol import serialization, signing, updates, validation
@@ -59,17 +60,8 @@ _PROTOCOL_STATUS = {
 }
 
 
-class ChannelError(Exception):
+class ChannelError(ServiceError):
     """A refused channel operation: a stable `code`, a message, an HTTP status and optional extras."""
-
-    def __init__(
-        self, code: str, message: str, *, status: int = 400, extra: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.extra = extra or {}
 
     @classmethod
     def from_protocol(cls, error: ProtocolError, channel: Channel | None = None) -> ChannelError:

@@ -26,6 +26,7 @@ from web3.exceptions import TransactionNotFound
 from channels_app import after_commit, chain, network, rows
 from channels_app.models import Channel, OnchainTransaction, RebalanceProfile
 from channels_app.services import capital, channels
+from channels_app.services.errors import ServiceError
 from channels_app.services.transactions import transaction_enqueue
 from channels_app.services.withdrawals import channel_deployment
 from connext.chain import channel_reads
@@ -59,15 +60,8 @@ _ERC20_APPROVE = [
 UNLIMITED_ALLOWANCE = 2**256 - 1
 
 
-class CollateralError(Exception):
-    def __init__(
-        self, code: str, message: str, *, status: int = 400, extra: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.extra = extra or {}
+class CollateralError(ServiceError):
+    """Refused by the collateral service."""
 
 
 def rebalance_profile(channel: Channel, asset_id: str) -> tuple[int, int, int]:

@@ -16,6 +16,7 @@ from django.conf import settings
 
 from channels_app import network
 from channels_app.models import Dispute, Payment, Transfer, TransferDispute
+from channels_app.services.errors import ServiceError
 from connext.protocol import serialization
 from connext.protocol.definitions import HashLockState, PreimageResolver, SignedResolver
 from connext.protocol.encoding import ZERO_BYTES32
@@ -23,12 +24,8 @@ from connext.protocol.errors import ProtocolError
 from connext.protocol.types import DefinitionKind, TransferState
 
 
-class PaymentError(Exception):
-    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
+class PaymentError(ServiceError):
+    """A payment the node will not route, settle or hand out as asked."""
 
 
 def reaction() -> int:

@@ -47,6 +47,7 @@ from channels_app.models import (
     TransferDispute,
 )
 from channels_app.services import channels, payment_records, routing_policy, withdrawals
+from channels_app.services.errors import ServiceError
 from channels_app.services.transactions import transaction_enqueue
 from connext.chain import channel_reads, disputes
 from connext.protocol import definitions, serialization
@@ -71,11 +72,8 @@ IN_FLIGHT = (TxStatus.QUEUED, TxStatus.PENDING)
 MAX_FAILED_ATTEMPTS = 3  # a step that keeps failing needs an operator, not more gas
 
 
-class DisputeError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class DisputeError(ServiceError):
+    """Refused by the watchtower service."""
 
 
 def _hex(raw: bytes) -> str:
