@@ -47,6 +47,7 @@ from routing_bench import connect_clients, log, percentile, run_load, start_stac
 from connext import AsyncClient  # noqa: E402
 
 LIMIT_PREFIXES = ("RATE_LIMIT_", "WS_", "API_MAX_")  # the edge limits, when set for the run
+EDGES = ("socket", "rest", "login", "idle")
 
 
 def _latencies(results: routing_bench.Results) -> dict[str, object]:
@@ -65,11 +66,14 @@ def _latencies(results: routing_bench.Results) -> dict[str, object]:
 class Abuser:
     """One account hammering the node; counts what it sent and the statuses it got back."""
 
-    def __init__(self, base_url: str, client: AsyncClient, *, loops: int, idle_sockets: int) -> None:
+    def __init__(
+        self, base_url: str, client: AsyncClient, *, loops: int, idle_sockets: int, edges: set[str]
+    ) -> None:
         self.base_url = base_url
         self.client = client
         self.loops = loops
         self.idle_sockets = idle_sockets
+        self.edges = edges
         self.statuses: collections.Counter[str] = collections.Counter()
         self.sent = 0
 
@@ -77,11 +81,16 @@ class Abuser:
         end = time.monotonic() + seconds
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(timeout=timeout) as session:
+            loops = range(self.loops)
             tasks = [
-                *(self._socket_flood(session, end) for _ in range(self.loops)),
-                *(self._rest_flood(session, end, authenticated=True) for _ in range(self.loops)),
-                *(self._rest_flood(session, end, authenticated=False) for _ in range(self.loops)),
-                self._idle_sockets(session, end),
+                *(self._socket_flood(session, end) for _ in loops if "socket" in self.edges),
+                *(self._rest_flood(session, end, authenticated=True) for _ in loops if "rest" in self.edges),
+                *(
+                    self._rest_flood(session, end, authenticated=False)
+                    for _ in loops
+                    if "login" in self.edges
+                ),
+                *([self._idle_sockets(session, end)] if "idle" in self.edges else []),
             ]
             await asyncio.gather(*tasks)
 
@@ -170,7 +179,13 @@ async def main_async(args: argparse.Namespace) -> dict:
         await run_load(clients, seconds=3, in_flight=1, rate=None)
         log(f"alone: {args.rate}/s for {args.seconds:.0f} s")
         alone = await run_load(clients, seconds=args.seconds, in_flight=1, rate=args.rate)
-        abuser = Abuser(stack.node_urls[0], abusive, loops=args.abuse_loops, idle_sockets=args.idle_sockets)
+        abuser = Abuser(
+            stack.node_urls[0],
+            abusive,
+            loops=args.abuse_loops,
+            idle_sockets=args.idle_sockets,
+            edges=set(args.edges.split(",")),
+        )
         log(f"beside the abuser ({args.abuse_loops} loops per edge, {args.idle_sockets} idle sockets)")
         abuse = asyncio.create_task(abuser.run(args.seconds + 2))
         await asyncio.sleep(1)  # the flood is at full strength before the timed phase
@@ -198,6 +213,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             "seconds": args.seconds,
             "abuse_loops_per_edge": args.abuse_loops,
             "idle_sockets": args.idle_sockets,
+            "edges": args.edges,
         },
         "alone_ms": alone_numbers,
         "beside_abuser_ms": beside_numbers,
@@ -219,6 +235,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--idle-sockets", type=int, default=50, help="unauthenticated idle sockets (default 50)"
+    )
+    parser.add_argument(
+        "--edges",
+        default=",".join(EDGES),
+        help=f"what the abuser floods, comma-separated (default {','.join(EDGES)})",
     )
     parser.add_argument(
         "--postgres", default="postgres://postgres@127.0.0.1:5432", help="Postgres server URL"
