@@ -28,10 +28,6 @@ from connext.protocol.errors import ProtocolError
 from connext.protocol.types import SetupUpdate, Update
 
 
-def _channel_error(exc: channels.ChannelError) -> ApiError:
-    return ApiError(exc.code, exc.message, http_status=exc.status, extra=exc.extra)
-
-
 def _parse_update(raw: Any) -> Update:
     try:
         return serialization.update_from_json(raw)
@@ -120,12 +116,9 @@ class ChannelView(APIView):
         update = _parse_update(body.validated_data["update"])
         if not isinstance(update, SetupUpdate):
             raise ApiError("invalid_update", "A channel is opened with a setup update.")
-        try:
-            channel, created = channels.channel_open(
-                user=request.user.address, update=update, signature=body.validated_data["signature"]
-            )
-        except channels.ChannelError as exc:
-            raise _channel_error(exc) from None
+        channel, created = channels.channel_open(
+            user=request.user.address, update=update, signature=body.validated_data["signature"]
+        )
         return Response(
             channel_json(channel), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -137,16 +130,13 @@ def channel_update_request(address: str, data: Any) -> dict[str, Any]:
     body.is_valid(raise_exception=True)
     update = _parse_update(body.validated_data["update"])
     answer = body.validated_data.get("answer")
-    try:
-        signed = channels.channel_apply_user_update(
-            user=address,
-            update=update,
-            signature=body.validated_data["signature"],
-            meta=body.validated_data.get("meta"),
-            answer=(answer["nonce"], answer["signature"]) if answer else None,
-        )
-    except channels.ChannelError as exc:
-        raise _channel_error(exc) from None
+    signed = channels.channel_apply_user_update(
+        user=address,
+        update=update,
+        signature=body.validated_data["signature"],
+        meta=body.validated_data.get("meta"),
+        answer=(answer["nonce"], answer["signature"]) if answer else None,
+    )
     return _signed_json(signed)
 
 
@@ -173,15 +163,12 @@ def channel_countersign_request(address: str, data: Any) -> dict[str, Any]:
     """POST /api/channel/countersign (also over the websocket): the doubly signed proposal."""
     body = CountersignInput(data=data)
     body.is_valid(raise_exception=True)
-    try:
-        signed = channels.channel_countersign(
-            user=address,
-            channel_address=network.network().channel_address_for(address),  # one per user: no read
-            nonce=body.validated_data["nonce"],
-            signature=body.validated_data["signature"],
-        )
-    except channels.ChannelError as exc:
-        raise _channel_error(exc) from None
+    signed = channels.channel_countersign(
+        user=address,
+        channel_address=network.network().channel_address_for(address),  # one per user: no read
+        nonce=body.validated_data["nonce"],
+        signature=body.validated_data["signature"],
+    )
     return _signed_json(signed)
 
 
@@ -262,14 +249,11 @@ class CollateralView(APIView):
         body = self.InputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         channel = _own_channel(request)
-        try:
-            record = collateral.collateral_request(
-                channel_id=channel.pk,
-                asset_id=body.validated_data["assetId"],
-                amount=body.validated_data.get("amount"),
-            )
-        except collateral.CollateralError as exc:
-            raise ApiError(exc.code, exc.message, http_status=exc.status, extra=exc.extra) from None
+        record = collateral.collateral_request(
+            channel_id=channel.pk,
+            asset_id=body.validated_data["assetId"],
+            amount=body.validated_data.get("amount"),
+        )
         return Response(
             {"requested": record is not None, "transactionId": record.pk if record else None},
             status=status.HTTP_202_ACCEPTED if record else status.HTTP_200_OK,

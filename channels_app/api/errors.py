@@ -15,6 +15,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 from channels_app import chain
+from channels_app.services.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ def error_answer(exc: Exception) -> tuple[int, dict[str, Any]] | None:
         logger.warning("a request's chain read failed: %s", exc)
         message = "The node cannot read the chain right now; nothing changed. Retry shortly."
         return status.HTTP_503_SERVICE_UNAVAILABLE, error_body("chain_unavailable", message)
+    if isinstance(exc, ServiceError):  # a service refused: its own code, status and extras
+        return exc.status, error_body(exc.code, exc.message, extra=exc.extra)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

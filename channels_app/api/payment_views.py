@@ -15,17 +15,12 @@ from channels_app.api.errors import ApiError
 from channels_app.api.fields import AddressField, HexBytesField
 from channels_app.api.schema import refusals
 from channels_app.services import payment_records, payments
-from channels_app.services.routing_policy import PaymentError
 
 PAYMENT_ID = r"0x[0-9a-fA-F]{64}"
 DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE = 200, 500
 _PAYMENT_ID = OpenApiParameter(
     "payment_id", str, OpenApiParameter.PATH, pattern=f"^{PAYMENT_ID}$", description="0x + 32 bytes of hex."
 )
-
-
-def _error(exc: PaymentError) -> ApiError:
-    return ApiError(exc.code, exc.message, http_status=exc.status)
 
 
 class TransferHistoryView(APIView):
@@ -99,14 +94,11 @@ class RedeemLinkView(APIView):
     def post(self, request: Request, payment_id: str) -> Response:
         body = self.InputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            payment = payments.link_redeem(
-                redeemer=request.user.address,
-                payment_id=payment_id.lower(),
-                preimage=body.validated_data["preimage"],
-            )
-        except PaymentError as exc:
-            raise _error(exc) from None
+        payment = payments.link_redeem(
+            redeemer=request.user.address,
+            payment_id=payment_id.lower(),
+            preimage=body.validated_data["preimage"],
+        )
         return Response(payment_records.payment_json(payment))
 
 
@@ -121,10 +113,7 @@ class CancelTransferView(APIView):
         responses={200: answers.PaymentAnswer, **refusals(401, 404, 409)},
     )
     def post(self, request: Request, payment_id: str) -> Response:
-        try:
-            payment = payments.payment_cancel(sender=request.user.address, payment_id=payment_id.lower())
-        except PaymentError as exc:
-            raise _error(exc) from None
+        payment = payments.payment_cancel(sender=request.user.address, payment_id=payment_id.lower())
         return Response(payment_records.payment_json(payment))
 
 

@@ -355,14 +355,11 @@ def _user_update_context(update: Update) -> UpdateContext:
 def _check_downstream_resolve(update: ResolveUpdate) -> None:
     """A receiver's resolve is countersigned only while the node can still claim the sender side (its
     reads, the chain's time among them, happen before the lock)."""
-    try:
-        routing_policy.check_downstream_resolve(
-            transfer_id=serialization.hex_bytes(update.transfer_id),
-            encoded_resolver=update.encoded_resolver,
-            chain_now=lambda: disputes.chain_time(chain.web3()),
-        )
-    except routing_policy.PaymentError as exc:
-        raise ChannelError(exc.code, exc.message, status=exc.status) from None
+    routing_policy.check_downstream_resolve(
+        transfer_id=serialization.hex_bytes(update.transfer_id),
+        encoded_resolver=update.encoded_resolver,
+        chain_now=lambda: disputes.chain_time(chain.web3()),
+    )
 
 
 def _check_withdrawal_limits(channel: Channel, update: CreateUpdate) -> None:
@@ -370,12 +367,9 @@ def _check_withdrawal_limits(channel: Channel, update: CreateUpdate) -> None:
     caller holds the channel's lock, so concurrent withdrawals are counted one after the other)."""
     if network.network().definitions.get(update.definition) is not DefinitionKind.WITHDRAW:
         return
-    try:
-        capital.withdrawal_check(
-            channel=channel, asset_id=update.asset_id, amount=update.amount, now=timezone.now()
-        )
-    except capital.LimitError as exc:
-        raise ChannelError(exc.code, exc.message, status=exc.status, extra=exc.extra) from None
+    capital.withdrawal_check(
+        channel=channel, asset_id=update.asset_id, amount=update.amount, now=timezone.now()
+    )
 
 
 def _check_routing_terms(new: ChannelState, meta: dict[str, Any]) -> None:
@@ -384,10 +378,7 @@ def _check_routing_terms(new: ChannelState, meta: dict[str, Any]) -> None:
     kind = network.network().definitions.get(transfer.definition)
     if transfer.responder != new.node or kind in (None, DefinitionKind.WITHDRAW):
         return
-    try:
-        routing_policy.check_routed_create(transfer=transfer, kind=kind, meta=meta)
-    except routing_policy.PaymentError as exc:
-        raise ChannelError(exc.code, exc.message, status=exc.status) from None
+    routing_policy.check_routed_create(transfer=transfer, kind=kind, meta=meta)
 
 
 def _locked_channel(channel_address: str, user: str) -> Channel:
