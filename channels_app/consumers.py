@@ -30,7 +30,15 @@ from django.utils import timezone
 from channels_app import after_commit, realtime
 from channels_app.api import channel_views
 from channels_app.api.errors import error_answer, error_body
-from channels_app.edge_limits import json_within_depth
+from channels_app.edge_limits import (
+    account_key,
+    busy_error,
+    client_ip,
+    ip_key,
+    json_within_depth,
+    process_pace,
+)
+from channels_app.fair import Busy
 from channels_app.realtime import BROADCAST_GROUP, user_group
 from channels_app.services.auth import AuthError, auth_token_address, auth_token_check
 
@@ -167,6 +175,11 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 asyncio.run_coroutine_threadsafe(self._respond(request_id, status, body), loop)
 
             try:
+                try:
+                    await process_pace().turn(account_key(address))  # waiting counts as in flight
+                except Busy as busy:
+                    await self._respond(request_id, 429, busy_error(busy))
+                    return
                 refused = await sync_to_async(_serve_request, thread_sensitive=False)(
                     handler, token, content.get("body"), answer
                 )
@@ -228,6 +241,11 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         token = content.get("token")
         if not isinstance(token, str) or not token:
             await self._error("invalid_token", "Send {'type': 'auth', 'token': <token>}.", content.get("id"))
+            return
+        try:  # a token check reads the database: paced as the caller's IP, like a REST login
+            await process_pace().turn(ip_key(client_ip(self.scope, settings.EDGE.trusted_proxy_count)))
+        except Busy as busy:
+            await self._error("throttled", busy_error(busy)["error"]["message"], content.get("id"))
             return
         try:
             session = await database_sync_to_async(auth_token_check)(token=token)

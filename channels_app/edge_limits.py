@@ -7,16 +7,22 @@ it to the app in 8 KB messages, in memory), and `RequestBodyLimit`, ASGI middlew
 Django, does the same under any ASGI server. `limit_websocket_messages` has autobahn (daphne's
 websocket layer) close a connection whose message is far over the consumer's frame limit instead of
 buffering it whole. `json_within_depth` is the nesting check every JSON document from a client
-passes before anything walks it recursively.
+passes before anything walks it recursively. `FairShare`, outermost in front of Django, paces each
+caller's API requests (`channels_app.fair`) on the event loop, before anything else of the node runs
+for them; the websocket consumer paces its requests on the same `process_pace()`.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from daphne import http_protocol, ws_protocol
+
+from channels_app.fair import Aliases, Busy, Pace, retry_seconds
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -98,13 +104,122 @@ def too_large_body(max_bytes: int) -> bytes:
 
 
 def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", []):
-        if name.lower() == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+    value = _header(scope, b"content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value)
     return None
+
+
+# --- Fair shares -----------------------------------------------------------------------------------
+
+# Paths no caller's pace applies to: the health check a proxy or an orchestrator polls.
+UNPACED_PATHS = frozenset({"/api/health"})
+
+# The accounts of the tokens this process has checked (token digest -> pace key), so a REST request
+# is paced as its account before Django runs; a token not checked yet is paced as its IP.
+TOKEN_ACCOUNTS = Aliases()
+
+
+@functools.cache
+def _pace(rate: float, burst: int, max_wait: float) -> Pace:
+    return Pace(rate=rate, burst=burst, max_wait=max_wait)
+
+
+def process_pace() -> Pace:
+    """This process's pace for every caller (REST and socket share it: one account, one share)."""
+    from django.conf import settings
+
+    return _pace(settings.FAIR_SHARE_RATE, settings.FAIR_SHARE_BURST, settings.FAIR_SHARE_MAX_WAIT_SECONDS)
+
+
+def account_key(address: str) -> str:
+    return f"account:{address.lower()}"
+
+
+def ip_key(ip: str) -> str:
+    return f"ip:{ip}"
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def remember_token(token: str, address: str) -> None:
+    """The token was checked and stands for `address`: its requests are paced as that account."""
+    TOKEN_ACCOUNTS.remember(token_digest(token), account_key(address))
+
+
+def client_ip(scope: Scope, trusted_proxies: int) -> str:
+    """The caller's IP: the connection's, or with `trusted_proxies` proxies in front, the address the
+    outermost trusted one saw (X-Forwarded-For, counted from the right as DRF does)."""
+    peer = scope.get("client") or ("", 0)
+    if trusted_proxies > 0:
+        forwarded = _header(scope, b"x-forwarded-for")
+        if forwarded:
+            hops = [hop.strip() for hop in forwarded.decode("latin-1").split(",") if hop.strip()]
+            if hops:
+                return hops[-min(trusted_proxies, len(hops))]
+    return str(peer[0])
+
+
+def busy_error(busy: Busy) -> dict[str, Any]:
+    """The API's error body for a caller whose turn is too far away (REST and socket alike)."""
+    seconds = retry_seconds(busy)
+    message = f"Too many requests from you for now; retry in {seconds} seconds."
+    return {"error": {"code": "throttled", "message": message, "retryAfter": seconds}}
+
+
+class FairShare:
+    """Each API request waits for its caller's turn (`process_pace`) before the node does anything
+    for it: by account when its bearer token was checked before, else by client IP. A turn too far
+    away is answered 429 at once, with Retry-After, in the API's error shape."""
+
+    def __init__(self, app: App, *, pace: Callable[[], Pace], trusted_proxies: int) -> None:
+        self.app = app
+        self.pace = pace
+        self.trusted_proxies = trusted_proxies
+
+    def key(self, scope: Scope) -> str:
+        authorization = _header(scope, b"authorization")
+        if authorization and authorization[:7].lower() == b"bearer ":
+            account = TOKEN_ACCOUNTS.get(token_digest(authorization[7:].strip().decode("latin-1")))
+            if account is not None:
+                return account
+        return ip_key(client_ip(scope, self.trusted_proxies))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/api/") or path in UNPACED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.pace().turn(self.key(scope))
+        except Busy as busy:
+            body = json.dumps(busy_error(busy)).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 429,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"retry-after", str(retry_seconds(busy)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

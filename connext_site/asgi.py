@@ -23,6 +23,9 @@ if settings.DEBUG:
 
     http_app = ASGIStaticFilesHandler(django_asgi_app)
 http_app = edge_limits.RequestBodyLimit(http_app, max_bytes=settings.API_MAX_BODY_BYTES)
+http_app = edge_limits.FairShare(
+    http_app, pace=edge_limits.process_pace, trusted_proxies=settings.EDGE.trusted_proxy_count
+)
 edge_limits.limit_daphne_bodies(settings.API_MAX_BODY_BYTES)
 edge_limits.limit_websocket_messages(settings.WS_MAX_FRAME_BYTES)
 

@@ -343,6 +343,22 @@ class EdgeLimits:
     trusted_proxy_count: int
     auth_challenge_ttl_seconds: int
     auth_token_ttl_seconds: int
+    fair_share: str
+    fair_share_burst: int
+    fair_share_max_wait_seconds: int
+
+    @property
+    def fair_share_per_second(self) -> float:
+        return rate_per_second(self.fair_share)
+
+
+_PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400}
+
+
+def rate_per_second(rate: str) -> float:
+    """'600/minute' -> 10.0."""
+    count, _, period = rate.partition("/")
+    return int(count) / _PERIOD_SECONDS[period]
 
 
 def _rate(environ_: Mapping[str, str], name: str, default: str) -> str:
@@ -371,4 +387,7 @@ def load_edge_limits(environ_: Mapping[str, str]) -> EdgeLimits:
         auth_token_ttl_seconds=_int(
             environ_, "AUTH_TOKEN_TTL_SECONDS", 86_400, minimum=1, maximum=30 * 86_400
         ),
+        fair_share=_rate(environ_, "FAIR_SHARE", "20/second"),
+        fair_share_burst=_int(environ_, "FAIR_SHARE_BURST", 40, minimum=1, maximum=100_000),
+        fair_share_max_wait_seconds=_int(environ_, "FAIR_SHARE_MAX_WAIT_SECONDS", 2, minimum=0, maximum=60),
     )

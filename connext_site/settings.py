@@ -221,6 +221,12 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
     "account": EDGE.rate_limit_per_account,
 }
 REST_FRAMEWORK["NUM_PROXIES"] = EDGE.trusted_proxy_count
+# Each caller's pace per node process (channels_app.fair): an account (an IP before login) starts at
+# most FAIR_SHARE requests per second, FAIR_SHARE_BURST back to back; one that comes early waits for
+# its turn on the event loop, up to FAIR_SHARE_MAX_WAIT_SECONDS, then is refused 429.
+FAIR_SHARE_RATE = EDGE.fair_share_per_second
+FAIR_SHARE_BURST = EDGE.fair_share_burst
+FAIR_SHARE_MAX_WAIT_SECONDS = EDGE.fair_share_max_wait_seconds
 if NODE.redis_url:
     # A Redis that hangs must not hang every request behind its rate limit check (it fails open).
     CACHES["default"]["OPTIONS"] = {"socket_connect_timeout": 2, "socket_timeout": 2}

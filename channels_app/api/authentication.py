@@ -8,6 +8,7 @@ from rest_framework import authentication
 from rest_framework.request import Request
 
 from channels_app.api.errors import ApiError
+from channels_app.edge_limits import remember_token
 from channels_app.services.auth import AuthError, auth_token_address
 
 
@@ -32,11 +33,13 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raise ApiError(
                 "invalid_token", "Use the header 'Authorization: Bearer <token>'.", http_status=401
             )
+        token = token.strip()
         try:
-            address = auth_token_address(token=token.strip())
+            address = auth_token_address(token=token)
         except AuthError as exc:
             raise ApiError(exc.code, exc.message, http_status=401) from None
-        return ChannelUser(address=address), token.strip()
+        remember_token(token, address)  # its next requests are paced as its account (FairShare)
+        return ChannelUser(address=address), token
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword

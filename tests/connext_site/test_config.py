@@ -199,6 +199,14 @@ def test_edge_limits_have_defaults_no_real_client_reaches():
     assert limits.trusted_proxy_count == 0
     assert limits.auth_challenge_ttl_seconds == 300
     assert limits.auth_token_ttl_seconds == 86_400
+    assert (limits.fair_share, limits.fair_share_per_second) == ("20/second", 20.0)
+    assert (limits.fair_share_burst, limits.fair_share_max_wait_seconds) == (40, 2)
+
+
+def test_a_fair_share_is_read_as_requests_per_second():
+    limits = config.load_edge_limits({"FAIR_SHARE": "600/minute", "FAIR_SHARE_BURST": "3"})
+
+    assert (limits.fair_share_per_second, limits.fair_share_burst) == (10.0, 3)
 
 
 def test_edge_limits_are_read_from_the_environment():
@@ -224,6 +232,9 @@ def test_edge_limits_are_read_from_the_environment():
         ({"TRUSTED_PROXY_COUNT": "all"}, "TRUSTED_PROXY_COUNT", "whole number"),
         ({"AUTH_CHALLENGE_TTL_SECONDS": "1"}, "AUTH_CHALLENGE_TTL_SECONDS", "whole number from 10"),
         ({"AUTH_TOKEN_TTL_SECONDS": "forever"}, "AUTH_TOKEN_TTL_SECONDS", "whole number"),
+        ({"FAIR_SHARE": "fast"}, "FAIR_SHARE", "requests per period"),
+        ({"FAIR_SHARE_BURST": "0"}, "FAIR_SHARE_BURST", "whole number from 1"),
+        ({"FAIR_SHARE_MAX_WAIT_SECONDS": "61"}, "FAIR_SHARE_MAX_WAIT_SECONDS", "whole number"),
     ],
 )
 def test_a_malformed_edge_limit_is_refused_naming_the_variable(variables, named, expected):
