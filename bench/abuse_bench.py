@@ -38,6 +38,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,14 +51,20 @@ import aiohttp  # noqa: E402
 import routing_bench  # noqa: E402
 from routing_bench import connect_clients, log, percentile, run_load, start_stack  # noqa: E402
 
-LIMIT_PREFIXES = ("RATE_LIMIT_", "WS_", "API_MAX_")  # the edge limits, when set for the run
+LIMIT_PREFIXES = ("RATE_LIMIT_", "WS_", "API_MAX_", "FAIR_SHARE")  # the edge limits, when set for the run
 EDGES = ("socket", "rest", "login", "idle")
 
 
 def _latencies(results: routing_bench.Results) -> dict[str, object]:
     values = results.latencies
+    started = [done - latency for done, latency in zip(results.finished_at, values, strict=True)]
+    phase = min(started, default=0.0)
+    slowest = sorted(zip(values, started, strict=True), reverse=True)[: max(1, len(values) // 100)]
     return {
         "completed": len(values),
+        # The slowest 1 %: when each started (seconds into the phase) and how long it took, to tell a
+        # burst (one moment) from a slower node (spread out).
+        "slowest": [{"at_s": round(at - phase, 2), "ms": round(ms * 1000, 1)} for ms, at in slowest],
         "failed": results.failures,
         "failed_payments": results.failed[:10],
         **{
@@ -91,7 +98,9 @@ class Abuser:
         self.statuses: collections.Counter[str] = collections.Counter()
         self.sent = 0
 
-    async def run(self, seconds: float) -> None:
+    async def run(self, seconds: float, ready: Callable[[], None] = lambda: None) -> None:
+        """Flood for `seconds`; `ready()` once every edge is at full strength (idle sockets open)."""
+        self.ready = ready
         end = time.monotonic() + seconds
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -106,6 +115,8 @@ class Abuser:
                 ),
                 *([self._idle_sockets(session, end)] if "idle" in self.edges else []),
             ]
+            if "idle" not in self.edges:
+                ready()
             await asyncio.gather(*tasks)
 
     async def _socket_flood(self, session: aiohttp.ClientSession, end: float) -> None:
@@ -162,6 +173,7 @@ class Abuser:
         for _ in range(self.idle_sockets):
             with suppress(aiohttp.ClientError, TimeoutError):
                 sockets.append(await session.ws_connect(self.ws_url))
+        self.ready()
         while time.monotonic() < end:
             await asyncio.sleep(0.5)
         closed = 0
@@ -179,10 +191,11 @@ class Abuser:
 
 
 def _abuser_process(settings: dict, seconds: float, answers: multiprocessing.Queue, nice: int) -> None:
-    """The abuser's own process: lowest priority, its own event loop; sends back what it counted."""
+    """The abuser's own process: lowest priority, its own event loop; says when it is at full
+    strength (None), then sends back what it counted."""
     os.nice(nice)
     abuser = Abuser(**settings)
-    asyncio.run(abuser.run(seconds))
+    asyncio.run(abuser.run(seconds, ready=lambda: answers.put(None)))
     answers.put({"sent": abuser.sent, "answers": dict(sorted(abuser.statuses.items()))})
 
 
@@ -217,11 +230,12 @@ async def main_async(args: argparse.Namespace) -> dict:
         context = multiprocessing.get_context("spawn")
         answers = context.Queue()
         process = context.Process(
-            target=_abuser_process, args=(settings, args.seconds + 3, answers, args.abuser_nice)
+            target=_abuser_process, args=(settings, args.seconds + 5, answers, args.abuser_nice)
         )
         process.start()
         try:
-            await asyncio.sleep(2)  # the flood is at full strength before the timed phase
+            await asyncio.to_thread(answers.get, timeout=60)  # the flood is at full strength
+            await asyncio.sleep(1)
             beside = await run_load(clients, seconds=args.seconds, in_flight=1, rate=args.rate)
             abused = await asyncio.to_thread(answers.get, timeout=60)
         finally:

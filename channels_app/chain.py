@@ -30,6 +30,17 @@ def web3() -> Web3:
 
 
 @cache
+def _chain_id_of(rpc_url: str) -> int:
+    return int(_web3_for(rpc_url).eth.chain_id)
+
+
+def chain_id() -> int:
+    """The chain's id, read once per process and RPC URL (a failed read is not kept): every login
+    nonce names it, and an RPC call per nonce made a flood of them cost the chain too."""
+    return _chain_id_of(settings.CHAIN_RPC_URL)
+
+
+@cache
 def _account_for(private_key: str) -> LocalAccount:
     account: LocalAccount = Account.from_key(private_key)
     return account

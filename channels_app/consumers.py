@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.db import close_old_connections
@@ -145,6 +146,15 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Channels' disconnect without its `aclose_old_connections` hop to the shared sync thread
+        (as in `dispatch`): a burst of sockets closing (the login timeout of a crowd that connected
+        together) queued one hop each in front of every REST request."""
+        for group in self.groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        await self.disconnect(message["code"])
+        raise StopConsumer
 
     async def _request(self, content: dict[str, Any]) -> None:
         """A REST call over the socket; answered with `{"type": "response", "id", "status", "body"}`

@@ -46,10 +46,6 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _chain_id() -> int:
-    return int(chain.web3().eth.chain_id)
-
-
 def auth_challenge_create(*, address: str) -> tuple[AuthChallenge, str]:
     """A fresh nonce for `address` (checksummed) and the exact message the client must sign."""
     challenge = AuthChallenge.objects.create(
@@ -58,7 +54,7 @@ def auth_challenge_create(*, address: str) -> tuple[AuthChallenge, str]:
         expires_at=timezone.now() + timedelta(seconds=settings.AUTH_CHALLENGE_TTL_SECONDS),
     )
     message = login.login_message(
-        node_address=chain.node_address(), chain_id=_chain_id(), nonce=challenge.nonce
+        node_address=chain.node_address(), chain_id=chain.chain_id(), nonce=challenge.nonce
     )
     return challenge, message
 
@@ -73,7 +69,7 @@ def auth_token_issue(*, address: str, nonce: str, signature: bytes) -> IssuedTok
         challenge.save(update_fields=["used_at"])
         if challenge.expires_at <= timezone.now():
             raise AuthError("challenge_expired", "The login challenge expired; ask for a new nonce.")
-    message = login.login_message(node_address=chain.node_address(), chain_id=_chain_id(), nonce=nonce)
+    message = login.login_message(node_address=chain.node_address(), chain_id=chain.chain_id(), nonce=nonce)
     try:
         signer = login.recover_login_signer(message, signature)
     except ProtocolError as exc:
