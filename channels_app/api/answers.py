@@ -7,6 +7,7 @@ answer the live node gives against them, so the two cannot drift apart.
 
 from __future__ import annotations
 
+from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
 from channels_app.api.fields import AddressField, HexBytesField, WeiField
@@ -67,6 +68,16 @@ class ConfigAnswer(serializers.Serializer):
     supportedAssets = serializers.ListField(child=AddressField())
     disputeTimeout = WeiField(help_text="Seconds.")
     chainRpcUrl = serializers.CharField()
+    limits = inline_serializer(
+        "ClientLimits",
+        {
+            "socketRequestsInFlight": serializers.IntegerField(
+                help_text="An account's socket requests running at once; more are answered 429."
+            ),
+            "requestsPerSecond": serializers.FloatField(help_text="An account's pace (FAIR_SHARE)."),
+            "burst": serializers.IntegerField(help_text="Requests back to back after a quiet spell."),
+        },
+    )
 
     class Meta:
         ref_name = "Config"

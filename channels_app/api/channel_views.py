@@ -73,6 +73,12 @@ class ConfigView(APIView):
                 "supportedAssets": list(net.assets),
                 "disputeTimeout": str(settings.DISPUTE_TIMEOUT_SECONDS),
                 "chainRpcUrl": settings.PUBLIC_CHAIN_RPC_URL,
+                # What a client keeps to so it is never refused for its pace (README, "The node's edges").
+                "limits": {
+                    "socketRequestsInFlight": settings.WS_MAX_REQUESTS_IN_FLIGHT,
+                    "requestsPerSecond": settings.FAIR_SHARE_RATE,
+                    "burst": settings.FAIR_SHARE_BURST,
+                },
             }
         )
 

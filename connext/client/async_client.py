@@ -221,6 +221,7 @@ class AsyncClient:
         self._api = NodeApi(self._node_url, self._signer, self._session)
         await self._api.log_in()
         self._config = await self._api.get("/api/config")
+        self._api.set_limits(self._config.get("limits") or {})
         rpc_url = self._chain_rpc_url or self._config.get("chainRpcUrl")
         if rpc_url:
             self._chain = UserChain(rpc_url, self._key)

@@ -9,6 +9,10 @@ While the client's websocket is up, the channel update calls (`SOCKET_PATHS`) go
 `{"type": "request"}` frames (same bodies, same answers, no HTTP request per update); when the socket
 is down or drops before the answer, the call goes over REST instead (the node answers a repeated
 update or countersignature exactly as the first time).
+
+The client keeps to the node's pace (`limits` in /api/config): at most `socketRequestsInFlight` socket
+requests at once (the rest wait here, not in a 429), and a call the node refused for its pace (429
+`throttled` or `too_many_requests`: nothing was done) is sent again after the `retryAfter` it named.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ from connext.protocol.signing import Signer
 REQUEST_TIMEOUT_SECONDS = 30
 _RENEWABLE = ("invalid_token", "token_expired")
 SOCKET_PATHS = frozenset({"/api/channel/updates", "/api/channel/countersign"})
+# Refusals for the caller's pace: nothing was done, the same call may be sent again after retryAfter.
+PACE_CODES = frozenset({"throttled", "too_many_requests"})
+PACE_RETRIES = 3
+PACE_MAX_WAIT_SECONDS = 10.0
+DEFAULT_SOCKET_REQUESTS_IN_FLIGHT = 4
 
 
 class _SocketLost(Exception):
@@ -42,7 +51,15 @@ class NodeApi:
         self._socket_send: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self._waiting: dict[int, asyncio.Future[tuple[int, Any]]] = {}
         self._request_ids = itertools.count(1)
+        self._socket_slots = asyncio.Semaphore(DEFAULT_SOCKET_REQUESTS_IN_FLIGHT)
         self.socket_requests = 0  # calls sent over the socket so far
+        self.paced_retries = 0  # calls sent again after the node refused them for the pace
+
+    def set_limits(self, limits: dict[str, Any]) -> None:
+        """Keep to the node's limits from /api/config (before any request is under way)."""
+        in_flight = limits.get("socketRequestsInFlight")
+        if isinstance(in_flight, int) and in_flight >= 1:
+            self._socket_slots = asyncio.Semaphore(in_flight)
 
     # -- requests over the websocket ------------------------------------------------------------------
 
@@ -67,6 +84,10 @@ class NodeApi:
             future.set_result((status if isinstance(status, int) else 500, frame.get("body")))
 
     async def _socket_request(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        async with self._socket_slots:
+            return await self._socket_request_once(method, path, body)
+
+    async def _socket_request_once(self, method: str, path: str, body: dict[str, Any]) -> Any:
         send = self._socket_send
         if send is None:
             raise _SocketLost()
@@ -126,13 +147,28 @@ class NodeApi:
     async def post(self, path: str, body: dict[str, Any]) -> Any:
         if path in SOCKET_PATHS and self._socket_send is not None:
             try:
-                return await self._socket_request("POST", path, body)
+                return await self._paced(lambda: self._socket_request("POST", path, body))
             except _SocketLost:
                 pass  # the node answers the same call over REST exactly as it would have here
             except AuthenticationError as exc:
                 if exc.code not in _RENEWABLE:
                     raise  # else REST renews the token and sends the call again
         return await self.request("POST", path, json=body)
+
+    async def _paced(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """`call()`, sent again (up to PACE_RETRIES times) after the wait the node names when it
+        refuses it for the caller's pace; any other answer or error is the caller's."""
+        for attempt in range(PACE_RETRIES + 1):
+            try:
+                return await call()
+            except NodeError as exc:
+                if exc.status != 429 or exc.code not in PACE_CODES or attempt == PACE_RETRIES:
+                    raise
+                wait = exc.details.get("retryAfter")
+                wait = float(wait) if isinstance(wait, int | float) and wait > 0 else 1.0
+                self.paced_retries += 1
+                await asyncio.sleep(min(wait, PACE_MAX_WAIT_SECONDS))
+        raise AssertionError("unreachable")
 
     async def request(
         self,
@@ -142,6 +178,21 @@ class NodeApi:
         json: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
         authenticated: bool = True,
+    ) -> Any:
+        return await self._paced(
+            lambda: self._request_renewing(
+                method, path, json=json, params=params, authenticated=authenticated
+            )
+        )
+
+    async def _request_renewing(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None,
+        params: dict[str, str] | None,
+        authenticated: bool,
     ) -> Any:
         try:
             return await self._request_once(
