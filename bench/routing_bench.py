@@ -106,12 +106,21 @@ def database_transactions(base_url: str) -> tuple[int, int]:
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
-def start_stack(*, nodes: int, workdir: Path, postgres: str, redis_url: str) -> Stack:
+# Each bench client sends and receives tens of payments a second, past a wallet's pace per account
+# (FAIR_SHARE, README "The node's edges"): the routing bench lifts it to measure the engine. Set
+# FAIR_SHARE / FAIR_SHARE_BURST in the environment to run it at another pace.
+UNPACED = {"FAIR_SHARE": "1000000/second", "FAIR_SHARE_BURST": "100000"}
+
+
+def start_stack(
+    *, nodes: int, workdir: Path, postgres: str, redis_url: str, extra: dict[str, str] | None = None
+) -> Stack:
     subprocess.run([str(ROOT / "scripts" / "services.sh")], check=True)
     redis.Redis.from_url(redis_url).flushdb()
     chain = devchain.Anvil(log_path=workdir / "anvil.log")
     rpc_url = chain.start()
     env = {
+        **(extra or {}),
         **os.environ,
         "DATABASE_URL": fresh_database(postgres),
         "REDIS_URL": redis_url,
@@ -349,7 +358,9 @@ async def main_async(args: argparse.Namespace) -> dict:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     workdir = Path(tempfile.mkdtemp(prefix="connext-bench-"))
     log(f"starting the stack in {workdir}: {args.nodes} node processes, Celery worker + beat, anvil")
-    stack = start_stack(nodes=args.nodes, workdir=workdir, postgres=args.postgres, redis_url=args.redis)
+    stack = start_stack(
+        nodes=args.nodes, workdir=workdir, postgres=args.postgres, redis_url=args.redis, extra=UNPACED
+    )
     try:
         log(f"connecting and funding {args.clients} clients")
         clients = await connect_clients(stack, args.clients, workdir)
@@ -397,6 +408,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             "seconds": args.seconds,
             "in_flight_per_client": None if args.rate else args.in_flight,
             "offered_rate": args.rate,
+            "pace": {name: stack.env[name] for name in UNPACED},
         },
         "completed": completed,
         "elapsed_seconds": round(elapsed, 1),
