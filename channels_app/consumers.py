@@ -108,6 +108,20 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self._deadline: asyncio.TimerHandle | None = None  # the login timeout, then the token's expiry
         self._closing: asyncio.Future[None] | None = None
 
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        """A connection is paced as the caller's IP before the node spends anything on it (a
+        consumer, a group, a timer): one whose turn is too far away is refused (403, the HTTP answer
+        to a websocket the server does not accept)."""
+        try:
+            await process_pace().turn(self._ip_key())
+        except Busy:
+            await self.close()
+            return
+        await super().websocket_connect(message)
+
+    def _ip_key(self) -> str:
+        return ip_key(client_ip(self.scope, settings.EDGE.trusted_proxy_count))
+
     async def connect(self) -> None:
         await self.accept()
         timeout = settings.WS_AUTH_TIMEOUT_SECONDS
@@ -253,7 +267,7 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self._error("invalid_token", "Send {'type': 'auth', 'token': <token>}.", content.get("id"))
             return
         try:  # a token check reads the database: paced as the caller's IP, like a REST login
-            await process_pace().turn(ip_key(client_ip(self.scope, settings.EDGE.trusted_proxy_count)))
+            await process_pace().turn(self._ip_key())
         except Busy as busy:
             await self._error("throttled", busy_error(busy)["error"]["message"], content.get("id"))
             return

@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from channels_app.models import Channel
 from tests.security.test_socket_request_cap import channel_of, resolve_request
@@ -87,3 +89,30 @@ def test_a_socket_flood_is_served_at_its_accounts_pace_refused_past_the_wait_and
             assert 1 <= frame["body"]["error"]["retryAfter"] <= 10
     channel.refresh_from_db()
     assert (channel.nonce, channel.latest_state, channel.status) == (1, {"nonce": "1"}, Channel.Status.CLOSED)
+
+
+def test_socket_connections_past_the_ips_pace_are_refused_before_the_node_spends_anything_on_them(
+    node_env_for, start_process, tmp_path
+):
+    node = started_node(
+        node_env_for,
+        start_process,
+        tmp_path,
+        "paced-connects",
+        FAIR_SHARE="1/minute",  # nothing is earned back during the test
+        FAIR_SHARE_BURST="5",
+        FAIR_SHARE_MAX_WAIT_SECONDS="0",
+    )
+    opened, refused = [], []
+    for _ in range(10):  # the IP's burst, less what waiting for the node to serve took
+        try:
+            opened.append(connect(node.ws_url, open_timeout=10))
+        except InvalidStatus as exc:
+            refused.append(exc.response.status_code)
+
+    assert 1 <= len(opened) <= 5
+    assert refused == [403] * (10 - len(opened))
+    for websocket in opened:  # the ones let in are served
+        websocket.send(json.dumps({"type": "ping", "id": 1}))
+        assert json.loads(websocket.recv(timeout=10))["type"] == "pong"
+        websocket.close()
