@@ -238,3 +238,15 @@ LOGGING = {
         "celery.app.trace": {"level": "WARNING"},
     },
 }
+
+# --- Operator dashboard (dashboard/) and Prometheus metrics (README: Dashboard, Metrics) -----------
+INSTALLED_APPS.append("dashboard")
+# The node's hot wallet below this (wei for ETH, base units for tokens) shows a warning.
+DASHBOARD_HOT_WALLET_MIN = config._per_asset(
+    os.environ, "DASHBOARD_HOT_WALLET_MIN", 10**18, 100 * 10**18, minimum=0
+)
+# A payment pending or forwarded for longer than this is listed as stuck, with the reason.
+DASHBOARD_STUCK_AFTER_SECONDS = config._int(
+    os.environ, "DASHBOARD_STUCK_AFTER_SECONDS", 600, minimum=1, maximum=30 * 86400
+)
+# --- end of dashboard and metrics ------------------------------------------------------------------
