@@ -87,3 +87,10 @@ bench-abuse: install services
 .PHONY: bench-stack
 bench-stack: install services
 	$(PY) bench/stack_floor.py
+
+# Every dashboard page with 10,000 channels and 100,000 payments (made once in BENCH_DATABASE_URL, which
+# must exist; goal ≤ 300 ms a page); JSON to bench/results/dashboard-*.json. BENCH_ARGS="--runs 20".
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/connext_dashboard_bench
+.PHONY: bench-dashboard
+bench-dashboard: install services
+	DATABASE_URL=$(BENCH_DATABASE_URL) DATABASE_CONN_MAX_AGE=0 $(PY) bench/dashboard_bench.py $(BENCH_ARGS)

@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.authentication import SessionAuthentication
@@ -32,6 +33,20 @@ class StaffSession(SessionAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Session realm="dashboard"'
+
+
+class StaffSessionScheme(OpenApiAuthenticationExtension):
+    target_class = "dashboard.api.StaffSession"
+    name = "staffSession"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": settings.SESSION_COOKIE_NAME,
+            "description": "A Django session of a staff account (log in at /dashboard/login/); "
+            "requests that change something also need the CSRF token (X-CSRFToken).",
+        }
 
 
 class StaffApiView(APIView):
