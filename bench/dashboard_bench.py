@@ -69,6 +69,7 @@ def pages(sample_channel: str, sample_user: str, sample_payment: str) -> list[st
         "/api/dashboard/payments?status=completed",
         "/api/dashboard/onchain",
         "/dashboard/export/channels.csv?min_user_balance=4000000000000000000",
+        "/metrics",
     ]
 
 

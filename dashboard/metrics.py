@@ -40,7 +40,6 @@ class NodeRecords(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._payments()
-        yield from self._latency()
         status = GaugeMetricFamily("connext_channels", "Channels by status.", labels=["status"])
         for name, count in selectors.channels_by_status().items():
             status.add_metric([name], count)
@@ -66,14 +65,23 @@ class NodeRecords(Collector):
         yield disputes
 
     def _payments(self) -> Iterator[Metric]:
+        """Counts, volume and the latency histogram in one pass over the payments."""
+        completed_q = Q(status=Payment.Status.COMPLETED)
+        took = ExpressionWrapper(F("updated_at") - F("created_at"), output_field=DurationField())
         rows = (
-            Payment.objects.values("kind", "asset_id")
+            Payment.objects.annotate(took=took)
+            .values("kind", "asset_id")
             .annotate(
                 n=Count("pk"),
-                completed=Count("pk", filter=Q(status=Payment.Status.COMPLETED)),
+                completed=Count("pk", filter=completed_q),
                 failed=Count("pk", filter=Q(status__in=selectors.NOT_COMPLETED)),
                 in_flight=Count("pk", filter=Q(status__in=selectors.IN_FLIGHT)),
-                volume=Sum("amount", filter=Q(status=Payment.Status.COMPLETED)),
+                volume=Sum("amount", filter=completed_q),
+                took_total=Sum("took", filter=completed_q),
+                **{
+                    f"le_{i}": Count("pk", filter=completed_q & Q(took__lte=timedelta(seconds=bound)))
+                    for i, bound in enumerate(LATENCY_BUCKETS)
+                },
             )
             .order_by("kind", "asset_id")
         )
@@ -89,6 +97,8 @@ class NodeRecords(Collector):
         volume = CounterMetricFamily(
             "connext_routed_volume", "Completed payments' amounts (whole units).", labels=labels
         )
+        buckets = [0] * len(LATENCY_BUCKETS)
+        count, total = 0, timedelta(0)
         for row in rows:
             key = [row["kind"], row["asset_id"]]
             attempted.add_metric(key, row["n"])
@@ -96,28 +106,21 @@ class NodeRecords(Collector):
             failed.add_metric(key, row["failed"])
             in_flight.add_metric(key, row["in_flight"])
             volume.add_metric(key, _units(int(row["volume"] or 0)))
-        yield from (attempted, completed, failed, in_flight, volume)
-
-    def _latency(self) -> Iterator[Metric]:
-        """Seconds from a payment's creation until it completed (its last change), completed payments."""
-        took = ExpressionWrapper(F("updated_at") - F("created_at"), output_field=DurationField())
-        completed = Payment.objects.filter(status=Payment.Status.COMPLETED).annotate(took=took)
-        counts = completed.aggregate(
-            total=Sum("took"),
-            n=Count("pk"),
-            **{
-                f"le_{i}": Count("pk", filter=Q(took__lte=timedelta(seconds=b)))
-                for i, b in enumerate(LATENCY_BUCKETS)
-            },
-        )
-        buckets = [(str(bound), counts[f"le_{i}"]) for i, bound in enumerate(LATENCY_BUCKETS)]
-        buckets.append(("+Inf", counts["n"]))
-        total = counts["total"] or timedelta(0)
+            buckets = [
+                sum(pair) for pair in zip(buckets, (row[f"le_{i}"] for i in range(len(buckets))), strict=True)
+            ]
+            count += row["completed"]
+            total += row["took_total"] or timedelta(0)
         histogram = HistogramMetricFamily(
-            "connext_payment_latency_seconds", "From a payment's creation to its completion."
+            "connext_payment_latency_seconds",
+            "From a payment's creation to its completion (completed payments).",
         )
-        histogram.add_metric([], buckets, sum_value=total.total_seconds())
-        yield histogram
+        histogram.add_metric(
+            [],
+            [*((str(bound), n) for bound, n in zip(LATENCY_BUCKETS, buckets, strict=True)), ("+Inf", count)],
+            sum_value=total.total_seconds(),
+        )
+        yield from (attempted, completed, failed, in_flight, volume, histogram)
 
     def _chain(self) -> Iterator[Metric]:
         transactions = GaugeMetricFamily(

@@ -75,6 +75,8 @@ def test_the_records_metrics_match_the_payments_made(activity, staff_client, w3)
     assert value(found, "connext_routed_volume_total", **linked) == pytest.approx(0.15)
     assert value(found, "connext_payment_latency_seconds_count") == 2
     assert value(found, "connext_payment_latency_seconds_bucket", le="+Inf") == 2
+    assert value(found, "connext_payment_latency_seconds_bucket", le="3600.0") == 2  # made within the test
+    assert value(found, "connext_payment_latency_seconds_sum") > 0
     assert value(found, "connext_channels", status="open") == 2
     assert value(found, "connext_value_locked", asset=ETH, holder="transfers") == pytest.approx(0.02)
     (locked,) = selectors.value_locked()
