@@ -7,8 +7,10 @@ unlike in the pages' forms); a page is `page` (from 1) of `per_page` (1 to 200) 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.utils import timezone
@@ -20,6 +22,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from web3 import Web3
 
 from channels_app.api.errors import ApiError
 from channels_app.api.schema import refusals
@@ -83,7 +86,7 @@ def _paged(rows: Any, form: filters.PageForm, shape: Any) -> dict[str, Any]:
 def _parameters(form_class: type[Any]) -> list[OpenApiParameter]:
     parameters = []
     for name, field in form_class.base_fields.items():
-        kind: type = int if isinstance(field, filters.forms.IntegerField) else str
+        kind: type = int if isinstance(field, forms.IntegerField) else str
         enum = [value for value, _ in getattr(field, "choices", []) if value] or None
         description = str(field.label or name.replace("_", " "))
         parameters.append(
@@ -239,7 +242,7 @@ class ProfileView(StaffApiView):
         given.is_valid(raise_exception=True)
         profile = collateral.rebalance_profile_set(
             channel_id=detail.channel.pk,
-            asset_id=filters.Web3.to_checksum_address(given.validated_data["assetId"]),
+            asset_id=Web3.to_checksum_address(given.validated_data["assetId"]),
             collateralize_threshold=int(given.validated_data["collateralizeThreshold"]),
             target=int(given.validated_data["target"]),
             reclaim_threshold=int(given.validated_data["reclaimThreshold"]),
@@ -315,7 +318,7 @@ class StuckPaymentsView(StaffApiView):
         },
     )
     def get(self, request: Request) -> Response:
-        older_than = timezone.now() - timezone.timedelta(seconds=settings.DASHBOARD_STUCK_AFTER_SECONDS)
+        older_than = timezone.now() - timedelta(seconds=settings.DASHBOARD_STUCK_AFTER_SECONDS)
         stuck, total = selectors.stuck_payments(older_than=older_than, limit=500)
         return Response(
             {
@@ -355,7 +358,7 @@ class OnchainView(StaffApiView):
             form,
             lambda tx: shapes.transaction_json(tx, head),
         )
-        gas = selectors.gas_per_day(since=timezone.now() - timezone.timedelta(days=30))
+        gas = selectors.gas_per_day(since=timezone.now() - timedelta(days=30))
         return Response(
             {
                 **page,

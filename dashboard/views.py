@@ -7,6 +7,7 @@ actions (a channel's rebalance profile, a dispute) call the node's services.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
 
@@ -59,7 +60,7 @@ def _render(
     return render(request, f"dashboard/{template}", context, status=200 if valid else 400)
 
 
-def overview_context(now: Any) -> dict[str, Any]:
+def overview_context(now: datetime) -> dict[str, Any]:
     windows = selectors.payment_windows(now=now)
     return {
         "channels_by_status": selectors.channels_by_status(),
@@ -179,12 +180,12 @@ def payment_list(request: HttpRequest) -> HttpResponse:
     }
     if not form.is_valid():
         return _render(request, "payments.html", context, valid=False)
-    context["page"] = _page(selectors.payments_filtered(form.to_filter()).select_related(None), form)
+    context["page"] = _page(selectors.payments_filtered(form.to_filter()), form)
     return _render(request, "payments.html", context)
 
 
-def _stuck_before() -> Any:
-    return timezone.now() - timezone.timedelta(seconds=settings.DASHBOARD_STUCK_AFTER_SECONDS)
+def _stuck_before() -> datetime:
+    return timezone.now() - timedelta(seconds=settings.DASHBOARD_STUCK_AFTER_SECONDS)
 
 
 @require_GET
@@ -208,7 +209,7 @@ def onchain(request: HttpRequest) -> HttpResponse:
         "page": None,
         "head": head,
         "by_status": selectors.transactions_by_status(),
-        "gas": selectors.gas_per_day(since=timezone.now() - timezone.timedelta(days=30)),
+        "gas": selectors.gas_per_day(since=timezone.now() - timedelta(days=30)),
         "cursors": [
             (cursor, None if head is None else head - cursor.block_number)
             for cursor in selectors.watcher_cursors()
