@@ -22,11 +22,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from channels_app import chain
 from channels_app.services import collateral, watchtower
 from channels_app.services.errors import ServiceError
 from dashboard import filters, selectors
 
 View = Callable[..., HttpResponse]
+CHAIN_DOWN = "The node cannot read the chain right now; nothing changed. Retry shortly."
 
 
 def staff_required(view: View) -> View:
@@ -139,6 +141,8 @@ def channel_set_profile(request: HttpRequest, address: str) -> HttpResponse:
         )
     except ServiceError as exc:
         messages.error(request, exc.message)
+    except chain.READ_ERRORS:
+        messages.error(request, CHAIN_DOWN)
     else:
         messages.success(request, "Rebalance profile saved; the node reconciles the channel's collateral.")
     return _back_to_channel(detail.channel.address)
@@ -161,6 +165,8 @@ def channel_dispute(request: HttpRequest, address: str) -> HttpResponse:
         )
     except ServiceError as exc:
         messages.error(request, exc.message)
+    except chain.READ_ERRORS:
+        messages.error(request, CHAIN_DOWN)
     else:
         messages.success(request, f"Dispute {dispute.pk} is {dispute.status}.")
     return _back_to_channel(detail.channel.address)

@@ -171,3 +171,39 @@ def test_an_unknown_channel_is_404(staff_client):
     api = staff_client.get(f"/api/dashboard/channels/{address}")
     assert api.status_code == 404
     assert api.json()["error"]["code"] == "unknown_channel"
+
+
+def test_actions_say_so_when_the_chain_does_not_answer_and_change_nothing(staff_client):
+    from django.test import override_settings
+
+    from channels_app.models import Channel, Dispute, RebalanceProfile
+    from dashboard import bulk
+
+    bulk.bulk_insert(channels=1, payments=0, node_key=b"\x01" * 32, chain_id=31337)
+    address = Channel.objects.get().address
+
+    with override_settings(CHAIN_RPC_URL="http://127.0.0.1:18599"):
+        dispute = staff_client.post(
+            f"/dashboard/channels/{address}/dispute", {"reason": "r", "confirm": "on"}, follow=True
+        )
+        profile = staff_client.post(
+            f"/dashboard/channels/{address}/profile",
+            {
+                "asset": "0x" + "00" * 20,
+                "collateralize_threshold": "1",
+                "target": "2",
+                "reclaim_threshold": "3",
+            },
+            follow=True,
+        )
+        api = staff_client.post(
+            f"/api/dashboard/channels/{address}/dispute", {"reason": "r"}, content_type="application/json"
+        )
+
+    assert "cannot read the chain" in dispute.content.decode()
+    assert "cannot read the chain" in profile.content.decode()
+    assert api.status_code == 503
+    assert api.json()["error"]["code"] == "chain_unavailable"
+    assert not Dispute.objects.exists()
+    assert not RebalanceProfile.objects.exists()
+    assert Channel.objects.get().status == Channel.Status.OPEN
