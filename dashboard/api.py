@@ -170,10 +170,10 @@ class ChannelListView(StaffApiView):
         return Response(_paged(selectors.channels_filtered(form.to_filter()), form, shapes.channel_row_json))
 
 
-def _detail(address: str) -> selectors.ChannelDetail:
+def _detail(address: str, updates_page: int = 1) -> selectors.ChannelDetail:
     if filters.ADDRESS.regex.match(address) is None:
         raise exceptions.ValidationError({"address": ["Expected an address: 0x and 40 hex digits."]})
-    detail = selectors.channel_detail(address=address)
+    detail = selectors.channel_detail(address=address, updates_page=updates_page)
     if detail is None:
         raise ApiError("unknown_channel", "No channel at this address.", http_status=404)
     return detail
@@ -185,7 +185,7 @@ class ChannelView(StaffApiView):
 
     @extend_schema(
         operation_id="dashboard_channel",
-        parameters=[_ADDRESS],
+        parameters=[_ADDRESS, *_parameters(filters.ChannelPageForm)],
         responses={
             200: _answer(
                 "DashboardChannel",
@@ -203,7 +203,9 @@ class ChannelView(StaffApiView):
         },
     )
     def get(self, request: Request, address: str) -> Response:
-        return Response(shapes.channel_detail_json(_detail(address), selectors.chain_head()))
+        form = _form(filters.ChannelPageForm, request)
+        detail = _detail(address, updates_page=form.page_number())
+        return Response(shapes.channel_detail_json(detail, selectors.chain_head()))
 
 
 _WEI_TEXT = serializers.RegexField(r"^[0-9]{1,78}$", help_text="wei, as decimal digits")

@@ -184,3 +184,10 @@ class DisputeForm(forms.Form):
     confirm = forms.BooleanField(
         required=True, label="I want to take this channel to the chain (it freezes off chain)"
     )
+
+
+class ChannelPageForm(forms.Form):
+    updates_page = forms.IntegerField(required=False, min_value=1)
+
+    def page_number(self) -> int:
+        return self.cleaned_data.get("updates_page") or 1

@@ -410,16 +410,23 @@ class ChannelDetail:
     signed_state: dict[str, Any]
     updates: list[ChannelUpdate]
     update_count: int
+    updates_page: int
     transfers: list[Transfer]
     withdrawals: list[Withdrawal]
     disputes: list[Dispute]
     transactions: list[OnchainTransaction]
 
+    @property
+    def updates_pages(self) -> int:
+        return max(1, -(-self.update_count // DETAIL_ROWS))
+
 
 DETAIL_ROWS = 50
 
 
-def channel_detail(*, address: str) -> ChannelDetail | None:
+def channel_detail(*, address: str, updates_page: int = 1) -> ChannelDetail | None:
+    """A channel with its latest rows of each kind; its updates a page of DETAIL_ROWS at a time, newest
+    first (one per nonce, so a page is a nonce range: no count query)."""
     channel = Channel.objects.filter(address=Web3.to_checksum_address(address)).first()
     if channel is None:
         return None
@@ -449,7 +456,13 @@ def channel_detail(*, address: str) -> ChannelDetail | None:
             "nodeSignature": channel.node_signature,
             "userSignature": channel.user_signature,
         },
-        updates=list(channel.updates.order_by("-nonce")[:DETAIL_ROWS]),
+        updates=list(
+            channel.updates.filter(
+                nonce__lte=channel.nonce - (updates_page - 1) * DETAIL_ROWS,
+                nonce__gt=channel.nonce - updates_page * DETAIL_ROWS,
+            ).order_by("-nonce")
+        ),
+        updates_page=updates_page,
         update_count=channel.nonce,  # one doubly signed update per nonce
         transfers=list(channel.transfers.order_by("-created_nonce")[:DETAIL_ROWS]),
         withdrawals=list(

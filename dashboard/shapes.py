@@ -236,6 +236,8 @@ def channel_detail_json(detail: selectors.ChannelDetail, head: int | None) -> di
         ],
         "latest": detail.signed_state,
         "updateCount": detail.update_count,
+        "updatesPage": detail.updates_page,
+        "updatesPages": detail.updates_pages,
         "updates": [_update_json(update) for update in detail.updates],
         "transfers": [transfer_json(transfer) for transfer in detail.transfers],
         "withdrawals": [withdrawal_json(withdrawal) for withdrawal in detail.withdrawals],

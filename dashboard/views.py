@@ -102,7 +102,9 @@ def channel_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @staff_required
 def channel_page(request: HttpRequest, address: str) -> HttpResponse:
-    detail = selectors.channel_detail(address=address)
+    form = filters.ChannelPageForm(request.GET)
+    valid = form.is_valid()
+    detail = selectors.channel_detail(address=address, updates_page=form.page_number() if valid else 1)
     if detail is None:
         raise Http404("No such channel.")
     return _render(
@@ -113,7 +115,9 @@ def channel_page(request: HttpRequest, address: str) -> HttpResponse:
             "profile_form": filters.RebalanceProfileForm(),
             "dispute_form": filters.DisputeForm(),
             "head": selectors.chain_head(),
+            "page_form": form,
         },
+        valid=valid,
     )
 
 

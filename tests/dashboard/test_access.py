@@ -207,3 +207,22 @@ def test_actions_say_so_when_the_chain_does_not_answer_and_change_nothing(staff_
     assert not Dispute.objects.exists()
     assert not RebalanceProfile.objects.exists()
     assert Channel.objects.get().status == Channel.Status.OPEN
+
+
+def test_a_channels_update_history_pages_by_nonce(staff_client):
+    from channels_app.models import Channel
+    from dashboard import bulk
+
+    bulk.bulk_insert(channels=1, payments=0, node_key=b"\x01" * 32, chain_id=31337)
+    channel = Channel.objects.get()
+    url = f"/api/dashboard/channels/{channel.address}"
+
+    second = staff_client.get(url, {"updates_page": "2"})
+    zero = staff_client.get(url, {"updates_page": "0"})
+    page = staff_client.get(f"/dashboard/channels/{channel.address}/", {"updates_page": "x"})
+
+    assert second.status_code == 200
+    assert (second.json()["updatesPage"], second.json()["updatesPages"]) == (2, -(-channel.nonce // 50))
+    assert zero.status_code == 400
+    assert "updates_page" in zero.json()["error"]["fields"]
+    assert page.status_code == 400
