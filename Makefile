@@ -7,9 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install services lint format compile check-artifacts gas bench clean
+.PHONY: up test install services lint format compile check-artifacts gas bench clean assets browser
 
-up: install
+up: install assets
 	$(PY) scripts/up.py
 
 # The suite runs against this machine's Postgres and Redis (override for another setup).
@@ -18,7 +18,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 # Connections close after each request/task so the test database can be dropped at the end.
 TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DATABASE_CONN_MAX_AGE=0
 
-test: install services
+test: install services assets browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
@@ -87,3 +87,24 @@ bench-abuse: install services
 .PHONY: bench-stack
 bench-stack: install services
 	$(PY) bench/stack_floor.py
+
+# Every dashboard page with 10,000 channels and 100,000 payments (made once in BENCH_DATABASE_URL, which
+# must exist; goal ≤ 300 ms a page); JSON to bench/results/dashboard-*.json. BENCH_ARGS="--runs 20".
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/connext_dashboard_bench
+.PHONY: bench-dashboard
+bench-dashboard: install services
+	DATABASE_URL=$(BENCH_DATABASE_URL) DATABASE_CONN_MAX_AGE=0 $(PY) bench/dashboard_bench.py $(BENCH_ARGS)
+
+# The dashboard's JavaScript and CSS (uPlot from npm), bundled for the node to serve itself (no CDN).
+DASHBOARD_BUILD := dashboard/static/dashboard/build
+assets: $(DASHBOARD_BUILD)/charts.js
+
+$(DASHBOARD_BUILD)/charts.js: dashboard/assets/charts.js node_modules/.installed
+	node_modules/.bin/esbuild dashboard/assets/charts.js --bundle --minify --format=iife \
+		--target=es2020 --outdir=$(DASHBOARD_BUILD) --log-level=warning
+
+# The dashboard's browser test drives Debian's chromium (Playwright never downloads a browser).
+browser:
+	@test -x /usr/bin/chromium || { echo "installing Debian's chromium for the browser test"; \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }

@@ -244,3 +244,35 @@ LOGGING = {
         "celery.app.trace": {"level": "WARNING"},
     },
 }
+
+# --- Operator dashboard (dashboard/) and Prometheus metrics (README: Dashboard, Metrics) -----------
+from pathlib import Path  # noqa: E402
+
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+INSTALLED_APPS.append("dashboard")
+# The node's hot wallet below this (wei for ETH, base units for tokens) shows a warning.
+DASHBOARD_HOT_WALLET_MIN = config._per_asset(
+    os.environ, "DASHBOARD_HOT_WALLET_MIN", 10**18, 100 * 10**18, minimum=0
+)
+# A payment pending or forwarded for longer than this is listed as stuck, with the reason.
+DASHBOARD_STUCK_AFTER_SECONDS = config._int(
+    os.environ, "DASHBOARD_STUCK_AFTER_SECONDS", 600, minimum=1, maximum=30 * 86400
+)
+# /metrics: for a staff session, or `Authorization: Bearer` this token (at least 32 characters).
+METRICS_TOKEN = config._secret(os.environ, "METRICS_TOKEN")
+if METRICS_TOKEN is not None and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("METRICS_TOKEN: expected at least 32 characters")
+# Several processes serving one node (daphne, Celery) write their live metrics to files here, and
+# /metrics adds them up; unset, each process reports only its own. prometheus-client reads the
+# variable itself, on import.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+INSTALLED_APPS.append("django_prometheus")
+MIDDLEWARE.insert(0, "django_prometheus.middleware.PrometheusBeforeMiddleware")
+MIDDLEWARE.append("django_prometheus.middleware.PrometheusAfterMiddleware")
+# The same database backend, counting queries and errors.
+DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
+    "django.db.backends.", "django_prometheus.db.backends."
+)
+# --- end of dashboard and metrics ------------------------------------------------------------------

@@ -1,7 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from dashboard.metrics import metrics_view
+
 urlpatterns = [
+    # Before "api/": the node's API answers any other path under it with its own 404.
+    path("api/dashboard/", include("dashboard.api_urls")),
+    path("dashboard/", include("dashboard.urls")),
+    path("metrics", metrics_view, name="metrics"),
     path("api/", include("channels_app.api.urls")),
     path("admin/", admin.site.urls),
 ]

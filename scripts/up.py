@@ -127,6 +127,12 @@ def main() -> int:
     var_dir = Path(env.get("NODE_VAR_DIR") or ROOT / "var").resolve()
     var_dir.mkdir(parents=True, exist_ok=True)
     env["NODE_VAR_DIR"] = str(var_dir)
+    # Every process of this node writes its live metrics here; /metrics adds them up. Files of an
+    # earlier run belong to processes that are gone: start empty.
+    metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(var_dir / "prometheus")))
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):
+        stale.unlink()
     children: list[subprocess.Popen[bytes]] = []
     chain: devchain.Anvil | None = None
 
@@ -201,7 +207,9 @@ def main() -> int:
         )
         print(
             f"\n  API      {base}/api/  (OpenAPI schema: {base}/api/schema)\n  Health   {base}/api/health\n"
-            f"  Admin    {base}/admin/\n  Websocket ws://{host}:{port}/ws/v1\n",
+            f"  Admin    {base}/admin/\n  Websocket ws://{host}:{port}/ws/v1\n"
+            f"  Dashboard {base}/dashboard/  (staff accounts; activity: manage.py seed_demo)\n"
+            f"  Metrics  {base}/metrics  (staff session or METRICS_TOKEN)\n",
             flush=True,
         )
         if chain is not None:

@@ -14,7 +14,7 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from channels_app import chain
+from channels_app import chain, metrics
 from channels_app.services.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,14 @@ def throttled_body(wait: float | None) -> tuple[dict[str, Any], dict[str, str]]:
 def error_answer(exc: Exception) -> tuple[int, dict[str, Any]] | None:
     """(HTTP status, error body) for an API exception, or for a chain read that failed (503: nothing
     was changed, the caller may retry); None for anything else (a bug). Shared by the REST handler and
-    the websocket's requests."""
+    the websocket's requests, and counted by code (`connext_refusals_total`)."""
+    answer = _error_answer(exc)
+    if answer is not None:
+        metrics.refusal_count(answer[1]["error"]["code"])
+    return answer
+
+
+def _error_answer(exc: Exception) -> tuple[int, dict[str, Any]] | None:
     if isinstance(exc, chain.READ_ERRORS):
         logger.warning("a request's chain read failed: %s", exc)
         message = "The node cannot read the chain right now; nothing changed. Retry shortly."

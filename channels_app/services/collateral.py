@@ -33,6 +33,7 @@ from connext.chain import channel_reads
 from connext.chain.contracts import contract_at
 from connext.protocol import signing
 from connext.protocol.definitions import WithdrawState
+from connext.protocol.encoding import MAX_UINT256
 from connext.protocol.types import ChannelState, CreateUpdate, DefinitionKind, DepositUpdate
 
 logger = logging.getLogger(__name__)
@@ -456,3 +457,33 @@ def collateral_reclaim(*, channel_id: int, asset_id: str, amount: int) -> bool:
             ),
         )
     return True
+
+
+def rebalance_profile_set(
+    *, channel_id: int, asset_id: str, collateralize_threshold: int, target: int, reclaim_threshold: int
+) -> RebalanceProfile:
+    """The operator's profile for one channel and asset, replacing any earlier one. The channel's
+    collateral follows it from its next reconcile, which is scheduled after commit."""
+    if not 0 <= collateralize_threshold <= target <= reclaim_threshold <= MAX_UINT256:
+        raise CollateralError(
+            "invalid_profile",
+            "A profile needs 0 ≤ collateralize threshold ≤ target ≤ reclaim threshold ≤ 2^256 − 1.",
+        )
+    if asset_id not in network.network().assets:
+        raise CollateralError("unknown_asset", f"The node does not serve the asset {asset_id}.")
+    with transaction.atomic():
+        channel = Channel.objects.select_for_update().filter(pk=channel_id).first()
+        if channel is None:
+            raise CollateralError("unknown_channel", "No such channel.", status=404)
+        profile, _ = RebalanceProfile.objects.update_or_create(
+            channel=channel,
+            asset_id=asset_id,
+            defaults={
+                "collateralize_threshold": collateralize_threshold,
+                "target": target,
+                "reclaim_threshold": reclaim_threshold,
+            },
+        )
+        after_commit.run_task("channels_app.tasks.channel_reconcile", channel_id)
+    logger.info("operator set the %s profile of channel %s", asset_id, channel.address)
+    return profile

@@ -49,7 +49,7 @@ def test_without_urls_the_node_runs_on_sqlite_in_memory_layer_and_eager_tasks(tm
 
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
-    assert seen["engine"] == "django.db.backends.sqlite3"
+    assert seen["engine"] == "django_prometheus.db.backends.sqlite3"  # Django's, counting queries
     assert seen["layer"] == "channels.layers.InMemoryChannelLayer"
     assert seen["cache"] == "django.core.cache.backends.locmem.LocMemCache"
     assert seen["eager"] is True
@@ -75,7 +75,7 @@ def test_database_and_redis_urls_select_postgres_redis_and_a_celery_broker(tmp_p
 
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
-    assert seen["engine"] == "django.db.backends.postgresql"
+    assert seen["engine"] == "django_prometheus.db.backends.postgresql"
     assert seen["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert seen["layer_prefix"] == "connext.3"  # pub/sub is server-wide: the database number separates
     assert seen["cache"] == "django.core.cache.backends.redis.RedisCache"

@@ -62,7 +62,7 @@ LIVE_NODE_SECRET_KEY = "integration-test-secret-key-shared-by-every-node-process
 def node_database_url(django_db_setup, django_db_blocker) -> str:
     """The URL of the test database pytest-django created, for node processes to share."""
     database = settings.DATABASES["default"]
-    assert database["ENGINE"] == "django.db.backends.postgresql", "integration tests run on Postgres"
+    assert database["ENGINE"].endswith(".backends.postgresql"), "integration tests run on Postgres"
     password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
     return f"postgres://{database['USER']}{password}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
 

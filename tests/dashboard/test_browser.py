@@ -1,0 +1,241 @@
+"""The dashboard in a real browser (Playwright driving Debian's chromium) against a live node (daphne +
+Celery on Postgres, Redis and anvil) after real payments made with the client SDK.
+
+Set UPDATE_SCREENSHOT=1 to write the overview's screenshot to docs/dashboard-overview.png (README).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.cache import cache
+from django.core.management import call_command
+from web3 import HTTPProvider, Web3
+
+from channels_app.models import Channel, Payment
+from channels_app.tasks import HEARTBEAT_CACHE_KEY
+from connext import ETH, Client
+from connext.chain import devchain
+from dashboard import selectors
+from tests.integration.conftest import node_database_url  # noqa: F401 - the test database, shared
+from tests.support import client_wallets
+from tests.support.processes import NodeProcess, celery_worker, http_get_json, node_env, wait_until
+
+# Not transactional: a transactional test flushes the database after itself, and the node's records
+# must outlive each test (the node fixture flushes them at the module's end).
+pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db]
+
+CHROMIUM = "/usr/bin/chromium"
+NODE_KEY = devchain.DEV_PRIVATE_KEYS[2]
+FUNDER_KEY = devchain.DEV_PRIVATE_KEYS[7]
+PASSWORD = "browser-test-password-1"
+MILLI = 10**15
+ROOT = Path(__file__).resolve().parents[2]
+PORTS = range(18500, 18600)  # this machine's rule for servers a test starts
+
+
+def free_port_in_range() -> int:
+    import socket
+
+    for port in PORTS:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port in 18500-18599")
+
+
+@pytest.fixture(scope="module")
+def node(node_database_url, anvil_url, deployments, tmp_path_factory, django_db_blocker) -> Iterator[str]:  # noqa: F811
+    """One daphne and a Celery worker (with beat); payments count as stuck after one second."""
+    assert settings.REDIS_URL, "the browser test runs on Redis (set REDIS_URL)"
+    logs = tmp_path_factory.mktemp("dashboard-node")
+    env = node_env(
+        DATABASE_URL=node_database_url,
+        REDIS_URL=settings.REDIS_URL,
+        CHAIN_RPC_URL=anvil_url,
+        PUBLIC_CHAIN_RPC_URL=anvil_url,
+        NODE_VAR_DIR=str(logs / "var"),
+        DEPLOYMENTS_FILE=deployments["book"],
+        NODE_PRIVATE_KEY=NODE_KEY,
+        CHAIN_CONFIRMATIONS="0",
+        DISPUTE_TIMEOUT_SECONDS="3600",
+        DJANGO_SECRET_KEY="dashboard-browser-test-secret-key-for-every-process",
+        DASHBOARD_STUCK_AFTER_SECONDS="1",
+    )
+    with django_db_blocker.unblock():
+        cache.delete(HEARTBEAT_CACHE_KEY)
+    if not (ROOT / "dashboard/static/dashboard/build/charts.js").exists():
+        import subprocess
+
+        subprocess.run(["make", "assets"], cwd=ROOT, check=True)
+    daphne = NodeProcess(env=env, log_path=logs / "daphne.log", port=free_port_in_range())
+    celery = celery_worker(env=env, log_path=logs / "celery.log")
+    started = []
+    try:
+        for process in (daphne, celery):
+            process.start()
+            started.append(process)
+        daphne.wait_serving()
+        wait_until(
+            lambda: http_get_json(f"{daphne.url}/api/health")[0] == 200,
+            timeout=60,
+            what="the node healthy (the worker's first heartbeat)",
+        )
+        yield daphne.url
+    finally:
+        for process in reversed(started):
+            process.stop()
+        with django_db_blocker.unblock():
+            call_command("flush", interactive=False, verbosity=0)
+
+
+@pytest.fixture(scope="module")
+def payments(node, anvil_url, django_db_blocker) -> Iterator[dict[str, object]]:
+    """Alice pays Bob twice (completed), then Carol, who opened her channel and went offline: the
+    node's transfer to her waits for her countersignature (stuck: receiver offline)."""
+    funder = client_wallets.Funder(Web3(HTTPProvider(anvil_url)), FUNDER_KEY)
+    alice = Client.connect(node, funder.new_key(), chain_rpc_url=anvil_url)
+    bob = Client.connect(node, funder.new_key(), chain_rpc_url=anvil_url)
+    try:
+        alice.deposit(50 * MILLI)
+        completed = []
+        for amount in (3 * MILLI, 2 * MILLI):
+            payment_id = alice.transfer(bob.address, amount)
+            wait_until(
+                lambda payment_id=payment_id: alice.get_transfer(payment_id)["status"] == "completed",
+                timeout=60,
+                what="the payment to complete",
+            )
+            completed.append(payment_id)
+        carol = Client.connect(node, funder.new_key(), chain_rpc_url=anvil_url)
+        carol.close()
+        stuck = alice.transfer(carol.address, MILLI)
+        with django_db_blocker.unblock():
+            User.objects.create_user("operator", password=PASSWORD, is_staff=True)
+        yield {"alice": alice, "bob": bob, "completed": completed, "stuck": stuck}
+    finally:
+        alice.close()
+        bob.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on this thread; Django's ORM calls here are still
+    # synchronous ones, made between the browser's steps.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture
+def page(node, payments, browser):  # the browser last: it stops before the node's teardown
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(f"{node}/dashboard/")
+    assert "/dashboard/login/" in page.url
+    page.fill("input[name=username]", "operator")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{node}/dashboard/")
+    yield page
+    context.close()
+
+
+def test_the_overview_shows_the_databases_numbers_and_draws_its_charts(page, django_db_blocker):
+    with django_db_blocker.unblock():
+        statuses = selectors.channels_by_status()
+        (value,) = selectors.value_locked()
+        windows = {
+            (w.window, w.asset_id): w
+            for w in selectors.payment_windows(now=Payment.objects.latest("created_at").created_at)
+        }
+
+    assert page.inner_text("#channels-by-status td[data-status=open]") == str(statuses["open"])
+    row = page.locator(f'#value-locked tr[data-asset="{ETH}"] td[data-wei]')
+    assert [int(cell) for cell in row.evaluate_all("cells => cells.map(c => c.dataset.wei)")] == [
+        value.on_chain,
+        value.off_chain,
+        value.node,
+        value.users,
+        value.locked,
+    ]
+    hour = page.locator(f'#payment-windows tr[data-window=hour][data-asset="{ETH}"] td.count')
+    assert int(hour.inner_text()) == windows[("hour", ETH)].count == 3
+    page.wait_for_selector("#charts[data-state=drawn]", timeout=20_000)
+    canvases = page.locator("#charts canvas")
+    assert canvases.count() == 3
+    drawn = canvases.evaluate_all(
+        """canvases => canvases.map(canvas => {
+            const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+            let inked = 0;
+            for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) inked++;
+            return inked;
+        })"""
+    )
+    assert all(inked > 100 for inked in drawn), drawn
+    page.click("#window-picker a[data-window='30d']")
+    page.wait_for_selector("#charts[data-window='30d'][data-state=drawn]", timeout=20_000)
+    shot = ROOT / "docs" / "dashboard-overview.png" if os.environ.get("UPDATE_SCREENSHOT") else None
+    page.screenshot(path=str(shot or ROOT / "var" / "dashboard-overview.png"), full_page=True)
+
+
+def test_search_finds_a_channel_and_shows_its_signed_state(page, payments, django_db_blocker):
+    bob = payments["bob"]
+    page.click("nav >> text=Channels")
+    page.fill("input[name=q]", bob.address)
+    page.click("form.filters button[type=submit]")
+    links = page.locator("#channels tbody a")
+    assert links.count() == 1
+    links.first.click()
+
+    with django_db_blocker.unblock():
+        channel = Channel.objects.get(user_address=bob.address)
+    assert page.inner_text("#channel-address") == channel.address
+    assert page.inner_text("#node-signature") == channel.node_signature
+    assert page.inner_text("#user-signature") == channel.user_signature
+    assert f'"nonce": "{channel.nonce}"' in page.inner_text("#latest-state")
+
+
+def test_filters_narrow_the_payments_and_the_csv_downloads(page, payments):
+    page.click("nav >> text=Payments")
+    every = page.locator("#payments tbody tr[data-payment-id]").count()
+    page.select_option("select[name=status]", "completed")
+    page.click("form.filters button[type=submit]")
+    shown = page.locator("#payments tbody tr[data-payment-id]").evaluate_all(
+        "rows => rows.map(r => r.dataset.paymentId)"
+    )
+    with page.expect_download() as download:
+        page.click("#export-payments")
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+
+    assert every == 3
+    assert sorted(shown) == sorted(payments["completed"])
+    assert sorted(row["payment_id"] for row in rows) == sorted(payments["completed"])
+    assert {row["status"] for row in rows} == {"completed"}
+
+
+def test_the_stuck_list_shows_the_payment_to_an_offline_receiver(page, payments):
+    def listed() -> bool:
+        page.goto(page.url.split("/dashboard/")[0] + "/dashboard/payments/stuck/")
+        return page.locator(f'#stuck tr[data-payment-id="{payments["stuck"]}"]').count() == 1
+
+    wait_until(listed, timeout=30, what="the payment listed as stuck", interval=0.5)
+    reason = page.inner_text(f'#stuck tr[data-payment-id="{payments["stuck"]}"] td.reason')
+    assert reason.startswith("receiver offline")
