@@ -387,7 +387,7 @@ def load_edge_limits(environ_: Mapping[str, str]) -> EdgeLimits:
         auth_token_ttl_seconds=_int(
             environ_, "AUTH_TOKEN_TTL_SECONDS", 86_400, minimum=1, maximum=30 * 86_400
         ),
-        fair_share=_rate(environ_, "FAIR_SHARE", "20/second"),
+        fair_share=_rate(environ_, "FAIR_SHARE", "10/second"),
         fair_share_burst=_int(environ_, "FAIR_SHARE_BURST", 40, minimum=1, maximum=100_000),
         fair_share_max_wait_seconds=_int(environ_, "FAIR_SHARE_MAX_WAIT_SECONDS", 2, minimum=0, maximum=60),
     )

@@ -199,7 +199,7 @@ def test_edge_limits_have_defaults_no_real_client_reaches():
     assert limits.trusted_proxy_count == 0
     assert limits.auth_challenge_ttl_seconds == 300
     assert limits.auth_token_ttl_seconds == 86_400
-    assert (limits.fair_share, limits.fair_share_per_second) == ("20/second", 20.0)
+    assert (limits.fair_share, limits.fair_share_per_second) == ("10/second", 10.0)
     assert (limits.fair_share_burst, limits.fair_share_max_wait_seconds) == (40, 2)
 
 
