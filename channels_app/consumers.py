@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from channels_app import after_commit, realtime
+from channels_app import after_commit, metrics, realtime
 from channels_app.api import channel_views
 from channels_app.api.errors import error_answer, error_body
 from channels_app.edge_limits import (
@@ -107,6 +107,7 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self._key_hash: str | None = None
         self._deadline: asyncio.TimerHandle | None = None  # the login timeout, then the token's expiry
         self._closing: asyncio.Future[None] | None = None
+        self._open = False  # accepted, and counted in metrics.WEBSOCKETS
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         """A connection is paced as the caller's IP before the node spends anything on it (a
@@ -115,6 +116,7 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         try:
             await process_pace().turn(self._ip_key())
         except Busy:
+            metrics.refusal_count("throttled")
             await self.close()
             return
         await super().websocket_connect(message)
@@ -124,6 +126,8 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def connect(self) -> None:
         await self.accept()
+        metrics.WEBSOCKETS.inc()
+        self._open = True
         timeout = settings.WS_AUTH_TIMEOUT_SECONDS
         self._close_after(
             timeout,
@@ -202,6 +206,7 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 try:
                     await process_pace().turn(account_key(address))  # waiting counts as in flight
                 except Busy as busy:
+                    metrics.refusal_count("throttled")
                     await self._respond(request_id, 429, busy_error(busy))
                     return
                 refused = await sync_to_async(_serve_request, thread_sensitive=False)(
@@ -269,6 +274,7 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         try:  # a token check reads the database: paced as the caller's IP, like a REST login
             await process_pace().turn(self._ip_key())
         except Busy as busy:
+            metrics.refusal_count("throttled")
             await self._error("throttled", busy_error(busy)["error"]["message"], content.get("id"))
             return
         try:
@@ -297,6 +303,9 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             )
 
     async def disconnect(self, code: int) -> None:
+        if self._open:
+            metrics.WEBSOCKETS.dec()
+            self._open = False
         if self._deadline is not None:
             self._deadline.cancel()
         if self.address is not None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from daphne import http_protocol, ws_protocol
 
+from channels_app import metrics
 from channels_app.fair import Aliases, Busy, Pace, retry_seconds
 
 Scope = MutableMapping[str, Any]
@@ -205,6 +206,7 @@ class FairShare:
         try:
             await self.pace().turn(self.key(scope))
         except Busy as busy:
+            metrics.refusal_count("throttled")
             body = json.dumps(busy_error(busy)).encode()
             await send(
                 {

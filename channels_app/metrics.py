@@ -8,7 +8,7 @@ disputes, transactions) are read from the database when /metrics is scraped (das
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 REFUSALS = Counter(
     "connext_refusals",
@@ -19,3 +19,9 @@ REFUSALS = Counter(
 
 def refusal_count(code: str) -> None:
     REFUSALS.labels(code=code).inc()
+
+
+# Sockets open on the node's processes (summed over the live ones in multiprocess mode).
+WEBSOCKETS = Gauge(
+    "connext_websocket_connections", "Websocket connections the node holds open.", multiprocess_mode="livesum"
+)

@@ -10,6 +10,7 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from channels_app.realtime import BROADCAST_GROUP, event_message
 from connext_site.asgi import application
@@ -125,3 +126,21 @@ def test_any_frame_of_a_known_shape_gets_one_typed_answer_and_the_connection_sta
         assert answer["code"]
         assert answer["message"]
     assert after["type"] == "pong"
+
+
+def test_open_websockets_are_counted_while_they_are_open():
+    def open_count() -> float:
+        return REGISTRY.get_sample_value("connext_websocket_connections") or 0.0
+
+    async def scenario() -> tuple[float, float, float]:
+        before = open_count()
+        first, second = await connected(), await connected()
+        during = open_count()
+        await first.disconnect()
+        await second.disconnect()
+        await asyncio.sleep(0)  # the consumers see their disconnects
+        return before, during, open_count()
+
+    before, during, after = run(scenario)
+    assert during == before + 2
+    assert after == before
