@@ -17,31 +17,6 @@ from channels_app.api.errors import error_body
 from dashboard import filters, selectors
 from dashboard.views import staff_required
 
-PAYMENT_COLUMNS = (
-    "payment_id",
-    "created_at",
-    "updated_at",
-    "status",
-    "kind",
-    "asset_id",
-    "amount",
-    "sender",
-    "recipient",
-    "redeemer",
-    "failure",
-)
-CHANNEL_COLUMNS = (
-    "address",
-    "user_address",
-    "status",
-    "nonce",
-    "deployed",
-    "created_at",
-    "updated_at",
-    "node_balance",
-    "user_balance",
-)
-
 
 class _Line:
     """csv.writer's file: hands back each written line instead of storing it."""
@@ -86,7 +61,7 @@ def payments_csv(request: HttpRequest) -> HttpResponse:
     form = filters.PaymentFilterForm(request.GET)
     if not form.is_valid():
         return _invalid(form)
-    return _csv("payments", PAYMENT_COLUMNS, selectors.payments_for_export(form.to_filter()))
+    return _csv("payments", selectors.PAYMENT_EXPORT_COLUMNS, selectors.payments_for_export(form.to_filter()))
 
 
 @require_GET
@@ -96,4 +71,4 @@ def channels_csv(request: HttpRequest) -> HttpResponse:
     form = filters.ChannelFilterForm(request.GET)
     if not form.is_valid():
         return _invalid(form)
-    return _csv("channels", CHANNEL_COLUMNS, selectors.channels_for_export(form.to_filter()))
+    return _csv("channels", selectors.CHANNEL_EXPORT_COLUMNS, selectors.channels_for_export(form.to_filter()))

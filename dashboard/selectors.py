@@ -660,42 +660,39 @@ def disputes_filtered(*, active_only: bool) -> QuerySet[Dispute]:
 # -- export -----------------------------------------------------------------------------------------
 
 
+# The export's columns, in order: the CSV's header and the rows' fields alike.
+PAYMENT_EXPORT_COLUMNS = (
+    "payment_id",
+    "created_at",
+    "updated_at",
+    "status",
+    "kind",
+    "asset_id",
+    "amount",
+    "sender",
+    "recipient",
+    "redeemer",
+    "failure",
+)
+CHANNEL_EXPORT_COLUMNS = (
+    "address",
+    "user_address",
+    "status",
+    "nonce",
+    "deployed",
+    "created_at",
+    "updated_at",
+    "node_balance",
+    "user_balance",
+)
+
+
 def payments_for_export(filters: PaymentFilter) -> Iterable[tuple[Any, ...]]:
-    return (
-        payments_filtered(filters)
-        .values_list(
-            "payment_id",
-            "created_at",
-            "updated_at",
-            "status",
-            "kind",
-            "asset_id",
-            "amount",
-            "sender",
-            "recipient",
-            "redeemer",
-            "failure",
-        )
-        .iterator(chunk_size=2000)
-    )
+    return payments_filtered(filters).values_list(*PAYMENT_EXPORT_COLUMNS).iterator(chunk_size=2000)
 
 
 def channels_for_export(filters: ChannelFilter) -> Iterable[tuple[Any, ...]]:
-    return (
-        channels_filtered(filters)
-        .values_list(
-            "address",
-            "user_address",
-            "status",
-            "nonce",
-            "deployed",
-            "created_at",
-            "updated_at",
-            "node_balance",
-            "user_balance",
-        )
-        .iterator(chunk_size=2000)
-    )
+    return channels_filtered(filters).values_list(*CHANNEL_EXPORT_COLUMNS).iterator(chunk_size=2000)
 
 
 # -- the chain (read with a short timeout: a page must not hang on a slow RPC) --------------------

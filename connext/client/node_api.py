@@ -179,30 +179,18 @@ class NodeApi:
         params: dict[str, str] | None = None,
         authenticated: bool = True,
     ) -> Any:
-        return await self._paced(
-            lambda: self._request_renewing(
-                method, path, json=json, params=params, authenticated=authenticated
-            )
-        )
+        async def renewing() -> Any:  # an expired token is renewed by logging in again, once
+            try:
+                return await self._request_once(
+                    method, path, json=json, params=params, authenticated=authenticated
+                )
+            except AuthenticationError as exc:
+                if not authenticated or exc.code not in _RENEWABLE:
+                    raise
+            await self.log_in()
+            return await self._request_once(method, path, json=json, params=params, authenticated=True)
 
-    async def _request_renewing(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: dict[str, Any] | None,
-        params: dict[str, str] | None,
-        authenticated: bool,
-    ) -> Any:
-        try:
-            return await self._request_once(
-                method, path, json=json, params=params, authenticated=authenticated
-            )
-        except AuthenticationError as exc:
-            if not authenticated or exc.code not in _RENEWABLE:
-                raise
-        await self.log_in()
-        return await self._request_once(method, path, json=json, params=params, authenticated=True)
+        return await self._paced(renewing)
 
     async def _request_once(
         self,
