@@ -45,6 +45,7 @@ from channels_app.models import (
 )
 from channels_app.services import collateral
 from connext.chain import channel_reads
+from connext.chain.disputes import chain_time
 from connext.chain.rpc import http_web3
 
 ETH = "0x0000000000000000000000000000000000000000"
@@ -728,6 +729,15 @@ def hot_wallet() -> tuple[str, list[HotWallet]] | None:
     except CHAIN_ERRORS:
         return None
     return served.node_address, wallets
+
+
+def chain_now() -> int | None:
+    """The latest block's timestamp, the clock dispute windows run on (on a dev chain whose time was
+    moved it is not the wall clock); None when the chain does not answer."""
+    try:
+        return chain_time(http_web3(settings.CHAIN_RPC_URL, timeout=CHAIN_TIMEOUT_SECONDS))
+    except CHAIN_ERRORS:
+        return None
 
 
 def chain_head() -> int | None:

@@ -76,12 +76,13 @@ def timestamp(value: int | None) -> str:
 
 @register.simple_tag
 def window_percent(dispute: Any, now: int) -> int:
-    """How far through its whole window (start to defund expiry) a dispute round is, 0 to 100."""
-    start = int(dispute.created_at.timestamp())
-    end = dispute.defund_expiry or dispute.consensus_expiry
-    if not end or end <= start:
+    """How far through its whole window a dispute round is at chain time `now`, 0 to 100. All in chain
+    time: the contract set consensus = start + timeout and defund = start + 2 timeout."""
+    consensus, defund = dispute.consensus_expiry, dispute.defund_expiry
+    if not consensus or not defund or defund <= consensus:
         return 100
-    return max(0, min(100, (now - start) * 100 // (end - start)))
+    start = 2 * int(consensus) - int(defund)
+    return max(0, min(100, (now - start) * 100 // (int(defund) - start)))
 
 
 @register.simple_tag

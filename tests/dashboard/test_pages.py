@@ -175,3 +175,23 @@ def test_an_operator_disputes_a_channel_through_the_watchtower(activity, staff_c
     assert [row["id"] for row in disputes["results"]] == [dispute.pk]
     assert [action["kind"] for action in disputes["results"][0]["actions"]] == ["dispute_channel"]
     assert staff_client.get("/api/dashboard/overview").json()["openDisputes"] == 1
+
+
+def test_a_dispute_rounds_progress_is_read_on_chain_time_not_the_wall_clock():
+    from types import SimpleNamespace
+
+    from dashboard.templatetags.dashboard_tags import window_percent
+
+    # A round opened at chain time 1,000 with a 100 s timeout, on a dev chain whose clock is far from
+    # the wall's: the bar follows the chain's clock alone.
+    round_ = SimpleNamespace(consensus_expiry=1_100, defund_expiry=1_200)
+
+    assert [window_percent(round_, now) for now in (900, 1_000, 1_050, 1_100, 1_200, 9_999)] == [
+        0,
+        0,
+        25,
+        50,
+        100,
+        100,
+    ]
+    assert window_percent(SimpleNamespace(consensus_expiry=None, defund_expiry=None), 1_000) == 100
