@@ -96,9 +96,6 @@ class Aliases:
         while len(self._keys) > self.size:
             self._keys.popitem(last=False)
 
-    def forget(self, alias: str) -> None:
-        self._keys.pop(alias, None)
-
     def get(self, alias: str) -> str | None:
         return self._keys.get(alias)
 

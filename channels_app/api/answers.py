@@ -74,7 +74,7 @@ class ConfigAnswer(serializers.Serializer):
             "socketRequestsInFlight": serializers.IntegerField(
                 help_text="An account's socket requests running at once; more are answered 429."
             ),
-            "requestsPerSecond": serializers.FloatField(help_text="An account's pace (FAIR_SHARE)."),
+            "pace": serializers.CharField(help_text="An account's pace (FAIR_SHARE), e.g. 10/second."),
             "burst": serializers.IntegerField(help_text="Requests back to back after a quiet spell."),
         },
     )

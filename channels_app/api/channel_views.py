@@ -76,7 +76,7 @@ class ConfigView(APIView):
                 # What a client keeps to so it is never refused for its pace (README, "The node's edges").
                 "limits": {
                     "socketRequestsInFlight": settings.WS_MAX_REQUESTS_IN_FLIGHT,
-                    "requestsPerSecond": settings.FAIR_SHARE_RATE,
+                    "pace": settings.EDGE.fair_share,
                     "burst": settings.FAIR_SHARE_BURST,
                 },
             }
