@@ -41,6 +41,7 @@ PERIODIC_TASKS: dict[str, tuple[str, timedelta]] = {
     "payments-sweep": ("channels_app.tasks.payments_sweep", timedelta(seconds=30)),
     "auth-records-prune": ("channels_app.tasks.auth_records_prune", timedelta(seconds=60)),
     "collateral-reclaim-idle": ("channels_app.tasks.collateral_reclaim_idle", timedelta(seconds=300)),
+    "dashboard-value-snapshot": ("dashboard.tasks.value_snapshot", timedelta(seconds=300)),
 }
 
 app.conf.beat_schedule = {

@@ -133,7 +133,7 @@ class OverviewView(StaffApiView):
 
 class SeriesView(StaffApiView):
     """The charts: payments per hour or day (count, failed, completed volume per asset) and the
-    collateral the node moved, over a window (24h, 7d: per hour; 30d, 90d: per day)."""
+    value history (the node's and the users' balances, on chain; per asset), over a window (24h, 7d: per hour; 30d, 90d: per day)."""
 
     @extend_schema(
         operation_id="dashboard_series",
@@ -153,8 +153,8 @@ class SeriesView(StaffApiView):
         form = _form(filters.SeriesForm, request)
         since, until, bucket, window = form.span(timezone.now())
         points = selectors.payment_series(since=since, until=until, bucket=bucket)
-        moved = selectors.collateral_series(since=since, until=until, bucket=bucket)
-        return Response(shapes.series_json(window, bucket, points, moved))
+        history = selectors.collateral_series(since=since, until=until, bucket=bucket)
+        return Response(shapes.series_json(window, bucket, points, history))
 
 
 class ChannelListView(StaffApiView):

@@ -20,6 +20,7 @@ from django.utils import timezone
 from channels_app.models import Channel, Payment, Transfer
 from connext.protocol import serialization, signing
 from connext.protocol.types import ChannelState
+from dashboard.models import ValueSnapshot
 
 ETH = "0x0000000000000000000000000000000000000000"
 E = 10**18
@@ -97,7 +98,28 @@ def bulk_insert(
             Channel.objects.bulk_create(made[start : start + BATCH])
         for start in range(0, payments, BATCH):
             _insert_payments(rng, made, min(BATCH, payments - start), node.address, now, days)
+        ValueSnapshot.objects.bulk_create(_history(made, now, days), batch_size=BATCH)
     return BulkCounts(channels=channels, payments=payments)
+
+
+def _history(channels: list[Channel], now: datetime, days: int) -> Iterator[ValueSnapshot]:
+    """An hourly value history the rows agree with: at each hour, the channels created by then with
+    the balances their latest states hold (in these rows a channel's balances are its only ones)."""
+    ordered = sorted(channels, key=lambda channel: channel.created_at)
+    node = users = on_chain = 0
+    added = 0
+    moment = (now - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
+    while moment <= now:
+        while added < len(ordered) and ordered[added].created_at <= moment:
+            state = ordered[added].latest_state
+            node += int(state["balances"][0][0])
+            users += int(state["balances"][0][1])
+            on_chain += sum(int(total) for total in state["processedDeposits"][0])
+            added += 1
+        yield ValueSnapshot(
+            taken_at=moment, asset_id=ETH, node=node, users=users, locked=0, on_chain=on_chain
+        )
+        moment += timedelta(hours=1)
 
 
 def _insert_payments(

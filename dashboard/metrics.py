@@ -25,14 +25,23 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from channels_app.models import Dispute, OnchainTransaction, Payment
-from dashboard import selectors
+from dashboard import selectors, tokens
 
-UNIT = 10**18
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 
 
-def _units(wei: int) -> float:
-    return wei / UNIT
+def _units(amount: int, asset_id: str) -> float | None:
+    """Base units as whole units of the asset (ETH: 18 decimals; a token: its own `decimals()`); None for
+    a token whose decimals are unknown, whose sample is left out rather than scaled by a guess."""
+    decimals = tokens.describe(asset_id).decimals
+    return None if decimals is None else amount / 10**decimals
+
+
+def _add(
+    family: GaugeMetricFamily | CounterMetricFamily, labels: list[str], amount: int, asset_id: str
+) -> None:
+    if (value := _units(amount, asset_id)) is not None:
+        family.add_metric(labels, value)
 
 
 class NodeRecords(Collector):
@@ -57,7 +66,7 @@ class NodeRecords(Collector):
                 ("users", row.users),
                 ("transfers", row.locked),
             ):
-                value.add_metric([row.asset_id, holder], _units(amount))
+                _add(value, [row.asset_id, holder], amount, row.asset_id)
         yield value
         yield from self._chain()
         disputes = GaugeMetricFamily("connext_disputes_open", "Dispute rounds not over yet.")
@@ -105,7 +114,7 @@ class NodeRecords(Collector):
             completed.add_metric(key, row["completed"])
             failed.add_metric(key, row["failed"])
             in_flight.add_metric(key, row["in_flight"])
-            volume.add_metric(key, _units(int(row["volume"] or 0)))
+            _add(volume, key, int(row["volume"] or 0), row["asset_id"])
             buckets = [
                 sum(pair) for pair in zip(buckets, (row[f"le_{i}"] for i in range(len(buckets))), strict=True)
             ]
@@ -164,7 +173,7 @@ class NodeRecords(Collector):
         )
         hot = selectors.hot_wallet() if head is not None else None
         for entry in hot[1] if hot else []:
-            wallet.add_metric([entry.asset_id], _units(entry.balance))
+            _add(wallet, [entry.asset_id], entry.balance, entry.asset_id)
             low.add_metric([entry.asset_id], 1 if entry.low else 0)
         yield wallet
         yield low

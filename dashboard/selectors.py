@@ -19,6 +19,7 @@ from django.db.models import (
     Count,
     DecimalField,
     F,
+    Max,
     OuterRef,
     Prefetch,
     Q,
@@ -47,6 +48,7 @@ from channels_app.services import collateral
 from connext.chain import channel_reads
 from connext.chain.disputes import chain_time
 from connext.chain.rpc import http_web3
+from dashboard.models import ValueSnapshot
 
 ETH = "0x0000000000000000000000000000000000000000"
 FINISHED = (Payment.Status.COMPLETED, Payment.Status.FAILED, Payment.Status.REFUNDED)
@@ -269,46 +271,31 @@ def payment_series(*, since: datetime, until: datetime, bucket: Bucket) -> list[
 
 
 def collateral_series(*, since: datetime, until: datetime, bucket: Bucket) -> list[dict[str, Any]]:
-    """Collateral the node moved on chain per bucket and asset: deposited into channels (mined
-    collateralizations) and reclaimed (mined node withdrawals)."""
-    deposits = (
-        OnchainTransaction.objects.filter(
-            reason=OnchainTransaction.Reason.COLLATERALIZATION,
-            status=OnchainTransaction.Status.MINED,
-            created_at__gte=since,
-            created_at__lt=until,
-        )
-        .annotate(at=Trunc("created_at", bucket))
-        .values("at", "asset_id")
-        .annotate(total=Sum("value"), n=Count("pk"))
-        .order_by("at")
+    """The value history per bucket and asset: the last snapshot taken in each bucket of [since,
+    until) (node, users, locked, on chain; see `models.ValueSnapshot`). A bucket in which none was
+    taken (no worker ran) is absent: the chart shows a gap, not a guess. Two queries: the buckets'
+    last moments, then the rows taken at those moments."""
+    window = ValueSnapshot.objects.filter(taken_at__gte=since, taken_at__lt=until)
+    moments = (
+        window.annotate(at=Trunc("taken_at", bucket))
+        .values("at")
+        .annotate(last=Max("taken_at"))
+        .values_list("at", "last")
+        .order_by()
     )
-    reclaimed = (
-        Withdrawal.objects.filter(
-            transfer__initiator=F("channel__node_address"),
-            status=Withdrawal.Status.CONFIRMED,
-            created_at__gte=since,
-            created_at__lt=until,
-        )
-        .annotate(at=Trunc("created_at", bucket))
-        .values("at", "asset_id")
-        .annotate(total=Sum("amount"))
-        .order_by("at")
-    )
-    points: dict[tuple[datetime, str], dict[str, Any]] = {}
-    for row in deposits:
-        point = points.setdefault(
-            (row["at"], row["asset_id"]),
-            {"at": row["at"], "asset_id": row["asset_id"], "deposited": 0, "reclaimed": 0},
-        )
-        point["deposited"] += _int(row["total"])
-    for row in reclaimed:
-        point = points.setdefault(
-            (row["at"], row["asset_id"]),
-            {"at": row["at"], "asset_id": row["asset_id"], "deposited": 0, "reclaimed": 0},
-        )
-        point["reclaimed"] += _int(row["total"])
-    return sorted(points.values(), key=lambda point: (point["at"], point["asset_id"]))
+    bucket_of = {last: at for at, last in moments}
+    rows = window.filter(taken_at__in=list(bucket_of)).order_by("taken_at", "asset_id")
+    return [
+        {
+            "at": bucket_of[row.taken_at],
+            "asset_id": row.asset_id,
+            "node": int(row.node),
+            "users": int(row.users),
+            "locked": int(row.locked),
+            "on_chain": int(row.on_chain),
+        }
+        for row in rows
+    ]
 
 
 # -- channels ---------------------------------------------------------------------------------------

@@ -99,8 +99,10 @@ def series_json(
             {
                 "at": _time(row["at"]),
                 "assetId": row["asset_id"],
-                "deposited": _wei(row["deposited"]),
-                "reclaimed": _wei(row["reclaimed"]),
+                "node": _wei(row["node"]),
+                "users": _wei(row["users"]),
+                "locked": _wei(row["locked"]),
+                "onChain": _wei(row["on_chain"]),
             }
             for row in collateral
         ],

@@ -13,7 +13,7 @@ from typing import Any
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from web3 import Web3
-from web3.exceptions import BadFunctionCallOutput
+from web3.exceptions import BadFunctionCallOutput, ContractLogicError
 from web3.types import BlockIdentifier, RPCEndpoint
 
 ETH = "0x0000000000000000000000000000000000000000"
@@ -57,6 +57,45 @@ def asset_balance(w3: Web3, holder: str, asset_id: str, *, block: BlockIdentifie
         if len(w3.eth.get_code(token.address, block_identifier=block)) == 0:
             return 0
         raise
+
+
+_SYMBOL = bytes.fromhex("95d89b41")  # symbol()
+_DECIMALS = bytes.fromhex("313ce567")  # decimals()
+
+
+@dataclass(frozen=True)
+class TokenMetadata:
+    """An ERC20's optional metadata; None where the token does not answer (no code, a revert, a value
+    that is not one)."""
+
+    symbol: str | None
+    decimals: int | None
+
+
+def token_metadata(w3: Web3, asset_id: str) -> TokenMetadata:
+    """`symbol()` and `decimals()` of a token (both optional in ERC20). A symbol is an ABI string or,
+    in older tokens, a bytes32; decimals above 77 are not a number of decimals any uint256 has."""
+    address = to_checksum_address(asset_id)
+
+    def call(data: bytes) -> bytes:
+        try:
+            return bytes(w3.eth.call({"to": address, "data": data}))
+        except (ContractLogicError, BadFunctionCallOutput):
+            return b""
+
+    symbol: str | None = None
+    raw = call(_SYMBOL)
+    if len(raw) == 32:
+        symbol = raw.rstrip(b"\0").decode("utf-8", "replace") or None
+    elif len(raw) >= 64:
+        offset, length = int.from_bytes(raw[:32]), int.from_bytes(raw[32:64])
+        if offset == 32 and length <= len(raw) - 64:
+            symbol = raw[64 : 64 + length].decode("utf-8", "replace") or None
+    raw = call(_DECIMALS)
+    decimals = int.from_bytes(raw) if len(raw) == 32 else None
+    if decimals is not None and decimals > 77:
+        decimals = None
+    return TokenMetadata(symbol=symbol[:32] if symbol else None, decimals=decimals)
 
 
 def deposit_totals(w3: Web3, channel_address: str, asset_id: str, *, block: BlockIdentifier) -> DepositTotals:

@@ -20,16 +20,19 @@ function columns(body) {
   const failed = body.payments.map((point) => point.failed);
   const volume = body.payments.map((point) => eth(point.volume[ETH]));
   const index = new Map(x.map((at, i) => [at, i]));
-  const deposited = x.map(() => 0);
-  const reclaimed = x.map(() => 0);
+  // The value history has a point only for buckets in which a snapshot was taken: gaps stay null.
+  const node = x.map(() => null);
+  const users = x.map(() => null);
+  const onChain = x.map(() => null);
   for (const row of body.collateral) {
     const i = index.get(seconds(row.at));
     if (i !== undefined && row.assetId === ETH) {
-      deposited[i] += eth(row.deposited);
-      reclaimed[i] += eth(row.reclaimed);
+      node[i] = eth(row.node);
+      users[i] = eth(row.users);
+      onChain[i] = eth(row.onChain);
     }
   }
-  return { x, count, failed, volume, deposited, reclaimed };
+  return { x, count, failed, volume, node, users, onChain };
 }
 
 function draw(element, series, data) {
@@ -66,9 +69,10 @@ async function render(root, windowName) {
     { label: "completed volume (ETH)", stroke: "#26a269", fill: "rgba(38,162,105,0.15)", width: 2 },
   ], [c.x, c.volume]);
   draw(document.getElementById("chart-collateral"), [
-    { label: "deposited (ETH)", stroke: "#1a5fb4", width: 2 },
-    { label: "reclaimed (ETH)", stroke: "#a35200", width: 2 },
-  ], [c.x, c.deposited, c.reclaimed]);
+    { label: "node's balance (ETH)", stroke: "#1a5fb4", width: 2 },
+    { label: "users' balances (ETH)", stroke: "#a35200", width: 2 },
+    { label: "on chain (ETH)", stroke: "#5e5c64", width: 1, dash: [4, 4] },
+  ], [c.x, c.node, c.users, c.onChain]);
   root.dataset.window = windowName;
   root.dataset.state = "drawn";
 }

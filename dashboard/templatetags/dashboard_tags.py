@@ -8,31 +8,25 @@ from typing import Any
 from django import template
 from django.http import QueryDict
 
-register = template.Library()
+from dashboard import tokens
 
-ETH = "0x0000000000000000000000000000000000000000"
-DECIMALS = 18  # ETH; the node assumes 18 for tokens too (settings.REBALANCE_DEFAULTS)
+register = template.Library()
 
 
 @register.filter
-def units(value: Any) -> str:
-    """Whole wei as a decimal number of ETH (or token units), every significant digit kept."""
+def units(value: Any, asset_id: str | None = None) -> str:
+    """Base units as a decimal number of whole units of `asset_id` (ETH when not given), every
+    significant digit kept; a token of unknown decimals stays in base units (see `dashboard.tokens`)."""
     if value is None or value == "":
         return "—"
-    amount = int(value)
-    sign = "-" if amount < 0 else ""
-    whole, fraction = divmod(abs(amount), 10**DECIMALS)
-    text = f"{whole:,}"
-    if fraction:
-        text += "." + str(fraction).rjust(DECIMALS, "0").rstrip("0")
-    return sign + text
+    return tokens.scaled(int(value), asset_id)
 
 
 @register.filter
 def asset(value: str) -> str:
     if not value:
         return "—"
-    return "ETH" if int(value, 16) == 0 else f"token {value[:6]}…{value[-4:]}"
+    return tokens.describe(value).label
 
 
 @register.filter

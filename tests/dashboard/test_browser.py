@@ -17,6 +17,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.management import call_command
+from django.db import connections
 from web3 import HTTPProvider, Web3
 
 from channels_app.models import Channel, Payment
@@ -140,6 +141,10 @@ def browser() -> Iterator[object]:
         try:
             yield chromium
         finally:
+            # While Playwright's loop runs on this thread, Django keeps the thread's connections in a
+            # context variable (asgiref's thread-critical local in an async thread): those opened in
+            # the meantime are closed here, or they outlive the session and keep the test database.
+            connections.close_all()
             chromium.close()
             del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 

@@ -8,6 +8,7 @@ import pytest
 
 from channels_app.models import Payment
 from dashboard import selectors
+from dashboard.models import ValueSnapshot
 from tests.channels_app.conftest import w3  # noqa: F401 - the node configured for the test's chain
 
 pytestmark = [pytest.mark.chain, pytest.mark.django_db]
@@ -36,6 +37,12 @@ def test_seed_demo_bulk_rows_keep_the_channel_invariant_and_carry_real_signature
         )
     (value,) = selectors.value_locked()
     assert value.on_chain == value.off_chain
+    # The value history ends where the channels are now, and never counts a channel before it exists.
+    history = list(ValueSnapshot.objects.order_by("taken_at"))
+    assert len(history) >= 30 * 24
+    assert (int(history[-1].node), int(history[-1].users)) == (value.node, value.users)
+    first_channel = Channel.objects.order_by("created_at").first()
+    assert all(int(row.on_chain) == 0 for row in history if row.taken_at < first_channel.created_at)
 
 
 def test_seed_demo_wants_two_users_at_least(w3):  # noqa: F811

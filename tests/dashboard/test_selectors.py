@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from channels_app.models import Channel, OnchainTransaction
 from channels_app.network import network
-from dashboard import selectors
+from dashboard import selectors, snapshots
+from dashboard.models import ValueSnapshot
 from tests.dashboard.conftest import E
 
 pytestmark = [pytest.mark.django_db, pytest.mark.chain]
@@ -93,15 +94,30 @@ def test_series_buckets_add_up_to_the_payments(activity):
     assert sum(point.count for point in points) == 4
     assert sum(point.failed for point in points) == 1
     assert sum(point.volume.get(ETH, 0) for point in points) == sum(a for _, a in activity.completed)
-    moved = selectors.collateral_series(
-        since=now - timedelta(hours=24), until=now + timedelta(hours=1), bucket="day"
+
+
+def test_the_collateral_history_is_each_buckets_last_snapshot_of_the_signed_states(activity):
+    node, user, locked, deposits = (
+        sum(values) for values in zip(*map(_eth, [activity.alice.state, activity.bob.state]), strict=True)
     )
-    node_deposits = sum(
-        state.processed_deposits[state.asset_index(ETH)][0]
-        for state in (activity.alice.state, activity.bob.state)
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    ValueSnapshot.objects.create(  # earlier in the same hour, other numbers: not the hour's last
+        taken_at=hour + timedelta(minutes=5), asset_id=ETH, node=1, users=2, locked=3, on_chain=4
     )
-    assert sum(row["deposited"] for row in moved) == node_deposits > 0
-    assert sum(row["reclaimed"] for row in moved) == 0
+    ValueSnapshot.objects.create(
+        taken_at=hour - snapshots.KEEP, asset_id=ETH, node=1, users=1, locked=0, on_chain=2
+    )
+
+    snapshots.take(hour + timedelta(minutes=50))
+    snapshots.take(hour + timedelta(minutes=50))  # the same moment again: nothing more
+
+    history = selectors.collateral_series(
+        since=hour - timedelta(hours=2), until=hour + timedelta(hours=2), bucket="hour"
+    )
+    assert history == [
+        {"at": hour, "asset_id": ETH, "node": node, "users": user, "locked": locked, "on_chain": deposits}
+    ]  # the empty hours are absent, not zeros
+    assert ValueSnapshot.objects.count() == 2  # the one older than the keep time is gone
 
 
 def test_payment_filters_narrow_the_table(activity):

@@ -8,10 +8,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from channels_app import chain
 from connext.chain.devchain import DEV_CHAIN_ID
-from dashboard import bulk, demo
+from dashboard import bulk, demo, snapshots
 
 
 class Command(BaseCommand):
@@ -53,6 +54,7 @@ class Command(BaseCommand):
                 f"{counts.cancelled} cancelled, {counts.refused} refused, {counts.withdrawals} withdrawals, "
                 f"{counts.disputes} dispute"
             )
+            snapshots.take(timezone.now())  # the chart's latest point without waiting for the beat
         if options["bulk"]:
             channels, payments = options["bulk"]
             made = bulk.bulk_insert(
