@@ -29,6 +29,7 @@ from connext.protocol import serialization as sz  # noqa: E402
 from connext.protocol.encoding import MAX_UINT256, ZERO_ADDRESS, ZERO_BYTES32, keccak256  # noqa: E402
 from connext.protocol.errors import ProtocolError  # noqa: E402
 from connext.protocol.types import (  # noqa: E402
+    AssetDefund,
     ChainDispute,
     ChannelState,
     CreateUpdate,
@@ -685,11 +686,12 @@ def build_updates() -> Json:
     rejections: list[Json] = []
     deposits: dict[str, tuple[int, int]] = {}
     state: ChannelState | None = None
+    history_state_hashes: list[bytes] = []
     now = NOW
 
-    def step(name: str, update: Update) -> ChannelState:
+    def step(name: str, update: Update, ctx: UpdateContext | None = None) -> ChannelState:
         nonlocal state
-        ctx = context(now=now, deposits=deposits)
+        ctx = ctx or context(now=now, deposits=deposits)
         initiator = BY_ADDRESS[update.initiator]
         new = apply_update(state, update, context=ctx)
         signature = signing.sign_state(new, initiator)
@@ -707,6 +709,7 @@ def build_updates() -> Json:
             }
         )
         state = new
+        history_state_hashes.append(new.state_hash)
         return new
 
     def reject(name: str, update: Update, ctx: UpdateContext | None = None) -> None:
@@ -1003,7 +1006,7 @@ def build_updates() -> Json:
         ),
     )
     data = keccak256(b"history/receipt")
-    step(
+    current = step(
         "user resolves the Signed transfer with the receipt",
         ResolveUpdate(
             **common(current, USER),
@@ -1015,6 +1018,47 @@ def build_updates() -> Json:
                 ),
             ).encode(),
         ),
+    )
+    # The node disputes this state; after the windows the chain defunds ETH, paying the user's deposit made
+    # meanwhile on top of its balance. The channel continues with a resume that follows the chain.
+    eth = current.asset_index(ZERO_ADDRESS)
+    assert eth is not None
+    late_deposit = 10**17
+    balance = current.balances[eth]
+    defund = AssetDefund(
+        asset_id=ZERO_ADDRESS, defund_nonce=1, payout=(balance[0], balance[1] + late_deposit)
+    )
+    defund_expiry = now + 2 * TIMEOUT
+
+    def disputed(*, chain_time: int = defund_expiry, state_hash: bytes = current.state_hash) -> UpdateContext:
+        dispute = ChainDispute(
+            state_hash=state_hash,
+            defund_expiry=defund_expiry,
+            chain_time=chain_time,
+            defunds={ZERO_ADDRESS: defund},
+        )
+        return UpdateContext(now=now, definitions=DEFINITIONS, chain_deposits=deposits, dispute=dispute)
+
+    resume = ResumeUpdate(**common(current, NODE), defunds=(defund,), dropped_transfer_ids=())
+    reject("resume before the defund window ended", resume, disputed(chain_time=defund_expiry - 1))
+    reject(
+        "resume of a state the chain did not dispute",
+        resume,
+        disputed(state_hash=history_state_hashes[-2]),
+    )
+    reject(
+        "resume with another payout than the chain's",
+        replace(resume, defunds=(replace(defund, payout=(balance[0], balance[1])),)),
+        disputed(),
+    )
+    reject("resume that leaves out an asset the chain defunded", replace(resume, defunds=()), disputed())
+    reject(
+        "resume at another defund nonce than the chain's",
+        replace(resume, defunds=(replace(defund, defund_nonce=2),)),
+        disputed(),
+    )
+    step(
+        "node resumes after the chain defunded ETH (the late deposit counts as processed)", resume, disputed()
     )
     return {
         "about": (
