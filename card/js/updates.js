@@ -37,8 +37,10 @@ import {
   counterparty,
   findTransfer,
   lockedOfTransfer,
+  makeChainDispute,
   makeChannelState,
   makeTransferState,
+  makeUpdateContext,
   partyOf,
   replaceState,
 } from './types.js';
@@ -142,9 +144,22 @@ function setPair(pairs, index, value) {
   return pairs.map((pair, i) => (i === index ? value : pair));
 }
 
+/** The context with Maps and Sets (plain objects are accepted for `definitions`, `chainDeposits` and the
+ * dispute's `defunds`); `now` must be a BigInt (unix seconds). */
+function asContext(context) {
+  if (!context || typeof context.now !== 'bigint') throw new MalformedError('the context needs `now` as a BigInt', { field: 'now' });
+  const dispute = context.dispute;
+  const ready =
+    context.definitions instanceof Map && context.chainDeposits instanceof Map &&
+    (!dispute || (dispute.defunds instanceof Map && dispute.disputedTransfers instanceof Set && dispute.defundedTransfers instanceof Set));
+  if (ready) return context;
+  return makeUpdateContext({ ...context, dispute: dispute ? makeChainDispute(dispute) : null });
+}
+
 /** The state `update` produces from `previous` (null before setup), or a ProtocolError. */
 export function applyUpdate(previous, update, context) {
   checkUpdateFields(update);
+  context = asContext(context);
   if (update.type === 'setup') {
     if (previous !== null && previous !== undefined) throw new ChannelExistsError('the channel already has a state');
     const next = setup(update);

@@ -168,3 +168,15 @@ test('a rejected update leaves the caller state as it was (values are frozen)', 
   refused(() => core.applyUpdate(state, { ...core.updateFromJson(linkedCreate()), amount: 10n ** 30n }, linkedContext()), 'insufficient_balance');
   assert.equal(JSON.stringify(core.channelStateToJson(state)), before);
 });
+
+test('a context of plain objects works like one of Maps; a context without a BigInt `now` is malformed', () => {
+  const s = step('user locks a Linked transfer');
+  const update = core.updateFromJson(s.update);
+  const plain = {
+    now: BigInt(s.context.now),
+    definitions: s.context.definitions,
+    chainDeposits: Object.fromEntries(Object.entries(s.context.chainDeposits).map(([k, v]) => [k, v.map(BigInt)])),
+  };
+  assert.equal(core.channelStateHash(core.applyUpdate(afterTokenDeposit(), update, plain)), s.stateHash);
+  refused(() => core.applyUpdate(afterTokenDeposit(), update, { ...plain, now: Number(plain.now) }), 'malformed');
+});
