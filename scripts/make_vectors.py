@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import coincurve  # noqa: E402
 
+from connext.chain import contracts  # noqa: E402
 from connext.protocol import auth, definitions, ecies, encoding, merkle, signing  # noqa: E402
 from connext.protocol import meta as transfer_meta  # noqa: E402
 from connext.protocol import serialization as sz  # noqa: E402
@@ -1204,6 +1205,37 @@ def build_meta() -> Json:
     }
 
 
+def build_channel_addresses() -> Json:
+    cases: list[Json] = []
+    for factory, mastercopy, node, user, chain_id in (
+        (_address("factory"), _address("mastercopy"), NODE.address, USER.address, CHAIN_ID),
+        (_address("factory"), _address("mastercopy"), NODE.address, USER.address, 1),
+        (_address("factory"), _address("mastercopy"), USER.address, NODE.address, CHAIN_ID),
+        (_address("factory/2"), _address("mastercopy/2"), NODE.address, STRANGER.address, MAX_UINT256),
+    ):
+        cases.append(
+            {
+                "factory": factory,
+                "mastercopy": mastercopy,
+                "node": node,
+                "user": user,
+                "chainId": str(chain_id),
+                "salt": hx(contracts.channel_salt(node, user, chain_id)),
+                "channelAddress": contracts.channel_address(
+                    factory=factory, mastercopy=mastercopy, node=node, user=user, chain_id=chain_id
+                ),
+            }
+        )
+    return {
+        "about": (
+            "Channel addresses (docs/protocol.md, On chain): CREATE2 by `factory` with salt = "
+            "keccak256(abi.encode(node, user, chainId)) of the EIP-1167 clone of `mastercopy` with the immutable "
+            "args abi.encodePacked(node, user). A client computes its own channel's address from these."
+        ),
+        "cases": cases,
+    }
+
+
 BUILDERS: dict[str, Callable[[], Json]] = {
     "common": build_common,
     "channel_states": build_channel_states,
@@ -1215,6 +1247,7 @@ BUILDERS: dict[str, Callable[[], Json]] = {
     "ecies": build_ecies,
     "login": build_login,
     "meta": build_meta,
+    "channel_addresses": build_channel_addresses,
 }
 
 

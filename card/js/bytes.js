@@ -50,9 +50,6 @@ export function uintWord(value) {
   return '0x' + value.toString(16).padStart(64, '0');
 }
 
-export function wordToUint(hex) {
-  return BigInt(hex);
-}
 
 /** Keccak-256 (Ethereum's, not SHA3-256) of bytes given as hex or Uint8Array; returns hex. */
 export function keccak256(data) {

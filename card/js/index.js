@@ -29,4 +29,5 @@ export { countersign, initiateUpdate, validateUpdate } from './validation.js';
 export * from './serialization.js';
 export * as ecies from './ecies.js';
 export * from './auth.js';
+export { channelAddress, channelInitCode, channelSalt } from './channel.js';
 export { MAX_META_BYTES, canonicalMeta, metaHash } from './meta.js';
