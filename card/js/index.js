@@ -30,4 +30,5 @@ export * from './serialization.js';
 export * as ecies from './ecies.js';
 export * from './auth.js';
 export { channelAddress, channelInitCode, channelSalt } from './channel.js';
+export * from './policy.js';
 export { MAX_META_BYTES, canonicalMeta, metaHash } from './meta.js';
