@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install services lint format compile check-artifacts gas bench clean assets browser
+.PHONY: up test test-js install services lint format compile check-artifacts gas bench clean assets browser
 
 up: install assets
 	$(PY) scripts/up.py
@@ -18,7 +18,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 # Connections close after each request/task so the test database can be dropped at the end.
 TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DATABASE_CONN_MAX_AGE=0
 
-test: install services assets browser
+test: install services assets browser test-js
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
@@ -27,6 +27,10 @@ test: install services assets browser
 	$(TEST_ENV) $(PY) -m pytest
 
 install: $(STAMP) node_modules/.installed
+
+# The card's JavaScript protocol core against the shared vectors (Node's test runner; no browser).
+test-js: node_modules/.installed
+	node --test card/js/test/
 
 $(STAMP): requirements.txt requirements-dev.txt connext/pyproject.toml
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)

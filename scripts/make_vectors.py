@@ -14,22 +14,30 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from connext.protocol import definitions, encoding, merkle, signing  # noqa: E402
+import coincurve  # noqa: E402
+
+from connext.chain import contracts  # noqa: E402
+from connext.protocol import auth, definitions, ecies, encoding, merkle, signing  # noqa: E402
+from connext.protocol import meta as transfer_meta  # noqa: E402
 from connext.protocol import serialization as sz  # noqa: E402
 from connext.protocol.encoding import MAX_UINT256, ZERO_ADDRESS, ZERO_BYTES32, keccak256  # noqa: E402
 from connext.protocol.errors import ProtocolError  # noqa: E402
 from connext.protocol.types import (  # noqa: E402
+    AssetDefund,
+    ChainDispute,
     ChannelState,
     CreateUpdate,
     DefinitionKind,
     DepositUpdate,
     ResolveUpdate,
+    ResumeUpdate,
     SetupUpdate,
     TransferState,
     Update,
@@ -314,7 +322,7 @@ def _transfer_case(
 
 
 def build_transfers() -> Json:
-    cases = []
+    cases: list[Json] = []
     amount = 10**17
 
     preimage = keccak256(b"preimage/linked")
@@ -550,7 +558,7 @@ def build_transfers() -> Json:
 
 
 def build_merkle() -> Json:
-    cases = []
+    cases: list[Json] = []
     for count in (0, 1, 2, 3, 5):
         leaves = [keccak256(f"leaf/{count}/{i}".encode()) for i in range(count)]
         root = merkle.merkle_root(leaves)
@@ -627,7 +635,7 @@ def build_withdraw() -> Json:
 
 
 def build_receipts() -> Json:
-    cases = []
+    cases: list[Json] = []
     for chain_id, payment_label, data_label in (
         (CHAIN_ID, "a", "delivered"),
         (1, "b", "other"),
@@ -679,11 +687,12 @@ def build_updates() -> Json:
     rejections: list[Json] = []
     deposits: dict[str, tuple[int, int]] = {}
     state: ChannelState | None = None
+    history_state_hashes: list[bytes] = []
     now = NOW
 
-    def step(name: str, update: Update) -> ChannelState:
+    def step(name: str, update: Update, ctx: UpdateContext | None = None) -> ChannelState:
         nonlocal state
-        ctx = context(now=now, deposits=deposits)
+        ctx = ctx or context(now=now, deposits=deposits)
         initiator = BY_ADDRESS[update.initiator]
         new = apply_update(state, update, context=ctx)
         signature = signing.sign_state(new, initiator)
@@ -701,10 +710,11 @@ def build_updates() -> Json:
             }
         )
         state = new
+        history_state_hashes.append(new.state_hash)
         return new
 
-    def reject(name: str, update: Update) -> None:
-        ctx = context(now=now, deposits=deposits)
+    def reject(name: str, update: Update, ctx: UpdateContext | None = None) -> None:
+        ctx = ctx or context(now=now, deposits=deposits)
         try:
             apply_update(state, update, context=ctx)
         except ProtocolError as error:
@@ -736,6 +746,37 @@ def build_updates() -> Json:
         ),
     )
     deposits[ZERO_ADDRESS] = (0, 2 * 10**18)
+    eth_deposit = DepositUpdate(
+        **common(current, USER), asset_id=ZERO_ADDRESS, total_deposits_node=0, total_deposits_user=2 * 10**18
+    )
+    reject("a nonce not above the current one", DepositUpdate(**{**eth_deposit.__dict__, "nonce": 1}))
+    reject("a nonce that skips ahead", DepositUpdate(**{**eth_deposit.__dict__, "nonce": 3}))
+    reject(
+        "an update for another channel", DepositUpdate(**{**eth_deposit.__dict__, "channel_address": TOKEN})
+    )
+    reject(
+        "a stranger initiates an update",
+        DepositUpdate(**{**eth_deposit.__dict__, "initiator": STRANGER.address}),
+    )
+    reject(
+        "a deposit that credits nothing", DepositUpdate(**{**eth_deposit.__dict__, "total_deposits_user": 0})
+    )
+    reject(
+        "a second setup",
+        SetupUpdate(
+            channel_address=CHANNEL,
+            nonce=2,
+            initiator=USER.address,
+            chain_id=CHAIN_ID,
+            node=NODE.address,
+            user=USER.address,
+            timeout=TIMEOUT,
+        ),
+    )
+    reject(
+        "resume with no dispute on chain",
+        ResumeUpdate(**common(current, USER), defunds=(), dropped_transfer_ids=()),
+    )
     reject(
         "deposit more than the chain shows",
         DepositUpdate(
@@ -764,6 +805,15 @@ def build_updates() -> Json:
             total_deposits_user=2 * 10**18,
         ),
     )
+    reject(
+        "deposit totals below what is already processed",
+        DepositUpdate(
+            **common(current, NODE),
+            asset_id=ZERO_ADDRESS,
+            total_deposits_node=0,
+            total_deposits_user=2 * 10**18,
+        ),
+    )
     deposits[TOKEN] = (500, 0)
     current = step(
         "node deposits a token",
@@ -782,6 +832,35 @@ def build_updates() -> Json:
         transfer_timeout=TRANSFER_TIMEOUT,
     )
     reject("create more than the balance", CreateUpdate(**{**linked.__dict__, "amount": 2 * 10**18 + 1}))
+    reject("create of nothing", CreateUpdate(**{**linked.__dict__, "amount": 0}))
+    reject("create with an unknown definition", CreateUpdate(**{**linked.__dict__, "definition": RECIPIENT}))
+    reject(
+        "create in an asset the channel does not hold",
+        CreateUpdate(**{**linked.__dict__, "asset_id": _address("other-token")}),
+    )
+    reject("create with a zero transfer timeout", CreateUpdate(**{**linked.__dict__, "transfer_timeout": 0}))
+    reject(
+        "create with a transfer timeout past uint32",
+        CreateUpdate(**{**linked.__dict__, "transfer_timeout": 2**32}),
+    )
+    reject(
+        "Linked lock hash of the zero preimage (the cancel value)",
+        CreateUpdate(**{**linked.__dict__, "encoded_state": keccak256(ZERO_BYTES32)}),
+    )
+    reject(
+        "Linked state that is not one bytes32",
+        CreateUpdate(**{**linked.__dict__, "encoded_state": keccak256(preimage)[:31]}),
+    )
+    reject(
+        "HashLock already expired at create",
+        CreateUpdate(
+            **{
+                **linked.__dict__,
+                "definition": DEFINITION_ADDRESSES[DefinitionKind.HASHLOCK],
+                "encoded_state": definitions.HashLockState(keccak256(preimage), now).encode(),
+            }
+        ),
+    )
     current = step("user locks a Linked transfer to the node", linked)
     linked_id = current.transfers[-1].transfer_id
     reject(
@@ -791,6 +870,31 @@ def build_updates() -> Json:
     reject(
         "wrong preimage",
         ResolveUpdate(**common(current, NODE), transfer_id=linked_id, encoded_resolver=keccak256(b"guess")),
+    )
+    reject(
+        "a preimage resolver that is not one bytes32",
+        ResolveUpdate(**common(current, NODE), transfer_id=linked_id, encoded_resolver=preimage + b"\x00"),
+    )
+    reject(
+        "resolve of a transfer that is not active",
+        ResolveUpdate(
+            **common(current, NODE), transfer_id=keccak256(b"no such transfer"), encoded_resolver=preimage
+        ),
+    )
+    reject(
+        "resolve of a transfer disputed on chain (it settles there only)",
+        ResolveUpdate(**common(current, NODE), transfer_id=linked_id, encoded_resolver=preimage),
+        UpdateContext(
+            now=now,
+            definitions=DEFINITIONS,
+            chain_deposits=deposits,
+            dispute=ChainDispute(
+                state_hash=current.state_hash,
+                defund_expiry=now + 2 * TIMEOUT,
+                chain_time=now,
+                disputed_transfers=frozenset({current.transfers[-1].transfer_hash}),
+            ),
+        ),
     )
     hashlock_preimage = keccak256(b"history/hashlock")
     current = step(
@@ -851,6 +955,36 @@ def build_updates() -> Json:
         ),
     )
     withdraw_id = current.transfers[-1].transfer_id
+    to_channel = replace(commitment, recipient=CHANNEL, amount=10**17, nonce=current.nonce + 1)
+    reject(
+        "a Withdraw to the channel itself",
+        CreateUpdate(
+            **common(current, USER),
+            asset_id=ZERO_ADDRESS,
+            amount=10**17,
+            definition=DEFINITION_ADDRESSES[DefinitionKind.WITHDRAW],
+            payment_id=keccak256(b"history/payment/3b"),
+            encoded_state=definitions.WithdrawState(
+                channel_address=CHANNEL,
+                asset_id=ZERO_ADDRESS,
+                recipient=CHANNEL,
+                amount=10**17,
+                nonce=to_channel.nonce,
+                initiator=USER.address,
+                responder=NODE.address,
+                initiator_signature=signing.sign_withdraw(to_channel, USER),
+            ).encode(),
+            transfer_timeout=TRANSFER_TIMEOUT,
+        ),
+    )
+    reject(
+        "a Withdraw resolved with the initiator's own signature",
+        ResolveUpdate(
+            **common(current, NODE),
+            transfer_id=withdraw_id,
+            encoded_resolver=definitions.WithdrawResolver(signing.sign_withdraw(commitment, USER)).encode(),
+        ),
+    )
     current = step(
         "node resolves the Withdraw with its commitment signature (the amount leaves the channel)",
         ResolveUpdate(
@@ -873,7 +1007,7 @@ def build_updates() -> Json:
         ),
     )
     data = keccak256(b"history/receipt")
-    step(
+    current = step(
         "user resolves the Signed transfer with the receipt",
         ResolveUpdate(
             **common(current, USER),
@@ -885,6 +1019,47 @@ def build_updates() -> Json:
                 ),
             ).encode(),
         ),
+    )
+    # The node disputes this state; after the windows the chain defunds ETH, paying the user's deposit made
+    # meanwhile on top of its balance. The channel continues with a resume that follows the chain.
+    eth = current.asset_index(ZERO_ADDRESS)
+    assert eth is not None
+    late_deposit = 10**17
+    balance = current.balances[eth]
+    defund = AssetDefund(
+        asset_id=ZERO_ADDRESS, defund_nonce=1, payout=(balance[0], balance[1] + late_deposit)
+    )
+    defund_expiry = now + 2 * TIMEOUT
+
+    def disputed(*, chain_time: int = defund_expiry, state_hash: bytes = current.state_hash) -> UpdateContext:
+        dispute = ChainDispute(
+            state_hash=state_hash,
+            defund_expiry=defund_expiry,
+            chain_time=chain_time,
+            defunds={ZERO_ADDRESS: defund},
+        )
+        return UpdateContext(now=now, definitions=DEFINITIONS, chain_deposits=deposits, dispute=dispute)
+
+    resume = ResumeUpdate(**common(current, NODE), defunds=(defund,), dropped_transfer_ids=())
+    reject("resume before the defund window ended", resume, disputed(chain_time=defund_expiry - 1))
+    reject(
+        "resume of a state the chain did not dispute",
+        resume,
+        disputed(state_hash=history_state_hashes[-2]),
+    )
+    reject(
+        "resume with another payout than the chain's",
+        replace(resume, defunds=(replace(defund, payout=(balance[0], balance[1])),)),
+        disputed(),
+    )
+    reject("resume that leaves out an asset the chain defunded", replace(resume, defunds=()), disputed())
+    reject(
+        "resume at another defund nonce than the chain's",
+        replace(resume, defunds=(replace(defund, defund_nonce=2),)),
+        disputed(),
+    )
+    step(
+        "node resumes after the chain defunded ETH (the late deposit counts as processed)", resume, disputed()
     )
     return {
         "about": (
@@ -898,6 +1073,169 @@ def build_updates() -> Json:
     }
 
 
+# -- ECIES, login, meta (what the card's JavaScript checks beside the channel rules) -----------------
+
+
+def _public_key(label: str, *, compressed: bool = False) -> bytes:
+    return coincurve.PrivateKey(_key(label)).public_key.format(compressed=compressed)
+
+
+def build_ecies() -> Json:
+    cases: list[Json] = []
+    for name, recipient, compressed, message in (
+        ("a preimage to the user", "user", False, keccak256(b"ecies/preimage/1")),
+        ("a preimage to the node, public key given compressed", "node", True, keccak256(b"ecies/preimage/2")),
+        ("an empty message", "user", False, b""),
+        ("a longer message", "user", False, "a memo, café ☕".encode() * 3),
+    ):
+        index = len(cases) + 1
+        ephemeral_key = _key(f"ecies/ephemeral/{index}")
+        nonce = keccak256(f"ecies/nonce/{index}".encode())[: ecies.NONCE_BYTES]
+        public_key = _public_key(recipient, compressed=compressed)
+        cases.append(
+            {
+                "name": name,
+                "recipient": recipient,
+                "publicKey": hx(public_key),
+                "message": hx(message),
+                "ephemeralKey": hx(ephemeral_key),
+                "nonce": hx(nonce),
+                "ciphertext": hx(
+                    ecies.encrypt(public_key, message, ephemeral_key=ephemeral_key, nonce=nonce)
+                ),
+            }
+        )
+    sealed = bytes.fromhex(cases[0]["ciphertext"][2:])
+    flipped = bytearray(sealed)
+    flipped[-1] ^= 1
+    compressed_ephemeral = coincurve.PublicKey(sealed[:65]).format(compressed=True) + sealed[65:]
+    refusals: list[Json] = []
+    for name, key_name, ciphertext in (
+        ("sealed for another key", "node", sealed),
+        ("one bit of the ciphertext flipped", "user", bytes(flipped)),
+        ("the tag changed", "user", sealed[:81] + bytes([sealed[81] ^ 1]) + sealed[82:]),
+        ("truncated below the overhead", "user", sealed[: ecies.OVERHEAD - 1]),
+        ("a compressed ephemeral key", "user", compressed_ephemeral),
+    ):
+        try:
+            ecies.decrypt(_key(key_name), ciphertext)
+        except ProtocolError as error:
+            refusals.append(
+                {"name": name, "recipient": key_name, "ciphertext": hx(ciphertext), "error": error.code}
+            )
+            continue
+        raise AssertionError(f"{name} decrypted")
+    return {
+        "about": (
+            "ECIES over secp256k1 (connext/protocol/ecies.py, eciespy's defaults): `ciphertext` = ephemeral public "
+            "key (65, uncompressed) ‖ nonce (16) ‖ tag (16) ‖ AES-256-GCM(message), key = HKDF-SHA256(ephemeral "
+            "public key ‖ shared point, both uncompressed; no salt, no info). Each case fixes the randomness "
+            "(`ephemeralKey`, `nonce`): encrypting `message` to `publicKey` with it gives `ciphertext`, and the "
+            "recipient's private key (common.json accounts) decrypts it. Each refusal must fail with `error`."
+        ),
+        "cases": cases,
+        "refusals": refusals,
+    }
+
+
+def build_login() -> Json:
+    cases: list[Json] = []
+    for nonce, chain_id, signer_name in (("a1B2c3D4e5", CHAIN_ID, "user"), ("0" * 64, 1, "node")):
+        message = auth.login_message(node_address=NODE.address.lower(), chain_id=chain_id, nonce=nonce)
+        signer = KEYS[signer_name]
+        cases.append(
+            {
+                "nodeAddress": NODE.address.lower(),
+                "chainId": str(chain_id),
+                "nonce": nonce,
+                "message": message,
+                "digest": hx(auth.login_digest(message)),
+                "signer": signer.address,
+                "signature": hx(auth.sign_login(message, signer)),
+            }
+        )
+    refusals: list[Json] = []
+    for nonce in ("", "not alnum!", "x" * 65, "a-b"):
+        try:
+            auth.login_message(node_address=NODE.address, chain_id=CHAIN_ID, nonce=nonce)
+        except ProtocolError as error:
+            refusals.append(
+                {"nodeAddress": NODE.address, "chainId": str(CHAIN_ID), "nonce": nonce, "error": error.code}
+            )
+            continue
+        raise AssertionError(f"nonce {nonce!r} was accepted")
+    return {
+        "about": (
+            "Login (connext/protocol/auth.py): `message` is the text the client signs for a node-issued `nonce`, "
+            "`digest` its EIP-191 personal-sign digest over the UTF-8 text (length prefix in decimal), "
+            "`signature` by `signer`. `nodeAddress` is given lowercase; the message names it checksummed. Each "
+            "refusal must fail with `error`."
+        ),
+        "cases": cases,
+        "refusals": refusals,
+    }
+
+
+def build_meta() -> Json:
+    metas: list[tuple[str, dict[str, Any] | None]] = [
+        ("no meta", None),
+        ("empty meta", {}),
+        (
+            "a routed payment",
+            {"recipient": USER.address, "memo": "lunch", "encryptedPreimage": "0x" + "ab" * 16},
+        ),
+        ("nested, sorted at every level", {"b": 1, "a": {"d": [1, 2, "x", True, None], "c": False}}),
+        ("text outside ASCII and control characters", {"memo": 'café ☕ "quoted" \\ \n\t\u0001\u007f'}),
+        ("keys sorted by code point, not UTF-16 unit", {"\U0001f600": 1, "\uffff": 2, "Z": 3, "a": 4}),
+        ("a large integer", {"expiry": 2**60}),
+    ]
+    cases: list[Json] = []
+    for name, meta in metas:
+        case: Json = {"name": name, "meta": meta, "metaHash": hx(transfer_meta.meta_hash(meta))}
+        if meta:
+            case["canonical"] = transfer_meta.canonical_meta(meta).decode()
+        cases.append(case)
+    return {
+        "about": (
+            "Transfer meta (connext/protocol/meta.py): `canonical` is json.dumps(meta, sort_keys=True, "
+            "separators=(',', ':'), ensure_ascii=False) (keys sorted by code point), `metaHash` the keccak256 of "
+            "its UTF-8 bytes; no meta and empty meta hash to bytes32(0) and have no `canonical`."
+        ),
+        "cases": cases,
+    }
+
+
+def build_channel_addresses() -> Json:
+    cases: list[Json] = []
+    for factory, mastercopy, node, user, chain_id in (
+        (_address("factory"), _address("mastercopy"), NODE.address, USER.address, CHAIN_ID),
+        (_address("factory"), _address("mastercopy"), NODE.address, USER.address, 1),
+        (_address("factory"), _address("mastercopy"), USER.address, NODE.address, CHAIN_ID),
+        (_address("factory/2"), _address("mastercopy/2"), NODE.address, STRANGER.address, MAX_UINT256),
+    ):
+        cases.append(
+            {
+                "factory": factory,
+                "mastercopy": mastercopy,
+                "node": node,
+                "user": user,
+                "chainId": str(chain_id),
+                "salt": hx(contracts.channel_salt(node, user, chain_id)),
+                "channelAddress": contracts.channel_address(
+                    factory=factory, mastercopy=mastercopy, node=node, user=user, chain_id=chain_id
+                ),
+            }
+        )
+    return {
+        "about": (
+            "Channel addresses (docs/protocol.md, On chain): CREATE2 by `factory` with salt = "
+            "keccak256(abi.encode(node, user, chainId)) of the EIP-1167 clone of `mastercopy` with the immutable "
+            "args abi.encodePacked(node, user). A client computes its own channel's address from these."
+        ),
+        "cases": cases,
+    }
+
+
 BUILDERS: dict[str, Callable[[], Json]] = {
     "common": build_common,
     "channel_states": build_channel_states,
@@ -906,6 +1244,10 @@ BUILDERS: dict[str, Callable[[], Json]] = {
     "withdraw": build_withdraw,
     "receipts": build_receipts,
     "updates": build_updates,
+    "ecies": build_ecies,
+    "login": build_login,
+    "meta": build_meta,
+    "channel_addresses": build_channel_addresses,
 }
 
 
