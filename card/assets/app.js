@@ -33,7 +33,7 @@ const state = {
 };
 
 const byId = (id) => document.getElementById(id);
-const screens = () => document.querySelectorAll('[data-screen]');
+const screens = () => document.querySelectorAll('section.screen');
 
 export function showError(error) {
   const text = error instanceof Error || error?.message ? error.message : String(error);
@@ -51,7 +51,7 @@ function showScreen(name) {
   for (const section of screens()) section.hidden = section.dataset.screen !== name;
   const root = byId('card');
   root.dataset.screen = name;
-  byId('tabs').hidden = !state.account;
+  byId('tabs').hidden = !state.account || name === 'backup';
   for (const tab of document.querySelectorAll('[data-tab]')) {
     tab.toggleAttribute('aria-current', tab.dataset.tab === name);
   }
@@ -134,9 +134,11 @@ function clearPhrase(list) {
 function onSubmit(id, busyLabel, action) {
   const form = byId(id);
   const button = form.querySelector('button[type=submit]');
+  let busy = false;
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
-    if (button.disabled) return;
+    if (busy) return;
+    busy = true;
     const label = button.textContent;
     button.disabled = true;
     button.textContent = busyLabel;
@@ -147,7 +149,8 @@ function onSubmit(id, busyLabel, action) {
       say(form, error.message || String(error), 'error');
     } finally {
       button.textContent = label;
-      button.disabled = button.classList.contains('money') && !state.client;
+      button.disabled = false;
+      busy = false;
     }
   });
 }
@@ -312,10 +315,9 @@ const ENTER = {
   },
 };
 
-/** The protocol client, once connected: the money screens' buttons come alive. */
+/** The protocol client, once connected: the money screens stop saying "connecting…". */
 export function attachClient(client) {
   state.client = client;
-  for (const button of document.querySelectorAll('button.money')) button.disabled = !client;
   const connection = byId('connection');
   connection.dataset.state = client ? 'online' : 'offline';
   connection.textContent = client ? 'online' : 'connecting…';
