@@ -1,12 +1,13 @@
 """The card in a real browser (Playwright driving Debian's chromium) served by a real daphne: the key
 vault's whole life, the printed redeem link landing on the redeem screen, a request's QR scanned back
-into a prefilled send. Every page is watched for CSP violations and for secrets in what it requests.
+into a prefilled send (from a picture, and from chromium's fake camera playing a QR clip). Every page is watched for CSP violations and for secrets in what it requests.
 
 Set UPDATE_SCREENSHOT=1 to write the home screen's screenshot to docs/card-home.png (README).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -80,15 +81,20 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def playwright() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with sync_playwright() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Any]:
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    try:
+        yield chromium
+    finally:
+        chromium.close()
 
 
 @dataclass
@@ -388,3 +394,65 @@ def test_a_request_qr_scanned_back_opens_a_prefilled_send_and_foreign_codes_are_
     card.wait_screen("deposit")  # still usable after the error
 
     card.assert_clean(PASSPHRASE)
+
+
+def qr_video(path: Path, text: str, *, width: int = 640, height: int = 480, scale: int = 8) -> Path:
+    """A Y4M clip of the QR of `text` (black on white, centred): chromium's fake camera plays it."""
+    modules = json.loads(
+        subprocess.run(
+            [
+                "node",
+                "-e",
+                "import('qr').then(m => console.log(JSON.stringify(m.default(process.argv[1], 'raw', {border: 4}))))",
+                text,
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    luma = bytearray(b"\xff" * (width * height))
+    left, top = (width - len(modules) * scale) // 2, (height - len(modules) * scale) // 2
+    for row, line in enumerate(modules):
+        for column, dark in enumerate(line):
+            if dark:
+                for y in range(top + row * scale, top + (row + 1) * scale):
+                    start = y * width + left + column * scale
+                    luma[start : start + scale] = b"\x00" * scale
+    chroma = b"\x80" * (width // 2 * height // 2 * 2)
+    frame = b"FRAME\n" + bytes(luma) + chroma
+    path.write_bytes(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode() + frame * 2)
+    return path
+
+
+def test_the_camera_scans_a_request_into_a_prefilled_send(
+    node: NodeProcess, playwright: Any, tmp_path: Path
+) -> None:
+    link = f"{node.url}/card/#send?to={ADDRESS}&amount=20000000000000000"
+    clip = qr_video(tmp_path / "request.y4m", link)
+    flags = [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={clip}",
+    ]
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", *flags])
+    try:
+        context = chromium.new_context(viewport=MOBILE)
+        context.add_init_script(WATCH_CSP)
+        card = Card(page=context.new_page(), base=node.url)
+        card.open()
+        card.create()
+        card.go("#scan")
+        card.wait_screen("scan")
+        card.page.click("#scan-camera")
+        card.wait_screen("send")
+        assert card.page.input_value("#send-form [name=to]") == ADDRESS
+        assert card.page.input_value("#send-form [name=amount]") == "0.02"
+        assert (
+            card.page.evaluate("() => document.querySelector('#scan-video').srcObject?.active ?? false")
+            is False
+        )
+        assert card.csp_violations() == []
+    finally:
+        chromium.close()
