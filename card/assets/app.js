@@ -30,6 +30,7 @@ const state = {
   freshPhrase: null, // shown once on the backup screen right after creating a card
   redeem: null, // {paymentId, secret} of the link being looked at
   stopCamera: null,
+  accountListeners: new Set(),
 };
 
 const byId = (id) => document.getElementById(id);
@@ -111,6 +112,7 @@ function setAccount(account) {
   chip.dataset.copy = account?.address ?? '';
   byId('home-address').textContent = account?.address ?? '';
   byId('card').dataset.locked = account ? 'false' : 'true';
+  for (const listener of state.accountListeners) listener(account);
 }
 
 function writePhrase(list, phrase) {
@@ -326,6 +328,21 @@ export function attachClient(client) {
 /** The unlocked account, for the protocol client: {address, privateKey} or null. */
 export function currentAccount() {
   return state.account;
+}
+
+/** Calls listener(account) on every unlock, and listener(null) on lock and burn (the key is then
+ *  zeroed: a client must drop it). Returns the unsubscribe function. */
+export function onAccountChange(listener) {
+  state.accountListeners.add(listener);
+  return () => state.accountListeners.delete(listener);
+}
+
+/** The deposit screen shows the channel's address (which the protocol client derives) and its QR. */
+export function showDepositAddress(channelAddress) {
+  const image = byId('deposit-qr');
+  byId('deposit-address').textContent = channelAddress;
+  image.src = qrImageSource(channelAddress);
+  image.hidden = false;
 }
 
 export function redeemLinkRoute() {

@@ -35,7 +35,10 @@ export async function scanCamera(video, onText) {
   const canvas = new QRCanvas();
   let reading = false;
   let cancel = () => {};
+  let stopped = false;
   const stop = () => {
+    if (stopped) return;
+    stopped = true;
     cancel();
     camera.stop();
   };
