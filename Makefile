@@ -101,11 +101,21 @@ bench-dashboard: install services
 
 # The dashboard's JavaScript and CSS (uPlot from npm), bundled for the node to serve itself (no CDN).
 DASHBOARD_BUILD := dashboard/static/dashboard/build
-assets: $(DASHBOARD_BUILD)/charts.js
+CARD_BUILD := card/static/card/build
+assets: $(DASHBOARD_BUILD)/charts.js $(CARD_BUILD)/card.js
 
 $(DASHBOARD_BUILD)/charts.js: dashboard/assets/charts.js node_modules/.installed
 	node_modules/.bin/esbuild dashboard/assets/charts.js --bundle --minify --format=iife \
 		--target=es2020 --outdir=$(DASHBOARD_BUILD) --log-level=warning
+
+# The card's page (card/assets, the protocol client in card/js; npm libraries only, no CDN): one
+# bundle of JavaScript and its CSS, whose gzipped size is printed (goal: at most 150 KB).
+CARD_SOURCES := $(shell find card/assets card/js -name '*.js' -o -name '*.css' 2>/dev/null | grep -v /test/)
+$(CARD_BUILD)/card.js: $(CARD_SOURCES) node_modules/.installed
+	node_modules/.bin/esbuild card/assets/card.js --bundle --minify --format=iife \
+		--target=es2020 --outdir=$(CARD_BUILD) --log-level=warning
+	@echo "card bundle: $$(gzip -9c $(CARD_BUILD)/card.js | wc -c) bytes of JavaScript and" \
+		"$$(gzip -9c $(CARD_BUILD)/card.css | wc -c) of CSS, gzipped"
 
 # The dashboard's browser test drives Debian's chromium (Playwright never downloads a browser).
 browser:

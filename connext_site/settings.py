@@ -276,3 +276,6 @@ DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
     "django.db.backends.", "django_prometheus.db.backends."
 )
 # --- end of dashboard and metrics ------------------------------------------------------------------
+
+# The card (card/): a browser wallet whose key never leaves the page; the node serves it static.
+INSTALLED_APPS.append("card")

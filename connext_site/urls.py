@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from card.urls import redeem_urlpatterns
 from dashboard.metrics import metrics_view
 
 urlpatterns = [
@@ -10,6 +11,8 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("api/", include("channels_app.api.urls")),
     path("admin/", admin.site.urls),
+    path("card/", include("card.urls")),
+    *redeem_urlpatterns,
 ]
 
 handler400 = "channels_app.api.views.bad_request"

@@ -209,6 +209,7 @@ def main() -> int:
             f"\n  API      {base}/api/  (OpenAPI schema: {base}/api/schema)\n  Health   {base}/api/health\n"
             f"  Admin    {base}/admin/\n  Websocket ws://{host}:{port}/ws/v1\n"
             f"  Dashboard {base}/dashboard/  (staff accounts; activity: manage.py seed_demo)\n"
+            f"  Card     {base}/card/  (the browser wallet; its key stays in the browser)\n"
             f"  Metrics  {base}/metrics  (staff session or METRICS_TOKEN)\n",
             flush=True,
         )

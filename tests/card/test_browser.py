@@ -1,0 +1,458 @@
+"""The card in a real browser (Playwright driving Debian's chromium) served by a real daphne: the key
+vault's whole life, the printed redeem link landing on the redeem screen, a request's QR scanned back
+into a prefilled send (from a picture, and from chromium's fake camera playing a QR clip). Every page is watched for CSP violations and for secrets in what it requests.
+
+Set UPDATE_SCREENSHOT=1 to write the home screen's screenshot to docs/card-home.png (README).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from tests.support.processes import NodeProcess, node_env, wait_until
+
+pytestmark = [pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+PORTS = range(18500, 18600)  # this machine's rule for servers a test starts
+PASSPHRASE = "a long card passphrase"
+PAYMENT_ID = "0x" + "5a" * 32
+SECRET = "0x" + "c3" * 32
+ADDRESS = "0x52908400098527886E0F7030069857D2E4169EE7"
+MOBILE = {"width": 390, "height": 844}
+# The page watches for violations of its CSP from before its own script runs.
+WATCH_CSP = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (event) => {
+  window.__cspViolations.push(`${event.violatedDirective} ${event.blockedURI}`);
+});
+"""
+
+
+def free_port_in_range() -> int:
+    for port in PORTS:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port in 18500-18599")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """One daphne serving the node; the card's pages touch neither its database nor its chain."""
+    logs = tmp_path_factory.mktemp("card-node")
+    if not (ROOT / "card/static/card/build/card.js").exists():
+        subprocess.run(["make", "assets"], cwd=ROOT, check=True)
+    env = node_env(
+        REDIS_URL=settings.REDIS_URL or "redis://127.0.0.1:6379/8",  # workers elsewhere: none in-process
+        NODE_VAR_DIR=str(logs / "var"),
+        DJANGO_SECRET_KEY="card-browser-test-secret-key-for-this-daphne",
+    )
+    daphne = NodeProcess(env=env, log_path=logs / "daphne.log", port=free_port_in_range())
+    daphne.start()
+    try:
+
+        def serving() -> bool:
+            if not daphne.alive():
+                raise AssertionError(f"daphne exited:\n{daphne.log()}")
+            with urllib.request.urlopen(f"{daphne.url}/card/", timeout=2) as response:  # noqa: S310 - ours
+                return bool(response.status == 200)
+
+        wait_until(serving, timeout=60, what="daphne serving the card")
+        yield daphne
+    finally:
+        daphne.stop()
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Any]:
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+
+
+@dataclass
+class Card:
+    """One browser context (a device) with the card open, and what its pages asked the server."""
+
+    page: Any
+    base: str
+    requests: list[tuple[str, str | None]] = field(default_factory=list)  # (URL sent, body)
+    console_errors: list[str] = field(default_factory=list)
+
+    def open(self, path: str = "/card/") -> None:
+        self.page.goto(self.base + path)
+        self.page.wait_for_selector("#card[data-state=ready]")
+
+    def screen(self) -> str:
+        return str(self.page.get_attribute("#card", "data-screen"))
+
+    def wait_screen(self, name: str) -> None:
+        self.page.wait_for_selector(f"#card[data-screen={name}]", timeout=20_000)
+
+    def submit(self, form: str, **fields: str) -> None:
+        for name, value in fields.items():
+            self.page.fill(f"#{form} [name={name}]", value)
+        self.page.click(f"#{form} button[type=submit]")
+
+    def message(self, form: str) -> str:
+        return str(self.page.inner_text(f"#{form} .message"))
+
+    def wait_message(self, form: str, pattern: str) -> str:
+        self.page.wait_for_function(
+            "([form, pattern]) => new RegExp(pattern).test(document.querySelector(`#${form} .message`).textContent)",
+            arg=[form, pattern],
+            timeout=20_000,
+        )
+        return self.message(form)
+
+    def vault_record(self) -> str | None:
+        record: str | None = self.page.evaluate("localStorage.getItem('card.vault')")
+        return record
+
+    def create(self, passphrase: str = PASSPHRASE) -> tuple[str, list[str]]:
+        self.submit("create-form", passphrase=passphrase, confirm=passphrase)
+        self.wait_screen("backup")
+        words = self.page.locator("#backup-phrase li").all_inner_texts()
+        self.page.click("#backup-done")
+        self.page.wait_for_selector("#card[data-locked=false]:not([data-screen=backup])")
+        return self.page.text_content("#home-address") or "", words
+
+    def go(self, hash_: str) -> None:
+        self.page.evaluate("hash => { window.location.hash = hash; }", hash_)
+
+    def csp_violations(self) -> list[str]:
+        violations: list[str] = self.page.evaluate("window.__cspViolations")
+        return violations
+
+    def assert_clean(self, *secrets: str) -> None:
+        """No CSP violation or console error; no secret in any URL the server received (the fragment
+        stays in the browser) or any body sent."""
+        assert self.csp_violations() == []
+        assert self.console_errors == []
+        for url, body in self.requests:
+            sent = url.split("#", 1)[0].lower()
+            for secret in secrets:
+                for form in {secret, secret.replace(" ", "+"), secret.replace(" ", "%20")}:
+                    assert form.lower() not in sent, f"{secret!r} in {url}"
+                    assert form.lower() not in (body or "").lower(), f"{secret!r} sent to {url}"
+
+
+@pytest.fixture
+def new_card(node: NodeProcess, browser: Any) -> Iterator[Any]:
+    contexts = []
+
+    def make() -> Card:
+        context = browser.new_context(viewport=MOBILE, device_scale_factor=2)
+        contexts.append(context)
+        context.add_init_script(WATCH_CSP)
+        page = context.new_page()
+        card = Card(page=page, base=node.url)
+        page.on("request", lambda request: card.requests.append((request.url, request.post_data)))
+        page.on(
+            "console",
+            lambda message: card.console_errors.append(message.text) if message.type == "error" else None,
+        )
+        page.on("pageerror", lambda error: card.console_errors.append(str(error)))
+        return card
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def test_a_card_is_made_locked_unlocked_shown_burned_and_restored_from_its_phrase(new_card: Any) -> None:
+    card = new_card()
+    card.open()
+    assert card.screen() == "setup"
+    card.submit("create-form", passphrase=PASSPHRASE, confirm="another passphrase")
+    assert card.wait_message("create-form", "differ")
+    assert card.vault_record() is None
+
+    address, words = card.create()
+    assert re.fullmatch(r"0x[0-9a-fA-F]{40}", address)
+    assert len(words) == 12
+    stored = card.vault_record()
+    assert '"iterations":600000' in stored
+    assert words[0] not in stored.split('"')
+
+    card.page.reload()
+    card.page.wait_for_selector("#card[data-state=ready]")
+    assert card.screen() == "unlock"
+    assert address in card.page.inner_text("#unlock-address")
+    card.submit("unlock-form", passphrase="not my passphrase")
+    assert "Wrong passphrase" in card.wait_message("unlock-form", "Wrong passphrase")
+    assert card.screen() == "unlock"
+    assert card.vault_record() == stored
+    card.submit("unlock-form", passphrase=PASSPHRASE)
+    card.wait_screen("home")
+    assert card.page.inner_text("#home-address") == address
+    assert card.page.inner_text("#home-balance") == "connecting…"  # no balance until a client says one
+
+    card.page.click("#tabs >> text=Settings")
+    card.wait_screen("settings")
+    card.submit("reveal-form", passphrase="not my passphrase")
+    card.wait_message("reveal-form", "Wrong passphrase")
+    assert card.page.locator("#reveal-phrase li").count() == 0
+    card.submit("reveal-form", passphrase=PASSPHRASE)
+    card.page.wait_for_selector("#reveal-phrase li")
+    assert card.page.locator("#reveal-phrase li").all_inner_texts() == words
+    card.go("#home")
+    card.wait_screen("home")
+    assert card.page.locator("#reveal-phrase li").count() == 0  # hidden again once left
+
+    card.go("#settings")
+    card.page.click("#burn-form button[type=submit]")
+    card.wait_message("burn-form", "Tick the box")
+    assert card.vault_record() == stored
+    card.page.check("#burn-form [name=confirm]")
+    card.page.click("#burn-form button[type=submit]")
+    card.wait_screen("setup")
+    assert card.page.evaluate("localStorage.length") == 0
+    card.page.reload()
+    card.page.wait_for_selector("#card[data-state=ready]")
+    assert card.screen() == "setup"
+
+    elsewhere = new_card()  # another device: only the phrase travels
+    elsewhere.open()
+    elsewhere.submit(
+        "import-form", phrase="  ".join(words[:11]), passphrase="new passphrase", confirm="new passphrase"
+    )
+    assert "has 11" in elsewhere.wait_message("import-form", "12 words")
+    elsewhere.submit("import-form", phrase=" ".join([*words[:11], "qwerty"]))
+    assert "“qwerty” (word 12) is not in the BIP-39 English word list" in elsewhere.wait_message(
+        "import-form", "qwerty"
+    )
+    elsewhere.submit("import-form", phrase=" ".join(["test"] * 12))  # its checksum word would be "junk"
+    assert "checksum" in elsewhere.wait_message("import-form", "checksum")
+    assert elsewhere.vault_record() is None
+    elsewhere.submit("import-form", phrase=" ".join(words).upper())
+    elsewhere.wait_screen("home")
+    assert elsewhere.page.inner_text("#home-address") == address
+
+    phrase = " ".join(words)
+    card.assert_clean(phrase, PASSPHRASE, " ".join(words[:3]))
+    elsewhere.assert_clean(phrase, "new passphrase", " ".join(words[:3]))
+
+
+def test_the_printed_redeem_link_opens_the_redeem_screen_and_its_secret_reaches_no_server(
+    new_card: Any, node: NodeProcess
+) -> None:
+    card = new_card()
+    responses: list[tuple[str, int]] = []
+    card.page.on("response", lambda response: responses.append((response.url.split("#")[0], response.status)))
+    card.open(f"/redeem#paymentId={PAYMENT_ID}&secret={SECRET}")
+
+    card.wait_screen("redeem")
+    assert responses[:2] == [(f"{node.url}/redeem", 302), (f"{node.url}/card/", 200)]
+    # The browser carried the fragment over the redirect; the card names it after its screen.
+    assert card.page.url == f"{node.url}/card/#redeem?paymentId={PAYMENT_ID}&secret={SECRET}"
+    assert card.page.inner_text("#redeem-payment-id") == PAYMENT_ID
+    assert card.page.is_visible("#redeem-locked")  # no card yet: the link waits for one
+    assert SECRET[2:] not in card.page.inner_text("#card")
+
+    card.page.click("#redeem-unlock")
+    card.wait_screen("setup")
+    card.create()
+    card.wait_screen("redeem")  # back to the link, which stayed in the fragment
+    assert card.page.inner_text("#redeem-payment-id") == PAYMENT_ID
+    assert not card.page.is_visible("#redeem-locked")
+    card.page.click("#redeem-form button[type=submit]")
+    assert "nothing was signed or sent" in card.wait_message("redeem-form", "connecting")  # no client yet
+
+    card.assert_clean(SECRET, SECRET[2:], PASSPHRASE)
+    assert SECRET[2:] not in node.log()
+    assert "/redeem" in node.log()  # the log is daphne's access log: it would show a leaked secret
+
+
+def test_the_policy_is_enforced_and_the_watch_for_violations_sees_them(new_card: Any) -> None:
+    """The counter-proof of every `assert_clean`: inline code and string HTML are blocked and seen."""
+    card = new_card()
+    card.open()
+    blocked = card.page.evaluate(
+        """() => {
+            const outcomes = [];
+            try { document.body.innerHTML += '<b>markup</b>'; outcomes.push('innerHTML ran'); }
+            catch (error) { outcomes.push(error.name); }
+            document.body.setAttribute('style', 'color: red');
+            outcomes.push(getComputedStyle(document.body).color);
+            return outcomes;
+        }"""
+    )
+    card.page.wait_for_function("() => window.__cspViolations.length >= 2")
+
+    assert blocked == ["TypeError", "rgb(23, 33, 47)"]  # no string HTML; the inline style ignored
+    assert {violation.split()[0] for violation in card.csp_violations()} == {
+        "require-trusted-types-for",
+        "style-src-attr",
+    }
+
+
+def test_a_request_qr_scanned_back_opens_a_prefilled_send_and_foreign_codes_are_refused(
+    new_card: Any, tmp_path: Path
+) -> None:
+    card = new_card()
+    card.open()
+    address, _ = card.create()
+    screenshot = (
+        ROOT / "docs" / "card-home.png"
+        if os.environ.get("UPDATE_SCREENSHOT")
+        else ROOT / "var" / "card-home.png"
+    )
+    screenshot.parent.mkdir(exist_ok=True)
+    card.page.screenshot(path=str(screenshot))
+
+    card.page.click("#screen-home >> text=Request")
+    card.wait_screen("request")
+    card.submit("request-form", amount="-1")
+    card.wait_message("request-form", "Enter an amount")
+    card.submit("request-form", amount="0.01")
+    card.page.wait_for_selector("#request-result:not([hidden])")
+    link = card.page.inner_text("#request-link")
+    assert link == f"{card.base}/card/#send?to={address}&amount=10000000000000000"
+    assert card.page.get_attribute("#request-qr", "src").startswith("data:image/gif;base64,")
+    picture = tmp_path / "request.png"
+    card.page.locator("#request-qr").screenshot(path=str(picture))
+
+    card.go("#scan")
+    card.wait_screen("scan")
+    card.page.set_input_files("#scan-file", str(picture))
+    card.wait_screen("send")
+    assert card.page.input_value("#send-form [name=to]") == address
+    assert card.page.input_value("#send-form [name=amount]") == "0.01"
+
+    card.go("#scan")
+    card.wait_screen("scan")
+    foreign = tmp_path / "foreign.gif"
+    encode = "import('qr').then(m => process.stdout.write(m.default(process.argv[1], 'gif', {scale: 8, border: 4})))"
+    foreign.write_bytes(
+        subprocess.run(
+            ["node", "-e", encode, f"https://evil.example/card/#send?to={ADDRESS}"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        ).stdout
+    )
+    card.page.set_input_files("#scan-file", str(foreign))
+    card.page.wait_for_function("() => document.querySelector('#scan-message').dataset.kind === 'error'")
+    assert "another site (https://evil.example)" in card.page.inner_text("#scan-message")
+    assert card.screen() == "scan"
+
+    card.page.goto(f"{card.base}/card/#send?to={ADDRESS.lower()}&amount=2500000000000000000")
+    card.wait_screen("send")  # same document: still unlocked
+    assert card.page.input_value("#send-form [name=to]") == ADDRESS
+    assert card.page.input_value("#send-form [name=amount]") == "2.5"
+    card.page.click("#tabs >> text=Send")
+    for to, amount, expected in [
+        (ADDRESS, "0", "more than 0"),
+        ("0x1234", "1", "40 hexadecimal"),
+        (ADDRESS.replace("E7", "e7", 1), "1", "checksum"),
+        (ADDRESS, "1.0000000000000000001", "at most 18 decimals"),
+    ]:
+        card.page.fill("#send-form [name=to]", to)
+        card.page.fill("#send-form [name=amount]", amount)
+        card.page.click("#send-form button[type=submit]")
+        assert expected in card.wait_message("send-form", expected)
+    card.page.fill("#send-form [name=to]", ADDRESS)
+    card.page.fill("#send-form [name=amount]", "0.5")
+    card.page.click("#send-form button[type=submit]")
+    assert "nothing was signed or sent" in card.wait_message("send-form", "connecting")
+
+    card.go("#no-such-screen")
+    card.page.wait_for_selector("#card-error:not([hidden])")
+    assert "no screen “no-such-screen”" in card.page.inner_text("#card-error-text")
+    assert card.screen() == "home"
+    card.page.click("#card-error-dismiss")
+    assert not card.page.is_visible("#card-error")
+    card.page.click("#screen-home >> text=Deposit")
+    card.wait_screen("deposit")  # still usable after the error
+
+    card.assert_clean(PASSPHRASE)
+
+
+def qr_video(path: Path, text: str, *, width: int = 640, height: int = 480, scale: int = 8) -> Path:
+    """A Y4M clip of the QR of `text` (black on white, centred): chromium's fake camera plays it."""
+    modules = json.loads(
+        subprocess.run(
+            [
+                "node",
+                "-e",
+                "import('qr').then(m => console.log(JSON.stringify(m.default(process.argv[1], 'raw', {border: 4}))))",
+                text,
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    luma = bytearray(b"\xff" * (width * height))
+    left, top = (width - len(modules) * scale) // 2, (height - len(modules) * scale) // 2
+    for row, line in enumerate(modules):
+        for column, dark in enumerate(line):
+            if dark:
+                for y in range(top + row * scale, top + (row + 1) * scale):
+                    start = y * width + left + column * scale
+                    luma[start : start + scale] = b"\x00" * scale
+    chroma = b"\x80" * (width // 2 * height // 2 * 2)
+    frame = b"FRAME\n" + bytes(luma) + chroma
+    path.write_bytes(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode() + frame * 2)
+    return path
+
+
+def test_the_camera_scans_a_request_into_a_prefilled_send(
+    node: NodeProcess, playwright: Any, tmp_path: Path
+) -> None:
+    link = f"{node.url}/card/#send?to={ADDRESS}&amount=20000000000000000"
+    clip = qr_video(tmp_path / "request.y4m", link)
+    flags = [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={clip}",
+    ]
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", *flags])
+    try:
+        context = chromium.new_context(viewport=MOBILE)
+        context.add_init_script(WATCH_CSP)
+        card = Card(page=context.new_page(), base=node.url)
+        card.open()
+        card.create()
+        card.go("#scan")
+        card.wait_screen("scan")
+        card.page.click("#scan-camera")
+        card.wait_screen("send")
+        assert card.page.input_value("#send-form [name=to]") == ADDRESS
+        assert card.page.input_value("#send-form [name=amount]") == "0.02"
+        assert (
+            card.page.evaluate("() => document.querySelector('#scan-video').srcObject?.active ?? false")
+            is False
+        )
+        assert card.csp_violations() == []
+    finally:
+        chromium.close()
