@@ -86,6 +86,7 @@ PAYMENT_TRANSFER_TIMEOUT = 24 * 3600  # how long a payment's transfer can be dis
 LINK_LIFETIME_SECONDS = 7 * 24 * 3600  # an unredeemed link can be taken back after this
 REGISTRATION_POLL_SECONDS = 2.0
 FINAL_STATUSES = ("completed", "refunded", "failed")
+SETTLE_WAIT_SECONDS = 10.0  # how long `settle` waits for a linked payment on its way to the user
 DEFAULT_WAIT_SECONDS = 180.0
 CLOSE_ROUND_SECONDS = 1.0  # how long close() waits for cancelled work before cancelling it again
 CLOSE_ROUNDS = 10
@@ -116,6 +117,16 @@ def _address(value: object, what: str) -> str:
         return normalize_address(value, field=what)
     except ProtocolError:
         raise InvalidArgumentError("invalid_address", f"{what} {value!r} is not an address") from None
+
+
+@dataclass
+class InFlight:
+    """Payments of one asset not final yet: what comes in to the user and what goes out."""
+
+    incoming: int = 0
+    outgoing: int = 0
+    incoming_count: int = 0
+    outgoing_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -405,6 +416,40 @@ class AsyncClient:
     def state(self) -> ChannelState:
         assert self._signed is not None, "not connected"
         return self._signed.state
+
+    async def settle(self, *, timeout: float = SETTLE_WAIT_SECONDS) -> dict[str, InFlight]:
+        """Finish what the node has for this user before a balance is read: sync (answer its open
+        proposal, resolve incoming payments whose secret this client holds), then wait up to `timeout`
+        while a linked payment to this user is still on its way (the node forwards it once the user is
+        online, and the client resolves it at once). What is still in flight then, per asset, is
+        returned: amounts coming in and going out, and how many payments each."""
+        deadline = time.monotonic() + timeout
+        async with self._lock:
+            await self._sync_locked()
+        while True:
+            page = await self.get_transfer_history(limit=MAX_HISTORY_PAGE)
+            moving = [payment for payment in page if payment["status"] not in FINAL_STATUSES]
+            arriving = [
+                payment
+                for payment in moving
+                if payment["kind"] == "linked" and payment.get("recipient") == self.address
+            ]
+            if not arriving or time.monotonic() >= deadline:
+                break
+            await self._next_change(min(0.5, max(0.0, deadline - time.monotonic())))
+        async with self._lock:  # a resolve under way finishes before the balance is read
+            pass
+        summary: dict[str, InFlight] = {}
+        for payment in moving:
+            entry = summary.setdefault(payment["assetId"], InFlight())
+            amount = int(payment["amount"])
+            if payment["sender"] == self.address:
+                entry.outgoing += amount
+                entry.outgoing_count += 1
+            else:
+                entry.incoming += amount
+                entry.incoming_count += 1
+        return summary
 
     def get_free_balance(self, asset_id: str = ETH) -> dict[str, int]:
         """The user's and the node's balance of `asset_id` in the latest doubly signed state."""

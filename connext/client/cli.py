@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 from connext.client import policy
 from connext.client.amounts import format_amount, parse_amount
-from connext.client.async_client import ETH, _key_bytes
+from connext.client.async_client import ETH, SETTLE_WAIT_SECONDS, _key_bytes
 from connext.client.disputes import ChannelDisputes
 from connext.client.onchain import UserChain
 from connext.client.store import Store
@@ -37,6 +37,16 @@ from connext.errors import ConnextError, InvalidArgumentError, NodeError
 
 def _asset(text: str) -> str:
     return ETH if text.lower() in ("eth", "ether") else text
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of seconds, not {text!r}") from None
+    if not 0 <= value <= 600:
+        raise argparse.ArgumentTypeError("0 to 600 seconds")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,9 +85,17 @@ def _parser() -> argparse.ArgumentParser:
         help=f"seconds on top, for a congested chain or a restart (default {policy.DEFAULT_MARGIN_SECONDS:g})",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("info", help="address, channel and balances")
-    balance = commands.add_parser("balance", help="free balances in the channel")
+    info = commands.add_parser("info", help="address, channel and balances")
+    balance = commands.add_parser("balance", help="free balances in the channel, and payments in flight")
     balance.add_argument("--asset", type=_asset, default=None)
+    for reader in (info, balance):
+        reader.add_argument(
+            "--wait",
+            type=_seconds,
+            default=SETTLE_WAIT_SECONDS,
+            help="seconds to wait for a payment on its way to you before printing it as pending "
+            f"(default {SETTLE_WAIT_SECONDS:g})",
+        )
     deposit = commands.add_parser("deposit", help="send funds to the channel and have them credited")
     deposit.add_argument("amount")
     deposit.add_argument("--asset", type=_asset, default=ETH)
@@ -144,7 +162,10 @@ def _say(out: TextIO, text: str) -> None:
     print(text, file=out, flush=True)
 
 
-def _balance_lines(client: Client, assets: Sequence[str]) -> list[str]:
+def _balance_lines(client: Client, assets: Sequence[str], wait: float = 0.0) -> list[str]:
+    """Balances once the client has finished with what the node had for it (`Client.settle`), and
+    what is still in flight: a payment completed for its sender is in the receiver's balance here."""
+    in_flight = client.settle(timeout=wait)
     lines = []
     for asset in assets:
         balance = client.get_free_balance(asset)
@@ -153,6 +174,17 @@ def _balance_lines(client: Client, assets: Sequence[str]) -> list[str]:
             f"{name}: you {format_amount(balance['user'])} ({balance['user']} wei),"
             f" node {format_amount(balance['node'])} ({balance['node']} wei)"
         )
+        moving = in_flight.get(asset)
+        if moving is not None and moving.incoming_count:
+            lines.append(
+                f"  pending in: {format_amount(moving.incoming)} ({moving.incoming} wei)"
+                f" in {moving.incoming_count} payment{'s' if moving.incoming_count != 1 else ''}"
+            )
+        if moving is not None and moving.outgoing_count:
+            lines.append(
+                f"  pending out: {format_amount(moving.outgoing)} ({moving.outgoing} wei)"
+                f" in {moving.outgoing_count} payment{'s' if moving.outgoing_count != 1 else ''}"
+            )
     return lines
 
 
@@ -244,11 +276,12 @@ def _command(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         _say(out, f"address: {client.address}")
         _say(out, f"channel: {client.channel_address} (chain {client.chain_id}, nonce {channel['nonce']})")
         _say(out, f"node: {client.node_address}")
-        for line in _balance_lines(client, client.supported_assets):
+        for line in _balance_lines(client, client.supported_assets, wait=args.wait):
             _say(out, line)
         return 0
     if args.command == "balance":
-        for line in _balance_lines(client, [args.asset] if args.asset else list(client.supported_assets)):
+        assets = [args.asset] if args.asset else list(client.supported_assets)
+        for line in _balance_lines(client, assets, wait=args.wait):
             _say(out, line)
         return 0
     if args.command == "deposit":

@@ -13,7 +13,14 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from connext.client.async_client import DEFAULT_WAIT_SECONDS, ETH, HISTORY_PAGE, AsyncClient
+from connext.client.async_client import (
+    DEFAULT_WAIT_SECONDS,
+    ETH,
+    HISTORY_PAGE,
+    SETTLE_WAIT_SECONDS,
+    AsyncClient,
+    InFlight,
+)
 from connext.client.events import Callback, Predicate
 from connext.client.watcher import WatchOptions
 
@@ -113,6 +120,11 @@ class Client:
     def get_free_balance(self, asset_id: str = ETH) -> dict[str, int]:
         result: dict[str, int] = self._call(self._inner.get_free_balance, asset_id)
         return result
+
+    def settle(self, *, timeout: float = SETTLE_WAIT_SECONDS) -> dict[str, InFlight]:
+        """See `AsyncClient.settle`: sync, let incoming linked payments arrive, and say what is still
+        in flight per asset."""
+        return self._run(self._inner.settle(timeout=timeout))
 
     def get_channel(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call(self._inner.get_channel)

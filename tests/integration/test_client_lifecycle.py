@@ -7,6 +7,7 @@ import json
 import secrets
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from connext import ETH, Client
 from connext.chain import channel_reads, devchain
 from connext.chain.contracts import channel_address, contract_at
 from connext.errors import InvalidArgumentError, LimitError, NodeError, ValidationError
+from connext.protocol.encoding import keccak256 as keccak
 from tests.integration.conftest import LiveNode
 from tests.support.processes import ROOT, wait_until
 
@@ -510,6 +512,62 @@ def test_the_cli_deposits_shows_balances_and_withdraws_against_the_live_node(liv
     assert w3.eth.get_balance(recipient) == 5 * MILLI
     assert (too_much.returncode, too_much.stderr.strip()[:28]) == (1, "error: insufficient_balance:")
     assert (bad_amount.returncode, bad_amount.stderr.strip()[:22]) == (1, "error: invalid_amount:")
+
+
+def test_an_offline_receivers_first_balance_holds_the_payment_its_sender_sees_completed(
+    live_node, clients, w3, tmp_path
+):
+    """Tried as a new user would: Bob opens his channel and goes offline, Alice pays him; his first
+    `balance` finishes the sync (the node forwards the payment once he is online, the client resolves
+    it) before it prints, so it never says 0 while Alice's history says completed."""
+    key_file, store = tmp_path / "bob.key", tmp_path / "bob.db"
+    key_file.write_text(new_user(w3) + "\n")
+    bob = Account.from_key(key_file.read_text().strip()).address
+    opened = cli(live_node, key_file, store, "balance", "--wait", "0")
+    alice = connect(live_node, clients, new_user(w3))
+    alice.deposit(20 * MILLI)
+
+    payment_id = alice.transfer(bob, 3 * MILLI)
+    balance = cli(live_node, key_file, store, "balance", "--asset", "eth")
+    after = alice.wait_for_transfer(payment_id)
+
+    assert opened.returncode == 0, opened.stderr
+    assert "ETH: you 0 eth" in opened.stdout
+    assert balance.returncode == 0, balance.stderr
+    assert after["status"] == "completed"
+    assert "ETH: you 0.003 eth (3000000000000000 wei)" in balance.stdout, balance.stdout
+    assert "pending in" not in balance.stdout
+
+
+def test_balance_shows_what_is_still_on_its_way_in_and_out(live_node, clients, w3, tmp_path):
+    """A payment the receiver cannot settle yet (a HashLock whose secret only the sender has) is shown as
+    pending on both sides: out of the sender's balance, not yet in the receiver's."""
+    alice_key, bob_key = new_user(w3), new_user(w3)
+    alice = connect(live_node, clients, alice_key)
+    bob = connect(live_node, clients, bob_key)
+    alice.deposit(20 * MILLI)
+    payment_id = alice.conditional_transfer(
+        "hashlock",
+        2 * MILLI,
+        bob.address,
+        lock_hash=keccak(secrets.token_bytes(32)),
+        expiry=int(time.time()) + 2 * 3600,
+    )
+    until(lambda: bob.get_transfer(payment_id)["status"] == "forwarded", "the node's side offered to Bob")
+    key_file = tmp_path / "alice.key"
+    key_file.write_text(alice_key + "\n")
+
+    shown = cli(live_node, key_file, tmp_path / "alice.db", "balance", "--asset", "eth", "--wait", "0")
+
+    assert shown.returncode == 0, shown.stderr
+    assert "ETH: you 0.018 eth (18000000000000000 wei)" in shown.stdout, shown.stdout
+    assert "  pending out: 0.002 eth (2000000000000000 wei) in 1 payment" in shown.stdout
+    in_flight = bob.settle(timeout=0)
+    assert (in_flight[ETH].incoming, in_flight[ETH].incoming_count, in_flight[ETH].outgoing_count) == (
+        2 * MILLI,
+        1,
+        0,
+    )
 
 
 # -- the websocket comes back ------------------------------------------------------------------------
