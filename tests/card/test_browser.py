@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -27,7 +26,6 @@ pytestmark = [pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
-PORTS = range(18500, 18600)  # this machine's rule for servers a test starts
 PASSPHRASE = "a long card passphrase"
 PAYMENT_ID = "0x" + "5a" * 32
 SECRET = "0x" + "c3" * 32
@@ -42,17 +40,6 @@ document.addEventListener('securitypolicyviolation', (event) => {
 """
 
 
-def free_port_in_range() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port in 18500-18599")
-
-
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """One daphne serving the node; the card's pages touch neither its database nor its chain."""
@@ -64,7 +51,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
         NODE_VAR_DIR=str(logs / "var"),
         DJANGO_SECRET_KEY="card-browser-test-secret-key-for-this-daphne",
     )
-    daphne = NodeProcess(env=env, log_path=logs / "daphne.log", port=free_port_in_range())
+    daphne = NodeProcess(env=env, log_path=logs / "daphne.log")
     daphne.start()
     try:
 

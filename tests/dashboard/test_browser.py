@@ -39,20 +39,6 @@ FUNDER_KEY = devchain.DEV_PRIVATE_KEYS[7]
 PASSWORD = "browser-test-password-1"
 MILLI = 10**15
 ROOT = Path(__file__).resolve().parents[2]
-PORTS = range(18500, 18600)  # this machine's rule for servers a test starts
-
-
-def free_port_in_range() -> int:
-    import socket
-
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port in 18500-18599")
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +65,7 @@ def node(node_database_url, anvil_url, deployments, tmp_path_factory, django_db_
         import subprocess
 
         subprocess.run(["make", "assets"], cwd=ROOT, check=True)
-    daphne = NodeProcess(env=env, log_path=logs / "daphne.log", port=free_port_in_range())
+    daphne = NodeProcess(env=env, log_path=logs / "daphne.log")
     celery = celery_worker(env=env, log_path=logs / "celery.log")
     started = []
     try:
