@@ -64,6 +64,11 @@ const invalid = (message) => new ProviderRpcError(CODES.INVALID_PARAMS, message)
 const rejected = () => new ProviderRpcError(CODES.USER_REJECTED, 'The user rejected the request.');
 const toQuantity = (value) => `0x${BigInt(value).toString(16)}`;
 
+function positional(params, count) {
+  if (!Array.isArray(params) || params.length < count) throw invalid(`params must be an array of ${count}.`);
+  return params;
+}
+
 /** A hex quantity (`0x1a`) → bigint; `fallback` when absent. */
 export function quantity(value, what, fallback) {
   if (value === undefined || value === null) {
@@ -113,8 +118,14 @@ export function typedDataFor(payload, chainId) {
   if (!typed || typeof typed !== 'object' || !typed.types || !typed.domain || !typed.message || !typed.primaryType) {
     throw invalid('The typed data needs types, primaryType, domain and message (EIP-712).');
   }
-  if (typed.domain.chainId !== undefined && BigInt(typed.domain.chainId) !== chainId) {
-    throw invalid(`The typed data is for chain ${BigInt(typed.domain.chainId)}; the card is on chain ${chainId}.`);
+  if (typed.domain.chainId !== undefined) {
+    let bound;
+    try {
+      bound = BigInt(typed.domain.chainId);
+    } catch {
+      throw invalid('The typed data’s domain.chainId is not a number.');
+    }
+    if (bound !== chainId) throw invalid(`The typed data is for chain ${bound}; the card is on chain ${chainId}.`);
   }
   return typed;
 }
@@ -320,11 +331,11 @@ export class CardProvider {
       case 'net_version':
         return (await this.chain()).chainId.toString();
       case 'personal_sign':
-        return this.#personalSign(params);
+        return this.#personalSign(positional(params, 2));
       case 'eth_signTypedData_v4':
-        return this.#signTypedData(params);
+        return this.#signTypedData(positional(params, 2));
       case 'eth_sendTransaction':
-        return this.#sendTransaction(params);
+        return this.#sendTransaction(positional(params, 1));
       default:
         if (PASSTHROUGH.includes(args.method)) return this.#rpc(args.method, params);
         throw new ProviderRpcError(CODES.UNSUPPORTED_METHOD, `The card does not support ${args.method}.`);

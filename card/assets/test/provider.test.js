@@ -99,11 +99,12 @@ describe('routing and errors', () => {
     assert.equal(provider.isConnected(), true);
   });
 
-  test('a chain RPC serving another chain is 4901, announced as a disconnect', async () => {
+  test('a chain RPC serving another chain than the node’s is 4901: the provider stays disconnected', async () => {
     const { provider } = cardWith({ chainId: 1n });
     const error = await refusal(provider.request({ method: 'eth_chainId' }));
     assert.equal(error.code, CODES.CHAIN_DISCONNECTED);
     assert.match(error.message, /serves chain 31337; the node runs on chain 1/);
+    assert.equal(provider.isConnected(), false);
   });
 
   test('an unreachable chain is 4900; the provider says disconnect, then connect once it answers', async () => {
@@ -133,6 +134,8 @@ describe('routing and errors', () => {
     }
     assert.equal((await refusal(provider.request('eth_chainId'))).code, CODES.INVALID_REQUEST);
     assert.equal((await refusal(provider.request({}))).code, CODES.INVALID_REQUEST);
+    const unnamed = await refusal(provider.request({ method: 'personal_sign', params: { message: '0x68' } }));
+    assert.equal(unnamed.code, CODES.INVALID_PARAMS);
     assert.deepEqual(chain.calls, []);
   });
 
