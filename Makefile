@@ -102,7 +102,7 @@ bench-dashboard: install services
 # The dashboard's JavaScript and CSS (uPlot from npm), bundled for the node to serve itself (no CDN).
 DASHBOARD_BUILD := dashboard/static/dashboard/build
 CARD_BUILD := card/static/card/build
-assets: $(DASHBOARD_BUILD)/charts.js $(CARD_BUILD)/card.js
+assets: $(DASHBOARD_BUILD)/charts.js $(CARD_BUILD)/card.js $(CARD_BUILD)/dapp.js
 
 $(DASHBOARD_BUILD)/charts.js: dashboard/assets/charts.js node_modules/.installed
 	node_modules/.bin/esbuild dashboard/assets/charts.js --bundle --minify --format=iife \
@@ -116,6 +116,13 @@ $(CARD_BUILD)/card.js: $(CARD_SOURCES) node_modules/.installed
 		--target=es2020 --outdir=$(CARD_BUILD) --log-level=warning
 	@echo "card bundle: $$(gzip -9c $(CARD_BUILD)/card.js | wc -c) bytes of JavaScript and" \
 		"$$(gzip -9c $(CARD_BUILD)/card.css | wc -c) of CSS, gzipped"
+
+# The demo dapp (/card/dapp/): the card's provider injected into a page that finds it by EIP-6963.
+$(CARD_BUILD)/dapp.js: $(CARD_SOURCES) node_modules/.installed
+	node_modules/.bin/esbuild card/assets/dapp.js --bundle --minify --format=iife \
+		--target=es2020 --outdir=$(CARD_BUILD) --log-level=warning
+	@echo "dapp bundle: $$(gzip -9c $(CARD_BUILD)/dapp.js | wc -c) bytes of JavaScript and" \
+		"$$(gzip -9c $(CARD_BUILD)/dapp.css | wc -c) of CSS, gzipped"
 
 # The dashboard's browser test drives Debian's chromium (Playwright never downloads a browser).
 browser:

@@ -6,6 +6,7 @@ app_name = "card"
 
 urlpatterns = [
     path("", views.card_page, name="page"),
+    path("dapp/", views.dapp_page, name="dapp"),
 ]
 
 # Mounted at the site's root: the link URL the client and the CLI print (`/redeem#paymentId=…&secret=…`).

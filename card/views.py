@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -14,17 +16,32 @@ from django.urls import reverse
 View = Callable[[HttpRequest], HttpResponse]
 
 
+def chain_rpc_origin() -> str | None:
+    """The origin of the chain RPC the node publishes (`PUBLIC_CHAIN_RPC_URL`), which the card's
+    provider calls from the page: http(s) only (the provider speaks JSON-RPC over fetch), without
+    any user:password part (a CSP header is no place for a credential)."""
+    url = settings.PUBLIC_CHAIN_RPC_URL
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"}:
+        return None
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
+
+
 def content_security_policy(request: HttpRequest) -> str:
-    """Only the node's own origin, for scripts, styles, requests and the websocket; no inline code
-    anywhere (the template has none), no frames, no plugins, no forms sent anywhere (a form the
-    script failed to take over must not put a passphrase in a URL), DOM sinks closed to strings."""
+    """Only the node's own origin, for scripts, styles, requests and the websocket, and the chain
+    RPC it publishes; no inline code anywhere (the templates have none), no frames, no plugins, no
+    forms sent anywhere (a form the script failed to take over must not put a passphrase in a URL),
+    DOM sinks closed to strings."""
     socket_origin = f"{'wss' if request.is_secure() else 'ws'}://{request.get_host()}"
+    connect = ["'self'", socket_origin, *filter(None, [chain_rpc_origin()])]
     return "; ".join(
         (
             "default-src 'self'",
             "script-src 'self'",
             "style-src 'self'",
-            f"connect-src 'self' {socket_origin}",
+            f"connect-src {' '.join(connect)}",
             "img-src 'self' data: blob:",
             "media-src 'self' blob:",
             "object-src 'none'",
@@ -56,6 +73,13 @@ def card_headers(view: View) -> View:
 @card_headers
 def card_page(request: HttpRequest) -> HttpResponse:
     return render(request, "card/index.html", {"api_base": "/api/", "websocket_path": "/ws/v1"})
+
+
+@card_headers
+def dapp_page(request: HttpRequest) -> HttpResponse:
+    """The demo dapp: a page of the card's origin that finds the card by EIP-6963 and has it sign
+    and send on chain through EIP-1193 (card/assets/dapp.js)."""
+    return render(request, "card/dapp.html", {"config_url": "/api/config"})
 
 
 @card_headers

@@ -134,3 +134,36 @@ def test_the_page_code_passes_its_unit_tests_in_node() -> None:
         ["node", "--test", "card/assets/test/"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_the_dapp_page_has_only_its_own_bundle_and_the_same_headers(db: None) -> None:
+    response = Client().get("/card/dapp/")
+    markup = Markup()
+    markup.feed(response.content.decode())
+
+    assert response.status_code == 200
+    assert markup.scripts == [{"src": "/static/card/build/dapp.js", "defer": None}]
+    assert markup.stylesheets == ["/static/card/build/dapp.css"]
+    assert markup.inline == []
+    assert 'data-config-url="/api/config"' in response.content.decode()
+    assert {name: response.headers.get(name) for name in HEADERS} == HEADERS
+
+
+@pytest.mark.parametrize(
+    ("published", "allowed"),
+    [
+        ("http://127.0.0.1:8545", " http://127.0.0.1:8545"),
+        ("https://user:secret@Chain.Example:8443/rpc/v1?key=x", " https://chain.example:8443"),
+        ("wss://chain.example/ws", ""),  # the provider speaks HTTP: nothing to allow
+        (None, ""),
+    ],
+)
+def test_the_policy_allows_exactly_the_origin_of_the_published_chain_rpc(
+    db: None, settings: Any, published: str | None, allowed: str
+) -> None:
+    """The card's provider calls the chain RPC the node publishes (GET /api/config) from the page."""
+    settings.PUBLIC_CHAIN_RPC_URL = published
+
+    for path in ("/card/", "/card/dapp/"):
+        policy = Client().get(path).headers["Content-Security-Policy"]
+        assert f"; connect-src 'self' ws://testserver{allowed}; img-src" in policy
