@@ -5,7 +5,6 @@ checked on the chain itself, with web3."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -19,14 +18,12 @@ from eth_account.messages import encode_defunct
 from web3 import HTTPProvider, Web3
 
 from connext.chain import devchain
-from connext.chain.deploy import deploy
 from tests.card.test_browser import CHROMIUM, MOBILE, PASSPHRASE, WATCH_CSP, Card
 from tests.support.processes import NodeProcess, node_env, wait_until
 
 pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-PORTS = range(18800, 18900)  # this module's share of the machine's ports for servers a test starts
 FUNDER_KEY = devchain.DEV_PRIVATE_KEYS[1]
 ETHER = 10**18
 CARD_RDNS = "org.connext-py.card"
@@ -45,58 +42,38 @@ DISCOVER = """async () => {
 }"""
 
 
-def free_ports(count: int) -> list[int]:
-    found: list[int] = []
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        found.append(port)
-        if len(found) == count:
-            return found
-    raise AssertionError(f"fewer than {count} free ports in 18800-18899")
-
-
 @pytest.fixture(scope="module")
-def chain_and_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, NodeProcess]]:
-    """An anvil with the contracts (GET /api/config names them) and one daphne publishing the chain
-    RPC to its pages (PUBLIC_CHAIN_RPC_URL), which the card's provider calls from the browser."""
+def chain_and_node(
+    anvil_url: str, deployments: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, NodeProcess]]:
+    """The session's anvil with the contracts (GET /api/config names them) and one daphne publishing
+    the chain RPC to its pages (PUBLIC_CHAIN_RPC_URL), which the card's provider calls from the browser."""
     logs = tmp_path_factory.mktemp("card-dapp")
-    chain_port, node_port = free_ports(2)
-    anvil = devchain.Anvil(port=chain_port, log_path=logs / "anvil.log")
-    anvil.start()
+    subprocess.run(
+        ["make", "--quiet", "assets"], cwd=ROOT, check=True
+    )  # incremental: a stale bundle is rebuilt
+    env = node_env(
+        REDIS_URL=settings.REDIS_URL or "redis://127.0.0.1:6379/8",
+        NODE_VAR_DIR=str(logs / "var"),
+        DJANGO_SECRET_KEY="card-dapp-test-secret-key-for-this-daphne",
+        CHAIN_RPC_URL=anvil_url,
+        PUBLIC_CHAIN_RPC_URL=anvil_url,
+        DEPLOYMENTS_FILE=deployments["book"],
+    )
+    daphne = NodeProcess(env=env, log_path=logs / "daphne.log")
+    daphne.start()
     try:
-        book = logs / "deployments.json"
-        deploy(Web3(HTTPProvider(anvil.url)), Account.from_key(devchain.DEV_PRIVATE_KEYS[0]), book)
-        subprocess.run(
-            ["make", "--quiet", "assets"], cwd=ROOT, check=True
-        )  # incremental: a stale bundle is rebuilt
-        env = node_env(
-            REDIS_URL=settings.REDIS_URL or "redis://127.0.0.1:6379/8",
-            NODE_VAR_DIR=str(logs / "var"),
-            DJANGO_SECRET_KEY="card-dapp-test-secret-key-for-this-daphne",
-            CHAIN_RPC_URL=anvil.url,
-            PUBLIC_CHAIN_RPC_URL=anvil.url,
-            DEPLOYMENTS_FILE=str(book),
-        )
-        daphne = NodeProcess(env=env, log_path=logs / "daphne.log", port=node_port)
-        daphne.start()
-        try:
 
-            def serving() -> bool:
-                if not daphne.alive():
-                    raise AssertionError(f"daphne exited:\n{daphne.log()}")
-                with urllib.request.urlopen(f"{daphne.url}/api/config", timeout=2) as response:  # noqa: S310
-                    return bool(response.status == 200)
+        def serving() -> bool:
+            if not daphne.alive():
+                raise AssertionError(f"daphne exited:\n{daphne.log()}")
+            with urllib.request.urlopen(f"{daphne.url}/api/config", timeout=2) as response:  # noqa: S310
+                return bool(response.status == 200)
 
-            wait_until(serving, timeout=60, what="daphne serving the config")
-            yield anvil.url, daphne
-        finally:
-            daphne.stop()
+        wait_until(serving, timeout=60, what="daphne serving the config")
+        yield anvil_url, daphne
     finally:
-        anvil.stop()
+        daphne.stop()
 
 
 @pytest.fixture(scope="module")
