@@ -129,6 +129,21 @@ class PaymentAnswer(serializers.Serializer):
         ref_name = "Payment"
 
 
+class LinkStatusAnswer(serializers.Serializer):
+    paymentId = HexBytesField(length=32)
+    status = serializers.ChoiceField(
+        choices=["pending", "expired", "redeemed", "completed", "refunded", "failed"],
+        help_text="pending: it can be redeemed; expired: too late, it goes back to its sender; "
+        "redeemed (completed once paid out): somebody claimed it; refunded, failed: back to its sender.",
+    )
+    assetId = AddressField()
+    amount = WeiField()
+    expiresAt = serializers.IntegerField(allow_null=True, help_text="unix seconds, or none")
+
+    class Meta:
+        ref_name = "LinkStatus"
+
+
 class PaymentPageAnswer(serializers.Serializer):
     transfers = PaymentAnswer(many=True)
     more = serializers.BooleanField(help_text="Older payments remain: ask again with `before`.")

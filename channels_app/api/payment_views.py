@@ -102,6 +102,24 @@ class RedeemLinkView(APIView):
         return Response(payment_records.payment_json(payment))
 
 
+class LinkStatusView(APIView):
+    """A link's status for whoever holds its secret, before redeeming it (no login needed: the redeem
+    screen shows it to a visitor who has no card yet). The secret travels in the body, never in a URL;
+    a wrong secret is answered like an unknown link."""
+
+    @extend_schema(
+        parameters=[_PAYMENT_ID],
+        request=RedeemLinkView.InputSerializer,
+        responses={200: answers.LinkStatusAnswer, **refusals(400, 404)},
+    )
+    def post(self, request: Request, payment_id: str) -> Response:
+        body = RedeemLinkView.InputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return Response(
+            payments.link_status(payment_id=payment_id.lower(), preimage=body.validated_data["preimage"])
+        )
+
+
 class CancelTransferView(APIView):
     """Take back a payment nobody received (a link after it expired, or one not forwarded yet)."""
 

@@ -30,6 +30,11 @@ urlpatterns = [
         name="transfer-redeem",
     ),
     re_path(
+        rf"^transfers/(?P<payment_id>{payment_views.PAYMENT_ID})/link-status$",
+        payment_views.LinkStatusView.as_view(),
+        name="transfer-link-status",
+    ),
+    re_path(
         rf"^transfers/(?P<payment_id>{payment_views.PAYMENT_ID})/cancel$",
         payment_views.CancelTransferView.as_view(),
         name="transfer-cancel",

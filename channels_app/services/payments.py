@@ -33,6 +33,7 @@ from channels_app.services.payment_records import (
     payment_receiver_settled,
     payment_register,
     payment_sender_settled,
+    payment_status,
 )
 from channels_app.services.routing_policy import PaymentError, hop_margin
 from connext.protocol import meta as transfer_meta
@@ -469,6 +470,42 @@ def link_redeem(*, redeemer: str, payment_id: str, preimage: bytes) -> Payment:
         payment.save(update_fields=["recipient", "redeemer", "updated_at"])
     _schedule_reconcile(Channel.objects.get(user_address=redeemer, status=Channel.Status.OPEN).pk)
     return payment
+
+
+LINK_STATUSES = ("pending", "expired", "redeemed", "completed", "refunded", "failed")
+
+
+def link_status(*, payment_id: str, preimage: bytes) -> dict[str, Any]:
+    """What a link's holder may know before redeeming it: whether it can still be redeemed (`pending`),
+    is past its expiry (`expired`), was claimed by somebody (`redeemed`, then `completed` once paid
+    out), or went back to its sender (`refunded`, `failed`), with its amount, asset and expiry. Only
+    for the secret's holder: a wrong secret, a payment that is no link and no payment at all all get
+    the same `unknown_payment`, so the answer reveals nothing the link itself does not."""
+    payment = (
+        Payment.objects.select_related("sender_transfer", "receiver_transfer")
+        .filter(payment_id=payment_id, kind=DefinitionKind.LINKED.value)
+        .first()
+    )
+    is_link = payment is not None and (not payment.recipient or bool(payment.redeemer))
+    if payment is None or not is_link:
+        raise PaymentError("unknown_payment", "No link with this id opens with this secret.", status=404)
+    state = serialization.transfer_state_from_json(payment.sender_transfer.transfer_state)
+    if keccak256(preimage) != state.encoded_state:
+        raise PaymentError("unknown_payment", "No link with this id opens with this secret.", status=404)
+    status = payment_status(payment)
+    if status in (PaymentStatus.PENDING, PaymentStatus.FORWARDED):
+        if payment.recipient:
+            status = "redeemed"
+        elif _link_expired(payment, int(time.time())):
+            status = "expired"
+    expires_at = payment.sender_transfer.meta.get("expiresAt")
+    return {
+        "paymentId": payment.payment_id,
+        "status": status,
+        "assetId": payment.asset_id,
+        "amount": str(int(payment.amount)),
+        "expiresAt": expires_at if isinstance(expires_at, int) else None,
+    }
 
 
 def payment_cancel(*, sender: str, payment_id: str) -> Payment:

@@ -594,3 +594,59 @@ def test_the_sender_hears_its_payment_decided_after_the_node_proposed_to_settle_
     ]
     assert events[1]["payload"]["paymentId"] == payment_id
     assert events[1]["payload"]["status"] == "completed"
+
+
+def test_a_links_holder_sees_its_status_before_redeeming_and_a_wrong_secret_learns_nothing(alice_and_bob):
+    """POST /api/transfers/<id>/link-status with the secret in the body: pending, then redeemed and
+    completed; expired past its time. Anybody without the secret (or with a payment that is no link)
+    gets the same 404 as for no payment at all, and nothing changes."""
+    from unittest import mock
+
+    from django.test import Client
+
+    alice, bob = alice_and_bob
+    expires_at = int(time.time()) + 3600
+    _, payment_id, preimage = alice.pay(None, E // 20, meta={"expiresAt": expires_at})
+    run_node_work(alice, bob)
+    _, addressed_id, addressed_preimage = alice.pay(bob.address, E // 50)
+    visitor = Client()  # no login: the redeem screen asks before the card is unlocked
+
+    def status(payment: str, secret: bytes):
+        return visitor.post(
+            f"/api/transfers/{payment}/link-status", {"preimage": "0x" + secret.hex()}, "application/json"
+        )
+
+    before = status(payment_id, preimage)
+    with mock.patch("channels_app.services.payments.time.time", return_value=expires_at + 1):
+        late = status(payment_id, preimage)
+    wrong = status(payment_id, b"\x01" * 32)
+    not_a_link = status(addressed_id, addressed_preimage)
+    nothing = status("0x" + "ab" * 32, preimage)
+    malformed = visitor.post(
+        f"/api/transfers/{payment_id}/link-status", {"preimage": "0x12"}, "application/json"
+    )
+    assert (
+        bob.post(f"/api/transfers/{payment_id}/redeem", {"preimage": "0x" + preimage.hex()}).status_code
+        == 200
+    )
+    claimed = status(payment_id, preimage)
+    run_node_work(alice, bob)
+    bob.resolve_incoming(payment_id, preimage)
+    run_node_work(alice, bob)
+    paid = status(payment_id, preimage)
+
+    assert before.status_code == 200
+    assert before.json() == {
+        "paymentId": payment_id,
+        "status": "pending",
+        "assetId": ETH,
+        "amount": str(E // 20),
+        "expiresAt": expires_at,
+    }
+    assert late.json()["status"] == "expired"
+    for refused in (wrong, not_a_link, nothing):
+        assert (refused.status_code, refused.json()["error"]["code"]) == (404, "unknown_payment")
+    assert wrong.json() == nothing.json()  # the same answer: no oracle on which ids exist
+    assert (malformed.status_code, malformed.json()["error"]["code"]) == (400, "invalid_input")
+    assert claimed.json()["status"] == "redeemed"
+    assert paid.json()["status"] == "completed"
