@@ -27,7 +27,7 @@ from connext.chain import devchain
 from dashboard import selectors
 from tests.integration.conftest import node_database_url  # noqa: F401 - the test database, shared
 from tests.support import client_wallets
-from tests.support.processes import NodeProcess, celery_worker, http_get_json, node_env, wait_until
+from tests.support.processes import node_env, serving_node, wait_until
 
 # Not transactional: a transactional test flushes the database after itself, and the node's records
 # must outlive each test (the node fixture flushes them at the module's end).
@@ -65,23 +65,10 @@ def node(node_database_url, anvil_url, deployments, tmp_path_factory, django_db_
         import subprocess
 
         subprocess.run(["make", "assets"], cwd=ROOT, check=True)
-    daphne = NodeProcess(env=env, log_path=logs / "daphne.log")
-    celery = celery_worker(env=env, log_path=logs / "celery.log")
-    started = []
     try:
-        for process in (daphne, celery):
-            process.start()
-            started.append(process)
-        daphne.wait_serving()
-        wait_until(
-            lambda: http_get_json(f"{daphne.url}/api/health")[0] == 200,
-            timeout=60,
-            what="the node healthy (the worker's first heartbeat)",
-        )
-        yield daphne.url
+        with serving_node(env=env, logs=logs) as daphne:
+            yield daphne.url
     finally:
-        for process in reversed(started):
-            process.stop()
         with django_db_blocker.unblock():
             call_command("flush", interactive=False, verbosity=0)
 

@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +163,29 @@ def celery_worker(*, env: Mapping[str, str], log_path: Path, with_beat: bool = T
     if with_beat:
         command += ["-B", "-s", str(log_path.with_suffix(".schedule"))]
     return ManagedProcess(command, env=env, log_path=log_path)
+
+
+@contextlib.contextmanager
+def serving_node(*, env: Mapping[str, str], logs: Path, with_worker: bool = True) -> Iterator[NodeProcess]:
+    """One daphne and (by default) a Celery worker with beat on `env`, until the node is healthy (the
+    worker's first heartbeat) or serving; both stopped, with everything they started, afterwards."""
+    daphne = NodeProcess(env=env, log_path=logs / "daphne.log")
+    processes: list[ManagedProcess] = [daphne]
+    if with_worker:
+        processes.append(celery_worker(env=env, log_path=logs / "celery.log"))
+    started: list[ManagedProcess] = []
+    try:
+        for process in processes:
+            process.start()
+            started.append(process)
+        daphne.wait_serving(timeout=60)
+        if with_worker:
+            wait_until(
+                lambda: http_get_json(f"{daphne.url}/api/health")[0] == 200,
+                timeout=60,
+                what="the node healthy (the worker's first heartbeat)",
+            )
+        yield daphne
+    finally:
+        for process in reversed(started):
+            process.stop()
