@@ -58,6 +58,16 @@ async function card(privateKey = newKey()) {
   return client;
 }
 
+/** Until the card holds no active transfer (the node settles a payment's sender side just after the
+ * receiver resolved it): the baseline for "nothing changed". */
+async function settled(client) {
+  const deadline = Date.now() + WAIT_MS;
+  while (client.state.transfers.length) {
+    if (Date.now() > deadline) throw new Error(`transfers still active: ${client.state.transfers.length}`);
+    await client.events.next('balance', () => true, WAIT_MS).catch(() => {});
+  }
+}
+
 const refusedWith = async (promise, Kind, code) => {
   await assert.rejects(promise, (error) => {
     assert.ok(error instanceof Kind, `${error} is not a ${Kind.name}`);
@@ -135,6 +145,7 @@ test("a link A makes is redeemed by C; a second redeem is refused with the node'
 });
 
 test('amount 0, more than the balance and a bad address are refused with typed errors; nothing changes', { skip }, async () => {
+  await settled(alice);
   const before = { nonce: alice.state.nonce, balances: alice.balances() };
   await refusedWith(alice.send(bob.address, 0n), InvalidArgumentError, 'invalid_amount');
   await refusedWith(alice.send(bob.address, alice.balance(ETH).user + 1n), InsufficientBalanceError, 'insufficient_balance');
