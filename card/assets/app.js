@@ -14,6 +14,7 @@ import {
   requestLink,
   sendFields,
 } from './links.js';
+import { fetchLinkStatus } from '../js/client/node_api.js';
 import { decodePicture, qrImageSource, scanCamera } from './qr.js';
 import * as vault from './vault.js';
 
@@ -31,6 +32,7 @@ const state = {
   redeem: null, // {paymentId, secret} of the link being looked at
   stopCamera: null,
   accountListeners: new Set(),
+  clientListeners: [], // unsubscribers of the attached client's events
 };
 
 const byId = (id) => document.getElementById(id);
@@ -213,25 +215,111 @@ function checkedAmount(text) {
   return wei;
 }
 
+function needClient() {
+  if (!state.client) throw new Error(NOT_CONNECTED);
+  return state.client;
+}
+
+function short(address) {
+  return address ? `${address.slice(0, 6)}…${address.slice(-4)}` : 'a link';
+}
+
+/** Runs `work(client)` while `form` says each step the client reports for `action` (its `progress`
+ *  events); a wait is said as a wait, never as a failure. */
+async function withProgress(form, action, steps, work) {
+  const client = needClient();
+  const stop = client.on('progress', (event) => {
+    if (event.action !== action || !(event.step in steps)) return;
+    const text = typeof steps[event.step] === 'function' ? steps[event.step](event) : steps[event.step];
+    say(form, text, event.step === 'failed' ? 'error' : 'info');
+  });
+  try {
+    return await work(client);
+  } finally {
+    stop();
+  }
+}
+
+const SEND_WAIT_MS = 90_000; // then it says the payment is still on its way, not that it failed
+const SEND_STEPS = {
+  sent: 'Signed and sent; the node is delivering it…',
+  waiting_for_collateral:
+    'On its way: the node is moving funds into the receiver’s channel (or waits for the receiver to come online). Nothing is lost; the card keeps waiting.',
+};
+
+function checkFunds(amount) {
+  const available = needClient().balance(ETH).user;
+  if (amount > available) {
+    throw new LinkError(`You have ${formatEther(available)} ETH in your card; that is less than ${formatEther(amount)}.`);
+  }
+}
+
+/** A payment that is still on its way when the card stops waiting is not a failure. */
+function stillMoving(error) {
+  return error?.name === 'ClientTimeoutError' || error?.code === 'timeout';
+}
+
 function wireMoney() {
-  onSubmit('send-form', 'Checking…', async (fields) => {
-    parseAddress(fields.to, 'receiver address');
-    checkedAmount(fields.amount);
-    if (!state.client) throw new Error(NOT_CONNECTED);
+  onSubmit('send-form', 'Sending…', async (fields, form) => {
+    const to = parseAddress(fields.to, 'receiver address');
+    const amount = checkedAmount(fields.amount);
+    if (to === state.account.address) throw new LinkError('That is your own address.');
+    checkFunds(amount);
+    try {
+      const record = await withProgress(form, 'send', SEND_STEPS, (client) => client.send(to, amount, { timeoutMs: SEND_WAIT_MS }));
+      form.reset();
+      if (record.status === 'completed') say(form, `Paid ${formatEther(amount)} ETH to ${short(to)}.`, 'success');
+      else say(form, `The payment was ${record.status}: ${record.failure ?? 'your funds are back'}.`, 'error');
+    } catch (error) {
+      if (!stillMoving(error)) throw error;
+      say(form, 'Still on its way (the receiver may be offline); History shows when it completes.');
+    }
+    refreshHome();
   });
-  onSubmit('link-form', 'Checking…', async (fields) => {
-    checkedAmount(fields.amount);
-    if (!state.client) throw new Error(NOT_CONNECTED);
+  onSubmit('link-form', 'Making…', async (fields, form) => {
+    const amount = checkedAmount(fields.amount);
+    checkFunds(amount);
+    const link = await needClient().createLink(amount);
+    form.reset();
+    byId('link-qr').src = qrImageSource(link.url);
+    byId('link-url').textContent = link.url;
+    byId('link-result').hidden = false;
+    say(form, `A link for ${formatEther(amount)} ETH: whoever opens it can redeem it.`, 'success');
+    refreshHome();
   });
-  onSubmit('cashout-form', 'Checking…', async (fields) => {
-    parseAddress(fields.to, 'address to cash out to');
-    checkedAmount(fields.amount);
-    if (!state.client) throw new Error(NOT_CONNECTED);
+  byId('link-copy').addEventListener('click', () => copy(byId('link-url').textContent));
+  onSubmit('cashout-form', 'Cashing out…', async (fields, form) => {
+    const to = parseAddress(fields.to, 'address to cash out to');
+    const amount = checkedAmount(fields.amount);
+    checkFunds(amount);
+    const done = await withProgress(
+      form,
+      'withdraw',
+      {
+        requested: 'Signed; the node is sending the transaction…',
+        submitted: (event) => `Sent to the chain${event.transactionHash ? ` (${short(event.transactionHash)})` : ''}; waiting until it is mined…`,
+      },
+      (client) => client.withdraw(amount, { recipient: to }),
+    );
+    form.reset();
+    say(form, `Cashed out ${formatEther(amount)} ETH to ${short(to)} in ${done.transactionHash}.`, 'success');
+    refreshHome();
   });
-  onSubmit('redeem-form', 'Checking…', async () => {
+  onSubmit('redeem-form', 'Redeeming…', async (fields, form) => {
     if (!state.redeem) throw new Error('This link has no payment to redeem.');
     if (!state.account) throw new Error('Unlock or create your card first.');
-    if (!state.client) throw new Error(NOT_CONNECTED);
+    const link = state.redeem;
+    const record = await withProgress(
+      form,
+      'redeem',
+      { redeemed: 'Claimed; the node is paying it into your card…' },
+      (client) => client.redeemLink(link),
+    );
+    // The secret has done its work: it leaves the address bar (and the browser's history entry).
+    window.history.replaceState(null, '', `${window.location.pathname}#redeem?${new URLSearchParams({ paymentId: link.paymentId })}`);
+    showLinkStatus(record.status === 'completed' ? 'redeemed' : record.status, record);
+    say(form, record.status === 'completed' ? `Redeemed ${formatEther(record.amount)} ETH into your card.` : `The link was ${record.status}.`, record.status === 'completed' ? 'success' : 'error');
+    refreshHome();
   });
   onSubmit('request-form', 'Making…', async (fields) => {
     const amount = fields.amount.trim() ? checkedAmount(fields.amount).toString() : '';
@@ -241,6 +329,109 @@ function wireMoney() {
     byId('request-result').hidden = false;
   });
   byId('request-copy').addEventListener('click', () => copy(byId('request-link').textContent));
+}
+
+const LINK_STATUS_TEXT = {
+  pending: 'Ready to redeem',
+  expired: 'Expired: it goes back to its sender',
+  redeemed: 'Already redeemed',
+  completed: 'Already redeemed',
+  refunded: 'Taken back by its sender',
+  failed: 'Taken back by its sender',
+  unknown: 'No such link (or the secret is wrong)',
+};
+
+function showLinkStatus(status, payment) {
+  const element = byId('redeem-status');
+  const amount = payment?.amount !== undefined && payment?.amount !== null ? ` · ${formatEther(payment.amount)} ETH` : '';
+  element.textContent = `${LINK_STATUS_TEXT[status] ?? status}${amount}`;
+  element.dataset.status = status;
+  byId('redeem-form').querySelector('button[type=submit]').disabled = status !== 'pending';
+}
+
+async function checkLink(link) {
+  try {
+    const answer = await fetchLinkStatus({ nodeUrl: window.location.origin, ...link });
+    if (state.redeem === link) showLinkStatus(answer.status, answer);
+  } catch (error) {
+    if (state.redeem === link) showLinkStatus('unknown', null);
+    if (error?.code !== 'unknown_payment') showError(error);
+  }
+}
+
+// -- home: balances, what is on its way, history --------------------------------------------------
+
+const STATUS_TEXT = {
+  pending: 'on its way', forwarded: 'on its way', completed: 'done', refunded: 'refunded', failed: 'failed',
+};
+
+function renderBalance(client) {
+  const { user, pendingIn, pendingOut } = client.balance(ETH);
+  const balance = byId('home-balance');
+  balance.textContent = `${formatEther(user)} ETH`;
+  balance.dataset.state = 'ready';
+  balance.dataset.wei = user.toString();
+  const pending = byId('home-pending');
+  const parts = [];
+  if (pendingIn > 0n) parts.push(`${formatEther(pendingIn)} ETH coming in`);
+  if (pendingOut > 0n) parts.push(`${formatEther(pendingOut)} ETH going out`);
+  pending.textContent = parts.join(' · ');
+  pending.hidden = parts.length === 0;
+}
+
+function historyItem(payment) {
+  const item = document.createElement('li');
+  const incoming = payment.direction === 'incoming';
+  item.dataset.paymentId = payment.paymentId;
+  item.dataset.status = payment.status;
+  const what = document.createElement('span');
+  what.className = 'what';
+  what.textContent = incoming ? `from ${short(payment.sender)}` : `to ${short(payment.recipient)}`;
+  const amount = document.createElement('span');
+  amount.className = 'amount';
+  amount.textContent = `${incoming ? '+' : '−'}${formatEther(payment.amount)} ETH`;
+  const status = document.createElement('span');
+  status.className = 'status';
+  status.textContent = STATUS_TEXT[payment.status] ?? payment.status;
+  item.append(what, amount, status);
+  return item;
+}
+
+let historyTurn = 0;
+
+async function renderHistory(client) {
+  const turn = ++historyTurn;
+  const list = byId('home-history');
+  let payments;
+  try {
+    payments = await client.history({ limit: 30 });
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  if (turn !== historyTurn || state.client !== client) return; // a newer render, or another card
+  if (payments.length === 0) {
+    const empty = document.createElement('li');
+    empty.className = 'empty';
+    empty.textContent = 'No payments yet.';
+    list.replaceChildren(empty);
+  } else {
+    list.replaceChildren(...payments.map(historyItem));
+  }
+}
+
+function refreshHome() {
+  if (!state.client) return;
+  renderBalance(state.client);
+  renderHistory(state.client);
+}
+
+/** A payment to this card arrived: say so on the home screen, whichever screen is open. */
+function noticeIncoming(payment) {
+  if (payment.direction !== 'incoming' || payment.status !== 'completed') return;
+  const notice = byId('home-notice');
+  notice.textContent = `Received ${formatEther(payment.amount)} ETH from ${short(payment.sender)}.`;
+  notice.hidden = false;
 }
 
 async function copy(text) {
@@ -302,12 +493,21 @@ const ENTER = {
       say(form, `This payment request is not valid: ${error.message}`, 'error');
     }
   },
+  deposit() {
+    watchDeposits();
+  },
+  home() {
+    byId('home-notice').hidden = true;
+    refreshHome();
+  },
   redeem(params) {
     byId('redeem-locked').hidden = Boolean(state.account);
     try {
       state.redeem = redeemFields(params);
       byId('redeem-payment-id').textContent = state.redeem.paymentId;
-      byId('redeem-status').textContent = state.client ? 'checking…' : 'connecting…';
+      byId('redeem-status').textContent = 'checking…';
+      byId('redeem-status').dataset.status = 'checking';
+      checkLink(state.redeem);
     } catch (error) {
       state.redeem = null;
       byId('redeem-payment-id').textContent = '';
@@ -317,12 +517,78 @@ const ENTER = {
   },
 };
 
-/** The protocol client, once connected: the money screens stop saying "connecting…". */
+let depositWatch = 0;
+
+/** While the deposit screen is open: each deposit to the channel's address is credited and said. */
+async function watchDeposits() {
+  const client = state.client;
+  const progress = byId('deposit-progress');
+  if (!client) {
+    progress.textContent = NOT_CONNECTED;
+    return;
+  }
+  const watch = ++depositWatch;
+  const open = () => watch === depositWatch && state.client === client && byId('card').dataset.screen === 'deposit';
+  const steps = {
+    waiting_for_chain: 'Waiting for your deposit to reach this address…',
+    crediting: 'Seen on chain; the node is crediting it to your card…',
+  };
+  const stop = client.on('progress', (event) => {
+    if (event.action === 'deposit' && event.step in steps && open()) progress.textContent = steps[event.step];
+  });
+  try {
+    progress.textContent = steps.waiting_for_chain;
+    while (open()) {
+      try {
+        const credited = await client.waitForDeposit({ assetId: ETH, timeoutMs: 120_000 });
+        if (watch === depositWatch) {
+          progress.textContent = `Credited ${formatEther(credited.amount)} ETH. Send more to the same address any time.`;
+          progress.dataset.kind = 'success';
+        }
+        refreshHome();
+      } catch (error) {
+        if (!stillMoving(error)) throw error;
+      }
+    }
+  } catch (error) {
+    if (open()) showError(error);
+  } finally {
+    stop();
+  }
+}
+
+const CONNECTION_TEXT = { connected: 'online', synced: 'online' };
+
+/** The protocol client, once connected (null when locked or gone): the money screens work, the
+ *  home screen follows its events live. */
 export function attachClient(client) {
+  state.clientListeners.forEach((stop) => stop());
+  state.clientListeners = [];
   state.client = client;
   const connection = byId('connection');
   connection.dataset.state = client ? 'online' : 'offline';
   connection.textContent = client ? 'online' : 'connecting…';
+  if (!client) return;
+  const on = (event, listener) => state.clientListeners.push(client.on(event, listener));
+  on('balance', () => renderBalance(client));
+  on('payment', (payment) => {
+    noticeIncoming(payment);
+    renderBalance(client);
+    renderHistory(client);
+  });
+  on('connection', (event) => {
+    connection.dataset.state = event.status === 'lost' ? 'offline' : 'online';
+    connection.textContent =
+      CONNECTION_TEXT[event.status] ?? `reconnecting${event.retryInMs ? ` in ${Math.ceil(event.retryInMs / 1000)} s` : '…'}`;
+  });
+  on('refused', (event) => showError(`The card refused to sign what the node proposed (${event.code}): ${event.message}`));
+  on('error', (error) => showError(error));
+  showDepositAddress(client.depositAddress);
+  for (const form of document.querySelectorAll('form .message')) {
+    if (form.textContent.startsWith('connecting…')) form.textContent = '';
+  }
+  refreshHome();
+  if (byId('card').dataset.screen === 'deposit') watchDeposits();
 }
 
 /** The unlocked account, for the protocol client: {address, privateKey} or null. */

@@ -5,23 +5,19 @@ checked on the chain itself, with web3."""
 
 from __future__ import annotations
 
-import subprocess
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from web3 import HTTPProvider, Web3
 
 from connext.chain import devchain
-from tests.card.test_browser import CHROMIUM, MOBILE, PASSPHRASE, WATCH_CSP, Card
-from tests.support.processes import NodeProcess, node_env, wait_until
+from tests.support.card_browser import PASSPHRASE, Card
 
-pytestmark = [pytest.mark.slow]
+# Not transactional: the node's records must outlive each test (the node fixture flushes them at the end).
+pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db]
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNDER_KEY = devchain.DEV_PRIVATE_KEYS[1]
@@ -42,67 +38,10 @@ DISCOVER = """async () => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def chain_and_node(
-    anvil_url: str, deployments: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, NodeProcess]]:
-    """The session's anvil with the contracts (GET /api/config names them) and one daphne publishing
-    the chain RPC to its pages (PUBLIC_CHAIN_RPC_URL), which the card's provider calls from the browser."""
-    logs = tmp_path_factory.mktemp("card-dapp")
-    subprocess.run(
-        ["make", "--quiet", "assets"], cwd=ROOT, check=True
-    )  # incremental: a stale bundle is rebuilt
-    env = node_env(
-        REDIS_URL=settings.REDIS_URL or "redis://127.0.0.1:6379/8",
-        NODE_VAR_DIR=str(logs / "var"),
-        DJANGO_SECRET_KEY="card-dapp-test-secret-key-for-this-daphne",
-        CHAIN_RPC_URL=anvil_url,
-        PUBLIC_CHAIN_RPC_URL=anvil_url,
-        DEPLOYMENTS_FILE=deployments["book"],
-    )
-    daphne = NodeProcess(env=env, log_path=logs / "daphne.log")
-    daphne.start()
-    try:
-
-        def serving() -> bool:
-            if not daphne.alive():
-                raise AssertionError(f"daphne exited:\n{daphne.log()}")
-            with urllib.request.urlopen(f"{daphne.url}/api/config", timeout=2) as response:  # noqa: S310
-                return bool(response.status == 200)
-
-        wait_until(serving, timeout=60, what="daphne serving the config")
-        yield anvil_url, daphne
-    finally:
-        daphne.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 @pytest.fixture
-def card(chain_and_node: tuple[str, NodeProcess], browser: Any) -> Iterator[Card]:
-    _, node = chain_and_node
-    context = browser.new_context(viewport=MOBILE)
-    context.add_init_script(WATCH_CSP)
-    page = context.new_page()
-    card = Card(page=page, base=node.url)
-    page.on("request", lambda request: card.requests.append((request.url, request.post_data)))
-    page.on(
-        "console",
-        lambda message: card.console_errors.append(message.text) if message.type == "error" else None,
-    )
-    page.on("pageerror", lambda error: card.console_errors.append(str(error)))
-    yield card
-    context.close()
+def card(new_card: Any) -> Card:
+    made: Card = new_card()
+    return made
 
 
 def approval(card: Card, kind: str) -> dict[str, str]:
@@ -127,11 +66,8 @@ def wait_code_or_text(card: Card, selector: str, pattern: str) -> str:
     return str(card.page.inner_text(selector))
 
 
-def test_the_demo_dapp_finds_the_card_connects_sends_on_chain_and_signs(
-    card: Card, chain_and_node: tuple[str, NodeProcess]
-) -> None:
-    chain_url, _ = chain_and_node
-    w3 = Web3(HTTPProvider(chain_url))
+def test_the_demo_dapp_finds_the_card_connects_sends_on_chain_and_signs(card: Card, anvil_url: str) -> None:
+    w3 = Web3(HTTPProvider(anvil_url))
     card.open()
     address = Web3.to_checksum_address(card.create()[0])
     funder = Account.from_key(FUNDER_KEY)
@@ -212,7 +148,7 @@ def test_the_demo_dapp_finds_the_card_connects_sends_on_chain_and_signs(
     card.assert_clean(PASSPHRASE)
     # The only other origin the page talked to is the chain RPC the node publishes.
     origins = {url.split("/")[2] for url, _ in card.requests}
-    assert origins == {card.base.split("/")[2], chain_url.split("/")[2]}
+    assert origins == {card.base.split("/")[2], anvil_url.split("/")[2]}
 
 
 def test_without_a_card_in_this_browser_connecting_says_where_to_make_one_and_is_4001(card: Card) -> None:

@@ -47,7 +47,7 @@ import {
 } from './errors.js';
 import { Emitter } from './events.js';
 import { linkUrl, parseLink } from './links.js';
-import { NodeApi, sleep } from './node_api.js';
+import { NodeApi, fetchLinkStatus, sleep } from './node_api.js';
 
 export const ETH = ZERO_ADDRESS;
 export const WITHDRAW_TRANSFER_TIMEOUT = 3n * 24n * 3600n;
@@ -460,24 +460,21 @@ export class CardClient {
     return { paymentId, secret, url };
   }
 
-  /** What the node says of a link before it is redeemed: `{status: 'pending' | 'redeemed' | 'expired' |
-   * 'refunded' | 'failed' | 'unknown', payment}`. 'unknown' when the node does not show the payment to
-   * this user (it answers a payment's status only to its sender and its recipient). */
+  /** A link's status before redeeming it (`link`: its URL, or `{paymentId, secret}`): `{status,
+   * payment}`, status `pending` (it can be redeemed), `expired`, `redeemed` / `completed` (somebody
+   * claimed it), `refunded` / `failed` (back to its sender), or `unknown` (no link opens with this
+   * secret). Asked with the secret, which any holder of the link has (`fetchLinkStatus`). */
   async linkStatus(link) {
-    const { paymentId } = typeof link === 'string' && link.includes('secret=') ? parseLink(link) : { paymentId: bytes32Argument(link?.paymentId ?? link, 'paymentId') };
-    let payment;
+    const parsed = typeof link === 'string' ? parseLink(link) : link;
+    const paymentId = bytes32Argument(parsed?.paymentId, 'paymentId');
+    const secret = bytes32Argument(parsed?.secret, 'secret');
     try {
-      payment = await this.api.get(`/api/transfers/${paymentId}`);
+      const payment = await fetchLinkStatus({ nodeUrl: this.nodeUrl, paymentId, secret, fetch: this.fetch });
+      return { status: payment.status, payment };
     } catch (error) {
       if (error instanceof NodeError && error.code === 'unknown_payment') return { status: 'unknown', payment: null };
       throw error;
     }
-    const record = this.#notePaymentNews(payment);
-    const expiresAt = Number(payment?.meta?.expiresAt);
-    let status = payment.status;
-    if (payment.recipient || status === 'completed' || status === 'forwarded') status = 'redeemed';
-    else if (status === 'pending' && Number.isFinite(expiresAt) && Date.now() / 1000 >= expiresAt) status = 'expired';
-    return { status, payment: record };
   }
 
   /** Claim a link payment into this channel (`link`: its URL, or `{paymentId, secret}`). Resolves once

@@ -5,6 +5,6 @@
 export { CardClient, ETH, FINAL_STATUSES, LINK_LIFETIME_SECONDS, PAYMENT_TRANSFER_TIMEOUT, WITHDRAW_TRANSFER_TIMEOUT, checkAddress, checkAmount } from './client.js';
 export * from './errors.js';
 export { Emitter } from './events.js';
-export { NodeApi, PACE_CODES, SOCKET_PATHS, paceWaitMs } from './node_api.js';
+export { NodeApi, PACE_CODES, SOCKET_PATHS, fetchLinkStatus, paceWaitMs } from './node_api.js';
 export { ChainReader } from './chain.js';
 export { linkUrl, parseLink } from './links.js';

@@ -53,6 +53,35 @@ export function paceWaitMs(error) {
   return Math.min(ms, PACE_MAX_WAIT_MS);
 }
 
+/** A link's status for whoever holds its secret, without a login (the redeem screen asks before the card
+ * is unlocked): `POST /api/transfers/<paymentId>/link-status` with the secret in the body, never in a
+ * URL. Resolves `{paymentId, status, assetId, amount, expiresAt}` (amount BigInt); status `pending`,
+ * `expired`, `redeemed`, `completed`, `refunded` or `failed`. A wrong secret is the node's 404
+ * `unknown_payment`, exactly as for a link that does not exist. */
+export async function fetchLinkStatus({ nodeUrl, paymentId, secret, fetch = globalThis.fetch }) {
+  const path = `/api/transfers/${paymentId}/link-status`;
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), REQUEST_TIMEOUT_MS);
+  let response;
+  let answer = null;
+  try {
+    response = await fetch(String(nodeUrl).replace(/\/+$/, '') + path, {
+      method: 'POST',
+      headers: { Accept: 'application/json', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ preimage: secret }),
+      signal: abort.signal,
+    });
+    answer = await response.json().catch(() => null);
+  } catch (error) {
+    throw new NodeUnavailableError('node_unavailable', `POST ${path}: ${error.message ?? error}`);
+  } finally {
+    clearTimeout(timer);
+  }
+  if (response.status >= 500) throw unavailableFromBody(response.status, answer, `POST ${path}`);
+  if (response.status >= 400) throw errorFromBody(response.status, answer);
+  return { ...answer, amount: BigInt(answer.amount) };
+}
+
 export class NodeApi {
   /** `nodeUrl`: the node's origin (`http://host:port`); `fetch`: defaults to the global one. */
   constructor(nodeUrl, privateKey, { fetch = globalThis.fetch, now = () => Date.now() } = {}) {

@@ -1,0 +1,96 @@
+"""A live node for the card's browser tests (daphne and a Celery worker on the test database, the
+session's anvil and contracts; the chain RPC published to the pages), and browsers to open cards in."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.core.management import call_command
+from django.db import connections
+
+from channels_app.health import HEARTBEAT_CACHE_KEY
+from connext.chain import devchain
+from tests.integration.conftest import node_database_url  # noqa: F401 - the test database, shared
+from tests.support.card_browser import CHROMIUM, Card, open_card
+from tests.support.processes import ROOT, NodeProcess, node_env, serving_node
+
+NODE_KEY = devchain.DEV_PRIVATE_KEYS[2]
+
+
+@pytest.fixture(scope="module")
+def node(
+    node_database_url: str,  # noqa: F811
+    anvil_url: str,
+    deployments: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+    django_db_blocker: Any,
+) -> Iterator[NodeProcess]:
+    """The node the cards talk to. Its records outlive each test (they are the node's, written by
+    its processes); the module's end flushes them."""
+    assert settings.REDIS_URL, "the card's browser tests run on Redis (set REDIS_URL)"
+    logs = tmp_path_factory.mktemp("card-node")
+    subprocess.run(
+        ["make", "--quiet", "assets"], cwd=ROOT, check=True
+    )  # incremental: a stale bundle is rebuilt
+    env = node_env(
+        DATABASE_URL=node_database_url,
+        REDIS_URL=settings.REDIS_URL,
+        CHAIN_RPC_URL=anvil_url,
+        PUBLIC_CHAIN_RPC_URL=anvil_url,
+        NODE_VAR_DIR=str(logs / "var"),
+        DEPLOYMENTS_FILE=deployments["book"],
+        NODE_PRIVATE_KEY=NODE_KEY,
+        CHAIN_CONFIRMATIONS="0",
+        DISPUTE_TIMEOUT_SECONDS="3600",
+        DJANGO_SECRET_KEY="card-browser-test-secret-key-for-every-process",
+    )
+    with django_db_blocker.unblock():
+        cache.delete(HEARTBEAT_CACHE_KEY)
+    try:
+        with serving_node(env=env, logs=logs) as daphne:
+            yield daphne
+    finally:
+        with django_db_blocker.unblock():
+            call_command("flush", interactive=False, verbosity=0)
+            connections.close_all()
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on this thread; the tests' (and pytest-django's) ORM
+    # calls here are still synchronous ones, made between the browser's steps.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as instance:
+            yield instance
+            # Opened while Playwright's loop ran on this thread, so kept in a context variable by
+            # Django (asgiref's thread-critical local): closed here, or they keep the test database.
+            connections.close_all()
+    finally:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Any]:
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+
+
+@pytest.fixture
+def new_card(node: NodeProcess, browser: Any) -> Iterator[Callable[[], Card]]:
+    """Opens cards, each in a browser context of its own (a device); all closed after the test."""
+    contexts: list[Any] = []
+    yield lambda: open_card(browser, node.url, contexts)
+    for context in contexts:
+        context.close()
