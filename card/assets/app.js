@@ -15,7 +15,7 @@ import {
   sendFields,
 } from './links.js';
 import { fetchLinkStatus } from '../js/client/node_api.js';
-import { decodePicture, qrImageSource, scanCamera } from './qr.js';
+import { qrImageSource } from './qr.js';
 import * as vault from './vault.js';
 
 const OPEN_WHILE_LOCKED = new Set(['setup', 'unlock', 'redeem']);
@@ -459,6 +459,7 @@ function wireScan() {
     const video = byId('scan-video');
     video.hidden = false;
     try {
+      const { scanCamera } = await import('./scan.js');
       state.stopCamera = await scanCamera(video, opened);
     } catch (error) {
       video.hidden = true;
@@ -471,6 +472,7 @@ function wireScan() {
     event.target.value = '';
     if (!file) return;
     try {
+      const { decodePicture } = await import('./scan.js');
       opened(await decodePicture(file));
     } catch (error) {
       message.textContent = error.message;
@@ -533,16 +535,21 @@ async function watchDeposits() {
     waiting_for_chain: 'Waiting for your deposit to reach this address…',
     crediting: 'Seen on chain; the node is crediting it to your card…',
   };
+  let credited = false; // once a deposit is credited, that stays said until the next one is seen
   const stop = client.on('progress', (event) => {
-    if (event.action === 'deposit' && event.step in steps && open()) progress.textContent = steps[event.step];
+    if (event.action !== 'deposit' || !(event.step in steps) || !open()) return;
+    if (event.step === 'waiting_for_chain' && credited) return;
+    progress.textContent = steps[event.step];
+    progress.dataset.kind = 'info';
   });
   try {
     progress.textContent = steps.waiting_for_chain;
     while (open()) {
       try {
-        const credited = await client.waitForDeposit({ assetId: ETH, timeoutMs: 120_000 });
+        const deposit = await client.waitForDeposit({ assetId: ETH, timeoutMs: 120_000 });
         if (watch === depositWatch) {
-          progress.textContent = `Credited ${formatEther(credited.amount)} ETH. Send more to the same address any time.`;
+          credited = true;
+          progress.textContent = `Credited ${formatEther(deposit.amount)} ETH. Send more to the same address any time.`;
           progress.dataset.kind = 'success';
         }
         refreshHome();

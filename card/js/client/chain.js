@@ -5,6 +5,7 @@
 
 import { ZERO_ADDRESS, keccak256, utf8 } from '../bytes.js';
 import { ChainError } from './errors.js';
+import { unbound } from './node_api.js';
 
 const selector = (signature) => keccak256(utf8(signature)).slice(0, 10);
 const TOTAL_DEPOSITS_NODE = selector('getTotalDepositsNode(address)');
@@ -16,7 +17,7 @@ const toBlock = (block) => '0x' + BigInt(block).toString(16);
 export class ChainReader {
   constructor(rpcUrl, { fetch = globalThis.fetch } = {}) {
     this.rpcUrl = rpcUrl;
-    this.fetch = fetch;
+    this.fetch = unbound(fetch);
     this.nextId = 1;
   }
 

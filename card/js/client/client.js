@@ -47,7 +47,7 @@ import {
 } from './errors.js';
 import { Emitter } from './events.js';
 import { linkUrl, parseLink } from './links.js';
-import { NodeApi, fetchLinkStatus, sleep } from './node_api.js';
+import { NodeApi, fetchLinkStatus, sleep, unbound } from './node_api.js';
 
 export const ETH = ZERO_ADDRESS;
 export const WITHDRAW_TRANSFER_TIMEOUT = 3n * 24n * 3600n;
@@ -121,7 +121,7 @@ export class CardClient {
     this.nodeUrl = this.api.baseUrl;
     this.linkOrigin = (linkOrigin ?? this.nodeUrl).replace(/\/+$/, '');
     this.address = this.api.address;
-    this.fetch = fetch;
+    this.fetch = unbound(fetch);
     this.WebSocket = WebSocket ?? null;
     this.chainRpcUrl = chainRpcUrl;
     this.minWindow = BigInt(minWindow);

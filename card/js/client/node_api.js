@@ -44,6 +44,12 @@ class Slots {
   }
 }
 
+/** `fetch` callable as a method of anything: the browser's own refuses to run with another `this`
+ * ("Illegal invocation"), as it would once kept in an object's field. */
+export function unbound(fetch) {
+  return (...args) => fetch(...args);
+}
+
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The wait (ms) a pace refusal names; 1 s when it names none; at most PACE_MAX_WAIT_MS. */
@@ -87,7 +93,7 @@ export class NodeApi {
   constructor(nodeUrl, privateKey, { fetch = globalThis.fetch, now = () => Date.now() } = {}) {
     if (typeof fetch !== 'function') throw new TypeError('NodeApi needs a fetch (none is global here)');
     this.baseUrl = String(nodeUrl).replace(/\/+$/, '');
-    this.fetch = fetch;
+    this.fetch = unbound(fetch);
     this.now = now;
     this.privateKey = privateKey;
     this.address = addressOf(privateKey);
