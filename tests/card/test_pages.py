@@ -83,7 +83,9 @@ def test_the_card_page_has_every_screen_and_only_its_own_bundle(page: HttpRespon
     markup.feed(page.content.decode())
 
     assert markup.screens == SCREENS
-    assert markup.scripts == [{"type": "module", "src": "/static/card/build/card.js"}]  # deferred, as modules are
+    assert markup.scripts == [
+        {"type": "module", "src": "/static/card/build/card.js"}
+    ]  # deferred, as modules are
     assert markup.stylesheets == ["/static/card/build/card.css"]
     assert markup.inline == []
 

@@ -106,6 +106,8 @@ def open_card(browser: Any, base: str, contexts: list[Any]) -> Card:
     page.on("pageerror", lambda error: card.console_errors.append(str(error)))
     page.on(
         "response",
-        lambda response: card.not_found.append(urlsplit(response.url).path) if response.status == 404 else None,
+        lambda response: (
+            card.not_found.append(urlsplit(response.url).path) if response.status == 404 else None
+        ),
     )
     return card
