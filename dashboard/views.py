@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
@@ -125,17 +126,42 @@ def _back_to_channel(address: str) -> HttpResponseRedirect:
     return HttpResponseRedirect(reverse("dashboard:channel", args=[address]))
 
 
-@require_POST
-@staff_required
-def channel_set_profile(request: HttpRequest, address: str) -> HttpResponse:
+def _channel_action(
+    request: HttpRequest,
+    address: str,
+    form_class: type[forms.Form],
+    act: Callable[[selectors.ChannelDetail, forms.Form], str],
+) -> HttpResponse:
+    """A channel page's action: its form checked (the page again, with the errors, when it is not),
+    then `act`, whose answer is said on the channel's page, as is a service's refusal or a chain that
+    does not answer."""
     detail = selectors.channel_detail(address=address)
     if detail is None:
         raise Http404("No such channel.")
-    form = filters.RebalanceProfileForm(request.POST)
+    form = form_class(request.POST)
     if not form.is_valid():
-        context = {"detail": detail, "profile_form": form, "dispute_form": filters.DisputeForm()}
+        context = {
+            "detail": detail,
+            "profile_form": filters.RebalanceProfileForm(),
+            "dispute_form": filters.DisputeForm(),
+            ("profile_form" if form_class is filters.RebalanceProfileForm else "dispute_form"): form,
+        }
         return _render(request, "channel.html", context, valid=False)
     try:
+        done = act(detail, form)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    except chain.READ_ERRORS:
+        messages.error(request, CHAIN_DOWN)
+    else:
+        messages.success(request, done)
+    return _back_to_channel(detail.channel.address)
+
+
+@require_POST
+@staff_required
+def channel_set_profile(request: HttpRequest, address: str) -> HttpResponse:
+    def act(detail: selectors.ChannelDetail, form: forms.Form) -> str:
         collateral.rebalance_profile_set(
             channel_id=detail.channel.pk,
             asset_id=form.cleaned_data["asset"],
@@ -143,37 +169,22 @@ def channel_set_profile(request: HttpRequest, address: str) -> HttpResponse:
             target=int(form.cleaned_data["target"]),
             reclaim_threshold=int(form.cleaned_data["reclaim_threshold"]),
         )
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    except chain.READ_ERRORS:
-        messages.error(request, CHAIN_DOWN)
-    else:
-        messages.success(request, "Rebalance profile saved; the node reconciles the channel's collateral.")
-    return _back_to_channel(detail.channel.address)
+        return "Rebalance profile saved; the node reconciles the channel's collateral."
+
+    return _channel_action(request, address, filters.RebalanceProfileForm, act)
 
 
 @require_POST
 @staff_required
 def channel_dispute(request: HttpRequest, address: str) -> HttpResponse:
-    detail = selectors.channel_detail(address=address)
-    if detail is None:
-        raise Http404("No such channel.")
-    form = filters.DisputeForm(request.POST)
-    if not form.is_valid():
-        context = {"detail": detail, "profile_form": filters.RebalanceProfileForm(), "dispute_form": form}
-        return _render(request, "channel.html", context, valid=False)
-    reason = form.cleaned_data["reason"] or "no reason given"
-    try:
+    def act(detail: selectors.ChannelDetail, form: forms.Form) -> str:
+        reason = form.cleaned_data["reason"] or "no reason given"
         dispute = watchtower.dispute_start(
             channel_id=detail.channel.pk, reason=f"operator {request.user} disputed the channel: {reason}"
         )
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    except chain.READ_ERRORS:
-        messages.error(request, CHAIN_DOWN)
-    else:
-        messages.success(request, f"Dispute {dispute.pk} is {dispute.status}.")
-    return _back_to_channel(detail.channel.address)
+        return f"Dispute {dispute.pk} is {dispute.status}."
+
+    return _channel_action(request, address, filters.DisputeForm, act)
 
 
 @require_GET

@@ -18,7 +18,7 @@ from channels_app.health import HEARTBEAT_CACHE_KEY
 from connext.chain import devchain
 from tests.integration.conftest import node_database_url  # noqa: F401 - the test database, shared
 from tests.support.card_browser import CHROMIUM, Card, open_card
-from tests.support.processes import ROOT, NodeProcess, node_env, serving_node
+from tests.support.processes import ROOT, NodeProcess, live_node_env, serving_node
 
 NODE_KEY = devchain.DEV_PRIVATE_KEYS[2]
 
@@ -38,17 +38,13 @@ def node(
     subprocess.run(
         ["make", "--quiet", "assets"], cwd=ROOT, check=True
     )  # incremental: a stale bundle is rebuilt
-    env = node_env(
-        DATABASE_URL=node_database_url,
-        REDIS_URL=settings.REDIS_URL,
-        CHAIN_RPC_URL=anvil_url,
-        PUBLIC_CHAIN_RPC_URL=anvil_url,
-        NODE_VAR_DIR=str(logs / "var"),
-        DEPLOYMENTS_FILE=deployments["book"],
-        NODE_PRIVATE_KEY=NODE_KEY,
-        CHAIN_CONFIRMATIONS="0",
-        DISPUTE_TIMEOUT_SECONDS="3600",
-        DJANGO_SECRET_KEY="card-browser-test-secret-key-for-every-process",
+    env = live_node_env(
+        database_url=node_database_url,
+        chain_url=anvil_url,
+        deployments_book=deployments["book"],
+        var_dir=logs / "var",
+        node_key=NODE_KEY,
+        secret_key="card-browser-test-secret-key-for-every-process",
     )
     with django_db_blocker.unblock():
         cache.delete(HEARTBEAT_CACHE_KEY)

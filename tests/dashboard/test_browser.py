@@ -27,7 +27,7 @@ from connext.chain import devchain
 from dashboard import selectors
 from tests.integration.conftest import node_database_url  # noqa: F401 - the test database, shared
 from tests.support import client_wallets
-from tests.support.processes import node_env, serving_node, wait_until
+from tests.support.processes import live_node_env, serving_node, wait_until
 
 # Not transactional: a transactional test flushes the database after itself, and the node's records
 # must outlive each test (the node fixture flushes them at the module's end).
@@ -46,17 +46,13 @@ def node(node_database_url, anvil_url, deployments, tmp_path_factory, django_db_
     """One daphne and a Celery worker (with beat); payments count as stuck after one second."""
     assert settings.REDIS_URL, "the browser test runs on Redis (set REDIS_URL)"
     logs = tmp_path_factory.mktemp("dashboard-node")
-    env = node_env(
-        DATABASE_URL=node_database_url,
-        REDIS_URL=settings.REDIS_URL,
-        CHAIN_RPC_URL=anvil_url,
-        PUBLIC_CHAIN_RPC_URL=anvil_url,
-        NODE_VAR_DIR=str(logs / "var"),
-        DEPLOYMENTS_FILE=deployments["book"],
-        NODE_PRIVATE_KEY=NODE_KEY,
-        CHAIN_CONFIRMATIONS="0",
-        DISPUTE_TIMEOUT_SECONDS="3600",
-        DJANGO_SECRET_KEY="dashboard-browser-test-secret-key-for-every-process",
+    env = live_node_env(
+        database_url=node_database_url,
+        chain_url=anvil_url,
+        deployments_book=deployments["book"],
+        var_dir=logs / "var",
+        node_key=NODE_KEY,
+        secret_key="dashboard-browser-test-secret-key-for-every-process",
         DASHBOARD_STUCK_AFTER_SECONDS="1",
     )
     with django_db_blocker.unblock():

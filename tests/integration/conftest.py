@@ -22,6 +22,7 @@ from tests.support.processes import (
     NodeProcess,
     celery_worker,
     http_get_json,
+    live_node_env,
     node_env,
     wait_until,
 )
@@ -150,17 +151,13 @@ def live_node(
     so their records outlive single tests; each test uses keys of its own."""
     assert settings.REDIS_URL, "integration tests run on Redis (set REDIS_URL)"
     logs = tmp_path_factory.mktemp("live-node")
-    env = node_env(
-        DATABASE_URL=node_database_url,
-        REDIS_URL=settings.REDIS_URL,
-        CHAIN_RPC_URL=anvil_url,
-        PUBLIC_CHAIN_RPC_URL=anvil_url,
-        NODE_VAR_DIR=str(logs / "var"),
-        DEPLOYMENTS_FILE=deployments["book"],
-        NODE_PRIVATE_KEY=LIVE_NODE_KEY,
-        CHAIN_CONFIRMATIONS="0",
-        DISPUTE_TIMEOUT_SECONDS="3600",
-        DJANGO_SECRET_KEY=LIVE_NODE_SECRET_KEY,
+    env = live_node_env(
+        database_url=node_database_url,
+        chain_url=anvil_url,
+        deployments_book=deployments["book"],
+        var_dir=logs / "var",
+        node_key=LIVE_NODE_KEY,
+        secret_key=LIVE_NODE_SECRET_KEY,
         **live_node_settings,
     )
     with django_db_blocker.unblock():

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.core.cache import cache
 from eth_account import Account
 from eth_utils.crypto import keccak
@@ -37,7 +36,14 @@ from tests.integration.conftest import LIVE_NODE_KEY, LIVE_NODE_SECRET_KEY, Live
 from tests.support.client_wallets import operator_trusts
 from tests.support.conservation import assert_conserved
 from tests.support.disputes import gas_cost, send_from
-from tests.support.processes import ROOT, NodeProcess, celery_worker, http_get_json, node_env, wait_until
+from tests.support.processes import (
+    ROOT,
+    NodeProcess,
+    celery_worker,
+    http_get_json,
+    live_node_env,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -53,17 +59,14 @@ def own_node(
     chain: str, node_database_url: str, deployments: dict[str, str], tmp_path: Path, django_db_blocker
 ) -> Iterator[LiveNode]:
     """A node of this test's own (daphne + Celery with beat) that the test may stop or kill."""
-    env = node_env(
-        DATABASE_URL=node_database_url,
-        REDIS_URL=settings.REDIS_URL,
-        CHAIN_RPC_URL=chain,
-        PUBLIC_CHAIN_RPC_URL=chain,
-        NODE_VAR_DIR=str(tmp_path / "var"),
-        DEPLOYMENTS_FILE=deployments["book"],
-        NODE_PRIVATE_KEY=LIVE_NODE_KEY,
-        CHAIN_CONFIRMATIONS="0",
-        DISPUTE_TIMEOUT_SECONDS=str(T),
-        DJANGO_SECRET_KEY=LIVE_NODE_SECRET_KEY,
+    env = live_node_env(
+        database_url=node_database_url,
+        chain_url=chain,
+        deployments_book=deployments["book"],
+        var_dir=tmp_path / "var",
+        node_key=LIVE_NODE_KEY,
+        secret_key=LIVE_NODE_SECRET_KEY,
+        dispute_timeout=T,
     )
     with django_db_blocker.unblock():
         cache.delete(HEARTBEAT_CACHE_KEY)

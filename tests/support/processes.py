@@ -189,3 +189,33 @@ def serving_node(*, env: Mapping[str, str], logs: Path, with_worker: bool = True
     finally:
         for process in reversed(started):
             process.stop()
+
+
+def live_node_env(
+    *,
+    database_url: str,
+    chain_url: str,
+    deployments_book: str,
+    var_dir: Path,
+    node_key: str,
+    secret_key: str,
+    dispute_timeout: int = 3600,
+    **overrides: str | None,
+) -> dict[str, str]:
+    """The environment of a whole node for tests: Postgres and Redis (this process's), the chain (also
+    published to pages and clients), the contracts, chain events counted at depth 0."""
+    from django.conf import settings
+
+    return node_env(
+        DATABASE_URL=database_url,
+        REDIS_URL=settings.REDIS_URL,
+        CHAIN_RPC_URL=chain_url,
+        PUBLIC_CHAIN_RPC_URL=chain_url,
+        NODE_VAR_DIR=str(var_dir),
+        DEPLOYMENTS_FILE=deployments_book,
+        NODE_PRIVATE_KEY=node_key,
+        CHAIN_CONFIRMATIONS="0",
+        DISPUTE_TIMEOUT_SECONDS=str(dispute_timeout),
+        DJANGO_SECRET_KEY=secret_key,
+        **overrides,
+    )
