@@ -56,6 +56,8 @@ def test_the_embedded_node_serves_a_healthy_page_and_stops_cleanly(tmp_path):
     assert returncode == 0, up.log()
     log = up.log()
     assert f"http://127.0.0.1:{node_port}/api/health" in log
+    assert f"Dashboard http://127.0.0.1:{node_port}/dashboard/" in log
+    assert f"Card     http://127.0.0.1:{node_port}/card/" in log
     assert "operator account 'operator' created" in log
     # Everything it started is gone: nothing listens on either port any more.
     for port in (node_port, anvil_port):
