@@ -58,6 +58,7 @@ def test_without_urls_the_node_runs_on_sqlite_in_memory_layer_and_eager_tasks(tm
         "auth-records-prune",
         "chain-watch",
         "collateral-reclaim-idle",
+        "dashboard-value-snapshot",
         "disputes-advance",
         "expiring-claims-check",
         "payments-sweep",
