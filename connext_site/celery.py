@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import beat_init, task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "connext_site.settings")
 
@@ -29,6 +29,14 @@ def _database_hygiene(sender: Any = None, **_: Any) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@beat_init.connect
+def _first_heartbeat(sender: Any = None, **_: Any) -> None:
+    """Beat runs an interval task first one interval after it starts; the heartbeat is sent at once,
+    through the broker like every other, so a node just started is healthy as soon as a worker takes
+    tasks (not ten seconds later)."""
+    app.send_task(PERIODIC_TASKS["worker-heartbeat"][0])
 
 
 # name -> (task, interval). Read by Celery beat and by connext_site.periodic.
