@@ -44,6 +44,13 @@ pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db]
 MILLI = 10**15
 
 
+@pytest.fixture(scope="module")
+def live_node_settings() -> dict[str, str]:
+    """Generated requests come faster than the pace a node keeps per caller (FAIR_SHARE, tested in
+    tests/security/test_fair_share.py); here they would only wait for their turns."""
+    return {"FAIR_SHARE": "1000000/second", "FAIR_SHARE_BURST": "100000"}
+
+
 class Users:
     def __init__(self, alice: Client, bob: Client, *, paid: str, link: str) -> None:
         self.alice, self.bob = alice, bob
