@@ -2,13 +2,11 @@
 vault's whole life, the printed redeem link landing on the redeem screen, a request's QR scanned back
 into a prefilled send (from a picture, and from chromium's fake camera playing a QR clip). Every page is watched for CSP violations and for secrets in what it requests.
 
-Set UPDATE_SCREENSHOT=1 to write the home screen's screenshot to docs/card-home.png (README).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -177,13 +175,6 @@ def test_a_request_qr_scanned_back_opens_a_prefilled_send_and_foreign_codes_are_
     card = new_card()
     card.open()
     address, _ = card.create()
-    screenshot = (
-        ROOT / "docs" / "card-home.png"
-        if os.environ.get("UPDATE_SCREENSHOT")
-        else ROOT / "var" / "card-home.png"
-    )
-    screenshot.parent.mkdir(exist_ok=True)
-    card.page.screenshot(path=str(screenshot))
 
     card.page.click("#screen-home >> text=Request")
     card.wait_screen("request")
