@@ -72,7 +72,11 @@ def card_headers(view: View) -> View:
 
 @card_headers
 def card_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "card/index.html", {"api_base": "/api/", "websocket_path": "/ws/v1"})
+    return render(
+        request,
+        "card/index.html",
+        {"api_base": "/api/", "websocket_path": "/ws/v1", "link_max_wei": str(settings.CARD_LINK_MAX_WEI)},
+    )
 
 
 @card_headers

@@ -279,3 +279,8 @@ DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
 
 # The card (card/): a browser wallet whose key never leaves the page; the node serves it static.
 INSTALLED_APPS.append("card")
+# The most a link payment made in the card may carry (wei): whoever holds a link holds its money, so a
+# link that leaks should not lose much. The card refuses more, before anything is signed.
+CARD_LINK_MAX_WEI = config._int(
+    os.environ, "CARD_LINK_MAX_WEI", 10**17, minimum=1, maximum=config._UINT256_MAX
+)

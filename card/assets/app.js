@@ -278,6 +278,10 @@ function wireMoney() {
   });
   onSubmit('link-form', 'Making…', async (fields, form) => {
     const amount = checkedAmount(fields.amount);
+    const cap = BigInt(byId('card').dataset.linkMaxWei || '0');
+    if (cap > 0n && amount > cap) {
+      throw new LinkError(`A link carries at most ${formatEther(cap)} ETH: whoever holds it holds the money. Send to an address for more.`);
+    }
     checkFunds(amount);
     const link = await needClient().createLink(amount);
     form.reset();
@@ -634,6 +638,7 @@ export function start() {
     event.preventDefault(); // the link's fragment stays: unlocking comes back to it
     showGate('redeem');
   });
+  byId('link-cap').textContent = formatEther(BigInt(root.dataset.linkMaxWei || '0'));
   wireVault();
   wireMoney();
   wireScan();

@@ -105,6 +105,15 @@ def test_the_page_tells_the_script_where_the_api_is_in_data_attributes(page: Htt
 
     assert 'data-api-base="/api/"' in body
     assert 'data-websocket-path="/ws/v1"' in body
+    assert 'data-link-max-wei="100000000000000000"' in body  # CARD_LINK_MAX_WEI's default, 0.1 ETH
+
+
+def test_the_operator_sets_the_most_a_link_may_carry(db: None, settings: Any) -> None:
+    settings.CARD_LINK_MAX_WEI = 5 * 10**15
+
+    body = Client().get("/card/").content.decode()
+
+    assert 'data-link-max-wei="5000000000000000"' in body
 
 
 @pytest.mark.parametrize("path", ["/redeem", "/redeem/"])

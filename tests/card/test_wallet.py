@@ -170,6 +170,9 @@ def test_a_link_is_seen_redeemed_once_and_a_restored_card_shows_the_same_balance
 
     alice.go("#link")
     alice.wait_screen("link")
+    assert alice.page.inner_text("#link-cap") == "0.1"  # CARD_LINK_MAX_WEI's default
+    alice.submit("link-form", amount="0.2")
+    assert "at most 0.1 ETH" in alice.wait_message("link-form", "at most")
     alice.submit("link-form", amount="0.004")
     alice.page.wait_for_selector("#link-result:not([hidden])", timeout=WAIT_MS)
     link = alice.page.inner_text("#link-url")
