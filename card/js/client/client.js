@@ -963,17 +963,7 @@ export class CardClient {
       (state) =>
         findTransfer(state, transferId) === null
           ? null // resolved meanwhile (by another device)
-          : {
-              update: {
-                type: 'resolve',
-                channelAddress: state.channelAddress,
-                nonce: state.nonce + 1n,
-                initiator: this.address,
-                transferId,
-                encodedResolver: resolver,
-              },
-              chainDeposits: new Map(),
-            },
+          : this.#resolveOf(state, transferId, resolver),
       { withAnswer: answer },
     );
     if (next === null || transfer === null) return false;
@@ -985,6 +975,12 @@ export class CardClient {
     return true;
   }
 
+  /** The user's resolve of `transferId` on `state`, as #proposeLocked takes it. */
+  #resolveOf(state, transferId, encodedResolver) {
+    const update = { type: 'resolve', channelAddress: state.channelAddress, nonce: state.nonce + 1n, initiator: this.address, transferId, encodedResolver };
+    return { update, chainDeposits: new Map() };
+  }
+
   async #resolveNodeWithdrawLocked(transferId) {
     try {
       await this.#proposeLocked((state) => {
@@ -992,17 +988,7 @@ export class CardClient {
         if (!transfer) return null;
         const withdraw = decodeWithdrawState(transfer.encodedState);
         const responderSignature = signWithdraw(withdrawStateCommitment(withdraw, state.chainId), this.#privateKey);
-        return {
-          update: {
-            type: 'resolve',
-            channelAddress: state.channelAddress,
-            nonce: state.nonce + 1n,
-            initiator: this.address,
-            transferId,
-            encodedResolver: encodeWithdrawResolver({ responderSignature }),
-          },
-          chainDeposits: new Map(),
-        };
+        return this.#resolveOf(state, transferId, encodeWithdrawResolver({ responderSignature }));
       });
     } catch (error) {
       this.events.emit('error', { error, during: "resolving the node's withdraw" });
