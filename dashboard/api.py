@@ -57,6 +57,12 @@ class StaffApiView(APIView):
     permission_classes = [IsAdminUser]
     throttle_classes: list[Any] = []  # the per-IP limit of every /api/ request still applies
 
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if request.method != "GET":
+            return super().dispatch(request, *args, **kwargs)  # actions: the services' own transactions
+        with selectors.custom_plans():
+            return super().dispatch(request, *args, **kwargs)
+
 
 def _form(form_class: type[Any], request: Request) -> Any:
     empty = sorted(name for name, value in request.query_params.items() if value == "")

@@ -41,7 +41,10 @@ def staff_required(view: View) -> View:
             return redirect_to_login(request.get_full_path(), reverse("dashboard:login"))
         if not request.user.is_staff:
             raise PermissionDenied("The dashboard is for the node's staff.")
-        return view(request, *args, **kwargs)
+        if request.method != "GET":
+            return view(request, *args, **kwargs)  # actions: the services' own transactions
+        with selectors.custom_plans():
+            return view(request, *args, **kwargs)
 
     return guarded
 

@@ -203,3 +203,22 @@ def test_hot_wallet_and_gas_match_the_chain(activity, w3):
 def test_chain_reads_say_unknown_when_the_chain_does_not_answer(db):
     with override_settings(CHAIN_RPC_URL="http://127.0.0.1:18599"):
         assert selectors.chain_head() is None
+
+
+def test_the_dashboards_reads_are_planned_for_their_parameters_and_the_node_keeps_its_plans():
+    """psycopg prepares a statement run 5 times; Postgres may then plan it generically, which made the
+    overview's aggregates three times slower (bench/dashboard_bench.py). Inside `custom_plans` (every
+    dashboard GET and /metrics) each run is planned for its parameters; outside nothing changes."""
+    from django.db import connection
+
+    def mode() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW plan_cache_mode")
+            return str(cursor.fetchone()[0])
+
+    before = mode()
+    with selectors.custom_plans():
+        inside = mode()
+    after = mode()
+
+    assert (before, inside, after) == ("auto", "force_custom_plan", "auto")
