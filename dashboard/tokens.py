@@ -11,13 +11,12 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from channels_app import chain
 from connext.chain import channel_reads
 from connext.chain.rpc import http_web3
+from dashboard.selectors import CHAIN_ERRORS, CHAIN_TIMEOUT_SECONDS
 
 ETH_DECIMALS = 18
 RETRY_AFTER_SECONDS = 60.0  # a token that did not answer is asked again after this
-CHAIN_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ def describe(asset_id: str) -> Asset:
         meta = channel_reads.token_metadata(
             http_web3(settings.CHAIN_RPC_URL, timeout=CHAIN_TIMEOUT_SECONDS), asset_id
         )
-    except (*chain.READ_ERRORS, OSError):  # the chain does not answer
+    except CHAIN_ERRORS:  # the chain does not answer
         meta = channel_reads.TokenMetadata(symbol=None, decimals=None)
     asset = Asset(asset_id, meta.symbol or _short(asset_id), meta.decimals)
     with _lock:

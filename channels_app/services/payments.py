@@ -261,6 +261,12 @@ def _upstream_resolver(payment: Payment, now: int) -> bytes | None:
     return None
 
 
+def _secret_opens(payment: Payment, preimage: bytes) -> bool:
+    """The preimage hashes to the lock of the payment's sender side (a Linked transfer's state)."""
+    state = serialization.transfer_state_from_json(payment.sender_transfer.transfer_state)
+    return keccak256(preimage) == state.encoded_state
+
+
 def _link_expired(payment: Payment, now: int) -> bool:
     """A link (no recipient yet) whose `expiresAt` has passed."""
     expires_at = payment.sender_transfer.meta.get("expiresAt")
@@ -460,8 +466,7 @@ def link_redeem(*, redeemer: str, payment_id: str, preimage: bytes) -> Payment:
             raise PaymentError(
                 "link_expired", "This link expired unredeemed; it goes back to its sender.", status=409
             )
-        state = serialization.transfer_state_from_json(payment.sender_transfer.transfer_state)
-        if keccak256(preimage) != state.encoded_state:
+        if not _secret_opens(payment, preimage):
             raise PaymentError("bad_preimage", "The secret does not open this link.")
         if redeemer == payment.sender:
             raise PaymentError("bad_recipient", "Reclaim your own link with cancel after it expires.")
@@ -487,10 +492,7 @@ def link_status(*, payment_id: str, preimage: bytes) -> dict[str, Any]:
         .first()
     )
     is_link = payment is not None and (not payment.recipient or bool(payment.redeemer))
-    if payment is None or not is_link:
-        raise PaymentError("unknown_payment", "No link with this id opens with this secret.", status=404)
-    state = serialization.transfer_state_from_json(payment.sender_transfer.transfer_state)
-    if keccak256(preimage) != state.encoded_state:
+    if payment is None or not is_link or not _secret_opens(payment, preimage):
         raise PaymentError("unknown_payment", "No link with this id opens with this secret.", status=404)
     status = payment_status(payment)
     if status in (PaymentStatus.PENDING, PaymentStatus.FORWARDED):
