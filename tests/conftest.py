@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 
 from connext.chain import devchain
+from tests.support.card_browser import CHROMIUM
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +63,34 @@ def deployments(anvil_url: str, tmp_path_factory: pytest.TempPathFactory) -> dic
         Web3(HTTPProvider(anvil_url)), Account.from_key(devchain.DEV_PRIVATE_KEYS[0]), book, test_token=True
     )
     return {**addresses, "book": str(book)}
+
+
+# -- browsers (Playwright driving Debian's chromium; it never downloads one) -------------------------
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on this thread; the tests' (and pytest-django's) ORM
+    # calls here are still synchronous ones, made between the browser's steps.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as instance:
+            yield instance
+            # Opened while Playwright's loop ran on this thread, so kept in a context variable by
+            # Django (asgiref's thread-critical local): closed here, or they keep the test database.
+            from django.db import connections
+
+            connections.close_all()
+    finally:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Any]:
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    try:
+        yield chromium
+    finally:
+        chromium.close()

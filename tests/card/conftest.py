@@ -3,22 +3,17 @@ session's anvil and contracts; the chain RPC published to the pages), and browse
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
-from django.core.management import call_command
-from django.db import connections
 
-from channels_app.health import HEARTBEAT_CACHE_KEY
 from connext.chain import devchain
 from tests.integration.conftest import node_database_url  # noqa: F401 - the test database, shared
-from tests.support.card_browser import CHROMIUM, Card, open_card
-from tests.support.processes import ROOT, NodeProcess, live_node_env, serving_node
+from tests.support.card_browser import Card, open_card
+from tests.support.processes import ROOT, NodeProcess, live_node_env, module_node
 
 NODE_KEY = devchain.DEV_PRIVATE_KEYS[2]
 
@@ -46,41 +41,8 @@ def node(
         node_key=NODE_KEY,
         secret_key="card-browser-test-secret-key-for-every-process",
     )
-    with django_db_blocker.unblock():
-        cache.delete(HEARTBEAT_CACHE_KEY)
-    try:
-        with serving_node(env=env, logs=logs) as daphne:
-            yield daphne
-    finally:
-        with django_db_blocker.unblock():
-            call_command("flush", interactive=False, verbosity=0)
-            connections.close_all()
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop on this thread; the tests' (and pytest-django's) ORM
-    # calls here are still synchronous ones, made between the browser's steps.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as instance:
-            yield instance
-            # Opened while Playwright's loop ran on this thread, so kept in a context variable by
-            # Django (asgiref's thread-critical local): closed here, or they keep the test database.
-            connections.close_all()
-    finally:
-        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Any) -> Iterator[Any]:
-    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-    try:
-        yield chromium
-    finally:
-        chromium.close()
+    with module_node(env=env, logs=logs, django_db_blocker=django_db_blocker) as daphne:
+        yield daphne
 
 
 @pytest.fixture

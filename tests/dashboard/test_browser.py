@@ -9,31 +9,27 @@ from __future__ import annotations
 import csv
 import io
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.cache import cache
-from django.core.management import call_command
-from django.db import connections
 from web3 import HTTPProvider, Web3
 
 from channels_app.models import Channel, Payment
-from channels_app.tasks import HEARTBEAT_CACHE_KEY
 from connext import ETH, Client
 from connext.chain import devchain
 from dashboard import selectors
 from tests.integration.conftest import node_database_url  # noqa: F401 - the test database, shared
 from tests.support import client_wallets
-from tests.support.processes import live_node_env, serving_node, wait_until
+from tests.support.processes import live_node_env, module_node, wait_until
 
 # Not transactional: a transactional test flushes the database after itself, and the node's records
 # must outlive each test (the node fixture flushes them at the module's end).
 pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db]
 
-CHROMIUM = "/usr/bin/chromium"
 NODE_KEY = devchain.DEV_PRIVATE_KEYS[2]
 FUNDER_KEY = devchain.DEV_PRIVATE_KEYS[7]
 PASSWORD = "browser-test-password-1"
@@ -55,18 +51,11 @@ def node(node_database_url, anvil_url, deployments, tmp_path_factory, django_db_
         secret_key="dashboard-browser-test-secret-key-for-every-process",
         DASHBOARD_STUCK_AFTER_SECONDS="1",
     )
-    with django_db_blocker.unblock():
-        cache.delete(HEARTBEAT_CACHE_KEY)
-    if not (ROOT / "dashboard/static/dashboard/build/charts.js").exists():
-        import subprocess
-
-        subprocess.run(["make", "assets"], cwd=ROOT, check=True)
-    try:
-        with serving_node(env=env, logs=logs) as daphne:
-            yield daphne.url
-    finally:
-        with django_db_blocker.unblock():
-            call_command("flush", interactive=False, verbosity=0)
+    subprocess.run(
+        ["make", "--quiet", "assets"], cwd=ROOT, check=True
+    )  # incremental: a stale bundle is rebuilt
+    with module_node(env=env, logs=logs, django_db_blocker=django_db_blocker) as daphne:
+        yield daphne.url
 
 
 @pytest.fixture(scope="module")
@@ -96,26 +85,6 @@ def payments(node, anvil_url, django_db_blocker) -> Iterator[dict[str, object]]:
     finally:
         alice.close()
         bob.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop on this thread; Django's ORM calls here are still
-    # synchronous ones, made between the browser's steps.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield chromium
-        finally:
-            # While Playwright's loop runs on this thread, Django keeps the thread's connections in a
-            # context variable (asgiref's thread-critical local in an async thread): those opened in
-            # the meantime are closed here, or they outlive the session and keep the test database.
-            connections.close_all()
-            chromium.close()
-            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 @pytest.fixture

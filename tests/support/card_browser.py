@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = "/usr/bin/chromium"  # Debian's; the browser tests never download one
 NOT_FOUND = "Failed to load resource: the server responded with a status of 404 (Not Found)"
 PASSPHRASE = "a long card passphrase"
 MOBILE = {"width": 390, "height": 844}

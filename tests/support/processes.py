@@ -219,3 +219,24 @@ def live_node_env(
         DJANGO_SECRET_KEY=secret_key,
         **overrides,
     )
+
+
+@contextlib.contextmanager
+def module_node(*, env: Mapping[str, str], logs: Path, django_db_blocker: Any) -> Iterator[NodeProcess]:
+    """`serving_node` for a test module whose records are the node's own: an earlier node's heartbeat
+    forgotten first (this one's worker proves itself), everything its processes wrote flushed after."""
+    from django.core.cache import cache
+    from django.core.management import call_command
+    from django.db import connections
+
+    from channels_app.health import HEARTBEAT_CACHE_KEY
+
+    with django_db_blocker.unblock():
+        cache.delete(HEARTBEAT_CACHE_KEY)
+    try:
+        with serving_node(env=env, logs=logs) as daphne:
+            yield daphne
+    finally:
+        with django_db_blocker.unblock():
+            call_command("flush", interactive=False, verbosity=0)
+            connections.close_all()
