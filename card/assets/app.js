@@ -110,7 +110,7 @@ function setAccount(account) {
   state.account = account;
   const chip = byId('address-chip');
   chip.hidden = !account;
-  chip.textContent = account ? `${account.address.slice(0, 6)}…${account.address.slice(-4)}` : '';
+  chip.textContent = account ? short(account.address) : '';
   chip.dataset.copy = account?.address ?? '';
   byId('home-address').textContent = account?.address ?? '';
   byId('card').dataset.locked = account ? 'false' : 'true';

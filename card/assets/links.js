@@ -1,13 +1,13 @@
 // The card's URLs, pure: its hash routes, the links it makes and the ones it accepts from a scan.
 // Amounts in links are decimal strings of wei (base units), like everywhere in the node's API.
 import { addr } from 'micro-eth-signer';
+import { parseLink } from '../js/client/links.js';
 
 export const ETH = '0x0000000000000000000000000000000000000000';
 export const SCREENS = [
   'home', 'setup', 'unlock', 'backup', 'deposit', 'send', 'request', 'link', 'redeem', 'cashout',
   'scan', 'settings',
 ];
-const BYTES32 = /^0x[0-9a-fA-F]{64}$/;
 const WEI = /^[0-9]{1,78}$/;
 const DECIMALS = 18;
 
@@ -79,11 +79,12 @@ export function sendFields(params) {
 
 /** The fields of a redeem link (`#paymentId=…&secret=…`), each checked. */
 export function redeemFields(params) {
-  const paymentId = params.get('paymentId') ?? '';
-  const secret = params.get('secret') ?? '';
-  if (!BYTES32.test(paymentId)) throw new LinkError('The link has no valid payment id.');
-  if (!BYTES32.test(secret)) throw new LinkError('The link has no valid secret.');
-  return { paymentId: paymentId.toLowerCase(), secret: secret.toLowerCase() };
+  try {
+    const { paymentId, secret } = parseLink(params.toString()); // the client's reading of a link
+    return { paymentId, secret };
+  } catch (error) {
+    throw new LinkError(`${error.message[0].toUpperCase()}${error.message.slice(1)}.`);
+  }
 }
 
 export function sendRoute({ to, amount = '', asset = ETH }) {

@@ -75,6 +75,13 @@ def made(new_card: Any) -> tuple[Card, str, list[str]]:
     return online(card), address, words
 
 
+def open_link(card: Card, link: str) -> None:
+    """The link opened in a new page of the card: the card is locked, the redeem screen open."""
+    card.page.goto(link)
+    card.page.wait_for_selector("#card[data-state=ready]")
+    card.wait_screen("redeem")
+
+
 def unlock_for_the_link(card: Card) -> None:
     card.page.click("#redeem-unlock")
     card.wait_screen("unlock")
@@ -179,9 +186,7 @@ def test_a_link_is_seen_redeemed_once_and_a_restored_card_shows_the_same_balance
     assert link.startswith(f"{alice.base}/redeem#paymentId=0x")
     assert alice.page.get_attribute("#link-qr", "src").startswith("data:image/gif;base64,")
 
-    carol.page.goto(link)  # as if she opened it from a message: her card is locked
-    carol.page.wait_for_selector("#card[data-state=ready]")
-    carol.wait_screen("redeem")
+    open_link(carol, link)  # as if she opened it from a message: her card is locked
     assert "Ready to redeem · 0.004 ETH" in wait_text(carol, "#redeem-status", "Ready")  # before unlocking
     unlock_for_the_link(carol)
     carol.page.click("#redeem-form button[type=submit]")
@@ -192,9 +197,7 @@ def test_a_link_is_seen_redeemed_once_and_a_restored_card_shows_the_same_balance
 
     # The same link again, in another device's card: it says it was taken, and offers no redeem.
     dave, _, _ = made(new_card)
-    dave.page.goto(link)
-    dave.page.wait_for_selector("#card[data-state=ready]")
-    dave.wait_screen("redeem")
+    open_link(dave, link)
     unlock_for_the_link(dave)
     assert "Already redeemed" in wait_text(dave, "#redeem-status", "Already")
     assert dave.page.is_disabled("#redeem-form button[type=submit]")
