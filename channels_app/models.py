@@ -149,6 +149,12 @@ class Channel(models.Model):
     # Set when a node deposit may have landed on chain (its transaction mined, or the watcher saw
     # one): only then does the reconcile read the chain to credit it, not after every update.
     node_deposit_seen_at = models.DateTimeField(null=True, blank=True)
+    # The signing fence (channels_app.services.fence): set when the node's data was found behind what
+    # it had signed (a restored backup). The node then signs nothing for the channel until its user
+    # shows a doubly signed state at least as new as the stored one and as `fence_min_nonce`, the
+    # highest nonce the chain has shown for the channel since.
+    fenced_since = models.DateTimeField(null=True, blank=True)
+    fence_min_nonce = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -176,8 +182,9 @@ class ChannelUpdate(models.Model):
     state_hash = models.CharField(max_length=66)
     node_signature = models.CharField(max_length=132)
     user_signature = models.CharField(max_length=132)
-    # The state a resume made. Every other state is rebuilt from the updates before it; a resume's
-    # outcome depends on the chain's record of its dispute as it was then, so it is kept whole.
+    # The state a resume made, or one adopted from the user by a reconcile, kept whole. Every other
+    # state is rebuilt from the updates before it; a resume's outcome depends on the chain's record of
+    # its dispute as it was then, and an adopted state has no update of the node's behind it.
     resumed_state = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -477,3 +484,24 @@ class TransferDispute(models.Model):
 
     def __str__(self) -> str:
         return f"transfer dispute {self.transfer_id[:10]} {self.status}"
+
+
+class DataFence(models.Model):
+    """A time the node found its data behind what it had signed: a backup restored (`manage.py
+    restore`), a user showing a doubly signed state newer than the stored one, or the chain showing a
+    channel at a nonce the node never stored. Every channel was fenced then (Channel.fenced_since);
+    none is let go before the chain watcher has read up to `chain_block`, so that what the chain
+    recorded meanwhile (withdrawals, disputes at later nonces) is known first."""
+
+    class Reason(models.TextChoices):
+        RESTORED = "restored"
+        USER_STATE_AHEAD = "user_state_ahead"
+        CHAIN_AHEAD = "chain_ahead"
+
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    detail = models.JSONField(default=dict, blank=True)
+    chain_block = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"data fence ({self.reason}) at block {self.chain_block}"

@@ -131,6 +131,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "REST API of the state-channel payment node. Amounts are decimal strings of wei.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several answers carry a channel's status: one enum by name, not one per answer.
+    "ENUM_NAME_OVERRIDES": {"ChannelStatusEnum": "channels_app.models.Channel.Status"},
 }
 
 # Celery. Without Redis there is no broker: tasks execute eagerly in the calling process, and the

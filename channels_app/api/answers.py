@@ -37,9 +37,26 @@ class ChannelAnswer(SignedStateAnswer):
     status = serializers.ChoiceField(choices=Channel.Status.choices)
     deployed = serializers.BooleanField()
     proposal = ProposalAnswer(allow_null=True, help_text="The node's open proposal, to countersign.")
+    fenced = serializers.BooleanField(
+        help_text="The node signs nothing for this channel until you show your latest signed state"
+        " (POST /api/channel/reconcile): its records were found behind what it had signed."
+    )
 
     class Meta:
         ref_name = "Channel"
+
+
+class ReconcileAnswer(ChannelAnswer):
+    adopted = serializers.BooleanField(help_text="Your state replaced the node's older record.")
+    waitingFor = serializers.ChoiceField(
+        choices=["chain", "state"],
+        allow_null=True,
+        help_text="Why the channel is still fenced: the node is still reading the chain (retry soon),"
+        " or the chain shows the channel at a later nonce than the state shown.",
+    )
+
+    class Meta:
+        ref_name = "Reconcile"
 
 
 class ChannelUpdateRecordAnswer(serializers.Serializer):

@@ -22,7 +22,7 @@ from channels_app.api.errors import ApiError
 from channels_app.api.fields import AddressField, HexBytesField, WeiField
 from channels_app.api.schema import UPDATE_SCHEMA, refusals
 from channels_app.models import Channel
-from channels_app.services import channels, collateral, withdrawals
+from channels_app.services import channels, collateral, fence, withdrawals
 from connext.protocol import serialization
 from connext.protocol.errors import ProtocolError
 from connext.protocol.types import SetupUpdate, Update
@@ -53,6 +53,7 @@ def channel_json(channel: Channel) -> dict[str, Any]:
         "deployed": channel.deployed,
         **channels.signed_state_json(channel),
         "proposal": channels.proposal_json(channel),
+        "fenced": channel.fenced_since is not None,
     }
 
 
@@ -189,6 +190,42 @@ class CountersignView(APIView):
     )
     def post(self, request: Request) -> Response:
         return Response(channel_countersign_request(request.user.address, request.data))
+
+
+class ReconcileInput(serializers.Serializer):
+    state = serializers.DictField(help_text="Your latest doubly signed state (the protocol's JSON).")
+    nodeSignature = HexBytesField(length=65)
+    userSignature = HexBytesField(length=65)
+
+
+class ReconcileView(APIView):
+    """Show your latest doubly signed state to a node whose records are behind it (restored from a
+    backup): a newer state is adopted, the same one confirmed, an older one refused with the node's.
+    Until then the node signs nothing for the channel (`channel_reconciling`)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=ReconcileInput,
+        responses={200: answers.ReconcileAnswer, **refusals(400, 401, 403, 409, 503)},
+    )
+    def post(self, request: Request) -> Response:
+        body = ReconcileInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            state = serialization.channel_state_from_json(body.validated_data["state"])
+        except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+            message = exc.message if isinstance(exc, ProtocolError) else repr(exc)
+            raise ApiError("invalid_state", f"The state cannot be read: {message}") from None
+        result = fence.reconcile(
+            user=request.user.address,
+            state=state,
+            node_signature=body.validated_data["nodeSignature"],
+            user_signature=body.validated_data["userSignature"],
+        )
+        return Response(
+            channel_json(result.channel) | {"adopted": result.adopted, "waitingFor": result.waiting_for}
+        )
 
 
 def _signed_json(signed: channels.SignedState) -> dict[str, Any]:

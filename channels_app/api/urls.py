@@ -15,6 +15,7 @@ urlpatterns = [
     path("channel", channel_views.ChannelView.as_view(), name="channel"),
     path("channel/updates", channel_views.ChannelUpdateView.as_view(), name="channel-updates"),
     path("channel/countersign", channel_views.CountersignView.as_view(), name="channel-countersign"),
+    path("channel/reconcile", channel_views.ReconcileView.as_view(), name="channel-reconcile"),
     path("channel/history", channel_views.ChannelHistoryView.as_view(), name="channel-history"),
     path("channel/collateral", channel_views.CollateralView.as_view(), name="channel-collateral"),
     path("channel/withdrawals", channel_views.WithdrawalsView.as_view(), name="channel-withdrawals"),

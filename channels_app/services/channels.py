@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from channels_app import after_commit, chain, network, realtime, rows
 from channels_app.models import Channel, ChannelUpdate, Dispute, Transfer, TransferDispute
-from channels_app.services import capital, payment_records, routing_policy
+from channels_app.services import capital, fence, payment_records, routing_policy
 from channels_app.services.errors import ServiceError
 from connext.chain import disputes
 from connext.protocol import meta as transfer_meta
@@ -127,6 +127,10 @@ def _remember_state(key: tuple[str, int, str], state: ChannelState) -> None:
             _PARSED_STATES.popitem(last=False)
 
 
+# Updates whose state is stored whole (`ChannelUpdate.resumed_state`): a rebuild starts from the last.
+KEPT_WHOLE = ("resume", "reconcile")
+
+
 def state_at(channel: Channel, nonce: int) -> ChannelState | None:
     """The doubly signed state the channel had at `nonce`, rebuilt from the updates the node stored
     (it keeps every update and the hash both parties signed, not every state): each update applied
@@ -138,7 +142,7 @@ def state_at(channel: Channel, nonce: int) -> ChannelState | None:
     definitions = network.network().definitions
     state: ChannelState | None = None
     records = ChannelUpdate.objects.filter(channel=channel, nonce__lte=nonce)
-    resume = records.filter(kind="resume").order_by("-nonce").first()
+    resume = records.filter(kind__in=KEPT_WHOLE).order_by("-nonce").first()
     if resume is not None:
         if resume.resumed_state is None:
             return None
@@ -389,6 +393,8 @@ def _locked_channel(channel_address: str, user: str) -> Channel:
         raise ChannelError("not_your_channel", "This channel belongs to another user.", status=403)
     if channel.status != Channel.Status.OPEN:
         raise ChannelError("channel_not_open", f"The channel is {channel.status}.", status=409)
+    if channel.fenced_since is not None:
+        raise fence.refusal(channel)
     return channel
 
 
@@ -419,6 +425,8 @@ def propose_locked(
     """
     if channel.pending_update is not None:
         raise ChannelError("update_pending", "The channel already has an open proposal.", status=409)
+    if channel.fenced_since is not None:
+        raise fence.refusal(channel)
     previous = latest_state(channel)
     deposits_of = (update.channel_address, update.asset_id) if isinstance(update, DepositUpdate) else None
     context = network.update_context(deposits_of=deposits_of, dispute=_dispute_for(update))
@@ -473,7 +481,11 @@ def lock_for_proposal(channel_id: int) -> Channel | None:
     channel = rows.get(Channel, pk=channel_id, for_update=True)
     if channel is None:
         raise Channel.DoesNotExist(f"no channel {channel_id}")
-    if channel.pending_update is not None or channel.status != Channel.Status.OPEN:
+    if (
+        channel.pending_update is not None
+        or channel.status != Channel.Status.OPEN
+        or channel.fenced_since is not None  # the signing fence: nothing until the user reconciles
+    ):
         return None
     return channel
 

@@ -21,7 +21,7 @@ from web3 import Web3
 
 from channels_app import chain, network, realtime
 from channels_app.models import BlockCursor, Channel, ProcessedLog, Withdrawal
-from channels_app.services import channels, collateral, watchtower
+from channels_app.services import channels, collateral, fence, watchtower
 from connext.chain import channel_reads, disputes
 from connext.chain.contracts import contract_at
 
@@ -136,6 +136,8 @@ def _withdrawn(chain_id: int, log: dict) -> None:
     with transaction.atomic():
         if not _first_time(chain_id, log):
             return
+        # A commitment made at a nonce the node never stored: its data is behind what it signed.
+        fence.chain_shows_nonce(channel_address=channel_address, nonce=nonce, event="Withdrawn")
         withdrawal = (
             Withdrawal.objects.select_for_update(of=("self",))
             .select_related("channel", "transfer", "onchain_transaction")
@@ -190,6 +192,9 @@ def _channel_disputed(w3: Web3, chain_id: int, log: Any) -> None:
     args = _event_args(w3, "ChannelDisputed", log)
     with transaction.atomic():
         if _first_time(chain_id, log):
+            fence.chain_shows_nonce(
+                channel_address=log["address"], nonce=int(args["nonce"]), event="ChannelDisputed"
+            )
             watchtower.channel_disputed_observe(
                 channel_address=log["address"],
                 disputer=args["disputer"],

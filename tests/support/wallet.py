@@ -41,6 +41,9 @@ class Wallet:
     token: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     state: ChannelState | None = None
+    # Both signatures on `state`, as the node answered them: what the wallet would show a node that
+    # lost its records (POST /api/channel/reconcile).
+    signatures: tuple[bytes, bytes] | None = None
 
     @property
     def account(self):
@@ -129,6 +132,7 @@ class Wallet:
         node_signature = bytes.fromhex(body["nodeSignature"][2:])
         assert signing.recover_signer(expected, node_signature) == expected.node
         self.state = expected
+        self.signatures = (node_signature, bytes.fromhex(body["userSignature"][2:]))
 
     def open(self):
         update = SetupUpdate(
@@ -145,6 +149,16 @@ class Wallet:
         if response.status_code in (200, 201):
             self.accept(response, new)
         return response
+
+    def signed_state(self) -> dict[str, Any]:
+        """The latest doubly signed state as the API takes it."""
+        assert self.state is not None
+        assert self.signatures is not None
+        return {
+            "state": serialization.channel_state_to_json(self.state),
+            "nodeSignature": "0x" + self.signatures[0].hex(),
+            "userSignature": "0x" + self.signatures[1].hex(),
+        }
 
     def deposit_update(self, asset_id: str = ETH, *, claim: tuple[int, int] | None = None):
         """Propose crediting the chain's deposit totals (or `claim`ed ones)."""
@@ -205,6 +219,7 @@ class Wallet:
         )
         assert response.status_code == 200, response.json()
         self.state = new
+        self.signatures = (bytes.fromhex(response.json()["nodeSignature"][2:]), signature)
         return update, new
 
     def sign_proposal(self, *, deposits: dict[str, tuple[int, int]] | None = None):
