@@ -90,6 +90,9 @@ SETTLE_WAIT_SECONDS = 10.0  # how long `settle` waits for a linked payment on it
 DEFAULT_WAIT_SECONDS = 180.0
 CLOSE_ROUND_SECONDS = 1.0  # how long close() waits for cancelled work before cancelling it again
 CLOSE_ROUNDS = 10
+# A node reconciling after a restore first reads the chain's record of the time in between.
+RECONCILE_WAIT_SECONDS = 60.0
+RECONCILE_RETRY_SECONDS = 1.0
 MAX_UPDATE_ATTEMPTS = 8
 HISTORY_PAGE, MAX_HISTORY_PAGE = 200, 500  # payments per page of history: default, most the node serves
 RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -258,7 +261,9 @@ class AsyncClient:
         self._signed = self._store.latest(self._channel_address)
         async with self._lock:
             channel = await self._fetch_channel()
-            if channel is None:
+            if channel is None and self._signed is not None:
+                await self._reconcile_locked()  # a node restored from before this channel was opened
+            elif channel is None:
                 await self._open_locked()
             elif self._signed is None:
                 self._adopt(self._verified(channel), restoring=True)
@@ -1464,6 +1469,12 @@ class AsyncClient:
 
     async def _recover_locked(self, exc: NodeError) -> bool:
         """Bring the client up to date after a refusal the client can recover from; False otherwise."""
+        if exc.code == "channel_reconciling" or (
+            exc.code in ("stale_nonce", "nonce_gap") and self._node_behind(exc.details.get("latest"))
+        ):
+            self._store.clear_pending(self.channel_address)
+            await self._reconcile_locked()
+            return True
         if exc.code == "update_pending":
             if "latest" in exc.details:
                 self._adopt_if_newer(self._verified(exc.details["latest"]))
@@ -1661,9 +1672,19 @@ class AsyncClient:
         """Match the node: adopt its latest state when newer, re-send the update left unanswered,
         answer its open proposal, resolve what waits for the user, credit uncredited deposits."""
         channel = await self._fetch_channel()
+        if channel is None and self._signed is not None:
+            await self._reconcile_locked()
+            channel = await self._fetch_channel()
         if channel is None:
             raise ConnextError("node_lost_channel", "the node has no record of this channel")
-        self._adopt_if_newer(self._verified(channel))
+        node_latest = self._verified(channel)
+        if channel.get("fenced") or (
+            self._signed is not None and node_latest.state.nonce < self._signed.state.nonce
+        ):
+            await self._reconcile_locked()
+            channel = await self._fetch_channel() or channel
+            node_latest = self._verified(channel)
+        self._adopt_if_newer(node_latest)
         pending = self._store.pending(self.channel_address)
         if (
             pending is not None
@@ -1762,6 +1783,48 @@ class AsyncClient:
                     "wrong_channel", f"the node's state has {field} {getattr(state, field)}"
                 )
         return SignedChannelState(state, node_signature, user_signature)
+
+    def _node_behind(self, latest: Any) -> bool:
+        """The node's latest state (from a refusal) is older than ours: its records were restored."""
+        if not isinstance(latest, dict) or self._signed is None:
+            return False
+        return self._verified(latest).state.nonce < self._signed.state.nonce
+
+    async def _reconcile_locked(self) -> None:
+        """Show the node our latest doubly signed state. A node whose records are behind it (restored
+        from a backup) adopts it, and signs nothing for the channel until it has; while it is still
+        reading the chain's record of the time in between, wait and show it again."""
+        signed = self._signed
+        assert signed is not None, "nothing to reconcile with"
+        body = {
+            "state": serialization.channel_state_to_json(signed.state),
+            "nodeSignature": serialization.hex_bytes(signed.node_signature),
+            "userSignature": serialization.hex_bytes(signed.user_signature),
+        }
+        deadline = asyncio.get_running_loop().time() + RECONCILE_WAIT_SECONDS
+        while True:
+            try:
+                answer = await self.api.post("/api/channel/reconcile", body)
+            except NodeError as exc:
+                if exc.code == "stale_state" and "latest" in exc.details:  # the node is ahead: adopt
+                    self._adopt_if_newer(self._verified(exc.details["latest"]))
+                    return
+                raise
+            self._adopt_if_newer(self._verified(answer))
+            if not answer.get("fenced"):
+                logger.info("reconciled the channel with the node at nonce %s", signed.state.nonce)
+                return
+            if answer.get("waitingFor") != "chain":
+                raise ConnextError(
+                    "channel_fenced",
+                    "the chain shows this channel at a later nonce than this client holds; the node"
+                    " signs nothing for it until that state is shown",
+                )
+            if asyncio.get_running_loop().time() > deadline:
+                raise ConnextError(
+                    "channel_reconciling", "the node is still reading the chain before it signs again"
+                )
+            await asyncio.sleep(RECONCILE_RETRY_SECONDS)
 
     def _adopt_if_newer(self, signed: SignedChannelState) -> None:
         if self._signed is None or signed.state.nonce > self._signed.state.nonce:
