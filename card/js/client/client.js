@@ -32,7 +32,7 @@ import { channelStateHash, transferIdOf } from '../encoding.js';
 import { InsufficientBalanceError, ProtocolError } from '../errors.js';
 import { metaHash, canonicalMeta } from '../meta.js';
 import { DEFAULT_MIN_WINDOW, PAYMENT_KINDS, ValidationError, checkNodeProposal, checkWindow } from '../policy.js';
-import { channelStateFromJson, parseBytes, updateFromJson, updateToJson } from '../serialization.js';
+import { channelStateFromJson, channelStateToJson, parseBytes, updateFromJson, updateToJson } from '../serialization.js';
 import { addressOfPublicKey, recoverStateSigner, SECP256K1_N, signState, signWithdraw, verifyStateSignatures } from '../signing.js';
 import { DefinitionKind, assetIndex, findTransfer, makeUpdateContext } from '../types.js';
 import { initiateUpdate, validateUpdate } from '../validation.js';
@@ -61,6 +61,7 @@ const POLL_MS = 3000; // a push may be lost with the connection: ask the node th
 const DEPOSIT_POLL_MS = 1000;
 const COLLATERAL_HINT_MS = 300; // a payment the node has not forwarded this long after its send waits for collateral
 const HISTORY_PAGE = 200;
+const RECONCILE_WAIT_MS = 60_000; // a node reconciling after a restore first reads the chain of the time in between
 const RENEWABLE = new Set(['invalid_token', 'token_expired']);
 
 const isObject = (value) => value !== null && typeof value === 'object' && !Array.isArray(value);
@@ -799,6 +800,15 @@ export class CardClient {
   }
 
   async #recoverLocked(error) {
+    const latest = error.details?.latest;
+    if (
+      error.code === 'channel_reconciling' ||
+      ((error.code === 'stale_nonce' || error.code === 'nonce_gap') && latest && this.#nodeBehind(this.#verified(latest)))
+    ) {
+      this.pending = null;
+      await this.#reconcileLocked();
+      return true;
+    }
     if (error.code === 'update_pending') {
       if (error.details.latest) this.#adoptIfNewer(this.#verified(error.details.latest));
       await this.#answerProposalLocked(error.details.proposal);
@@ -1038,8 +1048,16 @@ export class CardClient {
   }
 
   async #syncLocked({ answerProposal = true, creditDeposits = false } = {}) {
-    const channel = await this.#fetchChannel();
+    let channel = await this.#fetchChannel();
+    if (channel === null && this.signed !== null) {
+      await this.#reconcileLocked();
+      channel = await this.#fetchChannel();
+    }
     if (channel === null) throw new ClientError('node_lost_channel', 'the node has no record of this channel');
+    if (channel.fenced || this.#nodeBehind(this.#verified(channel))) {
+      await this.#reconcileLocked();
+      channel = (await this.#fetchChannel()) ?? channel;
+    }
     this.#adoptIfNewer(this.#verified(channel));
     const pending = this.pending;
     if (pending && pending.update.nonce === this.state.nonce + 1n && !channel.proposal) await this.#resendLocked(pending);
@@ -1121,6 +1139,37 @@ export class CardClient {
       throw fromProtocol(error);
     }
     return { state, nodeSignature, userSignature };
+  }
+
+  #nodeBehind(nodeLatest) {
+    return this.signed !== null && nodeLatest.state.nonce < this.signed.state.nonce;
+  }
+
+  // Show the node our latest doubly signed state: a node whose records are behind it (restored from a
+  // backup) adopts it and signs nothing for the channel until then (docs/protocol.md, "Restored data").
+  async #reconcileLocked() {
+    const { state, nodeSignature, userSignature } = this.signed;
+    const body = { state: channelStateToJson(state), nodeSignature: toHex(nodeSignature), userSignature: toHex(userSignature) };
+    const deadline = Date.now() + RECONCILE_WAIT_MS;
+    for (;;) {
+      let answer;
+      try {
+        answer = await this.api.post('/api/channel/reconcile', body);
+      } catch (error) {
+        if (error instanceof NodeError && error.code === 'stale_state' && error.details.latest) {
+          this.#adoptIfNewer(this.#verified(error.details.latest));
+          return;
+        }
+        throw error;
+      }
+      this.#adoptIfNewer(this.#verified(answer));
+      if (!answer.fenced) return;
+      if (answer.waitingFor !== 'chain') {
+        throw new ClientError('channel_fenced', 'the chain shows this channel at a later state than this card holds');
+      }
+      if (Date.now() > deadline) throw new ClientError('channel_reconciling', 'the node is still reading the chain before it signs again');
+      await sleep(1000);
+    }
   }
 
   #adoptIfNewer(signed) {
