@@ -687,6 +687,15 @@ def _insert_transfer(
 ) -> tuple[Transfer, TransferState, DefinitionKind]:
     """The row of the transfer the create that made `new` locked."""
     transfer = next(t for t in new.transfers if t.create_nonce == new.nonce)
+    row, kind = transfer_row(channel, transfer, meta)
+    rows.insert(row)
+    return row, transfer, kind
+
+
+def transfer_row(
+    channel: Channel, transfer: TransferState, meta: dict[str, Any]
+) -> tuple[Transfer, DefinitionKind]:
+    """The (unsaved) row of an active transfer of the channel, and its kind."""
     kind = network.network().definitions[transfer.definition]
     row = Transfer(
         channel=channel,
@@ -700,10 +709,9 @@ def _insert_transfer(
         amount=transfer.balance[0],
         transfer_state=serialization.transfer_state_to_json(transfer),
         meta=meta,
-        created_nonce=new.nonce,
+        created_nonce=transfer.create_nonce,
     )
-    rows.insert(row)
-    return row, transfer, kind
+    return row, kind
 
 
 def proposal_taken_on_chain_locked(channel: Channel) -> None:

@@ -261,7 +261,8 @@ def _record_adopted(
 def _match_transfers(channel: Channel, state: ChannelState) -> None:
     """Transfers active in the adopted state get rows (without meta: the node never saw their
     creates); stored active ones the state no longer holds were resolved in the forgotten updates."""
-    net = network.network()
+    from channels_app.services.channels import transfer_row
+
     active = {serialization.hex_bytes(t.transfer_id): t for t in state.transfers}
     known = set(
         Transfer.objects.filter(channel=channel, transfer_id__in=list(active)).values_list(
@@ -269,23 +270,8 @@ def _match_transfers(channel: Channel, state: ChannelState) -> None:
         )
     )
     for transfer_id, transfer in active.items():
-        if transfer_id in known:
-            continue
-        kind = net.definitions.get(transfer.definition)
-        Transfer.objects.create(
-            channel=channel,
-            transfer_id=transfer_id,
-            payment_id=serialization.hex_bytes(transfer.payment_id),
-            kind=kind.value if kind is not None else "unknown",
-            definition=transfer.definition,
-            initiator=transfer.initiator,
-            responder=transfer.responder,
-            asset_id=transfer.asset_id,
-            amount=transfer.balance[0],
-            transfer_state=serialization.transfer_state_to_json(transfer),
-            meta={},
-            created_nonce=transfer.create_nonce,
-        )
+        if transfer_id not in known:
+            transfer_row(channel, transfer, {})[0].save()
     Transfer.objects.filter(channel=channel, status=Transfer.Status.ACTIVE).exclude(
         transfer_id__in=list(active)
     ).update(status=Transfer.Status.RESOLVED, resolved_nonce=state.nonce)
