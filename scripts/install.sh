@@ -35,6 +35,8 @@ runtime)
 	pip_install --only-binary=:all: -r requirements.txt
 	# Its dependencies are pinned in requirements.txt: nothing unpinned comes in with it.
 	pip_install --no-deps ./connext
+	# The setuptools a Python 3.11 venv starts with: nothing runs on it, and scanners flag its age.
+	"$VENV/bin/python" -m pip uninstall --quiet --disable-pip-version-check --yes setuptools
 	;;
 js)
 	npm ci --no-audit --no-fund --loglevel=error
