@@ -32,14 +32,13 @@ install: $(STAMP) node_modules/.installed
 test-js: node_modules/.installed
 	node --test card/js/test/
 
-$(STAMP): requirements.txt requirements-dev.txt connext/pyproject.toml
-	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip==26.3
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+# The same script the Dockerfile runs (`runtime` there): CI exercises the image's install steps.
+$(STAMP): requirements.txt requirements-dev.txt connext/pyproject.toml scripts/install.sh
+	VENV=$(VENV) PYTHON_BOOT=$(PYTHON_BOOT) scripts/install.sh dev
 	touch $@
 
-node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+node_modules/.installed: package.json package-lock.json scripts/install.sh
+	scripts/install.sh js
 	touch $@
 
 # Postgres and Redis on this machine, started if they are down (tests run against both).
@@ -99,33 +98,22 @@ BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/connext_dashboard_bench
 bench-dashboard: install services
 	DATABASE_URL=$(BENCH_DATABASE_URL) DATABASE_CONN_MAX_AGE=0 $(PY) bench/dashboard_bench.py $(BENCH_ARGS)
 
-# The dashboard's JavaScript and CSS (uPlot from npm), bundled for the node to serve itself (no CDN).
+# The browser bundles (npm libraries only, no CDN) for the node to serve itself: the dashboard's charts,
+# the card (prints the gzipped size it loads to open; goal: at most 150 KB) and the demo dapp. The
+# commands are in scripts/assets.sh, which the Dockerfile's build stage runs too.
 DASHBOARD_BUILD := dashboard/static/dashboard/build
 CARD_BUILD := card/static/card/build
 assets: $(DASHBOARD_BUILD)/charts.js $(CARD_BUILD)/card.js $(CARD_BUILD)/dapp.js
 
-$(DASHBOARD_BUILD)/charts.js: dashboard/assets/charts.js node_modules/.installed
-	node_modules/.bin/esbuild dashboard/assets/charts.js --bundle --minify --format=iife \
-		--target=es2020 --outdir=$(DASHBOARD_BUILD) --log-level=warning
+$(DASHBOARD_BUILD)/charts.js: dashboard/assets/charts.js scripts/assets.sh node_modules/.installed
+	scripts/assets.sh dashboard
 
-# The card's page (card/assets, the protocol client in card/js; npm libraries only, no CDN): an ES
-# module and its CSS, and the QR reader as a chunk fetched when the scan screen first needs it. The
-# gzipped size of what the page loads to open is printed (goal: at most 150 KB), and the chunk's.
 CARD_SOURCES := $(shell find card/assets card/js -name '*.js' -o -name '*.css' 2>/dev/null | grep -v /test/)
-$(CARD_BUILD)/card.js: $(CARD_SOURCES) node_modules/.installed
-	rm -rf $(CARD_BUILD)/chunks
-	node_modules/.bin/esbuild card/assets/card.js --bundle --minify --format=esm --splitting \
-		--chunk-names=chunks/[name]-[hash] --target=es2020 --outdir=$(CARD_BUILD) --log-level=warning
-	@echo "card bundle: $$(cat $(CARD_BUILD)/card.js $$(grep -o 'chunks/[^"]*\.js' $(CARD_BUILD)/card.js | grep -v scan- | sort -u | sed 's|^|$(CARD_BUILD)/|') | gzip -9c | wc -c)" \
-		"bytes of JavaScript to open, $$(gzip -9c $(CARD_BUILD)/card.css | wc -c) of CSS, and" \
-		"$$(cat $(CARD_BUILD)/chunks/scan-*.js | gzip -9c | wc -c) more for the QR reader, gzipped"
+$(CARD_BUILD)/card.js: $(CARD_SOURCES) scripts/assets.sh node_modules/.installed
+	scripts/assets.sh card
 
-# The demo dapp (/card/dapp/): the card's provider injected into a page that finds it by EIP-6963.
-$(CARD_BUILD)/dapp.js: $(CARD_SOURCES) node_modules/.installed
-	node_modules/.bin/esbuild card/assets/dapp.js --bundle --minify --format=iife \
-		--target=es2020 --outdir=$(CARD_BUILD) --log-level=warning
-	@echo "dapp bundle: $$(gzip -9c $(CARD_BUILD)/dapp.js | wc -c) bytes of JavaScript and" \
-		"$$(gzip -9c $(CARD_BUILD)/dapp.css | wc -c) of CSS, gzipped"
+$(CARD_BUILD)/dapp.js: $(CARD_SOURCES) scripts/assets.sh node_modules/.installed
+	scripts/assets.sh dapp
 
 # The dashboard's browser test drives Debian's chromium (Playwright never downloads a browser).
 browser:

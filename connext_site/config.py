@@ -32,6 +32,16 @@ _SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD03
 
 
 @dataclass(frozen=True)
+class HttpsPolicy:
+    """What the node tells browsers about HTTPS (Django's SECURE_HSTS_* and SECURE_SSL_REDIRECT)."""
+
+    hsts_seconds: int
+    hsts_include_subdomains: bool
+    hsts_preload: bool
+    ssl_redirect: bool
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     debug: bool
     secret_key: str
@@ -58,6 +68,8 @@ class NodeConfig:
     deployments_file: Path
     supported_tokens: tuple[str, ...]
     log_level: str
+    static_root: Path
+    https: HttpsPolicy
 
     @property
     def tasks_in_process(self) -> bool:
@@ -146,6 +158,7 @@ def _redis_url(environ_: Mapping[str, str]) -> str | None:
 def _database(environ_: Mapping[str, str], var_dir: Path) -> dict[str, Any]:
     conn_max_age = _int(environ_, "DATABASE_CONN_MAX_AGE", 60, minimum=0, maximum=3600)
     pool_size = _int(environ_, "DATABASE_POOL_SIZE", 10, minimum=0, maximum=500)
+    password = _secret(environ_, "DATABASE_PASSWORD")
     value = _text(environ_, "DATABASE_URL")
     if value is None:
         value = f"sqlite:///{var_dir / 'node.sqlite3'}"
@@ -158,6 +171,15 @@ def _database(environ_: Mapping[str, str], var_dir: Path) -> dict[str, Any]:
         "NAME"
     ):
         raise _fail("DATABASE_URL", expected, value)
+    if password is not None:
+        # The password kept apart from the URL, so that it can be a secret file (DATABASE_PASSWORD_FILE).
+        if engine != "django.db.backends.postgresql":
+            raise _fail("DATABASE_PASSWORD", "a postgres DATABASE_URL to go with it")
+        if config.get("PASSWORD"):
+            raise ImproperlyConfigured(
+                "DATABASE_PASSWORD and a password in DATABASE_URL are both set: set one of them"
+            )
+        config["PASSWORD"] = password
     if engine == "django.db.backends.postgresql":
         if not config.get("HOST"):
             raise _fail("DATABASE_URL", "a host in the postgres URL", value)
@@ -243,6 +265,40 @@ def _token_list(environ_: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(tokens)
 
 
+def _absolute_path(environ_: Mapping[str, str], name: str, default: Path) -> Path:
+    value = _text(environ_, name)
+    if value is None:
+        return default
+    if not Path(value).is_absolute():
+        raise _fail(name, "an absolute path", value)
+    return Path(value)
+
+
+_HSTS_PRELOAD_LEAST_SECONDS = 31_536_000  # what browsers' preload lists require: a year
+
+
+def _https(environ_: Mapping[str, str]) -> HttpsPolicy:
+    """HSTS is off unless asked for: once a browser has seen it, the host cannot go back to plain HTTP
+    for that long. Each part that only means something with another is refused without it."""
+    seconds = _int(environ_, "SECURE_HSTS_SECONDS", 0, minimum=0, maximum=2 * _HSTS_PRELOAD_LEAST_SECONDS)
+    subdomains = _bool(environ_, "SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+    preload = _bool(environ_, "SECURE_HSTS_PRELOAD", default=False)
+    if subdomains and not seconds:
+        raise _fail("SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_SECONDS above 0 with it")
+    if preload and not (subdomains and seconds >= _HSTS_PRELOAD_LEAST_SECONDS):
+        raise _fail(
+            "SECURE_HSTS_PRELOAD",
+            f"SECURE_HSTS_INCLUDE_SUBDOMAINS=true and SECURE_HSTS_SECONDS of at least "
+            f"{_HSTS_PRELOAD_LEAST_SECONDS} with it (what preload lists require)",
+        )
+    return HttpsPolicy(
+        hsts_seconds=seconds,
+        hsts_include_subdomains=subdomains,
+        hsts_preload=preload,
+        ssl_redirect=_bool(environ_, "SECURE_SSL_REDIRECT", default=False),
+    )
+
+
 def _log_level(environ_: Mapping[str, str]) -> str:
     value = (_text(environ_, "NODE_LOG_LEVEL") or "INFO").upper()
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -320,6 +376,8 @@ def load(environ_: Mapping[str, str]) -> NodeConfig:
         deployments_file=Path(_text(environ_, "DEPLOYMENTS_FILE") or var_dir / "deployments.json").resolve(),
         supported_tokens=_token_list(environ_),
         log_level=_log_level(environ_),
+        static_root=_absolute_path(environ_, "STATIC_ROOT", var_dir / "static"),
+        https=_https(environ_),
     )
 
 

@@ -109,12 +109,26 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = NODE.var_dir / "static"
+# Where collectstatic puts the files (the image: /srv/static, which the proxy serves).
+STATIC_ROOT = NODE.static_root
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HTTPS (README: Deployment). The node speaks plain HTTP to the proxy that terminates TLS in front of
+# it, so the redirect to https is the proxy's job and off here unless SECURE_SSL_REDIRECT asks for it.
+SECURE_HSTS_SECONDS = NODE.https.hsts_seconds
+SECURE_HSTS_INCLUDE_SUBDOMAINS = NODE.https.hsts_include_subdomains
+SECURE_HSTS_PRELOAD = NODE.https.hsts_preload
+SECURE_SSL_REDIRECT = NODE.https.ssl_redirect
+# The container's health check asks over plain HTTP from inside it: a redirect would fail it.
+SECURE_REDIRECT_EXEMPT = [r"^api/health$"]
+SILENCED_SYSTEM_CHECKS = [
+    # "SECURE_HSTS_PRELOAD is not True": preloading puts a whole registrable domain on the browsers'
+    # lists for good, a decision for the domain's owner, not a default of one node on it (opt in above).
+    "security.W021",
+]
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -223,6 +237,11 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
     "account": EDGE.rate_limit_per_account,
 }
 REST_FRAMEWORK["NUM_PROXIES"] = EDGE.trusted_proxy_count
+if EDGE.trusted_proxy_count:
+    # "SECURE_SSL_REDIRECT is not True": behind proxies, the one that terminates TLS redirects http to
+    # https; the node is reached over plain HTTP, by the proxy and by its own health check. With no
+    # proxy declared the warning stands.
+    SILENCED_SYSTEM_CHECKS.append("security.W008")
 # Each caller's pace per node process (channels_app.fair): an account (an IP before login) starts at
 # most FAIR_SHARE requests per second, FAIR_SHARE_BURST back to back; one that comes early waits for
 # its turn on the event loop, up to FAIR_SHARE_MAX_WAIT_SECONDS, then is refused 429.

@@ -240,3 +240,97 @@ def test_edge_limits_are_read_from_the_environment():
 def test_a_malformed_edge_limit_is_refused_naming_the_variable(variables, named, expected):
     with pytest.raises(ImproperlyConfigured, match=f"^{named}: expected .*{re.escape(expected)}"):
         config.load_edge_limits(variables)
+
+
+def test_https_policy_is_off_unless_asked_for(tmp_path):
+    node = config.load({"NODE_VAR_DIR": str(tmp_path)})
+
+    assert node.https == config.HttpsPolicy(
+        hsts_seconds=0, hsts_include_subdomains=False, hsts_preload=False, ssl_redirect=False
+    )
+    assert node.static_root == tmp_path / "static"
+
+
+def test_https_policy_and_static_root_are_read_from_the_environment():
+    node = config.load(
+        {
+            "SECURE_HSTS_SECONDS": "31536000",
+            "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
+            "SECURE_HSTS_PRELOAD": "yes",
+            "SECURE_SSL_REDIRECT": "on",
+            "STATIC_ROOT": "/srv/static",
+        }
+    )
+
+    assert node.https == config.HttpsPolicy(
+        hsts_seconds=31_536_000, hsts_include_subdomains=True, hsts_preload=True, ssl_redirect=True
+    )
+    assert str(node.static_root) == "/srv/static"
+
+
+def test_the_database_password_can_come_from_a_file_beside_a_url_without_one(tmp_path):
+    password_file = tmp_path / "postgres_password"
+    password_file.write_text("s3cret-from-a-file\n")
+
+    node = config.load(
+        {
+            "DATABASE_URL": "postgres://connext@postgres:5432/connext",
+            "DATABASE_PASSWORD_FILE": str(password_file),
+        }
+    )
+
+    assert node.database["PASSWORD"] == "s3cret-from-a-file"
+    assert (node.database["USER"], node.database["HOST"]) == ("connext", "postgres")
+
+
+@pytest.mark.parametrize(
+    ("variables", "named", "expected"),
+    [
+        ({"SECURE_HSTS_SECONDS": "-1"}, "SECURE_HSTS_SECONDS", "from 0 to 63072000"),
+        ({"SECURE_HSTS_SECONDS": "a year"}, "SECURE_HSTS_SECONDS", "whole number"),
+        (
+            {"SECURE_HSTS_INCLUDE_SUBDOMAINS": "true"},
+            "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+            "SECURE_HSTS_SECONDS above 0",
+        ),
+        (
+            {
+                "SECURE_HSTS_SECONDS": "3600",
+                "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
+                "SECURE_HSTS_PRELOAD": "true",
+            },
+            "SECURE_HSTS_PRELOAD",
+            "at least 31536000",
+        ),
+        (
+            {"SECURE_HSTS_SECONDS": "31536000", "SECURE_HSTS_PRELOAD": "true"},
+            "SECURE_HSTS_PRELOAD",
+            "SECURE_HSTS_INCLUDE_SUBDOMAINS=true",
+        ),
+        ({"SECURE_SSL_REDIRECT": "always"}, "SECURE_SSL_REDIRECT", "true or false"),
+        ({"STATIC_ROOT": "static"}, "STATIC_ROOT", "an absolute path"),
+        ({"DATABASE_PASSWORD": "pw"}, "DATABASE_PASSWORD", "a postgres DATABASE_URL"),
+        (
+            {"DATABASE_URL": "postgres://u:inline@h/db", "DATABASE_PASSWORD": "pw"},
+            "DATABASE_PASSWORD",
+            "set one of them",
+        ),
+        (
+            {"DATABASE_URL": "postgres://u@h/db", "DATABASE_PASSWORD": "pw", "DATABASE_PASSWORD_FILE": "/x"},
+            "DATABASE_PASSWORD",
+            "set one of them",
+        ),
+        (
+            {"DATABASE_URL": "postgres://u@h/db", "DATABASE_PASSWORD_FILE": "/nonexistent"},
+            "DATABASE_PASSWORD_FILE",
+            "readable file",
+        ),
+    ],
+)
+def test_a_malformed_deployment_variable_is_refused_with_its_name(variables, named, expected):
+    with pytest.raises(ImproperlyConfigured) as raised:
+        config.load(variables)
+
+    message = str(raised.value)
+    assert message.startswith(named)
+    assert expected in message
