@@ -24,11 +24,16 @@ RUN VENV=/app/.venv scripts/install.sh runtime
 
 # --- The image: the checkout (with the committed contract artifacts), the packages, the bundles -------
 FROM python:3.11-slim-bookworm
+# pg_dump and pg_restore for `manage.py backup` and `restore`: Debian's 15, the major version of the
+# compose stack's Postgres (a pg_dump cannot dump a newer server).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-client-15='15.*' \
+    && rm -rf /var/lib/apt/lists/*
 # A fixed uid, so that secret files and volumes can be given to it on the host (README: Deployment).
 RUN groupadd --system --gid 10001 connext \
     && useradd --system --uid 10001 --gid connext --no-create-home --home-dir /var/lib/connext \
         --shell /usr/sbin/nologin connext \
-    && install -d -o connext -g connext /var/lib/connext /srv/static
+    && install -d -o connext -g connext /var/lib/connext /srv/static /backups
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -212,10 +212,22 @@ def test_every_node_process_runs_the_one_image_with_its_own_command():
     assert schedule.startswith(final.env()["NODE_VAR_DIR"] + "/")
 
 
+def test_backups_run_manage_py_with_a_pg_dump_of_the_servers_major_version():
+    """`manage.py backup` in the node's image: its pg_dump must be of the stack's Postgres major."""
+    services = images.compose()["services"]
+    server_major = services["postgres"]["image"].split(":")[1]
+    client = re.search(r"postgresql-client-(\d+)='(\d+)\.\*'", (ROOT / "Dockerfile").read_text())
+
+    assert client is not None
+    assert client.group(1) == client.group(2) == server_major
+    assert services["backup"]["command"][:3] == ["python", "manage.py", "backup"]
+    assert "backups:/backups" in services["backup"]["volumes"]
+
+
 def test_services_start_once_what_they_need_is_healthy():
     services = images.compose()["services"]
 
-    assert services["postgres"]["image"] == "postgres:16"
+    assert services["postgres"]["image"] == "postgres:15"
     assert "pg_isready" in services["postgres"]["healthcheck"]["test"]
     assert services["redis"]["image"] == "redis:7"
     assert "ping" in services["redis"]["healthcheck"]["test"]
