@@ -120,3 +120,10 @@ browser:
 	@test -x /usr/bin/chromium || { echo "installing Debian's chromium for the browser test"; \
 		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
+# Many idle websockets on one node process (default 10,000, each logged in as the client does): the
+# process's RSS and PSS at 0, 1k, 5k and 10k sockets (goal ≤ 1 GB) and push latency to a sample of them;
+# JSON to bench/results/sockets-*.json. BENCH_ARGS="--sockets 5000 --checkpoints 0,1000".
+.PHONY: bench-sockets
+bench-sockets: install services
+	$(PY) bench/idle_sockets.py $(BENCH_ARGS)

@@ -113,7 +113,13 @@ UNPACED = {"FAIR_SHARE": "1000000/second", "FAIR_SHARE_BURST": "100000"}
 
 
 def start_stack(
-    *, nodes: int, workdir: Path, postgres: str, redis_url: str, extra: dict[str, str] | None = None
+    *,
+    nodes: int,
+    workdir: Path,
+    postgres: str,
+    redis_url: str,
+    extra: dict[str, str] | None = None,
+    database: str = BENCH_DB,
 ) -> Stack:
     subprocess.run([str(ROOT / "scripts" / "services.sh")], check=True)
     redis.Redis.from_url(redis_url).flushdb()
@@ -122,7 +128,7 @@ def start_stack(
     env = {
         **(extra or {}),
         **os.environ,
-        "DATABASE_URL": fresh_database(postgres),
+        "DATABASE_URL": fresh_database(postgres, database),
         "REDIS_URL": redis_url,
         "CHAIN_RPC_URL": rpc_url,
         "PUBLIC_CHAIN_RPC_URL": rpc_url,
