@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test test-js install services lint format compile check-artifacts gas bench clean assets browser
+.PHONY: up test test-js install services lint format compile check-artifacts gas bench clean assets browser nginx
 
 up: install assets
 	$(PY) scripts/up.py
@@ -18,7 +18,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 # Connections close after each request/task so the test database can be dropped at the end.
 TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DATABASE_CONN_MAX_AGE=0
 
-test: install services assets browser test-js
+test: install services assets browser nginx test-js
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
@@ -132,3 +132,9 @@ browser:
 	@test -x /usr/bin/chromium || { echo "installing Debian's chromium for the browser test"; \
 		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
+# The proxy's tests (tests/deploy) and `make chaos` run Debian's nginx in front of the node processes.
+nginx:
+	@test -x /usr/sbin/nginx || { echo "installing Debian's nginx for the proxy tests"; \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nginx; }
