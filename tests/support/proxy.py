@@ -12,6 +12,7 @@ import os
 import pwd
 import re
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -169,3 +170,16 @@ class NginxProcess(ManagedProcess):
     def error_log(self) -> str:
         path = self.directory / "error.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def collect_static(var_dir: Path, env: Mapping[str, str] | None = None) -> Path:
+    """`manage.py collectstatic` into `var_dir`/static (the nodes' STATIC_ROOT there): the directory
+    the proxy serves /static/ from."""
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env={**(env or os.environ), "NODE_VAR_DIR": str(var_dir)},
+        check=True,
+        timeout=120,
+    )
+    return var_dir / "static"
