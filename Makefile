@@ -133,8 +133,9 @@ browser:
 		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 
-# The proxy's tests (tests/deploy) and `make chaos` run Debian's nginx in front of the node processes.
+# The proxy's tests (tests/deploy) and `make chaos` run Debian's nginx in front of the node processes;
+# the template is checked against envsubst, which renders it in the official nginx image.
 nginx:
-	@test -x /usr/sbin/nginx || { echo "installing Debian's nginx for the proxy tests"; \
+	@test -x /usr/sbin/nginx -a -x /usr/bin/envsubst || { echo "installing Debian's nginx and envsubst for the proxy tests"; \
 		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nginx; }
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nginx gettext-base; }

@@ -78,7 +78,8 @@ def main_conf(directory: Path, site_conf: Path) -> str:
 
 
 class NginxProcess(ManagedProcess):
-    """nginx in the foreground (`daemon off`) serving the rendered template from `directory`."""
+    """nginx in the foreground (`daemon off`) serving the rendered template from `directory` (with
+    `extra_conf` beside it in the http block), listening on `listen` (default 127.0.0.1:`port`)."""
 
     def __init__(
         self,
@@ -87,6 +88,7 @@ class NginxProcess(ManagedProcess):
         upstreams: Iterable[str],
         static_root: Path,
         port: int | None = None,
+        listen: str | None = None,
         server_name: str = "_",
         fail_timeout: int = 5,
         extra_conf: str = "",
@@ -100,7 +102,7 @@ class NginxProcess(ManagedProcess):
                 TEMPLATE.read_text(),
                 {
                     "CONNEXT_UPSTREAMS": upstream_lines(upstreams, fail_timeout=fail_timeout),
-                    "CONNEXT_LISTEN": f"127.0.0.1:{self.port}",
+                    "CONNEXT_LISTEN": listen or f"127.0.0.1:{self.port}",
                     "CONNEXT_SERVER_NAME": server_name,
                     "CONNEXT_STATIC_ROOT": str(static_root),
                     "CONNEXT_PAGES_ROOT": str(PROXY_DIR),
