@@ -139,3 +139,11 @@ nginx:
 	@test -x /usr/sbin/nginx -a -x /usr/bin/envsubst || { echo "installing Debian's nginx and envsubst for the proxy tests"; \
 		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nginx gettext-base; }
+
+# Payments through nginx while node processes, the Celery worker, Redis, Postgres and the chain RPC are
+# killed and restarted at random (a private stack of its own; not part of `make test`): completed,
+# failed, stuck, lost, duplicated, conservation, recovery times; JSON to bench/results/chaos-*.json.
+# CHAOS_ARGS="--seconds 60 --clients 6 --faults 10".
+.PHONY: chaos
+chaos: install nginx
+	$(PY) bench/chaos.py $(CHAOS_ARGS)
