@@ -43,6 +43,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -76,6 +77,7 @@ FINAL = ("completed", "refunded", "failed")
 FAULTS = ("node", "worker", "redis", "postgres", "chain")
 PAY_TIMEOUT = 90.0  # how long one payment may take, retries included, before it counts as open
 HEALTH_TIMEOUT = 120.0
+MAX_OVERRUN = 600.0  # the load goes on past --seconds until every fault was injected, at most this long
 
 
 def log(message: str) -> None:
@@ -156,10 +158,11 @@ def anvil_process(directory: Path, port: int) -> ManagedProcess:
     return ManagedProcess(command, env=dict(os.environ), log_path=directory / "anvil.log")
 
 
-def seconds_until(condition: Any, timeout: float) -> float | None:
-    """Seconds until `condition()` was truthy (an exception counts as not yet); None after `timeout`."""
+def seconds_until(condition: Any, timeout: float, stop: threading.Event | None = None) -> float | None:
+    """Seconds until `condition()` was truthy (an exception counts as not yet); None after `timeout`
+    or once `stop` is set."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
+    while time.monotonic() - started < timeout and not (stop is not None and stop.is_set()):
         with contextlib.suppress(Exception):
             if condition():
                 return time.monotonic() - started
@@ -297,8 +300,9 @@ class Fault:
     next_payment_after: float | None = None  # … until a payment completed (None: not within 120 s)
 
 
-def inject(stack: Stack, kind: str, rng: random.Random, started: float) -> Fault:
-    """Break one part of the stack and bring it back; returns when it was brought back."""
+def inject(stack: Stack, kind: str, rng: random.Random, started: float, stop: threading.Event) -> Fault:
+    """Break one part of the stack and bring it back; returns when it was brought back (a process is
+    not started again once `stop` is set: the stack is being stopped)."""
     at = time.monotonic() - started
     if kind == "node":
         index = rng.randrange(len(stack.nodes))
@@ -306,34 +310,34 @@ def inject(stack: Stack, kind: str, rng: random.Random, started: float) -> Fault
         target = f"daphne-{index} (:{node.port})"
         node.stop(signal.SIGKILL)
         down = rng.uniform(1, 3)
-        time.sleep(down)
-        node.start()
-        node.wait_serving(timeout=60)
+        if not stop.wait(down):
+            node.start()
+            node.wait_serving(timeout=60)
     elif kind == "worker":
         assert stack.worker is not None
         target = "celery worker + beat"
         stack.worker.stop(signal.SIGKILL)
         down = rng.uniform(1, 3)
-        time.sleep(down)
-        stack.worker.start()
+        if not stop.wait(down):
+            stack.worker.start()
     elif kind == "redis":
         target = "redis-server"
         stack.redis.stop(signal.SIGKILL)
         down = 1.0
-        time.sleep(down)
-        stack.redis.start()
+        if not stop.wait(down):
+            stack.redis.start()
     elif kind == "postgres":
         target = "postgres"
         stack.postgres.stop("immediate")
         down = 2.0
-        time.sleep(down)
-        stack.postgres.start()
+        if not stop.wait(down):
+            stack.postgres.start()
     else:
         target = "anvil (SIGSTOP)"
         assert stack.chain.process is not None
         os.kill(stack.chain.process.pid, signal.SIGSTOP)
         down = rng.uniform(5, 10)
-        time.sleep(down)
+        stop.wait(down)
         os.kill(stack.chain.process.pid, signal.SIGCONT)
     return Fault(kind=kind, target=target, at=round(at, 1), down_seconds=round(down, 1))
 
@@ -345,34 +349,47 @@ def fault_plan(count: int, rng: random.Random) -> list[str]:
     return kinds
 
 
-def run_faults(
-    stack: Stack, kinds: list[str], seconds: float, seed: int, started: float, completions: list[float]
-) -> list[Fault]:
+@dataclass
+class FaultRun:
+    """The fault thread's side of the run: the load goes on until `done`; `stop` ends the thread."""
+
+    kinds: list[str]
+    completions: list[float]  # when payments completed, in order (appended by the load)
+    done: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def run_faults(stack: Stack, plan: FaultRun, seconds: float, seed: int, started: float) -> list[Fault]:
     """On a thread of its own: the faults spread over the run, each once the stack recovered from the
-    one before (healthy, and a payment completed since)."""
+    one before (healthy, and a payment completed since); `plan.done` set at the end."""
     rng = random.Random(seed)
     faults: list[Fault] = []
-    spacing = seconds / (len(kinds) + 1)
-    for number, kind in enumerate(kinds, start=1):
-        due = started + spacing * number + rng.uniform(-spacing / 4, spacing / 4)
-        time.sleep(max(0.0, due - time.monotonic()))
-        log(f"fault {number}/{len(kinds)}: {kind}")
-        fault = inject(stack, kind, rng, started)
-        fault.back_at = round(time.monotonic() - started, 2)
-        healthy = seconds_until(stack.healthy, HEALTH_TIMEOUT)
-        fault.healthy_after = None if healthy is None else round(healthy, 2)
-        back = fault.back_at
-        if (
-            seconds_until(lambda back=back: completions and completions[-1] > back, HEALTH_TIMEOUT)
-            is not None
-        ):
-            fault.next_payment_after = round(min(t for t in completions if t > back) - back, 2)
-        log(
-            f"  {fault.target} down {fault.down_seconds} s; after it came back: healthy in"
-            f" {fault.healthy_after} s, a payment completed in {fault.next_payment_after} s"
-        )
-        faults.append(fault)
+    spacing = seconds / (len(plan.kinds) + 1)
+    try:
+        for number, kind in enumerate(plan.kinds, start=1):
+            due = started + spacing * number + rng.uniform(-spacing / 4, spacing / 4)
+            if plan.stop.wait(max(0.0, due - time.monotonic())):
+                break
+            log(f"fault {number}/{len(plan.kinds)}: {kind}")
+            faults.append(recover_from(stack, inject(stack, kind, rng, started, plan.stop), plan, started))
+    finally:
+        plan.done.set()
     return faults
+
+
+def recover_from(stack: Stack, fault: Fault, plan: FaultRun, started: float) -> Fault:
+    """`fault` with the time the stack took to be healthy again, and to complete a payment."""
+    fault.back_at = back = round(time.monotonic() - started, 2)
+    healthy = seconds_until(stack.healthy, HEALTH_TIMEOUT, plan.stop)
+    fault.healthy_after = None if healthy is None else round(healthy, 2)
+    completions = plan.completions
+    if seconds_until(lambda: completions and completions[-1] > back, HEALTH_TIMEOUT, plan.stop) is not None:
+        fault.next_payment_after = round(min(t for t in completions if t > back) - back, 2)
+    log(
+        f"  {fault.target} down {fault.down_seconds} s; after it came back: healthy in"
+        f" {fault.healthy_after} s, a payment completed in {fault.next_payment_after} s"
+    )
+    return fault
 
 
 # -- clients and payments -------------------------------------------------------------------------------
@@ -477,13 +494,16 @@ async def load(
     seed: int,
     started: float,
     completions: list[float],
+    faults_done: threading.Event,
 ) -> list[PaymentRun]:
+    """Every client pays random others, one payment at a time, for `seconds` and until every fault
+    was injected (at most MAX_OVERRUN more)."""
     rng = random.Random(seed)
     runs: list[PaymentRun] = []
     end = started + seconds
 
     async def sender_loop(sender: int) -> None:
-        while time.monotonic() < end:
+        while (time.monotonic() < end or not faults_done.is_set()) and time.monotonic() < end + MAX_OVERRUN:
             recipient = rng.choice([i for i in range(len(clients)) if i != sender])
             asset = rng.choice(assets)
             run = PaymentRun(
@@ -628,11 +648,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         kinds = fault_plan(args.faults, rng)
         log(f"paying for {args.seconds:.0f} s with {len(kinds)} faults: {', '.join(kinds)}")
         started = time.monotonic()
-        completions: list[float] = []  # when payments completed, in order (the fault thread reads it)
+        plan = FaultRun(kinds=kinds, completions=[])
         faults_task = asyncio.create_task(
-            asyncio.to_thread(run_faults, stack, kinds, args.seconds, args.seed + 1, started, completions)
+            asyncio.to_thread(run_faults, stack, plan, args.seconds, args.seed + 1, started)
         )
-        runs = await load(clients, assets, args.seconds, args.seed, started, completions)
+        try:
+            runs = await load(clients, assets, args.seconds, args.seed, started, plan.completions, plan.done)
+        finally:
+            plan.stop.set()  # no fault after the load (nor once the run is cancelled)
         faults = await faults_task
         log(
             f"load over ({len(runs)} payments); every process up; settling what is open (≤ {args.settle:.0f} s)"
