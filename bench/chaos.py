@@ -342,9 +342,9 @@ def inject(stack: Stack, kind: str, rng: random.Random, started: float, stop: th
     return Fault(kind=kind, target=target, at=round(at, 1), down_seconds=round(down, 1))
 
 
-def fault_plan(count: int, rng: random.Random) -> list[str]:
-    """`count` faults, every kind as evenly as the count allows, in random order."""
-    kinds = [FAULTS[i % len(FAULTS)] for i in range(count)]
+def fault_plan(count: int, rng: random.Random, kinds_wanted: tuple[str, ...] = FAULTS) -> list[str]:
+    """`count` faults, every kind wanted as evenly as the count allows, in random order."""
+    kinds = [kinds_wanted[i % len(kinds_wanted)] for i in range(count)]
     rng.shuffle(kinds)
     return kinds
 
@@ -645,7 +645,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             a: [user_balance(states[client.channel_address], a) for client in clients] for a in assets
         }
         rng = random.Random(args.seed)
-        kinds = fault_plan(args.faults, rng)
+        kinds = fault_plan(args.faults, rng, tuple(args.kinds.split(",")))
         log(f"paying for {args.seconds:.0f} s with {len(kinds)} faults: {', '.join(kinds)}")
         started = time.monotonic()
         plan = FaultRun(kinds=kinds, completions=[])
@@ -683,6 +683,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "clients": args.clients,
             "node_processes": args.nodes,
             "faults": args.faults,
+            "kinds": args.kinds,
             "seed": args.seed,
             "settle_seconds": args.settle,
         },
@@ -722,6 +723,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for kind in sorted({f.kind for f in faults})
         },
         "not_final": [asdict(run) for run in runs if run.outcome not in FINAL][:20],
+        # The payments that took longest (which fault they crossed: their start against the faults').
+        "slowest": [
+            asdict(run)
+            for run in sorted(runs, key=lambda r: (r.finished or 1e9) - r.started, reverse=True)[:10]
+        ],
         "workdir": str(workdir),
     }
 
@@ -738,11 +744,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120, help="length of the load (default 120)")
     parser.add_argument("--clients", type=int, default=6, help="clients (default 6)")
     parser.add_argument("--faults", type=int, default=12, help="faults spread over the load (default 12)")
+    parser.add_argument(
+        "--kinds", default=",".join(FAULTS), help=f"the faults to draw from (default {','.join(FAULTS)})"
+    )
     parser.add_argument("--nodes", type=int, default=2, help="daphne processes behind nginx (default 2)")
     parser.add_argument("--settle", type=float, default=120, help="seconds open payments get afterwards")
     parser.add_argument("--seed", type=int, default=int(time.time()), help="random seed (default: the time)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for the JSON result")
     args = parser.parse_args()
+    if not set(args.kinds.split(",")) <= set(FAULTS):
+        parser.error(f"--kinds: choose from {', '.join(FAULTS)}")
     report = asyncio.run(main_async(args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -179,6 +179,7 @@ def test_a_node_process_killed_under_payments_hands_its_clients_to_the_other_and
         for sender in range(4)
     ]
     completed = threading.Semaphore(0)
+    noted = threading.Lock()  # the clients' loops (one thread each) write, the test reads
     started: set[str] = set()
     outcomes: dict[str, str] = {}
     retries: list[str] = []
@@ -186,7 +187,8 @@ def test_a_node_process_killed_under_payments_hands_its_clients_to_the_other_and
     async def pay(sender: int, recipient: int, amount: int, payment_id: str) -> None:
         client = users[sender].async_client
         deadline = time.monotonic() + WAIT
-        started.add(payment_id)
+        with noted:
+            started.add(payment_id)
         while True:
             try:
                 await client.transfer(users[recipient].address, amount, payment_id=payment_id)
@@ -194,12 +196,16 @@ def test_a_node_process_killed_under_payments_hands_its_clients_to_the_other_and
             except (OutcomeUnknownError, NodeUnavailableError) as exc:
                 if time.monotonic() > deadline:
                     raise
-                retries.append(f"{payment_id[:10]} {exc!r}"[:160])
+                with noted:
+                    retries.append(f"{payment_id[:10]} {exc!r}"[:160])
                 await asyncio.sleep(0.5)
             except NodeError as exc:  # refused: nothing was paid
-                outcomes[payment_id] = f"refused {exc.code}"
+                with noted:
+                    outcomes[payment_id] = f"refused {exc.code}"
                 return
-        outcomes[payment_id] = (await client.wait_for_transfer(payment_id, timeout=WAIT))["status"]
+        status = (await client.wait_for_transfer(payment_id, timeout=WAIT))["status"]
+        with noted:
+            outcomes[payment_id] = status
         completed.release()
 
     async def send_all(sender: int) -> None:
@@ -214,7 +220,8 @@ def test_a_node_process_killed_under_payments_hands_its_clients_to_the_other_and
         assert completed.acquire(timeout=WAIT), "payments before the kill"
     victim, survivor = live_node.nodes
     assert victim.stop(signal.SIGKILL) == -signal.SIGKILL
-    in_flight = set(started) - set(outcomes)
+    with noted:
+        in_flight = started - set(outcomes)
     assert in_flight, "payments under way when the node process died"
     # The victim's clients reconnect through nginx, which sends them to the survivor.
     wait_until(
