@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test test-js install services lint format compile check-artifacts gas bench clean assets browser
+.PHONY: up test test-js install services lint format compile check-artifacts gas bench clean assets browser nginx
 
 up: install assets
 	$(PY) scripts/up.py
@@ -18,7 +18,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 # Connections close after each request/task so the test database can be dropped at the end.
 TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DATABASE_CONN_MAX_AGE=0
 
-test: install services assets browser test-js
+test: install services assets browser nginx test-js
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
@@ -127,3 +127,18 @@ browser:
 .PHONY: bench-sockets
 bench-sockets: install services
 	$(PY) bench/idle_sockets.py $(BENCH_ARGS)
+
+# The proxy's tests (tests/deploy) and `make chaos` run Debian's nginx in front of the node processes;
+# the template is checked against envsubst, which renders it in the official nginx image.
+nginx:
+	@test -x /usr/sbin/nginx -a -x /usr/bin/envsubst || { echo "installing Debian's nginx and envsubst for the proxy tests"; \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nginx gettext-base; }
+
+# Payments through nginx while node processes, the Celery worker, Redis, Postgres and the chain RPC are
+# killed and restarted at random (a private stack of its own; not part of `make test`): completed,
+# failed, stuck, lost, duplicated, conservation, recovery times; JSON to bench/results/chaos-*.json.
+# CHAOS_ARGS="--seconds 60 --clients 6 --faults 10".
+.PHONY: chaos
+chaos: install nginx
+	$(PY) bench/chaos.py $(CHAOS_ARGS)

@@ -77,6 +77,17 @@ def _serve_request(
         except AuthError as exc:
             answer(401, error_body(exc.code, exc.message))
             return exc
+        except Exception as exc:
+            # Answered all the same (the database down, say): a request left unanswered holds its
+            # client for its whole timeout, and with it every payment of that user.
+            logger.exception("socket request failed checking its token")
+            answer(
+                *(
+                    error_answer(exc)
+                    or (500, error_body("internal_error", "The node failed to handle the request."))
+                )
+            )
+            return None
         with after_commit.answer_first() as follow_ups, realtime.batched():
             try:
                 status, result = 200, handler(address, body)

@@ -306,9 +306,9 @@ STALLED_AFTER_SECONDS = 10
 def payments_overdue_channels() -> list[int]:
     """Channels holding a payment the node must move on without being asked: one that failed, a link
     that expired unredeemed, a HashLock whose receiver side has expired (reconciling a channel only
-    follows its own updates; a receiver who never comes back sends none), and any open payment that
+    follows its own updates; a receiver who never comes back sends none), any open payment that
     has not moved for a while (its inline follow-up was lost, e.g. to a crash between a commit and
-    the next step)."""
+    the next step), and any channel whose open proposal has waited that long."""
     now = int(time.time())
     open_payments = (
         Payment.objects.filter(sender_transfer__status=Transfer.Status.ACTIVE)
@@ -333,6 +333,16 @@ def payments_overdue_channels() -> list[int]:
         overdue.add(sender_channel)
         if receiver_channel is not None:
             overdue.add(receiver_channel)
+    # An open proposal left unanswered (its push lost to a Redis restart, its user idle) keeps its
+    # channel busy, and the payments waiting for that user may not name the channel: its reconcile
+    # pushes the proposal again (`channels.proposal_remind`).
+    overdue.update(
+        Channel.objects.filter(
+            status=Channel.Status.OPEN,
+            pending_update__isnull=False,
+            updated_at__lt=timezone.now() - timedelta(seconds=STALLED_AFTER_SECONDS),
+        ).values_list("id", flat=True)
+    )
     return sorted(overdue)
 
 

@@ -1945,9 +1945,12 @@ class AsyncClient:
                 raise
             except Exception as exc:
                 logger.warning("handling %s failed: %r", frame.get("event", frame.get("type")), exc)
-                if frame.get("type") == "sync":
+                if frame.get("type") == "sync" or isinstance(exc, NodeUnavailableError):
+                    # A sync must happen: try again. So must one after a push the node could not be
+                    # asked about (its proposal, say, whose countersignature it failed to take): a
+                    # proposal left unanswered keeps the channel busy for every payment of the user's.
                     await asyncio.sleep(1)
-                    await self._inbox.put(frame)  # a sync must happen: try again
+                    await self._inbox.put({"type": "sync"})
 
     async def _handle_frame(self, frame: dict[str, Any]) -> None:
         if frame.get("type") == "expiry":

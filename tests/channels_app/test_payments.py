@@ -385,6 +385,43 @@ def test_the_sweep_finds_a_hashlock_whose_receiver_side_expired_without_any_upda
     assert after == [alice_channel]
 
 
+def test_the_sweep_reconciles_a_channel_whose_open_proposal_went_unanswered_after_its_payment_completed(
+    alice_and_bob,
+):
+    """A node proposal whose push was lost (Redis restarted; found by bench/chaos.py) leaves an idle
+    user's channel busy: here the resolve of Alice's side of a payment Bob already completed. The
+    payments waiting for Alice are not forwarded while it is open, and none of them names her channel:
+    the sweep must, so that its reconcile pushes the proposal to her again (`proposal_remind`)."""
+    from datetime import timedelta
+    from unittest import mock
+
+    from django.utils import timezone
+
+    from channels_app.models import Channel
+    from channels_app.services import payments
+
+    alice, bob = alice_and_bob
+    _, to_bob, preimage = alice.pay(bob.address, E // 10)
+    run_node_work(alice, bob)
+    assert bob.resolve_incoming(to_bob, preimage).status_code == 200
+    run_node_work(bob)  # Alice never hears of the node's resolve of her side
+    assert Payment.objects.get(payment_id=to_bob).status == Payment.Status.COMPLETED
+    assert alice.proposal() is not None
+    response, to_alice, _ = bob.pay(alice.address, E // 100)
+    assert response.status_code == 200
+    run_node_work(bob)
+    assert Payment.objects.get(payment_id=to_alice).status == Payment.Status.PENDING
+    alice_channel = Channel.objects.get(address=alice.state.channel_address).pk
+
+    later = timezone.now() + timedelta(seconds=payments.STALLED_AFTER_SECONDS + 1)
+    with mock.patch("channels_app.services.payments.timezone.now", return_value=later):
+        overdue = payments.payments_overdue_channels()
+
+    assert alice_channel in overdue
+    run_node_work(alice, bob)  # Alice answers, as her client does when the reminder arrives
+    assert Payment.objects.get(payment_id=to_alice).status == Payment.Status.FORWARDED
+
+
 def test_a_payment_id_already_in_use_is_refused_and_the_second_lock_never_happens(alice_and_bob):
     alice, bob = alice_and_bob
     first, payment_id, _ = alice.pay(bob.address, E // 100)

@@ -4,6 +4,7 @@ and nothing is sent to the node for them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import replace
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from connext.client import policy
 from connext.client.async_client import AsyncClient
 from connext.client.store import SignedState
-from connext.errors import ValidationError
+from connext.errors import NodeUnavailableError, ValidationError
 from connext.protocol import meta as transfer_meta
 from connext.protocol import serialization, signing, validation
 from connext.protocol.definitions import PreimageResolver
@@ -448,3 +449,66 @@ def test_the_nodes_resume_is_signed_only_against_the_clients_own_reading_of_the_
     with pytest.raises(ValidationError) as not_over:
         policy.check_node_proposal(state, update, node_signature, context=replace(context(), dispute=early))
     assert not_over.value.code == "dispute_not_over"
+
+
+class NodeBackSoon:
+    """Stands in for the node's API while its database restarts: the first countersignature of its
+    proposal fails (a 5xx), later ones are taken; the channel read shows the proposal until then."""
+
+    def __init__(self, state: ChannelState, proposal: dict[str, Any], proposed: ChannelState) -> None:
+        self.state, self.proposal, self.proposed = state, proposal, proposed
+        self.countersigns = 0
+        self.answered = asyncio.Event()
+
+    def _signed(self, state: ChannelState, user_signature: bytes) -> dict[str, Any]:
+        return {
+            "channelAddress": state.channel_address,
+            "state": serialization.channel_state_to_json(state),
+            "nodeSignature": serialization.hex_bytes(signing.sign_state(state, NODE)),
+            "userSignature": serialization.hex_bytes(user_signature),
+        }
+
+    async def get(self, path: str, **params: str) -> Any:
+        assert path == "/api/channel", path
+        if self.answered.is_set():
+            return {**self._signed(self.proposed, signing.sign_state(self.proposed, USER)), "proposal": None}
+        return {**self._signed(self.state, signing.sign_state(self.state, USER)), "proposal": self.proposal}
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        assert path == "/api/channel/countersign", path
+        self.countersigns += 1
+        if self.countersigns == 1:
+            raise NodeUnavailableError("node_unavailable", f"POST {path}: the node answered 500")
+        self.answered.set()
+        return self._signed(self.proposed, serialization.parse_bytes(body["signature"], field="signature"))
+
+
+def test_a_proposal_whose_answer_the_node_could_not_take_is_answered_again_once_it_is_back():
+    """Found by bench/chaos.py: Postgres restarting, the node's push of a proposal arrived but the
+    countersignature failed with a 5xx; the client dropped it, and the user's channel stayed busy (the
+    payments to and from the user waiting) until the node's sweep pushed the proposal again."""
+    state = funded_state()
+    client, _ = offline_client(state, chain_totals=(2 * E, E))
+    update = deposit_update(state, node=2 * E, user=E)  # the node's deposit, as the chain shows
+    proposed, node_signature = node_signs(state, update, chain=(2 * E, E))
+    proposal = {
+        "update": serialization.update_to_json(update),
+        "nodeSignature": serialization.hex_bytes(node_signature),
+    }
+    node = NodeBackSoon(state, proposal, proposed)
+    client._api = node  # type: ignore[assignment]
+
+    async def scenario() -> None:
+        inbox = asyncio.ensure_future(client._process_inbox())
+        await client._inbox.put({"type": "event", "event": "update.proposed", "payload": proposal})
+        try:
+            await asyncio.wait_for(node.answered.wait(), 10)
+        finally:
+            inbox.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await inbox
+
+    asyncio.run(scenario())
+    assert node.countersigns == 2
+    assert client.get_channel()["nonce"] == proposed.nonce
+    assert client.get_free_balance(ETH) == {"user": E, "node": 2 * E}

@@ -1,4 +1,6 @@
-"""The image's Python packages, installed here as its `packages` stage installs them."""
+"""The deployment's tests: the image's Python packages, installed here as its `packages` stage installs
+them; and the integration tests' whole node (two daphne processes, a Celery worker with beat, Postgres,
+Redis, anvil) with the proxy in front of it."""
 
 from __future__ import annotations
 
@@ -10,6 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.deploy import images
+from tests.integration.conftest import (  # noqa: F401 - fixtures shared with the integration tests
+    _flush_survives_a_running_node,
+    live_node,
+    live_node_settings,
+    node_database_url,
+)
 
 
 @pytest.fixture(scope="session")
