@@ -254,7 +254,15 @@ def test_the_proxy_balances_every_daphne_and_serves_the_collected_static_files()
     assert proxy["image"] == "nginx:1.27"
     upstreams = re.findall(r"server (\S+) ", proxy["environment"]["CONNEXT_UPSTREAMS"])
     assert upstreams == [f"{name}:8000" for name in DAPHNE_SERVICES]
-    assert "./proxy:/etc/nginx/templates:ro" in proxy["volumes"]
+    assert "./proxy/nginx.conf.template:/etc/nginx/templates/default.conf.template:ro" in proxy["volumes"]
+    # Every variable the template names is given (envsubst would leave the others as they are).
+    named = set(re.findall(r"\$\{(CONNEXT_[A-Z_]+)\}", (ROOT / "proxy/nginx.conf.template").read_text()))
+    assert named and named <= set(proxy["environment"])
+    pages = proxy["environment"]["CONNEXT_PAGES_ROOT"]
+    assert f"./proxy:{pages}:ro" in proxy["volumes"]
+    assert proxy["environment"]["CONNEXT_STATIC_ROOT"] + ":ro" in [
+        v.split(":", 1)[1] for v in proxy["volumes"]
+    ]
     assert "static:/srv/static:ro" in proxy["volumes"]
     # migrate collects into the volume, at the image's STATIC_ROOT.
     static_root = images.final_stage().env()["STATIC_ROOT"]
