@@ -165,7 +165,15 @@ class Channel(models.Model):
             )
         ]
         # Plain b-tree indexes (no LIKE twin): every index is one more write per row version.
-        indexes = [models.Index(fields=["user_address"], name="channel_by_user")]
+        indexes = [
+            models.Index(fields=["user_address"], name="channel_by_user"),
+            # The payments sweep's reminder of proposals left unanswered: the few channels holding one.
+            models.Index(
+                fields=["updated_at"],
+                name="channel_open_proposal",
+                condition=models.Q(pending_update__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"channel {self.address} ({self.user_address})"
