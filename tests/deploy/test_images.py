@@ -257,7 +257,8 @@ def test_the_proxy_balances_every_daphne_and_serves_the_collected_static_files()
     assert "./proxy/nginx.conf.template:/etc/nginx/templates/default.conf.template:ro" in proxy["volumes"]
     # Every variable the template names is given (envsubst would leave the others as they are).
     named = set(re.findall(r"\$\{(CONNEXT_[A-Z_]+)\}", (ROOT / "proxy/nginx.conf.template").read_text()))
-    assert named and named <= set(proxy["environment"])
+    assert named
+    assert named <= set(proxy["environment"])
     pages = proxy["environment"]["CONNEXT_PAGES_ROOT"]
     assert f"./proxy:{pages}:ro" in proxy["volumes"]
     assert proxy["environment"]["CONNEXT_STATIC_ROOT"] + ":ro" in [
