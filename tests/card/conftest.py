@@ -8,12 +8,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.conf import settings
 
 from connext.chain import devchain
 from tests.integration.conftest import node_database_url  # noqa: F401 - the test database, shared
 from tests.support.card_browser import Card, open_card
-from tests.support.processes import ROOT, NodeProcess, live_node_env, module_node
+from tests.support.processes import ROOT, NodeProcess, module_live_node
 
 NODE_KEY = devchain.DEV_PRIVATE_KEYS[2]
 
@@ -28,20 +27,18 @@ def node(
 ) -> Iterator[NodeProcess]:
     """The node the cards talk to. Its records outlive each test (they are the node's, written by
     its processes); the module's end flushes them."""
-    assert settings.REDIS_URL, "the card's browser tests run on Redis (set REDIS_URL)"
-    logs = tmp_path_factory.mktemp("card-node")
     subprocess.run(
         ["make", "--quiet", "assets"], cwd=ROOT, check=True
     )  # incremental: a stale bundle is rebuilt
-    env = live_node_env(
+    with module_live_node(
+        "card",
+        node_key=NODE_KEY,
         database_url=node_database_url,
         chain_url=anvil_url,
         deployments_book=deployments["book"],
-        var_dir=logs / "var",
-        node_key=NODE_KEY,
-        secret_key="card-browser-test-secret-key-for-every-process",
-    )
-    with module_node(env=env, logs=logs, django_db_blocker=django_db_blocker) as daphne:
+        tmp_path_factory=tmp_path_factory,
+        django_db_blocker=django_db_blocker,
+    ) as daphne:
         yield daphne
 
 

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from web3 import HTTPProvider, Web3
 
 from connext.chain import devchain
 from tests.integration.conftest import node_database_url  # noqa: F401 - the test database, shared
 from tests.support.client_wallets import Funder
-from tests.support.processes import ROOT, NodeProcess, live_node_env, module_node
+from tests.support.processes import ROOT, NodeProcess, module_live_node
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db]
 
@@ -75,17 +74,15 @@ def node(
     tmp_path_factory: pytest.TempPathFactory,
     django_db_blocker: Any,
 ) -> Iterator[NodeProcess]:
-    assert settings.REDIS_URL, "the standalone install test runs its node on Redis (set REDIS_URL)"
-    logs = tmp_path_factory.mktemp("standalone-node")
-    env = live_node_env(
+    with module_live_node(
+        "standalone-install",
+        node_key=NODE_KEY,
         database_url=node_database_url,
         chain_url=anvil_url,
         deployments_book=deployments["book"],
-        var_dir=logs / "var",
-        node_key=NODE_KEY,
-        secret_key="standalone-install-test-secret-key-for-all-processes",
-    )
-    with module_node(env=env, logs=logs, django_db_blocker=django_db_blocker) as daphne:
+        tmp_path_factory=tmp_path_factory,
+        django_db_blocker=django_db_blocker,
+    ) as daphne:
         yield daphne
 
 

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
 from web3 import HTTPProvider, Web3
 
@@ -24,7 +23,7 @@ from connext.chain import devchain
 from dashboard import selectors
 from tests.integration.conftest import node_database_url  # noqa: F401 - the test database, shared
 from tests.support import client_wallets
-from tests.support.processes import live_node_env, module_node, wait_until
+from tests.support.processes import module_live_node, wait_until
 
 # Not transactional: a transactional test flushes the database after itself, and the node's records
 # must outlive each test (the node fixture flushes them at the module's end).
@@ -40,21 +39,19 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def node(node_database_url, anvil_url, deployments, tmp_path_factory, django_db_blocker) -> Iterator[str]:  # noqa: F811
     """One daphne and a Celery worker (with beat); payments count as stuck after one second."""
-    assert settings.REDIS_URL, "the browser test runs on Redis (set REDIS_URL)"
-    logs = tmp_path_factory.mktemp("dashboard-node")
-    env = live_node_env(
-        database_url=node_database_url,
-        chain_url=anvil_url,
-        deployments_book=deployments["book"],
-        var_dir=logs / "var",
-        node_key=NODE_KEY,
-        secret_key="dashboard-browser-test-secret-key-for-every-process",
-        DASHBOARD_STUCK_AFTER_SECONDS="1",
-    )
     subprocess.run(
         ["make", "--quiet", "assets"], cwd=ROOT, check=True
     )  # incremental: a stale bundle is rebuilt
-    with module_node(env=env, logs=logs, django_db_blocker=django_db_blocker) as daphne:
+    with module_live_node(
+        "dashboard-browser",
+        node_key=NODE_KEY,
+        database_url=node_database_url,
+        chain_url=anvil_url,
+        deployments_book=deployments["book"],
+        tmp_path_factory=tmp_path_factory,
+        django_db_blocker=django_db_blocker,
+        DASHBOARD_STUCK_AFTER_SECONDS="1",
+    ) as daphne:
         yield daphne.url
 
 

@@ -240,3 +240,34 @@ def module_node(*, env: Mapping[str, str], logs: Path, django_db_blocker: Any) -
         with django_db_blocker.unblock():
             call_command("flush", interactive=False, verbosity=0)
             connections.close_all()
+
+
+@contextlib.contextmanager
+def module_live_node(
+    name: str,
+    *,
+    node_key: str,
+    database_url: str,
+    chain_url: str,
+    deployments_book: str,
+    tmp_path_factory: Any,
+    django_db_blocker: Any,
+    **overrides: str | None,
+) -> Iterator[NodeProcess]:
+    """A whole node for one test module (`live_node_env` under `module_node`), its logs and var
+    directory in a temporary folder named after `name`; its secret key is the module's own."""
+    from django.conf import settings
+
+    assert settings.REDIS_URL, f"the {name} tests run their node on Redis (set REDIS_URL)"
+    logs = tmp_path_factory.mktemp(f"{name}-node")
+    env = live_node_env(
+        database_url=database_url,
+        chain_url=chain_url,
+        deployments_book=deployments_book,
+        var_dir=logs / "var",
+        node_key=node_key,
+        secret_key=f"{name}-test-secret-key-shared-by-every-node-process",
+        **overrides,
+    )
+    with module_node(env=env, logs=logs, django_db_blocker=django_db_blocker) as daphne:
+        yield daphne
