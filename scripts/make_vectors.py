@@ -39,6 +39,7 @@ from connext.protocol.types import (  # noqa: E402
     ResolveUpdate,
     ResumeUpdate,
     SetupUpdate,
+    SwapUpdate,
     TransferState,
     Update,
     UpdateContext,
@@ -923,6 +924,47 @@ def build_updates() -> Json:
     current = step(
         "user cancels the expired HashLock (refund to the node)",
         ResolveUpdate(**common(current, USER), transfer_id=hashlock_id, encoded_resolver=ZERO_BYTES32),
+    )
+    # Swaps at the protocol level: either party may initiate one (who may is the node's and the clients'
+    # policy). Each is one doubly signed state; per asset node + user is unchanged.
+    swap = SwapUpdate(
+        **common(current, USER),
+        give_asset=ZERO_ADDRESS,
+        give_amount=10**17,
+        take_asset=TOKEN,
+        take_amount=100,
+    )
+    other_token = _address("other-token")
+    reject("swap taking an asset the channel does not hold", replace(swap, take_asset=other_token))
+    reject("swap giving an asset the channel does not hold", replace(swap, give_asset=other_token))
+    reject("swap of an asset for itself", replace(swap, take_asset=ZERO_ADDRESS))
+    reject("swap giving nothing", replace(swap, give_amount=0))
+    reject("swap taking nothing", replace(swap, take_amount=0))
+    reject("swap giving more than the initiator holds", replace(swap, give_amount=17 * 10**17 + 1))
+    reject("swap taking more than the responder holds", replace(swap, take_amount=501))
+    reject("swap at a nonce not above the current one", replace(swap, nonce=current.nonce))
+    reject("swap at a nonce that skips ahead", replace(swap, nonce=current.nonce + 2))
+    reject("swap initiated by a stranger", replace(swap, initiator=STRANGER.address))
+    current = step("user swaps ETH for the node's tokens", swap)
+    current = step(
+        "node swaps ETH for the user's tokens",
+        SwapUpdate(
+            **common(current, NODE),
+            give_asset=ZERO_ADDRESS,
+            give_amount=5 * 10**16,
+            take_asset=TOKEN,
+            take_amount=50,
+        ),
+    )
+    current = step(
+        "user swaps its tokens back for ETH",
+        SwapUpdate(
+            **common(current, USER),
+            give_asset=TOKEN,
+            give_amount=50,
+            take_asset=ZERO_ADDRESS,
+            take_amount=4 * 10**16,
+        ),
     )
     withdraw_nonce = current.nonce + 1
     commitment = WithdrawCommitment(

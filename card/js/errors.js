@@ -47,6 +47,7 @@ export const DisputeNotOverError = define('DisputeNotOverError', 'dispute_not_ov
 export const DisputeMismatchError = define('DisputeMismatchError', 'dispute_mismatch');
 export const InvariantViolationError = define('InvariantViolationError', 'invariant_violated');
 export const BadCiphertextError = define('BadCiphertextError', 'bad_ciphertext');
+export const SameAssetError = define('SameAssetError', 'same_asset');
 
 export const ERROR_CLASSES = Object.freeze([
   MalformedError,
@@ -75,6 +76,7 @@ export const ERROR_CLASSES = Object.freeze([
   DisputeMismatchError,
   InvariantViolationError,
   BadCiphertextError,
+  SameAssetError,
 ]);
 
 export const ERROR_CODES = Object.freeze(new Set(ERROR_CLASSES.map((cls) => cls.code)));

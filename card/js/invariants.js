@@ -106,6 +106,10 @@ export function checkTransition(previous, next, update, { definitionKind = null 
   require(equalValues(next.defundNonces.slice(0, oldCount), previous.defundNonces), 'only a resume changes defund nonces');
   require(next.defundNonces.slice(oldCount).every((n) => n === 1n), 'a new asset starts at defund nonce 1');
   require(next.assetIds.length - oldCount <= (update.type === 'deposit' ? 1 : 0), 'one new asset');
+  if (update.type === 'swap') {
+    checkSwap(previous, next, update);
+    return;
+  }
 
   const moved = movedAsset(previous, update);
   previous.assetIds.forEach((assetId, index) => {
@@ -164,6 +168,31 @@ export function checkTransition(previous, next, update, { definitionKind = null 
     paidOut === lockedOfTransfer(resolved) || definitionKind === DefinitionKind.WITHDRAW,
     'only a withdraw takes funds out of the channel',
   );
+}
+
+function checkSwap(previous, next, update) {
+  require(
+    equalValues(next.transfers, previous.transfers) && equalValues(next.processedDeposits, previous.processedDeposits),
+    'a swap leaves transfers and processed deposits alone',
+  );
+  const initiator = partyOf(previous, update.initiator);
+  require(initiator !== null, 'a swap is between the node and the user');
+  const moves = new Map([[update.giveAssetId, [initiator, update.giveAmount]], [update.takeAssetId, [1 - initiator, update.takeAmount]]]);
+  require(moves.size === 2, 'a swap exchanges two different assets');
+  previous.assetIds.forEach((assetId, index) => {
+    const old = previous.balances[index];
+    const now = next.balances[index];
+    require(old[0] + old[1] === now[0] + now[1], 'a swap conserves each asset (node + user unchanged)');
+    const [payer, amount] = moves.get(assetId) ?? [0, 0n];
+    const expected = [0n, 0n];
+    expected[payer] -= amount;
+    expected[1 - payer] += amount;
+    require(
+      equalValues([now[0] - old[0], now[1] - old[1]], expected),
+      'a swap moves exactly its amounts between the parties, and no other asset',
+    );
+  });
+  require(previous.assetIds.includes(update.giveAssetId) && previous.assetIds.includes(update.takeAssetId), 'a swap is in assets of the channel');
 }
 
 function checkResume(previous, next, update) {

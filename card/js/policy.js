@@ -5,7 +5,8 @@
 // accepts what the update does to the user's money: no asset's user balance goes down, and only updates
 // this client understands are signed (a deposit credit, the node's own withdraw, an incoming Linked,
 // HashLock or Signed payment whose meta hashes to its `metaHash`, the node's resolve of the user's own
-// transfer, a resume that follows the card's own reading of the chain). Every transfer the node creates
+// transfer, a resume that follows the card's own reading of the chain; never a swap: the user initiates
+// swaps, the node never moves the user's funds by proposal). Every transfer the node creates
 // leaves the user at least `minWindow` seconds to answer on chain. Anything else is a ValidationError
 // and nothing is signed.
 
@@ -59,6 +60,9 @@ export function checkNodeProposal(previous, update, nodeSignature, context, { me
     throw new ValidationError('unauthorized', 'a node proposal must be initiated by the node', { field: 'initiator' });
   }
   if (update.type === 'setup') throw new ValidationError('invalid_update', 'the channel is already set up');
+  if (update.type === 'swap') {
+    throw new ValidationError('unsupported_update', 'the user initiates swaps: this client signs no swap the node proposes', { field: 'type' });
+  }
   const deposits = context.chainDeposits instanceof Map ? context.chainDeposits : new Map(Object.entries(context.chainDeposits ?? {}));
   if (update.type === 'deposit' && !deposits.has(update.assetId)) {
     throw new ValidationError('no_chain_reading', "a deposit credit needs the client's own reading of the chain");

@@ -193,7 +193,9 @@ function bytes32List(value, field) {
   return list(value, field).map((item, i) => parseBytes(item, { field: `${field}[${i}]`, length: 32 }));
 }
 
-const UINT_UPDATE_FIELDS = new Set(['nonce', 'chainId', 'timeout', 'amount', 'transferTimeout', 'totalDepositsNode', 'totalDepositsUser']);
+const UINT_UPDATE_FIELDS = new Set([
+  'nonce', 'chainId', 'timeout', 'amount', 'transferTimeout', 'totalDepositsNode', 'totalDepositsUser', 'giveAmount', 'takeAmount',
+]);
 
 export function updateToJson(update) {
   const out = {};
@@ -251,6 +253,14 @@ export function updateFromJson(value) {
       ...common,
       defunds: list(obj.defunds, 'defunds').map((d, i) => assetDefundFromJson(d, { field: `defunds[${i}]` })),
       droppedTransferIds: bytes32List(obj.droppedTransferIds, 'droppedTransferIds'),
+    };
+  } else if (kind === 'swap') {
+    update = {
+      ...common,
+      giveAssetId: parseAddress(obj.giveAssetId, { field: 'giveAssetId' }),
+      giveAmount: parseUint(obj.giveAmount, { field: 'giveAmount' }),
+      takeAssetId: parseAddress(obj.takeAssetId, { field: 'takeAssetId' }),
+      takeAmount: parseUint(obj.takeAmount, { field: 'takeAmount' }),
     };
   } else {
     update = {

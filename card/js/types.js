@@ -5,7 +5,7 @@
 //                  processedDeposits[[node, user]], defundNonces[], timeout, nonce, transfers[]}
 //   TransferState {channelAddress, paymentId, createNonce, transferDefinition, initiator, responder,
 //                  assetId, balance[initiator, responder], transferTimeout, encodedState, metaHash}
-//   updates       {type: 'setup' | 'deposit' | 'create' | 'resolve' | 'resume', channelAddress, nonce,
+//   updates       {type: 'setup' | 'deposit' | 'create' | 'resolve' | 'resume' | 'swap', channelAddress, nonce,
 //                  initiator, ...the fields of that type}
 //   UpdateContext {now, definitions: Map(address -> kind), chainDeposits: Map(asset -> [node, user]),
 //                  dispute: null | ChainDispute}

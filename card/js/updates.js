@@ -22,6 +22,7 @@ import {
   NoChannelError,
   NonceGapError,
   NoNewDepositError,
+  SameAssetError,
   StaleNonceError,
   UnauthorizedError,
   UnknownAssetError,
@@ -59,14 +60,15 @@ export const UPDATE_FIELDS = Object.freeze({
   ],
   resolve: [...COMMON_FIELDS, 'transferId', 'encodedResolver'],
   resume: [...COMMON_FIELDS, 'defunds', 'droppedTransferIds'],
+  swap: [...COMMON_FIELDS, 'giveAssetId', 'giveAmount', 'takeAssetId', 'takeAmount'],
 });
 
 // In the order Python checks them, so the first bad field gives the same code.
-const ADDRESS_FIELDS = ['channelAddress', 'initiator', 'node', 'user', 'assetId', 'transferDefinition'];
+const ADDRESS_FIELDS = ['channelAddress', 'initiator', 'node', 'user', 'assetId', 'transferDefinition', 'giveAssetId', 'takeAssetId'];
 const BYTES32_FIELDS = ['paymentId', 'metaHash', 'transferId'];
 const BYTES_FIELDS = ['encodedState', 'encodedResolver'];
 const UINT_FIELDS = ['nonce', 'chainId', 'timeout', 'transferTimeout'];
-const AMOUNT_FIELDS = ['amount', 'totalDepositsNode', 'totalDepositsUser'];
+const AMOUNT_FIELDS = ['amount', 'totalDepositsNode', 'totalDepositsUser', 'giveAmount', 'takeAmount'];
 
 const isUint = (value) => typeof value === 'bigint' && value >= 0n && value <= MAX_UINT256;
 
@@ -180,6 +182,7 @@ export function applyUpdate(previous, update, context) {
   if (update.type === 'deposit') next = deposit(previous, update, context);
   else if (update.type === 'create') next = create(previous, update, context);
   else if (update.type === 'resume') next = resume(previous, update, context);
+  else if (update.type === 'swap') next = swap(previous, update);
   else [next, kind] = resolve(previous, update, context);
   checkTransition(previous, next, update, { definitionKind: kind });
   return next;
@@ -315,6 +318,41 @@ function resolve(state, update, context) {
     transfers: state.transfers.filter((t) => t !== transfer),
   });
   return [next, kind];
+}
+
+function swap(state, update) {
+  if (update.giveAmount === 0n) throw new AmountOutOfRangeError('a swap gives more than zero', { field: 'giveAmount' });
+  if (update.takeAmount === 0n) throw new AmountOutOfRangeError('a swap takes more than zero', { field: 'takeAmount' });
+  if (update.giveAssetId === update.takeAssetId) throw new SameAssetError('a swap exchanges two different assets', { field: 'takeAssetId' });
+  const giveIndex = assetIndex(state, update.giveAssetId);
+  if (giveIndex === null) throw new UnknownAssetError(`the channel holds no ${update.giveAssetId}`, { field: 'giveAssetId' });
+  const takeIndex = assetIndex(state, update.takeAssetId);
+  if (takeIndex === null) throw new UnknownAssetError(`the channel holds no ${update.takeAssetId}`, { field: 'takeAssetId' });
+  const initiator = partyIndex(state, update.initiator);
+  const responder = 1 - initiator;
+  const give = [...state.balances[giveIndex]];
+  const take = [...state.balances[takeIndex]];
+  if (give[initiator] < update.giveAmount) {
+    throw new InsufficientBalanceError(`the initiator's balance ${give[initiator]} is below the amount it gives ${update.giveAmount}`, {
+      field: 'giveAmount',
+    });
+  }
+  if (take[responder] < update.takeAmount) {
+    throw new InsufficientBalanceError(`the responder's balance ${take[responder]} is below the amount it gives ${update.takeAmount}`, {
+      field: 'takeAmount',
+    });
+  }
+  give[initiator] -= update.giveAmount;
+  give[responder] += update.giveAmount;
+  take[responder] -= update.takeAmount;
+  take[initiator] += update.takeAmount;
+  if ([...give, ...take].some((amount) => amount > MAX_UINT256)) {
+    throw new AmountOutOfRangeError('the swapped balance would exceed 2**256 - 1');
+  }
+  return replaceState(state, {
+    nonce: update.nonce,
+    balances: setPair(setPair(state.balances, giveIndex, give), takeIndex, take),
+  });
 }
 
 function resume(state, update, context) {

@@ -131,6 +131,8 @@ _UPDATE_FIELDS: dict[str, dict[str, Any]] = {
         "defunds": {"type": "array", "items": _DEFUND},
         "droppedTransferIds": {"type": "array", "items": _BYTES32},
     },
+    # Read and refused (swap_not_offered) until the node quotes swaps at its rate.
+    "swap": {"giveAssetId": _ADDRESS, "giveAmount": _UINT, "takeAssetId": _ADDRESS, "takeAmount": _UINT},
 }
 
 

@@ -44,6 +44,7 @@ from connext.protocol.types import (
     ResolveUpdate,
     ResumeUpdate,
     SetupUpdate,
+    SwapUpdate,
     TransferState,
     Update,
     UpdateContext,
@@ -282,7 +283,9 @@ def channel_apply_user_update(
     meta: dict[str, Any] | None = None,
     answer: tuple[int, bytes] | None = None,
 ) -> SignedState:
-    """Validate and countersign an update the user initiated (deposit, create, resolve).
+    """Validate and countersign an update the user initiated (deposit, create, resolve). A swap is
+    refused (`swap_not_offered`) until the node checks swaps against its own rate: the core accepts a
+    swap at any rate both sign, so countersigning one now would let a user name its own price.
 
     A `create` may carry `meta` (e.g. the recipient of a routed payment); its hash must be the
     update's `metaHash`. `answer` (nonce, user signature) countersigns the node's open proposal first,
@@ -292,6 +295,8 @@ def channel_apply_user_update(
     meta = meta or {}
     if isinstance(update, SetupUpdate):
         raise ChannelError("invalid_update", "Open a channel with the setup endpoint.")
+    if isinstance(update, SwapUpdate):
+        raise ChannelError("swap_not_offered", "This node does not offer swaps yet.")
     if update.initiator != user:
         raise ChannelError(
             "unauthorized", "The update's initiator must be the logged-in address.", status=403

@@ -14,6 +14,8 @@ A node proposal is countersigned only when
    - the node's resolve of the user's own transfer to it: the protocol re-runs the definition with the
      node's resolver, so only a resolver the definition accepts (or the node's refund) gets through.
 
+   Never a swap: the user initiates swaps, and the node never moves the user's funds by proposal.
+
    Every transfer the node creates leaves the user at least `min_window` seconds to answer on chain
    once it is disputed (`transferTimeout`): what the client's watcher needs to notice a dispute and
    have its answer mined (`min_window`: poll interval + confirmations × block time + a margin).
@@ -40,6 +42,7 @@ from connext.protocol.types import (
     ResolveUpdate,
     ResumeUpdate,
     SetupUpdate,
+    SwapUpdate,
     Update,
     UpdateContext,
 )
@@ -91,6 +94,12 @@ def check_node_proposal(
         raise refuse("unauthorized", "a node proposal must be initiated by the node", field="initiator")
     if isinstance(update, SetupUpdate):
         raise refuse("invalid_update", "the channel is already set up")
+    if isinstance(update, SwapUpdate):
+        raise refuse(
+            "unsupported_update",
+            "the user initiates swaps: this client signs no swap the node proposes",
+            field="type",
+        )
     if isinstance(update, DepositUpdate) and update.asset_id not in context.chain_deposits:
         raise refuse("no_chain_reading", "a deposit credit needs the client's own reading of the chain")
     if isinstance(update, ResumeUpdate) and context.dispute is None:

@@ -91,15 +91,22 @@ class AmountOutOfRangeError(ProtocolError):
 
 
 class InsufficientBalanceError(ProtocolError):
-    """The initiator's balance in the asset is below the amount it tries to lock."""
+    """A balance below the amount an update takes from it (the initiator's for a create, either side's
+    for a swap: the field names which)."""
 
     code = "insufficient_balance"
 
 
 class UnknownAssetError(ProtocolError):
-    """A transfer in an asset the channel holds no deposit of."""
+    """A transfer or swap in an asset the channel holds no deposit of."""
 
     code = "unknown_asset"
+
+
+class SameAssetError(ProtocolError):
+    """A swap whose two assets are the same one."""
+
+    code = "same_asset"
 
 
 class UnknownDefinitionError(ProtocolError):
@@ -209,6 +216,7 @@ ERROR_CLASSES: tuple[type[ProtocolError], ...] = (
     DisputeMismatchError,
     InvariantViolationError,
     BadCiphertextError,
+    SameAssetError,
 )
 
 ERROR_CODES: frozenset[str] = frozenset(cls.code for cls in ERROR_CLASSES)

@@ -15,6 +15,8 @@ A transition (`check_transition`), from the previous state by one update:
   it raises processed deposits; a create moves `amount` from the initiator's balance into one new
   transfer; a resolve removes one transfer and pays out at most its locked amount, and only a Withdraw
   transfer may pay out less (the rest is what was withdrawn);
+- a swap moves its two assets only, each between the two parties and by exactly its amount (per asset,
+  node + user balances are unchanged: conservation), and leaves transfers and processed deposits alone;
 - defund nonces change only by a resume: an asset's rises by exactly one (an asset it appends starts
   above 1), and then its balances are [0, 0] and its processed deposits do not fall; every other asset
   keeps its balances, processed deposits and defund nonce; a resume only drops the transfers it names.
@@ -34,6 +36,7 @@ from connext.protocol.types import (
     ResolveUpdate,
     ResumeUpdate,
     SetupUpdate,
+    SwapUpdate,
     Update,
 )
 
@@ -128,6 +131,9 @@ def check_transition(
     _require(
         len(new.asset_ids) - old_count <= (1 if isinstance(update, DepositUpdate) else 0), "one new asset"
     )
+    if isinstance(update, SwapUpdate):
+        _check_swap(previous, new, update)
+        return
 
     moved_asset = _moved_asset(previous, update)
     for index, asset_id in enumerate(previous.asset_ids):
@@ -186,6 +192,36 @@ def check_transition(
     _require(
         paid == resolved.locked or definition_kind is DefinitionKind.WITHDRAW,
         "only a withdraw takes funds out of the channel",
+    )
+
+
+def _check_swap(previous: ChannelState, new: ChannelState, update: SwapUpdate) -> None:
+    _require(
+        new.transfers == previous.transfers and new.processed_deposits == previous.processed_deposits,
+        "a swap leaves transfers and processed deposits alone",
+    )
+    initiator = previous.party(update.initiator)
+    _require(initiator is not None, "a swap is between the node and the user")
+    assert initiator is not None
+    moves = {
+        update.give_asset: (int(initiator), update.give_amount),
+        update.take_asset: (1 - initiator, update.take_amount),
+    }
+    _require(len(moves) == 2, "a swap exchanges two different assets")
+    for index, asset_id in enumerate(previous.asset_ids):
+        old, now = previous.balances[index], new.balances[index]
+        _require(old[0] + old[1] == now[0] + now[1], "a swap conserves each asset (node + user unchanged)")
+        payer, amount = moves.get(asset_id, (0, 0))
+        expected = [0, 0]
+        expected[payer] -= amount
+        expected[1 - payer] += amount
+        _require(
+            [now[0] - old[0], now[1] - old[1]] == expected,
+            "a swap moves exactly its amounts between the parties, and no other asset",
+        )
+    _require(
+        {update.give_asset, update.take_asset} <= set(previous.asset_ids),
+        "a swap is in assets of the channel",
     )
 
 

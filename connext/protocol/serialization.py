@@ -32,6 +32,7 @@ from connext.protocol.types import (
     ResolveUpdate,
     ResumeUpdate,
     SetupUpdate,
+    SwapUpdate,
     TransferState,
     Update,
     UpdateContext,
@@ -253,6 +254,7 @@ _UPDATE_KEYS = {
     | {"assetId", "amount", "transferDefinition", "paymentId", "encodedState", "transferTimeout", "metaHash"},
     "resolve": _COMMON_KEYS | {"transferId", "encodedResolver"},
     "resume": _COMMON_KEYS | {"defunds", "droppedTransferIds"},
+    "swap": _COMMON_KEYS | {"giveAssetId", "giveAmount", "takeAssetId", "takeAmount"},
 }
 _DEFUND_KEYS = frozenset({"assetId", "defundNonce", "toNode", "toUser"})
 
@@ -326,6 +328,15 @@ def update_to_json(update: Update) -> JsonDict:
             "defunds": [asset_defund_to_json(defund) for defund in update.defunds],
             "droppedTransferIds": [hex_bytes(transfer_id) for transfer_id in update.dropped_transfer_ids],
         }
+    if isinstance(update, SwapUpdate):
+        return {
+            "type": "swap",
+            **common,
+            "giveAssetId": update.give_asset,
+            "giveAmount": str(update.give_amount),
+            "takeAssetId": update.take_asset,
+            "takeAmount": str(update.take_amount),
+        }
     return {
         "type": "resolve",
         **common,
@@ -386,6 +397,16 @@ def update_from_json(value: object) -> Update:
                 for i, defund in enumerate(_list(obj["defunds"], "defunds"))
             ),
             dropped_transfer_ids=_bytes32_list(obj["droppedTransferIds"], "droppedTransferIds"),
+        )
+    if kind == "swap":
+        return SwapUpdate(
+            channel_address=channel_address,
+            nonce=nonce,
+            initiator=initiator,
+            give_asset=parse_address(obj["giveAssetId"], field="giveAssetId"),
+            give_amount=parse_uint(obj["giveAmount"], field="giveAmount"),
+            take_asset=parse_address(obj["takeAssetId"], field="takeAssetId"),
+            take_amount=parse_uint(obj["takeAmount"], field="takeAmount"),
         )
     return ResolveUpdate(
         channel_address=channel_address,

@@ -240,7 +240,23 @@ class ResumeUpdate:
     dropped_transfer_ids: tuple[bytes, ...] = ()  # every active transfer defunded on chain
 
 
-Update = SetupUpdate | DepositUpdate | CreateUpdate | ResolveUpdate | ResumeUpdate
+@dataclass(frozen=True, kw_only=True)
+class SwapUpdate:
+    """Exchanges two assets at once: `give_amount` of `give_asset` from the initiator to the responder and
+    `take_amount` of `take_asset` from the responder to the initiator. Both assets are already in the
+    channel; per asset, node + user balances are unchanged (the rate is the two amounts, agreed by both
+    signatures)."""
+
+    channel_address: str
+    nonce: int
+    initiator: str
+    give_asset: str
+    give_amount: int
+    take_asset: str
+    take_amount: int
+
+
+Update = SetupUpdate | DepositUpdate | CreateUpdate | ResolveUpdate | ResumeUpdate | SwapUpdate
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,6 +12,10 @@ Who may initiate what:
   processed deposits `processed + payout − balances` and defund nonce + 1 (so the next dispute can defund
   it again: the contract only defunds above the nonce it stored), and every active transfer paid out on
   chain is dropped without moving balances.
+- `swap`: either party (who may is policy, decided above the core): `give_amount` of `give_asset` moves
+  from the initiator's balance to the responder's and `take_amount` of `take_asset` from the responder's
+  to the initiator's, in one state. Both amounts are above zero, the two assets differ, both are already
+  in the channel and each side holds what it gives.
 
 Every update names its channel and the nonce of the state it produces (previous nonce + 1). Any
 rejection raises a `ProtocolError` and, the values being immutable, leaves the caller's state as it was.
@@ -40,6 +44,7 @@ from connext.protocol.errors import (
     NoChannelError,
     NonceGapError,
     NoNewDepositError,
+    SameAssetError,
     StaleNonceError,
     UnauthorizedError,
     UnknownAssetError,
@@ -56,6 +61,7 @@ from connext.protocol.types import (
     ResolveUpdate,
     ResumeUpdate,
     SetupUpdate,
+    SwapUpdate,
     TransferState,
     Update,
     UpdateContext,
@@ -66,10 +72,19 @@ from connext.protocol.types import (
 # larger timeout could never be disputed, so nobody may sign one.
 MAX_TIMEOUT = 2**32 - 1
 
-_ADDRESS_FIELDS = ("channel_address", "initiator", "node", "user", "asset_id", "definition")
+_ADDRESS_FIELDS = (
+    "channel_address",
+    "initiator",
+    "node",
+    "user",
+    "asset_id",
+    "definition",
+    "give_asset",
+    "take_asset",
+)
 _BYTES32_FIELDS = ("payment_id", "meta_hash", "transfer_id")
 _BYTES_FIELDS = ("encoded_state", "encoded_resolver")
-_AMOUNT_FIELDS = ("amount", "total_deposits_node", "total_deposits_user")
+_AMOUNT_FIELDS = ("amount", "total_deposits_node", "total_deposits_user", "give_amount", "take_amount")
 _UINT_FIELDS = ("nonce", "chain_id", "timeout", "transfer_timeout")
 
 
@@ -155,6 +170,8 @@ def apply_update(state: ChannelState | None, update: Update, *, context: UpdateC
         new = _create(state, update, context)
     elif isinstance(update, ResumeUpdate):
         new = _resume(state, update, context)
+    elif isinstance(update, SwapUpdate):
+        new = _swap(state, update)
     else:
         new, kind = _resolve(state, update, context)
     invariants.check_transition(state, new, update, definition_kind=kind)
@@ -395,6 +412,43 @@ def _resume(state: ChannelState, update: ResumeUpdate, context: UpdateContext) -
         defund_nonces=tuple(defund_nonces),
         transfers=tuple(t for t in state.transfers if t.transfer_id not in dropped),
     )
+
+
+def _swap(state: ChannelState, update: SwapUpdate) -> ChannelState:
+    if update.give_amount == 0:
+        raise AmountOutOfRangeError("a swap gives more than zero", field="give_amount")
+    if update.take_amount == 0:
+        raise AmountOutOfRangeError("a swap takes more than zero", field="take_amount")
+    if update.give_asset == update.take_asset:
+        raise SameAssetError("a swap exchanges two different assets", field="take_asset")
+    give_index = state.asset_index(update.give_asset)
+    if give_index is None:
+        raise UnknownAssetError(f"the channel holds no {update.give_asset}", field="give_asset")
+    take_index = state.asset_index(update.take_asset)
+    if take_index is None:
+        raise UnknownAssetError(f"the channel holds no {update.take_asset}", field="take_asset")
+    initiator = _party_index(state, update.initiator)
+    responder = 1 - initiator
+    give = list(state.balances[give_index])
+    take = list(state.balances[take_index])
+    if give[initiator] < update.give_amount:
+        raise InsufficientBalanceError(
+            f"the initiator's balance {give[initiator]} is below the amount it gives {update.give_amount}",
+            field="give_amount",
+        )
+    if take[responder] < update.take_amount:
+        raise InsufficientBalanceError(
+            f"the responder's balance {take[responder]} is below the amount it gives {update.take_amount}",
+            field="take_amount",
+        )
+    give[initiator] -= update.give_amount
+    give[responder] += update.give_amount
+    take[responder] -= update.take_amount
+    take[initiator] += update.take_amount
+    if max(*give, *take) > MAX_UINT256:
+        raise AmountOutOfRangeError("the swapped balance would exceed 2**256 - 1")
+    balances = _set(state.balances, give_index, (give[0], give[1]))
+    return replace(state, nonce=update.nonce, balances=_set(balances, take_index, (take[0], take[1])))
 
 
 def _set(

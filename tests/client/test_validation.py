@@ -40,6 +40,8 @@ from tests.protocol.protocol_helpers import (
     linked_state,
     preimage_for,
     resolve_update,
+    swap_update,
+    two_asset_state,
     withdraw_state,
 )
 
@@ -234,6 +236,19 @@ def test_an_update_initiated_by_the_user_is_not_a_node_proposal():
         policy.check_node_proposal(state, update, signature, context=context(deposits={ETH: (E, 2 * E)}))
 
     assert refused.value.code == "unauthorized"
+
+
+@pytest.mark.parametrize("give_amount", [1, E // 2])
+def test_a_swap_the_node_proposes_is_refused_at_any_rate_though_the_protocol_accepts_it(give_amount):
+    state = two_asset_state()
+    update = swap_update(state, initiator=NODE.address, give_amount=give_amount, take_amount=1)
+    new, signature = validation.initiate_update(state, update, NODE, context=context())
+    assert validation.validate_update(state, update, signature, context=context()) == new
+
+    with pytest.raises(ValidationError) as refused:
+        policy.check_node_proposal(state, update, signature, context=context())
+
+    assert refused.value.code == "unsupported_update"
 
 
 def test_the_nodes_own_withdraw_transfer_and_an_honest_deposit_credit_are_accepted():

@@ -11,6 +11,7 @@ from connext.protocol.types import (
     DepositUpdate,
     ResolveUpdate,
     SetupUpdate,
+    SwapUpdate,
     UpdateContext,
     WithdrawCommitment,
 )
@@ -85,6 +86,35 @@ def funded_state(*, node: int = 10**18, user: int = 10**18, asset: str = ETH) ->
     state = setup_state()
     update = deposit_update(state, asset=asset, node=node, user=user)
     return apply_update(state, update, context=context(deposits={asset: (node, user)}))
+
+
+def two_asset_state(
+    *, eth: tuple[int, int] = (10**18, 10**18), token: tuple[int, int] = (10**6, 10**6)
+) -> ChannelState:
+    """Funded in ETH and TOKEN: (node, user) deposits of each, all credited."""
+    state = funded_state(node=eth[0], user=eth[1])
+    update = deposit_update(state, asset=TOKEN, node=token[0], user=token[1])
+    return apply_update(state, update, context=context(deposits={TOKEN: token}))
+
+
+def swap_update(
+    state: ChannelState,
+    *,
+    initiator: str,
+    give_asset: str = ETH,
+    give_amount: int,
+    take_asset: str = TOKEN,
+    take_amount: int,
+) -> SwapUpdate:
+    return SwapUpdate(
+        channel_address=state.channel_address,
+        nonce=state.nonce + 1,
+        initiator=initiator,
+        give_asset=give_asset,
+        give_amount=give_amount,
+        take_asset=take_asset,
+        take_amount=take_amount,
+    )
 
 
 def preimage_for(label: str) -> bytes:

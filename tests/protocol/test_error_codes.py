@@ -216,6 +216,12 @@ def dispute_mismatch() -> None:
     _resume_after_dispute(chain_time=h.NOW)  # the chain paid the user 1 wei less than the update says
 
 
+def same_asset() -> None:
+    state = h.two_asset_state()
+    update = h.swap_update(state, initiator=h.USER.address, give_amount=1, take_asset=h.ETH, take_amount=1)
+    apply_update(state, update, context=h.context())
+
+
 def invariant_violated() -> None:
     document = channel_state_to_json(h.funded_state())
     document["balances"] = [[str(10**18), str(10**18 + 1)]]
@@ -255,6 +261,7 @@ TRIGGERS: dict[str, Callable[[], None]] = {
     "dispute_mismatch": dispute_mismatch,
     "invariant_violated": invariant_violated,
     "bad_ciphertext": bad_ciphertext,
+    "same_asset": same_asset,
 }
 
 

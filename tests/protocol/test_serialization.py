@@ -39,6 +39,7 @@ def _updates() -> list[Update]:
         h.resolve_update(
             state, transfer_id=state.transfers[0].transfer_id, initiator=h.NODE.address, resolver=PREIMAGE
         ),
+        h.swap_update(state, initiator=h.USER.address, give_amount=13, take_amount=17),
     ]
 
 

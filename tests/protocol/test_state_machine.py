@@ -217,6 +217,43 @@ class ChannelMachine(RuleBasedStateMachine):
         by = transfer.initiator if mode == "wrong" else transfer.responder
         return h.withdraw_resolver(self.state, transfer_id, h.SIGNERS[by])
 
+    @rule(
+        initiator=st.sampled_from(PARTIES),
+        give_asset=st.sampled_from(ASSETS),
+        take_asset=st.sampled_from(ASSETS),
+        give_amount=amounts,
+        take_amount=amounts,
+    )
+    def swap(
+        self, initiator: signing.Signer, give_asset: str, take_asset: str, give_amount: int, take_amount: int
+    ) -> None:
+        payer = PARTIES.index(initiator)
+        update = h.swap_update(
+            self.state,
+            initiator=initiator.address,
+            give_asset=give_asset,
+            give_amount=give_amount,
+            take_asset=take_asset,
+            take_amount=take_amount,
+        )
+        if give_amount == 0 or take_amount == 0:
+            self.reject(update, "amount_out_of_range")
+        elif give_asset == take_asset:
+            self.reject(update, "same_asset")
+        elif give_asset not in self.balances or take_asset not in self.balances:
+            self.reject(update, "unknown_asset")
+        elif (
+            self.balances[give_asset][payer] < give_amount
+            or self.balances[take_asset][1 - payer] < take_amount
+        ):
+            self.reject(update, "insufficient_balance")
+        else:
+            self.accept(update)
+            self.balances[give_asset][payer] -= give_amount
+            self.balances[give_asset][1 - payer] += give_amount
+            self.balances[take_asset][1 - payer] -= take_amount
+            self.balances[take_asset][payer] += take_amount
+
     @rule(seconds=st.integers(0, 600))
     def time_passes(self, seconds: int) -> None:
         self.now += seconds

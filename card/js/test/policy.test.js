@@ -65,6 +65,15 @@ test("the user's own updates, a deposit without the card's chain reading and a f
   refusedWith(() => core.checkNodeProposal(resume.previous, resume.update, resume.signature, noDispute), 'no_chain_reading');
 });
 
+test("a swap the node proposes is refused (unsupported_update) though the core accepts it: the user initiates swaps", () => {
+  const { previous, update, signature, context, step } = proposal('node swaps ETH for');
+  assert.equal(update.type, 'swap');
+  assert.equal(core.channelStateHash(core.validateUpdate(previous, update, signature, context)), step.stateHash);
+  refusedWith(() => core.checkNodeProposal(previous, update, signature, context), 'unsupported_update');
+  const users = proposal("user swaps ETH for the node's");
+  refusedWith(() => core.checkNodeProposal(users.previous, users.update, users.signature, users.context), 'unauthorized');
+});
+
 test('a transfer window shorter than the watcher needs is window_too_short', () => {
   refusedWith(() => core.checkWindow('transferTimeout', 340n), 'window_too_short');
   core.checkWindow('transferTimeout', 341n);

@@ -180,3 +180,28 @@ test('a context of plain objects works like one of Maps; a context without a Big
   assert.equal(core.channelStateHash(core.applyUpdate(afterTokenDeposit(), update, plain)), s.stateHash);
   refused(() => core.applyUpdate(afterTokenDeposit(), update, { ...plain, now: Number(plain.now) }), 'malformed');
 });
+
+test('a swap with a non-canonical amount or a bad asset address is malformed; a non-BigInt amount is amount_out_of_range', () => {
+  const s = step("user swaps ETH for the node's tokens");
+  const base = s.update;
+  for (const [change, field] of [
+    [{ giveAmount: '01' }, 'giveAmount'],
+    [{ takeAmount: '-1' }, 'takeAmount'],
+    [{ giveAssetId: '0x1234' }, 'giveAssetId'],
+    [{ takeAssetId: 7 }, 'takeAssetId'],
+  ]) {
+    assert.throws(() => core.updateFromJson({ ...base, ...change }), { code: 'malformed', field }, JSON.stringify(change));
+  }
+  const { takeAmount, ...missing } = base;
+  assert.throws(() => core.updateFromJson(missing), { code: 'malformed', field: 'takeAmount' });
+  const previous = core.channelStateFromJson(history.steps[history.steps.indexOf(s) - 1].state);
+  const update = core.updateFromJson(base);
+  const context = core.updateContextFromJson(s.context);
+  for (const amount of [-1n, 2n ** 256n, 1, '1']) {
+    refused(() => core.applyUpdate(previous, { ...update, giveAmount: amount }, context), 'amount_out_of_range');
+    refused(() => core.applyUpdate(previous, { ...update, takeAmount: amount }, context), 'amount_out_of_range');
+  }
+  refused(() => core.applyUpdate(previous, { ...update, takeAssetId: update.takeAssetId.toLowerCase() }, context), 'malformed');
+  refused(() => core.applyUpdate(previous, { ...update, assetId: update.takeAssetId }, context), 'malformed');
+  assert.equal(core.channelStateHash(core.applyUpdate(previous, update, context)), s.stateHash);
+});

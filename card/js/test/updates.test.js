@@ -95,7 +95,7 @@ test('the rejections cover every update code a history can reach', () => {
     'stale_nonce', 'nonce_gap', 'wrong_channel', 'channel_exists', 'unauthorized', 'amount_out_of_range',
     'insufficient_balance', 'unknown_asset', 'unknown_definition', 'bad_transfer_state', 'unknown_transfer',
     'bad_resolver', 'expired', 'bad_deposit', 'no_new_deposit', 'deposit_exceeds_chain', 'dispute_not_over',
-    'dispute_mismatch', 'bad_timeout',
+    'dispute_mismatch', 'bad_timeout', 'same_asset',
   ]) {
     assert.ok(codes.has(code), code);
   }
