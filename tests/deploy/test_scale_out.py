@@ -9,6 +9,7 @@ does, with the metrics token; no PROMETHEUS_MULTIPROC_DIR, so each process count
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -198,7 +199,10 @@ def test_a_node_process_killed_under_payments_hands_its_clients_to_the_other_and
                     raise
                 with noted:
                     retries.append(f"{payment_id[:10]} {exc!r}"[:160])
-                await asyncio.sleep(0.5)
+                # Again once the client is back in sync with a node (its socket moved to the other
+                # process); one that synced before this wait began is tried again after the timeout.
+                with contextlib.suppress(TimeoutError):
+                    await client.wait_for("channel.synced", timeout=5)
             except NodeError as exc:  # refused: nothing was paid
                 with noted:
                     outcomes[payment_id] = f"refused {exc.code}"
