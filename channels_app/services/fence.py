@@ -42,8 +42,9 @@ class FenceError(ServiceError):
 class Reconciled:
     channel: Channel
     adopted: bool  # the user's state replaced the stored one
-    fenced: bool  # still fenced: `waiting_for` says why
-    waiting_for: str | None  # "chain" (the watcher has not read far enough) or "state" (chain evidence)
+    # Why the channel is still fenced: "chain" (the watcher has not read far enough) or "state" (the
+    # chain shows a later nonce); None once it is let go.
+    waiting_for: str | None
 
 
 def fenced(channel: Channel) -> bool:
@@ -178,7 +179,7 @@ def reconcile(*, user: str, state: ChannelState, node_signature: bytes, user_sig
             "channel.updated",
             {"nonce": str(channel.nonce), "type": "reconcile", **signed_state_json(channel)},
         )
-    return Reconciled(channel, adopted, channel.fenced_since is not None, waiting_for)
+    return Reconciled(channel, adopted, waiting_for)
 
 
 def _compare_and_adopt(
