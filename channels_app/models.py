@@ -513,3 +513,47 @@ class DataFence(models.Model):
 
     def __str__(self) -> str:
         return f"data fence ({self.reason}) at block {self.chain_block}"
+
+
+class Swap(models.Model):
+    """One swap the node countersigned: the user gave `give_amount` of `give_asset` and took
+    `take_amount` of `take_asset`, in the doubly signed state at `nonce`. `mid_price` is the node's
+    price source at the time (take base units per give base unit, `numerator/denominator`); `spread`
+    is what the node kept against it, in the take asset; `base_value` the swap's size in base units of
+    its pair's base asset (what the per-swap and per-day limits count)."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="swaps")
+    user_address = models.CharField(max_length=42)
+    nonce = models.PositiveBigIntegerField()
+    give_asset = models.CharField(max_length=42)
+    give_amount = models.DecimalField(**WEI)
+    take_asset = models.CharField(max_length=42)
+    take_amount = models.DecimalField(**WEI)
+    base_asset = models.CharField(max_length=42)
+    base_value = models.DecimalField(**WEI)
+    mid_price = models.CharField(max_length=160)
+    spread = models.DecimalField(**WEI)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "nonce"], name="one_swap_per_state")]
+        indexes = [models.Index(fields=["user_address", "created_at"], name="swap_by_user_and_time")]
+
+    def __str__(self) -> str:
+        return f"swap #{self.nonce} of {self.channel_id}"
+
+
+class SwapExposure(models.Model):
+    """Per asset, how much more of it the node paid out in swaps than it took in (negative: took in
+    more). Its row lock orders the swaps that move the asset, so the exposure limit holds under
+    concurrent swaps on different channels."""
+
+    asset_id = models.CharField(max_length=42)
+    paid_out = models.DecimalField(max_digits=79, decimal_places=0, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["asset_id"], name="one_exposure_per_asset")]
+
+    def __str__(self) -> str:
+        return f"swap exposure in {self.asset_id}: {self.paid_out}"

@@ -16,6 +16,7 @@ from channels_app.services import (
     collateral,
     node_actions,
     payments,
+    swaps,
     transactions,
     watcher,
     watchtower,
@@ -126,3 +127,8 @@ def auth_records_prune() -> None:
     """Login challenges and tokens past their time are deleted: unauthenticated nonce requests
     leave no rows behind beyond AUTH_CHALLENGE_TTL_SECONDS."""
     auth.auth_records_prune()
+
+
+@shared_task(ignore_result=True)
+def swap_rates_refresh() -> None:
+    swaps.rates_refresh()

@@ -6,8 +6,9 @@
 - `AuthenticationError`: a `NodeError` with status 401 (bad login signature, expired or forged token).
 - `LimitError`: a `NodeError` for a request over a limit the node keeps on what one account may make it
   spend (`withdrawal_too_small`, `withdrawal_rate_limited`, `withdrawal_gas_limit`,
-  `collateral_not_justified`, `collateral_too_small`, `collateral_limit`); nothing changed, and
-  `details` carries the bound.
+  `collateral_not_justified`, `collateral_too_small`, `collateral_limit`, `swap_over_limit`,
+  `swap_daily_limit`, `exposure_limit`); nothing changed, and `details` carries the bound.
+- `SlippageError`: a swap whose rate moved further than its `max_slippage`; nothing was signed.
 - `ValidationError`: the client refused to sign a state (a node proposal, or an update of its own that the
   protocol rules reject); `code` is the protocol's error code, nothing was signed.
 - `InvalidArgumentError`: a caller's argument was refused before anything was sent.
@@ -63,6 +64,9 @@ LIMIT_CODES = frozenset(
         "collateral_not_justified",
         "collateral_too_small",
         "collateral_limit",
+        "swap_over_limit",
+        "swap_daily_limit",
+        "exposure_limit",
     }
 )
 
@@ -77,6 +81,21 @@ class LimitError(NodeError):
         """Seconds until the same request can pass (rate and gas limits), when the node said."""
         value = self.details.get("retryAfter")
         return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+class SlippageError(ConnextError):
+    """The node's rate moved further from the quote a swap started from than its `max_slippage`
+    allows; nothing was signed. `quoted` and `offered` are the amounts the user would have received
+    then and now, `least` the least it accepted."""
+
+    def __init__(self, *, quoted: int, offered: int, least: int) -> None:
+        super().__init__(
+            "slippage_exceeded",
+            f"the node now offers {offered}, below the {least} this swap accepts (quoted {quoted})",
+        )
+        self.quoted = quoted
+        self.offered = offered
+        self.least = least
 
 
 class ValidationError(ConnextError):

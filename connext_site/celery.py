@@ -49,6 +49,8 @@ PERIODIC_TASKS: dict[str, tuple[str, timedelta]] = {
     "payments-sweep": ("channels_app.tasks.payments_sweep", timedelta(seconds=30)),
     "auth-records-prune": ("channels_app.tasks.auth_records_prune", timedelta(seconds=60)),
     "collateral-reclaim-idle": ("channels_app.tasks.collateral_reclaim_idle", timedelta(seconds=300)),
+    # Each pair's source is read once per its `pollSeconds`; a move is pushed to every socket.
+    "swap-rates-refresh": ("channels_app.tasks.swap_rates_refresh", timedelta(seconds=5)),
     "dashboard-value-snapshot": ("dashboard.tasks.value_snapshot", timedelta(seconds=300)),
 }
 

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from connext_site import swap_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # anvil's first development account: known to everyone, so accepted only while DJANGO_DEBUG is on.
@@ -70,6 +72,7 @@ class NodeConfig:
     log_level: str
     static_root: Path
     https: HttpsPolicy
+    swaps: swap_config.SwapConfig
 
     @property
     def tasks_in_process(self) -> bool:
@@ -378,6 +381,7 @@ def load(environ_: Mapping[str, str]) -> NodeConfig:
         log_level=_log_level(environ_),
         static_root=_absolute_path(environ_, "STATIC_ROOT", var_dir / "static"),
         https=_https(environ_),
+        swaps=swap_config.parse(_secret(environ_, "SWAPS")),
     )
 
 

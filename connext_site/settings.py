@@ -208,6 +208,8 @@ COLLATERAL_IDLE_SECONDS = NODE.collateral_idle_seconds
 WITHDRAWAL_MIN_AMOUNT = NODE.withdrawal_min_amount
 WITHDRAWAL_MAX_PER_HOUR = NODE.withdrawal_max_per_hour
 WITHDRAWAL_GAS_PER_DAY = NODE.withdrawal_gas_per_day
+# In-channel swaps the node offers (connext_site/swap_config.py; none without SWAPS).
+SWAPS = NODE.swaps
 # A worker that has not beaten for this long counts as down in /api/health.
 WORKER_HEARTBEAT_SECONDS = 10
 WORKER_STALE_AFTER_SECONDS = 45

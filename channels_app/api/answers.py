@@ -100,6 +100,55 @@ class ConfigAnswer(serializers.Serializer):
         ref_name = "Config"
 
 
+class FractionAnswer(serializers.Serializer):
+    numerator = WeiField()
+    denominator = WeiField()
+
+    class Meta:
+        ref_name = "Fraction"
+
+
+class SwapRateAnswer(serializers.Serializer):
+    giveAssetId = AddressField()
+    takeAssetId = AddressField()
+    baseAssetId = AddressField(help_text="The pair's base asset: what its limits are counted in.")
+    rate = FractionAnswer(
+        help_text="The node's offer: take base units per give base unit (the mid less the spread)."
+        " It pays floor(give * numerator / denominator)."
+    )
+    mid = FractionAnswer(help_text="The source's mid price, take base units per give base unit.")
+    spreadBps = serializers.IntegerField()
+    maxGive = WeiField(help_text="The most one swap may give in this direction.")
+    maxPerSwap = WeiField(help_text="Base units of the base asset one swap may move.")
+    maxPerDay = WeiField(help_text="Base units of the base asset one account may move in 24 hours.")
+    source = serializers.ChoiceField(choices=["fixed", "feed", "pool"])
+    updatedAt = serializers.IntegerField(help_text="Unix seconds the source's price is from.")
+    stale = serializers.BooleanField(help_text="Too old to swap at (`stale_rate`) until it is read again.")
+
+    class Meta:
+        ref_name = "SwapRate"
+
+
+class SwapRatesAnswer(serializers.Serializer):
+    rates = SwapRateAnswer(many=True)
+    toleranceBps = serializers.IntegerField(
+        help_text="A swap taking less than the offer by more than this is refused (`below_tolerance`)."
+    )
+    staleSeconds = serializers.IntegerField()
+
+    class Meta:
+        ref_name = "SwapRates"
+
+
+class SwapPrepareAnswer(serializers.Serializer):
+    needed = WeiField(help_text="How much more of the take asset the node needs in the channel (0: none).")
+    requested = serializers.BooleanField(help_text="The node queued a deposit now (else one is on its way).")
+    transactionId = serializers.IntegerField(allow_null=True)
+
+    class Meta:
+        ref_name = "SwapPrepareAnswer"
+
+
 class CollateralAnswer(serializers.Serializer):
     requested = serializers.BooleanField()
     transactionId = serializers.IntegerField(allow_null=True)

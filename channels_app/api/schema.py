@@ -131,7 +131,7 @@ _UPDATE_FIELDS: dict[str, dict[str, Any]] = {
         "defunds": {"type": "array", "items": _DEFUND},
         "droppedTransferIds": {"type": "array", "items": _BYTES32},
     },
-    # Read and refused (swap_not_offered) until the node quotes swaps at its rate.
+    # Checked against the node's offer (GET /api/swap/rates).
     "swap": {"giveAssetId": _ADDRESS, "giveAmount": _UINT, "takeAssetId": _ADDRESS, "takeAmount": _UINT},
 }
 

@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
-from channels_app.api import auth_views, channel_views, payment_views, views
+from channels_app.api import auth_views, channel_views, payment_views, swap_views, views
 
 urlpatterns = [
     path("", views.ApiIndexView.as_view(), name="index"),
@@ -19,6 +19,8 @@ urlpatterns = [
     path("channel/history", channel_views.ChannelHistoryView.as_view(), name="channel-history"),
     path("channel/collateral", channel_views.CollateralView.as_view(), name="channel-collateral"),
     path("channel/withdrawals", channel_views.WithdrawalsView.as_view(), name="channel-withdrawals"),
+    path("swap/rates", swap_views.SwapRatesView.as_view(), name="swap-rates"),
+    path("swap/prepare", swap_views.SwapPrepareView.as_view(), name="swap-prepare"),
     path("transfers", payment_views.TransferHistoryView.as_view(), name="transfers"),
     re_path(
         rf"^transfers/(?P<payment_id>{payment_views.PAYMENT_ID})$",

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from channels_app import after_commit, chain, network, realtime, rows
 from channels_app.models import Channel, ChannelUpdate, Dispute, Transfer, TransferDispute
-from channels_app.services import capital, fence, payment_records, routing_policy
+from channels_app.services import capital, fence, payment_records, routing_policy, swaps
 from channels_app.services.errors import ServiceError
 from connext.chain import disputes
 from connext.protocol import meta as transfer_meta
@@ -283,9 +283,9 @@ def channel_apply_user_update(
     meta: dict[str, Any] | None = None,
     answer: tuple[int, bytes] | None = None,
 ) -> SignedState:
-    """Validate and countersign an update the user initiated (deposit, create, resolve). A swap is
-    refused (`swap_not_offered`) until the node checks swaps against its own rate: the core accepts a
-    swap at any rate both sign, so countersigning one now would let a user name its own price.
+    """Validate and countersign an update the user initiated (deposit, create, resolve, swap). A swap
+    is checked against the node's own offer first (`swaps`): the core accepts a swap at any rate both
+    sign, so the node's rate, limits and exposure are what stop a user naming its own price.
 
     A `create` may carry `meta` (e.g. the recipient of a routed payment); its hash must be the
     update's `metaHash`. `answer` (nonce, user signature) countersigns the node's open proposal first,
@@ -295,8 +295,6 @@ def channel_apply_user_update(
     meta = meta or {}
     if isinstance(update, SetupUpdate):
         raise ChannelError("invalid_update", "Open a channel with the setup endpoint.")
-    if isinstance(update, SwapUpdate):
-        raise ChannelError("swap_not_offered", "This node does not offer swaps yet.")
     if update.initiator != user:
         raise ChannelError(
             "unauthorized", "The update's initiator must be the logged-in address.", status=403
@@ -313,9 +311,10 @@ def channel_apply_user_update(
     context = _user_update_context(update)
     if isinstance(update, ResolveUpdate):
         _check_downstream_resolve(update)
+    quote = _swap_quote(update) if isinstance(update, SwapUpdate) else None
     try:
         with transaction.atomic():
-            channel = _locked_channel(update.channel_address, user)
+            channel = locked_channel(update.channel_address, user)
             if update.nonce == channel.nonce and _is_replay(channel, update, signature):
                 return SignedState(latest_state(channel), _bytes(channel.node_signature), signature)
             before = latest_state(channel)  # an answered proposal is checked with this update
@@ -331,6 +330,9 @@ def channel_apply_user_update(
                 )
             if isinstance(update, CreateUpdate):
                 _check_withdrawal_limits(channel, update)
+            if quote is not None:
+                assert isinstance(update, SwapUpdate)
+                _check_swap(channel, previous, update, quote)
             try:
                 new, node_signature = validation.countersign(
                     previous, update, signature, network.node_signer(), context=context
@@ -340,6 +342,9 @@ def channel_apply_user_update(
             if isinstance(update, CreateUpdate):
                 _check_routing_terms(new, meta)
             _store(channel, update, previous, new, node_signature, signature, meta=meta, checked_since=before)
+            if quote is not None:
+                assert isinstance(update, SwapUpdate)
+                swaps.record_locked(channel, update, quote)
     except IntegrityError:  # a unique row (a payment id, say) written concurrently by another update
         raise ChannelError(
             "conflict", "A concurrent update wrote the same record; sync and retry.", status=409
@@ -359,6 +364,21 @@ def _user_update_context(update: Update) -> UpdateContext:
             raise ChannelError("unknown_asset", f"The node does not serve asset {update.asset_id}.")
         deposits_of = (update.channel_address, update.asset_id)
     return network.update_context(deposits_of=deposits_of, dispute=_dispute_for(update))
+
+
+def _swap_quote(update: SwapUpdate) -> swaps.Quote:
+    """The node's rate for a user's swap (its price is read before the lock)."""
+    try:
+        return swaps.quote_for(update.give_asset, update.take_asset)
+    except swaps.SwapError as exc:
+        raise ChannelError(exc.code, exc.message, status=exc.status, extra=exc.extra) from None
+
+
+def _check_swap(channel: Channel, previous: ChannelState, update: SwapUpdate, quote: swaps.Quote) -> None:
+    try:
+        swaps.check_locked(channel, previous, update, quote)
+    except swaps.SwapError as exc:
+        raise ChannelError(exc.code, exc.message, status=exc.status, extra=exc.extra) from None
 
 
 def _check_downstream_resolve(update: ResolveUpdate) -> None:
@@ -390,7 +410,7 @@ def _check_routing_terms(new: ChannelState, meta: dict[str, Any]) -> None:
     routing_policy.check_routed_create(transfer=transfer, kind=kind, meta=meta)
 
 
-def _locked_channel(channel_address: str, user: str) -> Channel:
+def locked_channel(channel_address: str, user: str) -> Channel:
     channel = rows.get(Channel, address=channel_address, for_update=True)
     if channel is None:
         raise ChannelError("no_channel", f"No channel at {channel_address}.", status=404)
@@ -498,7 +518,7 @@ def lock_for_proposal(channel_id: int) -> Channel | None:
 def channel_countersign(*, user: str, channel_address: str, nonce: int, signature: bytes) -> SignedState:
     """Complete the node's proposal at `nonce` with the user's signature."""
     with transaction.atomic():
-        channel = _locked_channel(channel_address, user)
+        channel = locked_channel(channel_address, user)
         return _countersign_locked(channel, nonce, signature)
 
 

@@ -19,10 +19,13 @@ import builtins
 import contextlib
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from typing import Any
 
 import aiohttp
@@ -47,6 +50,7 @@ from connext.errors import (
     NodeError,
     NodeUnavailableError,
     OutcomeUnknownError,
+    SlippageError,
     TimeoutError,
     ValidationError,
 )
@@ -73,6 +77,7 @@ from connext.protocol.types import (
     ResolveUpdate,
     ResumeUpdate,
     SetupUpdate,
+    SwapUpdate,
     TransferState,
     Update,
     UpdateContext,
@@ -652,6 +657,130 @@ class AsyncClient:
             chain.deposit_totals, self.channel_address, asset_id, await asyncio.to_thread(chain.block_number)
         )
         return node_total > self._processed_node(self.state, asset_id)
+
+    # -- swaps --------------------------------------------------------------------------------------
+
+    async def get_swap_rates(self) -> dict[str, Any]:
+        """The node's swap offer (`GET /api/swap/rates`): per direction its rate (`rate`, a fraction of
+        take base units per give base unit), mid price, spread and limits; the node pushes
+        `swap.rates` when a price moves."""
+        answer: dict[str, Any] = await self.api.get("/api/swap/rates")
+        return answer
+
+    async def swap(
+        self,
+        amount: int,
+        from_asset: str,
+        to_asset: str,
+        *,
+        max_slippage: float | str = "0.01",
+        timeout: float = DEFAULT_WAIT_SECONDS,
+    ) -> int:
+        """Swap `amount` of the user's `from_asset` for the node's `to_asset` at the node's rate, in one
+        doubly signed update; returns the amount received.
+
+        The amount is the node's offer when the call starts. When the node's rate moves before the swap
+        lands (`rate_moved`), the client takes the new offer as long as it is at most `max_slippage`
+        (a fraction: "0.01" is 1 %) below the first one, and raises `SlippageError` otherwise. When
+        the node holds too little `to_asset` in the channel, the client asks it to deposit first
+        (`POST /api/swap/prepare`) and waits for that credit (`TimeoutError` after `timeout`). The
+        node's refusals (`swap_not_offered`, `stale_rate`, `below_tolerance`, `insufficient_balance`;
+        `LimitError` for `swap_over_limit`, `swap_daily_limit`, `exposure_limit`) raise with nothing
+        moved."""
+        amount = check_amount(amount)
+        give_asset, take_asset = self._asset(from_asset), self._asset(to_asset)
+        if give_asset == take_asset:
+            raise InvalidArgumentError("same_asset", "a swap exchanges two different assets")
+        slippage = _fraction(max_slippage, "max_slippage")
+        await self._refuse_while_disputed()
+        rate = await self._swap_rate(give_asset, take_asset)
+        quoted = amount * rate.numerator // rate.denominator
+        if quoted <= 0:
+            raise InvalidArgumentError(
+                "amount_too_small", f"{amount} of {give_asset} buys nothing at the node's rate"
+            )
+        least = math.ceil(quoted * (1 - slippage))
+        take = quoted
+        deadline = time.monotonic() + timeout
+        for _ in range(MAX_UPDATE_ATTEMPTS):
+            if self._node_balance(self.state, take_asset) < take:
+                await self._swap_collateral(give_asset, amount, take_asset, take, deadline)
+
+            def build(state: ChannelState, take: int = take) -> tuple[Update, dict[str, tuple[int, int]]]:
+                update = SwapUpdate(
+                    channel_address=state.channel_address,
+                    nonce=state.nonce + 1,
+                    initiator=self.address,
+                    give_asset=give_asset,
+                    give_amount=amount,
+                    take_asset=take_asset,
+                    take_amount=take,
+                )
+                return update, {}
+
+            try:
+                async with self._lock:
+                    new = await self._propose_locked(build)
+            except NodeError as exc:
+                if exc.code == "rate_moved" and str(exc.details.get("offered", "")).isdigit():
+                    offered = int(exc.details["offered"])
+                    if offered < least:
+                        raise SlippageError(quoted=quoted, offered=offered, least=least) from None
+                    take = offered
+                    continue
+                raise
+            assert new is not None
+            self._events.emit(
+                "swap.completed",
+                {
+                    "nonce": new.nonce,
+                    "giveAssetId": give_asset,
+                    "giveAmount": str(amount),
+                    "takeAssetId": take_asset,
+                    "takeAmount": str(take),
+                },
+            )
+            return take
+        raise ConnextError("update_contended", "the node's rate kept moving; try again")
+
+    async def _swap_collateral(
+        self, give_asset: str, give: int, take_asset: str, take: int, deadline: float
+    ) -> None:
+        """Have the node deposit what the swap pays out (`POST /api/swap/prepare`, which checks the swap
+        as the update would be) and wait until the channel credits it."""
+        await self.api.post(
+            "/api/swap/prepare",
+            {
+                "giveAssetId": give_asset,
+                "giveAmount": str(give),
+                "takeAssetId": take_asset,
+                "takeAmount": str(take),
+            },
+        )
+
+        def enough(state: ChannelState) -> bool:
+            return self._node_balance(state, take_asset) >= take
+
+        await self._wait_state(
+            enough, max(0.0, deadline - time.monotonic()), f"credit of the node's {take_asset} for the swap"
+        )
+
+    async def _swap_rate(self, give_asset: str, take_asset: str) -> Fraction:
+        """The node's offer for giving `give_asset` for `take_asset`, refused before anything is signed
+        when the node offers no such swap or its price is stale."""
+        rates = await self.get_swap_rates()
+        for entry in rates.get("rates", []):
+            if (
+                normalize_address(str(entry.get("giveAssetId", ""))) == give_asset
+                and normalize_address(str(entry.get("takeAssetId", ""))) == take_asset
+            ):
+                if entry.get("stale"):
+                    raise NodeError(
+                        "stale_rate", f"the node's price for {give_asset} is stale; try later", 409
+                    )
+                rate = entry["rate"]
+                return Fraction(int(rate["numerator"]), int(rate["denominator"]))
+        raise NodeError("swap_not_offered", f"the node does not swap {give_asset} for {take_asset}", 400)
 
     # -- withdrawals --------------------------------------------------------------------------------
 
@@ -2077,6 +2206,17 @@ def _hex(value: object, field: str) -> bytes:
         return serialization.parse_bytes(value, field=field)
     except ProtocolError as exc:
         raise policy.from_protocol(exc) from None
+
+
+def _fraction(value: object, field: str) -> Fraction:
+    """A fraction from 0 (inclusive) to 1 (exclusive), given as a decimal string or a float."""
+    try:
+        number = Fraction(Decimal(str(value))) if isinstance(value, str | float | int) else None
+    except (InvalidOperation, ValueError):
+        number = None
+    if number is None or not 0 <= number < 1:
+        raise InvalidArgumentError("invalid_argument", f"{field} is a fraction from 0 up to 1, e.g. 0.01")
+    return number
 
 
 def _bytes32(value: object, field: str) -> bytes:

@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -109,6 +110,16 @@ def _parser() -> argparse.ArgumentParser:
     collateral.add_argument(
         "--no-wait", action="store_true", help="return once the node answered, not once it is credited"
     )
+    swap = commands.add_parser("swap", help="swap one asset of your channel for another at the node's rate")
+    swap.add_argument("amount", help="what you give, e.g. 0.1eth (18 decimals) or plain base units")
+    swap.add_argument("from_asset", type=_asset, help="the asset you give (eth or a token address)")
+    swap.add_argument("to_asset", type=_asset, help="the asset you receive")
+    swap.add_argument(
+        "--max-slippage",
+        default="0.01",
+        help="how far below the first quote the node's rate may move before the swap is refused (default 0.01: 1 %%)",
+    )
+    commands.add_parser("rates", help="the node's swap rates")
     send = commands.add_parser("send", help="pay another user of the node")
     send.add_argument("recipient")
     send.add_argument("amount")
@@ -317,6 +328,8 @@ def _command(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         return 0
     if args.command in ("send", "link", "redeem", "history"):
         return _payment_command(client, args, out)
+    if args.command in ("swap", "rates"):
+        return _swap_command(client, args, out)
     assert args.command == "collateral"
     wanted = parse_amount(args.amount) if args.amount is not None else None
     if not args.no_wait:
@@ -330,6 +343,28 @@ def _command(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     if not args.no_wait:
         for line in _balance_lines(client, [args.asset]):
             _say(out, line)
+    return 0
+
+
+def _swap_command(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    if args.command == "rates":
+        answer = client.get_swap_rates()
+        if not answer.get("rates"):
+            _say(out, "the node offers no swaps")
+        for rate in answer.get("rates", []):
+            offer = Fraction(int(rate["rate"]["numerator"]), int(rate["rate"]["denominator"]))
+            stale = " (stale)" if rate.get("stale") else ""
+            _say(
+                out,
+                f"{rate['giveAssetId']} -> {rate['takeAssetId']}: {float(offer):.10g} per base unit, "
+                f"spread {rate['spreadBps']} bps, at most {rate['maxGive']} per swap{stale}",
+            )
+        return 0
+    amount = parse_amount(args.amount)
+    received = client.swap(amount, args.from_asset, args.to_asset, max_slippage=args.max_slippage)
+    _say(out, f"swapped {amount} of {args.from_asset} for {received} of {args.to_asset}")
+    for line in _balance_lines(client, [args.from_asset, args.to_asset]):
+        _say(out, line)
     return 0
 
 

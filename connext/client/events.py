@@ -33,6 +33,8 @@ EVENTS = (
     "transfer.received",  # a payment to this user is locked in its channel
     "transfer.resolved",  # a payment of this user completed (both sides resolved)
     "transfer.failed",  # a payment this user sent failed or was refunded
+    "swap.completed",  # a swap of this user's was countersigned (payload: the amounts and assets)
+    "swap.rates",  # the node's swap rates moved (payload: as GET /api/swap/rates)
     "update.refused",  # the client refused to countersign a node proposal (payload: code, message)
     "connection.lost",  # the websocket dropped; the client reconnects on its own
     "node.unresponsive",  # the node has not answered for `node_timeout_seconds` while funds are at stake

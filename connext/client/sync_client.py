@@ -153,6 +153,24 @@ class Client:
     ) -> str:
         return self._run(self._inner.withdraw(amount, asset_id, recipient, wait=wait))
 
+    # -- swaps ----------------------------------------------------------------------------------------
+
+    def get_swap_rates(self) -> dict[str, Any]:
+        return self._run(self._inner.get_swap_rates())
+
+    def swap(
+        self,
+        amount: int,
+        from_asset: str,
+        to_asset: str,
+        *,
+        max_slippage: float | str = "0.01",
+        timeout: float = DEFAULT_WAIT_SECONDS,
+    ) -> int:
+        return self._run(
+            self._inner.swap(amount, from_asset, to_asset, max_slippage=max_slippage, timeout=timeout)
+        )
+
     # -- payments -------------------------------------------------------------------------------------
 
     def transfer(
