@@ -35,6 +35,24 @@ def chain(anvil_url: str) -> Iterator[str]:
         devchain.revert(anvil_url, snapshot_id)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the builds the selected tests need (tests.support.background), so their installs overlap
+    the tests that run first."""
+    from tests.support import background
+
+    wanted = {
+        name for item in session.items for name in background.wanted_by(getattr(item, "fixturenames", []))
+    }
+    for name in sorted(wanted):
+        background.start(name)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests.support import background
+
+    background.stop_all()
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Start from an empty Redis database: no heartbeat, group or queue left by an earlier run."""
     redis_url = os.environ.get("REDIS_URL")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from web3 import HTTPProvider, Web3
 
 from connext.chain import devchain
 from tests.integration.conftest import node_database_url  # noqa: F401 - the test database, shared
+from tests.support import background
 from tests.support.client_wallets import Funder
 from tests.support.processes import ROOT, NodeProcess, module_live_node
 
@@ -120,24 +122,35 @@ def run(command: list[str], *, env: dict[str, str], cwd: Path, timeout: float = 
     return finished.stdout
 
 
-def test_the_package_installed_alone_imports_without_the_node_and_its_cli_and_client_pay(
-    node, anvil_url, tmp_path
-):
-    outside = tmp_path / "outside"  # the working directory of everything run from the venv
-    outside.mkdir()
-    env = outside_env()
-    venv = tmp_path / "venv"
-    python, connext_cli = venv / "bin" / "python", venv / "bin" / "connext"
-
-    run([sys.executable, "-m", "venv", str(venv)], env=env, cwd=outside)
-    source = copy_package_source(tmp_path / "src")
-    run(
-        [str(python), "-m", "pip", "install", "--quiet", str(source)],
-        env=env,
-        cwd=outside,
-        timeout=INSTALL_TIMEOUT,
+@background.recipe("standalone_venv")
+def _standalone_venv_build(workdir: Path) -> tuple[str, dict[str, str]]:
+    """A new venv and `pip install ./connext` into it (then `pip check`), run from a directory where
+    nothing of the repository is."""
+    (workdir / "outside").mkdir()
+    source = copy_package_source(workdir / "src")
+    python = workdir / "venv" / "bin" / "python"
+    command = (
+        f"cd outside && {shlex.quote(sys.executable)} -m venv ../venv"
+        f" && {python} -m pip install --quiet {shlex.quote(str(source))} && {python} -m pip check"
     )
-    run([str(python), "-m", "pip", "check"], env=env, cwd=outside)
+    return command, outside_env()
+
+
+@pytest.fixture(scope="module")
+def standalone_venv() -> Path:
+    """The venv with the package alone in it (built in the background from the start of the session)."""
+    workdir, finished = background.wait("standalone_venv", timeout=INSTALL_TIMEOUT)
+    assert finished.returncode == 0, f"the install failed:\n{finished.output}"
+    return workdir
+
+
+def test_the_package_installed_alone_imports_without_the_node_and_its_cli_and_client_pay(
+    node, anvil_url, standalone_venv, tmp_path
+):
+    outside = standalone_venv / "outside"  # the working directory of everything run from the venv
+    env = outside_env()
+    venv = standalone_venv / "venv"
+    python, connext_cli = venv / "bin" / "python", venv / "bin" / "connext"
 
     imported = json.loads(run([str(python), "-I", "-c", IMPORT_EVERY_MODULE], env=env, cwd=outside))
     site_packages = str(venv / "lib")

@@ -5,7 +5,6 @@ Redis, anvil) with the proxy in front of it."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,22 +17,23 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures shared with th
     live_node_settings,
     node_database_url,
 )
+from tests.support import background
+
+
+@background.recipe("image_venv")
+def _image_venv_build(workdir: Path) -> tuple[str, dict[str, str]]:
+    """The Dockerfile's own RUN line of the `packages` stage, on exactly the files that stage copies in
+    (requirements.txt, ./connext, the script): what the image ships, minus Docker."""
+    packages = images.stage("packages")
+    (run,) = packages.arguments("RUN")
+    images.copy_stage_context(packages, workdir)
+    # The image's path (/app/.venv) becomes this directory's; everything else is the line as written.
+    return run.replace("/app/.venv", str(workdir / ".venv")), {**os.environ, "PYTHON_BOOT": sys.executable}
 
 
 @pytest.fixture(scope="session")
-def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtualenv made by the Dockerfile's own RUN line of the `packages` stage, on exactly the files
-    that stage copies in (requirements.txt, ./connext, the script): what the image ships, minus Docker."""
-    packages = images.stage("packages")
-    (run,) = packages.arguments("RUN")
-    workdir = tmp_path_factory.mktemp("packages")
-    images.copy_stage_context(packages, workdir)
-    venv = workdir / ".venv"
-    # The image's path (/app/.venv) becomes this directory's; everything else is the line as written.
-    command = run.replace("/app/.venv", str(venv))
-    env = {**os.environ, "PYTHON_BOOT": sys.executable}
-    result = subprocess.run(
-        ["sh", "-c", command], cwd=workdir, env=env, capture_output=True, text=True, timeout=900, check=False
-    )
-    assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
-    return venv
+def image_venv() -> Path:
+    """The image's virtualenv (built in the background from the start of the session)."""
+    workdir, finished = background.wait("image_venv", timeout=900)
+    assert finished.returncode == 0, f"the packages stage's RUN line failed:\n{finished.output}"
+    return workdir / ".venv"
