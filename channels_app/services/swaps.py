@@ -204,8 +204,23 @@ def _read(market: Market, now: int) -> Price:
     else:
         assert source.base_token is not None
         base_token = _resolve(source.base_token, f"pairs[{market.index}].source.baseToken")
+        _check_pool_pair(w3, address, base_token, market)
         reading = prices.read_pool(w3, address, base_token=base_token)
     return Price(mid=reading.price, updated_at=int(reading.updated_at), read_at=now)
+
+
+def _check_pool_pair(w3: Any, address: str, base_token: str, market: Market) -> None:
+    """A pool priced for a pair trades that pair's base stand-in against its quote token (a pool of
+    other tokens would give a plausible, wrong price). ETH as the quote has a wrapped stand-in the
+    configuration does not name, so only the base token is checked then."""
+    tokens = prices.pool_tokens(w3, address)
+    if market.quote != network.ETH and {t.lower() for t in tokens} != {
+        base_token.lower(),
+        market.quote.lower(),
+    }:
+        raise prices.PriceSourceError(
+            f"pool {address} trades {tokens[0]} and {tokens[1]}, not {base_token} against {market.quote}"
+        )
 
 
 def _cached() -> dict[str, Price]:

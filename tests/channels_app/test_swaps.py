@@ -123,9 +123,10 @@ def prepare(wallet: Wallet, give_asset: str, give: int, take_asset: str, take: i
     )
 
 
-def token_collateral(wallet: Wallet, w3, token: str) -> None:
+def token_collateral(wallet: Wallet, w3, token: str, *, price: int = PRICE) -> None:
     """The node's token side, through the swap's own top-up."""
-    assert prepare(wallet, ETH, MILLI, token, offered(MILLI)).status_code == 202
+    take = MILLI * price * (10_000 - SPREAD_BPS) // 10_000
+    assert prepare(wallet, ETH, MILLI, token, take).status_code == 202
     credit_node_deposit(wallet, w3, token)
 
 
