@@ -72,6 +72,42 @@ class NodeRecords(Collector):
         disputes = GaugeMetricFamily("connext_disputes_open", "Dispute rounds not over yet.")
         disputes.add_metric([], Dispute.objects.filter(status__in=Dispute.ACTIVE).count())
         yield disputes
+        yield from self._swaps()
+
+    def _swaps(self) -> Iterator[Metric]:
+        labels = ["give_asset", "take_asset"]
+        count = CounterMetricFamily(
+            "connext_swaps", "Swaps the node countersigned, per direction.", labels=labels
+        )
+        given = CounterMetricFamily(
+            "connext_swap_given_volume",
+            "What users gave in swaps (whole units of the give asset).",
+            labels=labels,
+        )
+        taken = CounterMetricFamily(
+            "connext_swap_taken_volume",
+            "What the node paid in swaps (whole units of the take asset).",
+            labels=labels,
+        )
+        spread = CounterMetricFamily(
+            "connext_swap_spread_earned",
+            "What the node kept against its source's mid price (whole units of the take asset).",
+            labels=labels,
+        )
+        for row in selectors.swap_totals():
+            key = [row.give_asset, row.take_asset]
+            count.add_metric(key, row.count)
+            _add(given, key, row.given, row.give_asset)
+            _add(taken, key, row.taken, row.take_asset)
+            _add(spread, key, row.spread, row.take_asset)
+        exposure = GaugeMetricFamily(
+            "connext_swap_exposure",
+            "Per asset, what the node paid out in swaps less what it took in (whole units; negative: took in more).",
+            labels=["asset"],
+        )
+        for asset_id, paid_out in selectors.swap_exposure().items():
+            _add(exposure, [asset_id], paid_out, asset_id)
+        yield from (count, given, taken, spread, exposure)
 
     def _payments(self) -> Iterator[Metric]:
         """Counts, volume and the latency histogram in one pass over the payments."""

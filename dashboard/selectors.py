@@ -41,6 +41,8 @@ from channels_app.models import (
     DisputeAction,
     OnchainTransaction,
     Payment,
+    Swap,
+    SwapExposure,
     TransactionAttempt,
     Transfer,
     Withdrawal,
@@ -758,3 +760,41 @@ def chain_head() -> int | None:
         return int(http_web3(settings.CHAIN_RPC_URL, timeout=CHAIN_TIMEOUT_SECONDS).eth.block_number)
     except CHAIN_ERRORS:
         return None
+
+
+@dataclass(frozen=True)
+class SwapTotals:
+    """The swaps of one direction: the user gave `give_asset` and took `take_asset`."""
+
+    give_asset: str
+    take_asset: str
+    count: int
+    given: int  # what users gave the node
+    taken: int  # what the node paid users
+    spread: int  # what the node kept against its source's mid price, in the take asset
+
+
+def swap_totals(*, since: datetime | None = None) -> list[SwapTotals]:
+    """Swap volume and spread earned per direction (all time, or since `since`)."""
+    swaps = Swap.objects.all() if since is None else Swap.objects.filter(created_at__gte=since)
+    rows = (
+        swaps.values("give_asset", "take_asset")
+        .annotate(n=Count("pk"), given=Sum("give_amount"), taken=Sum("take_amount"), spread=Sum("spread"))
+        .order_by("give_asset", "take_asset")
+    )
+    return [
+        SwapTotals(
+            give_asset=row["give_asset"],
+            take_asset=row["take_asset"],
+            count=row["n"],
+            given=_int(row["given"]),
+            taken=_int(row["taken"]),
+            spread=_int(row["spread"]),
+        )
+        for row in rows
+    ]
+
+
+def swap_exposure() -> dict[str, int]:
+    """Per asset (lower-case address), how much more the node paid out in swaps than it took in."""
+    return {row.asset_id: int(row.paid_out) for row in SwapExposure.objects.order_by("asset_id")}

@@ -382,3 +382,27 @@ def test_a_swap_the_node_proposes_is_stored_once_countersigned_and_its_state_reb
     assert channel.nonce == new.nonce
     assert channels.state_at(channel, new.nonce) == new
     assert channels.state_at(channel, state.nonce) == state
+
+
+def test_the_metrics_count_swaps_their_volume_spread_and_the_nodes_exposure(offer, wallet, w3, deployments):
+    from dashboard.metrics import NodeRecords
+
+    token = deployments["TestToken"]
+    token_collateral(wallet, w3, token)
+    take = offered(10 * MILLI)
+    assert send_swap(wallet, ETH, 10 * MILLI, token, take).status_code == 200
+
+    found = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in NodeRecords().collect()
+        if family.name.startswith("connext_swap")
+        for sample in family.samples
+    }
+
+    direction = (("give_asset", ETH), ("take_asset", token))
+    assert found[("connext_swaps_total", direction)] == 1
+    assert found[("connext_swap_given_volume_total", direction)] == pytest.approx(0.01)
+    assert found[("connext_swap_taken_volume_total", direction)] == pytest.approx(take / E)
+    assert found[("connext_swap_spread_earned_total", direction)] == pytest.approx((20 * E - take) / E)
+    assert found[("connext_swap_exposure", (("asset", token.lower()),))] == pytest.approx(take / E)
+    assert found[("connext_swap_exposure", (("asset", ETH),))] == pytest.approx(-0.01)
