@@ -113,6 +113,24 @@ def demo_instructions(base: str, var_dir: Path) -> str:
     )
 
 
+# On our own anvil only: ETH and the TestToken the deployment adds, at a fixed price (the node holds
+# TestToken there: deploy_contracts --dev mints it).
+DEV_SWAPS = json.dumps(
+    {
+        "pairs": [
+            {
+                "base": "eth",
+                "quote": "TestToken",
+                "source": {"type": "fixed", "price": "2000"},
+                "spreadBps": 30,
+                "maxPerSwap": str(10**18),
+                "maxPerDay": str(10 * 10**18),
+            }
+        ]
+    }
+)
+
+
 def interrupt(signum: int, frame: object) -> None:
     """SIGINT (Ctrl-C) and SIGTERM stop the node, whatever the disposition `make up` inherited."""
     raise KeyboardInterrupt
@@ -170,6 +188,9 @@ def main() -> int:
             )
             env["CHAIN_RPC_URL"] = chain.start()
             env.setdefault("PUBLIC_CHAIN_RPC_URL", env["CHAIN_RPC_URL"])  # clients send deposits here
+            if not env.get("SWAPS") and not env.get("SWAPS_FILE"):
+                env["SWAPS"] = DEV_SWAPS  # the card's swap screen has something to swap
+                log("swaps: ETH and TestToken at a fixed 2000 (set SWAPS or SWAPS_FILE for others)")
             log(f"anvil (chain id {devchain.DEV_CHAIN_ID}) on {chain.url}, log in {var_dir / 'anvil.log'}")
         else:
             log(f"using the chain at {env['CHAIN_RPC_URL']}")

@@ -49,6 +49,10 @@ def test_the_embedded_node_serves_a_healthy_page_and_stops_cleanly(tmp_path):
         assert body["checks"]["workers"]["detail"]["mode"] == "in-process"
         assert body["checks"]["chain"]["detail"]["chain_id"] == 31337
         assert (tmp_path / "var" / "node.sqlite3").exists()
+        # The dev chain's swap offer: ETH and TestToken both ways, at 2000 less the spread.
+        status, offer = http_get_json(f"http://127.0.0.1:{node_port}/api/swap/rates")
+        assert status == 200
+        assert sorted(rate["mid"]["numerator"] for rate in offer["rates"]) == ["1", "2000"]
         wait_until(lambda: "Ctrl-C stops everything" in up.log(), timeout=30, what="the URLs to be printed")
     finally:
         returncode = up.stop(signal.SIGINT, timeout=30)

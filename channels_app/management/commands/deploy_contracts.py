@@ -9,9 +9,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from channels_app import chain
 from connext.chain import deploy
+from connext.chain.contracts import contract_at
 from connext.chain.devchain import DEV_CHAIN_ID
 
 DEV_NODE_BALANCE = 10_000 * 10**18
+DEV_NODE_TOKENS = 1_000_000 * 10**18
 
 
 class Command(BaseCommand):
@@ -40,6 +42,16 @@ class Command(BaseCommand):
             addresses = deploy.deploy(w3, account, settings.DEPLOYMENTS_FILE, test_token=options["dev"])
         except deploy.DeployError as exc:
             raise CommandError(str(exc)) from exc
+        if options["dev"]:
+            self._fund_node_tokens(w3, account, addresses[deploy.TEST_TOKEN])
         self.stdout.write(f"contracts on chain {chain_id} (recorded in {settings.DEPLOYMENTS_FILE}):")
         for name, address in sorted(addresses.items()):
             self.stdout.write(f"  {name:<18} {address}")
+
+    def _fund_node_tokens(self, w3: Any, account: Any, token: str) -> None:
+        """The node pays collateral and swaps in TestToken too: it holds DEV_NODE_TOKENS of it."""
+        test_token = contract_at(w3, deploy.TEST_TOKEN, token)
+        if test_token.functions.balanceOf(account.address).call() >= DEV_NODE_TOKENS // 100:
+            return
+        deploy.send_transaction(w3, account, test_token.functions.mint(account.address, DEV_NODE_TOKENS))
+        self.stdout.write(f"minted {DEV_NODE_TOKENS // 10**18} TestToken to the node account")
