@@ -798,3 +798,52 @@ def swap_totals(*, since: datetime | None = None) -> list[SwapTotals]:
 def swap_exposure() -> dict[str, int]:
     """Per asset (lower-case address), how much more the node paid out in swaps than it took in."""
     return {row.asset_id: int(row.paid_out) for row in SwapExposure.objects.order_by("asset_id")}
+
+
+@dataclass(frozen=True)
+class ExposureRow:
+    asset_id: str
+    paid_out: int
+    limit: int | None  # maxExposure; None: not bounded
+
+    @property
+    def used(self) -> float | None:
+        """The share of the limit in use (paid out beyond what came in), when there is a limit."""
+        if not self.limit:
+            return None
+        return max(0, self.paid_out) / self.limit
+
+
+def swap_exposure_rows() -> list[ExposureRow]:
+    """The node's exposure per asset with its configured limit (assets with a limit and no swaps yet too)."""
+    from channels_app.services import swaps
+
+    limits = swaps.exposure_limits()
+    exposure = swap_exposure()
+    return [
+        ExposureRow(asset_id=asset_id, paid_out=exposure.get(asset_id, 0), limit=limits.get(asset_id))
+        for asset_id in sorted(set(exposure) | set(limits))
+    ]
+
+
+@dataclass(frozen=True)
+class SwapSummary:
+    give_asset: str
+    take_asset: str
+    day: SwapTotals  # the last 24 hours
+    all: SwapTotals
+
+
+def swap_summary(*, now: datetime) -> list[SwapSummary]:
+    """Per direction, the last day's swaps beside all of them."""
+    day = {(row.give_asset, row.take_asset): row for row in swap_totals(since=now - timedelta(days=1))}
+    return [
+        SwapSummary(
+            give_asset=row.give_asset,
+            take_asset=row.take_asset,
+            day=day.get((row.give_asset, row.take_asset))
+            or SwapTotals(row.give_asset, row.take_asset, count=0, given=0, taken=0, spread=0),
+            all=row,
+        )
+        for row in swap_totals()
+    ]

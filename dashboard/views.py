@@ -75,6 +75,8 @@ def overview_context(now: datetime) -> dict[str, Any]:
         "windows": windows,
         "in_flight": selectors.payments_in_flight(),
         "open_disputes": selectors.open_disputes_count(),
+        "swaps": selectors.swap_summary(now=now),
+        "swap_exposure": selectors.swap_exposure_rows(),
     }
 
 

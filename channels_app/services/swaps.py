@@ -449,7 +449,8 @@ def node_short(previous: ChannelState, terms: Terms) -> int:
     return max(0, terms.take_amount - _balance(previous, terms.take_asset, 0))
 
 
-def _limits() -> dict[str, int]:
+def exposure_limits() -> dict[str, int]:
+    """`maxExposure` per asset (lower-case address)."""
     return {_resolve(asset, "maxExposure").lower(): amount for asset, amount in config().max_exposure}
 
 
@@ -462,7 +463,7 @@ def _exposure_rows(*assets: str) -> dict[str, SwapExposure]:
 
 
 def _check_exposure(take_asset: str, take: int, give_asset: str) -> None:
-    bound = _limits().get(take_asset.lower())
+    bound = exposure_limits().get(take_asset.lower())
     if bound is None:
         return
     paid_out = int(_exposure_rows(take_asset, give_asset)[take_asset.lower()].paid_out)
