@@ -311,12 +311,16 @@ def channel_apply_user_update(
     context = _user_update_context(update)
     if isinstance(update, ResolveUpdate):
         _check_downstream_resolve(update)
-    quote = _swap_quote(update) if isinstance(update, SwapUpdate) else None
+    # A swap's price is read before the lock; a refusal waits for the replay check (a swap sent again
+    # gets its first answer even when the price went stale since).
+    quote, quote_refused = _swap_quote(update) if isinstance(update, SwapUpdate) else (None, None)
     try:
         with transaction.atomic():
             channel = locked_channel(update.channel_address, user)
             if update.nonce == channel.nonce and _is_replay(channel, update, signature):
                 return SignedState(latest_state(channel), _bytes(channel.node_signature), signature)
+            if quote_refused is not None:
+                raise quote_refused
             before = latest_state(channel)  # an answered proposal is checked with this update
             if answer is not None:
                 _countersign_locked(channel, *answer, superseded=True)
@@ -366,12 +370,12 @@ def _user_update_context(update: Update) -> UpdateContext:
     return network.update_context(deposits_of=deposits_of, dispute=_dispute_for(update))
 
 
-def _swap_quote(update: SwapUpdate) -> swaps.Quote:
-    """The node's rate for a user's swap (its price is read before the lock)."""
+def _swap_quote(update: SwapUpdate) -> tuple[swaps.Quote | None, ChannelError | None]:
+    """The node's rate for a user's swap, or its refusal."""
     try:
-        return swaps.quote_for(update.give_asset, update.take_asset)
+        return swaps.quote_for(update.give_asset, update.take_asset), None
     except swaps.SwapError as exc:
-        raise ChannelError(exc.code, exc.message, status=exc.status, extra=exc.extra) from None
+        return None, ChannelError(exc.code, exc.message, status=exc.status, extra=exc.extra)
 
 
 def _check_swap(channel: Channel, previous: ChannelState, update: SwapUpdate, quote: swaps.Quote) -> None:

@@ -23,6 +23,7 @@ from tests.channels_app.test_swaps import (
     funded_wallet,
     refused,
     send_swap,
+    swap_update,
     token_collateral,
 )
 from tests.support.wallet import ETH
@@ -157,3 +158,23 @@ def test_rates_are_pushed_when_a_price_moves_by_the_push_threshold_and_not_other
         test_contracts.set_feed_answer(w3, OWNER, feed, 201_000_000_000)  # 47 bps
         cache.delete(swaps.RATES_CACHE_KEY)
         assert swaps.rates_refresh() is True
+
+
+def test_a_swap_sent_again_gets_its_first_answer_after_the_price_went_stale(client, w3, feed, deployments):
+    wallet = funded_wallet(client, w3, deployments)
+    token = deployments["TestToken"]
+    with override_settings(SWAPS=offer({"type": "feed", "address": feed})):
+        give = 10 * E
+        take = give * 10**8 * 9970 // (200_050_000_000 * 10_000)
+        update = swap_update(wallet, token, give, ETH, take)
+        _, signature = wallet.sign(update)
+        first = wallet.send("/api/channel/updates", update, signature)
+        assert first.status_code == 200, first.json()
+        test_contracts.set_feed_round(w3, OWNER, feed, 200_050_000_000, updated_at=int(time.time()) - 3600)
+        cache.delete(swaps.RATES_CACHE_KEY)
+
+        again = wallet.send("/api/channel/updates", update, signature)
+
+    assert again.status_code == 200, again.json()
+    assert again.json()["nodeSignature"] == first.json()["nodeSignature"]
+    assert Swap.objects.count() == 1
