@@ -16,6 +16,7 @@ from eth_account import Account
 from channels_app.models import Channel, ChannelUpdate, OnchainTransaction, Swap, SwapExposure
 from channels_app.services import channels, swaps
 from connext.chain import channel_reads
+from connext.protocol.errors import ProtocolError
 from connext.protocol.types import SwapUpdate
 from connext_site import swap_config
 from tests.channels_app.conftest import FUNDER_KEY, NODE_KEY
@@ -226,11 +227,15 @@ def test_without_swaps_configured_the_rates_are_empty(client, w3):
 
 
 def refused(wallet: Wallet, give_asset: str, give: int, take_asset: str, take: int, code: str, status: int):
-    """Sent as a user that skips its own checks would (the node checks its offer before the protocol
-    core, so the signature is never looked at)."""
+    """Signed as the attacker would (a state its own core derives; one the core refuses is sent with
+    any signature, as a user skipping its own checks would: the node checks its offer first)."""
     before = records()
     update = swap_update(wallet, give_asset, give, take_asset, take)
-    response = wallet.send("/api/channel/updates", update, bytes(65))
+    try:
+        _, signature = wallet.sign(update)
+    except ProtocolError:
+        signature = bytes(65)
+    response = wallet.send("/api/channel/updates", update, signature)
     assert response.status_code == status, response.json()
     body = response.json()["error"]
     assert body["code"] == code, body
