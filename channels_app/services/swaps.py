@@ -12,7 +12,7 @@ pair's spread. A user's swap is countersigned only when:
   node's own rate, and never far worse, since that is a client's mistake;
 - it stays within the pair's limits per swap and per account per day (`swap_over_limit`,
   `swap_daily_limit`) and the node's exposure per asset (`exposure_limit`);
-- the node holds what the user takes (the protocol core's `insufficient_balance`, `takeAmount`). A
+- the node holds what the user takes (the protocol core's `insufficient_balance`, field `take_amount`). A
   client that sees the node short asks first (`POST /api/swap/prepare`,
   `swap_collateral.swap_prepare`): the same checks, and the node deposits what the swap needs.
 
@@ -386,7 +386,7 @@ def _balance(state: ChannelState, asset_id: str, side: int) -> int:
 def check_locked(channel: Channel, previous: ChannelState, terms: Terms | SwapUpdate, quote: Quote) -> None:
     """Every rule of the node's offer for `terms` on `previous` (the channel's row is locked) but the
     node's own balance: a swap it cannot pay the protocol core refuses (`insufficient_balance`,
-    `takeAmount`), and `swap_collateral.swap_prepare` deposits it first."""
+    field `take_amount`), and `swap_collateral.swap_prepare` deposits it first."""
     swaps = config()
     give, take = terms.give_amount, terms.take_amount
     if give <= 0 or take <= 0:
@@ -395,7 +395,7 @@ def check_locked(channel: Channel, previous: ChannelState, terms: Terms | SwapUp
         raise SwapError(
             "insufficient_balance",
             "Your channel holds less than the swap gives.",
-            extra={"field": "giveAmount"},
+            extra={"field": "give_amount"},
         )
     offered = quote.offered(give)
     if take > offered:

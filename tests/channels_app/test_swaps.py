@@ -268,7 +268,19 @@ def test_a_swap_far_below_the_offer_is_refused_as_a_mistake(offer, wallet, deplo
 def test_a_swap_giving_more_than_the_user_holds_is_refused(offer, wallet, deployments):
     give = wallet.state.balances[1][1] + 1
     body = refused(wallet, deployments["TestToken"], give, ETH, 1, "insufficient_balance", 400)
-    assert body["field"] == "giveAmount"
+    assert body["field"] == "give_amount"
+
+
+def test_a_swap_paying_more_than_the_node_holds_is_refused_by_the_core(offer, wallet, w3, deployments):
+    token = deployments["TestToken"]
+    token_collateral(wallet, w3, token)
+    held = wallet.state.balances[1][0]
+    give = 50 * MILLI  # 99.7 tokens: more than the node's 20-odd in the channel
+    assert offered(give) > held
+
+    body = refused(wallet, ETH, give, token, offered(give), "insufficient_balance", 400)
+
+    assert body["field"] == "take_amount"
 
 
 def test_a_swap_over_the_per_swap_limit_is_refused_with_the_limit(offer, wallet, w3, deployments):
