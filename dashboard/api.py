@@ -116,7 +116,8 @@ _READ_REFUSALS = refusals(400, 401, 403)
 
 
 class OverviewView(StaffApiView):
-    """Channels by status, value locked per asset, the hot wallet, payments per window, in flight, disputes."""
+    """Channels by status, value locked per asset, the hot wallet, payments per window, in flight, disputes,
+    swaps per direction and the node's swap exposure per asset."""
 
     @extend_schema(
         operation_id="dashboard_overview",
@@ -129,6 +130,14 @@ class OverviewView(StaffApiView):
                 payments=serializers.ListField(child=serializers.DictField()),
                 inFlight=serializers.ListField(child=serializers.DictField()),
                 openDisputes=serializers.IntegerField(),
+                swaps=serializers.ListField(
+                    child=serializers.DictField(),
+                    help_text="Per direction, the last day's and all swaps: count, given, taken, spread earned.",
+                ),
+                swapExposure=serializers.ListField(
+                    child=serializers.DictField(),
+                    help_text="Per asset: paid out in swaps less taken in (may be negative), and maxExposure.",
+                ),
             ),
             **refusals(401, 403),
         },

@@ -77,6 +77,26 @@ def overview_json(context: dict[str, Any]) -> dict[str, Any]:
             for asset, (count, amount) in sorted(context["in_flight"].items())
         ],
         "openDisputes": context["open_disputes"],
+        "swaps": [
+            {
+                "giveAssetId": row.give_asset,
+                "takeAssetId": row.take_asset,
+                **{
+                    period: {
+                        "count": totals.count,
+                        "given": _wei(totals.given),
+                        "taken": _wei(totals.taken),
+                        "spread": _wei(totals.spread),
+                    }
+                    for period, totals in (("day", row.day), ("all", row.all))
+                },
+            }
+            for row in context["swaps"]
+        ],
+        "swapExposure": [
+            {"assetId": row.asset_id, "paidOut": str(row.paid_out), "limit": _wei(row.limit)}
+            for row in context["swap_exposure"]
+        ],
     }
 
 

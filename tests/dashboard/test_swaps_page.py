@@ -40,3 +40,24 @@ def test_the_overview_shows_swap_volume_spread_and_exposure_against_its_limit(
     assert f'data-wei="{take}"' in exposure
     assert "400" in exposure  # the configured maxExposure, in tokens
     assert f'data-wei="{-10 * MILLI}"' in row(page, "swap-exposure", asset=ETH)
+
+    overview = staff_client.get("/api/dashboard/overview").json()
+    (direction,) = overview["swaps"]
+    assert (direction["giveAssetId"], direction["takeAssetId"]) == (ETH, token)
+    assert (
+        direction["day"]
+        == direction["all"]
+        == {
+            "count": 1,
+            "given": str(10 * MILLI),
+            "taken": str(take),
+            "spread": str(20 * 10**18 - take),
+        }
+    )
+    exposure = {row["assetId"]: row for row in overview["swapExposure"]}
+    assert exposure[token.lower()] == {
+        "assetId": token.lower(),
+        "paidOut": str(take),
+        "limit": str(400 * 10**18),
+    }
+    assert exposure[ETH]["paidOut"] == str(-10 * MILLI)
