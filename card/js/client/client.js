@@ -684,9 +684,10 @@ export class CardClient {
     let take = quoted;
     this.#progress('swap', 'quoted', { giveAssetId: giveAsset, giveAmount: give, takeAssetId: takeAsset, takeAmount: take });
     for (let attempt = 0; attempt < MAX_UPDATE_ATTEMPTS; attempt++) {
-      if (this.balance(takeAsset).node < take) await this.#swapCollateral(giveAsset, give, takeAsset, take, deadline);
       let next;
       try {
+        // The node checks the amounts in the prepare as in the update: a moved rate is refused in both.
+        if (this.balance(takeAsset).node < take) await this.#swapCollateral(giveAsset, give, takeAsset, take, deadline);
         next = await this.#locked(() =>
           this.#proposeLocked((state) => ({
             update: {
