@@ -22,7 +22,7 @@ const TOKEN = '0x5FbDB2315678afecb367f032d93F642f64180aa3';
 const ENTRY = {
   giveAssetId: ETH,
   takeAssetId: TOKEN.toLowerCase(),
-  rate: { numerator: '997', denominator: '500' }, // 1.994 tokens per wei: 2000 less 30 bps
+  rate: { numerator: '997', denominator: '500' }, // 1.994 take units per give unit
   stale: false,
 };
 
