@@ -16,12 +16,13 @@ import {
 } from './links.js';
 import { fetchLinkStatus } from '../js/client/node_api.js';
 import { qrImageSource } from './qr.js';
+import * as swaps from './swaps.js';
 import * as vault from './vault.js';
 
 const OPEN_WHILE_LOCKED = new Set(['setup', 'unlock', 'redeem']);
 const TITLES = {
   home: 'Home', deposit: 'Deposit', send: 'Send', request: 'Request', link: 'Link payment',
-  redeem: 'Redeem', cashout: 'Cash out', scan: 'Scan', settings: 'Settings',
+  redeem: 'Redeem', cashout: 'Cash out', swap: 'Swap', scan: 'Scan', settings: 'Settings',
 };
 const NOT_CONNECTED = 'connecting… The card is not connected to the node yet: nothing was signed or sent.';
 
@@ -33,6 +34,8 @@ const state = {
   stopCamera: null,
   accountListeners: new Set(),
   clientListeners: [], // unsubscribers of the attached client's events
+  rates: null, // the node's swap offer (GET /api/swap/rates, then its swap.rates pushes)
+  autoSwaps: Promise.resolve(), // the deposits' auto-swaps, one after another
 };
 
 const byId = (id) => document.getElementById(id);
@@ -381,6 +384,17 @@ function renderBalance(client) {
   if (pendingOut > 0n) parts.push(`${formatEther(pendingOut)} ETH going out`);
   pending.textContent = parts.join(' · ');
   pending.hidden = parts.length === 0;
+  const tokens = [];
+  for (const [assetId, held] of Object.entries(client.balances())) {
+    if (assetId.toLowerCase() === ETH || (held.user === 0n && held.pendingIn === 0n && held.pendingOut === 0n)) continue;
+    const item = document.createElement('li');
+    item.dataset.asset = assetId;
+    item.dataset.wei = held.user.toString();
+    item.textContent = `${formatEther(held.user)} ${nameOf(assetId)}`;
+    tokens.push(item);
+  }
+  byId('home-tokens').replaceChildren(...tokens);
+  byId('home-tokens').hidden = tokens.length === 0;
 }
 
 function historyItem(payment) {
@@ -435,6 +449,7 @@ function noticeIncoming(payment) {
   if (payment.direction !== 'incoming' || payment.status !== 'completed') return;
   const notice = byId('home-notice');
   notice.textContent = `Received ${formatEther(payment.amount)} ETH from ${short(payment.sender)}.`;
+  notice.dataset.kind = 'success';
   notice.hidden = false;
 }
 
@@ -485,7 +500,164 @@ function wireScan() {
   });
 }
 
+// -- swaps: the screen, the auto-swap of ETH deposits ---------------------------------------------
+
+const contracts = () => state.client?.config?.contracts ?? {};
+const nameOf = (assetId) => swaps.assetName(assetId, contracts());
+
+function swapDirection() {
+  const key = byId('swap-direction').value;
+  return swaps.directions(state.rates, contracts()).find((d) => d.key === key) ?? null;
+}
+
+/** The node's refusal of a swap in the card's words, its own message kept. */
+function swapRefusal(error, giveName = '') {
+  if (error?.code === 'slippage_exceeded') return 'The node’s price moved more than 1 % since the quote: nothing was swapped. Try again.';
+  const bound = error?.details?.maxGive;
+  const limit = /^[0-9]+$/.test(String(bound ?? '')) ? ` (one swap gives at most ${formatEther(BigInt(bound))}${giveName ? ` ${giveName}` : ''})` : '';
+  return error?.status ? `The node refused the swap: ${error.message}${limit}` : error?.message || String(error);
+}
+
+function renderSwap() {
+  const select = byId('swap-direction');
+  const rate = byId('swap-rate');
+  const receive = byId('swap-receive');
+  const limits = byId('swap-limits');
+  const shown = swaps.directions(state.rates, contracts());
+  receive.hidden = true;
+  limits.hidden = true;
+  if (!state.client || !state.rates || !shown.length) {
+    select.disabled = true;
+    rate.textContent = !state.client ? 'connecting…' : !state.rates ? 'Loading the node’s rates…' : 'This node offers no swaps.';
+    return;
+  }
+  const keys = shown.map((d) => d.key).join(' ');
+  if (select.dataset.keys !== keys) {
+    const previous = select.value;
+    select.replaceChildren(...shown.map((d) => new Option(d.label, d.key)));
+    select.value = shown.some((d) => d.key === previous) ? previous : shown[0].key;
+    select.dataset.keys = keys;
+  }
+  select.disabled = false;
+  const { give, entry } = swapDirection();
+  byId('swap-give-label').textContent = `You give (${nameOf(give)})`;
+  rate.textContent = swaps.rateText(entry, contracts());
+  rate.dataset.rate = `${entry.rate.numerator}/${entry.rate.denominator}`;
+  limits.textContent = `${swaps.limitsText(entry, contracts())} Your card holds ${formatEther(state.client.balance(give).user)} ${nameOf(give)}.`;
+  limits.hidden = false;
+  let amount = 0n;
+  try {
+    amount = parseEther(byId('swap-form').elements.amount.value);
+  } catch {
+    amount = 0n;
+  }
+  if (amount > 0n) {
+    receive.textContent = swaps.receiveText(amount, entry, contracts());
+    receive.dataset.wei = swaps.received(amount, entry).toString();
+    receive.hidden = false;
+  }
+  byId('swap-form').elements.amount.placeholder = give.toLowerCase() === ETH ? '0.01' : '10';
+}
+
+function renderAutoSwap() {
+  const box = byId('autoswap');
+  const setting = swaps.autoSwapSetting();
+  const offered = swaps.directions(state.rates, contracts()).filter((d) => d.give.toLowerCase() === ETH);
+  const chosen = offered.find((d) => setting && d.take.toLowerCase() === setting.toLowerCase()) ?? offered[0] ?? null;
+  box.checked = Boolean(setting);
+  box.disabled = !chosen;
+  box.dataset.token = chosen?.take ?? '';
+  byId('autoswap-label').textContent = chosen
+    ? `Swap ETH deposits into ${nameOf(chosen.take)}`
+    : `Swap ETH deposits into a token${state.rates ? ' (this node offers none)' : ''}`;
+}
+
+async function loadRates(client) {
+  try {
+    const rates = await client.swapRates();
+    if (state.client !== client) return;
+    state.rates = rates;
+  } catch (error) {
+    if (state.client === client && byId('card').dataset.screen === 'swap') showError(error);
+  }
+  renderSwap();
+  renderAutoSwap();
+}
+
+/** Said on the deposit screen and the home screen's notice. */
+function sayAutoSwap(text, kind) {
+  const line = byId('deposit-swap');
+  line.textContent = text;
+  line.dataset.kind = kind;
+  const notice = byId('home-notice');
+  notice.textContent = text;
+  notice.dataset.kind = kind;
+  notice.hidden = false;
+}
+
+/** An ETH deposit was credited: with the setting on, swap it (at most one swap's maxGive) into the token. */
+function autoSwap(client, amount) {
+  state.autoSwaps = state.autoSwaps.then(async () => {
+    const token = swaps.autoSwapSetting();
+    if (!token || state.client !== client) return;
+    try {
+      const rates = state.rates ?? (await client.swapRates());
+      const direction = swaps.directions(rates, contracts()).find((d) => d.give.toLowerCase() === ETH && d.take.toLowerCase() === token.toLowerCase());
+      if (!direction) throw new Error(`the node no longer swaps ETH for ${nameOf(token)}`);
+      const give = swaps.autoSwapGive(amount, direction.entry, client.balance(ETH).user);
+      if (give === 0n) return;
+      sayAutoSwap(`Auto-swap: swapping ${formatEther(give)} ETH of your deposit into ${nameOf(token)}…`, 'info');
+      const got = await client.swap(give, ETH, direction.take);
+      sayAutoSwap(`Auto-swap: ${formatEther(give)} ETH of your deposit swapped for ${formatEther(got)} ${nameOf(token)}.`, 'success');
+    } catch (error) {
+      sayAutoSwap(`Auto-swap: your deposit stays ETH. ${swapRefusal(error, 'ETH')}`, 'error');
+    }
+    refreshHome();
+    renderSwap();
+  });
+}
+
+function wireSwaps() {
+  const form = byId('swap-form');
+  form.elements.amount.addEventListener('input', renderSwap);
+  byId('swap-direction').addEventListener('change', renderSwap);
+  onSubmit('swap-form', 'Swapping…', async (fields) => {
+    const client = needClient();
+    const direction = swapDirection();
+    if (!direction) throw new Error('The node offers no swap to choose.');
+    const give = checkedAmount(fields.amount);
+    const [giveName, takeName] = [nameOf(direction.give), nameOf(direction.take)];
+    const held = client.balance(direction.give).user;
+    if (give > held) throw new LinkError(`You have ${formatEther(held)} ${giveName} in your card; that is less than ${formatEther(give)}.`);
+    let got;
+    try {
+      got = await withProgress(form, 'swap', { collateral: `The node is moving ${takeName} into your channel first…` }, (c) =>
+        c.swap(give, direction.give, direction.take),
+      );
+    } catch (error) {
+      throw new Error(swapRefusal(error, giveName));
+    }
+    form.elements.amount.value = '';
+    say(form, `Swapped ${formatEther(give)} ${giveName} for ${formatEther(got)} ${takeName}.`, 'success');
+    refreshHome();
+    renderSwap();
+  });
+  byId('autoswap').addEventListener('change', (event) => {
+    const box = event.currentTarget;
+    swaps.setAutoSwap(box.checked ? box.dataset.token : null);
+    const name = nameOf(box.dataset.token);
+    say(byId('autoswap-form'), box.checked ? `On: each ETH deposit is swapped into ${name}.` : 'Off: deposits stay ETH.', 'success');
+  });
+}
+
 const ENTER = {
+  swap() {
+    renderSwap();
+    if (state.client) loadRates(state.client);
+  },
+  settings() {
+    renderAutoSwap();
+  },
   send(params) {
     const form = byId('send-form');
     if (!params.has('to')) return;
@@ -576,6 +748,8 @@ export function attachClient(client) {
   state.clientListeners.forEach((stop) => stop());
   state.clientListeners = [];
   state.client = client;
+  state.rates = null;
+  renderSwap();
   const connection = byId('connection');
   connection.dataset.state = client ? 'online' : 'offline';
   connection.textContent = client ? 'online' : 'connecting…';
@@ -592,6 +766,14 @@ export function attachClient(client) {
     connection.textContent =
       CONNECTION_TEXT[event.status] ?? `reconnecting${event.retryInMs ? ` in ${Math.ceil(event.retryInMs / 1000)} s` : '…'}`;
   });
+  on('swap.rates', (rates) => {
+    state.rates = rates;
+    renderSwap();
+    renderAutoSwap();
+  });
+  on('progress', (event) => {
+    if (event.action === 'deposit' && event.step === 'credited' && event.assetId.toLowerCase() === ETH) autoSwap(client, event.amount);
+  });
   on('refused', (event) => showError(`The card refused to sign what the node proposed (${event.code}): ${event.message}`));
   on('error', (error) => showError(error));
   showDepositAddress(client.depositAddress);
@@ -599,6 +781,7 @@ export function attachClient(client) {
     if (form.textContent.startsWith('connecting…')) form.textContent = '';
   }
   refreshHome();
+  loadRates(client);
   if (byId('card').dataset.screen === 'deposit') watchDeposits();
 }
 
@@ -641,6 +824,7 @@ export function start() {
   byId('link-cap').textContent = formatEther(BigInt(root.dataset.linkMaxWei || '0'));
   wireVault();
   wireMoney();
+  wireSwaps();
   wireScan();
   setAccount(null);
   window.addEventListener('hashchange', route);

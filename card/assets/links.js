@@ -6,7 +6,7 @@ import { parseLink } from '../js/client/links.js';
 export const ETH = '0x0000000000000000000000000000000000000000';
 export const SCREENS = [
   'home', 'setup', 'unlock', 'backup', 'deposit', 'send', 'request', 'link', 'redeem', 'cashout',
-  'scan', 'settings',
+  'swap', 'scan', 'settings',
 ];
 const WEI = /^[0-9]{1,78}$/;
 const DECIMALS = 18;

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # the test client's response type exists only in django-stubs
 ROOT = Path(__file__).resolve().parents[2]
 SCREENS = {
     *("setup", "unlock", "backup"),  # the vault's
-    *("home", "deposit", "send", "request", "link", "redeem", "cashout", "scan", "settings"),
+    *("home", "deposit", "send", "request", "link", "redeem", "cashout", "swap", "scan", "settings"),
 }
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self' ws://testserver; "

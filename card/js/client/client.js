@@ -47,6 +47,7 @@ import {
 } from './errors.js';
 import { Emitter } from './events.js';
 import { linkUrl, parseLink } from './links.js';
+import { findRate, leastAccepted, parseSlippage, quoteTake, rateOf, takeMovedOffer } from './swap.js';
 import { NodeApi, fetchLinkStatus, sleep, unbound } from './node_api.js';
 
 export const ETH = ZERO_ADDRESS;
@@ -224,7 +225,8 @@ export class CardClient {
 
   // -- events ----------------------------------------------------------------------------------------
 
-  /** 'payment', 'balance', 'progress', 'connection', 'refused', 'error'; returns a function that unsubscribes. */
+  /** 'payment', 'balance', 'progress', 'connection', 'refused', 'error', 'swap.completed', 'swap.rates';
+   * returns a function that unsubscribes. */
   on(event, listener) {
     return this.events.on(event, listener);
   }
@@ -646,6 +648,91 @@ export class CardClient {
     const { user } = this.balance(asset);
     if (amount > user) {
       throw new InsufficientBalanceError(`the channel holds ${user} of ${asset} for you, less than ${amount}`, { field: 'amount' });
+    }
+  }
+
+  // -- swaps -----------------------------------------------------------------------------------------
+
+  /** The node's swap offer (`GET /api/swap/rates`, public): per direction its `rate` (take base units
+   * per give base unit, a fraction of decimal strings), mid price, spread and limits (`maxGive`), and
+   * `stale`; the node pushes the same body as `swap.rates` when a price moves. */
+  swapRates() {
+    return this.api.request('GET', '/api/swap/rates', { authenticated: false });
+  }
+
+  /** Swap `amount` (BigInt base units) of the user's `fromAsset` for the node's `toAsset` at the node's
+   * rate, in one doubly signed update; resolves the amount received (BigInt). The amount is the node's
+   * offer when the call starts; when the rate moves before the swap lands (`rate_moved`) the card takes
+   * the new offer if it is at most `maxSlippage` ("0.01": 1 %) below the first, else SlippageError
+   * (`slippage_exceeded`). When the node holds too little `toAsset` in the channel the card asks it to
+   * deposit first (`POST /api/swap/prepare`; progress `collateral`) and countersigns that credit. The
+   * node's refusals keep their code (`swap_not_offered`, `stale_rate`, `below_tolerance`,
+   * `insufficient_balance`; LimitError for `swap_over_limit`, `swap_daily_limit`, `exposure_limit`),
+   * nothing moved. Emits `swap.completed` ({nonce, giveAssetId, giveAmount, takeAssetId, takeAmount}). */
+  async swap(amount, fromAsset, toAsset, { maxSlippage = '0.01', timeoutMs = DEFAULT_WAIT_MS } = {}) {
+    const give = checkAmount(amount);
+    const giveAsset = this.#asset(fromAsset);
+    const takeAsset = this.#asset(toAsset);
+    if (giveAsset === takeAsset) throw new InvalidArgumentError('same_asset', 'a swap exchanges two different assets');
+    const slippage = parseSlippage(maxSlippage);
+    this.#checkBalance(giveAsset, give);
+    const rate = rateOf(findRate(await this.swapRates(), giveAsset, takeAsset));
+    const quoted = quoteTake(give, rate);
+    if (quoted <= 0n) throw new InvalidArgumentError('amount_too_small', `${give} of ${giveAsset} buys nothing at the node's rate`);
+    const least = leastAccepted(quoted, slippage);
+    const deadline = Date.now() + timeoutMs;
+    let take = quoted;
+    this.#progress('swap', 'quoted', { giveAssetId: giveAsset, giveAmount: give, takeAssetId: takeAsset, takeAmount: take });
+    for (let attempt = 0; attempt < MAX_UPDATE_ATTEMPTS; attempt++) {
+      let next;
+      try {
+        // The node checks the amounts in the prepare as in the update: a moved rate is refused in both.
+        if (this.balance(takeAsset).node < take) await this.#swapCollateral(giveAsset, give, takeAsset, take, deadline);
+        next = await this.#locked(() =>
+          this.#proposeLocked((state) => ({
+            update: {
+              type: 'swap',
+              channelAddress: state.channelAddress,
+              nonce: state.nonce + 1n,
+              initiator: this.address,
+              giveAssetId: giveAsset,
+              giveAmount: give,
+              takeAssetId: takeAsset,
+              takeAmount: take,
+            },
+            chainDeposits: new Map(),
+          })),
+        );
+      } catch (error) {
+        const offered = String(error?.details?.offered ?? '');
+        if (!(error instanceof NodeError) || error.code !== 'rate_moved' || !/^[0-9]+$/.test(offered)) throw error;
+        take = takeMovedOffer({ quoted, offered: BigInt(offered), least });
+        continue;
+      }
+      const done = { nonce: next.nonce, giveAssetId: giveAsset, giveAmount: give, takeAssetId: takeAsset, takeAmount: take };
+      this.#progress('swap', 'completed', done);
+      this.events.emit('swap.completed', done);
+      return take;
+    }
+    throw new ClientError('update_contended', "the node's rate kept moving; try again");
+  }
+
+  /** Have the node deposit what the swap pays out (it checks the swap as the update would be first)
+   * and wait until the channel credits it. */
+  async #swapCollateral(giveAsset, give, takeAsset, take, deadline) {
+    await this.api.post('/api/swap/prepare', {
+      giveAssetId: giveAsset,
+      giveAmount: give.toString(),
+      takeAssetId: takeAsset,
+      takeAmount: take.toString(),
+    });
+    this.#progress('swap', 'collateral', { takeAssetId: takeAsset, takeAmount: take });
+    while (this.balance(takeAsset).node < take) {
+      if (Date.now() > deadline) throw new ClientTimeoutError(`the node did not credit its ${takeAsset} for the swap in time`);
+      // The credit comes as the node's proposal (a push); a lost push is made up by asking.
+      if (!(await this.#nextChange(Math.min(POLL_MS, Math.max(0, deadline - Date.now()))))) {
+        await this.#locked(() => this.#syncLocked());
+      }
     }
   }
 
@@ -1377,6 +1464,8 @@ export class CardClient {
       const asset = normalizeAddress(payload.assetId ?? ETH);
       const block = /^[0-9]+$/.test(String(payload.blockNumber ?? '')) ? BigInt(payload.blockNumber) : null;
       if (this.chain && this.supportedAssets.includes(asset)) await this.#locked(() => this.#creditDepositLocked(asset, block));
+    } else if (event === 'swap.rates') {
+      this.events.emit('swap.rates', payload);
     } else if (event.startsWith('withdrawal.')) {
       this.#noteWithdrawal(payload, event);
     } else if (event.startsWith('transfer.')) {

@@ -4,10 +4,11 @@
 //   ClientError                 base: `code`, `message`
 //   ├─ NodeError                the node refused (4xx): `status`, `details` (the error's other fields)
 //   │  ├─ AuthenticationError   401 (`invalid_token`, `token_expired`, `bad_signature`, …)
-//   │  └─ LimitError            the node's limits on collateral and withdrawals (nothing changed)
+//   │  └─ LimitError            the node's limits on collateral, withdrawals and swaps (nothing changed)
 //   ├─ NodeUnavailableError     5xx or no answer (`node_unavailable`, `chain_unavailable`): retry
 //   ├─ InvalidArgumentError     the caller's input, refused before anything is signed
 //   ├─ ChainError               the chain refused or failed (`withdrawal_failed`, `chain_rpc`, …)
+//   ├─ SlippageError            `slippage_exceeded`: the node's rate moved past the swap's maxSlippage
 //   └─ ClientTimeoutError       waited `timeout` for something that did not happen
 // plus the core's ProtocolError and the policy's ValidationError (re-exported): a state the card refuses
 // to sign. Nothing is signed when one of these is thrown before a request went out.
@@ -40,13 +41,26 @@ export class LimitError extends NodeError {}
 export class NodeUnavailableError extends ClientError {}
 export class InvalidArgumentError extends ClientError {}
 export class ChainError extends ClientError {}
+/** The node's rate moved further below the quote a swap started from than its `maxSlippage` allows;
+ * nothing was signed. `quoted` and `offered`: what the user would have received then and now (BigInt),
+ * `least` the least it accepted. */
+export class SlippageError extends ClientError {
+  constructor({ quoted, offered, least }) {
+    super('slippage_exceeded', `the node now offers ${offered}, below the ${least} this swap accepts (quoted ${quoted})`);
+    this.quoted = quoted;
+    this.offered = offered;
+    this.least = least;
+  }
+}
+
 export class ClientTimeoutError extends ClientError {
   constructor(message) {
     super('timeout', message);
   }
 }
 
-/** The node's limits on what one account makes it spend (docs/protocol.md, "The node's capital and gas"). */
+/** The node's limits on what one account makes it spend (docs/protocol.md, "The node's capital and gas",
+ * "Swaps"), as connext/errors.py's LIMIT_CODES. */
 export const LIMIT_CODES = Object.freeze(
   new Set([
     'collateral_not_justified',
@@ -55,6 +69,9 @@ export const LIMIT_CODES = Object.freeze(
     'withdrawal_too_small',
     'withdrawal_rate_limited',
     'withdrawal_gas_limit',
+    'swap_over_limit',
+    'swap_daily_limit',
+    'exposure_limit',
   ]),
 );
 

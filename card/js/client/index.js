@@ -8,3 +8,4 @@ export { Emitter } from './events.js';
 export { NodeApi, PACE_CODES, SOCKET_PATHS, fetchLinkStatus, paceWaitMs } from './node_api.js';
 export { ChainReader } from './chain.js';
 export { linkUrl, parseLink } from './links.js';
+export { findRate, leastAccepted, parseSlippage, quoteTake, rateOf, takeMovedOffer } from './swap.js';
