@@ -62,6 +62,7 @@ def test_without_urls_the_node_runs_on_sqlite_in_memory_layer_and_eager_tasks(tm
         "disputes-advance",
         "expiring-claims-check",
         "payments-sweep",
+        "swap-rates-refresh",
         "transactions-track",
         "worker-heartbeat",
     ]
