@@ -1,0 +1,177 @@
+"""Swaps end to end through the client SDK and the CLI: a real node (two daphne processes, a Celery
+worker with beat) offering ETH/TestToken at a fixed 2000 less a 0.3 % spread, Postgres, Redis, anvil
+and websockets. What a user checks: what each asset holds in the channel, that each asset is
+conserved across the channels, and that the swapped asset is spendable like any other."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from web3 import HTTPProvider, Web3
+
+from channels_app.models import Channel, ChannelUpdate, Swap, SwapExposure
+from connext import ETH, Client
+from connext.chain import channel_reads, devchain
+from connext.protocol import serialization
+from tests.integration.conftest import LIVE_NODE_KEY, LiveNode
+from tests.support.client_wallets import (
+    SWAP_EVENTS,
+    TRANSFER_EVENTS,
+    Funder,
+    Wallet,
+    conserved_once_credited,
+    settled,
+    until,
+)
+from tests.support.processes import ROOT
+
+pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+FUNDER_KEY = devchain.DEV_PRIVATE_KEYS[6]
+E = 10**18
+MILLI = 10**15
+PRICE = 2000  # TestToken per ETH
+SPREAD_BPS = 30
+NODE_ADDRESS = Account.from_key(LIVE_NODE_KEY).address
+
+
+@pytest.fixture(scope="module")
+def live_node_settings() -> dict[str, str]:
+    pair = {
+        "base": "eth",
+        "quote": "TestToken",
+        "source": {"type": "fixed", "price": str(PRICE)},
+        "spreadBps": SPREAD_BPS,
+        "maxPerSwap": str(100 * MILLI),
+        "maxPerDay": str(150 * MILLI),
+    }
+    return {"SWAPS": json.dumps({"pairs": [pair], "maxExposure": {"TestToken": str(400 * E)}})}
+
+
+@pytest.fixture(scope="module")
+def funder(live_node: LiveNode, deployments: dict[str, str]) -> Funder:
+    """The module's dev account; it first mints the node the TestTokens it pays swaps out of."""
+    funder = Funder(Web3(HTTPProvider(live_node.chain_url)), FUNDER_KEY)
+    funder.mint(deployments["TestToken"], NODE_ADDRESS, 1000 * E)
+    return funder
+
+
+@pytest.fixture(scope="module")
+def token(deployments: dict[str, str]) -> str:
+    return deployments["TestToken"]
+
+
+@pytest.fixture
+def wallets(live_node: LiveNode) -> Iterator[list[Wallet]]:
+    opened: list[Wallet] = []
+    yield opened
+    for wallet in opened:
+        wallet.client.close()
+
+
+def connect(live_node: LiveNode, wallets: list[Wallet], key: str, *, node: int = 0) -> Wallet:
+    client = Client.connect(live_node.nodes[node].url, key, chain_rpc_url=live_node.chain_url)
+    wallet = Wallet(client, events=(*TRANSFER_EVENTS, *SWAP_EVENTS))
+    wallets.append(wallet)
+    return wallet
+
+
+def offered(give: int, *, eth_to_token: bool) -> int:
+    """The node's offer for `give`: the fixed price less the spread, rounded down."""
+    mid = Fraction(PRICE) if eth_to_token else Fraction(1, PRICE)
+    offer = mid * Fraction(10_000 - SPREAD_BPS, 10_000)
+    return give * offer.numerator // offer.denominator
+
+
+def rate_of(rates: dict[str, Any], give_asset: str, take_asset: str) -> Fraction:
+    (entry,) = (r for r in rates["rates"] if (r["giveAssetId"], r["takeAssetId"]) == (give_asset, take_asset))
+    return Fraction(int(entry["rate"]["numerator"]), int(entry["rate"]["denominator"]))
+
+
+def exposure(asset_id: str) -> int:
+    row = SwapExposure.objects.filter(asset_id=asset_id.lower()).first()
+    return 0 if row is None else int(row.paid_out)
+
+
+def updates_of(wallet: Wallet) -> list[tuple[int, str, str]]:
+    """(nonce, kind, initiator) of every update the node stored for the wallet's channel."""
+    return list(
+        ChannelUpdate.objects.filter(channel__address=wallet.channel_address)
+        .order_by("nonce")
+        .values_list("nonce", "kind", "initiator")
+    )
+
+
+def one_state_per_nonce(wallet: Wallet) -> None:
+    """The node stored one update for every nonce from the first to its latest, and the client holds
+    exactly the node's latest state."""
+    nonces = [nonce for nonce, _, _ in updates_of(wallet)]
+    channel = Channel.objects.get(address=wallet.channel_address)
+    assert nonces == list(range(nonces[0], channel.nonce + 1))
+    latest = serialization.channel_state_from_json(channel.latest_state)
+    assert wallet.async_client.state.state_hash == latest.state_hash
+
+
+# -- a swap, back, and the swapped asset spent -------------------------------------------------------
+
+
+def test_a_user_swaps_eth_for_tokens_the_node_deposited_first_swaps_part_back_and_pays_them_on(
+    live_node, wallets, funder, token
+):
+    w3 = funder.w3
+    alice = connect(live_node, wallets, funder.new_key())
+    bob = connect(live_node, wallets, funder.new_key(), node=1)
+    alice.deposit(20 * MILLI)
+    before = conserved_once_credited(w3, [alice, bob], [ETH, token])
+    exposed = {asset: exposure(asset) for asset in (ETH, token)}
+    assert alice.get_free_balance(token) == {"user": 0, "node": 0}
+    quoted = 10 * MILLI * rate_of(alice.get_swap_rates(), ETH, token)
+    first_swap_nonce = alice.get_channel()["nonce"] + 1
+
+    received = alice.swap(10 * MILLI, ETH, token)
+
+    assert received == int(quoted) == offered(10 * MILLI, eth_to_token=True) == 19_940 * MILLI
+    completed = alice.first_seen("swap.completed", lambda p: p["takeAmount"] == str(received))
+    assert completed["giveAssetId"] == ETH
+    assert (completed["giveAmount"], completed["takeAssetId"]) == (str(10 * MILLI), token)
+    # The node had no token in the channel: it deposited on chain, Alice countersigned the credit,
+    # then her swap went at the next nonce.
+    kinds = [(kind, initiator) for nonce, kind, initiator in updates_of(alice) if nonce >= first_swap_nonce]
+    assert kinds[-2:] == [("deposit", NODE_ADDRESS), ("swap", alice.address)]
+    assert channel_reads.deposit_totals(w3, alice.channel_address, token, block="latest").node > received
+    assert (alice.balance(ETH), alice.balance(token)) == (10 * MILLI, received)
+    record = Swap.objects.get(channel__address=alice.channel_address, nonce=completed["nonce"])
+    assert (record.give_asset, int(record.give_amount)) == (ETH, 10 * MILLI)
+    assert (record.take_asset, int(record.take_amount)) == (token, received)
+    assert int(record.spread) == 10 * MILLI * PRICE - received
+
+    back = alice.swap(5 * E, token, ETH)
+
+    assert back == offered(5 * E, eth_to_token=False) == 24_925 * 10**11
+    assert (alice.balance(ETH), alice.balance(token)) == (10 * MILLI + back, received - 5 * E)
+
+    payment = alice.transfer(bob.address, 1 * E, token)
+    alice.event("transfer.resolved", payment)
+    bob.event("transfer.resolved", payment)
+    settled(alice, bob)
+
+    assert (alice.balance(ETH), alice.balance(token)) == (10 * MILLI + back, received - 6 * E)
+    assert (bob.balance(ETH), bob.balance(token)) == (0, 1 * E)
+    after = conserved_once_credited(w3, [alice, bob], [ETH, token])
+    # The users gave 10 milli-ETH less the swap back and got the tokens: the rest is the node's.
+    assert after[ETH].users == before[ETH].users - 10 * MILLI + back
+    assert after[token].users == before[token].users + received - 5 * E
+    assert exposure(token) - exposed[token] == received - 5 * E
+    assert exposure(ETH) - exposed[ETH] == back - 10 * MILLI
+    for wallet in (alice, bob):
+        one_state_per_nonce(wallet)
