@@ -31,7 +31,6 @@ from tests.support.client_wallets import (
     Wallet,
     conserved_once_credited,
     settled,
-    until,
 )
 from tests.support.processes import ROOT
 
@@ -175,3 +174,94 @@ def test_a_user_swaps_eth_for_tokens_the_node_deposited_first_swaps_part_back_an
     assert exposure(ETH) - exposed[ETH] == back - 10 * MILLI
     for wallet in (alice, bob):
         one_state_per_nonce(wallet)
+
+
+# -- a swap racing a payment into the same channel ---------------------------------------------------
+
+
+def test_swaps_racing_payments_into_the_same_channel_all_complete_with_one_state_per_nonce(
+    live_node, wallets, funder, token
+):
+    w3 = funder.w3
+    alice = connect(live_node, wallets, funder.new_key())
+    bob = connect(live_node, wallets, funder.new_key(), node=1)
+    alice.deposit(30 * MILLI)
+    bob.deposit(10 * MILLI)
+    first = alice.swap(5 * MILLI, ETH, token)  # the node's token in Alice's channel, before the race
+    before = conserved_once_credited(w3, [alice, bob], [ETH, token])
+    rounds = 3
+
+    def race(_: int) -> tuple[int, dict[str, Any]]:
+        both = threading.Barrier(2)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            # Bob's payment makes the node propose into Alice's channel while she proposes her swap.
+            paid = pool.submit(lambda: (both.wait(), bob.transfer(alice.address, 1 * MILLI))[1])
+            swapped = pool.submit(lambda: (both.wait(), alice.swap(2 * MILLI, ETH, token))[1])
+            payment = paid.result(timeout=120)
+            received = swapped.result(timeout=120)
+        return received, alice.event("transfer.resolved", payment)
+
+    results = [race(i) for i in range(rounds)]
+    settled(alice, bob)
+
+    assert all(received == offered(2 * MILLI, eth_to_token=True) for received, _ in results)
+    assert all(resolved["status"] == "completed" for _, resolved in results)
+    swapped_tokens = first + sum(received for received, _ in results)
+    assert alice.balance(token) == swapped_tokens
+    assert alice.balance(ETH) == 30 * MILLI - 5 * MILLI - rounds * 2 * MILLI + rounds * MILLI
+    assert bob.balance(ETH) == 10 * MILLI - rounds * MILLI
+    swaps = Swap.objects.filter(channel__address=alice.channel_address).order_by("nonce")
+    assert swaps.count() == 1 + rounds
+    swap_nonces = {nonce for nonce, kind, _ in updates_of(alice) if kind == "swap"}
+    assert swap_nonces == set(swaps.values_list("nonce", flat=True))
+    after = conserved_once_credited(w3, [alice, bob], [ETH, token])
+    assert after[ETH].users == before[ETH].users - rounds * 2 * MILLI  # Bob's payments stayed with users
+    assert after[token].users == before[token].users + swapped_tokens - first
+    for wallet in (alice, bob):
+        one_state_per_nonce(wallet)
+
+
+# -- the CLI ------------------------------------------------------------------------------------------
+
+
+def cli(live_node: LiveNode, key: str, store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    key_file = store.with_suffix(".key")
+    key_file.write_text(key + "\n")
+    node = ["--node", live_node.url, "--key-file", str(key_file), "--store", str(store)]
+    return subprocess.run(
+        [sys.executable, "-m", "connext.client.cli", *node, "--rpc", live_node.chain_url, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_cli_prints_the_rates_and_what_a_swap_gave_and_received(
+    live_node, wallets, funder, token, tmp_path
+):
+    key = funder.new_key()
+    store = tmp_path / "carol.db"
+    carol = Wallet(
+        Client.connect(live_node.url, key, store_path=str(store), chain_rpc_url=live_node.chain_url)
+    )
+    carol.deposit(10 * MILLI)
+    carol.client.close()
+
+    rates = cli(live_node, key, store, "rates")
+    swap = cli(live_node, key, store, "swap", "0.004eth", "eth", token, "--max-slippage", "0.005")
+
+    assert rates.returncode == 0, rates.stderr
+    assert rates.stdout.splitlines() == [
+        f"{ETH} -> {token}: 1994 per base unit, spread 30 bps, at most {100 * MILLI} per swap",
+        f"{token} -> {ETH}: 0.0004985 per base unit, spread 30 bps, at most {100 * MILLI * PRICE} per swap",
+    ]
+    assert swap.returncode == 0, swap.stderr
+    received = offered(4 * MILLI, eth_to_token=True)
+    lines = swap.stdout.splitlines()
+    assert lines[0] == f"swapped {4 * MILLI} of {ETH} for {received} of {token}"
+    assert lines[1].startswith(f"ETH: you 0.006 eth ({6 * MILLI} wei), node ")
+    assert lines[2].startswith(f"{token}: you 7.976 eth ({received} wei), node ")
+    record = Swap.objects.get(user_address=carol.address)
+    assert (int(record.give_amount), int(record.take_amount)) == (4 * MILLI, received)
