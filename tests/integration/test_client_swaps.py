@@ -31,6 +31,7 @@ from tests.support.client_wallets import (
     Wallet,
     conserved_once_credited,
     settled,
+    until,
 )
 from tests.support.processes import ROOT
 
@@ -112,13 +113,17 @@ def updates_of(wallet: Wallet) -> list[tuple[int, str, str]]:
 
 
 def one_state_per_nonce(wallet: Wallet) -> None:
-    """The node stored one update for every nonce from the first to its latest, and the client holds
-    exactly the node's latest state."""
+    """The client holds exactly the node's latest state (once any update the node proposed on its own,
+    a collateral credit, is answered), and the node stored one update for every nonce up to it."""
+
+    def agreed() -> bool:
+        channel = Channel.objects.get(address=wallet.channel_address)
+        latest = serialization.channel_state_from_json(channel.latest_state)
+        return channel.pending_update is None and wallet.async_client.state.state_hash == latest.state_hash
+
+    until(agreed, "the client and the node to hold the same latest state")
     nonces = [nonce for nonce, _, _ in updates_of(wallet)]
-    channel = Channel.objects.get(address=wallet.channel_address)
-    assert nonces == list(range(nonces[0], channel.nonce + 1))
-    latest = serialization.channel_state_from_json(channel.latest_state)
-    assert wallet.async_client.state.state_hash == latest.state_hash
+    assert nonces == list(range(nonces[0], wallet.get_channel()["nonce"] + 1))
 
 
 # -- a swap, back, and the swapped asset spent -------------------------------------------------------
@@ -145,8 +150,13 @@ def test_a_user_swaps_eth_for_tokens_the_node_deposited_first_swaps_part_back_an
     assert (completed["giveAmount"], completed["takeAssetId"]) == (str(10 * MILLI), token)
     # The node had no token in the channel: it deposited on chain, Alice countersigned the credit,
     # then her swap went at the next nonce.
-    kinds = [(kind, initiator) for nonce, kind, initiator in updates_of(alice) if nonce >= first_swap_nonce]
-    assert kinds[-2:] == [("deposit", NODE_ADDRESS), ("swap", alice.address)]
+    channel_updates = ChannelUpdate.objects.filter(channel__address=alice.channel_address)
+    swap_update = channel_updates.get(nonce=completed["nonce"])
+    assert (swap_update.kind, swap_update.initiator) == ("swap", alice.address)
+    credits = channel_updates.filter(
+        kind="deposit", initiator=NODE_ADDRESS, nonce__gte=first_swap_nonce, nonce__lt=completed["nonce"]
+    )
+    assert token in [credit.update["assetId"] for credit in credits]
     assert channel_reads.deposit_totals(w3, alice.channel_address, token, block="latest").node > received
     assert (alice.balance(ETH), alice.balance(token)) == (10 * MILLI, received)
     record = Swap.objects.get(channel__address=alice.channel_address, nonce=completed["nonce"])
