@@ -703,8 +703,6 @@ class AsyncClient:
         take = quoted
         deadline = time.monotonic() + timeout
         for _ in range(MAX_UPDATE_ATTEMPTS):
-            if self._node_balance(self.state, take_asset) < take:
-                await self._swap_collateral(give_asset, amount, take_asset, take, deadline)
 
             def build(state: ChannelState, take: int = take) -> tuple[Update, dict[str, tuple[int, int]]]:
                 update = SwapUpdate(
@@ -719,6 +717,9 @@ class AsyncClient:
                 return update, {}
 
             try:
+                # The node checks the rate when asked to deposit as well: a move meets either step.
+                if self._node_balance(self.state, take_asset) < take:
+                    await self._swap_collateral(give_asset, amount, take_asset, take, deadline)
                 async with self._lock:
                     new = await self._propose_locked(build)
             except NodeError as exc:

@@ -1,13 +1,17 @@
 """Swaps at prices read from the chain, end to end: one live node (two daphne processes, a Celery
 worker with beat) offering ETH against three tokens, priced by a feed, by a feed that goes stale and
 by a pool, all on the session's anvil; the node reads each at most every second (`pollSeconds: 1`).
+
+A price that moves while a swap is on its way is made to move at one exact point: a client whose rate
+fetch is followed, before the swap goes on, by the feed moving and the node serving the new price.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -19,8 +23,9 @@ from web3 import HTTPProvider, Web3
 
 from channels_app.models import ChannelUpdate, Swap
 from connext import ETH, Client
-from connext.chain import devchain, prices, test_contracts
-from connext.errors import NodeError
+from connext.chain import channel_reads, devchain, prices, test_contracts
+from connext.client.async_client import AsyncClient
+from connext.errors import NodeError, SlippageError
 from tests.integration.conftest import LIVE_NODE_KEY, LiveNode
 from tests.support.client_wallets import SWAP_EVENTS, Funder, Wallet, until
 from tests.support.processes import http_get_json
@@ -162,6 +167,103 @@ def feed_price(whole_per_eth: Fraction) -> int:
 def offer_at(mid: Fraction, give: int) -> int:
     offer = mid * Fraction(10_000 - SPREAD_BPS, 10_000)
     return give * offer.numerator // offer.denominator
+
+
+# -- a price that moves while a swap is on its way ----------------------------------------------------
+
+
+class QuoteThenMove(AsyncClient):
+    """A client whose next rate fetch is followed by `after_quote` (in a thread) before the swap it
+    quotes for goes on: the price moves at exactly that point."""
+
+    after_quote: Callable[[], None] | None = None
+
+    async def get_swap_rates(self) -> dict[str, Any]:
+        rates = await super().get_swap_rates()
+        move, self.after_quote = self.after_quote, None
+        if move is not None:
+            await asyncio.to_thread(move)
+        return rates
+
+
+def test_a_feed_moving_past_the_slippage_during_a_swap_refuses_it_and_a_smaller_move_is_taken(
+    live_node, funder, sources
+):
+    w3, token = funder.w3, sources.feed_token
+    start = Fraction(2000)
+    test_contracts.set_feed_answer(w3, sources.owner, sources.feed, feed_price(start))
+    serving(live_node, token, start)
+    key = funder.new_key()
+
+    def moved_to(mid: Fraction) -> Callable[[], None]:
+        def move() -> None:
+            test_contracts.set_feed_answer(w3, sources.owner, sources.feed, feed_price(mid))
+            serving(live_node, token, mid)
+
+        return move
+
+    async def user() -> dict[str, Any]:
+        client = await QuoteThenMove.connect(live_node.url, key, chain_rpc_url=live_node.chain_url)
+        seen: dict[str, Any] = {}
+        try:
+            await client.deposit(40 * MILLI)
+
+            def holdings() -> tuple[int, int]:
+                return client.get_free_balance(ETH)["user"], client.get_free_balance(token)["user"]
+
+            before = holdings()
+
+            # The node holds none of the token here: the swap asks it to deposit first, at the
+            # quote. 3 % down is past the 1 % the swap accepts.
+            client.after_quote = moved_to(start * Fraction(97, 100))
+            with pytest.raises(SlippageError) as seen["far_while_short"]:
+                await client.swap(10 * MILLI, ETH, token, max_slippage="0.01")
+            seen["after_refusal"] = (holdings(), before)
+
+            # 0.5 % down: the swap goes at the node's new offer, the node's deposit first.
+            low = start * Fraction(97, 100) * Fraction(995, 1000)
+            client.after_quote = moved_to(low)
+            seen["near_while_short"] = (await client.swap(10 * MILLI, ETH, token, max_slippage="0.01"), low)
+
+            # The node now holds the token here: the swap itself meets the moved rate.
+            lower = low * Fraction(995, 1000)
+            client.after_quote = moved_to(lower)
+            seen["near"] = (await client.swap(5 * MILLI, ETH, token, max_slippage="0.01"), lower)
+            held = holdings()
+            client.after_quote = moved_to(lower * Fraction(97, 100))
+            with pytest.raises(SlippageError) as seen["far"]:
+                await client.swap(5 * MILLI, ETH, token, max_slippage="0.01")
+            seen["after_second_refusal"] = (holdings(), held)
+            seen["balances"] = holdings()
+            seen["address"] = client.address
+            seen["channel"] = client.channel_address
+        finally:
+            await client.close()
+        return seen
+
+    seen = asyncio.run(user())
+
+    far = seen["far_while_short"].value
+    assert (far.quoted, far.offered) == (
+        offer_at(start, 10 * MILLI),
+        offer_at(start * Fraction(97, 100), 10 * MILLI),
+    )
+    after, before = seen["after_refusal"]
+    assert after == before == (40 * MILLI, 0)  # nothing was signed
+    received, low = seen["near_while_short"]
+    assert received == offer_at(low, 10 * MILLI)
+    received_next, lower = seen["near"]
+    assert received_next == offer_at(lower, 5 * MILLI)
+    assert seen["far"].value.offered == offer_at(lower * Fraction(97, 100), 5 * MILLI)
+    after, held = seen["after_second_refusal"]
+    assert after == held
+    assert seen["balances"] == (25 * MILLI, received + received_next)
+    records = Swap.objects.filter(user_address=seen["address"]).order_by("nonce")
+    assert [int(r.take_amount) for r in records] == [received, received_next]
+    assert [r.mid_price for r in records] == [f"{m.numerator}/{m.denominator}" for m in (low, lower)]
+    # The node deposited once, for the swap it paid, not for the one refused before it.
+    node_deposits = channel_reads.deposit_totals(w3, seen["channel"], token, block="latest").node
+    assert node_deposits == received + 20 * E  # what it paid and the token's usual target
 
 
 # -- a stale feed ------------------------------------------------------------------------------------
