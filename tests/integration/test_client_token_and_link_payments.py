@@ -24,8 +24,14 @@ from connext.protocol.definitions import HashLockState, LinkedState, PreimageRes
 from connext.protocol.encoding import keccak256
 from connext.protocol.types import CreateUpdate, ResolveUpdate
 from tests.integration.conftest import LIVE_NODE_KEY, LiveNode
-from tests.support.client_wallets import Funder, Wallet, operator_trusts, settled, until
-from tests.support.conservation import assert_offchain_conserved
+from tests.support.client_wallets import (
+    Funder,
+    Wallet,
+    conserved_once_credited,
+    operator_trusts,
+    settled,
+    until,
+)
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -58,35 +64,6 @@ def connect(live_node: LiveNode, wallets: list[Wallet], key: str, *, node: int =
     wallet = Wallet(Client.connect(live_node.nodes[node].url, key, **kwargs))
     wallets.append(wallet)
     return wallet
-
-
-def node_states(*wallets: Wallet) -> list[Any]:
-    addresses = [w.channel_address for w in wallets]
-    return [
-        serialization.channel_state_from_json(c.latest_state)
-        for c in Channel.objects.filter(address__in=addresses)
-    ]
-
-
-def conserved_once_credited(w3: Web3, wallets: list[Wallet], assets: list[str]) -> dict[str, Any]:
-    """The per-asset conservation check, on one reading taken once the node credited its own deposits
-    (its automatic collateral may still be on its way: a check that waits for the credit and then reads
-    again can catch the next deposit mined in between)."""
-    found: dict[str, Any] = {}
-
-    def conserved() -> bool:
-        try:
-            found.update(assert_offchain_conserved(w3, node_states(*wallets), assets))
-        except AssertionError:
-            return False
-        return True
-
-    try:
-        until(conserved, "the node's deposits to be credited")
-    except AssertionError:
-        assert_offchain_conserved(w3, node_states(*wallets), assets)  # says what does not add up
-        raise
-    return found
 
 
 # -- the token --------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from eth_account import Account
@@ -13,6 +14,8 @@ from web3 import Web3
 from channels_app.models import Channel, RebalanceProfile
 from connext import Client
 from connext.chain.contracts import contract_at
+from connext.protocol import serialization
+from tests.support.conservation import assert_offchain_conserved
 from tests.support.processes import wait_until
 
 ETH = "0x" + "00" * 20
@@ -31,17 +34,19 @@ def operator_trusts(channel_address: str, asset_id: str = ETH) -> None:
 
 
 TRANSFER_EVENTS = ("transfer.created", "transfer.received", "transfer.resolved", "transfer.failed")
+SWAP_EVENTS = ("swap.completed", "swap.rates")
 WAIT = 60.0
 
 
 class Wallet:
-    """A connected `Client` with every transfer event it saw, to wait on without missing one."""
+    """A connected `Client` with every transfer event (or every one of `events`) it saw, to wait on
+    without missing one."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, events: Iterable[str] = TRANSFER_EVENTS) -> None:
         self.client = client
         self.seen: list[tuple[str, dict[str, Any]]] = []
         self._changed = threading.Condition()
-        for event in TRANSFER_EVENTS:
+        for event in events:
             client.async_client.on(event, lambda payload, event=event: self._note(event, payload))
 
     def _note(self, event: str, payload: dict[str, Any]) -> None:
@@ -62,6 +67,21 @@ class Wallet:
             if not self._changed.wait_for(lambda: self._first(event, payment_id) is not None, timeout):
                 raise AssertionError(f"no {event} for {payment_id} within {timeout}s; saw {self.seen[-5:]}")
             payload = self._first(event, payment_id)
+        assert payload is not None
+        return payload
+
+    def first_seen(
+        self, event: str, matches: Callable[[dict[str, Any]], bool], timeout: float = WAIT
+    ) -> dict[str, Any]:
+        """The payload of the first `event` that `matches`, once it arrived."""
+
+        def found() -> dict[str, Any] | None:
+            return next((p for e, p in self.seen if e == event and matches(p)), None)
+
+        with self._changed:
+            if not self._changed.wait_for(lambda: found() is not None, timeout):
+                raise AssertionError(f"no matching {event} within {timeout}s; saw {self.seen[-5:]}")
+            payload = found()
         assert payload is not None
         return payload
 
@@ -130,3 +150,32 @@ def settled(*wallets: Wallet, timeout: float = WAIT) -> None:
         return True
 
     until(quiet, "every payment to settle", timeout)
+
+
+def node_states(*wallets: Wallet) -> list[Any]:
+    addresses = [w.channel_address for w in wallets]
+    return [
+        serialization.channel_state_from_json(c.latest_state)
+        for c in Channel.objects.filter(address__in=addresses)
+    ]
+
+
+def conserved_once_credited(w3: Web3, wallets: list[Wallet], assets: list[str]) -> dict[str, Any]:
+    """The per-asset conservation check, on one reading taken once the node credited its own deposits
+    (its automatic collateral may still be on its way: a check that waits for the credit and then reads
+    again can catch the next deposit mined in between)."""
+    found: dict[str, Any] = {}
+
+    def conserved() -> bool:
+        try:
+            found.update(assert_offchain_conserved(w3, node_states(*wallets), assets))
+        except AssertionError:
+            return False
+        return True
+
+    try:
+        until(conserved, "the node's deposits to be credited")
+    except AssertionError:
+        assert_offchain_conserved(w3, node_states(*wallets), assets)  # says what does not add up
+        raise
+    return found
