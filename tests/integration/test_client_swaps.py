@@ -5,7 +5,6 @@ conserved across the channels, and that the swapped asset is spendable like any 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from channels_app.models import Channel, ChannelUpdate, Swap, SwapExposure
 from connext import ETH, Client
 from connext.chain import channel_reads, devchain
 from connext.protocol import serialization
+from tests.channels_app.test_swaps import PRICE, SPREAD_BPS, offer_json
 from tests.integration.conftest import LIVE_NODE_KEY, LiveNode
 from tests.support.client_wallets import (
     SWAP_EVENTS,
@@ -40,22 +40,13 @@ pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db(transac
 FUNDER_KEY = devchain.DEV_PRIVATE_KEYS[6]
 E = 10**18
 MILLI = 10**15
-PRICE = 2000  # TestToken per ETH
-SPREAD_BPS = 30
 NODE_ADDRESS = Account.from_key(LIVE_NODE_KEY).address
 
 
 @pytest.fixture(scope="module")
 def live_node_settings() -> dict[str, str]:
-    pair = {
-        "base": "eth",
-        "quote": "TestToken",
-        "source": {"type": "fixed", "price": str(PRICE)},
-        "spreadBps": SPREAD_BPS,
-        "maxPerSwap": str(100 * MILLI),
-        "maxPerDay": str(150 * MILLI),
-    }
-    return {"SWAPS": json.dumps({"pairs": [pair], "maxExposure": {"TestToken": str(400 * E)}})}
+    """The node-level tests' offer: ETH/TestToken at a fixed 2000, a 0.3 % spread."""
+    return {"SWAPS": offer_json()}
 
 
 @pytest.fixture(scope="module")
