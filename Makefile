@@ -85,6 +85,13 @@ bench: install services
 bench-abuse: install services
 	$(PY) bench/abuse_bench.py $(BENCH_ARGS)
 
+# The node's update engine alone, in process (no sockets: Django's test client, tasks in process, the
+# in-memory layer; Postgres as it runs here): µs, SQL statements and commits per routed transfer, beside
+# the crypto floor; JSON to bench/results/engine-*.json. BENCH_ARGS="--payments 1000".
+.PHONY: bench-engine
+bench-engine: install services
+	$(PY) bench/engine_bench.py $(BENCH_ARGS)
+
 # What daphne, Channels, the Redis channel layer and Postgres cost per routed transfer with none of our
 # code behind them: the ceiling the chosen stack sets (JSON to bench/results/stack-floor-*.json).
 .PHONY: bench-stack

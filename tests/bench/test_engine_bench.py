@@ -1,0 +1,57 @@
+"""`make bench-engine` runs: a few routed transfers through the engine bench, its report written (the
+numbers themselves are the bench's business, not a test's)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from django.conf import settings
+
+from tests.support.processes import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_engine_bench_routes_transfers_and_writes_its_report(tmp_path):
+    database = settings.DATABASES["default"]
+    if not database["ENGINE"].endswith("postgresql"):
+        pytest.skip("the engine bench runs on Postgres")
+    base = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}"
+    url = f"{base}/connext_engine_bench_smoke"
+    try:
+        finished = subprocess.run(
+            [
+                sys.executable,
+                "bench/engine_bench.py",
+                "--payments",
+                "4",
+                "--warmup",
+                "1",
+                "--database-url",
+                url,
+                "--out",
+                str(tmp_path),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
+            connection.execute('DROP DATABASE IF EXISTS "connext_engine_bench_smoke" WITH (FORCE)')
+
+    assert finished.returncode == 0, finished.stderr
+    (written,) = tmp_path.glob("engine-*.json")
+    report = json.loads(written.read_text())
+    assert report["payments"] == 4
+    per = report["per_routed_transfer"]
+    assert per["sql_statements"] > 0
+    assert per["commits"] > 0
+    assert per["node_us"] > 0
+    assert "engine: 4 routed transfers" in finished.stdout
