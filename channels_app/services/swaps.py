@@ -88,8 +88,14 @@ class Price:
     """A market's mid price: quote base units per base base unit."""
 
     mid: Fraction
-    updated_at: int  # the source's own time for it
-    read_at: int  # when the node read it
+    updated_at: int  # the source's own time for it (a feed's round: chain time)
+    read_at: int  # when the node read it (the node's clock)
+    age_at_read: int = 0  # how old the source said it was then, on its own clock (a feed: chain time)
+
+    def stale(self, stale_seconds: int, now: float) -> bool:
+        """Older than `stale_seconds`: its age when read plus the time since. Each part is measured on
+        one clock, so a chain whose clock runs apart from the node's changes neither."""
+        return self.age_at_read + (now - self.read_at) > stale_seconds
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ class Quote:
         return self.market.pair.max_per_swap * self.mid.denominator // self.mid.numerator
 
     def stale(self, config: SwapConfig, now: float) -> bool:
-        return now - self.price.updated_at > config.stale_seconds
+        return self.price.stale(config.stale_seconds, now)
 
 
 @dataclass(frozen=True)
@@ -201,11 +207,17 @@ def _read(market: Market, now: int) -> Price:
         reading = prices.read_feed(
             w3, address, base_decimals=_decimals(market.base), quote_decimals=_decimals(market.quote)
         )
-    else:
-        assert source.base_token is not None
-        base_token = _resolve(source.base_token, f"pairs[{market.index}].source.baseToken")
-        _check_pool_pair(w3, address, base_token, market)
-        reading = prices.read_pool(w3, address, base_token=base_token)
+        chain_now = int(w3.eth.get_block(reading.block)["timestamp"])
+        return Price(
+            mid=reading.price,
+            updated_at=int(reading.updated_at),
+            read_at=now,
+            age_at_read=max(0, chain_now - int(reading.updated_at)),
+        )
+    assert source.base_token is not None
+    base_token = _resolve(source.base_token, f"pairs[{market.index}].source.baseToken")
+    _check_pool_pair(w3, address, base_token, market)
+    reading = prices.read_pool(w3, address, base_token=base_token)
     return Price(mid=reading.price, updated_at=int(reading.updated_at), read_at=now)
 
 
@@ -226,7 +238,9 @@ def _check_pool_pair(w3: Any, address: str, base_token: str, market: Market) -> 
 def _cached() -> dict[str, Price]:
     stored = django_cache.get(RATES_CACHE_KEY) or {}
     return {
-        key: Price(Fraction(int(v["n"]), int(v["d"])), int(v["updatedAt"]), int(v["readAt"]))
+        key: Price(
+            Fraction(int(v["n"]), int(v["d"])), int(v["updatedAt"]), int(v["readAt"]), int(v.get("age", 0))
+        )
         for key, v in stored.items()
     }
 
@@ -240,6 +254,7 @@ def _cache_prices(known: dict[str, Price]) -> None:
                 "d": str(p.mid.denominator),
                 "updatedAt": p.updated_at,
                 "readAt": p.read_at,
+                "age": p.age_at_read,
             }
             for key, p in known.items()
         },
@@ -349,7 +364,7 @@ def rates_refresh() -> bool:
         price = known.get(market.key)
         if price is None:
             continue
-        fresh = now - price.updated_at <= swaps.stale_seconds
+        fresh = not price.stale(swaps.stale_seconds, now)
         last = pushed.get(market.key)
         if last is None or last["fresh"] != fresh:
             moved = True
@@ -365,7 +380,7 @@ def rates_refresh() -> bool:
             key: {
                 "n": str(p.mid.numerator),
                 "d": str(p.mid.denominator),
-                "fresh": now - p.updated_at <= swaps.stale_seconds,
+                "fresh": not p.stale(swaps.stale_seconds, now),
             }
             for key, p in known.items()
         },

@@ -15,7 +15,7 @@ from eth_account import Account
 
 from channels_app.models import Swap
 from channels_app.services import swaps
-from connext.chain import devchain, test_contracts
+from connext.chain import devchain, disputes, test_contracts
 from connext_site import swap_config
 from tests.channels_app.test_swaps import (
     MILLI,
@@ -82,13 +82,27 @@ def test_a_feeds_answer_is_the_mid_price_exact_to_the_unit_and_follows_a_new_rou
 
 def test_a_swap_against_a_stale_feed_round_is_refused_and_changes_nothing(client, w3, feed, deployments):
     wallet = funded_wallet(client, w3, deployments)
-    test_contracts.set_feed_round(w3, OWNER, feed, 200_050_000_000, updated_at=int(time.time()) - 3600)
+    test_contracts.set_feed_round(w3, OWNER, feed, 200_050_000_000, updated_at=disputes.chain_time(w3) - 3600)
     with override_settings(SWAPS=offer({"type": "feed", "address": feed}, staleSeconds=300)):
         assert rates(client)[ETH]["stale"] is True
 
         body = refused(wallet, deployments["TestToken"], 10 * E, ETH, MILLI, "stale_rate", 409)
 
     assert "no fresh price" in body["message"]
+
+
+def test_a_feed_rounds_age_is_read_on_the_chains_clock_not_the_nodes(client, w3, feed):
+    """A chain whose clock runs a day ahead of the node's: a round stamped with the node's now is a day
+    old there (stale), and one stamped with the chain's now is fresh."""
+    devchain.rpc_call(w3.provider.endpoint_uri, "evm_increaseTime", [86_400])
+    devchain.rpc_call(w3.provider.endpoint_uri, "evm_mine")
+    with override_settings(SWAPS=offer({"type": "feed", "address": feed}, staleSeconds=300)):
+        test_contracts.set_feed_round(w3, OWNER, feed, 200_050_000_000, updated_at=int(time.time()))
+        assert rates(client)[ETH]["stale"] is True
+        test_contracts.set_feed_answer(w3, OWNER, feed, 200_050_000_000)  # stamped by the chain
+        cache.delete(swaps.RATES_CACHE_KEY)
+
+        assert rates(client)[ETH]["stale"] is False
 
 
 def test_a_feed_that_answers_no_price_leaves_the_pair_unquoted_and_its_swaps_refused(
@@ -170,7 +184,9 @@ def test_a_swap_sent_again_gets_its_first_answer_after_the_price_went_stale(clie
         _, signature = wallet.sign(update)
         first = wallet.send("/api/channel/updates", update, signature)
         assert first.status_code == 200, first.json()
-        test_contracts.set_feed_round(w3, OWNER, feed, 200_050_000_000, updated_at=int(time.time()) - 3600)
+        test_contracts.set_feed_round(
+            w3, OWNER, feed, 200_050_000_000, updated_at=disputes.chain_time(w3) - 3600
+        )
         cache.delete(swaps.RATES_CACHE_KEY)
 
         again = wallet.send("/api/channel/updates", update, signature)

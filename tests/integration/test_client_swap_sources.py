@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,7 +22,7 @@ from web3 import HTTPProvider, Web3
 
 from channels_app.models import ChannelUpdate, Swap
 from connext import ETH, Client
-from connext.chain import channel_reads, devchain, prices, test_contracts
+from connext.chain import channel_reads, devchain, disputes, prices, test_contracts
 from connext.client.async_client import AsyncClient
 from connext.errors import NodeError, SlippageError
 from tests.integration.conftest import LIVE_NODE_KEY, LiveNode
@@ -276,7 +275,7 @@ def test_a_stale_feed_round_shows_as_stale_and_a_swap_at_it_is_refused_with_noth
     alice = connect(live_node, wallets, funder.new_key())
     alice.deposit(10 * MILLI)
 
-    an_hour_ago = int(time.time()) - 3600  # the node's staleSeconds: 300
+    an_hour_ago = disputes.chain_time(w3) - 3600  # on the chain's clock; the node's staleSeconds: 300
     test_contracts.set_feed_round(w3, sources.owner, sources.stale_feed, 2100 * 10**8, updated_at=an_hour_ago)
     stale = until(
         lambda: (entry := entry_of(node_rates(live_node), ETH, token))["stale"] and entry,
