@@ -4,11 +4,14 @@ seconds (issue #21).
 
     .venv/bin/python bench/engine_bench.py [--payments 300] [--warmup 30]
 
-One Python process is node and users at once: Django's test client calls the node's views in this
-thread (no sockets, no daphne), tasks run in process, the channel layer is in memory. Postgres is this
+One Python process is node and users at once: each request goes the way a client's socket request goes
+once its frame is read (`consumers._serve_request`: the token check, the handler, the pushes, the
+answer, then the payment steps it released), in this thread, with no sockets, no daphne and no thread
+hop; tasks run in process, the channel layer is in memory. Postgres is this
 machine's (a fresh database, `fsync` and `synchronous_commit` as the server has them), the chain a fresh
 anvil (setup only: deposits and collateral; the payments never touch it). Two users pay each other in
-turn, Linked transfers routed through the node, each one in the three requests the client makes:
+turn, Linked transfers routed through the node, each one in the three socket requests the client makes
+(the node's proposals are read from the channel row, as its push carries them):
 
 1. the sender's create (the node countersigns and, after the commit, forwards into the receiver's
    channel: its proposal);
@@ -17,7 +20,7 @@ turn, Linked transfers routed through the node, each one in the three requests t
 3. the sender's countersignature.
 
 Prints and writes to bench/results/engine-*.json: per routed transfer the wall time, the time inside
-the node's views (everything the node does, its Postgres round trips and commits included), the SQL
+the node's request handling (everything the node does, its Postgres round trips and commits included), the SQL
 statements and commits the node sent, the user side (signing and checking, what a client pays), and the
 cryptographic floor measured in the same run. Not a test: numbers depend on the machine and its load.
 """
@@ -28,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import statistics
 import sys
 import tempfile
@@ -43,6 +47,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 RESULTS = ROOT / "bench" / "results"
 E = 10**18
 AMOUNT = 10**12
+ETH = "0x0000000000000000000000000000000000000000"
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/connext_engine_bench"
 
 
@@ -60,6 +65,9 @@ def configure(database_url: str, chain_url: str, book: Path, node_key: str) -> N
         NODE_PRIVATE_KEY=node_key,
         CHAIN_CONFIRMATIONS="0",
         DJANGO_SETTINGS_MODULE="connext_site.settings",
+        # As deployed: with DEBUG on Django also formats and keeps every SQL statement it sends.
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY=secrets.token_hex(32),
         FAIR_SHARE="100000/second",
         FAIR_SHARE_BURST="100000",
         RATE_LIMIT_PER_IP="100000000/minute",
@@ -170,14 +178,110 @@ def setup_users(w3: Any, counter: Counter) -> tuple[Any, Any]:
     return users[0], users[1]
 
 
-def routed_transfer(sender: Any, receiver: Any) -> None:
-    """One Linked payment in the client's three requests (each user reads the node's proposal with a
-    GET, where a client is pushed it: counted as the node's time too)."""
-    response, payment_id, preimage = sender.pay(receiver.address, AMOUNT)
-    assert response.status_code == 200, response.json()
-    answer = receiver.resolve_incoming(payment_id, preimage, answering=True)
-    assert answer.status_code == 200, answer.json()
-    sender.countersign_proposal()
+class User:
+    """A user's side as the client does it, for the measured loop: updates built and signed with the
+    core, sent the way its socket sends them (`consumers._serve_request`: the token check, the
+    handler, the pushes batched, the answer, then the follow-ups it released), the node's proposal
+    taken from the channel row (what the push carries)."""
+
+    def __init__(self, wallet: Any, counter: Counter) -> None:
+        self.wallet = wallet
+        self.counter = counter
+
+    def request(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        from channels_app.consumers import SOCKET_REQUESTS, _serve_request
+
+        answered: list[tuple[int, Any]] = []
+        began = time.perf_counter()
+        _serve_request(
+            SOCKET_REQUESTS[("POST", path)], self.wallet.token, body, lambda *reply: answered.append(reply)
+        )
+        self.counter.node_seconds += time.perf_counter() - began
+        ((status, result),) = answered
+        assert status == 200, result
+        return dict(result)
+
+    def proposal(self) -> tuple[Any, Any, bytes]:
+        """The node's open proposal, checked and signed (the user's side of a push)."""
+        from channels_app.models import Channel
+        from connext.protocol import serialization, signing, validation
+
+        row = Channel.objects.values("pending_update", "pending_node_signature").get(
+            address=self.wallet.state.channel_address
+        )
+        update = serialization.update_from_json(row["pending_update"])
+        node_signature = bytes.fromhex(row["pending_node_signature"][2:])
+        new = validation.validate_update(
+            self.wallet.state, update, node_signature, context=self.wallet.context()
+        )
+        return update, new, signing.sign_state(new, self.wallet.key)
+
+    def send(
+        self, update: Any, *, meta: dict[str, Any] | None = None, answer: tuple[Any, bytes] | None = None
+    ) -> None:
+        from connext.protocol import serialization
+
+        new, signature = self.wallet.sign(update)
+        body: dict[str, Any] = {
+            "update": serialization.update_to_json(update),
+            "signature": "0x" + signature.hex(),
+        }
+        if meta:
+            body["meta"] = meta
+        if answer is not None:
+            body["answer"] = {"nonce": str(answer[0].nonce), "signature": "0x" + answer[1].hex()}
+        self.request("/api/channel/updates", body)
+        self.wallet.state = new
+
+    def countersign(self) -> None:
+        _update, new, signature = self.proposal()
+        self.request(
+            "/api/channel/countersign", {"nonce": str(new.nonce), "signature": "0x" + signature.hex()}
+        )
+        self.wallet.state = new
+
+
+def routed_transfer(sender: User, receiver: User) -> None:
+    """One Linked payment in the client's three socket requests: the sender's create; the receiver's
+    resolve with its countersignature of the node's forward; the sender's countersignature of the
+    node's resolve."""
+    from connext.protocol import meta as transfer_meta
+    from connext.protocol.definitions import LinkedState, PreimageResolver
+    from connext.protocol.encoding import keccak256
+    from connext.protocol.types import CreateUpdate, ResolveUpdate
+
+    preimage, payment_id = secrets.token_bytes(32), secrets.token_bytes(32)
+    meta = {"recipient": receiver.wallet.address}
+    state = sender.wallet.state
+    sender.send(
+        CreateUpdate(
+            channel_address=state.channel_address,
+            nonce=state.nonce + 1,
+            initiator=sender.wallet.address,
+            asset_id=ETH,
+            amount=AMOUNT,
+            definition=sender.wallet.config["transferDefinitions"]["linked"],
+            payment_id=payment_id,
+            encoded_state=LinkedState(keccak256(preimage)).encode(),
+            transfer_timeout=3600,
+            meta_hash=transfer_meta.meta_hash(meta),
+        ),
+        meta=meta,
+    )
+    _forward, forwarded, answer_signature = receiver.proposal()
+    transfer = next(t for t in forwarded.transfers if t.payment_id == payment_id)
+    receiver.wallet.state = forwarded
+    receiver.send(
+        ResolveUpdate(
+            channel_address=forwarded.channel_address,
+            nonce=forwarded.nonce + 1,
+            initiator=receiver.wallet.address,
+            transfer_id=transfer.transfer_id,
+            encoded_resolver=PreimageResolver(preimage).encode(),
+        ),
+        answer=(forwarded, answer_signature),
+    )
+    sender.countersign()
 
 
 def main() -> int:
@@ -218,7 +322,7 @@ def run(args: argparse.Namespace, chain_url: str, workdir: Path) -> int:
     w3 = Web3(HTTPProvider(chain_url))
     deploy(w3, Account.from_key(devchain.DEV_PRIVATE_KEYS[0]), workdir / "deployments.json", test_token=True)
     counter = Counter()
-    alice, bob = setup_users(w3, counter)
+    alice, bob = (User(wallet, counter) for wallet in setup_users(w3, counter))
 
     log(f"{args.warmup} payments to warm up, then {args.payments} measured")
     for index in range(args.warmup):
