@@ -49,3 +49,46 @@ def new_card(node: NodeProcess, browser: Any) -> Iterator[Callable[[], Card]]:
     yield lambda: open_card(browser, node.url, contexts)
     for context in contexts:
         context.close()
+
+
+# -- the card's JavaScript client against a live node (Node's test runner) ------------------------------
+
+NODE_TEST_TIMEOUT_SECONDS = 240
+
+
+def node_logs(node: NodeProcess, tail: int = 4000) -> str:
+    """The ends of the daphne and Celery logs (a module's node keeps them side by side)."""
+    return "\n".join(
+        f"--- {path.name} (its end) ---\n{path.read_text(errors='replace')[-tail:]}"
+        for path in (node.log_path, node.log_path.with_name("celery.log"))
+        if path.exists()
+    )
+
+
+def run_live_js_tests(folder: str, node: NodeProcess, env: dict[str, str]) -> None:
+    """`node --test` on `folder` with the node's URL and `env`; none may fail or be skipped (a missing
+    variable or WebSocket fails the run: CARD_LIVE_REQUIRED)."""
+    import os
+    import shutil
+
+    node_binary = shutil.which("node")
+    assert node_binary, "the live card tests need Node 20 (`node` on PATH)"
+    try:
+        result = subprocess.run(
+            [node_binary, "--experimental-websocket", "--test", "--test-reporter=spec", folder],
+            cwd=ROOT,
+            env={**os.environ, "NODE_URL": node.url, "CARD_LIVE_REQUIRED": "1", **env},
+            capture_output=True,
+            text=True,
+            timeout=NODE_TEST_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(
+            f"the live tests in {folder} ran over {NODE_TEST_TIMEOUT_SECONDS}s:\n{exc.output}\n{node_logs(node)}"
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, (
+        f"the live tests in {folder} failed (exit {result.returncode}):\n{output}\n{node_logs(node)}"
+    )
+    assert "skipped 0" in output, f"some live tests in {folder} were skipped:\n{output}"

@@ -6,8 +6,6 @@ browser (Debian's chromium)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ from web3 import HTTPProvider, Web3
 from channels_app import realtime
 from channels_app.models import Swap
 from connext.chain import devchain
-from tests.card.conftest import NODE_KEY
+from tests.card.conftest import NODE_KEY, run_live_js_tests
 from tests.card.test_wallet import WAIT_MS, deposit, made, online, wait_balance, wait_text
 from tests.support.card_browser import NOT_FOUND, PASSPHRASE, Card
 from tests.support.client_wallets import Funder
@@ -50,7 +48,6 @@ SWAPS = json.dumps(
         ]
     }
 )
-NODE_TEST_TIMEOUT_SECONDS = 240
 
 
 @pytest.fixture(scope="module")
@@ -80,53 +77,19 @@ def node(
         yield daphne
 
 
-def node_logs(node: NodeProcess, tail: int = 4000) -> str:
-    return "\n".join(
-        f"--- {path.name} (its end) ---\n{path.read_text(errors='replace')[-tail:]}"
-        for path in (node.log_path, node.log_path.with_name("celery.log"))
-        if path.exists()
-    )
-
-
 def test_the_js_client_swaps_against_a_real_node(
     node: NodeProcess, anvil_url: str, deployments: dict[str, str]
 ) -> None:
-    node_binary = shutil.which("node")
-    assert node_binary, "the live swap tests need Node 20 (`node` on PATH)"
-    env = {
-        **os.environ,
-        "NODE_URL": node.url,
-        "CHAIN_RPC_URL": anvil_url,
-        "FUNDER_KEY": FUNDER_KEY,
-        "TOKEN": deployments["TestToken"],
-        "MAX_GIVE_ETH": str(MAX_GIVE_ETH),
-        "CARD_LIVE_REQUIRED": "1",  # a missing variable or WebSocket fails the run, never skips it
-    }
-    try:
-        result = subprocess.run(
-            [
-                node_binary,
-                "--experimental-websocket",
-                "--test",
-                "--test-reporter=spec",
-                "card/js/test/live_swap/",
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=NODE_TEST_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(
-            f"the live swap tests ran over {NODE_TEST_TIMEOUT_SECONDS}s:\n{exc.output}\n{node_logs(node)}"
-        )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, (
-        f"the live swap tests failed (exit {result.returncode}):\n{output}\n{node_logs(node)}"
+    run_live_js_tests(
+        "card/js/test/live_swap/",
+        node,
+        {
+            "CHAIN_RPC_URL": anvil_url,
+            "FUNDER_KEY": FUNDER_KEY,
+            "TOKEN": deployments["TestToken"],
+            "MAX_GIVE_ETH": str(MAX_GIVE_ETH),
+        },
     )
-    assert "skipped 0" in output, f"some live swap tests were skipped:\n{output}"
 
 
 def token_wei(card: Card, token: str) -> int:
