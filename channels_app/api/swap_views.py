@@ -9,9 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from channels_app import selectors
 from channels_app.api import answers
-from channels_app.api.errors import ApiError
+from channels_app.api.channel_views import _own_channel
 from channels_app.api.fields import AddressField, WeiField
 from channels_app.api.schema import refusals
 from channels_app.services import swap_collateral, swaps
@@ -55,11 +54,7 @@ class SwapPrepareView(APIView):
     def post(self, request: Request) -> Response:
         body = self.InputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        channel = selectors.channel_get_for_user(user=request.user.address)
-        if channel is None:
-            raise ApiError(
-                "no_channel", "You have no channel with this node yet; open one first.", http_status=404
-            )
+        channel = _own_channel(request)
         data = body.validated_data
         short, record = swap_collateral.swap_prepare(
             user=request.user.address,

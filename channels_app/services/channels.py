@@ -336,7 +336,7 @@ def channel_apply_user_update(
                 _check_withdrawal_limits(channel, update)
             if quote is not None:
                 assert isinstance(update, SwapUpdate)
-                _check_swap(channel, previous, update, quote)
+                swaps.check_locked(channel, previous, update, quote)
             try:
                 new, node_signature = validation.countersign(
                     previous, update, signature, network.node_signer(), context=context
@@ -370,19 +370,12 @@ def _user_update_context(update: Update) -> UpdateContext:
     return network.update_context(deposits_of=deposits_of, dispute=_dispute_for(update))
 
 
-def _swap_quote(update: SwapUpdate) -> tuple[swaps.Quote | None, ChannelError | None]:
+def _swap_quote(update: SwapUpdate) -> tuple[swaps.Quote | None, swaps.SwapError | None]:
     """The node's rate for a user's swap, or its refusal."""
     try:
         return swaps.quote_for(update.give_asset, update.take_asset), None
     except swaps.SwapError as exc:
-        return None, ChannelError(exc.code, exc.message, status=exc.status, extra=exc.extra)
-
-
-def _check_swap(channel: Channel, previous: ChannelState, update: SwapUpdate, quote: swaps.Quote) -> None:
-    try:
-        swaps.check_locked(channel, previous, update, quote)
-    except swaps.SwapError as exc:
-        raise ChannelError(exc.code, exc.message, status=exc.status, extra=exc.extra) from None
+        return None, exc
 
 
 def _check_downstream_resolve(update: ResolveUpdate) -> None:

@@ -22,17 +22,11 @@ def swap_prepare(
     """Check `terms` against the node's offer and the channel's latest state; when the node holds less
     than the swap takes, deposit the shortfall plus the asset's usual target. Returns (the shortfall,
     the deposit transaction or None when one is already on its way or nothing is short)."""
-    try:
-        quote = swaps.quote_for(terms.give_asset, terms.take_asset)
-    except swaps.SwapError as exc:
-        raise channels.ChannelError(exc.code, exc.message, status=exc.status, extra=exc.extra) from None
+    quote = swaps.quote_for(terms.give_asset, terms.take_asset)
     with transaction.atomic():
         channel = channels.locked_channel(channel_address, user)
         state = channels.latest_state(channel)
-        try:
-            swaps.check_locked(channel, state, terms, quote)
-        except swaps.SwapError as exc:
-            raise channels.ChannelError(exc.code, exc.message, status=exc.status, extra=exc.extra) from None
+        swaps.check_locked(channel, state, terms, quote)
         short = swaps.node_short(state, terms)
     if not short:
         return 0, None
