@@ -28,9 +28,11 @@ cryptographic floor measured in the same run. Not a test: numbers depend on the 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import platform
+import pstats
 import secrets
 import statistics
 import sys
@@ -103,13 +105,18 @@ class Counter:
         self.statements = 0
         self.commits = 0
         self.node_seconds = 0.0
+        self.log: list[str] | None = None  # when a list, every statement's start and each COMMIT
 
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
         self.statements += 1
+        if self.log is not None:
+            self.log.append(" ".join(sql.split())[:150])
         return execute(sql, params, many, context)
 
     def commit_seen(self) -> None:
         self.commits += 1
+        if self.log is not None:
+            self.log.append("COMMIT")
 
 
 @contextmanager
@@ -284,6 +291,18 @@ def routed_transfer(sender: User, receiver: User) -> None:
     sender.countersign()
 
 
+@contextmanager
+def profiling(profiler: cProfile.Profile | None) -> Iterator[None]:
+    if profiler is None:
+        yield
+        return
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--payments", type=int, default=300)
@@ -291,6 +310,16 @@ def main() -> int:
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE))
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help="where the JSON goes (default bench/results)"
+    )
+    parser.add_argument(
+        "--show-sql", action="store_true", help="also print the statements of one more routed transfer"
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="N",
+        default=0,
+        help="also print the N functions with the most own time in the measured loop (cProfile)",
     )
     args = parser.parse_args()
 
@@ -330,13 +359,17 @@ def run(args: argparse.Namespace, chain_url: str, workdir: Path) -> int:
     counter.reset()
     walls: list[float] = []
     cpu_began = time.process_time()
+    profiler = cProfile.Profile() if args.profile else None
     began = time.perf_counter()
-    with counting(counter):
+    with counting(counter), profiling(profiler):
         for index in range(args.payments):
             start = time.perf_counter()
             routed_transfer(*((alice, bob) if index % 2 == 0 else (bob, alice)))
             walls.append(time.perf_counter() - start)
     wall = time.perf_counter() - began
+    if profiler is not None:  # the times include the profiler's own overhead: compare, don't quote
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(args.profile)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(args.profile)
     cpu = time.process_time() - cpu_began
     n = args.payments
     node_us = counter.node_seconds / n * 1e6
@@ -374,6 +407,11 @@ def run(args: argparse.Namespace, chain_url: str, workdir: Path) -> int:
         f" users {per['users_us']} µs; crypto floor {report['floor']['routed_transfer_crypto_us']} µs"
         f" (node/floor {report['node_over_floor']}). Written to {out}"
     )
+    if args.show_sql:  # after the numbers: this transfer is not one of them
+        counter.log = []
+        with counting(counter):
+            routed_transfer(alice, bob)
+        print("\n".join(counter.log), file=sys.stderr)
     return 0
 
 

@@ -34,8 +34,8 @@ _deferral = threading.local()
 RETRY_AFTER_SECONDS = 1
 
 
-def run_inline(function_path: str, *, retry_task: str | None = None, **kwargs: Any) -> None:
-    """Call the function at `function_path` in this thread right after commit (latency-critical
+def run_inline(function: Callable[..., Any], *, retry_task: str | None = None, **kwargs: Any) -> None:
+    """Call `function` in this thread right after commit (latency-critical
     follow-ups, e.g. forwarding a payment the moment its sender side is signed). It runs in a
     transaction of its own. A failure is logged and, with `retry_task` (the path of a Celery task
     taking the same keyword arguments, which must be JSON values), handed to a worker a second later;
@@ -44,9 +44,9 @@ def run_inline(function_path: str, *, retry_task: str | None = None, **kwargs: A
 
     def call() -> None:
         try:
-            import_string(function_path)(**kwargs)
+            function(**kwargs)
         except Exception:
-            logger.exception("follow-up %s(%s) failed", function_path, kwargs)
+            logger.exception("follow-up %s(%s) failed", function.__qualname__, kwargs)
             if retry_task is None:
                 return
             try:

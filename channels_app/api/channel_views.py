@@ -22,7 +22,7 @@ from channels_app.api.errors import ApiError
 from channels_app.api.fields import AddressField, HexBytesField, WeiField
 from channels_app.api.schema import UPDATE_SCHEMA, refusals
 from channels_app.models import Channel
-from channels_app.services import channels, collateral, fence, withdrawals
+from channels_app.services import channels, collateral, fence, payments, withdrawals
 from connext.protocol import serialization
 from connext.protocol.errors import ProtocolError
 from connext.protocol.types import SetupUpdate, Update
@@ -137,7 +137,7 @@ def channel_update_request(address: str, data: Any) -> dict[str, Any]:
     body.is_valid(raise_exception=True)
     update = _parse_update(body.validated_data["update"])
     answer = body.validated_data.get("answer")
-    signed = channels.channel_apply_user_update(
+    signed = payments.user_update(
         user=address,
         update=update,
         signature=body.validated_data["signature"],
@@ -170,7 +170,7 @@ def channel_countersign_request(address: str, data: Any) -> dict[str, Any]:
     """POST /api/channel/countersign (also over the websocket): the doubly signed proposal."""
     body = CountersignInput(data=data)
     body.is_valid(raise_exception=True)
-    signed = channels.channel_countersign(
+    signed = payments.countersign(
         user=address,
         channel_address=network.network().channel_address_for(address),  # one per user: no read
         nonce=body.validated_data["nonce"],

@@ -14,7 +14,7 @@ from channels_app.api import answers
 from channels_app.api.errors import ApiError
 from channels_app.api.fields import AddressField, HexBytesField
 from channels_app.api.schema import refusals
-from channels_app.services import payment_records, payments
+from channels_app.services import payments
 
 PAYMENT_ID = r"0x[0-9a-fA-F]{64}"
 DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE = 200, 500
@@ -58,7 +58,7 @@ class TransferHistoryView(APIView):
                 raise ApiError("unknown_payment", "`before` is not a payment of yours.", http_status=404)
         page = list(selectors.payments_for_user(user=request.user.address, limit=limit + 1, before=before))
         return Response(
-            {"transfers": [payment_records.payment_json(p) for p in page[:limit]], "more": len(page) > limit}
+            {"transfers": [payments.payment_json(p) for p in page[:limit]], "more": len(page) > limit}
         )
 
 
@@ -72,7 +72,7 @@ class TransferView(APIView):
         payment = selectors.payment_get_for_user(user=request.user.address, payment_id=payment_id.lower())
         if payment is None:
             raise ApiError("unknown_payment", "No payment of yours with this id.", http_status=404)
-        return Response(payment_records.payment_json(payment))
+        return Response(payments.payment_json(payment))
 
 
 class RedeemLinkView(APIView):
@@ -99,7 +99,7 @@ class RedeemLinkView(APIView):
             payment_id=payment_id.lower(),
             preimage=body.validated_data["preimage"],
         )
-        return Response(payment_records.payment_json(payment))
+        return Response(payments.payment_json(payment))
 
 
 class LinkStatusView(APIView):
@@ -132,7 +132,7 @@ class CancelTransferView(APIView):
     )
     def post(self, request: Request, payment_id: str) -> Response:
         payment = payments.payment_cancel(sender=request.user.address, payment_id=payment_id.lower())
-        return Response(payment_records.payment_json(payment))
+        return Response(payments.payment_json(payment))
 
 
 class UserKeyView(APIView):

@@ -1,12 +1,14 @@
 """Channel updates: the one writer of every channel.
 
-Each update runs in one database transaction that locks the channel row, re-derives the new state with
-the pure protocol core (`connext.protocol`), signs it, stores it and registers its side effects to run
-after commit. Two directions:
+Each update runs in a database transaction that locks the channel row, re-derives the new state with
+the pure protocol core (`connext.protocol`), signs it, stores it and announces it after commit; what
+it did to the channel's transfers is returned (`Applied`) for the payments built on them
+(`payments`, which owns the transaction of a user's update). Two directions:
 
-- the user initiates (`channel_open`, `channel_apply_user_update`): the node validates and countersigns;
+- the user initiates (`channel_open`, `check_user_update` then `countersign_user_update`): the node
+  validates and countersigns;
 - the node initiates (`propose_locked`): the node signs and stores a *proposal*, pushes it to the user,
-  and `channel_countersign` completes it. The node never signs a different state at a proposed nonce,
+  and `countersign_proposal` completes it. The node never signs a different state at a proposed nonce,
   so a user holding the proposal can never pick between two node-signed states.
 
 A re-sent update gets the same answer; an update behind the latest state gets the latest state back
@@ -15,7 +17,6 @@ A re-sent update gets the same answer; an update behind the latest state gets th
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from django.utils import timezone
 
 from channels_app import after_commit, chain, network, realtime, rows
 from channels_app.models import Channel, ChannelUpdate, Dispute, Transfer, TransferDispute
-from channels_app.services import capital, fence, payment_records, routing_policy, swaps
+from channels_app.services import capital, fence, swaps
 from channels_app.services.errors import ServiceError
 from connext.chain import disputes
 from connext.protocol import meta as transfer_meta
@@ -49,10 +50,6 @@ from connext.protocol.types import (
     Update,
     UpdateContext,
 )
-
-# Tests only (the client's retry after a crash): the process exits right after committing a create
-# of this user's, before answering it. Unset everywhere else.
-_TEST_EXIT_AFTER_CREATE_OF = os.environ.get("CONNEXT_TEST_EXIT_AFTER_CREATE_OF", "")
 
 _PROTOCOL_STATUS = {
     "stale_nonce": 409,
@@ -275,23 +272,58 @@ def channel_open(*, user: str, update: SetupUpdate, signature: bytes) -> tuple[C
     return channel, True
 
 
-def channel_apply_user_update(
-    *,
-    user: str,
-    update: Update,
-    signature: bytes,
-    meta: dict[str, Any] | None = None,
-    answer: tuple[int, bytes] | None = None,
-) -> SignedState:
-    """Validate and countersign an update the user initiated (deposit, create, resolve, swap). A swap
-    is checked against the node's own offer first (`swaps`): the core accepts a swap at any rate both
-    sign, so the node's rate, limits and exposure are what stop a user naming its own price.
+@dataclass(frozen=True)
+class Checked:
+    """A user's update that passed every check made before its channel is locked: its own shape, the
+    chain's reads it is validated against, and (a swap) the node's quote or refusal."""
 
-    A `create` may carry `meta` (e.g. the recipient of a routed payment); its hash must be the
-    update's `metaHash`. `answer` (nonce, user signature) countersigns the node's open proposal first,
-    in the same transaction, and the update builds on it: a user whose channel receives a stream of
-    proposals still gets its own updates in (the node cannot slip a new proposal in between).
-    """
+    user: str
+    update: Update
+    meta: dict[str, Any]
+    context: UpdateContext
+    quote: swaps.Quote | None
+    quote_refused: swaps.SwapError | None
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What storing one doubly signed state did: the payments built on the channel follow from it.
+
+    `created` is the row of the transfer a create locked; `resolved` the transfer a resolve settled
+    (as `previous` held it). A `superseded` state has another update after it in the same
+    transaction (the proposal a user's update answered first): that one is announced and checked.
+    `checked_since` is the state the node's collateral was last checked against."""
+
+    channel: Channel
+    update: Update
+    previous: ChannelState
+    new: ChannelState
+    created: Transfer | None = None
+    resolved: TransferState | None = None
+    proposal_answered: bool = False
+    superseded: bool = False
+    checked_since: ChannelState | None = None
+
+    def node_balance_moved(self) -> bool:
+        return _node_balances(self.checked_since or self.previous) != _node_balances(self.new)
+
+
+@dataclass(frozen=True)
+class Countersigned:
+    """The doubly signed state a request ends at, and what each state it stored did, in order (none
+    for a request sent again: its first answer)."""
+
+    signed: SignedState
+    applied: tuple[Applied, ...]
+
+
+def check_user_update(*, user: str, update: Update, meta: dict[str, Any] | None = None) -> Checked:
+    """The checks of a user's update (deposit, create, resolve, swap) that need no lock: who sent it,
+    its meta, and the chain's reads it is validated against (an update refused here changes nothing
+    and holds no lock). A swap is priced here against the node's own offer (`swaps`): the core accepts
+    a swap at any rate both sign, so the node's rate, limits and exposure are what stop a user naming
+    its own price. A `create` may carry `meta` (e.g. the recipient of a routed payment); its hash
+    must be the update's `metaHash`."""
     meta = meta or {}
     if isinstance(update, SetupUpdate):
         raise ChannelError("invalid_update", "Open a channel with the setup endpoint.")
@@ -309,53 +341,57 @@ def channel_apply_user_update(
         if not matches:
             raise ChannelError("bad_meta", "The meta does not hash to the update's metaHash.")
     context = _user_update_context(update)
-    if isinstance(update, ResolveUpdate):
-        _check_downstream_resolve(update)
     # A swap's price is read before the lock; a refusal waits for the replay check (a swap sent again
     # gets its first answer even when the price went stale since).
     quote, quote_refused = _swap_quote(update) if isinstance(update, SwapUpdate) else (None, None)
-    try:
-        with transaction.atomic():
-            channel = locked_channel(update.channel_address, user)
-            if update.nonce == channel.nonce and _is_replay(channel, update, signature):
-                return SignedState(latest_state(channel), _bytes(channel.node_signature), signature)
-            if quote_refused is not None:
-                raise quote_refused
-            before = latest_state(channel)  # an answered proposal is checked with this update
-            if answer is not None:
-                _countersign_locked(channel, *answer, superseded=True)
-            previous = latest_state(channel)
-            if channel.pending_update is not None and update.nonce >= channel.nonce + 1:
-                raise ChannelError(
-                    "update_pending",
-                    "The node proposed an update at this nonce; countersign it first, then retry at the next nonce.",
-                    status=409,
-                    extra={"proposal": proposal_json(channel), "latest": signed_state_json(channel)},
-                )
-            if isinstance(update, CreateUpdate):
-                _check_withdrawal_limits(channel, update)
-            if quote is not None:
-                assert isinstance(update, SwapUpdate)
-                swaps.check_locked(channel, previous, update, quote)
-            try:
-                new, node_signature = validation.countersign(
-                    previous, update, signature, network.node_signer(), context=context
-                )
-            except ProtocolError as exc:
-                raise ChannelError.from_protocol(exc, channel) from None
-            if isinstance(update, CreateUpdate):
-                _check_routing_terms(new, meta)
-            _store(channel, update, previous, new, node_signature, signature, meta=meta, checked_since=before)
-            if quote is not None:
-                assert isinstance(update, SwapUpdate)
-                swaps.record_locked(channel, update, quote)
-    except IntegrityError:  # a unique row (a payment id, say) written concurrently by another update
+    return Checked(user, update, meta, context, quote, quote_refused)
+
+
+def countersign_user_update(
+    checked: Checked, signature: bytes, *, answer: tuple[int, bytes] | None = None
+) -> Countersigned:
+    """Countersign and store a checked user update, inside the caller's transaction (it locks the
+    channel's row). `answer` (nonce, user signature) countersigns the node's open proposal first and
+    the update builds on it: a user whose channel receives a stream of proposals still gets its own
+    updates in (the node cannot slip a new proposal in between)."""
+    update, meta, quote = checked.update, checked.meta, checked.quote
+    channel = locked_channel(update.channel_address, checked.user)
+    if update.nonce == channel.nonce and _is_replay(channel, update, signature):
+        return Countersigned(
+            SignedState(latest_state(channel), _bytes(channel.node_signature), signature), ()
+        )
+    if checked.quote_refused is not None:
+        raise checked.quote_refused
+    before = latest_state(channel)  # an answered proposal is checked with this update
+    answered = _countersign_locked(channel, *answer, superseded=True) if answer is not None else None
+    previous = latest_state(channel)
+    if channel.pending_update is not None and update.nonce >= channel.nonce + 1:
         raise ChannelError(
-            "conflict", "A concurrent update wrote the same record; sync and retry.", status=409
-        ) from None
-    if _TEST_EXIT_AFTER_CREATE_OF and isinstance(update, CreateUpdate) and user == _TEST_EXIT_AFTER_CREATE_OF:
-        os._exit(70)
-    return SignedState(new, node_signature, signature)
+            "update_pending",
+            "The node proposed an update at this nonce; countersign it first, then retry at the next nonce.",
+            status=409,
+            extra={"proposal": proposal_json(channel), "latest": signed_state_json(channel)},
+        )
+    if isinstance(update, CreateUpdate):
+        _check_withdrawal_limits(channel, update)
+    if quote is not None:
+        assert isinstance(update, SwapUpdate)
+        swaps.check_locked(channel, previous, update, quote)
+    try:
+        new, node_signature = validation.countersign(
+            previous, update, signature, network.node_signer(), context=checked.context
+        )
+    except ProtocolError as exc:
+        raise ChannelError.from_protocol(exc, channel) from None
+    applied = _store(
+        channel, update, previous, new, node_signature, signature, meta=meta, checked_since=before
+    )
+    if quote is not None:
+        assert isinstance(update, SwapUpdate)
+        swaps.record_locked(channel, update, quote)
+    return Countersigned(
+        SignedState(new, node_signature, signature), (*answered.applied, applied) if answered else (applied,)
+    )
 
 
 def _user_update_context(update: Update) -> UpdateContext:
@@ -378,16 +414,6 @@ def _swap_quote(update: SwapUpdate) -> tuple[swaps.Quote | None, swaps.SwapError
         return None, exc
 
 
-def _check_downstream_resolve(update: ResolveUpdate) -> None:
-    """A receiver's resolve is countersigned only while the node can still claim the sender side (its
-    reads, the chain's time among them, happen before the lock)."""
-    routing_policy.check_downstream_resolve(
-        transfer_id=serialization.hex_bytes(update.transfer_id),
-        encoded_resolver=update.encoded_resolver,
-        chain_now=lambda: disputes.chain_time(chain.web3()),
-    )
-
-
 def _check_withdrawal_limits(channel: Channel, update: CreateUpdate) -> None:
     """The node pays the gas of a user's withdrawal: its limits apply before anything is signed (the
     caller holds the channel's lock, so concurrent withdrawals are counted one after the other)."""
@@ -396,15 +422,6 @@ def _check_withdrawal_limits(channel: Channel, update: CreateUpdate) -> None:
     capital.withdrawal_check(
         channel=channel, asset_id=update.asset_id, amount=update.amount, now=timezone.now()
     )
-
-
-def _check_routing_terms(new: ChannelState, meta: dict[str, Any]) -> None:
-    """A transfer to the node other than a withdraw is a payment to route: the node's terms apply."""
-    transfer = new.transfers[-1]
-    kind = network.network().definitions.get(transfer.definition)
-    if transfer.responder != new.node or kind in (None, DefinitionKind.WITHDRAW):
-        return
-    routing_policy.check_routed_create(transfer=transfer, kind=kind, meta=meta)
 
 
 def locked_channel(channel_address: str, user: str) -> Channel:
@@ -512,21 +529,22 @@ def lock_for_proposal(channel_id: int) -> Channel | None:
     return channel
 
 
-def channel_countersign(*, user: str, channel_address: str, nonce: int, signature: bytes) -> SignedState:
-    """Complete the node's proposal at `nonce` with the user's signature."""
-    with transaction.atomic():
-        channel = locked_channel(channel_address, user)
-        return _countersign_locked(channel, nonce, signature)
+def countersign_proposal(*, user: str, channel_address: str, nonce: int, signature: bytes) -> Countersigned:
+    """Complete the node's proposal at `nonce` with the user's signature, inside the caller's
+    transaction (it locks the channel's row)."""
+    return _countersign_locked(locked_channel(channel_address, user), nonce, signature)
 
 
 def _countersign_locked(
     channel: Channel, nonce: int, signature: bytes, *, superseded: bool = False
-) -> SignedState:
+) -> Countersigned:
     """Complete the open proposal. `superseded`: the user's own update follows in this transaction,
     so this state is announced and checked against the collateral profile only through that one."""
     if channel.pending_update is None or channel.pending_state is None:
         if channel.nonce == nonce and _bytes(channel.user_signature) == signature:
-            return SignedState(latest_state(channel), _bytes(channel.node_signature), signature)
+            return Countersigned(
+                SignedState(latest_state(channel), _bytes(channel.node_signature), signature), ()
+            )
         raise ChannelError(
             "no_proposal",
             "There is no open proposal at this nonce.",
@@ -557,7 +575,7 @@ def _countersign_locked(
     channel.pending_state = None
     channel.pending_node_signature = ""
     channel.pending_meta = {}
-    _store(
+    applied = _store(
         channel,
         update,
         previous,
@@ -568,7 +586,7 @@ def _countersign_locked(
         proposal_answered=True,
         superseded=superseded,
     )
-    return SignedState(new, node_signature, signature)
+    return Countersigned(SignedState(new, node_signature, signature), (applied,))
 
 
 # -- storing a doubly signed state -------------------------------------------------------------------
@@ -612,15 +630,10 @@ def _store(
     proposal_answered: bool = False,
     superseded: bool = False,
     checked_since: ChannelState | None = None,
-) -> None:
-    """Store a doubly signed state and what it did to transfers and payments, and register the
-    follow-ups: payment steps run inline right after commit (they are what a payment waits for);
-    the rest of what the node owes the channel goes to a worker. A `superseded` state (another
-    update follows in the same transaction) is not pushed nor checked against the profile: the
-    state that follows is. A routed step is checked against the collateral profile only when the
-    node's balance moved since `checked_since` (default `previous`; the state before a superseded
-    one): a user locking or being paid from the node's transfers leaves it where the last check saw
-    it."""
+) -> Applied:
+    """Store a doubly signed state, the update that made it and what it did to the channel's
+    transfers, and announce it to the user after commit (a `superseded` state is announced through
+    the update that follows it). Returns what it did, for the payments it moves."""
     channel.nonce = new.nonce
     channel.latest_state = serialization.channel_state_to_json(new)
     channel.node_signature = serialization.hex_bytes(node_sig)
@@ -628,56 +641,23 @@ def _store(
     rows.update(channel, _STATE_FIELDS + _PENDING_FIELDS if proposal_answered else _STATE_FIELDS)
     _remember_state((channel.address, new.nonce, channel.node_signature), new)
     update_type = _record_update(channel, update, new, node_sig, user_sig)
-    net = network.network()
-    follow_up: dict[str, Any] = {}
-    routed_step = False
+    created: Transfer | None = None
+    resolved: TransferState | None = None
     if isinstance(update, CreateUpdate):
-        row, transfer, kind = _insert_transfer(channel, new, meta or {})
-        if transfer.responder == new.node and kind.value in payment_records.ROUTED_KINDS:
-            # A payment the node is asked to route starts here.
-            try:
-                payment = payment_records.payment_insert(sender_transfer=row)
-            except IntegrityError:  # the payment id is taken: the whole update is rolled back
-                raise ChannelError(
-                    "duplicate_payment",
-                    "A payment with this id exists already: pick a fresh random payment id.",
-                    status=409,
-                ) from None
-            routed_step = True
-            if payment.recipient:
-                follow_up["forward_to"] = payment.recipient
-        elif kind.value in payment_records.ROUTED_KINDS:  # the receiver side of a payment is locked
-            payment_records.payment_receiver_locked(receiver_transfer=row)
-            routed_step = True
+        created, _transfer, _kind = _insert_transfer(channel, new, meta or {})
     elif isinstance(update, ResolveUpdate):
         resolved = previous.transfer(update.transfer_id)
         assert resolved is not None  # the protocol core refused the update otherwise
         refunded = _is_refund(previous, new, resolved.asset_id, resolved.initiator, resolved.balance[0])
-        transfer_id = serialization.hex_bytes(update.transfer_id)
         rows.update_where(
             Transfer,
-            {"transfer_id": transfer_id},
+            {"transfer_id": serialization.hex_bytes(update.transfer_id)},
             {
                 "status": Transfer.Status.CANCELLED if refunded else Transfer.Status.RESOLVED,
                 "encoded_resolver": serialization.hex_bytes(update.encoded_resolver),
                 "resolved_nonce": new.nonce,
             },
         )
-        kind_value = net.definitions[resolved.definition].value
-        if kind_value in payment_records.ROUTED_KINDS:
-            routed_step = True
-            # The receiver decided: settle the sender's side now, and only then tell the sender.
-            # Told first, a sender sends its next update at once and it crosses the node's
-            # proposal on the wire: refused, answered, sent again (about one per payment).
-            decided = payment_records.routed_side_settled(
-                transfer_id=transfer_id,
-                payment_id=serialization.hex_bytes(resolved.payment_id),
-                tell_sender=False,
-            )
-            if decided is not None:
-                follow_up["settle_payment"] = (decided.payment_pk, decided.sender_channel_id)
-                if decided.tell_sender is not None:
-                    follow_up["then_tell_sender"] = decided.tell_sender
     if not superseded:
         realtime.push_event_on_commit(
             realtime.user_group(channel.user_address),
@@ -688,20 +668,17 @@ def _store(
                 **signed_state_json(channel),
             },
         )
-    if proposal_answered:  # the channel is free for the node's next proposal
-        follow_up["channel_freed"] = (channel.pk, channel.user_address)
-    if follow_up:
-        after_commit.run_inline(
-            "channels_app.services.payments.payments_follow_up",
-            retry_task="channels_app.tasks.payments_follow_up",
-            **follow_up,
-        )
-    if not routed_step:
-        after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
-    elif not superseded and _node_balances(checked_since or previous) != _node_balances(new):
-        after_commit.run_inline(
-            "channels_app.services.collateral.collateral_check_profile", channel=channel, state=new
-        )
+    return Applied(
+        channel,
+        update,
+        previous,
+        new,
+        created=created,
+        resolved=resolved,
+        proposal_answered=proposal_answered,
+        superseded=superseded,
+        checked_since=checked_since,
+    )
 
 
 def _insert_transfer(
@@ -736,23 +713,23 @@ def transfer_row(
     return row, kind
 
 
-def proposal_taken_on_chain_locked(channel: Channel) -> None:
+def proposal_taken_on_chain_locked(channel: Channel) -> Transfer | None:
     """The user countersigned the node's open proposal alone and disputed with it: what it creates is
-    the user's to claim on chain now. A transfer it locks is recorded (the receiver side of a payment is
-    linked to its payment) so the node follows it on chain like one countersigned off chain. The caller
-    holds the channel's row lock; the proposal stays open (the round then closes the channel)."""
+    the user's to claim on chain now. A transfer it locks is recorded, and its row returned (the
+    receiver side of a payment is then linked to its payment), so the node follows it on chain like
+    one countersigned off chain. The caller holds the channel's row lock; the proposal stays open
+    (the round then closes the channel)."""
     if channel.pending_update is None or channel.pending_state is None:
-        return
+        return None
     update = serialization.update_from_json(channel.pending_update)
     if not isinstance(update, CreateUpdate):
-        return
+        return None
     new = serialization.channel_state_from_json(channel.pending_state)
     transfer = next(t for t in new.transfers if t.create_nonce == new.nonce)
     if rows.exists(Transfer, transfer_id=serialization.hex_bytes(transfer.transfer_id)):
-        return
-    row, transfer, kind = _insert_transfer(channel, new, channel.pending_meta or {})
-    if transfer.initiator == new.node and kind.value in payment_records.ROUTED_KINDS:
-        payment_records.payment_receiver_locked(receiver_transfer=row)
+        return None
+    row, _transfer, _kind = _insert_transfer(channel, new, channel.pending_meta or {})
+    return row
 
 
 def _node_balances(state: ChannelState) -> dict[str, int]:

@@ -1,51 +1,523 @@
-"""Routed payments: A's transfer to the node, then the node's matching transfer to B, unlocked by the
-same resolver.
+"""Routed payments, and the payment path every user update takes.
 
-Order is the safety rule: the node creates the receiver side only after the sender side is doubly
-signed (the receiver never gets a free option), tops up its collateral in B's channel first (the
-payment waits meanwhile), shortens a HashLock's expiry by `hop margin` so it can always claim upstream,
-and resolves the sender side with the receiver's own resolver as soon as B resolves. A receiver side
-that is cancelled or expires refunds the sender side.
+A payment from A to B is A's transfer to the node, then the node's matching transfer to B, unlocked
+by the same resolver. Order is the safety rule: the node creates the receiver side only after the
+sender side is doubly signed (the receiver never gets a free option), tops up its collateral in B's
+channel first (the payment waits meanwhile), shortens a HashLock's expiry by `hop_margin` so it can
+always claim upstream, and resolves the sender side with the receiver's own resolver as soon as B
+resolves. A receiver side that is cancelled or expires refunds the sender side.
 
-Everything here is driven by `channel_reconcile` of the channel concerned and is idempotent: each step
-looks at the stored state and does what is missing, so retries, restarts and concurrent workers are safe.
+The path (`user_update`, `countersign`): `channels` checks, signs and stores the channel's state and
+says what it did (`channels.Applied`); here the node's routing terms apply, the payment it starts or
+moves is recorded in the same transaction, and its next step (`payments_follow_up`) runs right after
+the commit: forward into the receiver's channel, settle the sender's side, propose what waits for a
+channel just freed. Every step looks at the stored rows and does what is missing, so retries,
+restarts and concurrent workers are safe; `channel_reconcile` and the periodic sweeps pick up anything
+a lost follow-up left.
+
+The routing terms keep one rule (docs/protocol.md, "Routing windows"): whatever the sender and the
+receiver do on chain, and whenever they do it, the node can claim upstream everything it may have to
+pay downstream.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from channels_app import after_commit, network, realtime, rows
-from channels_app.models import Channel, OnchainTransaction, Payment, Transfer, TransferDispute
-from channels_app.services import channels, collateral, routing_policy
-from channels_app.services.payment_records import (
-    ROUTED_KINDS,
-    _push,
-    payment_receiver_locked,
-    payment_receiver_settled,
-    payment_register,
-    payment_sender_settled,
-    payment_status,
+from channels_app import after_commit, chain, network, realtime, rows
+from channels_app.models import (
+    Channel,
+    Dispute,
+    OnchainTransaction,
+    Payment,
+    Transfer,
+    TransferDispute,
 )
-from channels_app.services.routing_policy import PaymentError, hop_margin
+from channels_app.services import channels, collateral
+from channels_app.services.errors import ServiceError
+from connext.chain import disputes
 from connext.protocol import meta as transfer_meta
 from connext.protocol import serialization
 from connext.protocol.definitions import HashLockState, PreimageResolver, SignedResolver
 from connext.protocol.encoding import ZERO_BYTES32, keccak256
 from connext.protocol.errors import ProtocolError
-from connext.protocol.types import CreateUpdate, DefinitionKind
+from connext.protocol.types import (
+    ChannelState,
+    CreateUpdate,
+    DefinitionKind,
+    ResolveUpdate,
+    TransferState,
+    Update,
+)
 
 logger = logging.getLogger(__name__)
 
 PaymentStatus = Payment.Status
+ROUTED_KINDS = (DefinitionKind.LINKED.value, DefinitionKind.HASHLOCK.value, DefinitionKind.SIGNED.value)
+
+# Tests only (the client's retry after a crash): the process exits right after committing a create
+# of this user's, before answering it. Unset everywhere else.
+_TEST_EXIT_AFTER_CREATE_OF = os.environ.get("CONNEXT_TEST_EXIT_AFTER_CREATE_OF", "")
+
+
+class PaymentError(ServiceError):
+    """A payment the node will not route, settle or hand out as asked."""
+
+
+# -- the payment path: a user's update or countersignature, and what follows it ---------------------
+
+
+def user_update(
+    *,
+    user: str,
+    update: Update,
+    signature: bytes,
+    meta: dict[str, Any] | None = None,
+    answer: tuple[int, bytes] | None = None,
+) -> channels.SignedState:
+    """Countersign a user's update (deposit, create, resolve, swap; `answer` countersigns the node's
+    open proposal first, `channels.countersign_user_update`). Beside the channel's own checks, the
+    node's terms apply to a payment it is asked to route (`check_routed_create`) or to pay out
+    (`check_downstream_resolve`); what the update does to payments is recorded in its transaction."""
+    checked = channels.check_user_update(user=user, update=update, meta=meta)
+    if isinstance(update, ResolveUpdate):  # its reads (the chain's time among them) before the lock
+        check_downstream_resolve(
+            transfer_id=serialization.hex_bytes(update.transfer_id),
+            encoded_resolver=update.encoded_resolver,
+            chain_now=lambda: disputes.chain_time(chain.web3()),
+        )
+    try:
+        with transaction.atomic():
+            done = channels.countersign_user_update(checked, signature, answer=answer)
+            for applied in done.applied:
+                if applied.update is update and isinstance(update, CreateUpdate):
+                    _check_routing_terms(applied.new, checked.meta)
+                _record(applied)
+    except IntegrityError:  # a unique row (a payment id, say) written concurrently by another update
+        raise channels.ChannelError(
+            "conflict", "A concurrent update wrote the same record; sync and retry.", status=409
+        ) from None
+    if user == _TEST_EXIT_AFTER_CREATE_OF and done.applied and isinstance(update, CreateUpdate):
+        os._exit(70)
+    return done.signed
+
+
+def countersign(*, user: str, channel_address: str, nonce: int, signature: bytes) -> channels.SignedState:
+    """The user's countersignature of the node's open proposal at `nonce` (a payment's receiver side
+    or its settlement, collateral, a withdrawal's resolve), stored and recorded as `user_update`'s."""
+    with transaction.atomic():
+        done = channels.countersign_proposal(
+            user=user, channel_address=channel_address, nonce=nonce, signature=signature
+        )
+        for applied in done.applied:
+            _record(applied)
+    return done.signed
+
+
+def _check_routing_terms(new: ChannelState, meta: dict[str, Any]) -> None:
+    """A transfer to the node other than a withdraw is a payment to route: the node's terms apply."""
+    transfer = new.transfers[-1]
+    kind = network.network().definitions.get(transfer.definition)
+    if transfer.responder != new.node or kind in (None, DefinitionKind.WITHDRAW):
+        return
+    check_routed_create(transfer=transfer, kind=kind, meta=meta)
+
+
+def _record(applied: channels.Applied) -> None:
+    """Record what one stored state did to the payments through its channel (inside its transaction)
+    and register what follows the commit: the payments' next steps inline (they are what a payment
+    waits for), a check of the node's collateral where a payment moved its balance, and for any other
+    update the channel's reconcile by a worker."""
+    net = network.network()
+    channel = applied.channel
+    follow_up: dict[str, Any] = {}
+    routed = False
+    created, resolved = applied.created, applied.resolved
+    if created is not None and created.kind in ROUTED_KINDS:
+        routed = True
+        if created.responder == net.node_address:  # a payment the node is asked to route starts here
+            try:
+                payment = payment_insert(sender_transfer=created)
+            except IntegrityError:  # the payment id is taken: the whole update is rolled back
+                raise channels.ChannelError(
+                    "duplicate_payment",
+                    "A payment with this id exists already: pick a fresh random payment id.",
+                    status=409,
+                ) from None
+            if payment.recipient:
+                follow_up["forward_to"] = payment.recipient
+        else:  # the receiver side of a payment is locked
+            payment_receiver_locked(receiver_transfer=created)
+    elif resolved is not None and net.definitions[resolved.definition].value in ROUTED_KINDS:
+        routed = True
+        # The receiver decided: settle the sender's side now, and only then tell the sender. Told
+        # first, a sender sends its next update at once and it crosses the node's proposal on the
+        # wire: refused, answered, sent again (about one per payment).
+        decided = routed_side_settled(
+            transfer_id=serialization.hex_bytes(resolved.transfer_id),
+            payment_id=serialization.hex_bytes(resolved.payment_id),
+            tell_sender=False,
+        )
+        if decided is not None:
+            follow_up["settle_payment"] = (decided.payment_pk, decided.sender_channel_id)
+            if decided.tell_sender is not None:
+                follow_up["then_tell_sender"] = decided.tell_sender
+    if applied.proposal_answered:  # the channel is free for the node's next proposal
+        follow_up["channel_freed"] = (channel.pk, channel.user_address)
+    if follow_up:
+        after_commit.run_inline(
+            payments_follow_up, retry_task="channels_app.tasks.payments_follow_up", **follow_up
+        )
+    if not routed:
+        after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
+    elif not applied.superseded and applied.node_balance_moved():
+        # A user locking or being paid from the node's transfers leaves the node's balance where the
+        # last check saw it: only a payment that moved it is checked against the profile.
+        after_commit.run_inline(collateral.collateral_check_profile, channel=channel, state=applied.new)
+
+
+def payments_follow_up(
+    *,
+    forward_to: str | None = None,
+    settle_payment: tuple[int, int] | None = None,
+    then_tell_sender: tuple[str, dict[str, Any]] | None = None,
+    channel_freed: tuple[int, str] | None = None,
+) -> None:
+    """The next step of the payments an update just moved, run right after its commit: forward a
+    payment whose sender side is signed, settle the sender side of one the receiver decided, and give
+    a channel whose proposal was just answered its next proposal. Each step is idempotent; whatever
+    finds a channel busy is picked up when that channel's proposal is answered. A step that fails
+    is tried again by a worker (`tasks.payments_follow_up`)."""
+    if settle_payment is not None:
+        # The proposal and the news reach the sender in one push.
+        with realtime.batched():
+            try:
+                _settle_sender_side(*settle_payment)
+            finally:  # the sender hears of the payment after the node's proposal to settle it
+                if then_tell_sender is not None:
+                    event, news = then_tell_sender
+                    realtime.push_event_on_commit(realtime.user_group(news["sender"]), event, news)
+    if forward_to is not None:
+        _forward_to(forward_to)
+    if channel_freed is not None:
+        channel_id, user = channel_freed
+        payments_settle_upstream(channel_id=channel_id) or payments_forward(channel_id=channel_id, user=user)
+
+
+# -- the node's terms for routing a payment ---------------------------------------------------------
+
+
+def reaction() -> int:
+    """R: the longest the node takes to see a chain event and get its answer mined."""
+    return int(settings.ROUTING_REACTION_SECONDS)
+
+
+def receiver_min_window() -> int:
+    """The least on-chain window (and HashLock lead) the node gives a receiver."""
+    return int(settings.HASHLOCK_MIN_WINDOW_SECONDS)
+
+
+def hop_margin() -> int:
+    """How much earlier the receiver's HashLock expires than the sender's: enough for the node to
+    take the sender side to the chain (one dispute window) and two reactions (see the receiver's
+    reveal, then land its claims) to spare."""
+    return settings.DISPUTE_TIMEOUT_SECONDS + max(settings.HASHLOCK_MIN_WINDOW_SECONDS, 2 * reaction())
+
+
+def sender_min_transfer_timeout() -> int:
+    """The least `transferTimeout` a sender may give a routed transfer: the receiver's least window plus
+    the three reactions the node needs between the two sides (channels with the node's dispute window)."""
+    return receiver_min_window() + 3 * reaction()
+
+
+def receiver_transfer_timeout(
+    *, sender_timeout: int, sender_channel_timeout: int, receiver_channel_timeout: int
+) -> int | None:
+    """The receiver side's `transferTimeout`, or None when it would leave the receiver less than its
+    least window.
+
+    Once the sender disputes at t, its on-chain window closes no earlier than t + T_s + tt_s. The node
+    disputes the receiver's channel by t + R, disputes the receiver side by t + R + T_r + R, so the
+    receiver's last reveal lands before t + 2R + T_r + tt_r, and the node's upstream claim lands by
+    t + 3R + T_r + tt_r = t + T_s + tt_s."""
+    window = sender_timeout + sender_channel_timeout - receiver_channel_timeout - 3 * reaction()
+    return window if window >= receiver_min_window() else None
+
+
+def upstream_window_end(sender: Transfer) -> int | None:
+    """The earliest chain time at which the sender side's on-chain window can close: while its channel
+    is disputed (the window opens at the consensus expiry at the earliest) or the transfer itself is
+    disputed on chain. None while no such window runs."""
+    state = serialization.transfer_state_from_json(sender.transfer_state)
+    ends = list(
+        TransferDispute.objects.filter(transfer_id=sender.transfer_id).values_list("expiry", flat=True)
+    )
+    consensus = (
+        Dispute.objects.filter(
+            channel_id=sender.channel_id, status__in=Dispute.ACTIVE, consensus_expiry__isnull=False
+        )
+        .values_list("consensus_expiry", flat=True)
+        .first()
+    )
+    if consensus is not None:
+        ends.append(consensus + state.transfer_timeout)
+    if not ends:
+        return None
+    if sender.kind == DefinitionKind.HASHLOCK.value:
+        ends.append(HashLockState.decode(state.encoded_state).expiry)
+    return min(ends)
+
+
+def pays_out(kind: DefinitionKind, encoded_resolver: bytes) -> bool:
+    """Whether a resolver is more than the responder's cancel (a malformed one counts: the protocol
+    core refuses it anyway)."""
+    try:
+        if kind is DefinitionKind.SIGNED:
+            return SignedResolver.decode(encoded_resolver).signature != b""
+        return PreimageResolver.decode(encoded_resolver).preimage != ZERO_BYTES32
+    except ProtocolError:
+        return True
+
+
+def check_downstream_resolve(
+    *, transfer_id: str, encoded_resolver: bytes, chain_now: Callable[[], int]
+) -> None:
+    """Refuse a receiver's resolve that pays it when the node can no longer be sure to claim the sender
+    side: refunded on chain already, or its on-chain window closes within one reaction.
+    `chain_now()` reads the chain's time; it is called only when such a window runs."""
+    payment = (
+        Payment.objects.filter(receiver_transfer__transfer_id=transfer_id)
+        .select_related("sender_transfer")
+        .first()
+    )
+    if payment is None or not pays_out(DefinitionKind(payment.kind), encoded_resolver):
+        return
+    sender = payment.sender_transfer
+    if sender.status == Transfer.Status.CANCELLED:
+        raise PaymentError(
+            "upstream_refunded",
+            "The sender's side of this payment was refunded on chain, so the node does not pay it.",
+            status=409,
+        )
+    if sender.status != Transfer.Status.ACTIVE:
+        return
+    window_end = upstream_window_end(sender)
+    if window_end is not None and int(chain_now()) + reaction() >= window_end:
+        raise PaymentError(
+            "upstream_unclaimable",
+            "The sender's side of this payment is on chain and its window closes before the node could"
+            " claim it, so the node does not pay it.",
+            status=409,
+        )
+
+
+def check_routed_create(*, transfer: TransferState, kind: DefinitionKind, meta: dict[str, Any]) -> None:
+    """The node's own terms for a transfer it is asked to route (beyond the protocol's rules)."""
+    recipient = meta.get("recipient")
+    if recipient is not None and not isinstance(recipient, str):
+        raise PaymentError("bad_meta", "meta.recipient must be an address or absent (a link).")
+    if recipient is not None:
+        try:
+            recipient = serialization.parse_address(recipient, field="meta.recipient")
+        except Exception:
+            raise PaymentError("bad_meta", "meta.recipient is not an address.") from None
+        if recipient in (transfer.initiator, network.network().node_address):
+            raise PaymentError("bad_recipient", "A payment goes to another user of this node.")
+    elif kind is not DefinitionKind.LINKED:
+        raise PaymentError("bad_meta", "Only a linked transfer can be a link payment (no recipient).")
+    least, most = sender_min_transfer_timeout(), int(settings.ROUTING_MAX_TRANSFER_TIMEOUT_SECONDS)
+    if transfer.transfer_timeout < least:
+        raise PaymentError(
+            "transfer_timeout_too_short",
+            f"A routed transfer's transferTimeout must be at least {least} seconds: the receiver's side"
+            " gets a shorter one, and the node must have time to claim this side after paying it.",
+        )
+    if transfer.transfer_timeout > most:
+        raise PaymentError(
+            "transfer_timeout_too_long", f"A routed transfer's transferTimeout is at most {most} seconds."
+        )
+    if kind is DefinitionKind.HASHLOCK:
+        expiry = HashLockState.decode(transfer.encoded_state).expiry
+        if expiry - hop_margin() <= int(time.time()) + settings.HASHLOCK_MIN_WINDOW_SECONDS:
+            raise PaymentError(
+                "expiry_too_soon",
+                f"A routed hashlock must expire more than {hop_margin() + settings.HASHLOCK_MIN_WINDOW_SECONDS}"
+                " seconds from now, so the node can always claim it after paying the receiver.",
+            )
+
+
+# -- payment records: what the node tells users about a payment --------------------------------
+
+
+def payment_status(payment: Payment) -> str:
+    """The status both parties see, read from the two transfers themselves so it never waits for the
+    node's bookkeeping (nor for an offline sender): `completed` once the receiver resolved its side
+    (it holds the money; the node holds the resolver that settles the sender's lock), `failed` once
+    the receiver's side is cancelled or expired (the sender's refund is under way), `refunded` once the
+    sender's side is refunded in a doubly signed state. Otherwise the stored status (pending,
+    forwarded, or failed when it could not be forwarded)."""
+    sender = payment.sender_transfer
+    receiver = payment.receiver_transfer
+    if sender.status == Transfer.Status.CANCELLED:
+        return Payment.Status.REFUNDED
+    if sender.status == Transfer.Status.RESOLVED or (
+        receiver is not None and receiver.status == Transfer.Status.RESOLVED
+    ):
+        return Payment.Status.COMPLETED
+    if receiver is not None and receiver.status == Transfer.Status.CANCELLED:
+        return Payment.Status.FAILED
+    return payment.status
+
+
+def payment_json(payment: Payment) -> dict[str, Any]:
+    meta = payment.sender_transfer.meta or {}
+    return {
+        "paymentId": payment.payment_id,
+        "kind": payment.kind,
+        "sender": payment.sender,
+        "recipient": payment.recipient or None,
+        "assetId": payment.asset_id,
+        "amount": str(int(payment.amount)),
+        "status": payment_status(payment),
+        "failure": payment.failure or None,
+        "meta": {key: value for key, value in meta.items() if key != "encryptedPreimage"},
+        "createdAt": payment.created_at.isoformat(),
+        "updatedAt": payment.updated_at.isoformat(),
+    }
+
+
+def _push(address: str, event: str, payment: Payment) -> None:
+    if address:
+        realtime.push_event_on_commit(realtime.user_group(address), event, payment_json(payment))
+
+
+def payment_register(*, sender_transfer: Transfer) -> Payment | None:
+    """Record the payment a sender's transfer to the node starts (once); an existing payment with
+    the same id is returned as it is."""
+    if sender_transfer.kind not in ROUTED_KINDS:
+        return None
+    existing = rows.get(Payment, payment_id=sender_transfer.payment_id)
+    if existing is not None:
+        return existing
+    return payment_insert(sender_transfer=sender_transfer)
+
+
+def payment_insert(*, sender_transfer: Transfer) -> Payment:
+    """Record the payment a sender's routed transfer to the node starts. A payment with the same id
+    raises the database's `IntegrityError` (the caller's update is then refused as a whole)."""
+    recipient = sender_transfer.meta.get("recipient") or ""
+    payment = rows.insert(
+        Payment(
+            payment_id=sender_transfer.payment_id,
+            kind=sender_transfer.kind,
+            sender=sender_transfer.initiator,
+            recipient=serialization.parse_address(recipient, field="recipient") if recipient else "",
+            asset_id=sender_transfer.asset_id,
+            amount=sender_transfer.amount,
+            sender_transfer=sender_transfer,
+        )
+    )
+    _push(payment.sender, "transfer.created", payment)
+    return payment
+
+
+def payment_receiver_locked(*, receiver_transfer: Transfer) -> None:
+    """The receiver countersigned its side: link it to the payment and tell the receiver."""
+    payment = rows.get_related(Payment, ("sender_transfer",), payment_id=receiver_transfer.payment_id)
+    if payment is None or payment.receiver_transfer_id is not None:
+        return
+    payment.receiver_transfer = receiver_transfer
+    rows.update(payment, ["receiver_transfer_id"])
+    _push(payment.recipient, "transfer.received", payment)
+
+
+def payment_receiver_settled(*, payment: Payment, tell_sender: bool = True) -> str | None:
+    """The receiver resolved or cancelled its side: tell both parties now, not only once the sender
+    side settles (its user may stay offline for long). Announced once, whichever process gets here:
+    returns the event when this call announced it. Without `tell_sender` the sender's announcement is
+    the caller's to make."""
+    assert payment.receiver_transfer is not None
+    paid = payment.receiver_transfer.status == Transfer.Status.RESOLVED
+    decided = Payment.Status.COMPLETED if paid else Payment.Status.FAILED
+    failure = "" if paid else "the receiver's side was cancelled or expired"
+    # Compare and set on the status read with the payment: whichever process moves it out of an
+    # open one announces (a receiver side exists only once the payment is forwarded, so the status
+    # read is the row's unless another process just decided it).
+    now = timezone.now()
+    announced = payment.status in (Payment.Status.PENDING, Payment.Status.FORWARDED) and bool(
+        rows.update_where(
+            Payment,
+            {"pk": payment.pk, "status": payment.status},
+            {"status": decided, "failure": failure, "updated_at": now},
+        )
+    )
+    payment.status, payment.failure, payment.updated_at = decided, failure, now
+    if not announced:
+        return None
+    event = "transfer.resolved" if paid else "transfer.failed"
+    if tell_sender:
+        _push(payment.sender, event, payment)
+    _push(payment.recipient, event, payment)
+    return event
+
+
+def payment_sender_settled(*, payment: Payment) -> None:
+    """The sender side was resolved or refunded (both signed): the payment is over."""
+    if payment.status in (Payment.Status.COMPLETED, Payment.Status.REFUNDED):
+        return
+    if payment.sender_transfer.status == Transfer.Status.RESOLVED:
+        payment.status = Payment.Status.COMPLETED
+        rows.update(payment, ["status"])
+        _push(payment.sender, "transfer.resolved", payment)
+        _push(payment.recipient, "transfer.resolved", payment)
+        return
+    was_failed = payment.status == Payment.Status.FAILED
+    payment.status = Payment.Status.REFUNDED
+    rows.update(payment, ["status"])
+    if not was_failed:  # a failure was announced when it happened
+        _push(payment.sender, "transfer.failed", payment)
+        _push(payment.recipient, "transfer.failed", payment)
+
+
+class Decided(NamedTuple):
+    """A payment its receiver's side just decided: settle its sender side (in `sender_channel_id`)
+    next, then, when set, tell the sender `tell_sender` (the event and the payment as decided)."""
+
+    payment_pk: int
+    sender_channel_id: int
+    tell_sender: tuple[str, dict[str, Any]] | None
+
+
+def routed_side_settled(*, transfer_id: str, payment_id: str, tell_sender: bool = True) -> Decided | None:
+    """One side of a routed payment was resolved or refunded (off chain or on chain; its transfer row
+    already says which): record it and tell both parties. The sender's side ends the payment; the
+    receiver's side decides it, and that payment is returned: its sender side is settled next
+    (`payments.payments_follow_up(settle_payment=...)`). Both sides carry the payment's id. Without
+    `tell_sender`, the sender's announcement is left to the follow-up (returned in `Decided`)."""
+    payment = rows.get_related(Payment, ("sender_transfer", "receiver_transfer"), payment_id=payment_id)
+    if payment is None:
+        return None
+    if payment.sender_transfer.transfer_id == transfer_id:
+        payment_sender_settled(payment=payment)
+        return None
+    if payment.receiver_transfer is None or payment.receiver_transfer.transfer_id != transfer_id:
+        return None  # a transfer of this payment id that is neither side: nothing to record
+    event = payment_receiver_settled(payment=payment, tell_sender=tell_sender)
+    news = None if tell_sender or event is None else (event, payment_json(payment))
+    return Decided(payment.pk, payment.sender_transfer.channel_id, news)
+
+
+# -- forwarding into the receiver's channel ------------------------------------------------------
 
 
 def cancel_resolver(kind: str) -> bytes:
@@ -115,7 +587,7 @@ def _forward_locked(channel_id: int, payment_pk: int) -> tuple[bool, int]:
         return False, 0
     state = channels.latest_state(channel)
     sender_state = serialization.transfer_state_from_json(sender.transfer_state)
-    transfer_timeout = routing_policy.receiver_transfer_timeout(
+    transfer_timeout = receiver_transfer_timeout(
         sender_timeout=sender_state.transfer_timeout,
         sender_channel_timeout=int(sender_channel_state["timeout"]),
         receiver_channel_timeout=state.timeout,
@@ -273,33 +745,6 @@ def _link_expired(payment: Payment, now: int) -> bool:
     return not payment.recipient and isinstance(expires_at, int) and now >= expires_at
 
 
-def payments_follow_up(
-    *,
-    forward_to: str | None = None,
-    settle_payment: tuple[int, int] | None = None,
-    then_tell_sender: tuple[str, dict[str, Any]] | None = None,
-    channel_freed: tuple[int, str] | None = None,
-) -> None:
-    """The next step of the payments an update just moved, run right after its commit: forward a
-    payment whose sender side is signed, settle the sender side of one the receiver decided, and give
-    a channel whose proposal was just answered its next proposal. Each step is idempotent; whatever
-    finds a channel busy is picked up when that channel's proposal is answered."""
-    if settle_payment is not None:
-        # The proposal and the news reach the sender in one push.
-        with realtime.batched():
-            try:
-                _settle_sender_side(*settle_payment)
-            finally:  # the sender hears of the payment after the node's proposal to settle it
-                if then_tell_sender is not None:
-                    event, news = then_tell_sender
-                    realtime.push_event_on_commit(realtime.user_group(news["sender"]), event, news)
-    if forward_to is not None:
-        _forward_to(forward_to)
-    if channel_freed is not None:
-        channel_id, user = channel_freed
-        payments_settle_upstream(channel_id=channel_id) or payments_forward(channel_id=channel_id, user=user)
-
-
 STALLED_AFTER_SECONDS = 10
 
 
@@ -447,6 +892,14 @@ def _forward_to(recipient: str) -> None:
     )
     if channel is not None and channel[1] is None:
         payments_forward(channel_id=channel[0], user=recipient)
+
+
+def proposal_taken_on_chain_locked(channel: Channel) -> None:
+    """The user took the node's open proposal to the chain (`channels.proposal_taken_on_chain_locked`):
+    a payment's receiver side it locks is linked to its payment, as one countersigned off chain."""
+    row = channels.proposal_taken_on_chain_locked(channel)
+    if row is not None and row.initiator == channel.node_address and row.kind in ROUTED_KINDS:
+        payment_receiver_locked(receiver_transfer=row)
 
 
 # -- links, cancels, history ---------------------------------------------------------------------

@@ -46,7 +46,7 @@ from channels_app.models import (
     Transfer,
     TransferDispute,
 )
-from channels_app.services import channels, payment_records, routing_policy, withdrawals
+from channels_app.services import channels, payments, withdrawals
 from channels_app.services.errors import ServiceError
 from channels_app.services.transactions import transaction_enqueue
 from connext.chain import channel_reads, disputes
@@ -168,7 +168,7 @@ def channel_disputed_observe(
         dispute.state_hash = state_hash
         dispute.state = _known_state_json(channel, state_hash)
         if nonce > channel.nonce and dispute.state is not None:  # the user took the node's proposal
-            channels.proposal_taken_on_chain_locked(channel)
+            payments.proposal_taken_on_chain_locked(channel)
         dispute.consensus_expiry = consensus_expiry
         dispute.defund_expiry = defund_expiry
         if nonce < channel.nonce:
@@ -272,7 +272,7 @@ def transfer_defunded_observe(
             transfer.status = Transfer.Status.CANCELLED if to_initiator > 0 else Transfer.Status.RESOLVED
             transfer.encoded_resolver = record.encoded_resolver
             transfer.save(update_fields=["status", "encoded_resolver", "updated_at"])
-            decided = payment_records.routed_side_settled(
+            decided = payments.routed_side_settled(
                 transfer_id=transfer.transfer_id, payment_id=transfer.payment_id
             )
         if record.dispute_id is not None:
@@ -281,7 +281,7 @@ def transfer_defunded_observe(
             after_commit.run_task("channels_app.tasks.channel_reconcile", channel.pk)
         if decided is not None:  # a receiver side paid out on chain settles the sender side next
             after_commit.run_inline(
-                "channels_app.services.payments.payments_follow_up",
+                payments.payments_follow_up,
                 retry_task="channels_app.tasks.payments_follow_up",
                 settle_payment=(decided.payment_pk, decided.sender_channel_id),
             )
@@ -841,7 +841,7 @@ def downstream_guard(*, sender_channel_id: int | None = None) -> list[int]:
     """Settle on chain first the receiver side of every routed payment whose sender side has an
     on-chain window running (its channel disputed, or the transfer disputed on chain), unless the
     receiver can no longer reveal in time anyway: the node disputes the receiver's channel, so the
-    receiver side's window (shorter by three reactions, `routing_policy.receiver_transfer_timeout`)
+    receiver side's window (shorter by three reactions, `payments.receiver_transfer_timeout`)
     closes before the sender side's can (docs/protocol.md, "Routing windows"). Only `sender_channel_id`'s
     payments when given. Idempotent: the beat runs it every round. Returns the disputes started."""
     senders = Transfer.objects.filter(status=Transfer.Status.ACTIVE, payment_as_sender__isnull=False)
@@ -863,7 +863,7 @@ def downstream_guard(*, sender_channel_id: int | None = None) -> list[int]:
         if downstream is None or downstream[0].pk in started:
             continue
         receiver_channel, receiver_side = downstream
-        window_end = routing_policy.upstream_window_end(sender)
+        window_end = payments.upstream_window_end(sender)
         if window_end is None or _expires_in_time(payment, window_end):
             continue
         now = disputes.chain_time(chain.web3()) if now is None else now
@@ -913,7 +913,7 @@ def _dispute_by(upstream_window_end: int, receiver_channel: Channel, receiver_ti
     the consensus window and the node's `disputeTransfer` (R) follow, then the receiver's window, and the
     node's upstream claim (R) still lands before the sender side's window closes."""
     dispute_timeout = int(receiver_channel.latest_state["timeout"])
-    return upstream_window_end - dispute_timeout - receiver_timeout - 3 * routing_policy.reaction()
+    return upstream_window_end - dispute_timeout - receiver_timeout - 3 * payments.reaction()
 
 
 def _expires_in_time(payment: Payment, upstream_window_end: int) -> bool:
@@ -922,8 +922,8 @@ def _expires_in_time(payment: Payment, upstream_window_end: int) -> bool:
     if payment.kind != DefinitionKind.HASHLOCK.value:
         return False
     state = serialization.transfer_state_from_json(payment.sender_transfer.transfer_state)
-    receiver_expiry = HashLockState.decode(state.encoded_state).expiry - routing_policy.hop_margin()
-    return receiver_expiry + 2 * routing_policy.reaction() <= upstream_window_end
+    receiver_expiry = HashLockState.decode(state.encoded_state).expiry - payments.hop_margin()
+    return receiver_expiry + 2 * payments.reaction() <= upstream_window_end
 
 
 def expiring_claims_check() -> list[int]:

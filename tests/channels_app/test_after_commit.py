@@ -19,7 +19,7 @@ def record_call(*, label: str) -> None:
 def test_an_inline_follow_up_runs_right_after_the_commit(django_capture_on_commit_callbacks):
     CALLS.clear()
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
-        after_commit.run_inline("tests.channels_app.test_after_commit.record_call", label="now")
+        after_commit.run_inline(record_call, label="now")
         assert CALLS == []  # never inside the transaction
 
     assert CALLS == ["now"]
@@ -32,8 +32,8 @@ def test_inside_answer_first_the_follow_ups_wait_for_the_caller_in_order(django_
         django_capture_on_commit_callbacks(execute=True),
         transaction.atomic(),
     ):
-        after_commit.run_inline("tests.channels_app.test_after_commit.record_call", label="first")
-        after_commit.run_inline("tests.channels_app.test_after_commit.record_call", label="second")
+        after_commit.run_inline(record_call, label="first")
+        after_commit.run_inline(record_call, label="second")
     assert CALLS == []  # committed, but held for the caller (which answers its request first)
 
     for follow_up in follow_ups:
@@ -43,7 +43,7 @@ def test_inside_answer_first_the_follow_ups_wait_for_the_caller_in_order(django_
 
 def _refused_update() -> None:
     with transaction.atomic():
-        after_commit.run_inline("tests.channels_app.test_after_commit.record_call", label="never")
+        after_commit.run_inline(record_call, label="never")
         raise RuntimeError("refused")
 
 
@@ -92,7 +92,7 @@ def test_a_failed_inline_follow_up_is_handed_to_a_worker_with_its_arguments(
     broker.delete("celery")
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         after_commit.run_inline(
-            "tests.channels_app.test_after_commit.fail_once",
+            fail_once,
             retry_task="tests.channels_app.test_after_commit.retry_fail_once",
             label="later",
         )

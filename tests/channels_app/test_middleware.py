@@ -34,7 +34,7 @@ def slow_follow_up(*, label: str) -> None:
 def update_view(request: HttpRequest) -> JsonResponse:
     with transaction.atomic():
         BlockCursor.objects.create(name="answered-first", chain_id=1, block_number=7)
-        after_commit.run_inline("tests.channels_app.test_middleware.slow_follow_up", label="answered-first")
+        after_commit.run_inline(slow_follow_up, label="answered-first")
     return JsonResponse({"thread": threading.get_ident()})
 
 

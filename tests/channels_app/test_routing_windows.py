@@ -21,7 +21,7 @@ from django.test import Client, override_settings
 from web3 import Web3
 
 from channels_app.models import Channel, Dispute, Payment, Transfer, TransferDispute
-from channels_app.services import collateral, payments, routing_policy, watchtower
+from channels_app.services import collateral, payments, watchtower
 from connext.chain import disputes
 from connext.chain.contracts import contract_at
 from connext.protocol import definitions, serialization, signing
@@ -75,7 +75,7 @@ def pay(alice: Wallet, bob: Wallet, kind: str, transfer_timeout: int, w3: Web3) 
     now = max(chain_now(w3), int(time.time()))
     extra: dict = {}
     if kind == "hashlock":
-        extra["expiry"] = now + routing_policy.hop_margin() + 3 * transfer_timeout + 4 * 3600
+        extra["expiry"] = now + payments.hop_margin() + 3 * transfer_timeout + 4 * 3600
     if kind == "signed":
         extra["meta"] = {"signer": signing.as_signer(SIGNER_KEY).address}
     response, payment_id, preimage = alice.pay(
@@ -129,7 +129,7 @@ def play_attack(
 ) -> None:
     """`bob_waits`: B does not reveal in his window but only after A's refund (off chain, then on chain
     in a round of his own); otherwise he reveals on chain at the last moment of the window he gets."""
-    transfer_timeout = windows.transfer_timeout or routing_policy.sender_min_transfer_timeout()
+    transfer_timeout = windows.transfer_timeout or payments.sender_min_transfer_timeout()
     T = windows.dispute_timeout
     payment_id, preimage = pay(alice, bob, kind, transfer_timeout, w3)
     bob_channel = Channel.objects.get(user_address=bob.address)
@@ -311,9 +311,7 @@ def test_a_routed_create_with_a_window_outside_the_nodes_bounds_is_refused_and_c
 ):
     alice, bob = _funded_pair(w3)
     before = _unchanged(alice)
-    timeout = (
-        routing_policy.sender_min_transfer_timeout() - 1 if transfer_timeout is None else transfer_timeout
-    )
+    timeout = payments.sender_min_transfer_timeout() - 1 if transfer_timeout is None else transfer_timeout
     response, _, _ = alice.pay(bob.address, AMOUNT, transfer_timeout=timeout)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code
@@ -326,8 +324,8 @@ def test_the_receiver_side_gets_a_window_three_reactions_shorter_than_the_sender
     run_node_work(alice, bob)
     transfer = _receiver_transfer(bob, payment_id)
     assert transfer is not None
-    assert transfer.transfer_timeout == 3600 - 3 * routing_policy.reaction()
-    assert routing_policy.reaction() == 300  # half of HASHLOCK_MIN_WINDOW_SECONDS by default
+    assert transfer.transfer_timeout == 3600 - 3 * payments.reaction()
+    assert payments.reaction() == 300  # half of HASHLOCK_MIN_WINDOW_SECONDS by default
 
 
 def test_a_payment_into_a_channel_with_a_longer_dispute_window_than_it_leaves_room_for_fails_and_refunds(w3):
@@ -357,7 +355,7 @@ def test_a_payment_into_a_channel_with_a_longer_dispute_window_than_it_leaves_ro
 def _disputed_payment(w3, chain, alice: Wallet, bob: Wallet) -> tuple[str, bytes, TransferState]:
     """A pays B, B countersigns his side, A disputes her channel and, after its consensus window, her
     transfer. The node's watcher has seen both; its watchtower has not acted (so B's channel is open)."""
-    payment_id, preimage = pay(alice, bob, "linked", routing_policy.sender_min_transfer_timeout(), w3)
+    payment_id, preimage = pay(alice, bob, "linked", payments.sender_min_transfer_timeout(), w3)
     run_node_work(alice, bob)
     disputed = alice.state
     (sender_side,) = disputed.transfers
@@ -379,7 +377,7 @@ def test_the_node_refuses_a_receivers_resolve_once_the_senders_window_closes_wit
     alice, bob = _funded_pair(w3)
     payment_id, preimage, sender_side = _disputed_payment(w3, chain, alice, bob)
     window_end = _window_end(w3, alice, sender_side)
-    advance_chain(chain, window_end - routing_policy.reaction() - chain_now(w3))
+    advance_chain(chain, window_end - payments.reaction() - chain_now(w3))
     before = _unchanged(bob)
 
     response = bob.resolve_incoming(payment_id, preimage)
@@ -397,7 +395,7 @@ def test_a_receivers_resolve_inside_the_senders_window_is_paid_and_the_node_clai
     alice, bob = _funded_pair(w3)
     payment_id, preimage, sender_side = _disputed_payment(w3, chain, alice, bob)
     window_end = _window_end(w3, alice, sender_side)
-    advance_chain(chain, window_end - 2 * routing_policy.reaction() - chain_now(w3))
+    advance_chain(chain, window_end - 2 * payments.reaction() - chain_now(w3))
 
     assert bob.resolve_incoming(payment_id, preimage).status_code == 200
     run_tower_work(bob)
