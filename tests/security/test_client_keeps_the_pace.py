@@ -56,7 +56,17 @@ def test_calls_refused_for_the_pace_are_sent_again_after_the_named_wait_and_all_
 def test_socket_requests_wait_in_the_client_for_a_slot_instead_of_being_refused(
     node_env_for, start_process, tmp_path
 ):
-    node = started_node(node_env_for, start_process, tmp_path, "pace-slots", WS_MAX_REQUESTS_IN_FLIGHT="1")
+    # The pace is not what is tested here: a loaded machine (its turns falling behind) must not have
+    # the node refuse a request 429 and the client send it again.
+    node = started_node(
+        node_env_for,
+        start_process,
+        tmp_path,
+        "pace-slots",
+        WS_MAX_REQUESTS_IN_FLIGHT="1",
+        FAIR_SHARE="10000/second",
+        FAIR_SHARE_BURST="10000",
+    )
 
     async def scenario() -> tuple[list[BaseException | Any], int, int]:
         async with aiohttp.ClientSession() as session:
