@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from channels_app import after_commit, chain, network, realtime, rows
+from channels_app import after_commit, chain, crash_points, network, realtime, rows
 from channels_app.models import Channel, ChannelUpdate, Dispute, Transfer, TransferDispute
 from channels_app.services import capital, fence, swaps
 from channels_app.services.errors import ServiceError
@@ -296,6 +296,7 @@ class Applied:
 
     channel: Channel
     update: Update
+    update_type: str  # the update's `type` in the protocol's JSON
     previous: ChannelState
     new: ChannelState
     created: Transfer | None = None
@@ -475,6 +476,9 @@ def propose_locked(
     channel.pending_node_signature = serialization.hex_bytes(node_signature)
     channel.pending_meta = meta or {}
     rows.update(channel, _PENDING_FIELDS)
+    if crash_points.ARMED:
+        update_type = channel.pending_update["type"]
+        transaction.on_commit(lambda: crash_points.reached("proposed", channel.user_address, update_type))
     realtime.push_event_on_commit(
         realtime.user_group(channel.user_address), "update.proposed", proposal_json(channel) or {}
     )
@@ -671,6 +675,7 @@ def _store(
     return Applied(
         channel,
         update,
+        update_type,
         previous,
         new,
         created=created,

@@ -23,7 +23,6 @@ pay downstream.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -34,7 +33,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from channels_app import after_commit, chain, network, realtime, rows
+from channels_app import after_commit, chain, crash_points, network, realtime, rows
 from channels_app.models import (
     Channel,
     Dispute,
@@ -64,10 +63,6 @@ logger = logging.getLogger(__name__)
 
 PaymentStatus = Payment.Status
 ROUTED_KINDS = (DefinitionKind.LINKED.value, DefinitionKind.HASHLOCK.value, DefinitionKind.SIGNED.value)
-
-# Tests only (the client's retry after a crash): the process exits right after committing a create
-# of this user's, before answering it. Unset everywhere else.
-_TEST_EXIT_AFTER_CREATE_OF = os.environ.get("CONNEXT_TEST_EXIT_AFTER_CREATE_OF", "")
 
 
 class PaymentError(ServiceError):
@@ -107,8 +102,8 @@ def user_update(
         raise channels.ChannelError(
             "conflict", "A concurrent update wrote the same record; sync and retry.", status=409
         ) from None
-    if user == _TEST_EXIT_AFTER_CREATE_OF and done.applied and isinstance(update, CreateUpdate):
-        os._exit(70)
+    if done.applied:
+        crash_points.reached("committed", user, done.applied[-1].update_type)
     return done.signed
 
 
@@ -121,6 +116,8 @@ def countersign(*, user: str, channel_address: str, nonce: int, signature: bytes
         )
         for applied in done.applied:
             _record(applied)
+    if done.applied:
+        crash_points.reached("committed", user, done.applied[-1].update_type)
     return done.signed
 
 
@@ -753,7 +750,8 @@ def payments_overdue_channels() -> list[int]:
     that expired unredeemed, a HashLock whose receiver side has expired (reconciling a channel only
     follows its own updates; a receiver who never comes back sends none), any open payment that
     has not moved for a while (its inline follow-up was lost, e.g. to a crash between a commit and
-    the next step), and any channel whose open proposal has waited that long."""
+    the next step), a decided one whose sender side is still open after that while, and any channel
+    whose open proposal has waited that long."""
     now = int(time.time())
     open_payments = (
         Payment.objects.filter(sender_transfer__status=Transfer.Status.ACTIVE)
@@ -778,6 +776,16 @@ def payments_overdue_channels() -> list[int]:
         overdue.add(sender_channel)
         if receiver_channel is not None:
             overdue.add(receiver_channel)
+    # A payment its receiver decided is completed (or failed) at once, before its sender side is
+    # settled: one whose settling step was lost (the process died right after the receiver's commit)
+    # would otherwise leave the node's claim upstream open until the sender happened to update.
+    overdue.update(
+        Payment.objects.filter(
+            updated_at__lt=timezone.now() - timedelta(seconds=STALLED_AFTER_SECONDS),
+            sender_transfer__status=Transfer.Status.ACTIVE,
+            receiver_transfer__status__in=[Transfer.Status.RESOLVED, Transfer.Status.CANCELLED],
+        ).values_list("sender_transfer__channel_id", flat=True)
+    )
     # An open proposal left unanswered (its push lost to a Redis restart, its user idle) keeps its
     # channel busy, and the payments waiting for that user may not name the channel: its reconcile
     # pushes the proposal again (`channels.proposal_remind`).

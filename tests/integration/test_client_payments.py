@@ -520,7 +520,7 @@ def test_a_payment_the_node_took_before_crashing_is_settled_on_resync_and_its_re
     alice_address = Account.from_key(alice_key).address
     crashing = start_process(
         NodeProcess(
-            env={**live_node.env, "CONNEXT_TEST_EXIT_AFTER_CREATE_OF": alice_address},
+            env={**live_node.env, "CONNEXT_TEST_CRASH_AT": f"committed:{alice_address}:create"},
             log_path=tmp_path / "crashing.log",
         )
     )
@@ -578,6 +578,91 @@ def test_a_payment_the_node_took_before_crashing_is_settled_on_resync_and_its_re
         channel__address=alice.channel_address, kind="create", initiator=alice_address
     )
     assert creates.count() == 1
+
+
+CRASHES = {
+    # The receiver's resolve (with its countersignature of the node's forward) is committed and the
+    # process dies before answering it, and before settling the sender's side.
+    "receiver resolve committed, unanswered": ("bob", "committed", "bob", "resolve"),
+    # The node's forward into the receiver's channel is committed and the process (serving the
+    # sender) dies before pushing it.
+    "forward committed, not pushed": ("alice", "proposed", "bob", "create"),
+    # The sender's countersignature of the node's settling resolve is committed, unanswered.
+    "sender countersign committed, unanswered": ("alice", "committed", "alice", "resolve"),
+}
+
+
+@pytest.mark.parametrize("crash", list(CRASHES))
+def test_a_node_killed_on_the_payment_path_loses_no_signed_state_and_the_payment_completes(
+    crash, live_node, wallets, w3, tmp_path, start_process, anvil_url, deployments
+):
+    """One process dies at a point of a routed payment (a test-only hook makes it exit there), a new
+    one takes its port. No doubly signed state is lost (each client ends holding the node's latest,
+    and every update the node stored rebuilds to the hash both signed), no nonce holds two states,
+    and the payment completes once, in both channels."""
+    on_crashing, point, whose, update_type = CRASHES[crash]
+    keys = {"alice": new_key(w3), "bob": new_key(w3)}
+    address = {name: Account.from_key(key).address for name, key in keys.items()}
+    crashing = start_process(
+        NodeProcess(
+            env={**live_node.env, "CONNEXT_TEST_CRASH_AT": f"{point}:{address[whose]}:{update_type}"},
+            log_path=tmp_path / "crashing.log",
+        )
+    )
+    crashing.wait_serving()
+
+    def joined(name: str) -> Wallet:
+        url = crashing.url if name == on_crashing else live_node.nodes[0].url
+        client = Client.connect(
+            url, keys[name], chain_rpc_url=live_node.chain_url, store_path=str(tmp_path / f"{name}.db")
+        )
+        wallet = Wallet(client)
+        wallets.append(wallet)
+        return wallet
+
+    alice, bob = joined("alice"), joined("bob")
+    alice.deposit(10 * MILLI)
+    collateralized(alice)
+    collateralized(bob)
+    start = (alice.balance, bob.balance)
+    payment_id = serialization.hex_bytes(secrets.token_bytes(32))
+
+    try:
+        alice.transfer(bob.address, 2 * MILLI, payment_id=payment_id)
+    except OutcomeUnknownError:
+        pytest.fail("the sender's own update is answered before any of these crash points")
+    until(lambda: not crashing.alive(), f"the node process to exit ({point} for {whose})")
+    assert crashing.process is not None
+    assert crashing.process.returncode == 70
+    restarted = start_process(
+        NodeProcess(env=live_node.env, log_path=tmp_path / "restarted.log", port=crashing.port)
+    )
+    restarted.wait_serving()
+    # What the dead process left (a lost answer, push or next step) is carried on by the clients'
+    # resync and the node's payment sweep.
+    sent = alice.wait_for_transfer(payment_id, timeout=120)
+    received = bob.wait_for_transfer(payment_id, timeout=120)
+    settled(alice, bob)
+
+    assert (sent["status"], received["status"]) == ("completed", "completed")
+    assert (alice.balance, bob.balance) == (start[0] - 2 * MILLI, start[1] + 2 * MILLI)
+    assert Payment.objects.filter(payment_id=payment_id).count() == 1
+    for wallet in (alice, bob):
+        channel = Channel.objects.get(address=wallet.channel_address)
+        records = list(ChannelUpdate.objects.filter(channel=channel).order_by("nonce"))
+        assert [r.nonce for r in records] == list(range(1, channel.nonce + 1))  # one state a nonce
+        held = wallet.client.async_client.state
+        assert (held.nonce, serialization.hex_bytes(held.state_hash)) == (
+            channel.nonce,
+            records[-1].state_hash,
+        )
+        with override_settings(  # the live node's network, read from this process
+            NODE_PRIVATE_KEY=LIVE_NODE_KEY, CHAIN_RPC_URL=anvil_url, DEPLOYMENTS_FILE=deployments["book"]
+        ):
+            for record in records:  # every stored update rebuilds to the state both signed at its nonce
+                rebuilt = channels.state_at(channel, record.nonce)
+                assert rebuilt is not None
+                assert serialization.hex_bytes(rebuilt.state_hash) == record.state_hash
 
 
 # -- the CLI --------------------------------------------------------------------------------------------
