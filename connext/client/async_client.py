@@ -24,7 +24,6 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
@@ -32,7 +31,7 @@ import aiohttp
 
 from connext.chain import disputes
 from connext.chain.contracts import channel_address as compute_channel_address
-from connext.client import policy
+from connext.client import arguments, policy
 from connext.client.amounts import check_amount
 from connext.client.disputes import PREIMAGE_KINDS, ChannelDisputes
 from connext.client.events import Callback, EventBus, Predicate
@@ -107,26 +106,6 @@ DEPOSIT_RETRY_SECONDS = 2.0
 Build = Callable[[ChannelState], tuple[Update, dict[str, tuple[int, int]]] | None]
 
 
-def _key_bytes(private_key: str | bytes) -> bytes:
-    if isinstance(private_key, bytes):
-        return private_key
-    text = private_key.strip().removeprefix("0x")
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raise InvalidArgumentError("invalid_key", "a private key is 32 bytes of hex") from None
-    if len(raw) != 32:
-        raise InvalidArgumentError("invalid_key", "a private key is 32 bytes of hex")
-    return raw
-
-
-def _address(value: object, what: str) -> str:
-    try:
-        return normalize_address(value, field=what)
-    except ProtocolError:
-        raise InvalidArgumentError("invalid_address", f"{what} {value!r} is not an address") from None
-
-
 @dataclass
 class InFlight:
     """Payments of one asset not final yet: what comes in to the user and what goes out."""
@@ -162,7 +141,7 @@ class AsyncClient:
         watch_disputes: bool = True,
         watch_options: WatchOptions | None = None,
     ) -> None:
-        key = _key_bytes(private_key)
+        key = arguments.key_bytes(private_key)
         self._watch_options = watch_options or WatchOptions()
         self._min_window = self._watch_options.min_window_seconds
         if self._min_window > PAYMENT_TRANSFER_TIMEOUT:
@@ -463,7 +442,7 @@ class AsyncClient:
 
     def get_free_balance(self, asset_id: str = ETH) -> dict[str, int]:
         """The user's and the node's balance of `asset_id` in the latest doubly signed state."""
-        asset_id = _address(asset_id, "asset_id")
+        asset_id = arguments.address(asset_id, "asset_id")
         index = self.state.asset_index(asset_id)
         if index is None:
             return {"user": 0, "node": 0}
@@ -691,7 +670,7 @@ class AsyncClient:
         give_asset, take_asset = self._asset(from_asset), self._asset(to_asset)
         if give_asset == take_asset:
             raise InvalidArgumentError("same_asset", "a swap exchanges two different assets")
-        slippage = _fraction(max_slippage, "max_slippage")
+        slippage = arguments.fraction(max_slippage, "max_slippage")
         await self._refuse_while_disputed()
         rate = await self._swap_rate(give_asset, take_asset)
         quoted = amount * rate.numerator // rate.denominator
@@ -796,7 +775,7 @@ class AsyncClient:
         `withdrawal_rate_limited`, `withdrawal_gas_limit`) and changes nothing."""
         amount = check_amount(amount)
         asset_id = self._asset(asset_id)
-        to = self.address if recipient is None else _address(recipient, "recipient")
+        to = self.address if recipient is None else arguments.address(recipient, "recipient")
         if to in (ZERO_ADDRESS, self.channel_address):
             raise InvalidArgumentError("invalid_address", "withdraw to the channel or the zero address")
         await self._refuse_while_disputed()
@@ -903,8 +882,10 @@ class AsyncClient:
         the id once the payment is known to be made (`wait_for_transfer` tells its outcome).
         `OutcomeUnknownError` (it carries `payment_id`) when the node stopped answering after the
         payment was sent: retry with that id."""
-        recipient = _address(recipient, "recipient")
-        id_bytes = secrets.token_bytes(32) if payment_id is None else _bytes32(payment_id, "payment_id")
+        recipient = arguments.address(recipient, "recipient")
+        id_bytes = (
+            secrets.token_bytes(32) if payment_id is None else arguments.bytes32(payment_id, "payment_id")
+        )
         if payment_id is not None and await self._made_before(
             DefinitionKind.LINKED, amount, asset_id, recipient, id_bytes
         ):  # a retry: the first call's secret and meta stand
@@ -948,8 +929,10 @@ class AsyncClient:
         - `"linked"`: the preimage of `lock_hash`, with no expiry.
 
         A `payment_id` the store knows is a retry: nothing is paid again (see `transfer`)."""
-        recipient = _address(recipient, "recipient")
-        id_bytes = secrets.token_bytes(32) if payment_id is None else _bytes32(payment_id, "payment_id")
+        recipient = arguments.address(recipient, "recipient")
+        id_bytes = (
+            secrets.token_bytes(32) if payment_id is None else arguments.bytes32(payment_id, "payment_id")
+        )
         definitions = {
             "signed": DefinitionKind.SIGNED,
             "hashlock": DefinitionKind.HASHLOCK,
@@ -964,12 +947,12 @@ class AsyncClient:
         if kind == "signed":
             if signer is None:
                 raise InvalidArgumentError("missing_argument", "a signed transfer names its signer")
-            encoded = SignedState(_address(signer, "signer"), id_bytes).encode()
+            encoded = SignedState(arguments.address(signer, "signer"), id_bytes).encode()
             definition = DefinitionKind.SIGNED
         elif kind in ("hashlock", "linked"):
             if lock_hash is None:
                 raise InvalidArgumentError("missing_argument", f"a {kind} transfer needs its lock_hash")
-            lock = _bytes32(lock_hash, "lock_hash")
+            lock = arguments.bytes32(lock_hash, "lock_hash")
             if kind == "linked":
                 encoded, definition = LinkedState(lock).encode(), DefinitionKind.LINKED
             else:
@@ -1007,7 +990,7 @@ class AsyncClient:
         signer's receipt `signature` over (payment id, `data`) of a Signed one. The client checks the
         resolver with the definition before it signs (`bad_resolver`, `expired`). Returns the payment's
         record once the node countersigned; the node then resolves the sender's side."""
-        payment_hex = serialization.hex_bytes(_bytes32(payment_id, "payment_id"))
+        payment_hex = serialization.hex_bytes(arguments.bytes32(payment_id, "payment_id"))
         async with self._lock:
             transfer = self._incoming_transfer(payment_hex)
             if transfer is None:
@@ -1021,13 +1004,13 @@ class AsyncClient:
                         "missing_argument", "a signed transfer resolves with a signature"
                     )
                 resolver = SignedResolver(
-                    ZERO_BYTES32 if data is None else _bytes32(data, "data"),
-                    _hex_argument(signature, "signature"),
+                    ZERO_BYTES32 if data is None else arguments.bytes32(data, "data"),
+                    arguments.hex_bytes(signature, "signature"),
                 ).encode()
             else:
                 if preimage is None:
                     raise InvalidArgumentError("missing_argument", "this transfer resolves with a preimage")
-                secret = _bytes32(preimage, "preimage")
+                secret = arguments.bytes32(preimage, "preimage")
                 resolver = PreimageResolver(secret).encode()
                 if kind is not None and keccak256(secret) == _lock_of(kind, transfer.encoded_state)[0]:
                     self._keep_secret(payment_hex, transfer, kind, secret)
@@ -1068,8 +1051,8 @@ class AsyncClient:
         """Claim a link payment into this channel with its secret. Returns the payment's record once
         this client resolved the transfer the node created for it (`link_closed`, `link_expired`,
         `already_redeemed`, `bad_preimage`, `unknown_payment` when the node refuses)."""
-        payment_hex = serialization.hex_bytes(_bytes32(payment_id, "payment_id"))
-        secret_bytes = _bytes32(secret, "secret")
+        payment_hex = serialization.hex_bytes(arguments.bytes32(payment_id, "payment_id"))
+        secret_bytes = arguments.bytes32(secret, "secret")
         known = self._store.payment(payment_hex)
         if known is not None and known.direction == "outgoing":
             raise InvalidArgumentError("bad_recipient", "take back your own link with cancel_transfer")
@@ -1086,14 +1069,14 @@ class AsyncClient:
     async def cancel_transfer(self, payment_id: str | bytes) -> dict[str, Any]:
         """Take back a payment nobody received: a link after it expired, or a payment the node could
         not deliver yet. The refund arrives as the node's resolve (`transfer.failed`)."""
-        payment_hex = serialization.hex_bytes(_bytes32(payment_id, "payment_id"))
+        payment_hex = serialization.hex_bytes(arguments.bytes32(payment_id, "payment_id"))
         answer = await self.api.post(f"/api/transfers/{payment_hex}/cancel", {})
         return self._note_payment_news(answer)
 
     async def get_transfer(self, payment_id: str | bytes) -> dict[str, Any]:
         """One payment this user sent or received: the node's record, or the client's own when the node
         cannot be reached (`unknown_payment` when neither knows it)."""
-        payment_hex = serialization.hex_bytes(_bytes32(payment_id, "payment_id"))
+        payment_hex = serialization.hex_bytes(arguments.bytes32(payment_id, "payment_id"))
         try:
             answer = await self.api.get(f"/api/transfers/{payment_hex}")
         except (NodeUnavailableError, NodeError) as exc:
@@ -1112,7 +1095,7 @@ class AsyncClient:
         is already. Unlike waiting for the `transfer.resolved` event, news that arrived before the call
         (even before `transfer()` returned: the node may settle a payment that fast) is not missed.
         `TimeoutError` after `timeout`."""
-        payment_hex = serialization.hex_bytes(_bytes32(payment_id, "payment_id"))
+        payment_hex = serialization.hex_bytes(arguments.bytes32(payment_id, "payment_id"))
         return await self._wait_payment(payment_hex, FINAL_STATUSES, timeout)
 
     async def get_transfer_history(
@@ -1123,7 +1106,7 @@ class AsyncClient:
         `limit` is the last. The client's own records when the node cannot be reached."""
         if not 1 <= limit <= MAX_HISTORY_PAGE:
             raise InvalidArgumentError("invalid_argument", f"limit is 1 to {MAX_HISTORY_PAGE}, not {limit}")
-        before_hex = None if before is None else serialization.hex_bytes(_bytes32(before, "before"))
+        before_hex = None if before is None else serialization.hex_bytes(arguments.bytes32(before, "before"))
         params = {"limit": str(limit)} | ({"before": before_hex} if before_hex else {})
         try:
             answer = await self.api.get("/api/transfers", **params)
@@ -1243,7 +1226,7 @@ class AsyncClient:
         left unanswered stays unknown; any other never happened and is forgotten (nothing moved, its
         id is free again: the signed create can no longer apply, its nonce is taken)."""
         for record in self._store.payments_with_status(SENDING):
-            id_bytes = _bytes32(record.payment_id, "payment_id")
+            id_bytes = arguments.bytes32(record.payment_id, "payment_id")
             if self._unanswered(id_bytes):
                 continue
             try:
@@ -2128,7 +2111,7 @@ class AsyncClient:
         return next(address for address, known in self._definitions.items() if known is kind)
 
     def _asset(self, asset_id: str) -> str:
-        asset_id = _address(asset_id, "asset_id")
+        asset_id = arguments.address(asset_id, "asset_id")
         if asset_id not in self.supported_assets:
             raise InvalidArgumentError("unknown_asset", f"the node does not serve asset {asset_id}")
         return asset_id
@@ -2206,33 +2189,6 @@ def _hex(value: object, field: str) -> bytes:
         return serialization.parse_bytes(value, field=field)
     except ProtocolError as exc:
         raise policy.from_protocol(exc) from None
-
-
-def _fraction(value: object, field: str) -> Fraction:
-    """A fraction from 0 (inclusive) to 1 (exclusive), given as a decimal string or a float."""
-    try:
-        number = Fraction(Decimal(str(value))) if isinstance(value, str | float | int) else None
-    except (InvalidOperation, ValueError):
-        number = None
-    if number is None or not 0 <= number < 1:
-        raise InvalidArgumentError("invalid_argument", f"{field} is a fraction from 0 up to 1, e.g. 0.01")
-    return number
-
-
-def _bytes32(value: object, field: str) -> bytes:
-    raw = _hex_argument(value, field)
-    if len(raw) != 32:
-        raise InvalidArgumentError("invalid_argument", f"{field} is 32 bytes")
-    return raw
-
-
-def _hex_argument(value: object, field: str) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    try:
-        return serialization.parse_bytes(value if str(value).startswith("0x") else f"0x{value}", field=field)
-    except ProtocolError:
-        raise InvalidArgumentError("invalid_argument", f"{field} must be bytes or hex") from None
 
 
 def _fresh_private_key() -> bytes:
