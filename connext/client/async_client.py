@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from connext.client import arguments
 from connext.client.core import DEFAULT_WAIT_SECONDS, ETH, PAYMENT_TRANSFER_TIMEOUT, ClientCore
 from connext.client.events import Callback, Predicate
 from connext.client.exchange import Exchange
@@ -61,14 +62,8 @@ class AsyncClient:
         watch_disputes: bool = True,
         watch_options: WatchOptions | None = None,
     ) -> None:
-        self._core = ClientCore(
-            node_url,
-            private_key,
-            store_path=store_path,
-            chain_rpc_url=chain_rpc_url,
-            watch_disputes=watch_disputes,
-            watch_options=watch_options,
-        )
+        key, watch = arguments.key_bytes(private_key), watch_options or WatchOptions()
+        self._core = ClientCore(node_url, key, store_path, chain_rpc_url, watch_disputes, watch)
         self._exchange = Exchange(self._core)
         self._incoming = Incoming(self._core, self._exchange)
         self._exchange.follow_up = self._incoming

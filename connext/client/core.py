@@ -47,15 +47,13 @@ class ClientCore:
     def __init__(
         self,
         node_url: str,
-        private_key: str | bytes,
-        *,
+        key: bytes,
         store_path: str | None,
         chain_rpc_url: str | None,
         watch_disputes: bool,
-        watch_options: WatchOptions | None,
+        watch_options: WatchOptions,
     ) -> None:
-        key = arguments.key_bytes(private_key)
-        self.watch_options = watch_options or WatchOptions()
+        self.watch_options = watch_options
         self.min_window = self.watch_options.min_window_seconds
         if self.min_window > PAYMENT_TRANSFER_TIMEOUT:
             raise InvalidArgumentError(
