@@ -27,7 +27,8 @@ from typing import Any, TextIO
 
 from connext.client import policy
 from connext.client.amounts import format_amount, parse_amount
-from connext.client.async_client import ETH, SETTLE_WAIT_SECONDS, _key_bytes
+from connext.client.arguments import key_bytes
+from connext.client.async_client import ETH, SETTLE_WAIT_SECONDS
 from connext.client.disputes import ChannelDisputes
 from connext.client.onchain import UserChain
 from connext.client.store import Store
@@ -201,7 +202,7 @@ def _balance_lines(client: Client, assets: Sequence[str], wait: float = 0.0) -> 
 
 def _channel_disputes(args: argparse.Namespace, out: TextIO) -> ChannelDisputes:
     """The channel's dispute steps from the store, the key and the chain alone."""
-    key = _key_bytes(_read_key(args.key_file))
+    key = key_bytes(_read_key(args.key_file))
     if not args.store:
         raise InvalidArgumentError("store_required", "watch and exit act from the store: pass --store")
     store = Store(args.store)

@@ -23,10 +23,10 @@ def test_close_cancels_work_that_starts_while_the_rest_winds_down():
             try:
                 await forever.wait()
             except asyncio.CancelledError:  # its cleanup starts more work, as an answer's follow-up does
-                client._tasks.append(asyncio.ensure_future(follow_up_started_mid_close()))
+                client._core.tasks.append(asyncio.ensure_future(follow_up_started_mid_close()))
                 raise
 
-        client._background(answer_in_flight())
+        client._core.background(answer_in_flight())
         await asyncio.sleep(0)
         await asyncio.wait_for(client.close(), 5)
         return all(task.done() for task in asyncio.all_tasks() if task is not asyncio.current_task())
@@ -43,10 +43,10 @@ def test_nothing_new_starts_once_the_client_is_closed():
         async def work() -> None:
             ran.append("ran")
 
-        client._background(work())
+        client._core.background(work())
         await asyncio.sleep(0.05)
         assert ran == []
-        return client._tasks
+        return client._core.tasks
 
     assert asyncio.run(scenario()) == []
 
@@ -88,7 +88,7 @@ def test_close_ends_work_that_swallowed_its_first_cancellation():
                 await forever.wait()
             await forever.wait()
 
-        client._background(stubborn())
+        client._core.background(stubborn())
         await asyncio.sleep(0)
         await asyncio.wait_for(client.close(), 10)
         return all(task.done() for task in asyncio.all_tasks() if task is not asyncio.current_task())

@@ -72,8 +72,8 @@ class UnreachableNode:
 
 def test_get_transfer_answers_from_the_store_when_the_node_is_unreachable():
     client, _ = offline_client(funded_state(), chain_totals=(0, 0))
-    client._store.save_payment(record(status="forwarded"))
-    client._api = UnreachableNode()  # type: ignore[assignment]
+    client._core.store.save_payment(record(status="forwarded"))
+    client._core.node_api = UnreachableNode()  # type: ignore[assignment]
 
     found = asyncio.run(client.get_transfer(PAYMENT))
     history = asyncio.run(client.get_transfer_history())
@@ -86,7 +86,7 @@ def test_get_transfer_answers_from_the_store_when_the_node_is_unreachable():
 
 def test_a_link_redeemed_by_its_own_sender_is_refused_before_anything_is_sent():
     client, api = offline_client(funded_state(), chain_totals=(0, 0))
-    client._store.save_payment(record())
+    client._core.store.save_payment(record())
 
     with pytest.raises(InvalidArgumentError) as refused:
         asyncio.run(client.redeem_link(PAYMENT, "0x" + "07" * 32))
@@ -97,7 +97,7 @@ def test_a_link_redeemed_by_its_own_sender_is_refused_before_anything_is_sent():
 
 def test_the_nodes_lagging_news_does_not_undo_a_side_this_client_settled():
     client, _ = offline_client(funded_state(), chain_totals=(0, 0))
-    client._store.save_payment(
+    client._core.store.save_payment(
         record(direction="incoming", sender=NODE.address, recipient=USER.address, status="completed")
     )
     news = {
@@ -110,10 +110,10 @@ def test_the_nodes_lagging_news_does_not_undo_a_side_this_client_settled():
         "status": "forwarded",  # the node settles the sender's side next, maybe while the sender is away
     }
 
-    reported = client._note_payment_news(news)
+    reported = client._payments.note_payment_news(news)
 
     assert reported["status"] == "completed"
-    assert client._store.payment(PAYMENT).status == "completed"
+    assert client._core.store.payment(PAYMENT).status == "completed"
 
 
 def test_news_of_a_payment_that_comes_before_the_nodes_answer_is_not_overwritten():
@@ -132,7 +132,7 @@ def test_news_of_a_payment_that_comes_before_the_nodes_answer_is_not_overwritten
     async def node_answers_after_settling(build: Any, *, meta: Any = None, **_: Any) -> None:
         update, _deposits = build(client.state)
         news["paymentId"] = serialization.hex_bytes(update.payment_id)
-        client._note_payment_news(
+        client._payments.note_payment_news(
             {
                 "paymentId": news["paymentId"],
                 "kind": "linked",
@@ -144,14 +144,14 @@ def test_news_of_a_payment_that_comes_before_the_nodes_answer_is_not_overwritten
             }
         )
 
-    client._public_key_of = public_key_of  # type: ignore[method-assign]
-    client._propose_locked = node_answers_after_settling  # type: ignore[method-assign]
+    client._payments._public_key_of = public_key_of  # type: ignore[method-assign]
+    client._exchange.propose_locked = node_answers_after_settling  # type: ignore[method-assign]
 
     payment_id = asyncio.run(client.transfer(RECEIVER, 10**15))
 
     assert payment_id == news["paymentId"]
-    assert client._store.payment(payment_id).status == "completed"
-    assert client._store.payment(payment_id).secret != b""  # the sender's own secret is kept too
+    assert client._core.store.payment(payment_id).status == "completed"
+    assert client._core.store.payment(payment_id).secret != b""  # the sender's own secret is kept too
     assert asyncio.run(client.wait_for_transfer(payment_id, timeout=1))["status"] == "completed"
 
 
@@ -159,8 +159,8 @@ def test_waiting_for_a_payment_answers_at_once_when_it_is_settled_and_times_out_
     from connext.errors import TimeoutError as ConnextTimeout
 
     client, _ = offline_client(funded_state(), chain_totals=(0, 0))
-    client._store.save_payment(record(status="refunded"))
-    client._store.save_payment(record(payment_id="0x" + "cd" * 32, status="forwarded"))
+    client._core.store.save_payment(record(status="refunded"))
+    client._core.store.save_payment(record(payment_id="0x" + "cd" * 32, status="forwarded"))
 
     assert asyncio.run(client.wait_for_transfer(PAYMENT, timeout=1))["status"] == "refunded"
     with pytest.raises(ConnextTimeout):
@@ -189,7 +189,7 @@ class FlakyNode:
 
     async def post(self, path: str, body: dict[str, Any]) -> Any:
         payment_id = body["update"].get("paymentId")
-        self.posts.append((path, body, self.client._store.payment(payment_id) if payment_id else None))
+        self.posts.append((path, body, self.client._core.store.payment(payment_id) if payment_id else None))
         raise self.answers.pop(0)
 
 
@@ -204,7 +204,7 @@ def pay(client: Any, payment_id: str = PAYMENT) -> str:
 def test_a_payment_is_recorded_before_it_is_sent_and_one_left_unanswered_is_reported_with_its_id():
     client, _ = offline_client(funded_state(), chain_totals=(0, 0))
     node = FlakyNode(client, [NodeUnavailableError("node_unavailable", "connection reset")])
-    client._api = node  # type: ignore[assignment]
+    client._core.node_api = node  # type: ignore[assignment]
 
     with pytest.raises(OutcomeUnknownError) as unknown:
         pay(client)
@@ -218,8 +218,8 @@ def test_a_payment_is_recorded_before_it_is_sent_and_one_left_unanswered_is_repo
     assert (recorded.status, recorded.payment_id) == (SENDING, PAYMENT)  # in the store before it left
     assert (unknown.value.code, unknown.value.payment_id) == ("outcome_unknown", PAYMENT)
     assert retried.value.payment_id == PAYMENT
-    assert client._store.payment(PAYMENT).status == SENDING
-    pending = client._store.pending(client.channel_address)
+    assert client._core.store.payment(PAYMENT).status == SENDING
+    pending = client._core.store.pending(client.channel_address)
     assert pending is not None
     assert serialization.hex_bytes(pending.update.payment_id) == PAYMENT
     assert client.get_free_balance()["user"] == 10**18  # nothing adopted: the node's answer never came
@@ -227,13 +227,13 @@ def test_a_payment_is_recorded_before_it_is_sent_and_one_left_unanswered_is_repo
 
 def test_a_payment_the_node_refuses_leaves_no_record_and_its_id_stays_free():
     client, _ = offline_client(funded_state(), chain_totals=(0, 0))
-    client._api = FlakyNode(client, [NodeError("insufficient_collateral", "no", 400)])  # type: ignore[assignment]
+    client._core.node_api = FlakyNode(client, [NodeError("insufficient_collateral", "no", 400)])  # type: ignore[assignment]
 
     with pytest.raises(NodeError):
         pay(client)
 
-    assert client._store.payment(PAYMENT) is None
-    assert client._store.pending(client.channel_address) is None
+    assert client._core.store.payment(PAYMENT) is None
+    assert client._core.store.pending(client.channel_address) is None
 
 
 def test_a_retry_of_a_payment_the_node_never_took_sends_it_once_more_and_an_other_payment_is_refused():
@@ -246,7 +246,7 @@ def test_a_retry_of_a_payment_the_node_never_took_sends_it_once_more_and_an_othe
             NodeError("insufficient_collateral", "no", 400),  # the retry, sent as a new update
         ],
     )
-    client._api = node  # type: ignore[assignment]
+    client._core.node_api = node  # type: ignore[assignment]
     with pytest.raises(OutcomeUnknownError):
         pay(client)
 
@@ -266,4 +266,4 @@ def test_a_retry_of_a_payment_the_node_never_took_sends_it_once_more_and_an_othe
     # it the payment had never happened, and the retry made it anew
     assert node.posts[0][1] == node.posts[1][1]
     assert "meta" in node.posts[1][1]
-    assert client._store.payment(PAYMENT) is None
+    assert client._core.store.payment(PAYMENT) is None

@@ -314,13 +314,13 @@ def offline_client(
         chain_rpc_url=None,
         **options,
     )
-    client._config = {"chainId": str(CHAIN_ID), "nodeAddress": NODE.address, "supportedAssets": [ETH]}
-    client._definitions = dict(DEFINITIONS)
-    client._channel_address = state.channel_address
-    client._signed = SignedState(state, signing.sign_state(state, NODE), signing.sign_state(state, USER))
+    client._core.config = {"chainId": str(CHAIN_ID), "nodeAddress": NODE.address, "supportedAssets": [ETH]}
+    client._core.definitions = dict(DEFINITIONS)
+    client._core.channel_address = state.channel_address
+    client._core.signed = SignedState(state, signing.sign_state(state, NODE), signing.sign_state(state, USER))
     api = RecordingApi()
-    client._api = api  # type: ignore[assignment]
-    client._chain = ChainReading(chain_totals)  # type: ignore[assignment]
+    client._core.node_api = api  # type: ignore[assignment]
+    client._core.chain = ChainReading(chain_totals)  # type: ignore[assignment]
     return client, api
 
 
@@ -333,7 +333,7 @@ def test_the_client_sends_no_countersignature_for_a_proposal_that_overstates_the
     client.on("update.refused", refusals.append)
 
     asyncio.run(
-        client._answer_proposal_locked(
+        client._exchange.answer_proposal_locked(
             {
                 "update": serialization.update_to_json(update),
                 "nodeSignature": serialization.hex_bytes(node_signature),
@@ -356,7 +356,7 @@ def test_the_client_sends_no_countersignature_for_a_transfer_with_a_one_second_w
     client.on("update.refused", refusals.append)
 
     asyncio.run(
-        client._answer_proposal_locked(
+        client._exchange.answer_proposal_locked(
             {
                 "update": serialization.update_to_json(update),
                 "nodeSignature": serialization.hex_bytes(node_signs(state, update)[1]),
@@ -368,16 +368,16 @@ def test_the_client_sends_no_countersignature_for_a_transfer_with_a_one_second_w
     assert api.posts == []
     assert [r["code"] for r in refusals] == ["window_too_short"]
     assert client.get_channel()["nonce"] == state.nonce
-    assert client._store.payments() == []
+    assert client._core.store.payments() == []
 
 
 def test_the_client_opens_no_channel_whose_dispute_timeout_its_watcher_cannot_answer_in():
     state = funded_state()
     client, api = offline_client(state, chain_totals=(0, 0))
-    client._config = {**client._config, "disputeTimeout": "60"}
+    client._core.config = {**client._core.config, "disputeTimeout": "60"}
 
     with pytest.raises(ValidationError) as refused:
-        asyncio.run(client._open_locked())
+        asyncio.run(client._exchange.open_locked())
 
     assert (refused.value.code, refused.value.field) == ("window_too_short", "timeout")
     assert api.posts == []
@@ -414,10 +414,10 @@ def test_the_client_signs_no_transfer_of_its_own_with_a_window_shorter_than_its_
     )
 
     with pytest.raises(ValidationError) as refused:
-        client._sign_own(update, {})
+        client._exchange._sign_own(update, {})
 
     assert refused.value.code == "window_too_short"
-    assert client._store.pending(state.channel_address) is None
+    assert client._core.store.pending(state.channel_address) is None
 
 
 def _resume_proposal() -> tuple[ChannelState, Any, bytes, Any]:
@@ -511,11 +511,11 @@ def test_a_proposal_whose_answer_the_node_could_not_take_is_answered_again_once_
         "nodeSignature": serialization.hex_bytes(node_signature),
     }
     node = NodeBackSoon(state, proposal, proposed)
-    client._api = node  # type: ignore[assignment]
+    client._core.node_api = node  # type: ignore[assignment]
 
     async def scenario() -> None:
-        inbox = asyncio.ensure_future(client._process_inbox())
-        await client._inbox.put({"type": "event", "event": "update.proposed", "payload": proposal})
+        inbox = asyncio.ensure_future(client._session._process_inbox())
+        await client._core.inbox.put({"type": "event", "event": "update.proposed", "payload": proposal})
         try:
             await asyncio.wait_for(node.answered.wait(), 10)
         finally:

@@ -171,14 +171,19 @@ def offer_at(mid: Fraction, give: int) -> int:
 # -- a price that moves while a swap is on its way ----------------------------------------------------
 
 
-class QuoteThenMove(AsyncClient):
-    """A client whose next rate fetch is followed by `after_quote` (in a thread) before the swap it
-    quotes for goes on: the price moves at exactly that point."""
+class QuoteThenMove:
+    """A client's rate fetch (its funds part's, which the swap quotes from), the next one followed by
+    `after_quote` (in a thread) before the swap it quotes for goes on: the price moves at exactly that
+    point."""
 
     after_quote: Callable[[], None] | None = None
 
+    def __init__(self, client: AsyncClient) -> None:
+        self.fetch = client._funds.get_swap_rates
+        client._funds.get_swap_rates = self.get_swap_rates  # type: ignore[method-assign]
+
     async def get_swap_rates(self) -> dict[str, Any]:
-        rates = await super().get_swap_rates()
+        rates = await self.fetch()
         move, self.after_quote = self.after_quote, None
         if move is not None:
             await asyncio.to_thread(move)
@@ -202,7 +207,8 @@ def test_a_feed_moving_past_the_slippage_during_a_swap_refuses_it_and_a_smaller_
         return move
 
     async def user() -> dict[str, Any]:
-        client = await QuoteThenMove.connect(live_node.url, key, chain_rpc_url=live_node.chain_url)
+        client = await AsyncClient.connect(live_node.url, key, chain_rpc_url=live_node.chain_url)
+        quotes = QuoteThenMove(client)
         seen: dict[str, Any] = {}
         try:
             await client.deposit(40 * MILLI)
@@ -214,22 +220,22 @@ def test_a_feed_moving_past_the_slippage_during_a_swap_refuses_it_and_a_smaller_
 
             # The node holds none of the token here: the swap asks it to deposit first, at the
             # quote. 3 % down is past the 1 % the swap accepts.
-            client.after_quote = moved_to(start * Fraction(97, 100))
+            quotes.after_quote = moved_to(start * Fraction(97, 100))
             with pytest.raises(SlippageError) as seen["far_while_short"]:
                 await client.swap(10 * MILLI, ETH, token, max_slippage="0.01")
             seen["after_refusal"] = (holdings(), before)
 
             # 0.5 % down: the swap goes at the node's new offer, the node's deposit first.
             low = start * Fraction(97, 100) * Fraction(995, 1000)
-            client.after_quote = moved_to(low)
+            quotes.after_quote = moved_to(low)
             seen["near_while_short"] = (await client.swap(10 * MILLI, ETH, token, max_slippage="0.01"), low)
 
             # The node now holds the token here: the swap itself meets the moved rate.
             lower = low * Fraction(995, 1000)
-            client.after_quote = moved_to(lower)
+            quotes.after_quote = moved_to(lower)
             seen["near"] = (await client.swap(5 * MILLI, ETH, token, max_slippage="0.01"), lower)
             held = holdings()
-            client.after_quote = moved_to(lower * Fraction(97, 100))
+            quotes.after_quote = moved_to(lower * Fraction(97, 100))
             with pytest.raises(SlippageError) as seen["far"]:
                 await client.swap(5 * MILLI, ETH, token, max_slippage="0.01")
             seen["after_second_refusal"] = (holdings(), held)
