@@ -293,6 +293,20 @@ class Payments:
                 core.store.delete_payment(record.payment_id)
         core.signal_state()
 
+    async def catch_up_locked(self) -> None:
+        """After a sync that moved the channel: keep the node's news of the latest payments this
+        client does not hold as settled. The pushes that carry it are lost with a socket (or with the
+        node process that was to send them, right after committing the update that made them): an
+        incoming payment whose countersignature was never answered is otherwise never recorded."""
+        try:
+            answer = await self._core.api.get("/api/transfers", limit=str(HISTORY_PAGE))
+        except NodeUnavailableError:
+            return  # the next sync asks again
+        for payment in answer.get("transfers", []):
+            known = self._core.store.payment(str(payment.get("paymentId")))
+            if known is None or known.status not in FINAL_STATUSES:
+                self.note_payment_news(payment)
+
     async def _send_payment(
         self,
         kind: DefinitionKind,

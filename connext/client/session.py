@@ -218,9 +218,12 @@ class Session:
             return
         if frame.get("type") == "sync":
             async with core.lock:
+                held = core.state.nonce if core.signed is not None else 0
                 await exchange.sync_locked()
                 await self._funds.credit_deposits_locked()
                 await self._payments.settle_sending_locked()
+                if core.state.nonce > held:  # the channel moved: its payments' pushes may be lost
+                    await self._payments.catch_up_locked()
             await self._funds.poll_withdrawals()
             core.events.emit("channel.synced", core.get_channel())
             return

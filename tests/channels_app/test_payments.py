@@ -422,6 +422,40 @@ def test_the_sweep_reconciles_a_channel_whose_open_proposal_went_unanswered_afte
     assert Payment.objects.get(payment_id=to_alice).status == Payment.Status.FORWARDED
 
 
+def test_the_sweep_settles_the_sender_side_of_a_payment_whose_settling_step_was_lost(alice_and_bob):
+    """The process dies right after committing Bob's resolve: the payment reads completed, and the
+    step that settles Alice's side (inline after that commit) never runs. Nothing else would look at
+    it again until Alice updates her channel; the sweep must, or the node's claim upstream stays open."""
+    from datetime import timedelta
+    from unittest import mock
+
+    from django.utils import timezone
+
+    from channels_app.models import Channel, Transfer
+    from channels_app.services import payments
+
+    alice, bob = alice_and_bob
+    _, payment_id, preimage = alice.pay(bob.address, E // 10)
+    run_node_work(alice, bob)
+    with mock.patch("channels_app.services.payments.after_commit.run_inline"):  # lost with the process
+        assert bob.resolve_incoming(payment_id, preimage).status_code == 200
+    payment = Payment.objects.select_related("sender_transfer").get(payment_id=payment_id)
+    assert payment.status == Payment.Status.COMPLETED
+    assert payment.sender_transfer.status == Transfer.Status.ACTIVE
+    assert alice.proposal() is None
+    alice_channel = Channel.objects.get(address=alice.state.channel_address).pk
+
+    now = payments.payments_overdue_channels()
+    later = timezone.now() + timedelta(seconds=payments.STALLED_AFTER_SECONDS + 1)
+    with mock.patch("channels_app.services.payments.timezone.now", return_value=later):
+        overdue = payments.payments_overdue_channels()
+    assert alice_channel not in now  # a settling step may still be on its way
+    assert alice_channel in overdue
+    run_node_work(alice, bob)  # the sweep's reconcile of Alice's channel proposes the settle
+
+    assert Transfer.objects.get(pk=payment.sender_transfer.pk).status == Transfer.Status.RESOLVED
+
+
 def test_a_payment_id_already_in_use_is_refused_and_the_second_lock_never_happens(alice_and_bob):
     alice, bob = alice_and_bob
     first, payment_id, _ = alice.pay(bob.address, E // 100)
