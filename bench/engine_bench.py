@@ -2,7 +2,11 @@
 node's own code with no network between client and node, so a change to the hot path is judged in
 seconds (issue #21).
 
-    .venv/bin/python bench/engine_bench.py [--payments 300] [--warmup 30]
+    .venv/bin/python bench/engine_bench.py [--payments 300] [--warmup 30] [--show-sql] [--profile 40]
+
+`--show-sql` prints the statements (and commits) of one more routed transfer after the numbers;
+`--profile N` the N functions with the most own and cumulative time in the measured loop (cProfile:
+compare runs with it, never quote its times).
 
 One Python process is node and users at once: each request goes the way a client's socket request goes
 once its frame is read (`consumers._serve_request`: the token check, the handler, the pushes, the

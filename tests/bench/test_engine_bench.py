@@ -1,5 +1,6 @@
-"""`make bench-engine` runs: a few routed transfers through the engine bench, its report written (the
-numbers themselves are the bench's business, not a test's)."""
+"""`make bench-engine` runs: a few routed transfers through the engine bench, its report written, and its
+two views into the hot path (`--show-sql`, `--profile`) printed (the numbers themselves are the bench's
+business, not a test's)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ def test_the_engine_bench_routes_transfers_and_writes_its_report(tmp_path):
                 url,
                 "--out",
                 str(tmp_path),
+                "--show-sql",
+                "--profile",
+                "5",
             ],
             cwd=ROOT,
             capture_output=True,
@@ -55,3 +59,7 @@ def test_the_engine_bench_routes_transfers_and_writes_its_report(tmp_path):
     assert per["commits"] > 0
     assert per["node_us"] > 0
     assert "engine: 4 routed transfers" in finished.stdout
+    # The statements of one more transfer (its commits among them), and the profile's top lines.
+    assert "INSERT INTO" in finished.stderr
+    assert "COMMIT" in finished.stderr
+    assert "Ordered by: internal time" in finished.stderr
