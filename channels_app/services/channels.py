@@ -385,7 +385,15 @@ def countersign_user_update(
     except ProtocolError as exc:
         raise ChannelError.from_protocol(exc, channel) from None
     applied = _store(
-        channel, update, previous, new, node_signature, signature, meta=meta, checked_since=before
+        channel,
+        update,
+        previous,
+        new,
+        node_signature,
+        signature,
+        meta=meta,
+        checked_since=before,
+        after_answer=answered is not None,
     )
     if quote is not None:
         assert isinstance(update, SwapUpdate)
@@ -633,16 +641,21 @@ def _store(
     meta: dict[str, Any] | None = None,
     proposal_answered: bool = False,
     superseded: bool = False,
+    after_answer: bool = False,
     checked_since: ChannelState | None = None,
 ) -> Applied:
     """Store a doubly signed state, the update that made it and what it did to the channel's
-    transfers, and announce it to the user after commit (a `superseded` state is announced through
-    the update that follows it). Returns what it did, for the payments it moves."""
+    transfers, and announce it to the user after commit. A `superseded` state is announced, and its
+    channel row written, through the update that follows it in the same transaction (that one is
+    stored `after_answer`: the answered proposal's fields are cleared with its own). Returns what it
+    did, for the payments it moves."""
     channel.nonce = new.nonce
     channel.latest_state = serialization.channel_state_to_json(new)
     channel.node_signature = serialization.hex_bytes(node_sig)
     channel.user_signature = serialization.hex_bytes(user_sig)
-    rows.update(channel, _STATE_FIELDS + _PENDING_FIELDS if proposal_answered else _STATE_FIELDS)
+    if not superseded:
+        fields = _STATE_FIELDS + _PENDING_FIELDS if proposal_answered or after_answer else _STATE_FIELDS
+        rows.update(channel, fields)
     _remember_state((channel.address, new.nonce, channel.node_signature), new)
     update_type = _record_update(channel, update, new, node_sig, user_sig)
     created: Transfer | None = None
