@@ -661,7 +661,7 @@ def _store(
     created: Transfer | None = None
     resolved: TransferState | None = None
     if isinstance(update, CreateUpdate):
-        created, _transfer, _kind = _insert_transfer(channel, new, meta or {})
+        created = _insert_transfer(channel, _created_transfer(new), meta or {})
     elif isinstance(update, ResolveUpdate):
         resolved = previous.transfer(update.transfer_id)
         assert resolved is not None  # the protocol core refused the update otherwise
@@ -699,14 +699,15 @@ def _store(
     )
 
 
-def _insert_transfer(
-    channel: Channel, new: ChannelState, meta: dict[str, Any]
-) -> tuple[Transfer, TransferState, DefinitionKind]:
-    """The row of the transfer the create that made `new` locked."""
-    transfer = next(t for t in new.transfers if t.create_nonce == new.nonce)
-    row, kind = transfer_row(channel, transfer, meta)
+def _created_transfer(new: ChannelState) -> TransferState:
+    """The transfer the create that made `new` locked."""
+    return next(t for t in new.transfers if t.create_nonce == new.nonce)
+
+
+def _insert_transfer(channel: Channel, transfer: TransferState, meta: dict[str, Any]) -> Transfer:
+    row, _kind = transfer_row(channel, transfer, meta)
     rows.insert(row)
-    return row, transfer, kind
+    return row
 
 
 def transfer_row(
@@ -743,11 +744,10 @@ def proposal_taken_on_chain_locked(channel: Channel) -> Transfer | None:
     if not isinstance(update, CreateUpdate):
         return None
     new = serialization.channel_state_from_json(channel.pending_state)
-    transfer = next(t for t in new.transfers if t.create_nonce == new.nonce)
+    transfer = _created_transfer(new)
     if rows.exists(Transfer, transfer_id=serialization.hex_bytes(transfer.transfer_id)):
         return None
-    row, _transfer, _kind = _insert_transfer(channel, new, channel.pending_meta or {})
-    return row
+    return _insert_transfer(channel, transfer, channel.pending_meta or {})
 
 
 def _node_balances(state: ChannelState) -> dict[str, int]:

@@ -94,9 +94,9 @@ def user_update(
     try:
         with transaction.atomic():
             done = channels.countersign_user_update(checked, signature, answer=answer)
+            if done.applied and isinstance(update, CreateUpdate):  # the user's own is the last
+                _check_routing_terms(done.applied[-1].new, checked.meta)
             for applied in done.applied:
-                if applied.update is update and isinstance(update, CreateUpdate):
-                    _check_routing_terms(applied.new, checked.meta)
                 _record(applied)
     except IntegrityError:  # a unique row (a payment id, say) written concurrently by another update
         raise channels.ChannelError(
