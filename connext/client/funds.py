@@ -91,6 +91,7 @@ class Funds:
         again as blocks arrive, or when the node's watcher reports the deposit."""
         core = self._core
         deadline = time.monotonic() + timeout
+        refused: NodeError | None = None
         while processed_user(core.state, asset_id) < user_total:
             async with core.lock:
                 try:
@@ -98,9 +99,14 @@ class Funds:
                 except NodeError as exc:
                     if exc.code != "deposit_exceeds_chain":
                         raise
+                    refused = exc
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"the node did not credit the {asset_id} deposit within {timeout}s")
+                why = "" if refused is None else f" (its last refusal: {refused.message})"
+                raise TimeoutError(
+                    f"the node did not credit the {asset_id} deposit of a total of {user_total} "
+                    f"within {timeout}s{why}"
+                )
             await core.wait_state(
                 lambda state: processed_user(state, asset_id) >= user_total,
                 min(remaining, DEPOSIT_RETRY_SECONDS),
