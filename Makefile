@@ -92,6 +92,12 @@ bench-abuse: install services
 bench-engine: install services
 	$(PY) bench/engine_bench.py $(BENCH_ARGS)
 
+# The engine's writer session alone: µs per write (wall, its CPU, Postgres' CPU) with one write a commit
+# and with many writes a batch (group commit); JSON to bench/results/writer-*.json.
+.PHONY: bench-writer
+bench-writer: install services
+	$(PY) bench/writer_bench.py $(BENCH_ARGS)
+
 # What daphne, Channels, the Redis channel layer and Postgres cost per routed transfer with none of our
 # code behind them: the ceiling the chosen stack sets (JSON to bench/results/stack-floor-*.json).
 .PHONY: bench-stack

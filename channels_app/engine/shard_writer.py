@@ -1,0 +1,308 @@
+"""The writer session of a node process: it owns shards of channels and commits the owner's writes
+for them in batches (group commit). Plain psycopg on the event loop; no Django.
+
+**Ownership.** A shard (a slice of the users, `shard_of(address)`) is owned by the session holding
+its Postgres advisory lock (session level, `LOCK_CLASS`, shard). One dedicated connection per process
+holds the locks of every shard the process owns, and every write for those shards goes through that
+same connection. So:
+
+- No two sessions hold one shard's lock at once (Postgres' guarantee), and a session-level lock is
+  held until its session ends.
+- A batch that commits was committed by the session holding the locks of its shards, so no other
+  process owned them then. A process whose session died (its locks released) commits nothing more:
+  its commits would go through that session. Two processes therefore never both commit for a shard.
+- Postgres aborts a dead session's open transaction before it releases its locks, so a new owner
+  that takes the lock reads everything the old owner committed, and nothing it did not.
+- A write made under one session is never committed under the next (each session is an `epoch`):
+  after a loss the owner rebuilds the shard before it writes for it again (`on_acquired`).
+
+What the owner adds on top (docs/protocol.md, "The update engine"): nothing it signs is revealed
+(answered or pushed) before `write` returned, so a write that failed (`OwnershipLost`, whose outcome
+may be either) loses only signatures nobody has seen; whatever did commit, the next owner reads.
+
+**Group commit.** Writes queue while a batch runs; the next batch takes all of them (up to
+`max_batch`) in one transaction: one round of BEGIN/COMMIT and one WAL flush for the lot. A write
+whose work raises fails alone: the batch is rolled back and its writes are run again one by one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import psycopg
+
+logger = logging.getLogger(__name__)
+
+SHARDS = 64
+# The advisory lock space of shard ownership: pg_try_advisory_lock(LOCK_CLASS, shard).
+LOCK_CLASS = 0x636E7874  # "cnxt"
+MAX_BATCH = 256
+RETAKE_SECONDS = 1.0
+
+T = TypeVar("T")
+Work = Callable[[psycopg.AsyncCursor[Any]], Awaitable[T]]
+
+
+class WriterError(Exception):
+    pass
+
+
+class NotOwner(WriterError):
+    """This process does not own the shard: the write was not queued (its owner must make it)."""
+
+    def __init__(self, shard: int) -> None:
+        super().__init__(f"this process does not own shard {shard}")
+        self.shard = shard
+
+
+class OwnershipLost(WriterError):
+    """The writer's session ended (or the writer closed) before the write was known committed: it
+    may or may not have committed, and this process owns the shard no more."""
+
+
+class WriteFailed(WriterError):
+    """The write's own work raised (its cause): nothing of it was committed; other writes were."""
+
+
+def shard_of(address: str, shards: int = SHARDS) -> int:
+    """The shard of a user's address (addresses are uniform, so their low bits spread evenly)."""
+    return int(address, 16) % shards
+
+
+@dataclass
+class _Pending:
+    shard: int
+    epoch: int
+    work: Work[Any]
+    done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+Shards = Callable[[frozenset[int]], Awaitable[None]]
+
+
+class ShardWriter:
+    """Owns what it can of `wanted` shards (all by default) and commits writes for them.
+
+    `on_acquired(shards)` runs before a newly taken shard accepts writes (the owner rebuilds it
+    there); `on_lost(shards)` after the session holding them ended. Shards another process holds are
+    tried again every `retake_seconds`, so a dead owner's shards move here."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        shards: int = SHARDS,
+        wanted: Iterable[int] | None = None,
+        max_batch: int = MAX_BATCH,
+        retake_seconds: float = RETAKE_SECONDS,
+        on_acquired: Shards | None = None,
+        on_lost: Shards | None = None,
+    ) -> None:
+        self._conninfo = conninfo
+        self.shards = shards
+        self._wanted = frozenset(range(shards) if wanted is None else wanted)
+        if not self._wanted <= frozenset(range(shards)):
+            raise ValueError(f"wanted shards must lie in 0..{shards - 1}")
+        self._max_batch = max_batch
+        self._retake_seconds = retake_seconds
+        self._on_acquired = on_acquired
+        self._on_lost = on_lost
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._owned: frozenset[int] = frozenset()
+        self._epoch = 0
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        # One statement or transaction at a time on the session: a lock query must never land
+        # inside a batch's transaction (nor fail with it).
+        self._use = asyncio.Lock()
+        self._inflight: list[_Pending] = []
+        self._closed = False
+        self.batches = 0  # committed batches, for benches and tests
+
+    @property
+    def owned(self) -> frozenset[int]:
+        return self._owned
+
+    def owns(self, shard: int) -> bool:
+        return shard in self._owned
+
+    async def start(self) -> None:
+        """Connect and take every wanted shard nobody holds; then keep trying the rest."""
+        await self.take_free_shards()
+        self._tasks = [
+            asyncio.ensure_future(self._commit_loop()),
+            asyncio.ensure_future(self._retake_loop()),
+        ]
+
+    async def close(self) -> None:
+        """Stop: queued writes fail with `OwnershipLost`, the session ends (its locks with it)."""
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        closed = OwnershipLost("the writer closed")
+        for pending in self._inflight:
+            if not pending.done.done():
+                pending.done.set_exception(closed)
+        self._fail_queued(closed)
+        self._owned = frozenset()
+        await self._end_session()
+
+    async def write(self, shard: int, work: Work[T]) -> T:
+        """Run `work(cursor)` in the next batch and return its result once that batch committed.
+        `NotOwner` at once when this process does not own `shard`."""
+        if self._closed or shard not in self._owned:
+            raise NotOwner(shard)
+        pending = _Pending(shard, self._epoch, work)
+        self._queue.put_nowait(pending)
+        result: T = await pending.done
+        return result
+
+    async def take_free_shards(self) -> frozenset[int]:
+        """One pass: take the wanted shards this session does not hold and nobody else does; the ones
+        taken (after `on_acquired` ran for them)."""
+        if self._closed:
+            return frozenset()
+        async with self._use:
+            conn = await self._session()
+            missing = sorted(self._wanted - self._owned)
+            if not missing:
+                return frozenset()
+            cursor = await conn.execute(
+                "SELECT s FROM unnest(%s::int[]) AS s WHERE pg_try_advisory_lock(%s, s)",
+                (missing, LOCK_CLASS),
+            )
+            taken = frozenset(int(row[0]) for row in await cursor.fetchall())
+        if taken:
+            if self._on_acquired is not None:
+                try:
+                    await self._on_acquired(taken)
+                except BaseException:
+                    # Not rebuilt, so not owned: let the locks go for whoever can.
+                    async with self._use:
+                        await conn.execute(
+                            "SELECT pg_advisory_unlock(%s, s) FROM unnest(%s::int[]) AS s",
+                            (LOCK_CLASS, sorted(taken)),
+                        )
+                    raise
+            self._owned = self._owned | taken
+            logger.info("owning shards %s (epoch %s)", sorted(taken), self._epoch)
+        return taken
+
+    # -- inside --------------------------------------------------------------------------------------
+
+    async def _session(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            self._epoch += 1
+        return self._conn
+
+    async def _end_session(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            await conn.close()
+
+    async def _lose(self, why: BaseException) -> None:
+        """The session ended: every shard with it, and every write queued under it."""
+        lost, self._owned = self._owned, frozenset()
+        await self._end_session()
+        self._fail_queued(OwnershipLost(f"the writer's session ended: {why}"))
+        if lost:
+            logger.warning("lost shards %s: %s", sorted(lost), why)
+            if self._on_lost is not None:
+                await self._on_lost(lost)
+
+    def _fail_queued(self, error: OwnershipLost) -> None:
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if not pending.done.done():
+                pending.done.set_exception(error)
+
+    async def _retake_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._retake_seconds)
+            try:
+                await self.take_free_shards()
+            except psycopg.Error as exc:
+                await self._lose(exc)
+            except Exception:
+                logger.exception("taking free shards failed; trying again in %ss", self._retake_seconds)
+
+    async def _commit_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._inflight = batch
+            async with self._use:
+                await self._commit(batch)
+            self._inflight = []
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        stale = [p for p in batch if p.epoch != self._epoch or p.shard not in self._owned]
+        for pending in stale:
+            pending.done.set_exception(OwnershipLost("the write was made under a session that ended"))
+        batch = [p for p in batch if p.epoch == self._epoch and p.shard in self._owned]
+        if not batch:
+            return
+        try:
+            results = await self._run(batch)
+        except _SessionEnded as ended:
+            for pending in batch:
+                pending.done.set_exception(OwnershipLost(f"the writer's session ended: {ended.cause}"))
+            await self._lose(ended.cause)
+            return
+        except _WorkRaised as raised:
+            if len(batch) == 1:
+                error = WriteFailed(f"the write failed: {raised.cause!r}")
+                error.__cause__ = raised.cause
+                batch[0].done.set_exception(error)
+                return
+            for pending in batch:  # one by one: the one that raises fails alone
+                await self._commit([pending])
+            return
+        self.batches += 1
+        for pending, result in zip(batch, results, strict=True):
+            pending.done.set_result(result)
+
+    async def _run(self, batch: list[_Pending]) -> list[Any]:
+        """The batch's works in one transaction, in pipeline mode: their statements go out without
+        waiting for each answer (a work that reads a result waits for that one). An error may
+        therefore surface after the work that caused it; a batch that fails is run again one by one
+        (`_commit`), where it is the write's own."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            raise _SessionEnded(OwnershipLost("no session"))
+        results: list[Any] = []
+        try:
+            # One write alone gains nothing from the pipeline and pays its syncs.
+            pipeline = conn.pipeline() if len(batch) > 1 else contextlib.nullcontext()
+            async with pipeline, conn.transaction(), conn.cursor() as cursor:
+                for pending in batch:
+                    results.append(await pending.work(cursor))
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise _SessionEnded(exc) from exc
+        except Exception as exc:
+            if conn.closed:
+                raise _SessionEnded(exc) from exc
+            raise _WorkRaised(exc) from exc
+        return results
+
+
+class _SessionEnded(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class _WorkRaised(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
