@@ -81,6 +81,10 @@ class _Pending:
     work: Work[Any]
     done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
+    def fail(self, error: BaseException) -> None:
+        if not self.done.done():  # its caller may have stopped waiting
+            self.done.set_exception(error)
+
 
 Shards = Callable[[frozenset[int]], Awaitable[None]]
 
@@ -149,15 +153,15 @@ class ShardWriter:
                 await task
         closed = OwnershipLost("the writer closed")
         for pending in self._inflight:
-            if not pending.done.done():
-                pending.done.set_exception(closed)
+            pending.fail(closed)
         self._fail_queued(closed)
         self._owned = frozenset()
         await self._end_session()
 
     async def write(self, shard: int, work: Work[T]) -> T:
         """Run `work(cursor)` in the next batch and return its result once that batch committed.
-        `NotOwner` at once when this process does not own `shard`."""
+        `NotOwner` at once when this process does not own `shard`. A caller that stops waiting
+        (cancelled) does not take the write back: it commits with its batch all the same."""
         if self._closed or shard not in self._owned:
             raise NotOwner(shard)
         pending = _Pending(shard, self._epoch, work)
@@ -222,8 +226,7 @@ class ShardWriter:
     def _fail_queued(self, error: OwnershipLost) -> None:
         while not self._queue.empty():
             pending = self._queue.get_nowait()
-            if not pending.done.done():
-                pending.done.set_exception(error)
+            pending.fail(error)
 
     async def _retake_loop(self) -> None:
         while True:
@@ -248,7 +251,7 @@ class ShardWriter:
     async def _commit(self, batch: list[_Pending]) -> None:
         stale = [p for p in batch if p.epoch != self._epoch or p.shard not in self._owned]
         for pending in stale:
-            pending.done.set_exception(OwnershipLost("the write was made under a session that ended"))
+            pending.fail(OwnershipLost("the write was made under a session that ended"))
         batch = [p for p in batch if p.epoch == self._epoch and p.shard in self._owned]
         if not batch:
             return
@@ -256,21 +259,22 @@ class ShardWriter:
             results = await self._run(batch)
         except _SessionEnded as ended:
             for pending in batch:
-                pending.done.set_exception(OwnershipLost(f"the writer's session ended: {ended.cause}"))
+                pending.fail(OwnershipLost(f"the writer's session ended: {ended.cause}"))
             await self._lose(ended.cause)
             return
         except _WorkRaised as raised:
             if len(batch) == 1:
                 error = WriteFailed(f"the write failed: {raised.cause!r}")
                 error.__cause__ = raised.cause
-                batch[0].done.set_exception(error)
+                batch[0].fail(error)
                 return
             for pending in batch:  # one by one: the one that raises fails alone
                 await self._commit([pending])
             return
         self.batches += 1
         for pending, result in zip(batch, results, strict=True):
-            pending.done.set_result(result)
+            if not pending.done.done():  # its caller may have stopped waiting
+                pending.done.set_result(result)
 
     async def _run(self, batch: list[_Pending]) -> list[Any]:
         """The batch's works in one transaction, in pipeline mode: their statements go out without

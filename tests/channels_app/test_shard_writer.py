@@ -290,3 +290,21 @@ def test_the_shard_of_an_address_is_its_value_modulo_the_shards():
     for n in range(800):
         counts[shard_of("0x%040x" % (n * 0x9E3779B97F4A7C15 % 2**160), 8)] += 1
     assert min(counts) > 60  # spread over every shard
+
+
+def test_a_write_whose_caller_stopped_waiting_still_commits_and_the_writer_goes_on(conninfo):
+    async def scenario() -> int:
+        writer = ShardWriter(conninfo, shards=1)
+        await writer.start()
+        try:
+            abandoned = asyncio.ensure_future(writer.write(0, insert(0, 1)))
+            kept = asyncio.ensure_future(writer.write(0, insert(0, 2)))
+            await asyncio.sleep(0)  # both queued
+            abandoned.cancel()
+            await asyncio.wait_for(kept, 10)
+            return await asyncio.wait_for(writer.write(0, insert(0, 3)), 10)
+        finally:
+            await writer.close()
+
+    assert asyncio.run(scenario()) == 3
+    assert [n for _, n, _ in stored(conninfo)] == [1, 2, 3]
