@@ -1,5 +1,5 @@
 // `CardClient`: the card's side of a channel with a connext-py node, in the browser (or Node), a mirror of
-// connext/client/async_client.py.
+// connext/client/async_client.py (a facade over core, exchange, incoming, payments, funds and session).
 //
 // Invariants:
 // - Every state the card signs is one it derived itself with the core (`initiateUpdate`, `applyUpdate`)

@@ -1,4 +1,4 @@
-// The arithmetic of a swap, pure and in BigInt, as connext/client/async_client.py's `swap` does it:
+// The arithmetic of a swap, pure and in BigInt, as `Funds.swap` in connext/client/funds.py does it:
 // the node pays floor(give * rate); the card accepts a moved rate down to ceil(quoted * (1 - slippage)).
 
 import { normalizeAddress } from '../address.js';
