@@ -384,23 +384,14 @@ def countersign_user_update(
         )
     except ProtocolError as exc:
         raise ChannelError.from_protocol(exc, channel) from None
+    signed = SignedState(new, node_signature, signature)
     applied = _store(
-        channel,
-        update,
-        previous,
-        new,
-        node_signature,
-        signature,
-        meta=meta,
-        checked_since=before,
-        after_answer=answered is not None,
+        channel, update, previous, signed, meta=meta, checked_since=before, after_answer=answered is not None
     )
     if quote is not None:
         assert isinstance(update, SwapUpdate)
         swaps.record_locked(channel, update, quote)
-    return Countersigned(
-        SignedState(new, node_signature, signature), (*answered.applied, applied) if answered else (applied,)
-    )
+    return Countersigned(signed, (*answered.applied, applied) if answered else (applied,))
 
 
 def _user_update_context(update: Update) -> UpdateContext:
@@ -587,18 +578,11 @@ def _countersign_locked(
     channel.pending_state = None
     channel.pending_node_signature = ""
     channel.pending_meta = {}
+    signed = SignedState(new, node_signature, signature)
     applied = _store(
-        channel,
-        update,
-        previous,
-        new,
-        node_signature,
-        signature,
-        meta=meta,
-        proposal_answered=True,
-        superseded=superseded,
+        channel, update, previous, signed, meta=meta, proposal_answered=True, superseded=superseded
     )
-    return Countersigned(SignedState(new, node_signature, signature), (applied,))
+    return Countersigned(signed, (applied,))
 
 
 # -- storing a doubly signed state -------------------------------------------------------------------
@@ -634,9 +618,7 @@ def _store(
     channel: Channel,
     update: Update,
     previous: ChannelState,
-    new: ChannelState,
-    node_sig: bytes,
-    user_sig: bytes,
+    signed: SignedState,
     *,
     meta: dict[str, Any] | None = None,
     proposal_answered: bool = False,
@@ -649,6 +631,7 @@ def _store(
     channel row written, through the update that follows it in the same transaction (that one is
     stored `after_answer`: the answered proposal's fields are cleared with its own). Returns what it
     did, for the payments it moves."""
+    new, node_sig, user_sig = signed.state, signed.node_signature, signed.user_signature
     channel.nonce = new.nonce
     channel.latest_state = serialization.channel_state_to_json(new)
     channel.node_signature = serialization.hex_bytes(node_sig)
