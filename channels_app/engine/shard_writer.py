@@ -118,6 +118,7 @@ class ShardWriter:
         self._on_lost = on_lost
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._owned: frozenset[int] = frozenset()
+        self._owned_changed = asyncio.Event()
         self._epoch = 0
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -155,19 +156,32 @@ class ShardWriter:
         for pending in self._inflight:
             pending.fail(closed)
         self._fail_queued(closed)
-        self._owned = frozenset()
+        self._own(frozenset())
         await self._end_session()
 
     async def write(self, shard: int, work: Work[T]) -> T:
         """Run `work(cursor)` in the next batch and return its result once that batch committed.
-        `NotOwner` at once when this process does not own `shard`. A caller that stops waiting
-        (cancelled) does not take the write back: it commits with its batch all the same."""
+        `NotOwner` at once when this process does not own `shard`."""
+        result: T = await self.submit(shard, work)
+        return result
+
+    def submit(self, shard: int, work: Work[T]) -> asyncio.Future[T]:
+        """Queue `work` for the next batch now; the future resolves as `write` returns. A caller that
+        stops waiting (cancels it) does not take the write back: it commits with its batch."""
         if self._closed or shard not in self._owned:
             raise NotOwner(shard)
         pending = _Pending(shard, self._epoch, work)
         self._queue.put_nowait(pending)
-        result: T = await pending.done
-        return result
+        return pending.done
+
+    async def wait_owning(self, shards: Iterable[int], timeout: float) -> None:
+        """Until this process owns every one of `shards` (a standby waiting for a dead owner's);
+        `TimeoutError` after `timeout` seconds."""
+        wanted = frozenset(shards)
+        async with asyncio.timeout(timeout):
+            while not wanted <= self._owned:
+                self._owned_changed.clear()
+                await self._owned_changed.wait()
 
     async def take_free_shards(self) -> frozenset[int]:
         """One pass: take the wanted shards this session does not hold and nobody else does; the ones
@@ -196,11 +210,15 @@ class ShardWriter:
                             (LOCK_CLASS, sorted(taken)),
                         )
                     raise
-            self._owned = self._owned | taken
+            self._own(self._owned | taken)
             logger.info("owning shards %s (epoch %s)", sorted(taken), self._epoch)
         return taken
 
     # -- inside --------------------------------------------------------------------------------------
+
+    def _own(self, shards: frozenset[int]) -> None:
+        self._owned = shards
+        self._owned_changed.set()
 
     async def _session(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
@@ -215,7 +233,8 @@ class ShardWriter:
 
     async def _lose(self, why: BaseException) -> None:
         """The session ended: every shard with it, and every write queued under it."""
-        lost, self._owned = self._owned, frozenset()
+        lost = self._owned
+        self._own(frozenset())
         await self._end_session()
         self._fail_queued(OwnershipLost(f"the writer's session ended: {why}"))
         if lost:

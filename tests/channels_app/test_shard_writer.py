@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,14 +63,6 @@ def stored(info: str) -> list[tuple[int, int, int]]:
     """(shard, n, transaction) of every row, as another session sees them."""
     with psycopg.connect(info, autocommit=True) as other:
         return [tuple(row) for row in other.execute(f"SELECT shard, n, tx FROM {TABLE} ORDER BY n")]  # type: ignore[misc]  # noqa: S608
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def test_concurrent_writes_commit_in_one_batch_and_each_returns_once_visible_to_others(conninfo):
@@ -165,7 +156,7 @@ def test_when_the_owners_session_dies_its_writes_fail_and_the_shards_move_to_the
             with psycopg.connect(conninfo, autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
             late = await asyncio.gather(owner.write(1, insert(1, 2)), return_exceptions=True)
-            await until(lambda: standby.owned == {0, 1, 2, 3}, "the standby to take the shards")
+            await standby.wait_owning({0, 1, 2, 3}, timeout=15)
             after = await standby.write(1, insert(1, 3))
             return {
                 "late": late[0],
@@ -196,7 +187,7 @@ async def main():
     writer = ShardWriter(sys.argv[1], shards=4)
     await writer.start()
     print(sorted(writer.owned), flush=True)
-    await asyncio.sleep(3600)
+    await asyncio.to_thread(sys.stdin.read)  # holds the shards until killed
 
 asyncio.run(main())
 """
@@ -206,6 +197,7 @@ def test_a_killed_owner_process_releases_its_shards_to_the_next(conninfo):
     owner = subprocess.Popen(
         [sys.executable, "-c", OWNER_PROCESS, conninfo],
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -220,7 +212,7 @@ def test_a_killed_owner_process_releases_its_shards_to_the_next(conninfo):
             try:
                 before = standby.owned
                 owner.send_signal(signal.SIGKILL)
-                await until(lambda: standby.owned == {0, 1, 2, 3}, "the standby to take the shards")
+                await standby.wait_owning({0, 1, 2, 3}, timeout=15)
                 written = await asyncio.gather(*(standby.write(s, insert(s, s)) for s in range(4)))
                 return before, standby.owned, written
             finally:
@@ -249,7 +241,7 @@ def test_a_write_queued_as_the_session_died_fails_and_is_not_committed_once_the_
             with psycopg.connect(conninfo, autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
             late = (await asyncio.gather(writer.write(0, insert(0, 7)), return_exceptions=True))[0]
-            await until(lambda: writer.owned == {0, 1}, "the writer to take its shards again")
+            await writer.wait_owning({0, 1}, timeout=15)
             return late if isinstance(late, BaseException) else None, writer.owned
         finally:
             await writer.close()
@@ -297,9 +289,8 @@ def test_a_write_whose_caller_stopped_waiting_still_commits_and_the_writer_goes_
         writer = ShardWriter(conninfo, shards=1)
         await writer.start()
         try:
-            abandoned = asyncio.ensure_future(writer.write(0, insert(0, 1)))
-            kept = asyncio.ensure_future(writer.write(0, insert(0, 2)))
-            await asyncio.sleep(0)  # both queued
+            abandoned = writer.submit(0, insert(0, 1))
+            kept = writer.submit(0, insert(0, 2))
             abandoned.cancel()
             await asyncio.wait_for(kept, 10)
             return await asyncio.wait_for(writer.write(0, insert(0, 3)), 10)
