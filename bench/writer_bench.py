@@ -32,6 +32,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import routing_bench  # noqa: E402
+
 from channels_app.engine.shard_writer import ShardWriter  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -40,10 +42,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def fresh_database(base_url: str, name: str) -> str:
-    with psycopg.connect(f"{base_url}/postgres", autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        connection.execute(f"CREATE DATABASE {name}")
-    url = f"{base_url}/{name}"
+    url = routing_bench.fresh_database(base_url, name)
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(
             "CREATE TABLE probe_update (channel text NOT NULL, nonce int NOT NULL, state jsonb NOT NULL, "
