@@ -144,7 +144,9 @@ def test_when_the_owners_session_dies_its_writes_fail_and_the_shards_move_to_the
         async def gone(shards: frozenset[int]) -> None:
             lost.append(shards)
 
-        owner = ShardWriter(conninfo, shards=4, on_lost=gone, retake_seconds=0.05)
+        # The owner would try to take its shards back on its next tick, racing the standby for
+        # them; it waits an hour here, so the standby is the one that takes them.
+        owner = ShardWriter(conninfo, shards=4, on_lost=gone, retake_seconds=3600)
         standby = ShardWriter(conninfo, shards=4, on_acquired=rebuild, retake_seconds=0.05)
         await owner.start()
         await standby.start()
