@@ -2,6 +2,8 @@
 channels, in memory, writing through one fenced session in group-committed batches.
 
 Built in steps. Here now: `shard_writer`, the session that owns shards (a Postgres advisory lock
-each) and commits the owner's writes in batches. Not yet: the owner's in-memory channels, the
-journal's tables and their projections, forwarding to the owner, commands from tasks.
+each) and commits the owner's writes in batches; `owner`, the channels of those shards in memory, a
+user's update, a countersignature and a node proposal decided there and journaled (`journal`: the
+update log and its projections, the channel and transfer rows, compare-and-set while other writers
+remain). Not yet: the payments on top, requests and tasks reaching the owner, the shard split.
 """

@@ -136,6 +136,12 @@ class ShardWriter:
     def owns(self, shard: int) -> bool:
         return shard in self._owned
 
+    @property
+    def epoch(self) -> int:
+        """The session's number: what was read under one epoch is not known current under the next
+        (the shards were lost in between and may have been written by another owner)."""
+        return self._epoch
+
     async def start(self) -> None:
         """Connect and take every wanted shard nobody holds; then keep trying the rest."""
         await self.take_free_shards()
@@ -173,6 +179,23 @@ class ShardWriter:
         pending = _Pending(shard, self._epoch, work)
         self._queue.put_nowait(pending)
         return pending.done
+
+    async def read(self, shard: int, work: Work[T]) -> tuple[T, int]:
+        """Run `work(cursor)` on the session now, between batches (no transaction of its own: one
+        statement sees one snapshot), and return its result with the epoch it was read in. `NotOwner`
+        when this process does not own `shard`; `OwnershipLost` when the session ended under it."""
+        if self._closed or shard not in self._owned:
+            raise NotOwner(shard)
+        async with self._use:
+            conn, epoch = self._conn, self._epoch
+            if conn is None or conn.closed or shard not in self._owned:
+                raise OwnershipLost("the writer's session ended")
+            try:
+                async with conn.cursor() as cursor:
+                    return await work(cursor), epoch
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                await self._lose(exc)
+                raise OwnershipLost(f"the writer's session ended: {exc}") from exc
 
     async def wait_owning(self, shards: Iterable[int], timeout: float) -> None:
         """Until this process owns every one of `shards` (a standby waiting for a dead owner's);

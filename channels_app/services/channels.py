@@ -21,7 +21,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -58,11 +58,32 @@ _PROTOCOL_STATUS = {
 }
 
 
+class ChannelFields(Protocol):
+    """What the API's JSON of a channel reads: a `Channel` row, or the update engine's record of one."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def latest_state(self) -> Any: ...
+    @property
+    def node_signature(self) -> str: ...
+    @property
+    def user_signature(self) -> str: ...
+    @property
+    def pending_update(self) -> Any: ...
+    @property
+    def pending_node_signature(self) -> str: ...
+    @property
+    def pending_meta(self) -> Any: ...
+    @property
+    def fence_min_nonce(self) -> int: ...
+
+
 class ChannelError(ServiceError):
     """A refused channel operation: a stable `code`, a message, an HTTP status and optional extras."""
 
     @classmethod
-    def from_protocol(cls, error: ProtocolError, channel: Channel | None = None) -> ChannelError:
+    def from_protocol(cls, error: ProtocolError, channel: ChannelFields | None = None) -> ChannelError:
         extra: dict[str, Any] = {"field": error.field} if error.field else {}
         if channel is not None and isinstance(error, StaleNonceError | NonceGapError):
             extra["latest"] = signed_state_json(channel)
@@ -76,7 +97,7 @@ class SignedState:
     user_signature: bytes
 
 
-def signed_state_json(channel: Channel) -> dict[str, Any]:
+def signed_state_json(channel: ChannelFields) -> dict[str, Any]:
     """The latest doubly signed state of a channel, as the API returns it."""
     return {
         "state": channel.latest_state,
@@ -85,7 +106,7 @@ def signed_state_json(channel: Channel) -> dict[str, Any]:
     }
 
 
-def proposal_json(channel: Channel) -> dict[str, Any] | None:
+def proposal_json(channel: ChannelFields) -> dict[str, Any] | None:
     """The node's open proposal (update + node signature) or None."""
     if channel.pending_update is None:
         return None
@@ -644,11 +665,11 @@ def _store(
     created: Transfer | None = None
     resolved: TransferState | None = None
     if isinstance(update, CreateUpdate):
-        created = _insert_transfer(channel, _created_transfer(new), meta or {})
+        created = _insert_transfer(channel, created_transfer(new), meta or {})
     elif isinstance(update, ResolveUpdate):
         resolved = previous.transfer(update.transfer_id)
         assert resolved is not None  # the protocol core refused the update otherwise
-        refunded = _is_refund(previous, new, resolved.asset_id, resolved.initiator, resolved.balance[0])
+        refunded = is_refund(previous, new, resolved.asset_id, resolved.initiator, resolved.balance[0])
         rows.update_where(
             Transfer,
             {"transfer_id": serialization.hex_bytes(update.transfer_id)},
@@ -682,7 +703,7 @@ def _store(
     )
 
 
-def _created_transfer(new: ChannelState) -> TransferState:
+def created_transfer(new: ChannelState) -> TransferState:
     """The transfer the create that made `new` locked."""
     return next(t for t in new.transfers if t.create_nonce == new.nonce)
 
@@ -727,7 +748,7 @@ def proposal_taken_on_chain_locked(channel: Channel) -> Transfer | None:
     if not isinstance(update, CreateUpdate):
         return None
     new = serialization.channel_state_from_json(channel.pending_state)
-    transfer = _created_transfer(new)
+    transfer = created_transfer(new)
     if rows.exists(Transfer, transfer_id=serialization.hex_bytes(transfer.transfer_id)):
         return None
     return _insert_transfer(channel, transfer, channel.pending_meta or {})
@@ -737,7 +758,7 @@ def _node_balances(state: ChannelState) -> dict[str, int]:
     return {asset_id: balance[0] for asset_id, balance in zip(state.asset_ids, state.balances, strict=True)}
 
 
-def _is_refund(previous: ChannelState, new: ChannelState, asset_id: str, initiator: str, amount: int) -> bool:
+def is_refund(previous: ChannelState, new: ChannelState, asset_id: str, initiator: str, amount: int) -> bool:
     """True when a resolve gave the locked amount back to the initiator."""
     index = previous.asset_index(asset_id)
     side = 0 if initiator == previous.node else 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -26,6 +26,9 @@ from channels_app.services.errors import ServiceError
 from connext.protocol import serialization, signing
 from connext.protocol.errors import ProtocolError
 from connext.protocol.types import ChannelState
+
+if TYPE_CHECKING:
+    from channels_app.services.channels import ChannelFields
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ def fenced(channel: Channel) -> bool:
     return channel.fenced_since is not None
 
 
-def refusal(channel: Channel) -> FenceError:
+def refusal(channel: ChannelFields) -> FenceError:
     """What a fenced channel answers to anything that would have the node sign."""
     from channels_app.services.channels import signed_state_json
 

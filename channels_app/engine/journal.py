@@ -1,0 +1,228 @@
+"""What the owner writes, as SQL over the writer's session (plain psycopg, no Django).
+
+The journal is the channel's update log (`ChannelUpdate`: one row per nonce, the update both parties
+signed, the state hash and both signatures; a resume's whole state). Rebuilding a channel means
+replaying it (`channels.state_at`). The channel row and the transfer rows are its projections: the
+latest state, the open proposal and each transfer's status, for readers (selectors, admin,
+dashboard, tasks) and for loading the owner's memory. Both are written in the batch that journals the
+state, so a reader never sees one without the other.
+
+Every channel-row write is compare-and-set on what the owner last read or wrote (the nonce and the
+open proposal's signature, the channel open and not fenced): while writers outside the owner remain
+(a task on the row-lock path), a row that moved under the owner aborts the owner's write instead of
+overwriting a state or a proposal someone else signed. The check runs inside the statement
+(`engine_expect_rows`, migration 0008), so it holds in a pipeline too, where no result is read
+before the commit.
+"""
+
+# Tables and columns are this module's constants; every value is a parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+CHANNEL = "channels_app_channel"
+UPDATE = "channels_app_channelupdate"
+TRANSFER = "channels_app_transfer"
+
+STALE = "CX001"  # engine_expect_rows' SQLSTATE: the row moved under its owner
+
+Cursor = psycopg.AsyncCursor[Any]
+
+
+def moved(error: BaseException | None) -> bool:
+    """True when `error` (a failed write's cause) is the compare-and-set refusing a moved row."""
+    return isinstance(error, psycopg.Error) and error.sqlstate == STALE
+
+
+@dataclass(frozen=True)
+class ChannelRow:
+    id: int
+    address: str
+    user_address: str
+    node_address: str
+    status: str
+    nonce: int
+    latest_state: dict[str, Any]
+    node_signature: str
+    user_signature: str
+    pending_update: dict[str, Any] | None
+    pending_state: dict[str, Any] | None
+    pending_node_signature: str
+    pending_meta: dict[str, Any]
+    fenced_since: datetime | None
+    fence_min_nonce: int
+    last_update: dict[str, Any] | None  # the journal's update at `nonce`, for a re-sent one
+    last_user_signature: str | None
+
+
+_LOAD = f"""
+SELECT c.id, c.address, c.user_address, c.node_address, c.status, c.nonce, c.latest_state,
+       c.node_signature, c.user_signature, c.pending_update, c.pending_state,
+       c.pending_node_signature, c.pending_meta, c.fenced_since, c.fence_min_nonce,
+       u.update, u.user_signature
+FROM {CHANNEL} c LEFT JOIN {UPDATE} u ON u.channel_id = c.id AND u.nonce = c.nonce
+WHERE c.address = %s
+"""
+
+
+async def load_channel(cursor: Cursor, address: str) -> ChannelRow | None:
+    await cursor.execute(_LOAD, (address,))
+    row = await cursor.fetchone()
+    return None if row is None else ChannelRow(*row)
+
+
+_STORE = f"""
+WITH moved AS (
+    UPDATE {CHANNEL} SET nonce = %s, latest_state = %s, node_signature = %s, user_signature = %s,
+        pending_update = %s, pending_state = %s, pending_node_signature = %s, pending_meta = %s,
+        updated_at = now()
+    WHERE id = %s AND nonce = %s AND pending_node_signature = %s AND status = 'open'
+        AND fenced_since IS NULL
+    RETURNING 1
+)
+SELECT engine_expect_rows((SELECT count(*) FROM moved), 1, %s)
+"""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The node's open proposal as the channel row holds it (JSON as the API shows it)."""
+
+    update: dict[str, Any]
+    state: dict[str, Any]
+    node_signature: str
+    meta: dict[str, Any]
+
+
+async def store_channel(
+    cursor: Cursor,
+    *,
+    channel_id: int,
+    address: str,
+    seen_nonce: int,
+    seen_proposal_signature: str,
+    nonce: int,
+    latest_state: dict[str, Any],
+    node_signature: str,
+    user_signature: str,
+    proposal: Proposal | None,
+) -> None:
+    """The channel row's latest state and open proposal, if it is still at (`seen_nonce`,
+    `seen_proposal_signature`), open and not fenced; else the transaction aborts (`RowMoved`'s
+    SQLSTATE)."""
+    await cursor.execute(
+        _STORE,
+        (
+            nonce,
+            Jsonb(latest_state),
+            node_signature,
+            user_signature,
+            None if proposal is None else Jsonb(proposal.update),
+            None if proposal is None else Jsonb(proposal.state),
+            "" if proposal is None else proposal.node_signature,
+            Jsonb({} if proposal is None else proposal.meta),
+            channel_id,
+            seen_nonce,
+            seen_proposal_signature,
+            f"channel {address} moved under its owner (it was at nonce {seen_nonce})",
+        ),
+    )
+
+
+_APPEND = f"""
+INSERT INTO {UPDATE} (channel_id, nonce, kind, initiator, update, state_hash, node_signature,
+    user_signature, resumed_state, created_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+"""
+
+
+async def append_update(
+    cursor: Cursor,
+    *,
+    channel_id: int,
+    nonce: int,
+    kind: str,
+    initiator: str,
+    update: dict[str, Any],
+    state_hash: str,
+    node_signature: str,
+    user_signature: str,
+    resumed_state: dict[str, Any] | None = None,
+) -> None:
+    """Journal one doubly signed state's update (one per nonce: the table's unique constraint)."""
+    await cursor.execute(
+        _APPEND,
+        (
+            channel_id,
+            nonce,
+            kind,
+            initiator,
+            Jsonb(update),
+            state_hash,
+            node_signature,
+            user_signature,
+            None if resumed_state is None else Jsonb(resumed_state),
+        ),
+    )
+
+
+_INSERT_TRANSFER = f"""
+INSERT INTO {TRANSFER} (channel_id, transfer_id, payment_id, kind, definition, initiator, responder,
+    asset_id, amount, status, transfer_state, meta, encoded_resolver, created_nonce, created_at,
+    updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'active', %s, %s, '', %s, now(), now())
+"""
+
+
+async def insert_transfer(
+    cursor: Cursor,
+    *,
+    channel_id: int,
+    transfer_id: str,
+    payment_id: str,
+    kind: str,
+    definition: str,
+    initiator: str,
+    responder: str,
+    asset_id: str,
+    amount: int,
+    transfer_state: dict[str, Any],
+    meta: dict[str, Any],
+    created_nonce: int,
+) -> None:
+    await cursor.execute(
+        _INSERT_TRANSFER,
+        (
+            channel_id,
+            transfer_id,
+            payment_id,
+            kind,
+            definition,
+            initiator,
+            responder,
+            asset_id,
+            amount,
+            Jsonb(transfer_state),
+            Jsonb(meta),
+            created_nonce,
+        ),
+    )
+
+
+_RESOLVE_TRANSFER = f"""
+UPDATE {TRANSFER} SET status = %s, encoded_resolver = %s, resolved_nonce = %s, updated_at = now()
+WHERE transfer_id = %s
+"""
+
+
+async def resolve_transfer(
+    cursor: Cursor, *, transfer_id: str, status: str, encoded_resolver: str, resolved_nonce: int
+) -> None:
+    await cursor.execute(_RESOLVE_TRANSFER, (status, encoded_resolver, resolved_nonce, transfer_id))

@@ -1,0 +1,559 @@
+"""The owner of a process's shards of channels: their latest states and open proposals in memory,
+every state it signs for them journaled through the writer before anyone sees it.
+
+One `ChannelOwner` per node process, over its `ShardWriter`. For a channel of a shard it owns it
+answers what `services.channels` answers with a row lock (a user's update, a countersignature of
+the node's proposal, a proposal of the node's), with the same checks and the same refusals, but:
+
+- it reads the channel from memory (loaded once per session from the channel row and the journal's
+  last update), not a locked row per request;
+- the channel's operations run one at a time (a lock per channel, held until its write committed),
+  and the writes of different channels commit together in the writer's batches;
+- it returns what happened (`Outcome`: the state the request ends at, each state stored and what it
+  did to the channel's transfers, the events to push) and pushes nothing itself: the caller answers
+  and pushes only once `Outcome` exists, which is after the commit. A write that failed leaves
+  memory as the database has it (memory changes only after the commit; a lost session or a moved
+  row drops the channel, read again on its next use).
+
+The payments built on these states (records, routing terms, forwarding) are the caller's: it passes
+a `policy` run before the node signs a user's update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from channels_app.engine import journal
+from channels_app.engine.shard_writer import OwnershipLost, ShardWriter, WriteFailed, shard_of
+from channels_app.services import fence
+from channels_app.services.channels import (
+    ChannelError,
+    SignedState,
+    created_transfer,
+    is_refund,
+    proposal_json,
+    signed_state_json,
+)
+from connext.protocol import serialization, signing, validation
+from connext.protocol.errors import ProtocolError
+from connext.protocol.signing import Signer
+from connext.protocol.types import (
+    ChannelState,
+    CreateUpdate,
+    DefinitionKind,
+    ResolveUpdate,
+    ResumeUpdate,
+    SetupUpdate,
+    TransferState,
+    Update,
+    UpdateContext,
+)
+
+OPEN = "open"
+ATTEMPTS = 3  # a row moved under the owner: read it again and decide again, this many times in all
+
+Policy = Callable[["ChannelRecord", ChannelState, Update], None]
+"""The caller's terms for a user's update, run on the state it builds on before the node signs (the
+routing terms, a withdrawal's limits); raises a `ServiceError` to refuse it."""
+
+
+@dataclass(frozen=True)
+class ChannelRecord:
+    """A channel as its owner holds it: the projected row's fields (named as `Channel`'s, so the
+    API's JSON helpers read it as they read a row) and the parsed states."""
+
+    id: int
+    address: str
+    user_address: str
+    node_address: str
+    status: str
+    nonce: int
+    latest_state: dict[str, Any]
+    node_signature: str
+    user_signature: str
+    pending_update: dict[str, Any] | None
+    pending_state: dict[str, Any] | None
+    pending_node_signature: str
+    pending_meta: dict[str, Any]
+    fenced_since: datetime | None
+    fence_min_nonce: int
+    last_update: dict[str, Any] | None
+    last_user_signature: str | None
+    state: ChannelState
+    proposed: ChannelState | None
+    epoch: int
+
+    @classmethod
+    def from_row(cls, row: journal.ChannelRow, epoch: int) -> ChannelRecord:
+        return cls(
+            **{name: getattr(row, name) for name in journal.ChannelRow.__dataclass_fields__},
+            state=serialization.channel_state_from_json(row.latest_state),
+            proposed=None
+            if row.pending_state is None
+            else serialization.channel_state_from_json(row.pending_state),
+            epoch=epoch,
+        )
+
+    def signed(self) -> SignedState:
+        return SignedState(self.state, _bytes(self.node_signature), _bytes(self.user_signature))
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One doubly signed state the owner stored: the update that made it, what it built on, and what
+    it did to the channel's transfers (`created` the transfer a create locked, `resolved` the one a
+    resolve settled as `previous` held it, `refunded` when that gave the amount back). A `superseded`
+    state has the request's own update after it (the proposal a user's update answered first)."""
+
+    update: Update
+    update_type: str
+    previous: ChannelState
+    signed: SignedState
+    meta: Mapping[str, Any]
+    created: TransferState | None = None
+    resolved: TransferState | None = None
+    refunded: bool = False
+    proposal_answered: bool = False
+    superseded: bool = False
+
+    @property
+    def new(self) -> ChannelState:
+        return self.signed.state
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one request did, known committed: the channel after it, the doubly signed state it ends
+    at, the states it stored (none for a request sent again: its first answer) and the events the
+    channel's user is to be told, in order."""
+
+    channel: ChannelRecord
+    signed: SignedState
+    stored: tuple[Stored, ...]
+    events: tuple[tuple[str, dict[str, Any]], ...]
+
+
+Write = Callable[[journal.Cursor], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A decision not yet committed: the writes that make it durable and the channel after them."""
+
+    after: ChannelRecord
+    stored: tuple[Stored, ...]
+    events: tuple[tuple[str, dict[str, Any]], ...]
+    writes: tuple[Write, ...]
+
+
+class ChannelOwner:
+    """Signs for the channels of the shards `writer` owns (see the module's docstring)."""
+
+    def __init__(
+        self, writer: ShardWriter, *, signer: Signer, definitions: Mapping[str, DefinitionKind]
+    ) -> None:
+        self._writer = writer
+        self._signer = signer
+        self._definitions = definitions
+        self._book: dict[str, ChannelRecord] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.loads = 0  # channels read from the database, for tests and benches
+
+    # -- the writer's callbacks: a shard taken or lost starts again from the database ------------------
+
+    async def shards_changed(self, shards: frozenset[int]) -> None:
+        """`on_acquired` and `on_lost` of the writer: forget the channels of `shards`."""
+        for address, record in list(self._book.items()):
+            if shard_of(record.user_address, self._writer.shards) in shards:
+                del self._book[address]
+
+    # -- what a channel's user asks -------------------------------------------------------------------
+
+    async def channel(self, *, user: str, channel_address: str) -> ChannelRecord:
+        """The channel as its owner holds it (read from the database on first use in a session)."""
+        async with self._locks.setdefault(channel_address, asyncio.Lock()):
+            return await self._record(shard_of(user, self._writer.shards), channel_address, user)
+
+    async def user_update(
+        self,
+        *,
+        user: str,
+        update: Update,
+        signature: bytes,
+        context: UpdateContext,
+        meta: Mapping[str, Any] | None = None,
+        answer: tuple[int, bytes] | None = None,
+        policy: Policy | None = None,
+    ) -> Outcome:
+        """Countersign and store a user's update (its own checks, `channels.check_user_update`, are the
+        caller's and passed). `answer` (nonce, signature) countersigns the node's open proposal first
+        and the update builds on it."""
+        if isinstance(update, SetupUpdate | ResumeUpdate):
+            raise ChannelError("invalid_update", f"A {type(update).__name__} is not a user's update here.")
+
+        def decide(record: ChannelRecord) -> _Plan | Outcome:
+            if update.nonce == record.nonce and _is_replay(record, update, signature):
+                return Outcome(record, record.signed(), (), ())
+            stored: list[Stored] = []
+            current = record
+            if answer is not None:
+                answered = _answer(current, *answer, superseded=True)
+                if isinstance(answered, Outcome):  # answered before: nothing to store for it
+                    current = answered.channel
+                else:
+                    stored.extend(answered.stored)
+                    current = answered.after
+            if current.pending_update is not None and update.nonce >= current.nonce + 1:
+                raise ChannelError(
+                    "update_pending",
+                    "The node proposed an update at this nonce; countersign it first, then retry at the"
+                    " next nonce.",
+                    status=409,
+                    extra={"proposal": proposal_json(current), "latest": signed_state_json(current)},
+                )
+            previous = current.state
+            if policy is not None:
+                policy(current, previous, update)
+            try:
+                new, node_signature = validation.countersign(
+                    previous, update, signature, self._signer, context=context
+                )
+            except ProtocolError as exc:
+                raise ChannelError.from_protocol(exc, current) from None
+            signed = SignedState(new, node_signature, signature)
+            stored.append(_stored_of(update, previous, signed, meta or {}))
+            return self._plan(record, _advanced(current, update, signed), tuple(stored))
+
+        return await self._run(update.channel_address, user, decide)
+
+    async def countersign(self, *, user: str, channel_address: str, nonce: int, signature: bytes) -> Outcome:
+        """Complete the node's open proposal at `nonce` with its user's signature."""
+
+        def decide(record: ChannelRecord) -> _Plan | Outcome:
+            answered = _answer(record, nonce, signature, superseded=False)
+            if isinstance(answered, Outcome):
+                return answered
+            return self._plan(record, answered.after, answered.stored)
+
+        return await self._run(channel_address, user, decide)
+
+    # -- what the node proposes -----------------------------------------------------------------------
+
+    async def propose(
+        self,
+        *,
+        user: str,
+        update: Update,
+        context: UpdateContext,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Sign `update` as the node and store it as the channel's open proposal (the user's
+        countersignature completes it, `countersign`). The node signs one state per nonce: with a
+        proposal open it proposes nothing."""
+
+        def decide(record: ChannelRecord) -> _Plan:
+            if record.pending_update is not None:
+                raise ChannelError("update_pending", "The channel already has an open proposal.", status=409)
+            try:
+                new, node_signature = validation.initiate_update(
+                    record.state, update, self._signer, context=context
+                )
+            except ProtocolError as exc:
+                raise ChannelError.from_protocol(exc, record) from None
+            proposal = journal.Proposal(
+                update=serialization.update_to_json(update),
+                state=serialization.channel_state_to_json(new),
+                node_signature=serialization.hex_bytes(node_signature),
+                meta=dict(meta or {}),
+            )
+            after = replace(
+                record,
+                pending_update=proposal.update,
+                pending_state=proposal.state,
+                pending_node_signature=proposal.node_signature,
+                pending_meta=proposal.meta,
+                proposed=new,
+            )
+            return _Plan(
+                after,
+                (),
+                (("update.proposed", proposal_json(after) or {}),),
+                (self._store_row(record, after),),
+            )
+
+        return await self._run(update.channel_address, user, decide)
+
+    # -- inside -----------------------------------------------------------------------------------------
+
+    async def _run(
+        self, address: str, user: str, decide: Callable[[ChannelRecord], _Plan | Outcome]
+    ) -> Outcome:
+        """Decide on the channel as memory holds it and commit the decision, one operation per
+        channel at a time; a row that moved under the owner is read again and decided again."""
+        shard = shard_of(user, self._writer.shards)
+        lock = self._locks.setdefault(address, asyncio.Lock())
+        async with lock:
+            for attempt in range(ATTEMPTS):
+                record = await self._record(shard, address, user)
+                decided = decide(record)
+                if isinstance(decided, Outcome):
+                    return decided
+                try:
+                    await self._writer.write(shard, _work(decided.writes))
+                except WriteFailed as failed:
+                    self._book.pop(address, None)
+                    if journal.moved(failed.__cause__) and attempt + 1 < ATTEMPTS:
+                        continue
+                    raise
+                except OwnershipLost:
+                    self._book.pop(address, None)
+                    raise
+                self._book[address] = decided.after
+                return Outcome(decided.after, decided.after.signed(), decided.stored, decided.events)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _record(self, shard: int, address: str, user: str) -> ChannelRecord:
+        """The channel as its owner holds it, read from the database on first use in a session;
+        refused unless it is `user`'s, open and not fenced."""
+        record = self._book.get(address)
+        if record is None or record.epoch != self._writer.epoch:
+            row, epoch = await self._writer.read(shard, lambda cursor: journal.load_channel(cursor, address))
+            self.loads += 1
+            if row is None:
+                raise ChannelError("no_channel", f"No channel at {address}.", status=404)
+            record = ChannelRecord.from_row(row, epoch)
+            self._book[address] = record
+        if record.user_address != user:
+            raise ChannelError("not_your_channel", "This channel belongs to another user.", status=403)
+        if record.status != OPEN:
+            raise ChannelError("channel_not_open", f"The channel is {record.status}.", status=409)
+        if record.fenced_since is not None:
+            raise fence.refusal(record)
+        return record
+
+    def _plan(self, seen: ChannelRecord, after: ChannelRecord, stored: tuple[Stored, ...]) -> _Plan:
+        """The writes of `stored` (built on `seen`, ending at `after`): the channel row once, the
+        journal and the transfer rows per state; the user is told of the last state."""
+        writes: list[Write] = [self._store_row(seen, after)]
+        for done in stored:
+            writes.append(_append(after.id, done))
+            if done.created is not None:
+                kind = self._definitions[done.created.definition]
+                writes.append(_insert_transfer(after.id, done.created, kind, done.meta))
+            elif done.resolved is not None:
+                assert isinstance(done.update, ResolveUpdate)
+                writes.append(_resolve_transfer(done))
+        last = stored[-1]
+        events = (
+            (
+                "channel.updated",
+                {"nonce": str(last.new.nonce), "type": last.update_type, **signed_state_json(after)},
+            ),
+        )
+        return _Plan(after, stored, events, tuple(writes))
+
+    @staticmethod
+    def _store_row(seen: ChannelRecord, after: ChannelRecord) -> Write:
+        proposal = (
+            None
+            if after.pending_update is None or after.pending_state is None
+            else journal.Proposal(
+                after.pending_update, after.pending_state, after.pending_node_signature, after.pending_meta
+            )
+        )
+
+        async def write(cursor: journal.Cursor) -> None:
+            await journal.store_channel(
+                cursor,
+                channel_id=seen.id,
+                address=seen.address,
+                seen_nonce=seen.nonce,
+                seen_proposal_signature=seen.pending_node_signature,
+                nonce=after.nonce,
+                latest_state=after.latest_state,
+                node_signature=after.node_signature,
+                user_signature=after.user_signature,
+                proposal=proposal,
+            )
+
+        return write
+
+
+# -- pure steps -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Answered:
+    after: ChannelRecord
+    stored: tuple[Stored, ...]
+
+
+def _answer(record: ChannelRecord, nonce: int, signature: bytes, *, superseded: bool) -> _Answered | Outcome:
+    """The user's countersignature of the open proposal at `nonce`, decided on `record`: the channel
+    after it, or (sent again) the latest state as the first answer gave it."""
+    if record.pending_update is None or record.proposed is None:
+        if record.nonce == nonce and _bytes(record.user_signature) == signature:
+            return Outcome(record, record.signed(), (), ())
+        raise ChannelError(
+            "no_proposal",
+            "There is no open proposal at this nonce.",
+            status=409,
+            extra={"latest": signed_state_json(record)},
+        )
+    new = record.proposed
+    if new.nonce != nonce:
+        raise ChannelError(
+            "no_proposal",
+            f"The open proposal is at nonce {new.nonce}.",
+            status=409,
+            extra={"proposal": proposal_json(record), "latest": signed_state_json(record)},
+        )
+    try:
+        signer = signing.recover_signer(new, signature)
+    except ProtocolError as exc:
+        raise ChannelError.from_protocol(exc) from None
+    if signer != record.user_address:
+        raise ChannelError(
+            "bad_signature", "The signature is not the channel user's over the proposed state."
+        )
+    update = serialization.update_from_json(record.pending_update)
+    signed = SignedState(new, _bytes(record.pending_node_signature), signature)
+    stored = _stored_of(
+        update, record.state, signed, record.pending_meta, proposal_answered=True, superseded=superseded
+    )
+    return _Answered(_advanced(record, update, signed), (stored,))
+
+
+def _stored_of(
+    update: Update,
+    previous: ChannelState,
+    signed: SignedState,
+    meta: Mapping[str, Any],
+    *,
+    proposal_answered: bool = False,
+    superseded: bool = False,
+) -> Stored:
+    """What storing `signed` (made by `update` on `previous`) does to the channel's transfers."""
+    new = signed.state
+    created = resolved = None
+    refunded = False
+    if isinstance(update, CreateUpdate):
+        created = created_transfer(new)
+    elif isinstance(update, ResolveUpdate):
+        resolved = previous.transfer(update.transfer_id)
+        assert resolved is not None  # the protocol core refused the update otherwise
+        refunded = is_refund(previous, new, resolved.asset_id, resolved.initiator, resolved.balance[0])
+    return Stored(
+        update,
+        str(serialization.update_to_json(update)["type"]),
+        previous,
+        signed,
+        meta,
+        created=created,
+        resolved=resolved,
+        refunded=refunded,
+        proposal_answered=proposal_answered,
+        superseded=superseded,
+    )
+
+
+def _advanced(record: ChannelRecord, update: Update, signed: SignedState) -> ChannelRecord:
+    """`record` once `signed`, made by `update`, is its latest doubly signed state (no proposal open)."""
+    new, node_signature, user_signature = signed.state, signed.node_signature, signed.user_signature
+    return replace(
+        record,
+        nonce=new.nonce,
+        latest_state=serialization.channel_state_to_json(new),
+        node_signature=serialization.hex_bytes(node_signature),
+        user_signature=serialization.hex_bytes(user_signature),
+        pending_update=None,
+        pending_state=None,
+        pending_node_signature="",
+        pending_meta={},
+        last_update=serialization.update_to_json(update),
+        last_user_signature=serialization.hex_bytes(user_signature),
+        state=new,
+        proposed=None,
+    )
+
+
+def _is_replay(record: ChannelRecord, update: Update, signature: bytes) -> bool:
+    """The same user update with the same signature as the one that made the latest state."""
+    return (
+        record.last_update is not None
+        and record.last_user_signature is not None
+        and record.last_update == serialization.update_to_json(update)
+        and _bytes(record.last_user_signature) == signature
+    )
+
+
+def _bytes(hex_text: str) -> bytes:
+    return bytes.fromhex(hex_text.removeprefix("0x"))
+
+
+def _work(writes: Iterable[Write]) -> Callable[[journal.Cursor], Awaitable[None]]:
+    async def work(cursor: journal.Cursor) -> None:
+        for write in writes:
+            await write(cursor)
+
+    return work
+
+
+def _append(channel_id: int, stored: Stored) -> Write:
+    async def write(cursor: journal.Cursor) -> None:
+        await journal.append_update(
+            cursor,
+            channel_id=channel_id,
+            nonce=stored.new.nonce,
+            kind=stored.update_type,
+            initiator=stored.update.initiator,
+            update=serialization.update_to_json(stored.update),
+            state_hash=serialization.hex_bytes(stored.new.state_hash),
+            node_signature=serialization.hex_bytes(stored.signed.node_signature),
+            user_signature=serialization.hex_bytes(stored.signed.user_signature),
+        )
+
+    return write
+
+
+def _insert_transfer(
+    channel_id: int, transfer: TransferState, kind: DefinitionKind, meta: Mapping[str, Any]
+) -> Write:
+    async def write(cursor: journal.Cursor) -> None:
+        await journal.insert_transfer(
+            cursor,
+            channel_id=channel_id,
+            transfer_id=serialization.hex_bytes(transfer.transfer_id),
+            payment_id=serialization.hex_bytes(transfer.payment_id),
+            kind=kind.value,
+            definition=transfer.definition,
+            initiator=transfer.initiator,
+            responder=transfer.responder,
+            asset_id=transfer.asset_id,
+            amount=transfer.balance[0],
+            transfer_state=serialization.transfer_state_to_json(transfer),
+            meta=dict(meta),
+            created_nonce=transfer.create_nonce,
+        )
+
+    return write
+
+
+def _resolve_transfer(stored: Stored) -> Write:
+    update = stored.update
+    assert isinstance(update, ResolveUpdate)
+
+    async def write(cursor: journal.Cursor) -> None:
+        await journal.resolve_transfer(
+            cursor,
+            transfer_id=serialization.hex_bytes(update.transfer_id),
+            status="cancelled" if stored.refunded else "resolved",
+            encoded_resolver=serialization.hex_bytes(update.encoded_resolver),
+            resolved_nonce=stored.new.nonce,
+        )
+
+    return write
