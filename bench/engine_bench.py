@@ -8,6 +8,13 @@ seconds (issue #21).
 `--profile N` the N functions with the most own and cumulative time in the measured loop (cProfile:
 compare runs with it, never quote its times).
 
+`--owner [--pairs K]` measures the update engine's owner instead (`channels_app.engine.owner`): the
+five channel steps of each routed transfer (the sender's create, the node's forward, the receiver's
+resolve answering it, the node's resolve upstream, the sender's countersignature) decided in memory
+and journaled through the writer, K pairs of users at once so their writes share commits; node CPU
+(the process less the users' side), the writer's Postgres backend CPU and commits per transfer. The
+payments' records and terms, pushes and the socket are not in it yet (they are in the default mode).
+
 One Python process is node and users at once: each request goes the way a client's socket request goes
 once its frame is read (`consumers._serve_request`: the token check, the handler, the pushes, the
 answer, then the payment steps it released), in this thread, with no sockets, no daphne and no thread
@@ -185,15 +192,15 @@ class TimedClient:
             self._counter.node_seconds += time.perf_counter() - began
 
 
-def setup_users(w3: Any, counter: Counter) -> tuple[Any, Any]:
-    """Two users with 1 ETH each in their channels and the node's collateral beside it."""
+def setup_users(w3: Any, counter: Counter, count: int = 2) -> list[Any]:
+    """`count` users with 1 ETH each in their channels and the node's collateral beside it."""
     from connext.chain import devchain
     from tests.support.node_work import run_node_work
     from tests.support.wallet import Wallet
 
     funder = devchain.DEV_PRIVATE_KEYS[4]
     users = []
-    for _ in range(2):
+    for _ in range(count):
         wallet = Wallet(client=TimedClient(counter), w3=w3)
         wallet.log_in()
         assert wallet.open().status_code in (200, 201)
@@ -204,7 +211,7 @@ def setup_users(w3: Any, counter: Counter) -> tuple[Any, Any]:
     for wallet in users:
         if wallet.state.balances[0][0] < 1000 * AMOUNT:
             raise SystemExit("the node's collateral was not credited: see the node's transactions")
-    return users[0], users[1]
+    return users
 
 
 class User:
@@ -216,6 +223,7 @@ class User:
     def __init__(self, wallet: Any, counter: Counter) -> None:
         self.wallet = wallet
         self.counter = counter
+        self.address = wallet.address  # the wallet derives it from the key on each read
 
     def request(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         from asgiref.sync import sync_to_async
@@ -348,6 +356,14 @@ def main() -> int:
         "--show-sql", action="store_true", help="also print the statements of one more routed transfer"
     )
     parser.add_argument(
+        "--owner",
+        action="store_true",
+        help="the channel steps of each routed transfer through the update engine's owner instead",
+    )
+    parser.add_argument(
+        "--pairs", type=int, default=1, help="with --owner: pairs of users paying each other at once"
+    )
+    parser.add_argument(
         "--profile",
         type=int,
         metavar="N",
@@ -384,6 +400,8 @@ def run(args: argparse.Namespace, chain_url: str, workdir: Path) -> int:
     w3 = Web3(HTTPProvider(chain_url))
     deploy(w3, Account.from_key(devchain.DEV_PRIVATE_KEYS[0]), workdir / "deployments.json", test_token=True)
     counter = Counter()
+    if args.owner:
+        return run_owner(args, w3, counter)
     alice, bob = (User(wallet, counter) for wallet in setup_users(w3, counter))
 
     log(f"{args.warmup} payments to warm up, then {args.payments} measured")
@@ -444,6 +462,239 @@ def run(args: argparse.Namespace, chain_url: str, workdir: Path) -> int:
         counter.log = []
         routed_transfer(alice, bob)
         print("\n".join(counter.log), file=sys.stderr)
+    return 0
+
+
+# -- the update engine's owner (--owner) ----------------------------------------------------------------
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU process `pid` used so far (user and system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Users:
+    """CPU the users' side takes in the owner loop (building, checking and signing states), kept
+    apart from the node's: the loop is one thread, and a user's step never awaits."""
+
+    def __init__(self) -> None:
+        self.cpu = 0.0
+
+    @contextmanager
+    def side(self) -> Iterator[None]:
+        began = time.process_time()
+        try:
+            yield
+        finally:
+            self.cpu += time.process_time() - began
+
+
+async def owner_transfer(
+    owner: Any, sender: Any, receiver: Any, users: Users, config: dict[str, Any]
+) -> None:
+    """One Linked payment's channel steps through the owner, as the node takes them: the sender's
+    create, the node's forward into the receiver's channel, the receiver's resolve answering it, the
+    node's resolve of the sender's side and the sender's countersignature. The payments' records and
+    terms, the pushes and the socket are not in it."""
+    from connext.protocol import meta as transfer_meta
+    from connext.protocol import signing, validation
+    from connext.protocol.definitions import LinkedState, PreimageResolver
+    from connext.protocol.encoding import keccak256
+    from connext.protocol.types import CreateUpdate, ResolveUpdate, UpdateContext
+
+    node, definitions, linked = config["node"], config["definitions"], config["linked"]
+
+    def context() -> Any:
+        return UpdateContext(now=int(time.time()), definitions=definitions)
+
+    def accept_proposal(wallet: Any, outcome: Any) -> tuple[Any, bytes]:
+        """The user's side of a push: check the node's proposal on its own state and sign it."""
+        from connext.protocol import serialization
+
+        proposal = outcome.channel
+        update = serialization.update_from_json(proposal.pending_update)
+        node_signature = bytes.fromhex(proposal.pending_node_signature[2:])
+        new = validation.validate_update(wallet.state, update, node_signature, context=context())
+        return new, signing.sign_state(new, wallet.key)
+
+    s, r = sender.wallet, receiver.wallet
+    s_address, r_address = sender.address, receiver.address
+    with users.side():
+        preimage, payment_id = secrets.token_bytes(32), secrets.token_bytes(32)
+        lock = LinkedState(keccak256(preimage)).encode()
+        meta = {"recipient": r_address}
+        create = CreateUpdate(
+            channel_address=s.state.channel_address,
+            nonce=s.state.nonce + 1,
+            initiator=s_address,
+            asset_id=ETH,
+            amount=AMOUNT,
+            definition=linked,
+            payment_id=payment_id,
+            encoded_state=lock,
+            transfer_timeout=3600,
+            meta_hash=transfer_meta.meta_hash(meta),
+        )
+        created, signature = s.sign(create, context())
+    await owner.user_update(user=s_address, update=create, signature=signature, context=context(), meta=meta)
+    s.state = created
+    forward_meta = {"sender": s_address, "paymentId": "0x" + payment_id.hex()}
+    forward = CreateUpdate(
+        channel_address=r.state.channel_address,
+        nonce=r.state.nonce + 1,
+        initiator=node,
+        asset_id=ETH,
+        amount=AMOUNT,
+        definition=linked,
+        payment_id=payment_id,
+        encoded_state=lock,
+        transfer_timeout=3000,
+        meta_hash=transfer_meta.meta_hash(forward_meta),
+    )
+    proposed = await owner.propose(user=r_address, update=forward, context=context(), meta=forward_meta)
+    with users.side():
+        forwarded, answer = accept_proposal(r, proposed)
+        r.state = forwarded
+        transfer = next(t for t in forwarded.transfers if t.payment_id == payment_id)
+        resolve = ResolveUpdate(
+            channel_address=forwarded.channel_address,
+            nonce=forwarded.nonce + 1,
+            initiator=r_address,
+            transfer_id=transfer.transfer_id,
+            encoded_resolver=PreimageResolver(preimage).encode(),
+        )
+        resolved, signature = r.sign(resolve, context())
+    await owner.user_update(
+        user=r_address,
+        update=resolve,
+        signature=signature,
+        context=context(),
+        answer=(forwarded.nonce, answer),
+    )
+    r.state = resolved
+    upstream = next(t for t in s.state.transfers if t.payment_id == payment_id)
+    settle = ResolveUpdate(
+        channel_address=s.state.channel_address,
+        nonce=s.state.nonce + 1,
+        initiator=node,
+        transfer_id=upstream.transfer_id,
+        encoded_resolver=PreimageResolver(preimage).encode(),
+    )
+    proposed = await owner.propose(user=s_address, update=settle, context=context())
+    with users.side():
+        settled, signature = accept_proposal(s, proposed)
+    await owner.countersign(
+        user=s_address, channel_address=settled.channel_address, nonce=settled.nonce, signature=signature
+    )
+    s.state = settled
+
+
+def run_owner(args: argparse.Namespace, w3: Any, counter: Counter) -> int:
+    """--owner: `--pairs` pairs of users, each pair paying each other in turn, all pairs at once,
+    the channel steps through one `ChannelOwner` over a `ShardWriter` on this database."""
+    import protocol_bench
+    from django.db import connection
+
+    from channels_app import network
+    from channels_app.engine.owner import ChannelOwner
+    from channels_app.engine.shard_writer import ShardWriter
+    from connext.protocol.types import DefinitionKind
+
+    wallets = setup_users(w3, counter, 2 * args.pairs)
+    pairs = [(User(wallets[2 * i], counter), User(wallets[2 * i + 1], counter)) for i in range(args.pairs)]
+    net = network.network()
+    config = {
+        "node": net.node_address,
+        "definitions": net.definitions,
+        "linked": net.definition_address(DefinitionKind.LINKED),
+    }
+    signer = network.node_signer()
+    connection.close()
+    conninfo = args.database_url
+
+    async def measure() -> dict[str, Any]:
+        owner: ChannelOwner
+        writer = ShardWriter(
+            conninfo, on_acquired=lambda s: owner.shards_changed(s), on_lost=lambda s: owner.shards_changed(s)
+        )
+        owner = ChannelOwner(writer, signer=signer, definitions=config["definitions"])
+        await writer.start()
+        users = Users()
+
+        async def pair_loop(alice: User, bob: User, count: int, walls: list[float]) -> None:
+            for index in range(count):
+                start = time.perf_counter()
+                await owner_transfer(
+                    owner, *((alice, bob) if index % 2 == 0 else (bob, alice)), users, config
+                )
+                walls.append(time.perf_counter() - start)
+
+        try:
+            await asyncio.gather(*(pair_loop(a, b, max(2, args.warmup // args.pairs), []) for a, b in pairs))
+            assert writer._conn is not None
+            backend = writer._conn.info.backend_pid
+            users.cpu, batches, walls = 0.0, writer.batches, []
+            per_pair = max(1, args.payments // args.pairs)
+            profiler = cProfile.Profile() if args.profile else None
+            pg_began, cpu_began, began = process_cpu(backend), time.process_time(), time.perf_counter()
+            with profiling(profiler):
+                await asyncio.gather(*(pair_loop(a, b, per_pair, walls) for a, b in pairs))
+            wall = time.perf_counter() - began
+            if profiler is not None:  # compare, don't quote: the times include the profiler's
+                pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(args.profile)
+                pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(args.profile)
+            cpu, pg = time.process_time() - cpu_began, process_cpu(backend) - pg_began
+            return {
+                "n": per_pair * args.pairs,
+                "wall": wall,
+                "walls": walls,
+                "node_cpu": cpu - users.cpu,
+                "users_cpu": users.cpu,
+                "pg_cpu": pg,
+                "commits": writer.batches - batches,
+            }
+        finally:
+            await writer.close()
+
+    log(
+        f"{args.pairs} pairs at once through the owner: {args.warmup} transfers to warm up, then {args.payments}"
+    )
+    got = asyncio.run(measure())
+    n, walls = got["n"], sorted(got["walls"])
+    floor = protocol_bench.measure_named((protocol_bench.FLOOR,), runs=60)[protocol_bench.FLOOR]
+    per = {
+        "wall_us": round(got["wall"] / n * 1e6, 1),
+        "latency_p50_us": round(statistics.median(walls) * 1e6, 1),
+        "latency_p99_us": round(walls[int(0.99 * (len(walls) - 1))] * 1e6, 1),
+        "node_cpu_us": round(got["node_cpu"] / n * 1e6, 1),
+        "postgres_cpu_us": round(got["pg_cpu"] / n * 1e6, 1),
+        "users_cpu_us": round(got["users_cpu"] / n * 1e6, 1),
+        "commits": round(got["commits"] / n, 2),
+    }
+    report = {
+        "bench": "engine-owner",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "pairs": args.pairs,
+        "payments": n,
+        "what": "the channel steps of a routed transfer through the owner (no payment records, terms, pushes or socket)",
+        "per_routed_transfer": per,
+        "transfers_per_second": round(n / got["wall"], 1),
+        "floor": {"routed_transfer_crypto_us": round(floor, 1)},
+        "node_and_postgres_over_floor": round((got["node_cpu"] + got["pg_cpu"]) / n * 1e6 / floor, 2),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"engine-owner-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"engine --owner: {n} routed transfers' channel steps, {args.pairs} pairs at once,"
+        f" {report['transfers_per_second']}/s; per transfer {per['wall_us']} µs wall"
+        f" (latency p50 {per['latency_p50_us']}, p99 {per['latency_p99_us']}), node {per['node_cpu_us']} µs CPU,"
+        f" Postgres {per['postgres_cpu_us']} µs CPU, {per['commits']} commits, users {per['users_cpu_us']} µs;"
+        f" crypto floor {report['floor']['routed_transfer_crypto_us']} µs"
+        f" ((node + Postgres)/floor {report['node_and_postgres_over_floor']}). Written to {out}"
+    )
     return 0
 
 

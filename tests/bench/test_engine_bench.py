@@ -63,3 +63,48 @@ def test_the_engine_bench_routes_transfers_and_writes_its_report(tmp_path):
     assert "INSERT INTO" in finished.stderr
     assert "COMMIT" in finished.stderr
     assert "Ordered by: internal time" in finished.stderr
+
+
+def test_the_engine_bench_drives_the_owner_with_pairs_at_once(tmp_path):
+    """`--owner`: the channel steps through the update engine's owner, two pairs of users at once."""
+    database = settings.DATABASES["default"]
+    if not database["ENGINE"].endswith("postgresql"):
+        pytest.skip("the engine bench runs on Postgres")
+    base = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}"
+    url = f"{base}/connext_engine_owner_smoke"
+    try:
+        finished = subprocess.run(
+            [
+                sys.executable,
+                "bench/engine_bench.py",
+                "--owner",
+                "--pairs",
+                "2",
+                "--payments",
+                "4",
+                "--warmup",
+                "2",
+                "--database-url",
+                url,
+                "--out",
+                str(tmp_path),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
+            connection.execute('DROP DATABASE IF EXISTS "connext_engine_owner_smoke" WITH (FORCE)')
+
+    assert finished.returncode == 0, finished.stderr
+    (written,) = tmp_path.glob("engine-owner-*.json")
+    report = json.loads(written.read_text())
+    assert (report["pairs"], report["payments"]) == (2, 4)
+    per = report["per_routed_transfer"]
+    assert per["node_cpu_us"] > 0
+    assert per["postgres_cpu_us"] >= 0
+    assert 0 < per["commits"] <= 5  # five states a transfer, some of them sharing a commit
+    assert "engine --owner: 4 routed transfers' channel steps, 2 pairs at once" in finished.stdout
