@@ -5,5 +5,6 @@ Built in steps. Here now: `shard_writer`, the session that owns shards (a Postgr
 each) and commits the owner's writes in batches; `owner`, the channels of those shards in memory, a
 user's update, a countersignature and a node proposal decided there and journaled (`journal`: the
 update log and its projections, the channel and transfer rows, compare-and-set while other writers
-remain). Not yet: the payments on top, requests and tasks reaching the owner, the shard split.
+remain); `router`, a payment's common steps on the owner, its records in the same batches, the rest
+left to `services.payments`. Not yet: requests and tasks reaching the owner, the shard split.
 """

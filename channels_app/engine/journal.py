@@ -25,13 +25,17 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from psycopg.types.json import Jsonb
 
 CHANNEL = "channels_app_channel"
 UPDATE = "channels_app_channelupdate"
 TRANSFER = "channels_app_transfer"
 
-STALE = "CX001"  # engine_expect_rows' SQLSTATE: the row moved under its owner
+# engine_expect_rows' SQLSTATEs: the channel's row moved under its owner (read it again, decide again);
+# a row a decision builds on is not as it expected (the decision is refused, `Unexpected`).
+STALE = "CX001"
+UNEXPECTED = "CX002"
 
 Cursor = psycopg.AsyncCursor[Any]
 
@@ -39,6 +43,27 @@ Cursor = psycopg.AsyncCursor[Any]
 def moved(error: BaseException | None) -> bool:
     """True when `error` (a failed write's cause) is the compare-and-set refusing a moved row."""
     return isinstance(error, psycopg.Error) and error.sqlstate == STALE
+
+
+def unexpected(error: BaseException | None) -> bool:
+    """True when `error` is a decision's own expectation of a row failing (`expect_one`)."""
+    return isinstance(error, psycopg.Error) and error.sqlstate == UNEXPECTED
+
+
+async def expect_one(cursor: Cursor, update: str, params: tuple[Any, ...], what: str) -> None:
+    """Run `update` (an UPDATE ... RETURNING 1) and abort the transaction (`UNEXPECTED`, `what`) unless
+    it changed exactly one row: in the statement itself, so it holds in a pipeline."""
+    await cursor.execute(
+        f"WITH changed AS ({update}) SELECT engine_expect_rows((SELECT count(*) FROM changed), 1, %s, %s)",
+        (*params, UNEXPECTED, what),
+    )
+
+
+def constraint_of(error: BaseException | None) -> str | None:
+    """The unique constraint a failed write's cause violated, if that is what it was."""
+    if isinstance(error, psycopg.errors.UniqueViolation):
+        return error.diag.constraint_name
+    return None
 
 
 @dataclass(frozen=True)
@@ -87,7 +112,7 @@ WITH moved AS (
         AND fenced_since IS NULL
     RETURNING 1
 )
-SELECT engine_expect_rows((SELECT count(*) FROM moved), 1, %s)
+SELECT engine_expect_rows((SELECT count(*) FROM moved), 1, 'CX001', %s)
 """
 
 

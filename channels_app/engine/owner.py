@@ -15,8 +15,9 @@ the node's proposal, a proposal of the node's), with the same checks and the sam
   memory as the database has it (memory changes only after the commit; a lost session or a moved
   row drops the channel, read again on its next use).
 
-The payments built on these states (records, routing terms, forwarding) are the caller's: it passes
-a `policy` run before the node signs a user's update.
+The payments built on these states are the caller's (`engine.router`): it passes a `policy` (its
+terms, checked on the state a user's update makes before anything is stored or revealed) and
+`records` (what the states do to its own rows, written in the same batch, and who to tell).
 """
 
 from __future__ import annotations
@@ -54,11 +55,22 @@ from connext.protocol.types import (
 )
 
 OPEN = "open"
+# A unique row another update took first: the whole decision is refused, as the row-lock path does.
+CONFLICTS = {
+    "one_payment_per_id": (
+        "duplicate_payment",
+        "A payment with this id exists already: pick a fresh random payment id.",
+    ),
+}
 ATTEMPTS = 3  # a row moved under the owner: read it again and decide again, this many times in all
 
-Policy = Callable[["ChannelRecord", ChannelState, Update], None]
-"""The caller's terms for a user's update, run on the state it builds on before the node signs (the
-routing terms, a withdrawal's limits); raises a `ServiceError` to refuse it."""
+Policy = Callable[["ChannelRecord", ChannelState, Update, Mapping[str, Any]], None]
+"""The caller's terms for a user's update: the channel it builds on, the state it makes, the update
+and its meta (the routing terms of a payment); raises a `ServiceError` to refuse it. Run before anything is stored,
+so a refusal changes nothing (the node's signature on the refused state is dropped unseen)."""
+
+Event = tuple[str, str, dict[str, Any]]
+"""(the user to tell, the event, its payload): pushed by the caller once the outcome exists."""
 
 
 @dataclass(frozen=True)
@@ -134,10 +146,14 @@ class Outcome:
     channel: ChannelRecord
     signed: SignedState
     stored: tuple[Stored, ...]
-    events: tuple[tuple[str, dict[str, Any]], ...]
+    events: tuple[Event, ...]
 
 
 Write = Callable[[journal.Cursor], Awaitable[None]]
+
+Records = Callable[["ChannelRecord", tuple[Stored, ...]], tuple[tuple[Write, ...], tuple[Event, ...]]]
+"""The caller's writes for the states a decision stores (in the same batch, after the channel's own)
+and the events they make; must not await (the decision is made in one step)."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +162,7 @@ class _Plan:
 
     after: ChannelRecord
     stored: tuple[Stored, ...]
-    events: tuple[tuple[str, dict[str, Any]], ...]
+    events: tuple[Event, ...]
     writes: tuple[Write, ...]
 
 
@@ -188,6 +204,7 @@ class ChannelOwner:
         meta: Mapping[str, Any] | None = None,
         answer: tuple[int, bytes] | None = None,
         policy: Policy | None = None,
+        records: Records | None = None,
     ) -> Outcome:
         """Countersign and store a user's update (its own checks, `channels.check_user_update`, are the
         caller's and passed). `answer` (nonce, signature) countersigns the node's open proposal first
@@ -216,28 +233,36 @@ class ChannelOwner:
                     extra={"proposal": proposal_json(current), "latest": signed_state_json(current)},
                 )
             previous = current.state
-            if policy is not None:
-                policy(current, previous, update)
             try:
                 new, node_signature = validation.countersign(
                     previous, update, signature, self._signer, context=context
                 )
             except ProtocolError as exc:
                 raise ChannelError.from_protocol(exc, current) from None
+            if policy is not None:
+                policy(current, new, update, meta or {})
             signed = SignedState(new, node_signature, signature)
             stored.append(_stored_of(update, previous, signed, meta or {}))
-            return self._plan(record, _advanced(current, update, signed), tuple(stored))
+            return self._plan(record, _advanced(current, update, signed), tuple(stored), records)
 
         return await self._run(update.channel_address, user, decide)
 
-    async def countersign(self, *, user: str, channel_address: str, nonce: int, signature: bytes) -> Outcome:
+    async def countersign(
+        self,
+        *,
+        user: str,
+        channel_address: str,
+        nonce: int,
+        signature: bytes,
+        records: Records | None = None,
+    ) -> Outcome:
         """Complete the node's open proposal at `nonce` with its user's signature."""
 
         def decide(record: ChannelRecord) -> _Plan | Outcome:
             answered = _answer(record, nonce, signature, superseded=False)
             if isinstance(answered, Outcome):
                 return answered
-            return self._plan(record, answered.after, answered.stored)
+            return self._plan(record, answered.after, answered.stored, records)
 
         return await self._run(channel_address, user, decide)
 
@@ -250,10 +275,11 @@ class ChannelOwner:
         update: Update,
         context: UpdateContext,
         meta: Mapping[str, Any] | None = None,
+        writes: tuple[Write, ...] = (),
     ) -> Outcome:
         """Sign `update` as the node and store it as the channel's open proposal (the user's
-        countersignature completes it, `countersign`). The node signs one state per nonce: with a
-        proposal open it proposes nothing."""
+        countersignature completes it, `countersign`), with the caller's `writes` in the same batch.
+        The node signs one state per nonce: with a proposal open it proposes nothing."""
 
         def decide(record: ChannelRecord) -> _Plan:
             if record.pending_update is not None:
@@ -281,8 +307,8 @@ class ChannelOwner:
             return _Plan(
                 after,
                 (),
-                (("update.proposed", proposal_json(after) or {}),),
-                (self._store_row(record, after),),
+                ((record.user_address, "update.proposed", proposal_json(after) or {}),),
+                (self._store_row(record, after), *writes),
             )
 
         return await self._run(update.channel_address, user, decide)
@@ -308,6 +334,15 @@ class ChannelOwner:
                     self._book.pop(address, None)
                     if journal.moved(failed.__cause__) and attempt + 1 < ATTEMPTS:
                         continue
+                    refusal = CONFLICTS.get(journal.constraint_of(failed.__cause__) or "")
+                    if refusal is not None:
+                        raise ChannelError(*refusal, status=409) from None
+                    if journal.unexpected(failed.__cause__):  # a record it builds on moved
+                        raise ChannelError(
+                            "conflict",
+                            "A concurrent update wrote the same record; sync and retry.",
+                            status=409,
+                        ) from None
                     raise
                 except OwnershipLost:
                     self._book.pop(address, None)
@@ -335,9 +370,16 @@ class ChannelOwner:
             raise fence.refusal(record)
         return record
 
-    def _plan(self, seen: ChannelRecord, after: ChannelRecord, stored: tuple[Stored, ...]) -> _Plan:
+    def _plan(
+        self,
+        seen: ChannelRecord,
+        after: ChannelRecord,
+        stored: tuple[Stored, ...],
+        records: Records | None,
+    ) -> _Plan:
         """The writes of `stored` (built on `seen`, ending at `after`): the channel row once, the
-        journal and the transfer rows per state; the user is told of the last state."""
+        journal and the transfer rows per state, then the caller's `records`; the user is told of
+        the last state."""
         writes: list[Write] = [self._store_row(seen, after)]
         for done in stored:
             writes.append(_append(after.id, done))
@@ -348,12 +390,17 @@ class ChannelOwner:
                 assert isinstance(done.update, ResolveUpdate)
                 writes.append(_resolve_transfer(done))
         last = stored[-1]
-        events = (
+        events: tuple[Event, ...] = (
             (
+                after.user_address,
                 "channel.updated",
                 {"nonce": str(last.new.nonce), "type": last.update_type, **signed_state_json(after)},
             ),
         )
+        if records is not None:
+            more, told = records(after, stored)
+            writes.extend(more)
+            events += told
         return _Plan(after, stored, events, tuple(writes))
 
     @staticmethod

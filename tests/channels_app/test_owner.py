@@ -172,7 +172,7 @@ def test_a_users_create_and_resolve_are_signed_from_memory_and_stored_as_the_row
     assert loads == 1  # read once, then decided from memory
     assert batches == 3
     assert [s.update_type for s in created.stored] == ["create"]
-    assert created.events[0][0] == "channel.updated"
+    assert created.events[0][:2] == (alice.address, "channel.updated")
     assert resolved.stored[0].resolved is not None
     assert not resolved.stored[0].refunded
     seen = stored_as_the_row_lock_path_reads_it(address)

@@ -1,0 +1,579 @@
+"""Routed payments on the update engine's owner (issue #21): the payment path of `services.payments`
+with the channels decided in the owner's memory and the payment records written in the same batch as
+the states that make them.
+
+A payment is two linked transfers through the node: the sender's to the node, the node's to the
+receiver, unlocked by the same resolver. The router takes the steps of its common path itself:
+
+1. the sender's create: the node's routing terms on the state it makes, the payment recorded with it;
+2. right after: the node's forward into the receiver's channel (its proposal, and the payment
+   `forwarded`, in one batch: a payment is forwarded once, whoever else tries);
+3. the receiver's countersignature of it (the payment linked to its receiver side);
+4. the receiver's resolve (or cancel): the payment decided with it, told to the receiver;
+5. right after: the node's resolve (or refund) of the sender's side with the receiver's resolver,
+   then the sender told;
+6. the sender's countersignature: the payment over.
+
+Every other step stays with `services.payments` on its row-lock path, called after the commit as the
+row-lock path calls it (a receiver without a channel or the node's collateral, a payment the node must
+fail or refund, the next proposal of a channel its user just answered, a rebalance, an update that
+is not a payment's): both paths may write one channel, and the owner's compare-and-set makes that
+safe (docs/protocol.md, "The update engine"). Nothing here is revealed before its batch committed:
+the events are returned for the caller to push.
+"""
+
+# Tables and columns are this module's constants; every value is a parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from channels_app.engine import journal
+from channels_app.engine.owner import ChannelOwner, ChannelRecord, Event, Outcome, Stored, Write
+from channels_app.engine.shard_writer import NotOwner
+from channels_app.services import channels, collateral, payments
+from connext.protocol import meta as transfer_meta
+from connext.protocol import serialization
+from connext.protocol.definitions import HashLockState
+from connext.protocol.types import (
+    ChannelState,
+    CreateUpdate,
+    DefinitionKind,
+    ResolveUpdate,
+    Update,
+    UpdateContext,
+)
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+ROUTED = (DefinitionKind.LINKED, DefinitionKind.HASHLOCK, DefinitionKind.SIGNED)
+PAYMENT = "channels_app_payment"
+
+
+class Unserved(Exception):
+    """An update the router does not take (a swap, a withdrawal, a deposit): the caller sends it the
+    row-lock way (`services.payments.user_update`)."""
+
+
+@dataclass(frozen=True)
+class Routed:
+    """What one request through the router did, known committed: the owner's outcome for the
+    request's own channel, and every event to push, in order (the channel's, the payments', and
+    those of the steps taken after the commit)."""
+
+    outcome: Outcome
+    events: tuple[Event, ...]
+
+
+async def in_django(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A call into the row-lock path (Django's ORM) off the event loop, its connection handled as a
+    request's is."""
+
+    def run() -> T:
+        close_old_connections()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return await asyncio.to_thread(run)
+
+
+class Router:
+    """The payment path over `owner` (see the module's docstring)."""
+
+    def __init__(
+        self,
+        owner: ChannelOwner,
+        *,
+        node_address: str,
+        definitions: Mapping[str, DefinitionKind],
+        channel_address_for: Callable[[str], str],
+        definition_address: Callable[[DefinitionKind], str],
+    ) -> None:
+        self._owner = owner
+        self._node = node_address
+        self._definitions = definitions
+        self._channel_address_for = channel_address_for
+        self._definition_address = definition_address
+
+    # -- what users send ------------------------------------------------------------------------------
+
+    async def user_update(
+        self,
+        *,
+        user: str,
+        update: Update,
+        signature: bytes,
+        meta: dict[str, Any] | None = None,
+        answer: tuple[int, bytes] | None = None,
+    ) -> Routed:
+        """A user's create or resolve of a payment (`services.payments.user_update`'s answer and
+        refusals); `Unserved` for anything else."""
+        if not self._serves(update):
+            raise Unserved(type(update).__name__)
+        checked = await in_django(channels.check_user_update, user=user, update=update, meta=meta)
+        if isinstance(update, ResolveUpdate):
+            await in_django(
+                payments.check_downstream_resolve,
+                transfer_id=serialization.hex_bytes(update.transfer_id),
+                encoded_resolver=update.encoded_resolver,
+                chain_now=_chain_now,
+            )
+        news = _News()
+        outcome = await self._owner.user_update(
+            user=user,
+            update=update,
+            signature=signature,
+            context=checked.context,
+            meta=checked.meta,
+            answer=answer,
+            policy=self._terms,
+            records=news.recorder(self),
+        )
+        return await self._after(outcome, news)
+
+    async def countersign(self, *, user: str, channel_address: str, nonce: int, signature: bytes) -> Routed:
+        """A user's countersignature of the node's open proposal (`services.payments.countersign`)."""
+        news = _News()
+        outcome = await self._owner.countersign(
+            user=user,
+            channel_address=channel_address,
+            nonce=nonce,
+            signature=signature,
+            records=news.recorder(self),
+        )
+        return await self._after(outcome, news)
+
+    def _serves(self, update: Update) -> bool:
+        if isinstance(update, CreateUpdate):
+            return self._definitions.get(update.definition) in ROUTED
+        return isinstance(update, ResolveUpdate)  # a routed transfer's, or one the core refuses
+
+    def _terms(
+        self, channel: ChannelRecord, new: ChannelState, update: Update, meta: Mapping[str, Any]
+    ) -> None:
+        """The node's terms for a payment it is asked to route, on the state the create makes."""
+        if not isinstance(update, CreateUpdate):
+            return
+        transfer = channels.created_transfer(new)
+        kind = self._definitions.get(transfer.definition)
+        if transfer.responder == self._node and kind in ROUTED:
+            assert kind is not None
+            payments.check_routed_create(transfer=transfer, kind=kind, meta=dict(meta))
+
+    # -- after the commit -----------------------------------------------------------------------------
+
+    async def _after(self, outcome: Outcome, news: _News) -> Routed:
+        """Tell what the commit did and take the payments' next steps, in `payments_follow_up`'s
+        order: settle the sender side of a payment just decided (then tell its sender), forward a
+        payment just started, give a channel just freed its next proposal; then a rebalance, or the
+        reconcile of an update that was not a payment's."""
+        events: list[Event] = list(outcome.events)
+        if not outcome.stored:  # sent again: the first answer, nothing more happened
+            return Routed(outcome, ())
+        events += await news.payloads()
+        for decided in news.decided:
+            events += await _step(self._settle_upstream(decided), "settling upstream", decided.payment_id)
+        for started in news.started:
+            payment_id = serialization.hex_bytes(started.transfer.payment_id)
+            events += await _step(self._forward(started), "forwarding", payment_id)
+        first, last, channel = outcome.stored[0], outcome.stored[-1], outcome.channel
+        if any(stored.proposal_answered for stored in outcome.stored):  # the channel's next proposal
+            await _step(
+                in_django(_next_proposal, channel.id, channel.user_address), "proposing", channel.address
+            )
+        if news.unrouted:  # not a payment's (a deposit, a withdrawal): the channel's reconcile
+            await _step(in_django(_reconcile, channel.id), "queueing the reconcile", channel.address)
+        if news.routed and _node_balances(first.previous) != _node_balances(last.new):
+            # A rebalance, if the payment took the node's balance out of the channel's profile.
+            await _step(
+                in_django(_check_profile, channel.id, last.new), "checking collateral", channel.address
+            )
+        return Routed(outcome, tuple(events))
+
+    async def _forward(self, started: _Started) -> list[Event]:
+        """The receiver side of a payment just started, proposed now when the receiver's channel is
+        this process's, free and holds the node's collateral; otherwise the row-lock path's forward
+        (which asks for collateral, fails what cannot be forwarded, or leaves it waiting)."""
+        recipient = started.recipient
+        address = self._channel_address_for(recipient)
+        try:
+            receiver = await self._owner.channel(user=recipient, channel_address=address)
+        except (channels.ChannelError, NotOwner):
+            await in_django(payments._forward_to, recipient)  # no channel (yet), not open, not ours
+            return []
+        if receiver.pending_update is not None:
+            return []  # forwarded once its proposal is answered (`payments_forward` on the answer)
+        sender = started.transfer
+        timeout = payments.receiver_transfer_timeout(
+            sender_timeout=sender.transfer_timeout,
+            sender_channel_timeout=started.sender_channel_timeout,
+            receiver_channel_timeout=receiver.state.timeout,
+        )
+        encoded_state = sender.encoded_state
+        kind = self._definitions[sender.definition]
+        if kind is DefinitionKind.HASHLOCK:
+            lock = HashLockState.decode(encoded_state)
+            expiry = lock.expiry - payments.hop_margin()
+            if expiry <= int(time.time()) + settings.HASHLOCK_MIN_WINDOW_SECONDS:
+                timeout = None  # the row-lock path fails it
+            encoded_state = HashLockState(lock.lock_hash, expiry).encode()
+        if timeout is None or collateral.node_balance(receiver.state, sender.asset_id) < sender.balance[0]:
+            await in_django(payments.payments_forward, channel_id=receiver.id, user=recipient)
+            return []
+        meta = {"sender": sender.initiator, "paymentId": serialization.hex_bytes(sender.payment_id)}
+        for key in ("encryptedPreimage", "memo"):
+            if key in started.meta:
+                meta[key] = started.meta[key]
+        forward = CreateUpdate(
+            channel_address=address,
+            nonce=receiver.nonce + 1,
+            initiator=self._node,
+            asset_id=sender.asset_id,
+            amount=sender.balance[0],
+            definition=self._definition_address(kind),
+            payment_id=sender.payment_id,
+            encoded_state=encoded_state,
+            transfer_timeout=timeout,
+            meta_hash=transfer_meta.meta_hash(meta),
+        )
+        payment_id = serialization.hex_bytes(sender.payment_id)
+        try:
+            proposed = await self._owner.propose(
+                user=recipient,
+                update=forward,
+                context=UpdateContext(now=int(time.time()), definitions=self._definitions),
+                meta=meta,
+                writes=(_payment_forwarded(payment_id),),
+            )
+        except channels.ChannelError as refused:
+            if refused.code == "update_pending":  # a proposal got there first: forwarded on its answer
+                return []
+            if refused.code == "conflict":  # forwarded elsewhere first (the row-lock path)
+                return []
+            raise
+        return list(proposed.events)
+
+    async def _settle_upstream(self, decided: _Decided) -> list[Event]:
+        """The sender side of a payment its receiver just decided, resolved with the receiver's
+        resolver (or refunded), then the sender told. The row-lock path's settle when the sender's
+        channel is not this process's or busy (its answer settles it, `payments_settle_upstream`)."""
+        told = [(decided.sender, decided.event, decided.payload)]
+        address = self._channel_address_for(decided.sender)
+        try:
+            sender = await self._owner.channel(user=decided.sender, channel_address=address)
+        except (channels.ChannelError, NotOwner):
+            await in_django(_settle_upstream_of, decided.sender)
+            return told
+        transfer = next(
+            (
+                t
+                for t in sender.state.transfers
+                if serialization.hex_bytes(t.payment_id) == decided.payment_id
+            ),
+            None,
+        )
+        if sender.pending_update is not None or transfer is None:
+            return told
+        resolver = decided.resolver if decided.paid else payments.cancel_resolver(decided.kind)
+        settle = ResolveUpdate(
+            channel_address=address,
+            nonce=sender.nonce + 1,
+            initiator=self._node,
+            transfer_id=transfer.transfer_id,
+            encoded_resolver=resolver,
+        )
+        dispute = await in_django(channels._dispute_for, settle)
+        if dispute is not None:  # disputed on chain: the row-lock path settles it there
+            await in_django(payments.payments_settle_upstream, channel_id=sender.id)
+            return told
+        try:
+            proposed = await self._owner.propose(
+                user=decided.sender,
+                update=settle,
+                context=UpdateContext(now=int(time.time()), definitions=self._definitions),
+            )
+        except channels.ChannelError as refused:
+            if refused.code == "update_pending":
+                return told
+            raise
+        return [*proposed.events, *told]
+
+
+# -- what the states do to the payments' rows ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Started:
+    transfer: Any  # TransferState: the sender's side
+    recipient: str
+    meta: Mapping[str, Any]
+    sender_channel_timeout: int
+
+
+@dataclass(frozen=True)
+class _Decided:
+    payment_id: str
+    kind: str
+    sender: str
+    paid: bool
+    resolver: bytes
+    event: str
+    payload: dict[str, Any]
+
+
+class _News:
+    """What one decision's states do to the payments (the writes `recorder` makes for them) and, once
+    committed, what that asks for: the events to tell, the payments started and decided."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Before a decision is recorded (made again when the row moved, it records again)."""
+        self._tell: list[tuple[str, str, str]] = []  # (user, event, payment id): payloads read after
+        self._receiver_settled: list[tuple[str, str, bool, bytes]] = []  # (payment id, kind, paid, resolver)
+        self._sender_settled: list[tuple[str, bool]] = []  # (payment id, refunded)
+        self.moved: dict[str, bool] = {}  # payment id -> this batch moved it out of an open status
+        self.status_before: dict[str, str | None] = {}  # payment id -> its status when the sender settled
+        self.started: list[_Started] = []
+        self.decided: list[_Decided] = []
+        self.routed = False
+        self.unrouted = False
+
+    def recorder(
+        self, router: Router
+    ) -> Callable[[ChannelRecord, tuple[Stored, ...]], tuple[tuple[Write, ...], tuple[Event, ...]]]:
+        def record(
+            channel: ChannelRecord, stored: tuple[Stored, ...]
+        ) -> tuple[tuple[Write, ...], tuple[Event, ...]]:
+            self.reset()
+            writes: list[Write] = []
+            for done in stored:
+                writes += self._record(router, channel, done)
+            return tuple(writes), ()
+
+        return record
+
+    def _record(self, router: Router, channel: ChannelRecord, done: Stored) -> list[Write]:
+        node = router._node
+        transfer = done.created or done.resolved
+        kind = None if transfer is None else router._definitions.get(transfer.definition)
+        if transfer is None or kind not in ROUTED:
+            self.unrouted = True
+            return []
+        assert kind is not None
+        self.routed = True
+        payment_id = serialization.hex_bytes(transfer.payment_id)
+        if done.created is not None:
+            if transfer.responder == node:  # a payment the node is asked to route starts here
+                recipient = str(done.meta.get("recipient") or "")
+                if recipient:
+                    recipient = serialization.parse_address(recipient, field="recipient")
+                    self.started.append(_Started(transfer, recipient, done.meta, channel.state.timeout))
+                self._tell.append((transfer.initiator, "transfer.created", payment_id))
+                return [_payment_insert(transfer, kind, recipient)]
+            self._tell.append((channel.user_address, "transfer.received", payment_id))
+            return [_payment_receiver_locked(payment_id, serialization.hex_bytes(transfer.transfer_id))]
+        if transfer.responder == node:  # the sender's side settled: the payment is over
+            self._sender_settled.append((payment_id, done.refunded))
+            return [_payment_sender_settled(payment_id, refunded=done.refunded, news=self)]
+        update = done.update
+        assert isinstance(update, ResolveUpdate)
+        paid = not done.refunded
+        self._receiver_settled.append((payment_id, kind.value, paid, update.encoded_resolver))
+        return [_payment_receiver_settled(payment_id, paid=paid, news=self)]
+
+    async def payloads(self) -> list[Event]:
+        """The events of the payments, each payload the payment as its row now reads (the row-lock
+        path's JSON), and the payments their receivers just decided."""
+        ids = (
+            {payment_id for _, _, payment_id in self._tell}
+            | {settled[0] for settled in self._receiver_settled}
+            | {payment_id for payment_id, _ in self._sender_settled}
+        )
+        if not ids:
+            return []
+        found = await in_django(_payments_json, sorted(ids))
+        events: list[Event] = [(user, event, found[pid]) for user, event, pid in self._tell if pid in found]
+        for payment_id, kind, paid, resolver in self._receiver_settled:
+            if not self.moved.get(payment_id) or payment_id not in found:
+                continue  # decided before (on chain, by another process): announced there
+            row = found[payment_id]
+            event = "transfer.resolved" if paid else "transfer.failed"
+            events += _to_parties(row, event, sender=False)
+            self.decided.append(_Decided(payment_id, kind, row["sender"], paid, resolver, event, row))
+        for payment_id, refunded in self._sender_settled:
+            before = self.status_before.get(payment_id)
+            if before is None or before in ("completed", "refunded") or payment_id not in found:
+                continue
+            if not refunded:
+                events += _to_parties(found[payment_id], "transfer.resolved")
+            elif before != "failed":  # a failure was told when it happened
+                events += _to_parties(found[payment_id], "transfer.failed")
+        return events
+
+
+def _to_parties(row: dict[str, Any], event: str, *, sender: bool = True) -> list[Event]:
+    """`event` with the payment to its sender (unless not `sender`) and its recipient (a link has none
+    until redeemed)."""
+    told: list[Event] = [(row["sender"], event, row)] if sender else []
+    if row["recipient"]:
+        told.append((row["recipient"], event, row))
+    return told
+
+
+def _payment_insert(transfer: Any, kind: DefinitionKind, recipient: str) -> Write:
+    async def write(cursor: journal.Cursor) -> None:
+        await cursor.execute(
+            f"INSERT INTO {PAYMENT} (payment_id, kind, sender, recipient, asset_id, amount, status,"
+            " sender_transfer_id, redeemer, failure, created_at, updated_at)"
+            f" SELECT %s, %s, %s, %s, %s, %s, 'pending', id, '', '', now(), now() FROM {journal.TRANSFER}"
+            " WHERE transfer_id = %s",
+            (
+                serialization.hex_bytes(transfer.payment_id),
+                kind.value,
+                transfer.initiator,
+                recipient,
+                transfer.asset_id,
+                transfer.balance[0],
+                serialization.hex_bytes(transfer.transfer_id),
+            ),
+        )
+
+    return write
+
+
+def _payment_receiver_locked(payment_id: str, transfer_id: str) -> Write:
+    async def write(cursor: journal.Cursor) -> None:
+        await cursor.execute(
+            f"UPDATE {PAYMENT} SET receiver_transfer_id = (SELECT id FROM {journal.TRANSFER}"
+            " WHERE transfer_id = %s), updated_at = now() WHERE payment_id = %s AND receiver_transfer_id IS NULL",
+            (transfer_id, payment_id),
+        )
+
+    return write
+
+
+def _payment_forwarded(payment_id: str) -> Write:
+    """The payment forwarded with the node's proposal, only if it is still waiting: a payment is
+    forwarded once, so a forward made elsewhere first (the row-lock path's) refuses this one whole."""
+
+    async def write(cursor: journal.Cursor) -> None:
+        await journal.expect_one(
+            cursor,
+            f"UPDATE {PAYMENT} SET status = 'forwarded', updated_at = now()"
+            " WHERE payment_id = %s AND status = 'pending' RETURNING 1",
+            (payment_id,),
+            f"payment {payment_id} is not waiting to be forwarded",
+        )
+
+    return write
+
+
+def _payment_receiver_settled(payment_id: str, *, paid: bool, news: _News) -> Write:
+    """The receiver decided the payment: compare and set out of an open status (whichever process
+    moves it announces it, as `payments.payment_receiver_settled`)."""
+    status = "completed" if paid else "failed"
+    failure = "" if paid else "the receiver's side was cancelled or expired"
+
+    async def write(cursor: journal.Cursor) -> None:
+        await cursor.execute(
+            f"UPDATE {PAYMENT} SET status = %s, failure = %s, updated_at = now()"
+            " WHERE payment_id = %s AND status IN ('pending', 'forwarded') RETURNING 1",
+            (status, failure, payment_id),
+        )
+        news.moved[payment_id] = await cursor.fetchone() is not None
+
+    return write
+
+
+def _payment_sender_settled(payment_id: str, *, refunded: bool, news: _News) -> Write:
+    """The sender's side resolved or refunded: the payment is over (`payments.payment_sender_settled`:
+    told unless it is over already, or a refund of a failure told when it failed)."""
+
+    async def write(cursor: journal.Cursor) -> None:
+        await cursor.execute(f"SELECT status FROM {PAYMENT} WHERE payment_id = %s FOR UPDATE", (payment_id,))
+        row = await cursor.fetchone()
+        news.status_before[payment_id] = None if row is None else str(row[0])
+        if row is None or row[0] in ("completed", "refunded"):
+            return
+        await cursor.execute(
+            f"UPDATE {PAYMENT} SET status = %s, updated_at = now() WHERE payment_id = %s",
+            ("refunded" if refunded else "completed", payment_id),
+        )
+
+    return write
+
+
+def _payments_json(payment_ids: list[str]) -> dict[str, dict[str, Any]]:
+    from channels_app.models import Payment
+
+    found = Payment.objects.filter(payment_id__in=payment_ids).select_related(
+        "sender_transfer", "receiver_transfer"
+    )
+    return {payment.payment_id: payments.payment_json(payment) for payment in found}
+
+
+def _settle_upstream_of(sender: str) -> None:
+    """The row-lock path's settle of what the sender's channel owes back upstream."""
+    from channels_app import rows
+    from channels_app.models import Channel
+
+    channel_id = rows.value(Channel, "id", user_address=sender)
+    if channel_id is not None:
+        payments.payments_settle_upstream(channel_id=channel_id)
+
+
+def _check_profile(channel_id: int, state: ChannelState) -> None:
+    from channels_app import rows
+    from channels_app.models import Channel
+
+    channel = rows.get(Channel, pk=channel_id)
+    if channel is not None:
+        collateral.collateral_check_profile(channel=channel, state=state)
+
+
+def _reconcile(channel_id: int) -> None:
+    from django.utils.module_loading import import_string
+
+    import_string("channels_app.tasks.channel_reconcile").delay(channel_id)
+
+
+async def _step(step: Awaitable[Any], what: str, of: str) -> list[Event]:
+    """A step taken after the commit: the request it follows is answered whatever becomes of it. One
+    that fails is logged; the payments sweep takes it up (`payments_overdue_channels`)."""
+    try:
+        return list(await step or [])
+    except Exception:
+        logger.exception("%s %s failed after its commit; the sweep takes it up", what, of)
+        return []
+
+
+def _next_proposal(channel_id: int, user: str) -> None:
+    """A channel whose proposal was just answered gets its next one: what it owes upstream, else the
+    oldest payment waiting for its user (`payments_follow_up(channel_freed=...)`)."""
+    payments.payments_settle_upstream(channel_id=channel_id) or payments.payments_forward(
+        channel_id=channel_id, user=user
+    )
+
+
+def _node_balances(state: ChannelState) -> dict[str, int]:
+    return {asset: balance[0] for asset, balance in zip(state.asset_ids, state.balances, strict=True)}
+
+
+def _chain_now() -> int:
+    from channels_app import chain
+    from connext.chain import disputes
+
+    return int(disputes.chain_time(chain.web3()))

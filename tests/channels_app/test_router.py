@@ -1,0 +1,371 @@
+"""Routed payments on the update engine's owner (`channels_app.engine.router`) against this machine's
+Postgres and the session's anvil: users opened and funded through the node's REST API, their payments
+then sent through the router. A payment must end as the row-lock path ends it (the payment and both
+transfers recorded, each party told what the row-lock path tells it), be refused as it refuses (and
+then change nothing), and whatever the router leaves to the row-lock path (a receiver without the
+node's collateral) must carry on there and come back."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+from django.db import connection
+from psycopg.conninfo import make_conninfo
+
+from channels_app import network
+from channels_app.engine.owner import ChannelOwner, Event
+from channels_app.engine.router import Routed, Router
+from channels_app.engine.shard_writer import ShardWriter
+from channels_app.models import Channel, ChannelUpdate, OnchainTransaction, Payment, Transfer
+from channels_app.services.channels import ChannelError
+from channels_app.services.errors import ServiceError
+from connext.protocol import meta as transfer_meta
+from connext.protocol import serialization, signing, validation
+from connext.protocol.definitions import LinkedState, PreimageResolver
+from connext.protocol.encoding import keccak256
+from connext.protocol.types import CreateUpdate, DepositUpdate, ResolveUpdate
+from tests.channels_app.conftest import FUNDER_KEY
+from tests.support.node_work import run_node_work
+from tests.support.wallet import ETH, Wallet
+
+pytestmark = pytest.mark.django_db(transaction=True)
+E = 10**18
+T = TypeVar("T")
+
+
+@pytest.fixture
+def conninfo() -> str:
+    params = connection.get_connection_params()
+    return make_conninfo(
+        **{k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
+    )
+
+
+def funded(client: Any, w3: Any) -> Wallet:
+    wallet = Wallet(client=client, w3=w3)
+    wallet.log_in()
+    wallet.open()
+    wallet.send_eth(FUNDER_KEY, wallet.state.channel_address, E)
+    assert wallet.deposit_update().status_code == 200
+    return wallet
+
+
+@pytest.fixture
+def alice_and_bob(client, w3) -> tuple[Wallet, Wallet]:
+    from django.test import Client
+
+    alice, bob = funded(client, w3), funded(Client(), w3)
+    run_node_work(alice, bob)  # the node's collateral beside each deposit (its rebalance profile)
+    return alice, bob
+
+
+async def django(call: Callable[[], T]) -> T:
+    def run() -> T:
+        try:
+            return call()
+        finally:
+            connection.close()
+
+    return await asyncio.to_thread(run)
+
+
+async def routing(conninfo: str, scenario: Callable[[Router], Awaitable[T]]) -> T:
+    """`scenario` with a router over a started owner of every shard."""
+    net = await django(network.network)
+    signer = await django(network.node_signer)
+    owner: ChannelOwner
+    writer = ShardWriter(
+        conninfo,
+        shards=4,
+        on_acquired=lambda shards: owner.shards_changed(shards),
+        on_lost=lambda shards: owner.shards_changed(shards),
+    )
+    owner = ChannelOwner(writer, signer=signer, definitions=net.definitions)
+    router = Router(
+        owner,
+        node_address=net.node_address,
+        definitions=net.definitions,
+        channel_address_for=net.channel_address_for,
+        definition_address=net.definition_address,
+    )
+    await writer.start()
+    try:
+        return await scenario(router)
+    finally:
+        await writer.close()
+
+
+def payment_create(
+    wallet: Wallet, recipient: str, amount: int, **fields: Any
+) -> tuple[CreateUpdate, bytes, dict[str, Any], bytes]:
+    preimage = secrets.token_bytes(32)
+    meta = {"recipient": recipient}
+    update = CreateUpdate(
+        channel_address=wallet.state.channel_address,
+        nonce=wallet.state.nonce + 1,
+        initiator=wallet.address,
+        asset_id=ETH,
+        amount=amount,
+        definition=wallet.config["transferDefinitions"]["linked"],
+        payment_id=fields.pop("payment_id", None) or secrets.token_bytes(32),
+        encoded_state=LinkedState(keccak256(preimage)).encode(),
+        transfer_timeout=fields.pop("transfer_timeout", 3600),
+        meta_hash=transfer_meta.meta_hash(meta),
+    )
+    _, signature = wallet.sign(update)
+    return update, signature, meta, preimage
+
+
+def proposal_for(wallet: Wallet, events: tuple[Event, ...]) -> tuple[Any, bytes]:
+    """The node's proposal pushed to `wallet`, checked on its own state and signed."""
+    (proposal,) = [
+        payload for user, event, payload in events if user == wallet.address and event == "update.proposed"
+    ]
+    update = serialization.update_from_json(proposal["update"])
+    node_signature = bytes.fromhex(proposal["nodeSignature"][2:])
+    new = validation.validate_update(wallet.state, update, node_signature, context=wallet.context())
+    return new, signing.sign_state(new, wallet.key)
+
+
+def keep(wallet: Wallet, routed: Routed) -> None:
+    signed = routed.outcome.signed
+    assert signing.recover_signer(signed.state, signed.node_signature) == signed.state.node
+    wallet.state = signed.state
+    wallet.signatures = (signed.node_signature, signed.user_signature)
+
+
+def told(events: tuple[Event, ...], wallet: Wallet) -> list[str]:
+    return [event for user, event, _ in events if user == wallet.address]
+
+
+def test_a_payment_through_the_router_is_forwarded_decided_and_settled_as_the_row_lock_path_does(
+    conninfo, alice_and_bob
+):
+    alice, bob = alice_and_bob
+    alice_before, bob_before = alice.state.balances[0], bob.state.balances[0]
+
+    async def scenario(router: Router) -> list[tuple[Events, str | None]]:
+        steps: list[tuple[Events, str | None]] = []
+        update, signature, meta, preimage = payment_create(alice, bob.address, E // 10)
+        sent = await router.user_update(user=alice.address, update=update, signature=signature, meta=meta)
+        keep(alice, sent)
+        payment_id = "0x" + update.payment_id.hex()
+        steps.append((sent.events, await django(lambda: Payment.objects.get(payment_id=payment_id).status)))
+        # Bob resolves with the preimage, countersigning the forward in the same request.
+        forwarded, answer = proposal_for(bob, sent.events)
+        bob.state = forwarded
+        transfer = next(t for t in forwarded.transfers if t.payment_id == update.payment_id)
+        resolve = ResolveUpdate(
+            channel_address=forwarded.channel_address,
+            nonce=forwarded.nonce + 1,
+            initiator=bob.address,
+            transfer_id=transfer.transfer_id,
+            encoded_resolver=PreimageResolver(preimage).encode(),
+        )
+        _, resolve_signature = bob.sign(resolve)
+        resolved = await router.user_update(
+            user=bob.address, update=resolve, signature=resolve_signature, answer=(forwarded.nonce, answer)
+        )
+        keep(bob, resolved)
+        steps.append(
+            (resolved.events, await django(lambda: Payment.objects.get(payment_id=payment_id).status))
+        )
+        # Alice countersigns the node's resolve of her side.
+        settled, settle_signature = proposal_for(alice, resolved.events)
+        done = await router.countersign(
+            user=alice.address,
+            channel_address=settled.channel_address,
+            nonce=settled.nonce,
+            signature=settle_signature,
+        )
+        keep(alice, done)
+        steps.append((done.events, await django(lambda: Payment.objects.get(payment_id=payment_id).status)))
+        return steps
+
+    (sent, after_sent), (resolved, after_resolved), (done, after_done) = asyncio.run(
+        routing(conninfo, scenario)
+    )
+
+    assert after_sent == "forwarded"
+    assert told(sent, alice) == ["channel.updated", "transfer.created"]
+    assert told(sent, bob) == ["update.proposed"]
+    assert after_resolved == "completed"
+    assert told(resolved, bob) == ["channel.updated", "transfer.received", "transfer.resolved"]
+    # Alice hears of the payment after the node's proposal to settle it (one push in the row-lock path).
+    assert told(resolved, alice) == ["update.proposed", "transfer.resolved"]
+    assert after_done == "completed"
+    # Told when Bob decided it: the payment's end tells nobody again.
+    assert told(done, alice) == ["channel.updated"]
+    assert told(done, bob) == []
+    payment = Payment.objects.select_related("sender_transfer", "receiver_transfer").get()
+    assert payment.sender_transfer.status == payment.receiver_transfer.status == Transfer.Status.RESOLVED
+    assert payment.recipient == bob.address
+    assert alice.state.balances[0] == (alice_before[0] + E // 10, alice_before[1] - E // 10)
+    assert bob.state.balances[0] == (bob_before[0] - E // 10, bob_before[1] + E // 10)
+    assert alice.state.transfers == bob.state.transfers == ()
+    for wallet in (alice, bob):  # what the node stored is what each user holds
+        channel = Channel.objects.get(address=wallet.state.channel_address)
+        assert channel.nonce == wallet.state.nonce
+        assert channel.pending_update is None
+
+
+Events = tuple[Event, ...]
+
+
+def test_a_payment_refused_by_the_routing_terms_or_reusing_a_payment_id_changes_nothing(
+    conninfo, alice_and_bob
+):
+    alice, bob = alice_and_bob
+    nonce = alice.state.nonce
+
+    async def scenario(router: Router) -> dict[str, ServiceError]:
+        refused: dict[str, ServiceError] = {}
+        update, signature, meta, _ = payment_create(alice, bob.address, E // 100, transfer_timeout=60)
+        with pytest.raises(ServiceError) as short:
+            await router.user_update(user=alice.address, update=update, signature=signature, meta=meta)
+        refused["short"] = short.value
+        first, signature, meta, _ = payment_create(alice, bob.address, E // 100)
+        keep(
+            alice, await router.user_update(user=alice.address, update=first, signature=signature, meta=meta)
+        )
+        again, signature, meta, _ = payment_create(alice, bob.address, E // 100, payment_id=first.payment_id)
+        with pytest.raises(ChannelError) as taken:
+            await router.user_update(user=alice.address, update=again, signature=signature, meta=meta)
+        refused["taken"] = taken.value
+        return refused
+
+    refused = asyncio.run(routing(conninfo, scenario))
+
+    assert (refused["short"].code, refused["short"].status) == ("transfer_timeout_too_short", 400)
+    assert (refused["taken"].code, refused["taken"].status) == ("duplicate_payment", 409)
+    channel = Channel.objects.get(address=alice.state.channel_address)
+    assert channel.nonce == nonce + 1 == alice.state.nonce  # the one accepted payment, nothing more
+    assert ChannelUpdate.objects.filter(channel=channel, nonce__gt=nonce).count() == 1
+    assert Payment.objects.count() == 1
+    assert Transfer.objects.filter(channel=channel).count() == 1
+
+
+def test_a_receiver_without_the_nodes_collateral_is_left_to_the_row_lock_path_which_forwards_it_later(
+    conninfo, client, w3, alice_and_bob
+):
+    """The router forwards what it can at once; a receiver the node has no collateral for yet goes
+    the row-lock path's way (a collateral deposit on chain, then its forward), and the payment comes
+    back to the router for its resolve."""
+    from django.test import Client
+
+    alice, _ = alice_and_bob
+    carol = Wallet(client=Client(), w3=w3)
+    carol.log_in()
+    carol.open()  # no deposit: the node has nothing in her channel
+
+    async def send(router: Router) -> Routed:
+        update, signature, meta, preimage = payment_create(alice, carol.address, E // 100)
+        send.preimage, send.payment_id = preimage, update.payment_id  # type: ignore[attr-defined]
+        return await router.user_update(user=alice.address, update=update, signature=signature, meta=meta)
+
+    sent = asyncio.run(routing(conninfo, send))
+    keep(alice, sent)
+    payment_id = "0x" + send.payment_id.hex()  # type: ignore[attr-defined]
+
+    assert told(sent.events, carol) == []
+    assert Payment.objects.get(payment_id=payment_id).status == "pending"
+    assert OnchainTransaction.objects.filter(channel_address=carol.state.channel_address).exists()
+    run_node_work(alice, carol)  # the collateral lands; the row-lock path forwards and carol answers
+    transfer = next(t for t in carol.state.transfers if "0x" + t.payment_id.hex() == payment_id)
+
+    async def resolve(router: Router) -> tuple[Routed, Routed]:
+        update = ResolveUpdate(
+            channel_address=carol.state.channel_address,
+            nonce=carol.state.nonce + 1,
+            initiator=carol.address,
+            transfer_id=transfer.transfer_id,
+            encoded_resolver=PreimageResolver(send.preimage).encode(),  # type: ignore[attr-defined]
+        )
+        _, signature = carol.sign(update)
+        resolved = await router.user_update(user=carol.address, update=update, signature=signature)
+        keep(carol, resolved)
+        settled, settle_signature = proposal_for(alice, resolved.events)
+        done = await router.countersign(
+            user=alice.address,
+            channel_address=settled.channel_address,
+            nonce=settled.nonce,
+            signature=settle_signature,
+        )
+        keep(alice, done)
+        return resolved, done
+
+    asyncio.run(routing(conninfo, resolve))
+
+    payment = Payment.objects.select_related("sender_transfer", "receiver_transfer").get(
+        payment_id=payment_id
+    )
+    assert payment.status == "completed"
+    assert payment.sender_transfer.status == payment.receiver_transfer.status == Transfer.Status.RESOLVED
+    assert Channel.objects.get(address=alice.state.channel_address).nonce == alice.state.nonce
+
+
+def test_a_payment_forwarded_by_the_row_lock_path_is_never_forwarded_again_by_the_router(
+    conninfo, alice_and_bob
+):
+    """The race's late half: the router's forward of a payment comes after the row-lock path forwarded
+    it and the receiver answered (its channel free again, the node's collateral still there).
+    Proposing would lock the node's money for one payment twice, and the receiver could claim both
+    with one preimage: the payment's compare-and-set (`pending` to `forwarded`, in the proposal's
+    batch) refuses the proposal whole."""
+    from django.db import transaction
+
+    from channels_app.engine.router import _Started
+    from channels_app.services import channels
+
+    alice, bob = alice_and_bob
+    # Bob's channel is busy with a proposal of the node's when the payment comes: the router leaves
+    # the forward for the answer to that proposal, which the row-lock path makes (REST).
+    bob.send_eth(FUNDER_KEY, bob.state.channel_address, E // 100)
+    totals = deposit_totals(bob)
+    with transaction.atomic():
+        channel = channels.lock_for_proposal(Channel.objects.get(address=bob.state.channel_address).pk)
+        channels.propose_locked(
+            channel,
+            DepositUpdate(
+                channel_address=bob.state.channel_address,
+                nonce=bob.state.nonce + 1,
+                initiator=bob.state.node,
+                asset_id=ETH,
+                total_deposits_node=totals[0],
+                total_deposits_user=totals[1],
+            ),
+        )
+
+    async def send(router: Router) -> Routed:
+        update, signature, meta, _ = payment_create(alice, bob.address, 10**12)
+        return await router.user_update(user=alice.address, update=update, signature=signature, meta=meta)
+
+    sent = asyncio.run(routing(conninfo, send))
+    keep(alice, sent)
+    (payment,) = Payment.objects.all()
+    assert payment.status == "pending"
+    bob.countersign_proposal(deposits={ETH: totals})  # the row-lock path then forwards the payment
+    assert Payment.objects.get(pk=payment.pk).status == "forwarded"
+    bob.countersign_proposal()
+    sender_side = alice.state.transfers[0]
+    started = _Started(sender_side, bob.address, {"recipient": bob.address}, alice.state.timeout)
+
+    async def forward_again(router: Router) -> list[Event]:
+        return await router._forward(started)
+
+    assert asyncio.run(routing(conninfo, forward_again)) == []
+    channel = Channel.objects.get(address=bob.state.channel_address)
+    assert channel.pending_update is None
+    assert channel.nonce == bob.state.nonce
+    assert Transfer.objects.filter(payment_id=payment.payment_id).count() == 2  # one side each
+
+
+def deposit_totals(wallet: Wallet) -> tuple[int, int]:
+    from connext.chain import channel_reads
+
+    totals = channel_reads.deposit_totals(wallet.w3, wallet.state.channel_address, ETH, block="latest")
+    return totals.node, totals.user
