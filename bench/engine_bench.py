@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import json
 import os
@@ -361,6 +362,11 @@ def main() -> int:
         help="the channel steps of each routed transfer through the update engine's owner instead",
     )
     parser.add_argument(
+        "--router",
+        action="store_true",
+        help="with --owner: whole payments through the engine's router (records, terms, follow-ups)",
+    )
+    parser.add_argument(
         "--pairs", type=int, default=1, help="with --owner: pairs of users paying each other at once"
     )
     parser.add_argument(
@@ -472,6 +478,26 @@ def process_cpu(pid: int) -> float:
     """Seconds of CPU process `pid` used so far (user and system)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def database_backends(conninfo: str) -> list[int]:
+    """The Postgres backends serving this database now (the writer's, the reader's, Django's)."""
+    import psycopg
+
+    with psycopg.connect(conninfo, autocommit=True) as probe:
+        rows = probe.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def database_cpu(backends: list[int]) -> float:
+    """CPU seconds `backends` used so far (those still running)."""
+    total = 0.0
+    for pid in backends:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += process_cpu(pid)
+    return total
 
 
 class Users:
@@ -590,6 +616,75 @@ async def owner_transfer(
     s.state = settled
 
 
+async def router_transfer(
+    router: Any, sender: Any, receiver: Any, users: Users, config: dict[str, Any]
+) -> None:
+    """One Linked payment through the router, as a client sends it: the sender's create (the node
+    forwards at once: its proposal comes back among the events), the receiver's resolve answering
+    the forward (the node settles upstream: its proposal for the sender among the events), the
+    sender's countersignature."""
+    from connext.protocol import meta as transfer_meta
+    from connext.protocol import serialization, signing, validation
+    from connext.protocol.definitions import LinkedState, PreimageResolver
+    from connext.protocol.encoding import keccak256
+    from connext.protocol.types import CreateUpdate, ResolveUpdate, UpdateContext
+
+    definitions, linked = config["definitions"], config["linked"]
+
+    def context() -> Any:
+        return UpdateContext(now=int(time.time()), definitions=definitions)
+
+    def proposal_to(wallet: Any, address: str, events: Any) -> tuple[Any, bytes]:
+        (payload,) = [p for user, event, p in events if user == address and event == "update.proposed"]
+        update = serialization.update_from_json(payload["update"])
+        node_signature = bytes.fromhex(payload["nodeSignature"][2:])
+        new = validation.validate_update(wallet.state, update, node_signature, context=context())
+        return new, signing.sign_state(new, wallet.key)
+
+    s, r = sender.wallet, receiver.wallet
+    s_address, r_address = sender.address, receiver.address
+    with users.side():
+        preimage, payment_id = secrets.token_bytes(32), secrets.token_bytes(32)
+        meta = {"recipient": r_address}
+        create = CreateUpdate(
+            channel_address=s.state.channel_address,
+            nonce=s.state.nonce + 1,
+            initiator=s_address,
+            asset_id=ETH,
+            amount=AMOUNT,
+            definition=linked,
+            payment_id=payment_id,
+            encoded_state=LinkedState(keccak256(preimage)).encode(),
+            transfer_timeout=3600,
+            meta_hash=transfer_meta.meta_hash(meta),
+        )
+        created, signature = s.sign(create, context())
+    sent = await router.user_update(user=s_address, update=create, signature=signature, meta=meta)
+    s.state = created
+    with users.side():
+        forwarded, answer = proposal_to(r, r_address, sent.events)
+        r.state = forwarded
+        transfer = next(t for t in forwarded.transfers if t.payment_id == payment_id)
+        resolve = ResolveUpdate(
+            channel_address=forwarded.channel_address,
+            nonce=forwarded.nonce + 1,
+            initiator=r_address,
+            transfer_id=transfer.transfer_id,
+            encoded_resolver=PreimageResolver(preimage).encode(),
+        )
+        resolved, signature = r.sign(resolve, context())
+    decided = await router.user_update(
+        user=r_address, update=resolve, signature=signature, answer=(forwarded.nonce, answer)
+    )
+    r.state = resolved
+    with users.side():
+        settled, signature = proposal_to(s, s_address, decided.events)
+    await router.countersign(
+        user=s_address, channel_address=settled.channel_address, nonce=settled.nonce, signature=signature
+    )
+    s.state = settled
+
+
 def run_owner(args: argparse.Namespace, w3: Any, counter: Counter) -> int:
     """--owner: `--pairs` pairs of users, each pair paying each other in turn, all pairs at once,
     the channel steps through one `ChannelOwner` over a `ShardWriter` on this database."""
@@ -598,6 +693,8 @@ def run_owner(args: argparse.Namespace, w3: Any, counter: Counter) -> int:
 
     from channels_app import network
     from channels_app.engine.owner import ChannelOwner
+    from channels_app.engine.reader import Reader
+    from channels_app.engine.router import Router
     from channels_app.engine.shard_writer import ShardWriter
     from connext.protocol.types import DefinitionKind
 
@@ -619,32 +716,43 @@ def run_owner(args: argparse.Namespace, w3: Any, counter: Counter) -> int:
             conninfo, on_acquired=lambda s: owner.shards_changed(s), on_lost=lambda s: owner.shards_changed(s)
         )
         owner = ChannelOwner(writer, signer=signer, definitions=config["definitions"])
+        reader = Reader(conninfo)
+        router = Router(
+            owner,
+            reader,
+            node_address=net.node_address,
+            definitions=net.definitions,
+            channel_address_for=net.channel_address_for,
+            definition_address=net.definition_address,
+        )
         await writer.start()
+        await reader.open()
         users = Users()
 
         async def pair_loop(alice: User, bob: User, count: int, walls: list[float]) -> None:
             for index in range(count):
                 start = time.perf_counter()
-                await owner_transfer(
-                    owner, *((alice, bob) if index % 2 == 0 else (bob, alice)), users, config
-                )
+                pair = (alice, bob) if index % 2 == 0 else (bob, alice)
+                if args.router:
+                    await router_transfer(router, *pair, users, config)
+                else:
+                    await owner_transfer(owner, *pair, users, config)
                 walls.append(time.perf_counter() - start)
 
         try:
             await asyncio.gather(*(pair_loop(a, b, max(2, args.warmup // args.pairs), []) for a, b in pairs))
-            assert writer._conn is not None
-            backend = writer._conn.info.backend_pid
+            backends = await asyncio.to_thread(database_backends, conninfo)
             users.cpu, batches, walls = 0.0, writer.batches, []
             per_pair = max(1, args.payments // args.pairs)
             profiler = cProfile.Profile() if args.profile else None
-            pg_began, cpu_began, began = process_cpu(backend), time.process_time(), time.perf_counter()
+            pg_began, cpu_began, began = database_cpu(backends), time.process_time(), time.perf_counter()
             with profiling(profiler):
                 await asyncio.gather(*(pair_loop(a, b, per_pair, walls) for a, b in pairs))
             wall = time.perf_counter() - began
             if profiler is not None:  # compare, don't quote: the times include the profiler's
                 pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(args.profile)
                 pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(args.profile)
-            cpu, pg = time.process_time() - cpu_began, process_cpu(backend) - pg_began
+            cpu, pg = time.process_time() - cpu_began, database_cpu(backends) - pg_began
             return {
                 "n": per_pair * args.pairs,
                 "wall": wall,
@@ -655,6 +763,7 @@ def run_owner(args: argparse.Namespace, w3: Any, counter: Counter) -> int:
                 "commits": writer.batches - batches,
             }
         finally:
+            await reader.close()
             await writer.close()
 
     log(
@@ -678,7 +787,9 @@ def run_owner(args: argparse.Namespace, w3: Any, counter: Counter) -> int:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "pairs": args.pairs,
         "payments": n,
-        "what": "the channel steps of a routed transfer through the owner (no payment records, terms, pushes or socket)",
+        "what": "whole routed payments through the router (records, terms, follow-ups; no pushes or socket)"
+        if args.router
+        else "the channel steps of a routed transfer through the owner (no payment records, terms, pushes or socket)",
         "per_routed_transfer": per,
         "transfers_per_second": round(n / got["wall"], 1),
         "floor": {"routed_transfer_crypto_us": round(floor, 1)},
@@ -688,7 +799,8 @@ def run_owner(args: argparse.Namespace, w3: Any, counter: Counter) -> int:
     out = args.out / f"engine-owner-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(
-        f"engine --owner: {n} routed transfers' channel steps, {args.pairs} pairs at once,"
+        f"engine --owner{' --router' if args.router else ''}: {n} routed transfers"
+        f"{'' if args.router else chr(39) + ' channel steps'}, {args.pairs} pairs at once,"
         f" {report['transfers_per_second']}/s; per transfer {per['wall_us']} µs wall"
         f" (latency p50 {per['latency_p50_us']}, p99 {per['latency_p99_us']}), node {per['node_cpu_us']} µs CPU,"
         f" Postgres {per['postgres_cpu_us']} µs CPU, {per['commits']} commits, users {per['users_cpu_us']} µs;"

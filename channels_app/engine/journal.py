@@ -31,6 +31,9 @@ from psycopg.types.json import Jsonb
 CHANNEL = "channels_app_channel"
 UPDATE = "channels_app_channelupdate"
 TRANSFER = "channels_app_transfer"
+PAYMENT = "channels_app_payment"
+DISPUTE = "channels_app_dispute"
+TRANSFER_DISPUTE = "channels_app_transferdispute"
 
 # engine_expect_rows' SQLSTATEs: the channel's row moved under its owner (read it again, decide again);
 # a row a decision builds on is not as it expected (the decision is refused, `Unexpected`).
@@ -251,3 +254,100 @@ async def resolve_transfer(
     cursor: Cursor, *, transfer_id: str, status: str, encoded_resolver: str, resolved_nonce: int
 ) -> None:
     await cursor.execute(_RESOLVE_TRANSFER, (status, encoded_resolver, resolved_nonce, transfer_id))
+
+
+# -- reads of the projections a payment's decision needs ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaymentRow:
+    """A payment as its row reads, with what its JSON shows of its two transfers."""
+
+    payment_id: str
+    kind: str
+    sender: str
+    recipient: str
+    asset_id: str
+    amount: int
+    status: str
+    failure: str
+    created_at: datetime
+    updated_at: datetime
+    sender_status: str
+    sender_meta: dict[str, Any]
+    receiver_status: str | None
+
+
+async def payment_rows(cursor: Cursor, payment_ids: list[str]) -> list[PaymentRow]:
+    await cursor.execute(
+        f"SELECT p.payment_id, p.kind, p.sender, p.recipient, p.asset_id, p.amount, p.status, p.failure,"
+        f" p.created_at, p.updated_at, s.status, s.meta, r.status FROM {PAYMENT} p"
+        f" JOIN {TRANSFER} s ON s.id = p.sender_transfer_id LEFT JOIN {TRANSFER} r ON r.id = p.receiver_transfer_id"
+        " WHERE p.payment_id = ANY(%s)",
+        (payment_ids,),
+    )
+    return [
+        PaymentRow(
+            payment_id=row[0],
+            kind=row[1],
+            sender=row[2],
+            recipient=row[3],
+            asset_id=row[4],
+            amount=int(row[5]),
+            status=row[6],
+            failure=row[7],
+            created_at=row[8],
+            updated_at=row[9],
+            sender_status=row[10],
+            sender_meta=row[11],
+            receiver_status=row[12],
+        )
+        for row in await cursor.fetchall()
+    ]
+
+
+async def transfer_disputed(cursor: Cursor, transfer_id: str) -> bool:
+    """Whether the transfer was proven on chain in a dispute (its resolve is checked against it)."""
+    await cursor.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {TRANSFER_DISPUTE} WHERE transfer_id = %s)", (transfer_id,)
+    )
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The sender side of the payment a receiver's transfer belongs to, and whether a window on chain
+    may run for it (its transfer or its channel disputed)."""
+
+    kind: str
+    sender_status: str
+    on_chain: bool
+
+
+async def upstream_of(cursor: Cursor, receiver_transfer_id: str) -> Upstream | None:
+    await cursor.execute(
+        f"SELECT p.kind, s.status,"
+        f" EXISTS (SELECT 1 FROM {TRANSFER_DISPUTE} d WHERE d.transfer_id = s.transfer_id)"
+        f" OR EXISTS (SELECT 1 FROM {DISPUTE} d WHERE d.channel_id = s.channel_id AND d.consensus_expiry IS NOT NULL)"
+        f" FROM {PAYMENT} p JOIN {TRANSFER} r ON r.id = p.receiver_transfer_id"
+        f" JOIN {TRANSFER} s ON s.id = p.sender_transfer_id WHERE r.transfer_id = %s",
+        (receiver_transfer_id,),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else Upstream(str(row[0]), str(row[1]), bool(row[2]))
+
+
+async def next_proposal_waits(cursor: Cursor, channel_id: int, user: str) -> bool:
+    """Whether anything may wait for a proposal in the channel: a sender side whose payment may be
+    decided (`payments._upstream_candidates`' terms), or a payment waiting to be forwarded to `user`."""
+    await cursor.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {PAYMENT} p JOIN {TRANSFER} s ON s.id = p.sender_transfer_id"
+        f" LEFT JOIN {TRANSFER} r ON r.id = p.receiver_transfer_id"
+        " WHERE s.channel_id = %s AND s.status = 'active' AND (r.status IN ('resolved', 'cancelled')"
+        " OR p.status = 'failed' OR p.kind = 'hashlock' OR (p.recipient = '' AND p.status = 'pending')))"
+        f" OR EXISTS (SELECT 1 FROM {PAYMENT} WHERE recipient = %s AND status = 'pending')",
+        (channel_id, user),
+    )
+    row = await cursor.fetchone()
+    return bool(row and row[0])

@@ -346,22 +346,7 @@ def check_user_update(*, user: str, update: Update, meta: dict[str, Any] | None 
     a swap at any rate both sign, so the node's rate, limits and exposure are what stop a user naming
     its own price. A `create` may carry `meta` (e.g. the recipient of a routed payment); its hash
     must be the update's `metaHash`."""
-    meta = meta or {}
-    if isinstance(update, SetupUpdate):
-        raise ChannelError("invalid_update", "Open a channel with the setup endpoint.")
-    if update.initiator != user:
-        raise ChannelError(
-            "unauthorized", "The update's initiator must be the logged-in address.", status=403
-        )
-    if not isinstance(update, CreateUpdate) and meta:
-        raise ChannelError("bad_meta", "Only a create update carries meta.")
-    if isinstance(update, CreateUpdate):
-        try:
-            matches = transfer_meta.meta_hash(meta) == update.meta_hash
-        except ProtocolError as exc:
-            raise ChannelError.from_protocol(exc) from None
-        if not matches:
-            raise ChannelError("bad_meta", "The meta does not hash to the update's metaHash.")
+    meta = check_user_fields(user=user, update=update, meta=meta)
     context = _user_update_context(update)
     # A swap's price is read before the lock; a refusal waits for the replay check (a swap sent again
     # gets its first answer even when the price went stale since).
@@ -413,6 +398,28 @@ def countersign_user_update(
         assert isinstance(update, SwapUpdate)
         swaps.record_locked(channel, update, quote)
     return Countersigned(signed, (*answered.applied, applied) if answered else (applied,))
+
+
+def check_user_fields(*, user: str, update: Update, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The checks of a user's update that read nothing: not a setup, sent by its initiator, and its
+    meta (only a create's, hashing to its `metaHash`). Returns the meta."""
+    meta = meta or {}
+    if isinstance(update, SetupUpdate):
+        raise ChannelError("invalid_update", "Open a channel with the setup endpoint.")
+    if update.initiator != user:
+        raise ChannelError(
+            "unauthorized", "The update's initiator must be the logged-in address.", status=403
+        )
+    if not isinstance(update, CreateUpdate) and meta:
+        raise ChannelError("bad_meta", "Only a create update carries meta.")
+    if isinstance(update, CreateUpdate):
+        try:
+            matches = transfer_meta.meta_hash(meta) == update.meta_hash
+        except ProtocolError as exc:
+            raise ChannelError.from_protocol(exc) from None
+        if not matches:
+            raise ChannelError("bad_meta", "The meta does not hash to the update's metaHash.")
+    return meta
 
 
 def _user_update_context(update: Update) -> UpdateContext:

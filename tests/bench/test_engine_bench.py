@@ -65,8 +65,10 @@ def test_the_engine_bench_routes_transfers_and_writes_its_report(tmp_path):
     assert "Ordered by: internal time" in finished.stderr
 
 
-def test_the_engine_bench_drives_the_owner_with_pairs_at_once(tmp_path):
-    """`--owner`: the channel steps through the update engine's owner, two pairs of users at once."""
+@pytest.mark.parametrize("mode", [["--owner"], ["--owner", "--router"]], ids=["owner", "router"])
+def test_the_engine_bench_drives_the_owner_with_pairs_at_once(tmp_path, mode):
+    """`--owner`: the channel steps through the update engine's owner, two pairs of users at once;
+    with `--router`, whole payments through its router."""
     database = settings.DATABASES["default"]
     if not database["ENGINE"].endswith("postgresql"):
         pytest.skip("the engine bench runs on Postgres")
@@ -77,7 +79,7 @@ def test_the_engine_bench_drives_the_owner_with_pairs_at_once(tmp_path):
             [
                 sys.executable,
                 "bench/engine_bench.py",
-                "--owner",
+                *mode,
                 "--pairs",
                 "2",
                 "--payments",
@@ -107,4 +109,5 @@ def test_the_engine_bench_drives_the_owner_with_pairs_at_once(tmp_path):
     assert per["node_cpu_us"] > 0
     assert per["postgres_cpu_us"] >= 0
     assert 0 < per["commits"] <= 5  # five states a transfer, some of them sharing a commit
-    assert "engine --owner: 4 routed transfers' channel steps, 2 pairs at once" in finished.stdout
+    what = " --router: 4 routed transfers," if "--router" in mode else ": 4 routed transfers' channel steps,"
+    assert f"engine --owner{what} 2 pairs at once" in finished.stdout

@@ -18,6 +18,7 @@ from psycopg.conninfo import make_conninfo
 
 from channels_app import network
 from channels_app.engine.owner import ChannelOwner, Event
+from channels_app.engine.reader import Reader
 from channels_app.engine.router import Routed, Router
 from channels_app.engine.shard_writer import ShardWriter
 from channels_app.models import Channel, ChannelUpdate, OnchainTransaction, Payment, Transfer
@@ -85,17 +86,21 @@ async def routing(conninfo: str, scenario: Callable[[Router], Awaitable[T]]) -> 
         on_lost=lambda shards: owner.shards_changed(shards),
     )
     owner = ChannelOwner(writer, signer=signer, definitions=net.definitions)
+    reader = Reader(conninfo)
     router = Router(
         owner,
+        reader,
         node_address=net.node_address,
         definitions=net.definitions,
         channel_address_for=net.channel_address_for,
         definition_address=net.definition_address,
     )
     await writer.start()
+    await reader.open()
     try:
         return await scenario(router)
     finally:
+        await reader.close()
         await writer.close()
 
 
@@ -369,3 +374,67 @@ def deposit_totals(wallet: Wallet) -> tuple[int, int]:
 
     totals = channel_reads.deposit_totals(wallet.w3, wallet.state.channel_address, ETH, block="latest")
     return totals.node, totals.user
+
+
+def test_the_routers_payment_json_is_the_row_lock_paths_at_every_step(conninfo, alice_and_bob):
+    """The router tells payments from its own read of their rows: each must read as
+    `payments.payment_json` reads the same row (the clients parse one shape)."""
+    from channels_app.engine import journal
+    from channels_app.engine.router import payment_json
+    from channels_app.services import payments
+
+    alice, bob = alice_and_bob
+    seen: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    async def compare(router: Router) -> None:
+        ids = await django(lambda: list(Payment.objects.values_list("payment_id", flat=True)))
+        rows = await router._reader.read(lambda cursor: journal.payment_rows(cursor, ids))
+        for row in rows:
+            legacy = await django(
+                lambda row=row: payments.payment_json(
+                    Payment.objects.select_related("sender_transfer", "receiver_transfer").get(
+                        payment_id=row.payment_id
+                    )
+                )
+            )
+            seen.append((payment_json(row), legacy))
+
+    update, signature, meta, preimage = payment_create(alice, bob.address, E // 50)
+    meta_with_memo = {**meta, "memo": "lunch", "encryptedPreimage": "0x1234"}
+    update = CreateUpdate(**{**update.__dict__, "meta_hash": transfer_meta.meta_hash(meta_with_memo)})
+    _, signature = alice.sign(update)
+
+    async def scenario(router: Router) -> None:
+        sent = await router.user_update(
+            user=alice.address, update=update, signature=signature, meta=meta_with_memo
+        )
+        keep(alice, sent)
+        await compare(router)  # forwarded
+        forwarded, answer = proposal_for(bob, sent.events)
+        await router.countersign(
+            user=bob.address,
+            channel_address=forwarded.channel_address,
+            nonce=forwarded.nonce,
+            signature=answer,
+        )
+        bob.state = forwarded
+        await compare(router)  # its receiver side locked
+        transfer = next(t for t in forwarded.transfers if t.payment_id == update.payment_id)
+        resolve = ResolveUpdate(
+            channel_address=forwarded.channel_address,
+            nonce=forwarded.nonce + 1,
+            initiator=bob.address,
+            transfer_id=transfer.transfer_id,
+            encoded_resolver=PreimageResolver(preimage).encode(),
+        )
+        _, resolve_signature = bob.sign(resolve)
+        keep(bob, await router.user_update(user=bob.address, update=resolve, signature=resolve_signature))
+        await compare(router)  # completed, the sender side still active
+
+    asyncio.run(routing(conninfo, scenario))
+
+    assert len(seen) == 3
+    for ours, theirs in seen:
+        assert ours == theirs
+    assert seen[0][0]["meta"] == {"recipient": bob.address, "memo": "lunch"}  # never the ciphertext
+    assert [ours["status"] for ours, _ in seen] == ["forwarded", "forwarded", "completed"]
