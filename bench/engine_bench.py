@@ -578,7 +578,13 @@ async def owner_transfer(
         transfer_timeout=3000,
         meta_hash=transfer_meta.meta_hash(forward_meta),
     )
-    proposed = await owner.propose(user=r_address, update=forward, context=context(), meta=forward_meta)
+    proposed = await owner.propose(
+        user=r_address,
+        channel_address=forward.channel_address,
+        build=fixed(forward),
+        context=context(),
+        meta=forward_meta,
+    )
     with users.side():
         forwarded, answer = accept_proposal(r, proposed)
         r.state = forwarded
@@ -607,7 +613,9 @@ async def owner_transfer(
         transfer_id=upstream.transfer_id,
         encoded_resolver=PreimageResolver(preimage).encode(),
     )
-    proposed = await owner.propose(user=s_address, update=settle, context=context())
+    proposed = await owner.propose(
+        user=s_address, channel_address=settle.channel_address, build=fixed(settle), context=context()
+    )
     with users.side():
         settled, signature = accept_proposal(s, proposed)
     await owner.countersign(
@@ -808,6 +816,11 @@ def run_owner(args: argparse.Namespace, w3: Any, counter: Counter) -> int:
         f" ((node + Postgres)/floor {report['node_and_postgres_over_floor']}). Written to {out}"
     )
     return 0
+
+
+def fixed(update: Any) -> Any:
+    """A proposal's builder that proposes `update` whatever the channel holds."""
+    return lambda _record: update
 
 
 if __name__ == "__main__":

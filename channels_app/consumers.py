@@ -39,6 +39,7 @@ from channels_app.edge_limits import (
     json_within_depth,
     process_pace,
 )
+from channels_app.engine.process import Engine, process_engine
 from channels_app.fair import Busy
 from channels_app.realtime import BROADCAST_GROUP, user_group
 from channels_app.services.auth import AuthError, auth_token_address, auth_token_check
@@ -102,6 +103,21 @@ def _serve_request(
         return None
     finally:
         close_old_connections()
+
+
+async def _on_engine(
+    engine: Engine, token: str, path: str, body: Any
+) -> tuple[tuple[int, Any] | None, AuthError | None]:
+    """A socket request served by the update engine on this loop (no worker thread): the token
+    checked as `_serve_request` checks it, then `Engine.serve`. (None, None) when the row-lock path
+    is to serve it (also when the token check itself failed: that path answers it)."""
+    try:
+        address = await database_sync_to_async(auth_token_address)(token=token)
+    except AuthError as exc:
+        return (401, error_body(exc.code, exc.message)), exc
+    except Exception:
+        return None, None
+    return await engine.serve(path, address, body), None
 
 
 class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -220,9 +236,17 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                     metrics.refusal_count("throttled")
                     await self._respond(request_id, 429, busy_error(busy))
                     return
-                refused = await sync_to_async(_serve_request, thread_sensitive=False)(
-                    handler, token, content.get("body"), answer
+                path, body = str(content.get("path")), content.get("body")
+                engine = await process_engine()
+                served, refused = (
+                    (None, None) if engine is None else await _on_engine(engine, token, path, body)
                 )
+                if served is not None:
+                    await self._respond(request_id, *served)
+                else:
+                    refused = await sync_to_async(_serve_request, thread_sensitive=False)(
+                        handler, token, body, answer
+                    )
             finally:
                 left = self.in_flight.pop(address) - 1
                 if left:

@@ -144,7 +144,7 @@ def channel_update_request(address: str, data: Any) -> dict[str, Any]:
         meta=body.validated_data.get("meta"),
         answer=(answer["nonce"], answer["signature"]) if answer else None,
     )
-    return _signed_json(signed)
+    return signed_json(signed)
 
 
 class ChannelUpdateView(APIView):
@@ -176,7 +176,7 @@ def channel_countersign_request(address: str, data: Any) -> dict[str, Any]:
         nonce=body.validated_data["nonce"],
         signature=body.validated_data["signature"],
     )
-    return _signed_json(signed)
+    return signed_json(signed)
 
 
 class CountersignView(APIView):
@@ -228,7 +228,7 @@ class ReconcileView(APIView):
         )
 
 
-def _signed_json(signed: channels.SignedState) -> dict[str, Any]:
+def signed_json(signed: channels.SignedState) -> dict[str, Any]:
     return {
         "state": serialization.channel_state_to_json(signed.state),
         "nodeSignature": serialization.hex_bytes(signed.node_signature),

@@ -6,5 +6,7 @@ each) and commits the owner's writes in batches; `owner`, the channels of those 
 user's update, a countersignature and a node proposal decided there and journaled (`journal`: the
 update log and its projections, the channel and transfer rows, compare-and-set while other writers
 remain); `router`, a payment's common steps on the owner, its records in the same batches, the rest
-left to `services.payments`. Not yet: requests and tasks reaching the owner, the shard split.
+left to `services.payments`; `process`, the engine of a node process serving the socket's update
+requests (UPDATE_ENGINE, off by default). Not yet: requests forwarded to their shard's owner, tasks
+sending commands to it, a fair split of the shards.
 """

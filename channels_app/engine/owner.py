@@ -39,6 +39,7 @@ from channels_app.services.channels import (
     proposal_json,
     signed_state_json,
 )
+from channels_app.services.errors import ServiceError
 from connext.protocol import serialization, signing, validation
 from connext.protocol.errors import ProtocolError
 from connext.protocol.signing import Signer
@@ -62,7 +63,7 @@ CONFLICTS = {
         "A payment with this id exists already: pick a fresh random payment id.",
     ),
 }
-ATTEMPTS = 3  # a row moved under the owner: read it again and decide again, this many times in all
+ATTEMPTS = 5  # a row moved under the owner: read it again and decide again, this many times in all
 
 Policy = Callable[["ChannelRecord", ChannelState, Update, Mapping[str, Any]], None]
 """The caller's terms for a user's update: the channel it builds on, the state it makes, the update
@@ -272,18 +273,23 @@ class ChannelOwner:
         self,
         *,
         user: str,
-        update: Update,
+        channel_address: str,
+        build: Callable[[ChannelRecord], Update | None],
         context: UpdateContext,
         meta: Mapping[str, Any] | None = None,
         writes: tuple[Write, ...] = (),
-    ) -> Outcome:
-        """Sign `update` as the node and store it as the channel's open proposal (the user's
-        countersignature completes it, `countersign`), with the caller's `writes` in the same batch.
-        The node signs one state per nonce: with a proposal open it proposes nothing."""
+    ) -> Outcome | None:
+        """Sign the update `build` makes on the channel as it is (None: nothing to propose now) and
+        store it as the channel's open proposal (the user's countersignature completes it,
+        `countersign`), with the caller's `writes` in the same batch. The node signs one state per
+        nonce: with a proposal open it proposes nothing. None when `build` proposed nothing."""
 
-        def decide(record: ChannelRecord) -> _Plan:
+        def decide(record: ChannelRecord) -> _Plan | Outcome:
             if record.pending_update is not None:
                 raise ChannelError("update_pending", "The channel already has an open proposal.", status=409)
+            update = build(record)
+            if update is None:
+                return Outcome(record, record.signed(), (), ())
             try:
                 new, node_signature = validation.initiate_update(
                     record.state, update, self._signer, context=context
@@ -311,7 +317,8 @@ class ChannelOwner:
                 (self._store_row(record, after), *writes),
             )
 
-        return await self._run(update.channel_address, user, decide)
+        outcome = await self._run(channel_address, user, decide)
+        return outcome if outcome.events else None
 
     # -- inside -----------------------------------------------------------------------------------------
 
@@ -319,13 +326,23 @@ class ChannelOwner:
         self, address: str, user: str, decide: Callable[[ChannelRecord], _Plan | Outcome]
     ) -> Outcome:
         """Decide on the channel as memory holds it and commit the decision, one operation per
-        channel at a time; a row that moved under the owner is read again and decided again."""
+        channel at a time; a row that moved under the owner is read again and decided again. A
+        refusal is only ever made on the channel as just read: memory may be behind what the
+        row-lock path wrote since (refused on memory, the channel is read again and decided again)."""
         shard = shard_of(user, self._writer.shards)
         lock = self._locks.setdefault(address, asyncio.Lock())
         async with lock:
             for attempt in range(ATTEMPTS):
-                record = await self._record(shard, address, user)
-                decided = decide(record)
+                held = self._book.get(address)
+                fresh = held is None or held.epoch != self._writer.epoch
+                try:
+                    record = await self._record(shard, address, user)
+                    decided = decide(record)
+                except ServiceError:
+                    if fresh or attempt + 1 == ATTEMPTS:
+                        raise
+                    self._book.pop(address, None)
+                    continue
                 if isinstance(decided, Outcome):
                     return decided
                 try:

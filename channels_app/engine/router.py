@@ -108,7 +108,7 @@ class Router:
         self._reader = reader
         self._node = node_address
         self._definitions = definitions
-        self._channel_address_for = cache(channel_address_for)  # a CREATE2 hash each: ~0.3 ms
+        self.channel_address_for = cache(channel_address_for)  # a CREATE2 hash each: ~0.3 ms
         self._definition_address = definition_address
 
     # -- what users send ------------------------------------------------------------------------------
@@ -209,6 +209,9 @@ class Router:
         events += await news.payloads(self._reader)
         for decided in news.decided:
             events += await _step(self._settle_upstream(decided), "settling upstream", decided.payment_id)
+            # The sender hears of the payment after the node's proposal to settle it, and also when
+            # that failed (the sweep settles it later, and tells nobody: it is decided already).
+            events.append((decided.sender, decided.event, decided.payload))
         for started in news.started:
             payment_id = serialization.hex_bytes(started.transfer.payment_id)
             events += await _step(self._forward(started), "forwarding", payment_id)
@@ -234,111 +237,125 @@ class Router:
     async def _forward(self, started: _Started) -> list[Event]:
         """The receiver side of a payment just started, proposed now when the receiver's channel is
         this process's, free and holds the node's collateral; otherwise the row-lock path's forward
-        (which asks for collateral, fails what cannot be forwarded, or leaves it waiting)."""
+        (which asks for collateral, fails what cannot be forwarded, or leaves it waiting). Decided
+        on the receiver's channel as it is when the node signs (`ChannelOwner.propose`)."""
         recipient = started.recipient
-        address = self._channel_address_for(recipient)
+        address = self.channel_address_for(recipient)
         try:
             receiver = await self._owner.channel(user=recipient, channel_address=address)
         except (channels.ChannelError, NotOwner):
             await in_django(payments._forward_to, recipient)  # no channel (yet), not open, not ours
             return []
-        if receiver.pending_update is not None:
-            return []  # forwarded once its proposal is answered (`payments_forward` on the answer)
         sender = started.transfer
-        timeout = payments.receiver_transfer_timeout(
-            sender_timeout=sender.transfer_timeout,
-            sender_channel_timeout=started.sender_channel_timeout,
-            receiver_channel_timeout=receiver.state.timeout,
-        )
-        encoded_state = sender.encoded_state
         kind = self._definitions[sender.definition]
-        if kind is DefinitionKind.HASHLOCK:
-            lock = HashLockState.decode(encoded_state)
-            expiry = lock.expiry - payments.hop_margin()
-            if expiry <= int(time.time()) + settings.HASHLOCK_MIN_WINDOW_SECONDS:
-                timeout = None  # the row-lock path fails it
-            encoded_state = HashLockState(lock.lock_hash, expiry).encode()
-        if timeout is None or collateral.node_balance(receiver.state, sender.asset_id) < sender.balance[0]:
-            await in_django(payments.payments_forward, channel_id=receiver.id, user=recipient)
-            return []
         meta = {"sender": sender.initiator, "paymentId": serialization.hex_bytes(sender.payment_id)}
         for key in ("encryptedPreimage", "memo"):
             if key in started.meta:
                 meta[key] = started.meta[key]
-        forward = CreateUpdate(
-            channel_address=address,
-            nonce=receiver.nonce + 1,
-            initiator=self._node,
-            asset_id=sender.asset_id,
-            amount=sender.balance[0],
-            definition=self._definition_address(kind),
-            payment_id=sender.payment_id,
-            encoded_state=encoded_state,
-            transfer_timeout=timeout,
-            meta_hash=transfer_meta.meta_hash(meta),
-        )
+        handed_off = [False]
+
+        def build(channel: ChannelRecord) -> Update | None:
+            handed_off[0] = False
+            timeout = payments.receiver_transfer_timeout(
+                sender_timeout=sender.transfer_timeout,
+                sender_channel_timeout=started.sender_channel_timeout,
+                receiver_channel_timeout=channel.state.timeout,
+            )
+            encoded_state = sender.encoded_state
+            if kind is DefinitionKind.HASHLOCK:
+                lock = HashLockState.decode(encoded_state)
+                expiry = lock.expiry - payments.hop_margin()
+                if expiry <= int(time.time()) + settings.HASHLOCK_MIN_WINDOW_SECONDS:
+                    timeout = None  # the row-lock path fails it
+                encoded_state = HashLockState(lock.lock_hash, expiry).encode()
+            if timeout is None or collateral.node_balance(channel.state, sender.asset_id) < sender.balance[0]:
+                handed_off[0] = True
+                return None
+            return CreateUpdate(
+                channel_address=address,
+                nonce=channel.nonce + 1,
+                initiator=self._node,
+                asset_id=sender.asset_id,
+                amount=sender.balance[0],
+                definition=self._definition_address(kind),
+                payment_id=sender.payment_id,
+                encoded_state=encoded_state,
+                transfer_timeout=timeout,
+                meta_hash=transfer_meta.meta_hash(meta),
+            )
+
         payment_id = serialization.hex_bytes(sender.payment_id)
         try:
             proposed = await self._owner.propose(
                 user=recipient,
-                update=forward,
+                channel_address=address,
+                build=build,
                 context=UpdateContext(now=int(time.time()), definitions=self._definitions),
                 meta=meta,
                 writes=(_payment_forwarded(payment_id),),
             )
         except channels.ChannelError as refused:
-            if refused.code == "update_pending":  # a proposal got there first: forwarded on its answer
-                return []
-            if refused.code == "conflict":  # forwarded elsewhere first (the row-lock path)
+            # A proposal got there first (forwarded on its answer, `payments_forward`), or the
+            # payment was forwarded elsewhere first (the row-lock path's).
+            if refused.code in ("update_pending", "conflict"):
                 return []
             raise
+        if proposed is None:
+            if handed_off[0]:  # collateral to ask for, or a payment to fail: the row-lock path's
+                await in_django(payments.payments_forward, channel_id=receiver.id, user=recipient)
+            return []
         return list(proposed.events)
 
     async def _settle_upstream(self, decided: _Decided) -> list[Event]:
         """The sender side of a payment its receiver just decided, resolved with the receiver's
-        resolver (or refunded), then the sender told. The row-lock path's settle when the sender's
-        channel is not this process's or busy (its answer settles it, `payments_settle_upstream`)."""
-        told = [(decided.sender, decided.event, decided.payload)]
-        address = self._channel_address_for(decided.sender)
+        resolver (or refunded). The row-lock path's settle when the sender's channel is not this
+        process's or its transfer is disputed on chain; a busy channel's answer settles it
+        (`payments_settle_upstream`)."""
+        address = self.channel_address_for(decided.sender)
         try:
             sender = await self._owner.channel(user=decided.sender, channel_address=address)
         except (channels.ChannelError, NotOwner):
             await in_django(_settle_upstream_of, decided.sender)
-            return told
-        transfer = next(
-            (
-                t
-                for t in sender.state.transfers
-                if serialization.hex_bytes(t.payment_id) == decided.payment_id
-            ),
-            None,
-        )
-        if sender.pending_update is not None or transfer is None:
-            return told
-        resolver = decided.resolver if decided.paid else payments.cancel_resolver(decided.kind)
-        settle = ResolveUpdate(
-            channel_address=address,
-            nonce=sender.nonce + 1,
-            initiator=self._node,
-            transfer_id=transfer.transfer_id,
-            encoded_resolver=resolver,
-        )
+            return []
+        transfer = _transfer_of(sender.state, decided.payment_id)
+        if transfer is None:
+            return []
         disputed = serialization.hex_bytes(transfer.transfer_id)
         if await self._reader.read(lambda cursor: journal.transfer_disputed(cursor, disputed)):
             # Disputed on chain: the row-lock path settles it against the chain's record.
             await in_django(payments.payments_settle_upstream, channel_id=sender.id)
-            return told
+            return []
+        resolver = decided.resolver if decided.paid else payments.cancel_resolver(decided.kind)
+
+        def build(channel: ChannelRecord) -> Update | None:
+            active = _transfer_of(channel.state, decided.payment_id)
+            if active is None:
+                return None
+            return ResolveUpdate(
+                channel_address=address,
+                nonce=channel.nonce + 1,
+                initiator=self._node,
+                transfer_id=active.transfer_id,
+                encoded_resolver=resolver,
+            )
+
         try:
             proposed = await self._owner.propose(
                 user=decided.sender,
-                update=settle,
+                channel_address=address,
+                build=build,
                 context=UpdateContext(now=int(time.time()), definitions=self._definitions),
             )
         except channels.ChannelError as refused:
             if refused.code == "update_pending":
-                return told
+                return []
             raise
-        return [*proposed.events, *told]
+        return [] if proposed is None else list(proposed.events)
+
+
+def _transfer_of(state: ChannelState, payment_id: str) -> Any:
+    """The active transfer of `payment_id` in `state`, or None."""
+    return next((t for t in state.transfers if serialization.hex_bytes(t.payment_id) == payment_id), None)
 
 
 # -- what the states do to the payments' rows ---------------------------------------------------------

@@ -156,7 +156,12 @@ def test_a_users_create_and_resolve_are_signed_from_memory_and_stored_as_the_row
             transfer_id=transfer.transfer_id,
             encoded_resolver=PreimageResolver(preimage).encode(),
         )
-        proposed = await owner.propose(user=alice.address, update=resolve, context=alice.context())
+        proposed = await owner.propose(
+            user=alice.address,
+            channel_address=resolve.channel_address,
+            build=fixed(resolve),
+            context=alice.context(),
+        )
         new = serialization.channel_state_from_json(proposed.channel.pending_state)
         resolved = await owner.countersign(
             user=alice.address,
@@ -256,14 +261,24 @@ def test_refusals_are_the_row_lock_paths_and_change_nothing(conninfo, alice):
         )
         # With the node's proposal open, the user's own update at its nonce waits for the answer.
         deposit, context = await django(lambda: node_deposit(alice))
-        await owner.propose(user=alice.address, update=deposit, context=context)
+        await owner.propose(
+            user=alice.address, channel_address=deposit.channel_address, build=fixed(deposit), context=context
+        )
         await refusal(
             "proposal open",
             owner.user_update(
                 user=alice.address, update=update, signature=signature, context=alice.context(), meta=meta
             ),
         )
-        await refusal("second proposal", owner.propose(user=alice.address, update=deposit, context=context))
+        await refusal(
+            "second proposal",
+            owner.propose(
+                user=alice.address,
+                channel_address=deposit.channel_address,
+                build=fixed(deposit),
+                context=context,
+            ),
+        )
         return refused
 
     refused = asyncio.run(owning(conninfo, scenario))
@@ -332,7 +347,9 @@ def test_a_row_moved_under_the_owner_is_read_again_and_no_second_state_is_signed
             )
         # And the node's proposal after it builds on the row as it is now.
         deposit, context = await django(lambda: node_deposit(alice))
-        proposed = await owner.propose(user=alice.address, update=deposit, context=context)
+        proposed = await owner.propose(
+            user=alice.address, channel_address=deposit.channel_address, build=fixed(deposit), context=context
+        )
         return owner.loads, stale.value, proposed
 
     loads, stale, proposed = asyncio.run(owning(conninfo, scenario))
@@ -368,7 +385,12 @@ def test_updates_of_many_channels_commit_together_and_a_lost_session_drops_what_
         before = writer.batches
         await asyncio.gather(
             *(
-                owner.propose(user=w.address, update=update, context=context)
+                owner.propose(
+                    user=w.address,
+                    channel_address=update.channel_address,
+                    build=fixed(update),
+                    context=context,
+                )
                 for w, (update, context) in zip(wallets, deposits, strict=True)
             )
         )
@@ -426,10 +448,56 @@ def test_a_proposal_the_row_lock_path_made_under_the_owner_is_never_overwritten(
         theirs = await django(reconcile)
         assert theirs
         with pytest.raises(ChannelError) as refused:
-            await owner.propose(user=alice.address, update=update, context=context)
+            await owner.propose(
+                user=alice.address,
+                channel_address=update.channel_address,
+                build=fixed(update),
+                context=context,
+            )
         return refused.value, theirs
 
     refused, theirs = asyncio.run(owning(conninfo, scenario))
 
     assert (refused.code, refused.status) == ("update_pending", 409)
     assert Channel.objects.get(address=address).pending_node_signature == theirs
+
+
+def fixed(update: Any) -> Any:
+    """A proposal's builder that proposes `update` whatever the channel holds."""
+    return lambda _record: update
+
+
+def test_a_refusal_is_made_on_the_channel_as_stored_never_on_memory_behind_it(conninfo, alice):
+    """The row-lock path proposed after the owner read the channel: the user's countersignature of
+    that proposal reaches the owner, whose memory has no proposal. Refused from memory it would be
+    `no_proposal`; the owner reads the channel again before refusing, and stores it."""
+    from django.db import transaction
+
+    address = alice.state.channel_address
+
+    async def scenario(owner: ChannelOwner, writer: ShardWriter) -> Outcome:
+        await owner.channel(user=alice.address, channel_address=address)  # held at no proposal
+        update, _context = await django(lambda: node_deposit(alice))
+
+        def propose_the_row_lock_way() -> None:
+            with transaction.atomic():
+                channel = channels.lock_for_proposal(Channel.objects.get(address=address).pk)
+                channels.propose_locked(channel, update)
+
+        await django(propose_the_row_lock_way)
+        proposed = await django(
+            lambda: serialization.channel_state_from_json(Channel.objects.get(address=address).pending_state)
+        )
+        return await owner.countersign(
+            user=alice.address,
+            channel_address=address,
+            nonce=proposed.nonce,
+            signature=signing.sign_state(proposed, alice.key),
+        )
+
+    done = asyncio.run(owning(conninfo, scenario))
+
+    assert [s.update_type for s in done.stored] == ["deposit"]
+    channel = Channel.objects.get(address=address)
+    assert channel.nonce == done.signed.state.nonce
+    assert channel.pending_update is None

@@ -1,0 +1,147 @@
+"""The update engine in a node process (setting UPDATE_ENGINE, off by default while #21 is built):
+started on the process's event loop at its first socket request, it takes every shard no other
+process holds and serves the socket's update requests for them (`Engine.serve`); a request it does
+not take (a shard another process owns, an update the router leaves to the row-lock path, a writer
+session lost under it) goes the row-lock way, in a worker thread as before. Both paths may write one
+channel: the owner's compare-and-set makes that safe (docs/protocol.md, "The update engine")."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connection
+from psycopg.conninfo import make_conninfo
+
+from channels_app import network, realtime
+from channels_app.api.channel_views import CountersignInput, UpdateInput, _parse_update, signed_json
+from channels_app.api.errors import error_answer
+from channels_app.engine.owner import ChannelOwner, Event
+from channels_app.engine.reader import Reader
+from channels_app.engine.router import Router, Unserved, in_django
+from channels_app.engine.shard_writer import NotOwner, OwnershipLost, ShardWriter
+
+logger = logging.getLogger(__name__)
+
+UPDATES = "/api/channel/updates"
+COUNTERSIGN = "/api/channel/countersign"
+
+
+class Engine:
+    """One process's writer, reader, owner and router, on the loop that started them."""
+
+    def __init__(self, writer: ShardWriter, reader: Reader, router: Router) -> None:
+        self.writer = writer
+        self.reader = reader
+        self.router = router
+
+    async def serve(self, path: str, address: str, body: Any) -> tuple[int, Any] | None:
+        """The answer to a socket request of `address` on `path`, its events pushed first (as the
+        row-lock path pushes before it answers); None when the row-lock path is to serve it."""
+        try:
+            if path == UPDATES:
+                given = UpdateInput(data=body)
+                given.is_valid(raise_exception=True)
+                answer = given.validated_data.get("answer")
+                routed = await self.router.user_update(
+                    user=address,
+                    update=_parse_update(given.validated_data["update"]),
+                    signature=given.validated_data["signature"],
+                    meta=given.validated_data.get("meta"),
+                    answer=(answer["nonce"], answer["signature"]) if answer else None,
+                )
+            elif path == COUNTERSIGN:
+                given = CountersignInput(data=body)
+                given.is_valid(raise_exception=True)
+                routed = await self.router.countersign(
+                    user=address,
+                    channel_address=self.router.channel_address_for(address),
+                    nonce=given.validated_data["nonce"],
+                    signature=given.validated_data["signature"],
+                )
+            else:
+                return None
+        except (Unserved, NotOwner):
+            return None
+        except OwnershipLost:
+            # Nothing of it was revealed; whatever committed, the row-lock path reads (a request
+            # committed here is answered there as sent again, with the same answer).
+            return None
+        except Exception as exc:
+            refused = error_answer(exc)
+            if refused is None:
+                raise
+            return refused
+        await push(routed.events)
+        return 200, signed_json(routed.outcome.signed)
+
+
+async def push(events: tuple[Event, ...]) -> None:
+    """The events, one channel-layer message per user with its events in order (`realtime.batched`'s
+    shape); a push that fails is logged (a push is a notification: clients sync on their next
+    request)."""
+    layer = get_channel_layer()
+    if layer is None or not events:
+        return
+    by_user: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for user, event, payload in events:
+        by_user.setdefault(user, []).append((event, payload))
+    for user, told in by_user.items():
+        try:
+            await layer.group_send(realtime.user_group(user), realtime.events_message(told))
+        except Exception:
+            logger.exception("push of %d events to %s failed", len(told), user)
+
+
+_engine: Engine | None = None
+_starting: asyncio.Lock | None = None
+
+
+async def process_engine() -> Engine | None:
+    """This process's engine, started on the running loop at the first call; None when
+    UPDATE_ENGINE is off."""
+    global _engine, _starting
+    if not settings.UPDATE_ENGINE:
+        return None
+    if _engine is not None:
+        return _engine
+    if _starting is None:
+        _starting = asyncio.Lock()
+    async with _starting:
+        if _engine is None:
+            _engine = await _start()
+    return _engine
+
+
+async def _start() -> Engine:
+    def facts() -> tuple[str, Any, Any]:
+        params = connection.get_connection_params()
+        conninfo = make_conninfo(
+            **{k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
+        )
+        return conninfo, network.network(), network.node_signer()
+
+    conninfo, net, signer = await in_django(facts)
+    owner: ChannelOwner
+    writer = ShardWriter(
+        conninfo,
+        on_acquired=lambda shards: owner.shards_changed(shards),
+        on_lost=lambda shards: owner.shards_changed(shards),
+    )
+    owner = ChannelOwner(writer, signer=signer, definitions=net.definitions)
+    reader = Reader(conninfo)
+    router = Router(
+        owner,
+        reader,
+        node_address=net.node_address,
+        definitions=net.definitions,
+        channel_address_for=net.channel_address_for,
+        definition_address=net.definition_address,
+    )
+    await writer.start()
+    await reader.open()
+    logger.info("update engine started, owning %d of %d shards", len(writer.owned), writer.shards)
+    return Engine(writer, reader, router)

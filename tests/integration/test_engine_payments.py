@@ -1,0 +1,25 @@
+"""The client's payment tests again, with the node's socket updates served by the update engine
+(UPDATE_ENGINE on; issue #21): one of the two node processes owns every shard, so the other's
+requests and every step the router leaves to the row-lock path go that way beside it, on the same
+channels. The payments must complete and conserve exactly as on the row-lock path alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.test_client_payments import (  # noqa: F401  the same tests and fixtures
+    HASHLOCK_WINDOW,
+    test_200_concurrent_payments_between_10_clients_on_two_node_processes_lose_nothing,
+    test_a_payment_to_an_offline_receiver_is_delivered_and_unlocked_when_it_comes_back,
+    test_every_definition_is_routed_through_the_node_and_resolved,
+    test_wrong_resolvers_expired_locks_and_overdrafts_are_refused_and_nothing_moves,
+    w3,
+    wallets,
+)
+
+pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def live_node_settings() -> dict[str, str]:
+    return {"HASHLOCK_MIN_WINDOW_SECONDS": str(HASHLOCK_WINDOW), "UPDATE_ENGINE": "true"}
