@@ -516,6 +516,48 @@ class Users:
             self.cpu += time.process_time() - began
 
 
+def linked_create(
+    sender: Any, sender_address: str, recipient: str, linked: str
+) -> tuple[Any, dict[str, Any], bytes]:
+    """A Linked payment of AMOUNT from `sender` to `recipient`, on the sender's latest state:
+    (its create, the create's meta, the preimage)."""
+    from connext.protocol import meta as transfer_meta
+    from connext.protocol.definitions import LinkedState
+    from connext.protocol.encoding import keccak256
+    from connext.protocol.types import CreateUpdate
+
+    preimage = secrets.token_bytes(32)
+    meta = {"recipient": recipient}
+    create = CreateUpdate(
+        channel_address=sender.state.channel_address,
+        nonce=sender.state.nonce + 1,
+        initiator=sender_address,
+        asset_id=ETH,
+        amount=AMOUNT,
+        definition=linked,
+        payment_id=secrets.token_bytes(32),
+        encoded_state=LinkedState(keccak256(preimage)).encode(),
+        transfer_timeout=3600,
+        meta_hash=transfer_meta.meta_hash(meta),
+    )
+    return create, meta, preimage
+
+
+def linked_resolve(state: Any, initiator: str, payment_id: bytes, preimage: bytes) -> Any:
+    """The resolve, by `initiator`, of the active transfer of `payment_id` in `state` with `preimage`."""
+    from connext.protocol.definitions import PreimageResolver
+    from connext.protocol.types import ResolveUpdate
+
+    transfer = next(t for t in state.transfers if t.payment_id == payment_id)
+    return ResolveUpdate(
+        channel_address=state.channel_address,
+        nonce=state.nonce + 1,
+        initiator=initiator,
+        transfer_id=transfer.transfer_id,
+        encoded_resolver=PreimageResolver(preimage).encode(),
+    )
+
+
 async def owner_transfer(
     owner: Any, sender: Any, receiver: Any, users: Users, config: dict[str, Any]
 ) -> None:
@@ -525,8 +567,7 @@ async def owner_transfer(
     terms, the pushes and the socket are not in it."""
     from connext.protocol import meta as transfer_meta
     from connext.protocol import signing, validation
-    from connext.protocol.definitions import LinkedState, PreimageResolver
-    from connext.protocol.encoding import keccak256
+    from connext.protocol.definitions import PreimageResolver
     from connext.protocol.types import CreateUpdate, ResolveUpdate, UpdateContext
 
     node, definitions, linked = config["node"], config["definitions"], config["linked"]
@@ -547,21 +588,8 @@ async def owner_transfer(
     s, r = sender.wallet, receiver.wallet
     s_address, r_address = sender.address, receiver.address
     with users.side():
-        preimage, payment_id = secrets.token_bytes(32), secrets.token_bytes(32)
-        lock = LinkedState(keccak256(preimage)).encode()
-        meta = {"recipient": r_address}
-        create = CreateUpdate(
-            channel_address=s.state.channel_address,
-            nonce=s.state.nonce + 1,
-            initiator=s_address,
-            asset_id=ETH,
-            amount=AMOUNT,
-            definition=linked,
-            payment_id=payment_id,
-            encoded_state=lock,
-            transfer_timeout=3600,
-            meta_hash=transfer_meta.meta_hash(meta),
-        )
+        create, meta, preimage = linked_create(s, s_address, r_address, linked)
+        payment_id, lock = create.payment_id, create.encoded_state
         created, signature = s.sign(create, context())
     await owner.user_update(user=s_address, update=create, signature=signature, context=context(), meta=meta)
     s.state = created
@@ -588,14 +616,7 @@ async def owner_transfer(
     with users.side():
         forwarded, answer = accept_proposal(r, proposed)
         r.state = forwarded
-        transfer = next(t for t in forwarded.transfers if t.payment_id == payment_id)
-        resolve = ResolveUpdate(
-            channel_address=forwarded.channel_address,
-            nonce=forwarded.nonce + 1,
-            initiator=r_address,
-            transfer_id=transfer.transfer_id,
-            encoded_resolver=PreimageResolver(preimage).encode(),
-        )
+        resolve = linked_resolve(forwarded, r_address, payment_id, preimage)
         resolved, signature = r.sign(resolve, context())
     await owner.user_update(
         user=r_address,
@@ -631,11 +652,8 @@ async def router_transfer(
     forwards at once: its proposal comes back among the events), the receiver's resolve answering
     the forward (the node settles upstream: its proposal for the sender among the events), the
     sender's countersignature."""
-    from connext.protocol import meta as transfer_meta
     from connext.protocol import serialization, signing, validation
-    from connext.protocol.definitions import LinkedState, PreimageResolver
-    from connext.protocol.encoding import keccak256
-    from connext.protocol.types import CreateUpdate, ResolveUpdate, UpdateContext
+    from connext.protocol.types import UpdateContext
 
     definitions, linked = config["definitions"], config["linked"]
 
@@ -652,34 +670,15 @@ async def router_transfer(
     s, r = sender.wallet, receiver.wallet
     s_address, r_address = sender.address, receiver.address
     with users.side():
-        preimage, payment_id = secrets.token_bytes(32), secrets.token_bytes(32)
-        meta = {"recipient": r_address}
-        create = CreateUpdate(
-            channel_address=s.state.channel_address,
-            nonce=s.state.nonce + 1,
-            initiator=s_address,
-            asset_id=ETH,
-            amount=AMOUNT,
-            definition=linked,
-            payment_id=payment_id,
-            encoded_state=LinkedState(keccak256(preimage)).encode(),
-            transfer_timeout=3600,
-            meta_hash=transfer_meta.meta_hash(meta),
-        )
+        create, meta, preimage = linked_create(s, s_address, r_address, linked)
+        payment_id = create.payment_id
         created, signature = s.sign(create, context())
     sent = await router.user_update(user=s_address, update=create, signature=signature, meta=meta)
     s.state = created
     with users.side():
         forwarded, answer = proposal_to(r, r_address, sent.events)
         r.state = forwarded
-        transfer = next(t for t in forwarded.transfers if t.payment_id == payment_id)
-        resolve = ResolveUpdate(
-            channel_address=forwarded.channel_address,
-            nonce=forwarded.nonce + 1,
-            initiator=r_address,
-            transfer_id=transfer.transfer_id,
-            encoded_resolver=PreimageResolver(preimage).encode(),
-        )
+        resolve = linked_resolve(forwarded, r_address, payment_id, preimage)
         resolved, signature = r.sign(resolve, context())
     decided = await router.user_update(
         user=r_address, update=resolve, signature=signature, answer=(forwarded.nonce, answer)
@@ -700,10 +699,7 @@ def run_owner(args: argparse.Namespace, w3: Any, counter: Counter) -> int:
     from django.db import connection
 
     from channels_app import network
-    from channels_app.engine.owner import ChannelOwner
-    from channels_app.engine.reader import Reader
-    from channels_app.engine.router import Router
-    from channels_app.engine.shard_writer import ShardWriter
+    from channels_app.engine.process import build
     from connext.protocol.types import DefinitionKind
 
     wallets = setup_users(w3, counter, 2 * args.pairs)
@@ -719,22 +715,9 @@ def run_owner(args: argparse.Namespace, w3: Any, counter: Counter) -> int:
     conninfo = args.database_url
 
     async def measure() -> dict[str, Any]:
-        owner: ChannelOwner
-        writer = ShardWriter(
-            conninfo, on_acquired=lambda s: owner.shards_changed(s), on_lost=lambda s: owner.shards_changed(s)
-        )
-        owner = ChannelOwner(writer, signer=signer, definitions=config["definitions"])
-        reader = Reader(conninfo)
-        router = Router(
-            owner,
-            reader,
-            node_address=net.node_address,
-            definitions=net.definitions,
-            channel_address_for=net.channel_address_for,
-            definition_address=net.definition_address,
-        )
-        await writer.start()
-        await reader.open()
+        engine = build(conninfo, net=net, signer=signer)
+        owner, router, writer = engine.owner, engine.router, engine.writer
+        await engine.start()
         users = Users()
 
         async def pair_loop(alice: User, bob: User, count: int, walls: list[float]) -> None:
@@ -771,8 +754,7 @@ def run_owner(args: argparse.Namespace, w3: Any, counter: Counter) -> int:
                 "commits": writer.batches - batches,
             }
         finally:
-            await reader.close()
-            await writer.close()
+            await engine.close()
 
     log(
         f"{args.pairs} pairs at once through the owner: {args.warmup} transfers to warm up, then {args.payments}"

@@ -28,7 +28,7 @@ from connext.protocol.errors import ProtocolError
 from connext.protocol.types import SetupUpdate, Update
 
 
-def _parse_update(raw: Any) -> Update:
+def parse_update(raw: Any) -> Update:
     try:
         return serialization.update_from_json(raw)
     except ProtocolError as exc:
@@ -120,7 +120,7 @@ class ChannelView(APIView):
     def post(self, request: Request) -> Response:
         body = UpdateInput(data=request.data)
         body.is_valid(raise_exception=True)
-        update = _parse_update(body.validated_data["update"])
+        update = parse_update(body.validated_data["update"])
         if not isinstance(update, SetupUpdate):
             raise ApiError("invalid_update", "A channel is opened with a setup update.")
         channel, created = channels.channel_open(
@@ -135,7 +135,7 @@ def channel_update_request(address: str, data: Any) -> dict[str, Any]:
     """POST /api/channel/updates (also over the websocket): the node's countersignature."""
     body = UpdateInput(data=data)
     body.is_valid(raise_exception=True)
-    update = _parse_update(body.validated_data["update"])
+    update = parse_update(body.validated_data["update"])
     answer = body.validated_data.get("answer")
     signed = payments.user_update(
         user=address,

@@ -17,12 +17,13 @@ from django.db import connection
 from psycopg.conninfo import make_conninfo
 
 from channels_app import network, realtime
-from channels_app.api.channel_views import CountersignInput, UpdateInput, _parse_update, signed_json
+from channels_app.api.channel_views import CountersignInput, UpdateInput, parse_update, signed_json
 from channels_app.api.errors import error_answer
 from channels_app.engine.owner import ChannelOwner, Event
 from channels_app.engine.reader import Reader
 from channels_app.engine.router import Router, Unserved, in_django
-from channels_app.engine.shard_writer import NotOwner, OwnershipLost, ShardWriter
+from channels_app.engine.shard_writer import SHARDS, NotOwner, OwnershipLost, ShardWriter
+from connext.protocol.signing import Signer
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +34,19 @@ COUNTERSIGN = "/api/channel/countersign"
 class Engine:
     """One process's writer, reader, owner and router, on the loop that started them."""
 
-    def __init__(self, writer: ShardWriter, reader: Reader, router: Router) -> None:
+    def __init__(self, writer: ShardWriter, reader: Reader, owner: ChannelOwner, router: Router) -> None:
         self.writer = writer
         self.reader = reader
+        self.owner = owner
         self.router = router
+
+    async def start(self) -> None:
+        await self.writer.start()
+        await self.reader.open()
+
+    async def close(self) -> None:
+        await self.reader.close()
+        await self.writer.close()
 
     async def serve(self, path: str, address: str, body: Any) -> tuple[int, Any] | None:
         """The answer to a socket request of `address` on `path`, its events pushed first (as the
@@ -48,7 +58,7 @@ class Engine:
                 answer = given.validated_data.get("answer")
                 routed = await self.router.user_update(
                     user=address,
-                    update=_parse_update(given.validated_data["update"]),
+                    update=parse_update(given.validated_data["update"]),
                     signature=given.validated_data["signature"],
                     meta=given.validated_data.get("meta"),
                     answer=(answer["nonce"], answer["signature"]) if answer else None,
@@ -116,20 +126,15 @@ async def process_engine() -> Engine | None:
     return _engine
 
 
-async def _start() -> Engine:
-    def facts() -> tuple[str, Any, Any]:
-        params = connection.get_connection_params()
-        conninfo = make_conninfo(
-            **{k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
-        )
-        return conninfo, network.network(), network.node_signer()
-
-    conninfo, net, signer = await in_django(facts)
+def build(conninfo: str, *, net: network.Network, signer: Signer, shards: int = SHARDS) -> Engine:
+    """An engine on the database at `conninfo` (not started): the writer's shard callbacks reset
+    the owner's memory of the shards taken or lost."""
     owner: ChannelOwner
     writer = ShardWriter(
         conninfo,
-        on_acquired=lambda shards: owner.shards_changed(shards),
-        on_lost=lambda shards: owner.shards_changed(shards),
+        shards=shards,
+        on_acquired=lambda taken: owner.shards_changed(taken),
+        on_lost=lambda lost: owner.shards_changed(lost),
     )
     owner = ChannelOwner(writer, signer=signer, definitions=net.definitions)
     reader = Reader(conninfo)
@@ -141,7 +146,21 @@ async def _start() -> Engine:
         channel_address_for=net.channel_address_for,
         definition_address=net.definition_address,
     )
-    await writer.start()
-    await reader.open()
-    logger.info("update engine started, owning %d of %d shards", len(writer.owned), writer.shards)
-    return Engine(writer, reader, router)
+    return Engine(writer, reader, owner, router)
+
+
+async def _start() -> Engine:
+    def facts() -> tuple[str, network.Network, Signer]:
+        params = connection.get_connection_params()
+        conninfo = make_conninfo(
+            **{k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
+        )
+        return conninfo, network.network(), network.node_signer()
+
+    conninfo, net, signer = await in_django(facts)
+    engine = build(conninfo, net=net, signer=signer)
+    await engine.start()
+    logger.info(
+        "update engine started, owning %d of %d shards", len(engine.writer.owned), engine.writer.shards
+    )
+    return engine

@@ -1,12 +1,15 @@
 """`make bench-engine` runs: a few routed transfers through the engine bench, its report written, and its
-two views into the hot path (`--show-sql`, `--profile`) printed (the numbers themselves are the bench's
-business, not a test's)."""
+two views into the hot path (`--show-sql`, `--profile`) printed; with `--owner`, through the update
+engine's owner (and `--router`, its router). The numbers themselves are the bench's business, not a
+test's."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -17,28 +20,24 @@ from tests.support.processes import ROOT
 pytestmark = pytest.mark.slow
 
 
-def test_the_engine_bench_routes_transfers_and_writes_its_report(tmp_path):
-    database = settings.DATABASES["default"]
-    if not database["ENGINE"].endswith("postgresql"):
+def engine_bench(
+    out: Path, database: str, *args: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """The bench with `args` on a database of its own (`database`, dropped after): its run and report."""
+    db = settings.DATABASES["default"]
+    if not db["ENGINE"].endswith("postgresql"):
         pytest.skip("the engine bench runs on Postgres")
-    base = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}"
-    url = f"{base}/connext_engine_bench_smoke"
+    base = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}"
     try:
         finished = subprocess.run(
             [
                 sys.executable,
                 "bench/engine_bench.py",
-                "--payments",
-                "4",
-                "--warmup",
-                "1",
+                *args,
                 "--database-url",
-                url,
+                f"{base}/{database}",
                 "--out",
-                str(tmp_path),
-                "--show-sql",
-                "--profile",
-                "5",
+                str(out),
             ],
             cwd=ROOT,
             capture_output=True,
@@ -48,11 +47,25 @@ def test_the_engine_bench_routes_transfers_and_writes_its_report(tmp_path):
         )
     finally:
         with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
-            connection.execute('DROP DATABASE IF EXISTS "connext_engine_bench_smoke" WITH (FORCE)')
-
+            connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     assert finished.returncode == 0, finished.stderr
-    (written,) = tmp_path.glob("engine-*.json")
-    report = json.loads(written.read_text())
+    (written,) = out.glob("engine-*.json")
+    return finished, json.loads(written.read_text())
+
+
+def test_the_engine_bench_routes_transfers_and_writes_its_report(tmp_path):
+    finished, report = engine_bench(
+        tmp_path,
+        "connext_engine_bench_smoke",
+        "--payments",
+        "4",
+        "--warmup",
+        "1",
+        "--show-sql",
+        "--profile",
+        "5",
+    )
+
     assert report["payments"] == 4
     per = report["per_routed_transfer"]
     assert per["sql_statements"] > 0
@@ -69,41 +82,10 @@ def test_the_engine_bench_routes_transfers_and_writes_its_report(tmp_path):
 def test_the_engine_bench_drives_the_owner_with_pairs_at_once(tmp_path, mode):
     """`--owner`: the channel steps through the update engine's owner, two pairs of users at once;
     with `--router`, whole payments through its router."""
-    database = settings.DATABASES["default"]
-    if not database["ENGINE"].endswith("postgresql"):
-        pytest.skip("the engine bench runs on Postgres")
-    base = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}"
-    url = f"{base}/connext_engine_owner_smoke"
-    try:
-        finished = subprocess.run(
-            [
-                sys.executable,
-                "bench/engine_bench.py",
-                *mode,
-                "--pairs",
-                "2",
-                "--payments",
-                "4",
-                "--warmup",
-                "2",
-                "--database-url",
-                url,
-                "--out",
-                str(tmp_path),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-    finally:
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
-            connection.execute('DROP DATABASE IF EXISTS "connext_engine_owner_smoke" WITH (FORCE)')
+    finished, report = engine_bench(
+        tmp_path, "connext_engine_owner_smoke", *mode, "--pairs", "2", "--payments", "4", "--warmup", "2"
+    )
 
-    assert finished.returncode == 0, finished.stderr
-    (written,) = tmp_path.glob("engine-owner-*.json")
-    report = json.loads(written.read_text())
     assert (report["pairs"], report["payments"]) == (2, 4)
     per = report["per_routed_transfer"]
     assert per["node_cpu_us"] > 0

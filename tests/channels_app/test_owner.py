@@ -15,10 +15,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
-from django.db import connection
-from psycopg.conninfo import make_conninfo
 
-from channels_app import network
 from channels_app.engine.owner import ChannelOwner, Outcome
 from channels_app.engine.shard_writer import OwnershipLost, ShardWriter
 from channels_app.models import Channel, ChannelUpdate, Transfer
@@ -30,6 +27,7 @@ from connext.protocol.definitions import LinkedState, PreimageResolver
 from connext.protocol.encoding import keccak256
 from connext.protocol.types import CreateUpdate, ResolveUpdate, Update
 from tests.channels_app.conftest import FUNDER_KEY
+from tests.support.engine import database_conninfo, django, fixed, running
 from tests.support.node_work import run_node_work
 from tests.support.wallet import ETH, Wallet
 
@@ -40,10 +38,7 @@ T = TypeVar("T")
 
 @pytest.fixture
 def conninfo() -> str:
-    params = connection.get_connection_params()
-    return make_conninfo(
-        **{k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
-    )
+    return database_conninfo()
 
 
 @pytest.fixture
@@ -57,34 +52,9 @@ def alice(client, w3) -> Wallet:
     return wallet
 
 
-async def django(call: Callable[[], T]) -> T:
-    """A call into Django (the ORM, the test client) off the event loop, on a connection of its own."""
-
-    def run() -> T:
-        try:
-            return call()
-        finally:
-            connection.close()
-
-    return await asyncio.to_thread(run)
-
-
 async def owning(conninfo: str, scenario: Callable[[ChannelOwner, ShardWriter], Awaitable[T]]) -> T:
     """`scenario` with a started owner of every shard (the node's signer and definitions)."""
-    signer, definitions = await django(lambda: (network.node_signer(), network.network().definitions))
-    owner: ChannelOwner
-    writer = ShardWriter(
-        conninfo,
-        shards=4,
-        on_acquired=lambda shards: owner.shards_changed(shards),
-        on_lost=lambda shards: owner.shards_changed(shards),
-    )
-    owner = ChannelOwner(writer, signer=signer, definitions=definitions)
-    await writer.start()
-    try:
-        return await scenario(owner, writer)
-    finally:
-        await writer.close()
+    return await running(conninfo, lambda engine: scenario(engine.owner, engine.writer))
 
 
 def linked_payment(wallet: Wallet, amount: int) -> tuple[CreateUpdate, bytes, dict[str, Any], bytes]:
@@ -460,11 +430,6 @@ def test_a_proposal_the_row_lock_path_made_under_the_owner_is_never_overwritten(
 
     assert (refused.code, refused.status) == ("update_pending", 409)
     assert Channel.objects.get(address=address).pending_node_signature == theirs
-
-
-def fixed(update: Any) -> Any:
-    """A proposal's builder that proposes `update` whatever the channel holds."""
-    return lambda _record: update
 
 
 def test_a_refusal_is_made_on_the_channel_as_stored_never_on_memory_behind_it(conninfo, alice):

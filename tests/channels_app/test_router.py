@@ -13,14 +13,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
-from django.db import connection
-from psycopg.conninfo import make_conninfo
 
-from channels_app import network
-from channels_app.engine.owner import ChannelOwner, Event
-from channels_app.engine.reader import Reader
+from channels_app.engine.owner import Event
 from channels_app.engine.router import Routed, Router
-from channels_app.engine.shard_writer import ShardWriter
 from channels_app.models import Channel, ChannelUpdate, OnchainTransaction, Payment, Transfer
 from channels_app.services.channels import ChannelError
 from channels_app.services.errors import ServiceError
@@ -30,6 +25,7 @@ from connext.protocol.definitions import LinkedState, PreimageResolver
 from connext.protocol.encoding import keccak256
 from connext.protocol.types import CreateUpdate, DepositUpdate, ResolveUpdate
 from tests.channels_app.conftest import FUNDER_KEY
+from tests.support.engine import database_conninfo, django, running
 from tests.support.node_work import run_node_work
 from tests.support.wallet import ETH, Wallet
 
@@ -40,10 +36,7 @@ T = TypeVar("T")
 
 @pytest.fixture
 def conninfo() -> str:
-    params = connection.get_connection_params()
-    return make_conninfo(
-        **{k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
-    )
+    return database_conninfo()
 
 
 def funded(client: Any, w3: Any) -> Wallet:
@@ -64,44 +57,9 @@ def alice_and_bob(client, w3) -> tuple[Wallet, Wallet]:
     return alice, bob
 
 
-async def django(call: Callable[[], T]) -> T:
-    def run() -> T:
-        try:
-            return call()
-        finally:
-            connection.close()
-
-    return await asyncio.to_thread(run)
-
-
 async def routing(conninfo: str, scenario: Callable[[Router], Awaitable[T]]) -> T:
     """`scenario` with a router over a started owner of every shard."""
-    net = await django(network.network)
-    signer = await django(network.node_signer)
-    owner: ChannelOwner
-    writer = ShardWriter(
-        conninfo,
-        shards=4,
-        on_acquired=lambda shards: owner.shards_changed(shards),
-        on_lost=lambda shards: owner.shards_changed(shards),
-    )
-    owner = ChannelOwner(writer, signer=signer, definitions=net.definitions)
-    reader = Reader(conninfo)
-    router = Router(
-        owner,
-        reader,
-        node_address=net.node_address,
-        definitions=net.definitions,
-        channel_address_for=net.channel_address_for,
-        definition_address=net.definition_address,
-    )
-    await writer.start()
-    await reader.open()
-    try:
-        return await scenario(router)
-    finally:
-        await reader.close()
-        await writer.close()
+    return await running(conninfo, lambda engine: scenario(engine.router))
 
 
 def payment_create(
@@ -123,6 +81,18 @@ def payment_create(
     )
     _, signature = wallet.sign(update)
     return update, signature, meta, preimage
+
+
+def resolve_with(wallet: Wallet, state: Any, payment_id: bytes, preimage: bytes) -> ResolveUpdate:
+    """`wallet`'s resolve of the active transfer of `payment_id` in `state` with `preimage`."""
+    transfer = next(t for t in state.transfers if t.payment_id == payment_id)
+    return ResolveUpdate(
+        channel_address=state.channel_address,
+        nonce=state.nonce + 1,
+        initiator=wallet.address,
+        transfer_id=transfer.transfer_id,
+        encoded_resolver=PreimageResolver(preimage).encode(),
+    )
 
 
 def proposal_for(wallet: Wallet, events: tuple[Event, ...]) -> tuple[Any, bytes]:
@@ -163,14 +133,7 @@ def test_a_payment_through_the_router_is_forwarded_decided_and_settled_as_the_ro
         # Bob resolves with the preimage, countersigning the forward in the same request.
         forwarded, answer = proposal_for(bob, sent.events)
         bob.state = forwarded
-        transfer = next(t for t in forwarded.transfers if t.payment_id == update.payment_id)
-        resolve = ResolveUpdate(
-            channel_address=forwarded.channel_address,
-            nonce=forwarded.nonce + 1,
-            initiator=bob.address,
-            transfer_id=transfer.transfer_id,
-            encoded_resolver=PreimageResolver(preimage).encode(),
-        )
+        resolve = resolve_with(bob, forwarded, update.payment_id, preimage)
         _, resolve_signature = bob.sign(resolve)
         resolved = await router.user_update(
             user=bob.address, update=resolve, signature=resolve_signature, answer=(forwarded.nonce, answer)
@@ -419,14 +382,7 @@ def test_the_routers_payment_json_is_the_row_lock_paths_at_every_step(conninfo, 
         )
         bob.state = forwarded
         await compare(router)  # its receiver side locked
-        transfer = next(t for t in forwarded.transfers if t.payment_id == update.payment_id)
-        resolve = ResolveUpdate(
-            channel_address=forwarded.channel_address,
-            nonce=forwarded.nonce + 1,
-            initiator=bob.address,
-            transfer_id=transfer.transfer_id,
-            encoded_resolver=PreimageResolver(preimage).encode(),
-        )
+        resolve = resolve_with(bob, forwarded, update.payment_id, preimage)
         _, resolve_signature = bob.sign(resolve)
         keep(bob, await router.user_update(user=bob.address, update=resolve, signature=resolve_signature))
         await compare(router)  # completed, the sender side still active

@@ -1,0 +1,52 @@
+"""The update engine (`channels_app.engine`) in a test: one on the test database, owning every shard,
+and calls into Django from inside its event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from django.db import connection
+from psycopg.conninfo import make_conninfo
+
+from channels_app import network
+from channels_app.engine.process import Engine, build
+
+T = TypeVar("T")
+
+
+def database_conninfo() -> str:
+    """The test database, as psycopg connects to it."""
+    params = connection.get_connection_params()
+    return make_conninfo(
+        **{k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
+    )
+
+
+async def django(call: Callable[[], T]) -> T:
+    """A call into Django (the ORM, the test client) off the event loop, on a connection of its own."""
+
+    def run() -> T:
+        try:
+            return call()
+        finally:
+            connection.close()
+
+    return await asyncio.to_thread(run)
+
+
+async def running(conninfo: str, scenario: Callable[[Engine], Awaitable[T]]) -> T:
+    """`scenario` with a started engine owning every one of 4 shards (the node's signer and contracts)."""
+    net, signer = await django(lambda: (network.network(), network.node_signer()))
+    engine = build(conninfo, net=net, signer=signer, shards=4)
+    await engine.start()
+    try:
+        return await scenario(engine)
+    finally:
+        await engine.close()
+
+
+def fixed(update: Any) -> Callable[[Any], Any]:
+    """A proposal's builder (`ChannelOwner.propose`) that proposes `update` whatever the channel holds."""
+    return lambda _record: update
