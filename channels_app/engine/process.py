@@ -116,6 +116,12 @@ async def process_engine() -> Engine | None:
     global _engine, _starting
     if not settings.UPDATE_ENGINE:
         return None
+    backend = settings.DATABASES["default"]["ENGINE"]
+    if not backend.endswith("postgresql"):  # the writer's fence is a Postgres advisory lock
+        if _starting is None:
+            logger.warning("UPDATE_ENGINE needs Postgres (the database is %s): it stays off", backend)
+            _starting = asyncio.Lock()
+        return None
     if _engine is not None:
         return _engine
     if _starting is None:
