@@ -95,6 +95,10 @@ class Exchange:
         sent with the update."""
         prepared: PreparedAnswer | None = with_answer
         for _ in range(MAX_UPDATE_ATTEMPTS):
+            if prepared is None and self._countersigned_unsettled():
+                # A countersignature sent at the next nonce whose answer was not seen: the node's state
+                # settles it (else `_sign_own` refuses; the inbox's sync answers the proposal again).
+                await self.sync_locked(answer_proposal=False)
             base = prepared.new if prepared is not None else self._core.state
             built = build(base)
             if built is None:
@@ -102,7 +106,7 @@ class Exchange:
                     await self._send_answer_locked(prepared)
                 return None
             update, chain_deposits = built
-            new, signature = self._sign_own(update, chain_deposits, base=base)
+            new, signature = self._sign_own(update, chain_deposits, base=base, answered=prepared)
             body: dict[str, Any] = {
                 "update": serialization.update_to_json(update),
                 "signature": serialization.hex_bytes(signature),
@@ -142,10 +146,19 @@ class Exchange:
         chain_deposits: dict[str, tuple[int, int]],
         *,
         base: ChannelState | None = None,
+        answered: PreparedAnswer | None = None,
     ) -> tuple[ChannelState, bytes]:
         """Derive and sign the user's own update (on `base`, the latest state by default); it is kept
-        as pending until answered. No transfer of the user's has an on-chain window its watcher could
-        not answer in."""
+        as pending until answered, synced before it is sent, with `answered` (the node's proposal the
+        same request countersigns) in the same commit. No transfer of the user's has an on-chain window
+        its watcher could not answer in, and no update is signed at the nonce of a proposal the user
+        countersigned."""
+        if self._countersigned_unsettled(update.nonce):
+            raise ConnextError(
+                "countersign_unsettled",
+                f"the user countersigned the node's proposal at nonce {update.nonce} and the node has not"
+                " confirmed it yet; try again once the client has synced",
+            )
         if isinstance(update, CreateUpdate):
             policy.check_window("transfer_timeout", update.transfer_timeout, self._core.min_window)
         context = self._core.context(chain_deposits)
@@ -155,8 +168,21 @@ class Exchange:
             )
         except ProtocolError as exc:
             raise policy.from_protocol(exc) from None
-        self._core.store.save_pending(update, signature)
+        held = (
+            None
+            if answered is None
+            else SignedChannelState(answered.new, answered.node_signature, answered.signature)
+        )
+        self._core.store.save_pending(update, signature, answered=held)
         return new, signature
+
+    def _countersigned_unsettled(self, nonce: int | None = None) -> bool:
+        """The store holds a proposal the user countersigned at `nonce` (by default, the latest
+        state's next) that the client has not adopted yet."""
+        held = self._core.store.countersigned(self._core.channel_address)
+        if held is None:
+            return False
+        return held.state.nonce == (self._core.state.nonce + 1 if nonce is None else nonce)
 
     async def _recover_locked(self, exc: NodeError) -> bool:
         """Bring the client up to date after a refusal the client can recover from; False otherwise."""
@@ -255,11 +281,24 @@ class Exchange:
         except ValidationError as exc:
             self._refused(exc, update)
             return None
+        held = core.store.countersigned(core.channel_address)
+        if held is not None and held.state.nonce == new.nonce and held.state.state_hash != new.state_hash:
+            self._refused(
+                ValidationError(
+                    "conflicting_proposal",
+                    f"the user countersigned another state at nonce {new.nonce}: it signs no second one",
+                ),
+                update,
+            )
+            return None
         signature = signing.sign_state(new, core.signer)
         return PreparedAnswer(previous, update, new, node_signature, signature, meta)
 
     async def _send_answer_locked(self, prepared: PreparedAnswer) -> None:
         new = prepared.new
+        self._core.store.save_countersigned(
+            SignedChannelState(new, prepared.node_signature, prepared.signature)
+        )
         try:
             answer = await self._core.api.post(
                 "/api/channel/countersign",
@@ -320,6 +359,16 @@ class Exchange:
             channel = await self.fetch_channel() or channel
             node_latest = self.verified(channel)
         self.adopt_if_newer(node_latest)
+        held = core.store.countersigned(core.channel_address)
+        if held is not None and held.state.nonce == core.state.nonce + 1 and not _proposes(channel, held):
+            # The user countersigned the node's proposal at the next nonce and the node holds neither
+            # it nor that proposal: it lost a state it signed (a restore). Show it that state.
+            logger.warning(
+                "the node lost its proposal at nonce %s that the user countersigned", held.state.nonce
+            )
+            self.adopt(held)
+            await self.reconcile_locked()
+            channel = await self.fetch_channel() or channel
         pending = core.store.pending(core.channel_address)
         if (
             pending is not None
@@ -522,6 +571,19 @@ class Exchange:
             self._accept_answer(answer, new, signature)
         else:  # opened meanwhile by another device: take the node's latest, verified
             self.adopt(self.verified(answer), restoring=True)
+
+
+def _proposes(channel: dict[str, Any], held: SignedChannelState) -> bool:
+    """The node's channel has `held` open as its proposal: the node's signature on it is the same
+    (one key's signatures over two states never are)."""
+    proposal = channel.get("proposal")
+    if not isinstance(proposal, dict):
+        return False
+    try:
+        signature = serialization.parse_bytes(proposal.get("nodeSignature"), field="nodeSignature")
+    except ProtocolError:
+        return False
+    return signature == held.node_signature
 
 
 def _hex(value: object, field: str) -> bytes:

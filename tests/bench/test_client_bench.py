@@ -68,4 +68,5 @@ def test_the_client_bench_routes_transfers_and_splits_the_clients_cpu(tmp_path):
     parts = report["by_part_cpu_us_per_transfer"]
     assert {"store writes", "store reads", "signing, recovering, hashing", "the rest"} <= set(parts)
     assert parts["store writes"] > 0
+    assert report["store_commits_per_transfer"]["synced"] > 0
     assert "µs of client CPU per transfer" in finished.stdout
