@@ -124,7 +124,7 @@ class Exchange:
                 prepared = None
                 if exc.code == "update_pending" and exc.details.get("proposal"):
                     if "latest" in exc.details:
-                        self.adopt_if_newer(self.verified(exc.details["latest"]))
+                        self.adopt_if_newer_json(exc.details["latest"])
                     prepared = await self._prepare_answer_locked(exc.details["proposal"])
                     if prepared is not None:
                         continue
@@ -194,13 +194,13 @@ class Exchange:
             return True
         if exc.code == "update_pending":
             if "latest" in exc.details:
-                self.adopt_if_newer(self.verified(exc.details["latest"]))
+                self.adopt_if_newer_json(exc.details["latest"])
             await self.answer_proposal_locked(exc.details.get("proposal"))
             return True
         if exc.code in ("stale_nonce", "nonce_gap"):
             self._core.store.clear_pending(self._core.channel_address)
             if "latest" in exc.details:
-                self.adopt_if_newer(self.verified(exc.details["latest"]))
+                self.adopt_if_newer_json(exc.details["latest"])
             else:
                 await self.sync_locked()
             return True
@@ -309,10 +309,23 @@ class Exchange:
                 raise
             await self.sync_locked(answer_proposal=False)  # the node moved on (another device answered)
             return
-        answered = self.verified(answer)
-        if answered.state.state_hash != new.state_hash:
-            raise ValidationError("state_mismatch", "the node stored a different state than the proposal")
-        self._adopt_answered(prepared, answered.node_signature)
+        if not self._restates(answer, prepared):
+            answered = self.verified(answer)
+            if answered.state.state_hash != new.state_hash:
+                raise ValidationError("state_mismatch", "the node stored a different state than the proposal")
+        self._adopt_answered(prepared, prepared.node_signature)
+
+    @staticmethod
+    def _restates(answer: dict[str, Any], prepared: PreparedAnswer) -> bool:
+        """The node's answer carries the signatures the client already checked on the proposal's state
+        (the node's, recovered from the proposal, and the user's own): the same doubly signed state, so
+        it is not parsed and verified again. ECDSA signatures by one key over two hashes never match."""
+        try:
+            node_signature = serialization.parse_bytes(answer.get("nodeSignature"), field="nodeSignature")
+            user_signature = serialization.parse_bytes(answer.get("userSignature"), field="userSignature")
+        except ProtocolError:
+            return False
+        return (node_signature, user_signature) == (prepared.node_signature, prepared.signature)
 
     def _adopt_answered(self, prepared: PreparedAnswer, node_signature: bytes) -> None:
         """Adopt the node's proposal the user countersigned, and record what it did to payments."""
@@ -474,6 +487,8 @@ class Exchange:
         """The node's latest state (from a refusal) is older than ours: its records were restored."""
         if not isinstance(latest, dict) or self._core.signed is None:
             return False
+        if _nonce_of(latest) == self._core.signed.state.nonce:
+            return False
         return self.verified(latest).state.nonce < self._core.signed.state.nonce
 
     async def reconcile_locked(self) -> None:
@@ -493,10 +508,10 @@ class Exchange:
                 answer = await self._core.api.post("/api/channel/reconcile", body)
             except NodeError as exc:
                 if exc.code == "stale_state" and "latest" in exc.details:  # the node is ahead: adopt
-                    self.adopt_if_newer(self.verified(exc.details["latest"]))
+                    self.adopt_if_newer_json(exc.details["latest"])
                     return
                 raise
-            self.adopt_if_newer(self.verified(answer))
+            self.adopt_if_newer_json(answer)
             if not answer.get("fenced"):
                 logger.info("reconciled the channel with the node at nonce %s", signed.state.nonce)
                 return
@@ -511,6 +526,14 @@ class Exchange:
                     "channel_reconciling", "the node is still reading the chain before it signs again"
                 )
             await asyncio.sleep(RECONCILE_RETRY_SECONDS)
+
+    def adopt_if_newer_json(self, body: Any) -> None:
+        """`adopt_if_newer` for the node's JSON of a doubly signed state. One at the nonce the client
+        holds is dropped unread: the client adopts no state at a nonce it holds, so it is not parsed and
+        verified again."""
+        if self._core.signed is not None and _nonce_of(body) == self._core.signed.state.nonce:
+            return
+        self.adopt_if_newer(self.verified(body))
 
     def adopt_if_newer(self, signed: SignedChannelState) -> None:
         latest = self._core.signed
@@ -571,6 +594,14 @@ class Exchange:
             self._accept_answer(answer, new, signature)
         else:  # opened meanwhile by another device: take the node's latest, verified
             self.adopt(self.verified(answer), restoring=True)
+
+
+def _nonce_of(body: Any) -> int | None:
+    """The nonce of the node's JSON of a state (`{"state": {"nonce": …}}`), None when unreadable."""
+    try:
+        return serialization.parse_uint(body["state"]["nonce"], field="nonce")
+    except (ProtocolError, KeyError, TypeError):
+        return None
 
 
 def _proposes(channel: dict[str, Any], held: SignedChannelState) -> bool:
