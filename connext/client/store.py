@@ -13,18 +13,22 @@ holds it is on disk. The update the user signed and is about to send, and the no
 countersigned (with both signatures) before that countersignature is sent, commit synced
 (`synchronous=FULL`): one fsync per request that carries the user's signatures, which also makes every
 earlier write durable (the WAL is written in order). So does a retracted update (`clear_pending`) and a
-latest state that gives the user more than the one before it. Everything else commits unsynced
-(`synchronous=NORMAL` in WAL): it survives a crash of the process; an OS crash or power loss can drop
-the tail since the last synced commit, which the client learns again from the node.
+latest state that gives the user more than the one before it. Other states commit unsynced
+(`synchronous=NORMAL` in WAL: it survives a crash of the process; an OS crash or power loss can drop the
+tail since the last synced commit, which the client learns again from the node). Payment records and
+the setup are batched: written with the next transaction, or in one of their own within BATCH_SECONDS
+(a crash of the process can drop that much of the node's news, told again at the next sync).
 
-Every write is one transaction. The latest state, the pending update, the countersigned proposal and
-recently used payment records are kept in memory once read or written, and changed there only after
-their write committed; a commit by another connection to the file (another process) empties that memory.
+The latest state, the pending update, the countersigned proposal and recently used payment records are
+kept in memory once read or written; a state is changed there only after its write committed, and a
+transaction that fails empties the memory of what it held (the batch). A commit by another connection
+to the file (another process) empties that memory too.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -214,6 +218,7 @@ def _payment_from_row(row: tuple[Any, ...]) -> PaymentRecord:
 
 
 PAYMENTS_KEPT = 4096  # payment records kept in memory (the most recently used)
+BATCH_SECONDS = 0.05  # the longest a payment record or the setup waits for a transaction to go with
 
 
 def _gives_user_more(previous: ChannelState | None, new: ChannelState) -> bool:
@@ -248,6 +253,8 @@ def _signed_values(signed: SignedState) -> tuple[str, int, str, str, str]:
     )
 
 
+logger = logging.getLogger("connext.client")
+
 _MISSING: Any = object()  # not read yet (None is a read that found nothing)
 
 
@@ -263,6 +270,10 @@ class Store:
             ":memory:" if self.path is None else str(self.path), check_same_thread=False, isolation_level=None
         )
         self._lock = threading.RLock()
+        self._batch_due = threading.Condition(self._lock)
+        self._batch: list[tuple[str, tuple[Any, ...]]] = []  # news written to memory, not to the file yet
+        self._batch_since = 0.0
+        self._closed = False
         self._synchronous = ""
         self.commits = 0  # transactions committed by this store, and how many of them synced
         self.synced_commits = 0
@@ -276,10 +287,25 @@ class Store:
             )
             self._db.executescript(_SCHEMA)
             self._data_version = self._read_data_version()
+        self._flusher = threading.Thread(target=self._flush_when_due, name="connext-store", daemon=True)
+        self._flusher.start()
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._closed:
+                return
+            self._closed = True
+            self._batch_due.notify()
+            try:
+                self._commit_batch()
+            finally:
+                self._db.close()
+        self._flusher.join()
+
+    def flush(self) -> None:
+        """Commit the batched writes now (unsynced)."""
+        with self._lock:
+            self._commit_batch()
 
     # -- transactions and memory ----------------------------------------------------------------------
 
@@ -295,29 +321,69 @@ class Store:
             self._synchronous = wanted
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            for statement, values in self._batch:  # the batch goes first, in the order it was written
+                self._db.execute(statement, values)
             yield self._db
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
+            if self._batch:  # the memory held the batch: it is the file's again
+                self._batch.clear()
+                self._forget()
             raise
+        self._batch.clear()
         self.commits += 1
         self.synced_commits += synced
+
+    def _add_to_batch(self, statement: str, values: tuple[Any, ...]) -> None:
+        """Write `statement` with the next transaction, or within BATCH_SECONDS (the caller holds the
+        lock and changes the memory as if it were written)."""
+        if not self._batch:
+            self._batch_since = time.monotonic()
+            self._batch_due.notify()
+        self._batch.append((statement, values))
+
+    def _commit_batch(self) -> None:
+        if self._batch:
+            with self._write(synced=False):
+                pass
+
+    def _flush_when_due(self) -> None:
+        with self._lock:
+            while not self._closed:
+                if not self._batch:
+                    self._batch_due.wait()
+                    continue
+                due = self._batch_since + BATCH_SECONDS - time.monotonic()
+                if due > 0:
+                    self._batch_due.wait(due)
+                    continue
+                try:
+                    self._commit_batch()
+                except (sqlite3.Error, ValueError) as exc:
+                    logger.warning("the store could not write its batch of payment news: %r", exc)
 
     def _read_data_version(self) -> int:
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def _forget_if_changed(self) -> None:
-        """Empty the memory when another connection committed to the file since it was filled."""
+        """Empty the memory when another connection committed to the file since it was filled (its
+        batch written first, on top)."""
         if self.path is None:
             return
         version = self._read_data_version()
-        if version != self._data_version:
-            self._data_version = version
-            self._latest.clear()
-            self._pending.clear()
-            self._countersigned.clear()
-            self._payments.clear()
+        if version == self._data_version:
+            return
+        self._data_version = version
+        self._commit_batch()
+        self._forget()
+
+    def _forget(self) -> None:
+        self._latest.clear()
+        self._pending.clear()
+        self._countersigned.clear()
+        self._payments.clear()
 
     # -- the channel's states ------------------------------------------------------------------------
 
@@ -461,8 +527,8 @@ class Store:
     # -- the channel's setup ---------------------------------------------------------------------------
 
     def save_setup(self, setup: ChannelSetup) -> None:
-        with self._lock, self._write(synced=False) as db:
-            db.execute(
+        with self._lock:
+            self._add_to_batch(
                 "INSERT INTO channel_setup (channel_address, setup) VALUES (?, ?)"
                 " ON CONFLICT (channel_address) DO UPDATE SET setup = excluded.setup",
                 (setup.channel_address, json.dumps(setup.as_json(), sort_keys=True)),
@@ -472,6 +538,7 @@ class Store:
         """The setup of `channel_address`; without one, of the store's only channel (None when there are
         none or several)."""
         with self._lock:
+            self._commit_batch()
             if channel_address is None:
                 rows = self._db.execute("SELECT setup FROM channel_setup LIMIT 2").fetchall()
             else:
@@ -505,6 +572,7 @@ class Store:
     def payments(self, limit: int = 200, *, before: str | None = None) -> list[PaymentRecord]:
         """The user's payments, newest first; with `before` (a payment id), those recorded before it."""
         with self._lock:
+            self._commit_batch()
             if before is None:
                 rows = self._db.execute(
                     _SELECT_PAYMENTS + " ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
@@ -515,14 +583,15 @@ class Store:
 
     def payments_with_status(self, status: str) -> list[PaymentRecord]:
         with self._lock:
+            self._commit_batch()
             rows = self._db.execute(_SELECT_PAYMENTS + " WHERE status = ?", (status,)).fetchall()
         return [_payment_from_row(row) for row in rows]
 
     def delete_payment(self, payment_id: str) -> None:
         """Forget a payment that never happened (the node refused it, or never took it)."""
         with self._lock:
-            with self._write(synced=False) as db:
-                db.execute("DELETE FROM payment WHERE payment_id = ?", (payment_id,))
+            self._forget_if_changed()
+            self._add_to_batch("DELETE FROM payment WHERE payment_id = ?", (payment_id,))
             self._keep_payment(payment_id, None)
 
     def save_payment(self, record: PaymentRecord) -> PaymentRecord:
@@ -541,24 +610,23 @@ class Store:
             )
             if existing is not None and replace(record, updated_at=existing.updated_at) == existing:
                 return existing
-            with self._write(synced=False) as db:
-                db.execute(
-                    _SAVE_PAYMENT,
-                    (
-                        record.payment_id,
-                        record.direction,
-                        record.kind,
-                        record.sender,
-                        record.recipient,
-                        record.asset_id,
-                        str(record.amount),
-                        record.status,
-                        record.failure,
-                        record.secret.hex(),
-                        json.dumps(record.meta, sort_keys=True),
-                        record.created_at,
-                        record.updated_at,
-                    ),
-                )
+            self._add_to_batch(
+                _SAVE_PAYMENT,
+                (
+                    record.payment_id,
+                    record.direction,
+                    record.kind,
+                    record.sender,
+                    record.recipient,
+                    record.asset_id,
+                    str(record.amount),
+                    record.status,
+                    record.failure,
+                    record.secret.hex(),
+                    json.dumps(record.meta, sort_keys=True),
+                    record.created_at,
+                    record.updated_at,
+                ),
+            )
             self._keep_payment(record.payment_id, record)
         return record

@@ -22,6 +22,7 @@ from tests.protocol.protocol_helpers import (
     linked_create,
     preimage_for,
 )
+from tests.support.processes import wait_until
 
 
 def signed(state) -> SignedState:
@@ -213,8 +214,9 @@ def test_a_write_that_raises_leaves_the_memory_as_the_file_is(tmp_path):
         store.save_latest(signed(locked))  # its DELETE of the pending update is refused: all rolled back
     with pytest.raises(sqlite3.IntegrityError):
         store.clear_pending(state.channel_address)
+    store.delete_payment(first.payment_id)  # batched: written with the next transaction
     with pytest.raises(sqlite3.IntegrityError):
-        store.delete_payment(first.payment_id)
+        store.flush()
 
     reopened = Store(tmp_path / "wallet.db")
     for view in (store, reopened):
@@ -232,9 +234,36 @@ def test_a_store_sees_what_another_process_committed_to_its_file(tmp_path):
 
     writing.save_latest(signed(state))
     writing.save_payment(_payment("forwarded"))
+    writing.flush()  # payment news is batched (the next test)
 
     assert watching.latest(state.channel_address) == signed(state)
     assert watching.payment(_payment("forwarded").payment_id).status == "forwarded"
+
+
+def test_payment_news_goes_with_the_next_transaction_or_on_its_own_soon_after(tmp_path):
+    state = funded_state()
+    store = Store(tmp_path / "wallet.db")
+    store.save_latest(signed(state))
+    update, locked = _linked_create_by_user(state)
+    other = sqlite3.connect(tmp_path / "wallet.db")
+
+    def on_file(payment_id: str) -> str | None:
+        row = other.execute("SELECT status FROM payment WHERE payment_id = ?", (payment_id,)).fetchone()
+        return None if row is None else row[0]
+
+    commits = store.commits
+    store.save_payment(replace(_payment("sending"), payment_id="0x" + "03" * 32))
+    store.save_pending(update, signing.sign_state(locked, USER))  # the record of a create, then its update
+    assert store.commits == commits + 1
+    assert on_file("0x" + "03" * 32) == "sending"
+
+    store.save_payment(_payment("forwarded"))  # nothing else to go with: on its own, within BATCH_SECONDS
+    wait_until(lambda: on_file(_payment("forwarded").payment_id), timeout=5, what="the batch's commit")
+    assert on_file(_payment("forwarded").payment_id) == "forwarded"
+
+    store.save_payment(_payment("completed"))
+    store.close()  # closing writes what is batched
+    assert Store(tmp_path / "wallet.db").payment(_payment("forwarded").payment_id).status == "completed"
 
 
 def _payment(status: str) -> PaymentRecord:
