@@ -1,6 +1,7 @@
 """The clients' own CPU per routed transfer, split by what the client does (make bench-client; issue #21).
 
-    .venv/bin/python bench/client_bench.py [--clients 10] [--seconds 20] [--in-flight 2] [--profile 30]
+    .venv/bin/python bench/client_bench.py [--clients 10] [--seconds 20] [--in-flight 2 | --rate 12]
+        [--plain] [--profile 30] [--database connext_client_bench] [--redis redis://…/13]
 
 Starts the stack as `make bench` does (`routing_bench.start_stack`: a fresh database, anvil, the
 contracts, daphne processes, a Celery worker with beat), connects the clients in this process over
@@ -21,8 +22,12 @@ clock and counted exclusively (a store write's JSON encoding counts as JSON, not
   after the wrappers' own cost, measured on this machine and subtracted.
 
 Prints and writes to bench/results/client-*.json: µs of client CPU per routed transfer (both clients of
-a transfer together, as `make bench` counts them) by part, and the calls per transfer of each wrapped
-function. `--plain` measures the total alone, with nothing wrapped; `--profile N` prints the N
+a transfer together, as `make bench` counts them) by part, the calls per transfer of each wrapped
+function, the store's commits (and synced ones) per transfer, and the crypto floor measured in the same
+run (the machine's speed drifts: compare the ratio). The watcher polls the chain whatever the rate, so
+its share per transfer falls as the rate rises (its CPU per second is reported too). `--rate R` sends at
+a fixed total rate (compare two runs at one rate), `--plain` measures the total alone, with nothing
+wrapped; `--profile N` prints the N
 functions with the most own and cumulative time of the event loop's thread (cProfile: compare runs
 with it, never quote its times). Not a test: numbers depend on the machine and on what else runs on it.
 """
@@ -148,6 +153,7 @@ import resource  # noqa: E402
 import tempfile  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 
+import protocol_bench  # noqa: E402
 import routing_bench  # noqa: E402
 
 from connext.client import disputes, exchange, incoming, payments, policy, store  # noqa: E402
@@ -244,14 +250,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         clients = await routing_bench.connect_clients(stack, args.clients, workdir)
         log("warming up")
         await routing_bench.run_load(clients, seconds=args.warmup, in_flight=1, rate=None)
-        log(f"sending for {args.seconds:.0f} s, {args.in_flight} in flight per client")
+        pace = f"at {args.rate}/s" if args.rate else f"{args.in_flight} in flight per client"
+        log(f"sending for {args.seconds:.0f} s, {pace}")
         METER.reset()
         commits_before = store_commits()
         cpu_before, wall_before = process_cpu_ns(), time.perf_counter()
         if profiler is not None:
             profiler.enable()
         results = await routing_bench.run_load(
-            clients, seconds=args.seconds, in_flight=args.in_flight, rate=None
+            clients, seconds=args.seconds, in_flight=args.in_flight, rate=args.rate
         )
         if profiler is not None:
             profiler.disable()
@@ -276,6 +283,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     if not completed:
         raise SystemExit(f"[client-bench] no transfer completed: {results.failed[:5]}")
     overhead_ns = 0.0 if args.plain else METER.overhead_ns()
+    log("measuring the cryptographic floor on this machine")
+    floor_us = protocol_bench.measure_named((protocol_bench.FLOOR,), runs=60)[protocol_bench.FLOOR]
     wrapped_calls = sum(measured["calls"].values())
 
     def per_transfer(ns: float) -> float:
@@ -296,7 +305,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "node_processes": args.nodes,
             "clients": args.clients,
             "seconds": args.seconds,
-            "in_flight_per_client": args.in_flight,
+            "in_flight_per_client": None if args.rate else args.in_flight,
+            "offered_rate": args.rate,
             "instrumented": not args.plain,
         },
         "completed": completed,
@@ -304,6 +314,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "failed_payments": results.failed[:20],
         "transfers_per_second": round(completed / elapsed, 1),
         "client_cpu_us_per_transfer": per_transfer(cpu_used),
+        # The machine's speed drifts: the routed transfer's crypto floor (4 signs, 4 recovers, 4 state
+        # hashes) measured in this run, and the clients' CPU in units of it.
+        "floor_us": round(floor_us, 1),
+        "client_cpu_over_floor": round(cpu_used / completed / 1000 / floor_us, 2),
+        # The watcher reads the chain every poll, whatever the rate: its cost per second of the run.
+        "watcher_cpu_us_per_second": round(measured["cpu_ns"].get(WATCHER, 0) / elapsed / 1000, 1),
         "by_part_cpu_us_per_transfer": {} if args.plain else {**parts, "the rest": round(rest, 1)},
         "instrumentation_us_per_transfer": instrumentation,
         "wrapped_calls_per_transfer": round(wrapped_calls / completed, 1),
@@ -337,6 +353,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="length of the timed run (default 20)")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of payments before it (default 3)")
     parser.add_argument("--in-flight", type=int, default=2, help="open payments per client (default 2)")
+    parser.add_argument("--rate", type=float, default=None, help="fixed total send rate (per second)")
     parser.add_argument("--plain", action="store_true", help="wrap nothing: the total CPU alone")
     parser.add_argument("--profile", type=int, default=0, help="print the N costliest functions (cProfile)")
     parser.add_argument(
@@ -357,6 +374,7 @@ def main() -> None:
     print(
         f"client: {report['completed']} routed transfers ({report['transfers_per_second']}/s),"
         f" {report['client_cpu_us_per_transfer']} µs of client CPU per transfer"
+        f" ({report['client_cpu_over_floor']} × the crypto floor of {report['floor_us']} µs)"
     )
     for part, us in report["by_part_cpu_us_per_transfer"].items():
         wall = report["wall_us_per_transfer"].get(part)
