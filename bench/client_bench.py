@@ -194,7 +194,7 @@ def store_commits() -> tuple[int, int] | None:
 
 def instrument() -> None:
     """Wrap the client's synchronous parts where they are looked up when called."""
-    reads = ("latest", "pending", "payment", "payments", "payments_with_status", "setup")
+    reads = ("latest", "pending", "countersigned", "payment", "payments", "payments_with_status", "setup")
     for name, member in list(vars(store.Store).items()):
         if name.startswith("__") or not callable(member) or name == "close":
             continue

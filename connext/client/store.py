@@ -22,7 +22,8 @@ the setup are batched: written with the next transaction, or in one of their own
 The latest state, the pending update, the countersigned proposal and recently used payment records are
 kept in memory once read or written; a state is changed there only after its write committed, and a
 transaction that fails empties the memory of what it held (the batch). A commit by another connection
-to the file (another process) empties that memory too.
+to the file (another process) empties that memory too, seen before the next write and within
+FRESH_SECONDS by reads.
 """
 
 from __future__ import annotations
@@ -219,6 +220,7 @@ def _payment_from_row(row: tuple[Any, ...]) -> PaymentRecord:
 
 PAYMENTS_KEPT = 4096  # payment records kept in memory (the most recently used)
 BATCH_SECONDS = 0.05  # the longest a payment record or the setup waits for a transaction to go with
+FRESH_SECONDS = 0.1  # a read looks for another connection's commit at most this often (each write does)
 
 
 def _gives_user_more(previous: ChannelState | None, new: ChannelState) -> bool:
@@ -274,6 +276,7 @@ class Store:
         self._batch: list[tuple[str, tuple[Any, ...]]] = []  # news written to memory, not to the file yet
         self._batch_since = 0.0
         self._closed = False
+        self._checked_at = 0.0
         self._synchronous = ""
         self.commits = 0  # transactions committed by this store, and how many of them synced
         self.synced_commits = 0
@@ -314,7 +317,7 @@ class Store:
         """One transaction (the caller holds the lock); committed with an fsync when `synced`. The
         caller changes the memory after this block, still under the lock: a write that raises leaves
         the memory as the file is."""
-        self._forget_if_changed()
+        self._forget_if_changed(writing=True)
         wanted = "FULL" if synced else "NORMAL"
         if wanted != self._synchronous:  # set between transactions: it applies to the next commit
             self._db.execute(f"PRAGMA synchronous={wanted}")
@@ -367,11 +370,16 @@ class Store:
     def _read_data_version(self) -> int:
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
-    def _forget_if_changed(self) -> None:
+    def _forget_if_changed(self, *, writing: bool = False) -> None:
         """Empty the memory when another connection committed to the file since it was filled (its
-        batch written first, on top)."""
+        batch written first, on top). Before a write always; before a read at most every
+        FRESH_SECONDS (the PRAGMA costs more than the read it guards)."""
         if self.path is None:
             return
+        now = time.monotonic()
+        if not writing and now - self._checked_at < FRESH_SECONDS:
+            return
+        self._checked_at = now
         version = self._read_data_version()
         if version == self._data_version:
             return
@@ -528,6 +536,7 @@ class Store:
 
     def save_setup(self, setup: ChannelSetup) -> None:
         with self._lock:
+            self._forget_if_changed(writing=True)
             self._add_to_batch(
                 "INSERT INTO channel_setup (channel_address, setup) VALUES (?, ?)"
                 " ON CONFLICT (channel_address) DO UPDATE SET setup = excluded.setup",
@@ -590,7 +599,7 @@ class Store:
     def delete_payment(self, payment_id: str) -> None:
         """Forget a payment that never happened (the node refused it, or never took it)."""
         with self._lock:
-            self._forget_if_changed()
+            self._forget_if_changed(writing=True)
             self._add_to_batch("DELETE FROM payment WHERE payment_id = ?", (payment_id,))
             self._keep_payment(payment_id, None)
 
@@ -600,6 +609,7 @@ class Store:
         record a signature depends on (the create of the user's payment, the secret its resolve
         reveals) is written before that signature's synced commit, which makes it durable too."""
         with self._lock:
+            self._forget_if_changed(writing=True)
             now = time.time()
             existing = self.payment(record.payment_id)
             record = replace(

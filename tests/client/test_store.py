@@ -236,7 +236,9 @@ def test_a_store_sees_what_another_process_committed_to_its_file(tmp_path):
     writing.save_payment(_payment("forwarded"))
     writing.flush()  # payment news is batched (the next test)
 
-    assert watching.latest(state.channel_address) == signed(state)
+    wait_until(  # a read looks again within FRESH_SECONDS
+        lambda: watching.latest(state.channel_address) == signed(state), timeout=5, what="the new state"
+    )
     assert watching.payment(_payment("forwarded").payment_id).status == "forwarded"
 
 
