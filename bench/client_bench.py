@@ -140,8 +140,9 @@ class Meter:
 
 
 METER = Meter()
-METER.patch(json, "dumps", JSON_TEXT, "json.dumps")
-METER.patch(json, "loads", JSON_TEXT, "json.loads")
+if "--plain" not in sys.argv:  # here, before the imports below bind them
+    METER.patch(json, "dumps", JSON_TEXT, "json.dumps")
+    METER.patch(json, "loads", JSON_TEXT, "json.loads")
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402

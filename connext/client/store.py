@@ -16,8 +16,9 @@ earlier write durable (the WAL is written in order). So does a retracted update 
 latest state that gives the user more than the one before it. Other states commit unsynced
 (`synchronous=NORMAL` in WAL: it survives a crash of the process; an OS crash or power loss can drop the
 tail since the last synced commit, which the client learns again from the node). Payment records and
-the setup are batched: written with the next transaction, or in one of their own within BATCH_SECONDS
-(a crash of the process can drop that much of the node's news, told again at the next sync).
+the setup are batched: written with the next transaction, or in one of their own within twice
+BATCH_SECONDS (a crash of the process can drop that much of the node's news, told again at the next
+sync).
 
 The latest state, the pending update, the countersigned proposal and recently used payment records are
 kept in memory once read or written; a state is changed there only after its write committed, and a
@@ -220,6 +221,7 @@ def _payment_from_row(row: tuple[Any, ...]) -> PaymentRecord:
 
 PAYMENTS_KEPT = 4096  # payment records kept in memory (the most recently used)
 BATCH_SECONDS = 0.05  # the longest a payment record or the setup waits for a transaction to go with
+IDLE_SECONDS = 1.0  # after this long without a batch the flusher sleeps until the next one
 FRESH_SECONDS = 0.1  # a read looks for another connection's commit at most this often (each write does)
 
 
@@ -276,6 +278,7 @@ class Store:
         self._batch: list[tuple[str, tuple[Any, ...]]] = []  # news written to memory, not to the file yet
         self._batch_since = 0.0
         self._closed = False
+        self._flusher_idle = False
         self._checked_at = 0.0
         self._synchronous = ""
         self.commits = 0  # transactions committed by this store, and how many of them synced
@@ -298,7 +301,7 @@ class Store:
             if self._closed:
                 return
             self._closed = True
-            self._batch_due.notify()
+            self._batch_due.notify_all()
             try:
                 self._commit_batch()
             finally:
@@ -340,11 +343,13 @@ class Store:
         self.synced_commits += synced
 
     def _add_to_batch(self, statement: str, values: tuple[Any, ...]) -> None:
-        """Write `statement` with the next transaction, or within BATCH_SECONDS (the caller holds the
-        lock and changes the memory as if it were written)."""
+        """Write `statement` with the next transaction, or within twice BATCH_SECONDS (the caller holds
+        the lock and changes the memory as if it were written)."""
         if not self._batch:
             self._batch_since = time.monotonic()
-            self._batch_due.notify()
+            if self._flusher_idle:  # waking a thread costs more than a commit: only an idle one
+                self._flusher_idle = False
+                self._batch_due.notify()
         self._batch.append((statement, values))
 
     def _commit_batch(self) -> None:
@@ -353,12 +358,19 @@ class Store:
                 pass
 
     def _flush_when_due(self) -> None:
+        """Commit a batch BATCH_SECONDS old: every BATCH_SECONDS while batches come, asleep until
+        the next one after a quiet second."""
         with self._lock:
             while not self._closed:
+                now = time.monotonic()
                 if not self._batch:
-                    self._batch_due.wait()
+                    if now - self._batch_since > IDLE_SECONDS:
+                        self._flusher_idle = True
+                        self._batch_due.wait_for(lambda: not self._flusher_idle or self._closed)
+                    else:
+                        self._batch_due.wait(BATCH_SECONDS)
                     continue
-                due = self._batch_since + BATCH_SECONDS - time.monotonic()
+                due = self._batch_since + BATCH_SECONDS - now
                 if due > 0:
                     self._batch_due.wait(due)
                     continue
@@ -536,7 +548,6 @@ class Store:
 
     def save_setup(self, setup: ChannelSetup) -> None:
         with self._lock:
-            self._forget_if_changed(writing=True)
             self._add_to_batch(
                 "INSERT INTO channel_setup (channel_address, setup) VALUES (?, ?)"
                 " ON CONFLICT (channel_address) DO UPDATE SET setup = excluded.setup",
@@ -599,7 +610,6 @@ class Store:
     def delete_payment(self, payment_id: str) -> None:
         """Forget a payment that never happened (the node refused it, or never took it)."""
         with self._lock:
-            self._forget_if_changed(writing=True)
             self._add_to_batch("DELETE FROM payment WHERE payment_id = ?", (payment_id,))
             self._keep_payment(payment_id, None)
 
@@ -609,7 +619,6 @@ class Store:
         record a signature depends on (the create of the user's payment, the secret its resolve
         reveals) is written before that signature's synced commit, which makes it durable too."""
         with self._lock:
-            self._forget_if_changed(writing=True)
             now = time.time()
             existing = self.payment(record.payment_id)
             record = replace(
