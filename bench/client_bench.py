@@ -170,6 +170,7 @@ from connext.protocol import (  # noqa: E402
 )
 
 DEFAULT_DATABASE = "connext_client_bench"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
 
 
@@ -226,6 +227,21 @@ def instrument() -> None:
     assert exchange  # imported so its module-level names exist before the clients start
 
 
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds of this process's threads so far, by kind (their names without numbers)."""
+    names = {thread.native_id: thread.name for thread in threading.enumerate()}
+    by_kind: dict[str, float] = defaultdict(float)
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(task.name), "other")
+        kind = "event loop" if name == "MainThread" else name.rstrip("0123456789_-() ").split(" (")[0]
+        by_kind[kind] += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return dict(by_kind)
+
+
 def process_cpu_ns() -> int:
     usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process, no children
     return int((usage.ru_utime + usage.ru_stime) * 1e9)
@@ -255,6 +271,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         log(f"sending for {args.seconds:.0f} s, {pace}")
         METER.reset()
         commits_before = store_commits()
+        threads_before = thread_cpu_seconds()
         cpu_before, wall_before = process_cpu_ns(), time.perf_counter()
         if profiler is not None:
             profiler.enable()
@@ -265,6 +282,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             profiler.disable()
         cpu_used, elapsed = process_cpu_ns() - cpu_before, time.perf_counter() - wall_before
         commits_after = store_commits()
+        threads_after = thread_cpu_seconds()
         measured = {
             "cpu_ns": dict(METER.cpu_ns),
             "wall_ns": dict(METER.wall_ns),
@@ -331,6 +349,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "synced": round((commits_after[1] - commits_before[1]) / completed, 2),
         },
         "wall_us_per_transfer": {part: per_transfer(measured["wall_ns"].get(part, 0)) for part in PARTS},
+        # Threads that ended inside the window are missing (to_thread's workers live on).
+        "threads_cpu_us_per_transfer": {
+            kind: per_transfer((threads_after[kind] - threads_before.get(kind, 0.0)) * 1e9)
+            for kind in sorted(threads_after, key=lambda k: threads_before.get(k, 0.0) - threads_after[k])
+        },
         "functions": {
             name: {
                 "part": METER.function_part[name],
@@ -391,6 +414,8 @@ def main() -> None:
                 f"    {name:<40} {row['calls_per_transfer']:>6.2f} {row['cpu_us_per_transfer']:>8.1f}"
                 f" {row['wall_us_per_transfer']:>8.1f}"
             )
+    threads = ", ".join(f"{kind} {us:.0f}" for kind, us in report["threads_cpu_us_per_transfer"].items())
+    print(f"  by thread (µs per transfer): {threads}")
     commits = report["store_commits_per_transfer"]
     if commits is not None:
         print(f"  store commits per transfer: {commits['all']}, of them synced {commits['synced']}")

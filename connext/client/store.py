@@ -16,9 +16,9 @@ earlier write durable (the WAL is written in order). So does a retracted update 
 latest state that gives the user more than the one before it. Other states commit unsynced
 (`synchronous=NORMAL` in WAL: it survives a crash of the process; an OS crash or power loss can drop the
 tail since the last synced commit, which the client learns again from the node). Payment records and
-the setup are batched: written with the next transaction, or in one of their own within twice
-BATCH_SECONDS (a crash of the process can drop that much of the node's news, told again at the next
-sync).
+the setup are batched: written with the next transaction, or in one of their own BATCH_SECONDS later
+on the client's event loop (a crash of the process can drop that much of the node's news, told again at
+the next sync).
 
 The latest state, the pending update, the countersigned proposal and recently used payment records are
 kept in memory once read or written; a state is changed there only after its write committed, and a
@@ -35,7 +35,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -221,7 +221,6 @@ def _payment_from_row(row: tuple[Any, ...]) -> PaymentRecord:
 
 PAYMENTS_KEPT = 4096  # payment records kept in memory (the most recently used)
 BATCH_SECONDS = 0.05  # the longest a payment record or the setup waits for a transaction to go with
-IDLE_SECONDS = 1.0  # after this long without a batch the flusher sleeps until the next one
 FRESH_SECONDS = 0.1  # a read looks for another connection's commit at most this often (each write does)
 
 
@@ -274,11 +273,10 @@ class Store:
             ":memory:" if self.path is None else str(self.path), check_same_thread=False, isolation_level=None
         )
         self._lock = threading.RLock()
-        self._batch_due = threading.Condition(self._lock)
         self._batch: list[tuple[str, tuple[Any, ...]]] = []  # news written to memory, not to the file yet
         self._batch_since = 0.0
+        self._later: Callable[[float, Callable[[], None]], object] | None = None
         self._closed = False
-        self._flusher_idle = False
         self._checked_at = 0.0
         self._synchronous = ""
         self.commits = 0  # transactions committed by this store, and how many of them synced
@@ -293,25 +291,28 @@ class Store:
             )
             self._db.executescript(_SCHEMA)
             self._data_version = self._read_data_version()
-        self._flusher = threading.Thread(target=self._flush_when_due, name="connext-store", daemon=True)
-        self._flusher.start()
 
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._batch_due.notify_all()
             try:
                 self._commit_batch()
             finally:
                 self._db.close()
-        self._flusher.join()
 
     def flush(self) -> None:
         """Commit the batched writes now (unsynced)."""
         with self._lock:
-            self._commit_batch()
+            if not self._closed:
+                self._commit_batch()
+
+    def flush_with(self, later: Callable[[float, Callable[[], None]], object]) -> None:
+        """Commit each batch BATCH_SECONDS after it began by `later(delay, callback)` (the client's
+        event loop, thread-safe). Without it a batch waits for the next transaction, a read of the
+        file, a store call after its time, `flush()` or `close()`."""
+        self._later = later
 
     # -- transactions and memory ----------------------------------------------------------------------
 
@@ -343,13 +344,12 @@ class Store:
         self.synced_commits += synced
 
     def _add_to_batch(self, statement: str, values: tuple[Any, ...]) -> None:
-        """Write `statement` with the next transaction, or within twice BATCH_SECONDS (the caller holds
-        the lock and changes the memory as if it were written)."""
+        """Write `statement` with the next transaction, or BATCH_SECONDS later (the caller holds the
+        lock and changes the memory as if it were written)."""
         if not self._batch:
             self._batch_since = time.monotonic()
-            if self._flusher_idle:  # waking a thread costs more than a commit: only an idle one
-                self._flusher_idle = False
-                self._batch_due.notify()
+            if self._later is not None:
+                self._later(BATCH_SECONDS, self._flush_due)
         self._batch.append((statement, values))
 
     def _commit_batch(self) -> None:
@@ -357,27 +357,17 @@ class Store:
             with self._write(synced=False):
                 pass
 
-    def _flush_when_due(self) -> None:
-        """Commit a batch BATCH_SECONDS old: every BATCH_SECONDS while batches come, asleep until
-        the next one after a quiet second."""
-        with self._lock:
-            while not self._closed:
-                now = time.monotonic()
-                if not self._batch:
-                    if now - self._batch_since > IDLE_SECONDS:
-                        self._flusher_idle = True
-                        self._batch_due.wait_for(lambda: not self._flusher_idle or self._closed)
-                    else:
-                        self._batch_due.wait(BATCH_SECONDS)
-                    continue
-                due = self._batch_since + BATCH_SECONDS - now
-                if due > 0:
-                    self._batch_due.wait(due)
-                    continue
-                try:
-                    self._commit_batch()
-                except (sqlite3.Error, ValueError) as exc:
-                    logger.warning("the store could not write its batch of payment news: %r", exc)
+    def _commit_batch_if_due(self) -> None:
+        if self._batch and time.monotonic() - self._batch_since >= BATCH_SECONDS:
+            self._commit_batch()
+
+    def _flush_due(self) -> None:
+        try:
+            with self._lock:
+                if not self._closed:
+                    self._commit_batch_if_due()
+        except (sqlite3.Error, ValueError) as exc:
+            logger.warning("the store could not write its batch of payment news: %r", exc)
 
     def _read_data_version(self) -> int:
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
@@ -390,6 +380,7 @@ class Store:
             return
         now = time.monotonic()
         if not writing and now - self._checked_at < FRESH_SECONDS:
+            self._commit_batch_if_due()
             return
         self._checked_at = now
         version = self._read_data_version()

@@ -4,6 +4,7 @@ countersigned, and what of them is synced before a signature leaves."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from dataclasses import replace
 
 import pytest
@@ -245,6 +246,7 @@ def test_a_store_sees_what_another_process_committed_to_its_file(tmp_path):
 def test_payment_news_goes_with_the_next_transaction_or_on_its_own_soon_after(tmp_path):
     state = funded_state()
     store = Store(tmp_path / "wallet.db")
+    store.flush_with(lambda delay, flush: threading.Timer(delay, flush).start())  # the client's loop
     store.save_latest(signed(state))
     update, locked = _linked_create_by_user(state)
     other = sqlite3.connect(tmp_path / "wallet.db")
@@ -259,7 +261,7 @@ def test_payment_news_goes_with_the_next_transaction_or_on_its_own_soon_after(tm
     assert store.commits == commits + 1
     assert on_file("0x" + "03" * 32) == "sending"
 
-    store.save_payment(_payment("forwarded"))  # nothing else to go with: on its own, within BATCH_SECONDS
+    store.save_payment(_payment("forwarded"))  # nothing else to go with: on its own, BATCH_SECONDS later
     wait_until(lambda: on_file(_payment("forwarded").payment_id), timeout=5, what="the batch's commit")
     assert on_file(_payment("forwarded").payment_id) == "forwarded"
 
