@@ -97,8 +97,12 @@ class Exchange:
         for _ in range(MAX_UPDATE_ATTEMPTS):
             if prepared is None and self._countersigned_unsettled():
                 # A countersignature sent at the next nonce whose answer was not seen: the node's state
-                # settles it (else `_sign_own` refuses; the inbox's sync answers the proposal again).
+                # settles it, or its proposal is still open and goes with this update (the same state,
+                # so the same signature); else `_sign_own` refuses to sign at that nonce.
                 await self.sync_locked(answer_proposal=False)
+                if self._countersigned_unsettled():
+                    channel = await self.fetch_channel()
+                    prepared = await self._prepare_answer_locked(channel.get("proposal") if channel else None)
             base = prepared.new if prepared is not None else self._core.state
             built = build(base)
             if built is None:
