@@ -13,12 +13,12 @@ holds it is on disk. The update the user signed and is about to send, and the no
 countersigned (with both signatures) before that countersignature is sent, commit synced
 (`synchronous=FULL`): one fsync per request that carries the user's signatures, which also makes every
 earlier write durable (the WAL is written in order). So does a retracted update (`clear_pending`) and a
-latest state that gives the user more than the one before it. Other states commit unsynced
-(`synchronous=NORMAL` in WAL: it survives a crash of the process; an OS crash or power loss can drop the
-tail since the last synced commit, which the client learns again from the node). Payment records and
-the setup are batched: written with the next transaction, or in one of their own BATCH_SECONDS later
-on the client's event loop (a crash of the process can drop that much of the node's news, told again at
-the next sync).
+latest state that gives the user more than the one before it. Everything else is batched: written
+with the next transaction, or in one of its own BATCH_SECONDS later on the client's event loop, unsynced
+(`synchronous=NORMAL` in WAL). A crash of the process can drop that batch, an OS crash or power loss the
+tail since the last synced commit: other states (the file still holds the pending update or the
+countersigned proposal they came from), payment records and the setup, which the client learns again
+from the node at the next sync.
 
 The latest state, the pending update, the countersigned proposal and recently used payment records are
 kept in memory once read or written; a state is changed there only after its write committed, and a
@@ -416,7 +416,8 @@ class Store:
         """Store `signed` as the channel's latest state, and drop the pending update and countersigned
         proposal it supersedes. Synced when it gives the user more than the latest state before it and
         the file does not hold it already (as the countersigned proposal, written before the user's
-        countersignature was sent)."""
+        countersignature was sent); else batched: until it is written the file holds the pending update
+        the node answers again, or the countersigned proposal, and the node shows the state again."""
         state = signed.state
         address = state.channel_address
         with self._lock:
@@ -428,23 +429,30 @@ class Store:
                 and (held.node_signature, held.user_signature)
                 == (signed.node_signature, signed.user_signature)
             )
-            synced = not already_durable and _gives_user_more(before.state if before else None, state)
-            with self._write(synced=synced) as db:
-                db.execute(
+            statements = [
+                (
                     "INSERT INTO channel_state (channel_address, nonce, state, node_signature, user_signature)"
                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel_address) DO UPDATE SET"
                     " nonce = excluded.nonce, state = excluded.state,"
                     " node_signature = excluded.node_signature, user_signature = excluded.user_signature",
                     _signed_values(signed),
-                )
-                db.execute(
+                ),
+                (
                     "DELETE FROM pending_update WHERE channel_address = ? AND nonce <= ?",
                     (address, state.nonce),
-                )
-                db.execute(
+                ),
+                (
                     "DELETE FROM countersigned WHERE channel_address = ? AND nonce <= ?",
                     (address, state.nonce),
-                )
+                ),
+            ]
+            if not already_durable and _gives_user_more(before.state if before else None, state):
+                with self._write(synced=True) as db:
+                    for statement, values in statements:
+                        db.execute(statement, values)
+            else:  # lost, the file still holds what brings it back: the pending update, the proposal
+                for statement, values in statements:
+                    self._add_to_batch(statement, values)
             self._latest[address] = signed
             pending = self._pending.get(address)
             if pending is not None and pending.update.nonce <= state.nonce:

@@ -212,10 +212,10 @@ def test_a_write_that_raises_leaves_the_memory_as_the_file_is(tmp_path):
     assert store.latest(state.channel_address) == signed(state)  # read again after the other connection
 
     with pytest.raises(sqlite3.IntegrityError):
-        store.save_latest(signed(locked))  # its DELETE of the pending update is refused: all rolled back
-    with pytest.raises(sqlite3.IntegrityError):
-        store.clear_pending(state.channel_address)
-    store.delete_payment(first.payment_id)  # batched: written with the next transaction
+        store.clear_pending(state.channel_address)  # synced, at once
+    store.save_latest(signed(locked))  # batched: its DELETE of the pending update is refused at the flush
+    store.delete_payment(first.payment_id)
+    assert store.latest(state.channel_address) == signed(locked)  # in memory, not in the file yet
     with pytest.raises(sqlite3.IntegrityError):
         store.flush()
 
