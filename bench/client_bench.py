@@ -203,6 +203,7 @@ def instrument() -> None:
         if name.startswith("_"):
             continue  # private helpers count in the public method that calls them
         METER.patch(store.Store, name, STORE_READ if name in reads else STORE_WRITE, f"Store.{name}")
+    METER.patch(store.Store, "_flush_due", STORE_WRITE, "Store._flush_due")  # the batch, on the loop
     for name in (
         "channel_state_to_json",
         "channel_state_from_json",
