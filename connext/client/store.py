@@ -12,7 +12,7 @@ Durability (docs/protocol.md, "The client's store"): no signature leaves the cli
 holds it is on disk. The update the user signed and is about to send, and the node's proposal the user
 countersigned (with both signatures) before that countersignature is sent, commit synced
 (`synchronous=FULL`): one fsync per request that carries the user's signatures, which also makes every
-earlier write durable (the WAL is written in order). So does a retracted update (`clear_pending`) and a
+earlier write durable (the WAL is written in order). So do a retracted update (`clear_pending`) and a
 latest state that gives the user more than the one before it. Everything else is batched: written
 with the next transaction, or in one of its own BATCH_SECONDS later on the client's event loop, unsynced
 (`synchronous=NORMAL` in WAL). A crash of the process can drop that batch, an OS crash or power loss the
@@ -21,7 +21,7 @@ countersigned proposal they came from), payment records and the setup, which the
 from the node at the next sync.
 
 The latest state, the pending update, the countersigned proposal and recently used payment records are
-kept in memory once read or written; a state is changed there only after its write committed, and a
+kept in memory once read or written: a synced write once its commit returned, a batched one at once; a
 transaction that fails empties the memory of what it held (the batch). A commit by another connection
 to the file (another process) empties that memory too, seen before the next write and within
 FRESH_SECONDS by reads.
