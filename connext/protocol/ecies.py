@@ -12,13 +12,12 @@ not decrypt — a wrong key, a changed byte, a truncated ciphertext, a point off
 
 from __future__ import annotations
 
-import hmac
-
 import coincurve
 from Crypto.Cipher import AES
+from Crypto.Hash import SHA256
+from Crypto.Protocol.KDF import HKDF
 
 from connext.protocol.errors import BadCiphertextError, MalformedError
-from connext.protocol.signing import SECP256K1_N
 
 PUBLIC_KEY_BYTES = 65
 NONCE_BYTES = 16
@@ -42,21 +41,11 @@ def _private_key(data: bytes, field: str) -> coincurve.PrivateKey:
         raise MalformedError("not a valid secp256k1 private key", field=field) from None
 
 
-def _secret(data: bytes, field: str) -> bytes:
-    """A valid private key's bytes, checked without deriving its public key (decrypting needs none)."""
-    if len(data) != 32:
-        raise MalformedError("a private key is 32 bytes", field=field)
-    if not 0 < int.from_bytes(data, "big") < SECP256K1_N:
-        raise MalformedError("not a valid secp256k1 private key", field=field)
-    return data
-
-
 def _symmetric_key(ephemeral: coincurve.PublicKey, shared: coincurve.PublicKey) -> bytes:
-    """HKDF-SHA256 (RFC 5869) of the two points, no salt (a hash length of zeros), no info, 32 bytes:
-    one HMAC to extract, one block to expand."""
     master = ephemeral.format(compressed=False) + shared.format(compressed=False)
-    pseudorandom = hmac.digest(bytes(32), master, "sha256")
-    return hmac.digest(pseudorandom, b"\x01", "sha256")
+    key = HKDF(master, 32, b"", SHA256)
+    assert isinstance(key, bytes)
+    return key
 
 
 def encrypt(public_key: bytes, message: bytes, *, ephemeral_key: bytes, nonce: bytes) -> bytes:
@@ -74,7 +63,7 @@ def encrypt(public_key: bytes, message: bytes, *, ephemeral_key: bytes, nonce: b
 
 def decrypt(private_key: bytes, ciphertext: bytes) -> bytes:
     """The message `encrypt` sealed for this key; `bad_ciphertext` when it was not, or was altered."""
-    secret = _secret(private_key, "private_key")
+    key = _private_key(private_key, "private_key")
     if len(ciphertext) < OVERHEAD:
         raise BadCiphertextError("the ciphertext is too short", field="ciphertext")
     ephemeral_bytes = ciphertext[:PUBLIC_KEY_BYTES]
@@ -87,7 +76,7 @@ def decrypt(private_key: bytes, ciphertext: bytes) -> bytes:
         ephemeral = coincurve.PublicKey(ephemeral_bytes)
     except (ValueError, TypeError):
         raise BadCiphertextError("the ephemeral key is not on the curve", field="ciphertext") from None
-    shared = ephemeral.multiply(secret)
+    shared = ephemeral.multiply(key.secret)
     cipher = AES.new(_symmetric_key(ephemeral, shared), AES.MODE_GCM, nonce=nonce)
     try:
         message = cipher.decrypt_and_verify(encrypted, tag)
