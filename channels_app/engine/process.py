@@ -8,6 +8,7 @@ channel: the owner's compare-and-set makes that safe (docs/protocol.md, "The upd
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -83,7 +84,10 @@ class Engine:
         except Exception as exc:
             refused = error_answer(exc)
             if refused is None:
-                raise
+                # A bug, or a read that failed: the row-lock path serves the request as sent again
+                # (whatever of it committed here, it reads and answers the same).
+                logger.exception("the update engine failed a request; the row-lock path serves it")
+                return None
             return refused
         await push(routed.events)
         return 200, signed_json(routed.outcome.signed)
@@ -128,7 +132,11 @@ async def process_engine() -> Engine | None:
         _starting = asyncio.Lock()
     async with _starting:
         if _engine is None:
-            _engine = await _start()
+            try:
+                _engine = await _start()
+            except Exception:  # the row-lock path serves until a later request starts it
+                logger.exception("the update engine did not start")
+                return None
     return _engine
 
 
@@ -165,7 +173,12 @@ async def _start() -> Engine:
 
     conninfo, net, signer = await in_django(facts)
     engine = build(conninfo, net=net, signer=signer)
-    await engine.start()
+    try:
+        await engine.start()
+    except BaseException:
+        with contextlib.suppress(Exception):  # its shards' locks go with its session
+            await engine.close()
+        raise
     logger.info(
         "update engine started, owning %d of %d shards", len(engine.writer.owned), engine.writer.shards
     )
