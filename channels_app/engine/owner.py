@@ -34,13 +34,14 @@ from channels_app.services import fence
 from channels_app.services.channels import (
     ChannelError,
     SignedState,
+    answers_proposal,
     created_transfer,
     is_refund,
     proposal_json,
     signed_state_json,
 )
 from channels_app.services.errors import ServiceError
-from connext.protocol import serialization, signing, validation
+from connext.protocol import serialization, validation
 from connext.protocol.errors import ProtocolError
 from connext.protocol.signing import Signer
 from connext.protocol.types import (
@@ -459,31 +460,10 @@ class _Answered:
 def _answer(record: ChannelRecord, nonce: int, signature: bytes, *, superseded: bool) -> _Answered | Outcome:
     """The user's countersignature of the open proposal at `nonce`, decided on `record`: the channel
     after it, or (sent again) the latest state as the first answer gave it."""
-    if record.pending_update is None or record.proposed is None:
-        if record.nonce == nonce and _bytes(record.user_signature) == signature:
-            return Outcome(record, record.signed(), (), ())
-        raise ChannelError(
-            "no_proposal",
-            "There is no open proposal at this nonce.",
-            status=409,
-            extra={"latest": signed_state_json(record)},
-        )
+    if not answers_proposal(record, record.proposed, nonce, signature):
+        return Outcome(record, record.signed(), (), ())
     new = record.proposed
-    if new.nonce != nonce:
-        raise ChannelError(
-            "no_proposal",
-            f"The open proposal is at nonce {new.nonce}.",
-            status=409,
-            extra={"proposal": proposal_json(record), "latest": signed_state_json(record)},
-        )
-    try:
-        signer = signing.recover_signer(new, signature)
-    except ProtocolError as exc:
-        raise ChannelError.from_protocol(exc) from None
-    if signer != record.user_address:
-        raise ChannelError(
-            "bad_signature", "The signature is not the channel user's over the proposed state."
-        )
+    assert new is not None
     update = serialization.update_from_json(record.pending_update)
     signed = SignedState(new, _bytes(record.pending_node_signature), signature)
     stored = _stored_of(

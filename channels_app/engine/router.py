@@ -220,7 +220,7 @@ class Router:
             await _step(self._next_proposal(channel), "proposing", channel.address)
         if news.unrouted:  # not a payment's (a deposit, a withdrawal): the channel's reconcile
             await _step(in_django(_reconcile, channel.id), "queueing the reconcile", channel.address)
-        if news.routed and _node_balances(first.previous) != _node_balances(last.new):
+        if news.routed and channels.node_balances(first.previous) != channels.node_balances(last.new):
             # A rebalance, if the payment took the node's balance out of the channel's profile.
             await _step(
                 in_django(_check_profile, channel.id, last.new), "checking collateral", channel.address
@@ -631,10 +631,6 @@ def _next_proposal(channel_id: int, user: str) -> None:
     payments.payments_settle_upstream(channel_id=channel_id) or payments.payments_forward(
         channel_id=channel_id, user=user
     )
-
-
-def _node_balances(state: ChannelState) -> dict[str, int]:
-    return {asset: balance[0] for asset, balance in zip(state.asset_ids, state.balances, strict=True)}
 
 
 def _chain_now() -> int:

@@ -62,6 +62,12 @@ class ChannelFields(Protocol):
     """What the API's JSON of a channel reads: a `Channel` row, or the update engine's record of one."""
 
     @property
+    def user_address(self) -> str: ...
+
+    @property
+    def nonce(self) -> int: ...
+
+    @property
     def address(self) -> str: ...
     @property
     def latest_state(self) -> Any: ...
@@ -327,7 +333,7 @@ class Applied:
     checked_since: ChannelState | None = None
 
     def node_balance_moved(self) -> bool:
-        return _node_balances(self.checked_since or self.previous) != _node_balances(self.new)
+        return node_balances(self.checked_since or self.previous) != node_balances(self.new)
 
 
 @dataclass(frozen=True)
@@ -566,38 +572,55 @@ def countersign_proposal(*, user: str, channel_address: str, nonce: int, signatu
     return _countersign_locked(locked_channel(channel_address, user), nonce, signature)
 
 
-def _countersign_locked(
-    channel: Channel, nonce: int, signature: bytes, *, superseded: bool = False
-) -> Countersigned:
-    """Complete the open proposal. `superseded`: the user's own update follows in this transaction,
-    so this state is announced and checked against the collateral profile only through that one."""
-    if channel.pending_update is None or channel.pending_state is None:
+def answers_proposal(
+    channel: ChannelFields, proposed: ChannelState | None, nonce: int, signature: bytes
+) -> bool:
+    """Whether `signature` (the user's, at `nonce`) completes the channel's open proposal `proposed`;
+    False when it is the answer that completed the latest state, sent again; else refused
+    (`no_proposal`, `bad_signature`). The row-lock path's and the update engine's one check."""
+    if channel.pending_update is None or proposed is None:
         if channel.nonce == nonce and _bytes(channel.user_signature) == signature:
-            return Countersigned(
-                SignedState(latest_state(channel), _bytes(channel.node_signature), signature), ()
-            )
+            return False
         raise ChannelError(
             "no_proposal",
             "There is no open proposal at this nonce.",
             status=409,
             extra={"latest": signed_state_json(channel)},
         )
-    new = serialization.channel_state_from_json(channel.pending_state)
-    if new.nonce != nonce:
+    if proposed.nonce != nonce:
         raise ChannelError(
             "no_proposal",
-            f"The open proposal is at nonce {new.nonce}.",
+            f"The open proposal is at nonce {proposed.nonce}.",
             status=409,
             extra={"proposal": proposal_json(channel), "latest": signed_state_json(channel)},
         )
     try:
-        signer = signing.recover_signer(new, signature)
+        signer = signing.recover_signer(proposed, signature)
     except ProtocolError as exc:
         raise ChannelError.from_protocol(exc) from None
     if signer != channel.user_address:
         raise ChannelError(
             "bad_signature", "The signature is not the channel user's over the proposed state."
         )
+    return True
+
+
+def _countersign_locked(
+    channel: Channel, nonce: int, signature: bytes, *, superseded: bool = False
+) -> Countersigned:
+    """Complete the open proposal. `superseded`: the user's own update follows in this transaction,
+    so this state is announced and checked against the collateral profile only through that one."""
+    proposed = (
+        None
+        if channel.pending_state is None
+        else serialization.channel_state_from_json(channel.pending_state)
+    )
+    if not answers_proposal(channel, proposed, nonce, signature):
+        return Countersigned(
+            SignedState(latest_state(channel), _bytes(channel.node_signature), signature), ()
+        )
+    assert proposed is not None
+    new = proposed
     update = serialization.update_from_json(channel.pending_update)
     previous = latest_state(channel)
     node_signature = _bytes(channel.pending_node_signature)
@@ -761,7 +784,7 @@ def proposal_taken_on_chain_locked(channel: Channel) -> Transfer | None:
     return _insert_transfer(channel, transfer, channel.pending_meta or {})
 
 
-def _node_balances(state: ChannelState) -> dict[str, int]:
+def node_balances(state: ChannelState) -> dict[str, int]:
     return {asset_id: balance[0] for asset_id, balance in zip(state.asset_ids, state.balances, strict=True)}
 
 
