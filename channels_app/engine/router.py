@@ -568,13 +568,7 @@ def _payment_sender_settled(payment_id: str, *, refunded: bool, news: _News) -> 
 def payment_json(row: journal.PaymentRow) -> dict[str, Any]:
     """`payments.payment_json` of a payment read as `journal.payment_rows` reads it (its status as both
     parties see it: `payments.payment_status`)."""
-    status = row.status
-    if row.sender_status == "cancelled":
-        status = "refunded"
-    elif row.sender_status == "resolved" or row.receiver_status == "resolved":
-        status = "completed"
-    elif row.receiver_status == "cancelled":
-        status = "failed"
+    status = payments.status_seen(row.status, row.sender_status, row.receiver_status)
     return {
         "paymentId": row.payment_id,
         "kind": row.kind,

@@ -363,17 +363,21 @@ def payment_status(payment: Payment) -> str:
     the receiver's side is cancelled or expired (the sender's refund is under way), `refunded` once the
     sender's side is refunded in a doubly signed state. Otherwise the stored status (pending,
     forwarded, or failed when it could not be forwarded)."""
-    sender = payment.sender_transfer
     receiver = payment.receiver_transfer
-    if sender.status == Transfer.Status.CANCELLED:
-        return Payment.Status.REFUNDED
-    if sender.status == Transfer.Status.RESOLVED or (
-        receiver is not None and receiver.status == Transfer.Status.RESOLVED
-    ):
-        return Payment.Status.COMPLETED
-    if receiver is not None and receiver.status == Transfer.Status.CANCELLED:
-        return Payment.Status.FAILED
-    return payment.status
+    return status_seen(
+        payment.status, payment.sender_transfer.status, None if receiver is None else receiver.status
+    )
+
+
+def status_seen(stored: str, sender_status: str, receiver_status: str | None) -> str:
+    """`payment_status` from the statuses alone (the payment's stored one, its two transfers')."""
+    if sender_status == Transfer.Status.CANCELLED:
+        return str(Payment.Status.REFUNDED)
+    if Transfer.Status.RESOLVED in (sender_status, receiver_status):
+        return str(Payment.Status.COMPLETED)
+    if receiver_status == Transfer.Status.CANCELLED:
+        return str(Payment.Status.FAILED)
+    return stored
 
 
 def payment_json(payment: Payment) -> dict[str, Any]:
