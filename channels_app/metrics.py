@@ -25,3 +25,18 @@ def refusal_count(code: str) -> None:
 WEBSOCKETS = Gauge(
     "connext_websocket_connections", "Websocket connections the node holds open.", multiprocess_mode="livesum"
 )
+
+
+# The update engine (UPDATE_ENGINE): each socket update or countersignature it was offered, by what
+# became of it. `answered` and `refused` it served itself; `handed_on` it left to the row-lock path,
+# with the reason (`unserved`: a step the router leaves there; `not_owner`: another process's shard;
+# `ownership_lost`: its writer's session went under the request; `failed`: an unexpected error, logged).
+ENGINE_REQUESTS = Counter(
+    "connext_engine_requests",
+    "Socket requests offered to the update engine, by path and by what became of them.",
+    ["path", "outcome", "reason"],
+)
+
+
+def engine_request(path: str, outcome: str, reason: str = "") -> None:
+    ENGINE_REQUESTS.labels(path=path, outcome=outcome, reason=reason).inc()

@@ -17,12 +17,12 @@ from django.conf import settings
 from django.db import connection
 from psycopg.conninfo import make_conninfo
 
-from channels_app import network, realtime
+from channels_app import metrics, network, realtime
 from channels_app.api.channel_views import CountersignInput, UpdateInput, parse_update, signed_json
 from channels_app.api.errors import error_answer
 from channels_app.engine.owner import ChannelOwner, Event
 from channels_app.engine.reader import Reader
-from channels_app.engine.router import Router, Unserved, in_django
+from channels_app.engine.router import Routed, Router, Unserved, in_django
 from channels_app.engine.shard_writer import SHARDS, NotOwner, OwnershipLost, ShardWriter
 from connext.protocol.signing import Signer
 
@@ -51,35 +51,17 @@ class Engine:
 
     async def serve(self, path: str, address: str, body: Any) -> tuple[int, Any] | None:
         """The answer to a socket request of `address` on `path`, its events pushed first (as the
-        row-lock path pushes before it answers); None when the row-lock path is to serve it."""
-        try:
-            if path == UPDATES:
-                given = UpdateInput(data=body)
-                given.is_valid(raise_exception=True)
-                answer = given.validated_data.get("answer")
-                routed = await self.router.user_update(
-                    user=address,
-                    update=parse_update(given.validated_data["update"]),
-                    signature=given.validated_data["signature"],
-                    meta=given.validated_data.get("meta"),
-                    answer=(answer["nonce"], answer["signature"]) if answer else None,
-                )
-            elif path == COUNTERSIGN:
-                given = CountersignInput(data=body)
-                given.is_valid(raise_exception=True)
-                routed = await self.router.countersign(
-                    user=address,
-                    channel_address=self.router.channel_address_for(address),
-                    nonce=given.validated_data["nonce"],
-                    signature=given.validated_data["signature"],
-                )
-            else:
-                return None
-        except (Unserved, NotOwner):
+        row-lock path pushes before it answers); None when the row-lock path is to serve it. What
+        became of each request is counted (`metrics.ENGINE_REQUESTS`)."""
+        name = _PATHS.get(path)
+        if name is None:
             return None
-        except OwnershipLost:
-            # Nothing of it was revealed; whatever committed, the row-lock path reads (a request
-            # committed here is answered there as sent again, with the same answer).
+        try:
+            routed = await self._routed(path, address, body)
+        except (Unserved, NotOwner, OwnershipLost) as exc:
+            # OwnershipLost: nothing of it was revealed; whatever committed, the row-lock path reads
+            # (a request committed here is answered there as sent again, with the same answer).
+            metrics.engine_request(name, "handed_on", _handed_on(exc))
             return None
         except Exception as exc:
             refused = error_answer(exc)
@@ -87,10 +69,43 @@ class Engine:
                 # A bug, or a read that failed: the row-lock path serves the request as sent again
                 # (whatever of it committed here, it reads and answers the same).
                 logger.exception("the update engine failed a request; the row-lock path serves it")
+                metrics.engine_request(name, "handed_on", "failed")
                 return None
+            metrics.engine_request(name, "refused")
             return refused
         await push(routed.events)
+        metrics.engine_request(name, "answered")
         return 200, signed_json(routed.outcome.signed)
+
+    async def _routed(self, path: str, address: str, body: Any) -> Routed:
+        if path == UPDATES:
+            given = UpdateInput(data=body)
+            given.is_valid(raise_exception=True)
+            answer = given.validated_data.get("answer")
+            return await self.router.user_update(
+                user=address,
+                update=parse_update(given.validated_data["update"]),
+                signature=given.validated_data["signature"],
+                meta=given.validated_data.get("meta"),
+                answer=(answer["nonce"], answer["signature"]) if answer else None,
+            )
+        given = CountersignInput(data=body)
+        given.is_valid(raise_exception=True)
+        return await self.router.countersign(
+            user=address,
+            channel_address=self.router.channel_address_for(address),
+            nonce=given.validated_data["nonce"],
+            signature=given.validated_data["signature"],
+        )
+
+
+_PATHS = {UPDATES: "update", COUNTERSIGN: "countersign"}
+
+
+def _handed_on(exc: Exception) -> str:
+    if isinstance(exc, Unserved):
+        return "unserved"
+    return "not_owner" if isinstance(exc, NotOwner) else "ownership_lost"
 
 
 async def push(events: tuple[Event, ...]) -> None:

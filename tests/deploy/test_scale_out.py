@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import secrets
 import signal
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +29,7 @@ from connext import ETH, Client
 from connext.errors import NodeError, NodeUnavailableError, OutcomeUnknownError
 from connext.protocol import serialization
 from tests.integration.conftest import LiveNode
-from tests.support import client_wallets
+from tests.support import client_wallets, processes
 from tests.support.conservation import assert_offchain_conserved
 from tests.support.processes import NodeProcess, wait_until
 from tests.support.proxy import NginxProcess, collect_static
@@ -81,12 +79,7 @@ def clients() -> Iterator[list[Client]]:
 
 def metric(node: NodeProcess, name: str) -> float:
     """The sum of `name`'s samples in the process's own /metrics."""
-    headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
-    request = urllib.request.Request(f"{node.url}/metrics", headers=headers)  # noqa: S310 - local test URL
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local test URL
-        text = response.read().decode()
-    pattern = re.compile(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$", re.MULTILINE)
-    return sum(float(value) for value in pattern.findall(text))
+    return processes.metric(node.url, METRICS_TOKEN, name)
 
 
 def sockets(live_node: LiveNode) -> list[int]:

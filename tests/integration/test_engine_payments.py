@@ -5,8 +5,12 @@ channels. The payments must complete and conserve exactly as on the row-lock pat
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
+from tests.integration.conftest import LiveNode
 from tests.integration.test_client_payments import (  # noqa: F401  the same tests and fixtures
     HASHLOCK_WINDOW,
     test_200_concurrent_payments_between_10_clients_on_two_node_processes_lose_nothing,
@@ -16,10 +20,36 @@ from tests.integration.test_client_payments import (  # noqa: F401  the same tes
     w3,
     wallets,
 )
+from tests.support import processes
+
+METRICS_TOKEN = "engine-payments-test-metrics-token-" + "x" * 16
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(scope="module")
-def live_node_settings() -> dict[str, str]:
-    return {"HASHLOCK_MIN_WINDOW_SECONDS": str(HASHLOCK_WINDOW), "UPDATE_ENGINE": "true"}
+def live_node_settings() -> dict[str, Any]:
+    # Each process reports only its own live metrics: the engine's counts are read from both.
+    return {
+        "HASHLOCK_MIN_WINDOW_SECONDS": str(HASHLOCK_WINDOW),
+        "UPDATE_ENGINE": "true",
+        "METRICS_TOKEN": METRICS_TOKEN,
+        "PROMETHEUS_MULTIPROC_DIR": None,
+    }
+
+
+def engine_requests(live_node: LiveNode, **labels: str) -> float:
+    return sum(
+        processes.metric(node.url, METRICS_TOKEN, "connext_engine_requests_total", **labels)
+        for node in live_node.nodes
+    )
+
+
+@pytest.fixture(autouse=True)
+def served_by_the_engine(live_node: LiveNode) -> Iterator[None]:
+    """Each test's payments are served by the engine, not only beside it: the engine answers some of
+    its requests itself, and fails none of them over to the row-lock path."""
+    answered = engine_requests(live_node, outcome="answered")
+    yield
+    assert engine_requests(live_node, outcome="answered") > answered, "the engine answered nothing"
+    assert engine_requests(live_node, reason="failed") == 0, live_node.logs()

@@ -28,6 +28,23 @@ def http_get_json(url: str, *, timeout: float = 5.0) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read() or b"null")
 
 
+def metric(url: str, token: str, name: str, **labels: str) -> float:
+    """The sum of `name`'s samples in one node process's own /metrics (at `url`, with the metrics
+    token), those whose labels include `labels`."""
+    request = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"})  # noqa: S310 - local test URL
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local test URL
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        sample_name, _, sample_labels = sample.partition("{")
+        if sample_name != name:
+            continue
+        if all(f'{key}="{wanted}"' in sample_labels for key, wanted in labels.items()):
+            total += float(value)
+    return total
+
+
 def wait_until(condition: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1) -> Any:
     """Poll `condition` until it returns something truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
