@@ -1,6 +1,6 @@
 """The update engine in a node process (setting UPDATE_ENGINE, off by default while #21 is built):
-started on the process's event loop at its first socket request, it takes every shard no other
-process holds and serves the socket's update requests for them (`Engine.serve`); a request it does
+started on the process's event loop at its first socket request, it takes its fair share of the
+shards (all of them alone; half with one other engine, given back by the first) and serves the socket's update requests for them (`Engine.serve`); a request it does
 not take (a shard another process owns, an update the router leaves to the row-lock path, a writer
 session lost under it) goes the row-lock way, in a worker thread as before. Both paths may write one
 channel: the owner's compare-and-set makes that safe (docs/protocol.md, "The update engine")."""
@@ -156,12 +156,14 @@ async def process_engine() -> Engine | None:
 
 
 def build(conninfo: str, *, net: network.Network, signer: Signer, shards: int = SHARDS) -> Engine:
-    """An engine on the database at `conninfo` (not started): the writer's shard callbacks reset
-    the owner's memory of the shards taken or lost."""
+    """An engine on the database at `conninfo` (not started), sharing the shards fairly with the
+    other processes' engines; the writer's shard callbacks reset the owner's memory of the shards
+    taken or lost."""
     owner: ChannelOwner
     writer = ShardWriter(
         conninfo,
         shards=shards,
+        fair_share=True,
         on_acquired=lambda taken: owner.shards_changed(taken),
         on_lost=lambda lost: owner.shards_changed(lost),
     )

@@ -20,6 +20,15 @@ What the owner adds on top (docs/protocol.md, "The update engine"): nothing it s
 (answered or pushed) before `write` returned, so a write that failed (`OwnershipLost`, whose outcome
 may be either) loses only signatures nobody has seen; whatever did commit, the next owner reads.
 
+**Sharing.** A writer made with `fair_share` shares the shards with the other such writers on the
+database: each holds the shared advisory lock `MEMBER_CLASS` for its session, so the number of
+processes sharing is the number of holders. It takes at most its share, ceil(shards / members), and
+gives back what it holds over its share (a process that joins is given half, one that dies leaves
+its shards to the rest). Giving shards back is ownership ending without the session ending: under
+`_use` (so no batch is in flight) the shards leave `owned` and the epoch moves on, so every write and
+every read made before fails or is read again, exactly as after a lost session; only then are the
+locks released.
+
 **Group commit.** Writes queue while a batch runs; the next batch takes all of them (up to
 `max_batch`) in one transaction: one round of BEGIN/COMMIT and one WAL flush for the lot. A write
 whose work raises fails alone: the batch is rolled back and its writes are run again one by one.
@@ -41,6 +50,8 @@ logger = logging.getLogger(__name__)
 SHARDS = 64
 # The advisory lock space of shard ownership: pg_try_advisory_lock(LOCK_CLASS, shard).
 LOCK_CLASS = 0x636E7874  # "cnxt"
+# Held shared, (MEMBER_CLASS, 0), by the session of every writer sharing the shards fairly.
+MEMBER_CLASS = 0x636E786D  # "cnxm"
 MAX_BATCH = 256
 RETAKE_SECONDS = 1.0
 
@@ -94,7 +105,8 @@ class ShardWriter:
 
     `on_acquired(shards)` runs before a newly taken shard accepts writes (the owner rebuilds it
     there); `on_lost(shards)` after the session holding them ended. Shards another process holds are
-    tried again every `retake_seconds`, so a dead owner's shards move here."""
+    tried again every `retake_seconds`, so a dead owner's shards move here. With `fair_share` it takes
+    and keeps only its share of them (the module's docstring, "Sharing")."""
 
     def __init__(
         self,
@@ -104,6 +116,7 @@ class ShardWriter:
         wanted: Iterable[int] | None = None,
         max_batch: int = MAX_BATCH,
         retake_seconds: float = RETAKE_SECONDS,
+        fair_share: bool = False,
         on_acquired: Shards | None = None,
         on_lost: Shards | None = None,
     ) -> None:
@@ -114,6 +127,7 @@ class ShardWriter:
             raise ValueError(f"wanted shards must lie in 0..{shards - 1}")
         self._max_batch = max_batch
         self._retake_seconds = retake_seconds
+        self._fair_share = fair_share
         self._on_acquired = on_acquired
         self._on_lost = on_lost
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -207,20 +221,26 @@ class ShardWriter:
                 await self._owned_changed.wait()
 
     async def take_free_shards(self) -> frozenset[int]:
-        """One pass: take the wanted shards this session does not hold and nobody else does; the ones
-        taken (after `on_acquired` ran for them)."""
+        """One pass: take the wanted shards this session does not hold and nobody else does (up to
+        its share, sharing fairly); the ones taken (after `on_acquired` ran for them)."""
         if self._closed:
             return frozenset()
         async with self._use:
             conn = await self._session()
             missing = sorted(self._wanted - self._owned)
-            if not missing:
+            room = len(missing)
+            if self._fair_share:
+                room = min(room, await self._share(conn) - len(self._owned))
+            if room <= 0:
                 return frozenset()
-            cursor = await conn.execute(
-                "SELECT s FROM unnest(%s::int[]) AS s WHERE pg_try_advisory_lock(%s, s)",
-                (missing, LOCK_CLASS),
-            )
-            taken = frozenset(int(row[0]) for row in await cursor.fetchall())
+            if room == len(missing):
+                cursor = await conn.execute(
+                    "SELECT s FROM unnest(%s::int[]) AS s WHERE pg_try_advisory_lock(%s, s)",
+                    (missing, LOCK_CLASS),
+                )
+                taken = frozenset(int(row[0]) for row in await cursor.fetchall())
+            else:
+                taken = await self._take_some(conn, missing, room)
         if taken:
             if self._on_acquired is not None:
                 try:
@@ -237,6 +257,56 @@ class ShardWriter:
             logger.info("owning shards %s (epoch %s)", sorted(taken), self._epoch)
         return taken
 
+    async def give_back_excess(self) -> frozenset[int]:
+        """Sharing fairly: give back the shards held over this writer's share (the highest), for the
+        others to take; the ones given back (after `on_lost` ran for them)."""
+        if self._closed or not self._fair_share:
+            return frozenset()
+        async with self._use:  # no batch in flight, and none starts before the shards are gone
+            conn = await self._session()
+            excess = len(self._owned) - await self._share(conn)
+            if excess <= 0:
+                return frozenset()
+            given = frozenset(sorted(self._owned)[-excess:])
+            self._own(self._owned - given)
+            # Everything made under the ownership that ends here is stale: queued writes fail at
+            # commit, reads are read again (the epoch is the owner's test of fresh).
+            self._epoch += 1
+            await conn.execute(
+                "SELECT pg_advisory_unlock(%s, s) FROM unnest(%s::int[]) AS s", (LOCK_CLASS, sorted(given))
+            )
+        logger.info("gave back shards %s to share them (epoch %s)", sorted(given), self._epoch)
+        if self._on_lost is not None:
+            await self._on_lost(given)
+        return given
+
+    async def _share(self, conn: psycopg.AsyncConnection[Any]) -> int:
+        """This writer's fair share: the shards over the writers sharing them, rounded up."""
+        cursor = await conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND classid::bigint = %s AND objid::bigint = 0 AND objsubid = 2",
+            (MEMBER_CLASS,),
+        )
+        row = await cursor.fetchone()
+        members = max(1, int(row[0]) if row else 1)
+        return -(-self.shards // members)
+
+    @staticmethod
+    async def _take_some(
+        conn: psycopg.AsyncConnection[Any], candidates: list[int], count: int
+    ) -> frozenset[int]:
+        """Up to `count` of `candidates` nobody holds, tried one at a time so none is taken past it."""
+        taken: set[int] = set()
+        for shard in candidates:
+            if len(taken) == count:
+                break
+            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, shard))
+            row = await cursor.fetchone()
+            if row and row[0]:
+                taken.add(shard)
+        return frozenset(taken)
+
     # -- inside --------------------------------------------------------------------------------------
 
     def _own(self, shards: frozenset[int]) -> None:
@@ -247,6 +317,8 @@ class ShardWriter:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
             self._epoch += 1
+            if self._fair_share:
+                await self._conn.execute("SELECT pg_advisory_lock_shared(%s, 0)", (MEMBER_CLASS,))
         return self._conn
 
     async def _end_session(self) -> None:
@@ -274,6 +346,7 @@ class ShardWriter:
         while True:
             await asyncio.sleep(self._retake_seconds)
             try:
+                await self.give_back_excess()
                 await self.take_free_shards()
             except psycopg.Error as exc:
                 await self._lose(exc)

@@ -301,3 +301,46 @@ def test_a_write_whose_caller_stopped_waiting_still_commits_and_the_writer_goes_
 
     assert asyncio.run(scenario()) == 3
     assert [n for _, n, _ in stored(conninfo)] == [1, 2, 3]
+
+
+def test_writers_sharing_fairly_split_the_shards_and_one_that_leaves_gives_its_share_to_the_rest(conninfo):
+    """A writer alone takes every shard; with a second one sharing, the first gives back what is over
+    its share (a write queued for those fails and is not committed: nothing is written for a shard
+    once it is given back) and the second takes it; when one closes, the other takes its share too."""
+
+    async def scenario() -> None:
+        lost: list[frozenset[int]] = []
+
+        async def gone(shards: frozenset[int]) -> None:
+            lost.append(shards)
+
+        first = ShardWriter(conninfo, shards=8, fair_share=True, retake_seconds=3600, on_lost=gone)
+        second = ShardWriter(conninfo, shards=8, fair_share=True, retake_seconds=3600)
+        await first.start()
+        await second.start()
+        try:
+            assert (first.owned, second.owned) == (frozenset(range(8)), frozenset())
+            epoch = first.epoch
+            queued = first.submit(7, insert(7, 1))
+            assert await first.give_back_excess() == frozenset(range(4, 8))
+            with pytest.raises(OwnershipLost):
+                await queued
+            assert stored(conninfo) == []
+            assert (first.owned, lost, first.epoch) == (
+                frozenset(range(4)),
+                [frozenset(range(4, 8))],
+                epoch + 1,
+            )
+            with pytest.raises(NotOwner):
+                first.submit(7, insert(7, 2))
+            assert await second.take_free_shards() == frozenset(range(4, 8))
+            assert await first.give_back_excess() == await second.give_back_excess() == frozenset()
+            assert await first.take_free_shards() == frozenset()  # at its share already
+            assert await second.write(7, insert(7, 3)) == 3
+            await first.close()
+            assert await second.take_free_shards() == frozenset(range(4))
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(scenario())

@@ -1,7 +1,8 @@
 """The client's payment tests again, with the node's socket updates served by the update engine
-(UPDATE_ENGINE on; issue #21): one of the two node processes owns every shard, so the other's
-requests and every step the router leaves to the row-lock path go that way beside it, on the same
-channels. The payments must complete and conserve exactly as on the row-lock path alone."""
+(UPDATE_ENGINE on; issue #21): the two node processes' engines share the shards, half each, so a
+payment's two channels are often owned by different processes. A request for another process's
+shard, and every step the router leaves to the row-lock path, go that way beside the owner, on the
+same channels. The payments must complete and conserve exactly as on the row-lock path alone."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.db import connection
 
+from channels_app.engine.shard_writer import LOCK_CLASS, SHARDS
 from tests.integration.conftest import LiveNode
 from tests.integration.test_client_payments import (  # noqa: F401  the same tests and fixtures
     HASHLOCK_WINDOW,
@@ -21,6 +24,7 @@ from tests.integration.test_client_payments import (  # noqa: F401  the same tes
     wallets,
 )
 from tests.support import processes
+from tests.support.processes import NodeProcess, wait_until
 
 METRICS_TOKEN = "engine-payments-test-metrics-token-" + "x" * 16
 
@@ -38,18 +42,40 @@ def live_node_settings() -> dict[str, Any]:
     }
 
 
-def engine_requests(live_node: LiveNode, **labels: str) -> float:
-    return sum(
-        processes.metric(node.url, METRICS_TOKEN, "connext_engine_requests_total", **labels)
-        for node in live_node.nodes
-    )
+def engine_requests(node: NodeProcess, **labels: str) -> float:
+    return processes.metric(node.url, METRICS_TOKEN, "connext_engine_requests_total", **labels)
+
+
+def served(live_node: LiveNode, **labels: str) -> float:
+    return sum(engine_requests(node, **labels) for node in live_node.nodes)
+
+
+def shards_held() -> list[int]:
+    """How many shards each session holding any holds, most first."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND classid::bigint = %s AND objsubid = 2 GROUP BY pid ORDER BY 1 DESC",
+            [LOCK_CLASS],
+        )
+        return [count for (count,) in cursor.fetchall()]
 
 
 @pytest.fixture(autouse=True)
-def served_by_the_engine(live_node: LiveNode) -> Iterator[None]:
+def served_by_the_engine(live_node: LiveNode, django_db_blocker: Any) -> Iterator[None]:
     """Each test's payments are served by the engine, not only beside it: the engine answers some of
-    its requests itself, and fails none of them over to the row-lock path."""
-    answered = engine_requests(live_node, outcome="answered")
+    its requests itself, and fails none of them over to the row-lock path. Once both processes'
+    engines run (each starts at its first socket request), they hold half the shards each."""
+    answered = served(live_node, outcome="answered")
     yield
-    assert engine_requests(live_node, outcome="answered") > answered, "the engine answered nothing"
-    assert engine_requests(live_node, reason="failed") == 0, live_node.logs()
+    assert served(live_node, outcome="answered") > answered, "the engine answered nothing"
+    assert served(live_node, reason="failed") == 0, live_node.logs()
+    engines = sum(1 for node in live_node.nodes if engine_requests(node) > 0)
+    with django_db_blocker.unblock():
+        split = wait_until(
+            lambda: (held := shards_held()) == [SHARDS // engines] * engines and held,
+            timeout=30,
+            what=f"the shards shared by {engines} engines",
+        )
+    assert sum(split) == SHARDS
