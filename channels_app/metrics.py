@@ -28,9 +28,12 @@ WEBSOCKETS = Gauge(
 
 
 # The update engine (UPDATE_ENGINE): each socket update or countersignature it was offered, by what
-# became of it. `answered` and `refused` it served itself; `handed_on` it left to the row-lock path,
-# with the reason (`unserved`: a step the router leaves there; `not_owner`: another process's shard;
-# `ownership_lost`: its writer's session went under the request; `failed`: an unexpected error, logged).
+# became of it. `answered` and `refused` it served itself (a request forwarded to it among them);
+# `forwarded` its shard's owner in another process served; `handed_on` it left to the row-lock path,
+# with the reason: `unserved` (a step the router leaves there), `not_owner` (its shard moved away as it
+# was served), `ownership_lost` (its writer's session went under it), `failed` (an unexpected error,
+# logged); for a request of another process's shard `no_owner` (none recorded), `declined` (its owner
+# did not take it), `timeout` (no answer in time), `not_sent`.
 ENGINE_REQUESTS = Counter(
     "connext_engine_requests",
     "Socket requests offered to the update engine, by path and by what became of them.",

@@ -515,6 +515,20 @@ class DataFence(models.Model):
         return f"data fence ({self.reason}) at block {self.chain_block}"
 
 
+class ShardOwner(models.Model):
+    """Where the update engine owning a shard of the channels is reached (issue #21): its process's
+    channel-layer address, written by the owner's writer session as it takes the shard
+    (`engine.shard_writer`). A row may outlive its owner (a process that died): a request forwarded
+    there goes unanswered and is served where it arrived (`engine.relay`)."""
+
+    shard = models.PositiveSmallIntegerField(primary_key=True)
+    channel = models.CharField(max_length=200)
+    since = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"shard {self.shard} at {self.channel}"
+
+
 class Swap(models.Model):
     """One swap the node countersigned: the user gave `give_amount` of `give_asset` and took
     `take_amount` of `take_asset`, in the doubly signed state at `nonce`. `mid_price` is the node's

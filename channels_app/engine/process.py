@@ -1,9 +1,11 @@
 """The update engine in a node process (setting UPDATE_ENGINE, off by default while #21 is built):
 started on the process's event loop at its first socket request, it takes its fair share of the
-shards (all of them alone; half with one other engine, given back by the first) and serves the socket's update requests for them (`Engine.serve`); a request it does
-not take (a shard another process owns, an update the router leaves to the row-lock path, a writer
-session lost under it) goes the row-lock way, in a worker thread as before. Both paths may write one
-channel: the owner's compare-and-set makes that safe (docs/protocol.md, "The update engine")."""
+shards (all of them alone; half with one other engine, given back by the first) and serves the
+socket's update requests for them (`Engine.serve`), and sends those of other shards to their owner
+(`relay`). A request it does not take (an update the router leaves to the row-lock path, one its
+shard's owner did not answer, a writer session lost under it) goes the row-lock way, in a worker
+thread as before. Both paths may write one channel: the owner's compare-and-set makes that safe
+(docs/protocol.md, "The update engine")."""
 
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ from channels_app.api.channel_views import CountersignInput, UpdateInput, parse_
 from channels_app.api.errors import error_answer
 from channels_app.engine.owner import ChannelOwner, Event
 from channels_app.engine.reader import Reader
+from channels_app.engine.relay import Relay
 from channels_app.engine.router import Routed, Router, Unserved, in_django
-from channels_app.engine.shard_writer import SHARDS, NotOwner, OwnershipLost, ShardWriter
+from channels_app.engine.shard_writer import SHARDS, NotOwner, OwnershipLost, ShardWriter, shard_of
 from connext.protocol.signing import Signer
 
 logger = logging.getLogger(__name__)
@@ -33,26 +36,53 @@ COUNTERSIGN = "/api/channel/countersign"
 
 
 class Engine:
-    """One process's writer, reader, owner and router, on the loop that started them."""
+    """One process's writer, reader, owner and router, on the loop that started them, and the relay
+    that forwards requests to the other processes' engines (none in a test's engine alone)."""
 
-    def __init__(self, writer: ShardWriter, reader: Reader, owner: ChannelOwner, router: Router) -> None:
+    def __init__(
+        self, writer: ShardWriter, reader: Reader, owner: ChannelOwner, router: Router, layer: Any = None
+    ) -> None:
         self.writer = writer
         self.reader = reader
         self.owner = owner
         self.router = router
+        address = writer.reached_at
+        self.relay = (
+            None if layer is None or address is None else Relay(layer, address, reader, self.serve_owned)
+        )
 
     async def start(self) -> None:
-        await self.writer.start()
         await self.reader.open()
+        await self.writer.start()
+        if self.relay is not None:
+            self.relay.start()
 
     async def close(self) -> None:
+        if self.relay is not None:
+            await self.relay.close()
         await self.reader.close()
         await self.writer.close()
 
     async def serve(self, path: str, address: str, body: Any) -> tuple[int, Any] | None:
-        """The answer to a socket request of `address` on `path`, its events pushed first (as the
-        row-lock path pushes before it answers); None when the row-lock path is to serve it. What
-        became of each request is counted (`metrics.ENGINE_REQUESTS`)."""
+        """The answer to a socket request of `address` on `path`: served here when this engine owns
+        the user's shard, else by its owner (`Relay.forward`); None when the row-lock path is to
+        serve it here. What became of each request is counted (`metrics.ENGINE_REQUESTS`)."""
+        name = _PATHS.get(path)
+        if name is None:
+            return None
+        shard = shard_of(address, self.writer.shards)
+        if self.relay is not None and not self.writer.owns(shard):
+            forwarded, why = await self.relay.forward(shard, path, address, body)
+            if forwarded is None:
+                metrics.engine_request(name, "handed_on", why)
+            else:
+                metrics.engine_request(name, "forwarded")
+            return forwarded
+        return await self.serve_owned(path, address, body)
+
+    async def serve_owned(self, path: str, address: str, body: Any) -> tuple[int, Any] | None:
+        """`serve` for a shard this engine owns (or a request forwarded here by the process that
+        got it): its events pushed first (as the row-lock path pushes before it answers)."""
         name = _PATHS.get(path)
         if name is None:
             return None
@@ -155,15 +185,25 @@ async def process_engine() -> Engine | None:
     return _engine
 
 
-def build(conninfo: str, *, net: network.Network, signer: Signer, shards: int = SHARDS) -> Engine:
+def build(
+    conninfo: str,
+    *,
+    net: network.Network,
+    signer: Signer,
+    shards: int = SHARDS,
+    layer: Any = None,
+    address: str | None = None,
+) -> Engine:
     """An engine on the database at `conninfo` (not started), sharing the shards fairly with the
-    other processes' engines; the writer's shard callbacks reset the owner's memory of the shards
-    taken or lost."""
+    other processes' engines, reached at `address` on the channel `layer` (when given) for requests
+    forwarded to it; the writer's shard callbacks reset the owner's memory of the shards taken or
+    lost."""
     owner: ChannelOwner
     writer = ShardWriter(
         conninfo,
         shards=shards,
         fair_share=True,
+        reached_at=address if layer is not None else None,
         on_acquired=lambda taken: owner.shards_changed(taken),
         on_lost=lambda lost: owner.shards_changed(lost),
     )
@@ -177,7 +217,7 @@ def build(conninfo: str, *, net: network.Network, signer: Signer, shards: int = 
         channel_address_for=net.channel_address_for,
         definition_address=net.definition_address,
     )
-    return Engine(writer, reader, owner, router)
+    return Engine(writer, reader, owner, router, layer)
 
 
 async def _start() -> Engine:
@@ -189,7 +229,9 @@ async def _start() -> Engine:
         return conninfo, network.network(), network.node_signer()
 
     conninfo, net, signer = await in_django(facts)
-    engine = build(conninfo, net=net, signer=signer)
+    layer = get_channel_layer()
+    address = None if layer is None else await layer.new_channel(prefix="engine.")
+    engine = build(conninfo, net=net, signer=signer, layer=layer, address=address)
     try:
         await engine.start()
     except BaseException:
@@ -197,6 +239,9 @@ async def _start() -> Engine:
             await engine.close()
         raise
     logger.info(
-        "update engine started, owning %d of %d shards", len(engine.writer.owned), engine.writer.shards
+        "update engine started, owning %d of %d shards, reached at %s",
+        len(engine.writer.owned),
+        engine.writer.shards,
+        address,
     )
     return engine

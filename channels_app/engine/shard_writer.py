@@ -106,7 +106,9 @@ class ShardWriter:
     `on_acquired(shards)` runs before a newly taken shard accepts writes (the owner rebuilds it
     there); `on_lost(shards)` after the session holding them ended. Shards another process holds are
     tried again every `retake_seconds`, so a dead owner's shards move here. With `fair_share` it takes
-    and keeps only its share of them (the module's docstring, "Sharing")."""
+    and keeps only its share of them (the module's docstring, "Sharing"). With `reached_at` (where
+    its process is reached, `engine.relay`) it records that for each shard it takes
+    (`ShardOwner`), through the session holding the shard's lock."""
 
     def __init__(
         self,
@@ -117,6 +119,7 @@ class ShardWriter:
         max_batch: int = MAX_BATCH,
         retake_seconds: float = RETAKE_SECONDS,
         fair_share: bool = False,
+        reached_at: str | None = None,
         on_acquired: Shards | None = None,
         on_lost: Shards | None = None,
     ) -> None:
@@ -128,6 +131,7 @@ class ShardWriter:
         self._max_batch = max_batch
         self._retake_seconds = retake_seconds
         self._fair_share = fair_share
+        self._reached_at = reached_at
         self._on_acquired = on_acquired
         self._on_lost = on_lost
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -142,6 +146,10 @@ class ShardWriter:
         self._inflight: list[_Pending] = []
         self._closed = False
         self.batches = 0  # committed batches, for benches and tests
+
+    @property
+    def reached_at(self) -> str | None:
+        return self._reached_at
 
     @property
     def owned(self) -> frozenset[int]:
@@ -241,6 +249,8 @@ class ShardWriter:
                 taken = frozenset(int(row[0]) for row in await cursor.fetchall())
             else:
                 taken = await self._take_some(conn, missing, room)
+            if taken:
+                await self._announce(conn, taken)
         if taken:
             if self._on_acquired is not None:
                 try:
@@ -279,6 +289,27 @@ class ShardWriter:
         if self._on_lost is not None:
             await self._on_lost(given)
         return given
+
+    async def announce(self) -> None:
+        """Record again where this writer is reached for every shard it owns (a row deleted or
+        overwritten by anyone else is put right within a pass of the retake loop)."""
+        if self._closed or self._reached_at is None:
+            return
+        async with self._use:
+            conn = await self._session()
+            if self._owned:
+                await self._announce(conn, self._owned)
+
+    async def _announce(self, conn: psycopg.AsyncConnection[Any], shards: frozenset[int]) -> None:
+        if self._reached_at is None:
+            return
+        await conn.execute(
+            "INSERT INTO channels_app_shardowner AS o (shard, channel, since)"
+            " SELECT s, %s, now() FROM unnest(%s::int[]) AS s"
+            " ON CONFLICT (shard) DO UPDATE SET channel = EXCLUDED.channel, since = EXCLUDED.since"
+            " WHERE o.channel IS DISTINCT FROM EXCLUDED.channel",
+            (self._reached_at, sorted(shards)),
+        )
 
     async def _share(self, conn: psycopg.AsyncConnection[Any]) -> int:
         """This writer's fair share: the shards over the writers sharing them, rounded up."""
@@ -348,6 +379,7 @@ class ShardWriter:
             try:
                 await self.give_back_excess()
                 await self.take_free_shards()
+                await self.announce()
             except psycopg.Error as exc:
                 await self._lose(exc)
             except Exception:

@@ -6,16 +6,26 @@ same channels. The payments must complete and conserve exactly as on the row-loc
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.db import connection
+from eth_account import Account
 
-from channels_app.engine.shard_writer import LOCK_CLASS, SHARDS
+from channels_app.engine.shard_writer import LOCK_CLASS, SHARDS, shard_of
+from channels_app.models import ShardOwner
 from tests.integration.conftest import LiveNode
 from tests.integration.test_client_payments import (  # noqa: F401  the same tests and fixtures
     HASHLOCK_WINDOW,
+    MILLI,
+    collateralized,
+    connect,
+    new_key,
+    send_eth,
+    settled,
     test_200_concurrent_payments_between_10_clients_on_two_node_processes_lose_nothing,
     test_a_payment_to_an_offline_receiver_is_delivered_and_unlocked_when_it_comes_back,
     test_every_definition_is_routed_through_the_node_and_resolved,
@@ -79,3 +89,65 @@ def served_by_the_engine(live_node: LiveNode, django_db_blocker: Any) -> Iterato
             what=f"the shards shared by {engines} engines",
         )
     assert sum(split) == SHARDS
+
+
+def reached_at(node: NodeProcess) -> str:
+    """The channel-layer address of the process's engine, from its log."""
+    found = re.search(r"update engine started, .* reached at (\S+)", node.log())
+    assert found, "the engine has not started in this process"
+    return found.group(1)
+
+
+def key_owned_elsewhere(web3: Any, node: NodeProcess) -> str:
+    """A fresh funded key whose shard the other process's engine owns."""
+    here = reached_at(node)
+    for _ in range(200):  # half of all keys
+        key = "0x" + secrets.token_hex(32)
+        address = Account.from_key(key).address
+        owner = ShardOwner.objects.filter(shard=shard_of(address)).values_list("channel", flat=True).first()
+        if owner is not None and owner != here:
+            send_eth(web3, address, 10**17)
+            return key
+    raise AssertionError("no shard is owned by the other process's engine")
+
+
+def test_requests_reaching_a_process_that_does_not_own_the_users_shard_are_served_by_its_owner(
+    live_node,
+    wallets,  # noqa: F811  the fixtures imported above
+    w3,  # noqa: F811
+):
+    """Alice's socket is on one process and Bob's on the other, each user's shard owned by the other
+    process's engine: every request of theirs is forwarded to its owner, served there (no row-lock
+    fallback), and the payment between them completes."""
+    for node in range(2):  # both engines running, sharing the shards
+        connect(live_node, wallets, new_key(w3), node=node).get_channel()
+    wait_until(
+        lambda: shards_held() == [SHARDS // 2] * 2 and ShardOwner.objects.count() == SHARDS,
+        timeout=30,
+        what="the shards shared by 2 engines, each shard's owner recorded",
+    )
+    nodes = live_node.nodes
+    before = [forwards(node) for node in nodes]
+    alice = connect(live_node, wallets, key_owned_elsewhere(w3, nodes[0]), node=0)
+    bob = connect(live_node, wallets, key_owned_elsewhere(w3, nodes[1]), node=1)
+    alice.deposit(10 * MILLI)
+    collateralized(alice)
+    collateralized(bob)
+    settled(alice, bob)
+    start = (alice.balance, bob.balance)
+
+    payment_id = alice.transfer(bob.address, 2 * MILLI)
+    assert bob.wait_for_transfer(payment_id, timeout=60)["status"] == "completed"
+    settled(alice, bob)
+
+    assert (alice.balance, bob.balance) == (start[0] - 2 * MILLI, start[1] + 2 * MILLI)
+    for (forwarded, lost), (forwarded_after, lost_after) in zip(before, map(forwards, nodes), strict=True):
+        assert forwarded_after > forwarded  # each process forwarded its user's requests
+        assert lost_after == lost  # and found each owner, which answered in time
+
+
+def forwards(node: NodeProcess) -> tuple[float, float]:
+    """The requests the process's engine forwarded and had answered, and those it forwarded to no
+    owner or whose answer did not come (an owner declining a request, a deposit say, is neither)."""
+    lost = sum(engine_requests(node, reason=why) for why in ("no_owner", "timeout", "not_sent"))
+    return engine_requests(node, outcome="forwarded"), lost
