@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import connection
 from eth_account import Account
 
-from channels_app.engine.shard_writer import LOCK_CLASS, SHARDS, shard_of
+from channels_app.engine.shard_writer import SHARDS, shard_of
 from channels_app.models import ShardOwner
 from tests.integration.conftest import LiveNode
 from tests.integration.test_client_payments import (  # noqa: F401  the same tests and fixtures
@@ -34,6 +33,7 @@ from tests.integration.test_client_payments import (  # noqa: F401  the same tes
     wallets,
 )
 from tests.support import processes
+from tests.support.engine import shards_held
 from tests.support.processes import NodeProcess, wait_until
 
 METRICS_TOKEN = "engine-payments-test-metrics-token-" + "x" * 16
@@ -58,18 +58,6 @@ def engine_requests(node: NodeProcess, **labels: str) -> float:
 
 def served(live_node: LiveNode, **labels: str) -> float:
     return sum(engine_requests(node, **labels) for node in live_node.nodes)
-
-
-def shards_held() -> list[int]:
-    """How many shards each session holding any holds, most first."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            " AND classid::bigint = %s AND objsubid = 2 GROUP BY pid ORDER BY 1 DESC",
-            [LOCK_CLASS],
-        )
-        return [count for (count,) in cursor.fetchall()]
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,21 @@ from psycopg.conninfo import make_conninfo
 
 from channels_app import network
 from channels_app.engine.process import Engine, build
+from channels_app.engine.shard_writer import LOCK_CLASS
 
 T = TypeVar("T")
+
+
+def shards_held() -> list[int]:
+    """How many shards each engine session holding any holds on the test database, most first."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND classid::bigint = %s AND objsubid = 2 GROUP BY pid ORDER BY 1 DESC",
+            [LOCK_CLASS],
+        )
+        return [count for (count,) in cursor.fetchall()]
 
 
 def database_conninfo() -> str:
