@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 UPDATES = "/api/channel/updates"
 COUNTERSIGN = "/api/channel/countersign"
+COMMAND = "engine:command"  # a router step sent to the engine owning its channel (not a socket path)
 
 
 class Engine:
@@ -47,9 +48,10 @@ class Engine:
         self.owner = owner
         self.router = router
         address = writer.reached_at
-        self.relay = (
-            None if layer is None or address is None else Relay(layer, address, reader, self.serve_owned)
-        )
+        self.relay = None
+        if layer is not None and address is not None:
+            self.relay = Relay(layer, address, reader, self._serve_forwarded)
+            router.remote = self._ask_owner
 
     async def start(self) -> None:
         await self.reader.open()
@@ -79,6 +81,33 @@ class Engine:
                 metrics.engine_request(name, "forwarded")
             return forwarded
         return await self.serve_owned(path, address, body)
+
+    async def _ask_owner(self, user: str, command: str, args: dict[str, Any]) -> bool:
+        """The router's step on a channel of another process's shard, asked of its owner."""
+        assert self.relay is not None
+        answer, why = await self.relay.forward(
+            shard_of(user, self.writer.shards), COMMAND, user, {"command": command, "args": args}
+        )
+        metrics.engine_request(command, "forwarded" if answer is not None else "handed_on", why)
+        return answer is not None
+
+    async def _serve_forwarded(self, path: str, user: str, body: Any) -> tuple[int, Any] | None:
+        """A request another process's engine sent here: a socket request of a user of this engine's
+        shard, or a step of the router's on such a user's channel (`Router.run_command`)."""
+        if path != COMMAND:
+            return await self.serve_owned(path, user, body)
+        command = str(body.get("command"))
+        try:
+            events = await self.router.run_command(user, command, dict(body["args"]))
+        except Exception:
+            logger.exception("the step %s asked by another engine failed here", command)
+            events = None
+        if events is None:
+            metrics.engine_request(command, "handed_on", "not_owner")
+            return None
+        await push(tuple(events))
+        metrics.engine_request(command, "answered")
+        return 200, None
 
     async def serve_owned(self, path: str, address: str, body: Any) -> tuple[int, Any] | None:
         """`serve` for a shard this engine owns (or a request forwarded here by the process that

@@ -110,6 +110,9 @@ class Router:
         self._definitions = definitions
         self.channel_address_for = cache(channel_address_for)  # a CREATE2 hash each: ~0.3 ms
         self._definition_address = definition_address
+        # Asks the engine owning a user's shard in another process to take a step on its channel
+        # (`run_command`); True when it took it. None: no other engines to ask.
+        self.remote: Callable[[str, str, dict[str, Any]], Awaitable[bool]] | None = None
 
     # -- what users send ------------------------------------------------------------------------------
 
@@ -243,9 +246,18 @@ class Router:
         address = self.channel_address_for(recipient)
         try:
             receiver = await self._owner.channel(user=recipient, channel_address=address)
-        except (channels.ChannelError, NotOwner):
-            await in_django(payments._forward_to, recipient)  # no channel (yet), not open, not ours
+        except NotOwner:
+            if not await self._ask_owner(recipient, "forward", _started_json(started)):
+                await in_django(payments._forward_to, recipient)
             return []
+        except channels.ChannelError:
+            await in_django(payments._forward_to, recipient)  # no channel (yet), not open
+            return []
+        return await self._forward_owned(started, receiver)
+
+    async def _forward_owned(self, started: _Started, receiver: ChannelRecord) -> list[Event]:
+        recipient = started.recipient
+        address = receiver.address
         sender = started.transfer
         kind = self._definitions[sender.definition]
         meta = {"sender": sender.initiator, "paymentId": serialization.hex_bytes(sender.payment_id)}
@@ -314,9 +326,17 @@ class Router:
         address = self.channel_address_for(decided.sender)
         try:
             sender = await self._owner.channel(user=decided.sender, channel_address=address)
-        except (channels.ChannelError, NotOwner):
+        except NotOwner:
+            if not await self._ask_owner(decided.sender, "settle", _decided_json(decided)):
+                await in_django(_settle_upstream_of, decided.sender)
+            return []
+        except channels.ChannelError:
             await in_django(_settle_upstream_of, decided.sender)
             return []
+        return await self._settle_owned(decided, sender)
+
+    async def _settle_owned(self, decided: _Decided, sender: ChannelRecord) -> list[Event]:
+        address = sender.address
         transfer = _transfer_of(sender.state, decided.payment_id)
         if transfer is None:
             return []
@@ -351,6 +371,82 @@ class Router:
                 return []
             raise
         return [] if proposed is None else list(proposed.events)
+
+    # -- steps another process's engine asks this one to take (`remote`) ----------------------------
+
+    async def _ask_owner(self, user: str, command: str, args: dict[str, Any]) -> bool:
+        """Whether the engine owning `user`'s shard in another process took the step (it then pushes
+        what it tells); when not, the caller takes it the row-lock way here."""
+        if self.remote is None:
+            return False
+        try:
+            return await self.remote(user, command, args)
+        except Exception:
+            logger.exception("asking the owner of %s to %s failed", user, command)
+            return False
+
+    async def run_command(self, user: str, command: str, args: dict[str, Any]) -> list[Event] | None:
+        """A step asked by another process's engine on the channel of `user`, whose shard is this
+        engine's: the events to push, or None when it is not this engine's to take (the shard moved
+        away again; the asker takes it the row-lock way)."""
+        address = self.channel_address_for(user)
+        try:
+            record = await self._owner.channel(user=user, channel_address=address)
+        except NotOwner:
+            return None
+        if command == "forward":
+            started = _started_from_json(args)
+            if started.recipient != user:
+                raise ValueError("a forward is asked of the recipient's owner")
+            return await self._forward_owned(started, record)
+        if command == "settle":
+            decided = _decided_from_json(args)
+            if decided.sender != user:
+                raise ValueError("a settlement is asked of the sender's owner")
+            return await self._settle_owned(decided, record)
+        raise ValueError(f"unknown command {command!r}")
+
+
+def _started_json(started: _Started) -> dict[str, Any]:
+    return {
+        "transfer": serialization.transfer_state_to_json(started.transfer),
+        "recipient": started.recipient,
+        "meta": dict(started.meta),
+        "senderChannelTimeout": started.sender_channel_timeout,
+    }
+
+
+def _started_from_json(value: dict[str, Any]) -> _Started:
+    return _Started(
+        transfer=serialization.transfer_state_from_json(value["transfer"], field="transfer"),
+        recipient=serialization.parse_address(value["recipient"], field="recipient"),
+        meta=dict(value["meta"]),
+        sender_channel_timeout=int(value["senderChannelTimeout"]),
+    )
+
+
+def _decided_json(decided: _Decided) -> dict[str, Any]:
+    return {
+        "paymentId": decided.payment_id,
+        "kind": decided.kind,
+        "sender": decided.sender,
+        "paid": decided.paid,
+        "resolver": serialization.hex_bytes(decided.resolver),
+        "event": decided.event,
+        "payload": decided.payload,
+    }
+
+
+def _decided_from_json(value: dict[str, Any]) -> _Decided:
+    return _Decided(
+        payment_id=str(value["paymentId"]),
+        kind=str(value["kind"]),
+        sender=serialization.parse_address(value["sender"], field="sender"),
+        paid=bool(value["paid"]),
+        resolver=serialization.parse_bytes(value["resolver"], field="resolver"),
+        event=str(value["event"]),
+        payload=dict(value["payload"]),
+    )
 
 
 def _transfer_of(state: ChannelState, payment_id: str) -> Any:

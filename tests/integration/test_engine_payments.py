@@ -105,8 +105,10 @@ def test_requests_reaching_a_process_that_does_not_own_the_users_shard_are_serve
     w3,  # noqa: F811
 ):
     """Alice's socket is on one process and Bob's on the other, each user's shard owned by the other
-    process's engine: every request of theirs is forwarded to its owner, served there (no row-lock
-    fallback), and the payment between them completes."""
+    process's engine: every request of theirs is forwarded to its owner and served there, the
+    router's steps on the other's channel (the forward into Bob's, the settlement of Alice's) are
+    asked of that channel's owner and taken there, none of it falls back to the row-lock path for
+    want of an owner, and the payment between them completes."""
     for node in range(2):  # both engines running, sharing the shards
         connect(live_node, wallets, new_key(w3), node=node).get_channel()
     wait_until(
@@ -116,6 +118,7 @@ def test_requests_reaching_a_process_that_does_not_own_the_users_shard_are_serve
     )
     nodes = live_node.nodes
     before = [forwards(node) for node in nodes]
+    steps_before = steps(live_node)
     alice = connect(live_node, wallets, key_owned_elsewhere(w3, nodes[0]), node=0)
     bob = connect(live_node, wallets, key_owned_elsewhere(w3, nodes[1]), node=1)
     alice.deposit(10 * MILLI)
@@ -132,6 +135,17 @@ def test_requests_reaching_a_process_that_does_not_own_the_users_shard_are_serve
     for (forwarded, lost), (forwarded_after, lost_after) in zip(before, map(forwards, nodes), strict=True):
         assert forwarded_after > forwarded  # each process forwarded its user's requests
         assert lost_after == lost  # and found each owner, which answered in time
+    taken = {step: count - steps_before[step] for step, count in steps(live_node).items()}
+    assert taken == {"forward": 1, "settle": 1, "not taken": 0}
+
+
+def steps(live_node: LiveNode) -> dict[str, float]:
+    """The router's steps asked of another process's engine and taken there, and those not taken."""
+    count = {step: served(live_node, path=step, outcome="forwarded") for step in ("forward", "settle")}
+    count["not taken"] = sum(
+        served(live_node, path=step, outcome="handed_on") for step in ("forward", "settle")
+    )
+    return count
 
 
 def forwards(node: NodeProcess) -> tuple[float, float]:
