@@ -109,10 +109,11 @@ async def _on_engine(
     engine: Engine, token: str, path: str, body: Any
 ) -> tuple[tuple[int, Any] | None, AuthError | None]:
     """A socket request served by the update engine on this loop (no worker thread): the token
-    checked as `_serve_request` checks it, then `Engine.serve`. (None, None) when the row-lock path
-    is to serve it (also when the token check itself failed: that path answers it)."""
+    checked as `_serve_request` checks it (`Engine.token_address`), then `Engine.serve`. (None,
+    None) when the row-lock path is to serve it (also when the token check itself failed: that path
+    answers it)."""
     try:
-        address = await database_sync_to_async(auth_token_address)(token=token)
+        address = await engine.token_address(token)
     except AuthError as exc:
         return (401, error_body(exc.code, exc.message)), exc
     except Exception:

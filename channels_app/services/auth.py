@@ -42,7 +42,7 @@ class ValidToken:
     key_hash: str
 
 
-def _token_hash(token: str) -> str:
+def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -78,20 +78,28 @@ def auth_token_issue(*, address: str, nonce: str, signature: bytes) -> IssuedTok
         raise AuthError("bad_signature", "The login signature was not made by this address.")
     token = secrets.token_urlsafe(32)
     expires_at = timezone.now() + timedelta(seconds=settings.AUTH_TOKEN_TTL_SECONDS)
-    AuthToken.objects.create(address=address, key_hash=_token_hash(token), expires_at=expires_at)
+    AuthToken.objects.create(address=address, key_hash=token_hash(token), expires_at=expires_at)
     return IssuedToken(token=token, address=address, expires_at=expires_at)
 
 
 def auth_token_check(*, token: str) -> ValidToken:
     """The token's holder and expiry; raises AuthError when it is unknown (never issued, or revoked)
     or expired."""
-    key_hash = _token_hash(token)
-    record = AuthToken.objects.filter(key_hash=key_hash).only("address", "expires_at").first()
+    key_hash = token_hash(token)
+    record = AuthToken.objects.filter(key_hash=key_hash).values_list("address", "expires_at").first()
+    return token_valid(key_hash, record)
+
+
+def token_valid(key_hash: str, record: tuple[str, datetime] | None) -> ValidToken:
+    """The token whose hash is `key_hash`, from its record (address, expiry) as read, or None when
+    there is none: `AuthError` unless it is there and has not expired. (The update engine reads the
+    record on its own connection, `engine.process`.)"""
     if record is None:
         raise AuthError("invalid_token", "The token is not valid.")
-    if record.expires_at <= timezone.now():
+    address, expires_at = record
+    if expires_at <= timezone.now():
         raise AuthError("token_expired", "The token expired; log in again.")
-    return ValidToken(address=record.address, expires_at=record.expires_at, key_hash=key_hash)
+    return ValidToken(address=address, expires_at=expires_at, key_hash=key_hash)
 
 
 def auth_token_address(*, token: str) -> str:
@@ -102,7 +110,7 @@ def auth_token_address(*, token: str) -> str:
 def auth_token_revoke(*, token: str) -> None:
     """Log out: the token stops working at once, and once that commits every socket logged in with
     it closes, on whichever node process holds it."""
-    key_hash = _token_hash(token)
+    key_hash = token_hash(token)
     with transaction.atomic():
         addresses = list(AuthToken.objects.filter(key_hash=key_hash).values_list("address", flat=True))
         AuthToken.objects.filter(key_hash=key_hash).delete()
