@@ -415,6 +415,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             "in_flight_per_client": None if args.rate else args.in_flight,
             "offered_rate": args.rate,
             "pace": {name: stack.env[name] for name in UNPACED},
+            "update_engine": stack.env.get("UPDATE_ENGINE", "false"),
         },
         "completed": completed,
         "elapsed_seconds": round(elapsed, 1),
