@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from channels_app import crash_points
 from channels_app.engine import journal
 from channels_app.engine.shard_writer import OwnershipLost, ShardWriter, WriteFailed, shard_of
 from channels_app.services import fence
@@ -319,7 +320,11 @@ class ChannelOwner:
             )
 
         outcome = await self._run(channel_address, user, decide)
-        return outcome if outcome.events else None
+        if not outcome.events:
+            return None
+        if crash_points.ARMED and outcome.channel.pending_update is not None:
+            crash_points.reached("proposed", user, str(outcome.channel.pending_update["type"]))
+        return outcome
 
     # -- inside -----------------------------------------------------------------------------------------
 

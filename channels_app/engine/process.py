@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from django.conf import settings
 from django.db import connection
 from psycopg.conninfo import make_conninfo
 
-from channels_app import metrics, network, realtime
+from channels_app import crash_points, metrics, network, realtime
 from channels_app.api.channel_views import CountersignInput, UpdateInput, parse_update, signed_json
 from channels_app.api.errors import error_answer
 from channels_app.engine.owner import ChannelOwner, Event
@@ -49,6 +50,7 @@ class Engine:
         self.reader = reader
         self.owner = owner
         self.router = router
+        self._later: set[asyncio.Future[None]] = set()
         address = writer.reached_at
         self.relay = None
         if layer is not None and address is not None:
@@ -62,6 +64,8 @@ class Engine:
             self.relay.start()
 
     async def close(self) -> None:
+        if self._later:  # the steps after requests already answered: a moment to end
+            await asyncio.wait(set(self._later), timeout=5)
         if self.relay is not None:
             await self.relay.close()
         await self.reader.close()
@@ -148,9 +152,27 @@ class Engine:
                 return None
             metrics.engine_request(name, "refused")
             return refused
+        if crash_points.ARMED and routed.outcome.stored:
+            crash_points.reached("committed", address, routed.outcome.stored[-1].update_type)
         await push(routed.events)
+        if routed.later is not None:
+            self._after_answer(routed.later)
         metrics.engine_request(name, "answered")
         return 200, signed_json(routed.outcome.signed)
+
+    def _after_answer(self, steps: Callable[[], Awaitable[list[Event]]]) -> None:
+        """The steps after a request's commit, taken once it is answered (the caller answers as this
+        returns: the task runs from the loop's next turn), their events pushed as they end."""
+
+        async def take() -> None:
+            try:
+                await push(tuple(await steps()))
+            except Exception:  # each step logs its own failure; the sweep takes it up
+                logger.exception("the steps after a request failed")
+
+        task = asyncio.ensure_future(take())
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
 
     async def _routed(self, path: str, address: str, body: Any) -> Routed:
         if path == UPDATES:
@@ -163,6 +185,7 @@ class Engine:
                 signature=given.validated_data["signature"],
                 meta=given.validated_data.get("meta"),
                 answer=(answer["nonce"], answer["signature"]) if answer else None,
+                answer_first=True,
             )
         given = CountersignInput(data=body)
         given.is_valid(raise_exception=True)
@@ -171,6 +194,7 @@ class Engine:
             channel_address=self.router.channel_address_for(address),
             nonce=given.validated_data["nonce"],
             signature=given.validated_data["signature"],
+            answer_first=True,
         )
 
 

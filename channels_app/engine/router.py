@@ -71,10 +71,12 @@ class Unserved(Exception):
 class Routed:
     """What one request through the router did, known committed: the owner's outcome for the
     request's own channel, and every event to push, in order (the channel's, the payments', and
-    those of the steps taken after the commit)."""
+    those of the steps taken after the commit). Asked to answer first, the steps are not taken yet:
+    `later` takes them (after the answer) and returns their events."""
 
     outcome: Outcome
     events: tuple[Event, ...]
+    later: Callable[[], Awaitable[list[Event]]] | None = None
 
 
 async def in_django(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -124,9 +126,11 @@ class Router:
         signature: bytes,
         meta: dict[str, Any] | None = None,
         answer: tuple[int, bytes] | None = None,
+        answer_first: bool = False,
     ) -> Routed:
         """A user's create or resolve of a payment (`services.payments.user_update`'s answer and
-        refusals); `Unserved` for anything else."""
+        refusals); `Unserved` for anything else. With `answer_first` the steps after the commit are
+        left to `Routed.later`."""
         if not self._serves(update):
             raise Unserved(type(update).__name__)
         meta = channels.check_user_fields(user=user, update=update, meta=meta)
@@ -143,9 +147,11 @@ class Router:
             policy=self._terms,
             records=news.recorder(self),
         )
-        return await self._after(outcome, news)
+        return await self._after(outcome, news, answer_first)
 
-    async def countersign(self, *, user: str, channel_address: str, nonce: int, signature: bytes) -> Routed:
+    async def countersign(
+        self, *, user: str, channel_address: str, nonce: int, signature: bytes, answer_first: bool = False
+    ) -> Routed:
         """A user's countersignature of the node's open proposal (`services.payments.countersign`)."""
         news = _News()
         outcome = await self._owner.countersign(
@@ -155,7 +161,7 @@ class Router:
             signature=signature,
             records=news.recorder(self),
         )
-        return await self._after(outcome, news)
+        return await self._after(outcome, news, answer_first)
 
     async def _check_resolve(self, user: str, update: ResolveUpdate) -> None:
         """A resolve of a transfer disputed on chain is checked against the chain's record of it: the
@@ -201,15 +207,28 @@ class Router:
 
     # -- after the commit -----------------------------------------------------------------------------
 
-    async def _after(self, outcome: Outcome, news: _News) -> Routed:
-        """Tell what the commit did and take the payments' next steps, in `payments_follow_up`'s
-        order: settle the sender side of a payment just decided (then tell its sender), forward a
-        payment just started, give a channel just freed its next proposal; then a rebalance, or the
-        reconcile of an update that was not a payment's."""
+    async def _after(self, outcome: Outcome, news: _News, answer_first: bool = False) -> Routed:
+        """Tell what the commit did, then take the payments' next steps (`_steps`): now, or, with
+        `answer_first`, in `Routed.later` (the request is answered before them, as the row-lock path
+        answers before its follow-ups)."""
         events: list[Event] = list(outcome.events)
         if not outcome.stored:  # sent again: the first answer, nothing more happened
             return Routed(outcome, ())
         events += await news.payloads(self._reader)
+
+        async def later() -> list[Event]:
+            return await self._steps(outcome, news)
+
+        if answer_first:
+            return Routed(outcome, tuple(events), later)
+        return Routed(outcome, tuple(events + await later()))
+
+    async def _steps(self, outcome: Outcome, news: _News) -> list[Event]:
+        """The payments' next steps after a commit, in `payments_follow_up`'s order: settle the sender
+        side of a payment just decided (then tell its sender), forward a payment just started, give a
+        channel just freed its next proposal; then a rebalance, or the reconcile of an update that
+        was not a payment's. Their events, in order."""
+        events: list[Event] = []
         for decided in news.decided:
             events += await _step(self._settle_upstream(decided), "settling upstream", decided.payment_id)
             # The sender hears of the payment after the node's proposal to settle it, and also when
@@ -228,7 +247,7 @@ class Router:
             await _step(
                 in_django(_check_profile, channel.id, last.new), "checking collateral", channel.address
             )
-        return Routed(outcome, tuple(events))
+        return events
 
     async def _next_proposal(self, channel: ChannelRecord) -> None:
         """A channel whose proposal was just answered gets its next one, when anything waits for it
