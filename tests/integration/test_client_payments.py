@@ -501,6 +501,15 @@ def test_a_node_proposing_a_payment_with_a_one_second_window_is_refused_and_noth
     assert bob.get_channel() == before
     assert bob.balance == 2 * MILLI
     store = Store(tmp_path / "bob.db")
+
+    def on_file() -> int:
+        found = store.latest(bob.channel_address)
+        return found.state.nonce if found is not None else 0
+
+    # The node's latest (its collateral, which Bob countersigned) is on disk as the proposal Bob
+    # countersigned, synced before his countersignature left; as his latest state it is batched and
+    # reaches the file when his event loop runs the batch, 50 ms on or later when the loop is busy.
+    until(lambda: on_file() >= before["nonce"], "Bob's batch to reach his file", timeout=5)
     assert store.payments() == []
     assert store.pending(bob.channel_address) is None
     latest = store.latest(bob.channel_address)
