@@ -220,7 +220,7 @@ def _payment_from_row(row: tuple[Any, ...]) -> PaymentRecord:
 
 
 PAYMENTS_KEPT = 4096  # payment records kept in memory (the most recently used)
-BATCH_SECONDS = 0.05  # the longest a payment record or the setup waits for a transaction to go with
+BATCH_SECONDS = 0.05  # how long a batched write waits for a transaction before the loop's timer writes it
 FRESH_SECONDS = 0.1  # a read looks for another connection's commit at most this often (each write does)
 
 

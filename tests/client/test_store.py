@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -268,6 +269,36 @@ def test_payment_news_goes_with_the_next_transaction_or_on_its_own_soon_after(tm
     store.save_payment(_payment("completed"))
     store.close()  # closing writes what is batched
     assert Store(tmp_path / "wallet.db").payment(_payment("forwarded").payment_id).status == "completed"
+
+
+def test_a_state_the_node_confirms_is_on_disk_as_countersigned_until_the_loop_runs_its_batch_however_late(
+    tmp_path,
+):
+    state = funded_state()
+    address = state.channel_address
+    timers: list[tuple[float, Callable[[], None]]] = []
+    store = Store(tmp_path / "wallet.db")
+    store.flush_with(lambda delay, flush: timers.append((delay, flush)))  # a busy loop: not run yet
+    store.save_latest(signed(state))
+    collateral = deposit_update(state, user=10**18, node=2 * 10**18, initiator=NODE.address)
+    confirmed = signed(apply_update(state, collateral, context=context(deposits={ETH: (2 * 10**18, 10**18)})))
+
+    store.save_countersigned(confirmed)  # synced before the countersignature leaves
+    store.save_latest(confirmed)  # the node took it: batched, the file holds it already
+    reader = Store(tmp_path / "wallet.db")  # another process, or the client restarted after a crash
+
+    assert reader.latest(address) == signed(state)  # what the payments test once read, and failed on
+    assert reader.countersigned(address) == confirmed
+    assert store.latest(address) == confirmed  # (a read of the store's own may commit a due batch: last)
+
+    for delay, flush in timers:  # the loop gets to the batch's timer, later than it was due
+        threading.Timer(delay, flush).start()
+    wait_until(
+        lambda: Store(tmp_path / "wallet.db").latest(address) == confirmed,
+        timeout=5,
+        what="the batch's commit",
+    )
+    assert Store(tmp_path / "wallet.db").countersigned(address) is None
 
 
 def _payment(status: str) -> PaymentRecord:
