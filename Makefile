@@ -79,6 +79,13 @@ gas: install
 bench: install services
 	$(PY) bench/routing_bench.py $(BENCH_ARGS)
 
+# The clients' own CPU per routed transfer through the whole stack (as `make bench` runs it), split by what
+# the client does: store writes and reads, JSON, signing and recovering, checking updates, the rest; and
+# store commits (synced) per transfer. JSON to bench/results/client-*.json. BENCH_ARGS="--seconds 20".
+.PHONY: bench-client
+bench-client: install services
+	$(PY) bench/client_bench.py $(BENCH_ARGS)
+
 # Normal clients' payment latency alone and beside one account flooding every edge of the node (the
 # goal: p99 at most 2x); JSON to bench/results/abuse-*.json. BENCH_ARGS="--rate 10 --seconds 20".
 .PHONY: bench-abuse

@@ -95,13 +95,13 @@ def fresh_database(base_url: str, name: str = BENCH_DB) -> str:
     return f"{base_url}/{name}"
 
 
-def database_transactions(base_url: str) -> tuple[int, int]:
+def database_transactions(base_url: str, name: str = BENCH_DB) -> tuple[int, int]:
     """(commits, rollbacks) of the bench database so far, as Postgres counts them. A backend publishes
     its counts when a transaction ends (at most once a second) and when it exits: read after the stack
     stopped, they are complete; read while it runs, up to a second behind."""
     with psycopg.connect(f"{base_url}/postgres", autocommit=True) as connection:
         row = connection.execute(
-            "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s", (BENCH_DB,)
+            "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s", (name,)
         ).fetchone()
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
@@ -365,7 +365,12 @@ async def main_async(args: argparse.Namespace) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="connext-bench-"))
     log(f"starting the stack in {workdir}: {args.nodes} node processes, Celery worker + beat, anvil")
     stack = start_stack(
-        nodes=args.nodes, workdir=workdir, postgres=args.postgres, redis_url=args.redis, extra=UNPACED
+        nodes=args.nodes,
+        workdir=workdir,
+        postgres=args.postgres,
+        redis_url=args.redis,
+        extra=UNPACED,
+        database=args.database,
     )
     try:
         log(f"connecting and funding {args.clients} clients")
@@ -375,7 +380,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         log(
             f"sending for {args.seconds:.0f} s ({'rate ' + str(args.rate) + '/s' if args.rate else str(args.in_flight) + ' in flight per client'})"
         )
-        transactions_before = database_transactions(args.postgres)
+        transactions_before = database_transactions(args.postgres, args.database)
         cpu_before = cpu_seconds(stack.node_pids())
         clients_before = cpu_seconds([os.getpid()], descendants=False)  # the stack is our child
         services_before = {name: cpu_seconds(pids) for name, pids in service_pids().items()}
@@ -391,7 +396,8 @@ async def main_async(args: argparse.Namespace) -> dict:
     finally:
         stack.stop()
     transactions = [
-        a - b for a, b in zip(database_transactions(args.postgres), transactions_before, strict=True)
+        a - b
+        for a, b in zip(database_transactions(args.postgres, args.database), transactions_before, strict=True)
     ]
     log("measuring the cryptographic floor on this machine")
     floor = protocol_bench.measure_named((protocol_bench.FLOOR, protocol_bench.NODE_WORK), runs=60)
@@ -463,6 +469,7 @@ def main() -> None:
     parser.add_argument(
         "--postgres", default="postgres://postgres@127.0.0.1:5432", help="Postgres server URL"
     )
+    parser.add_argument("--database", default=BENCH_DB, help="bench database (dropped and made anew)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/12", help="Redis URL (flushed)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for the JSON result")
     args = parser.parse_args()

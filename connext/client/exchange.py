@@ -95,6 +95,14 @@ class Exchange:
         sent with the update."""
         prepared: PreparedAnswer | None = with_answer
         for _ in range(MAX_UPDATE_ATTEMPTS):
+            if prepared is None and self._countersigned_unsettled():
+                # A countersignature sent at the next nonce whose answer was not seen: the node's state
+                # settles it, or its proposal is still open and goes with this update (the same state,
+                # so the same signature); else `_sign_own` refuses to sign at that nonce.
+                await self.sync_locked(answer_proposal=False)
+                if self._countersigned_unsettled():
+                    channel = await self.fetch_channel()
+                    prepared = await self._prepare_answer_locked(channel.get("proposal") if channel else None)
             base = prepared.new if prepared is not None else self._core.state
             built = build(base)
             if built is None:
@@ -102,7 +110,7 @@ class Exchange:
                     await self._send_answer_locked(prepared)
                 return None
             update, chain_deposits = built
-            new, signature = self._sign_own(update, chain_deposits, base=base)
+            new, signature = self._sign_own(update, chain_deposits, base=base, answered=prepared)
             body: dict[str, Any] = {
                 "update": serialization.update_to_json(update),
                 "signature": serialization.hex_bytes(signature),
@@ -120,7 +128,7 @@ class Exchange:
                 prepared = None
                 if exc.code == "update_pending" and exc.details.get("proposal"):
                     if "latest" in exc.details:
-                        self.adopt_if_newer(self.verified(exc.details["latest"]))
+                        self.adopt_if_newer_json(exc.details["latest"])
                     prepared = await self._prepare_answer_locked(exc.details["proposal"])
                     if prepared is not None:
                         continue
@@ -142,10 +150,19 @@ class Exchange:
         chain_deposits: dict[str, tuple[int, int]],
         *,
         base: ChannelState | None = None,
+        answered: PreparedAnswer | None = None,
     ) -> tuple[ChannelState, bytes]:
         """Derive and sign the user's own update (on `base`, the latest state by default); it is kept
-        as pending until answered. No transfer of the user's has an on-chain window its watcher could
-        not answer in."""
+        as pending until answered, synced before it is sent, with `answered` (the node's proposal the
+        same request countersigns) in the same commit. No transfer of the user's has an on-chain window
+        its watcher could not answer in, and no update is signed at the nonce of a proposal the user
+        countersigned."""
+        if self._countersigned_unsettled(update.nonce):
+            raise ConnextError(
+                "countersign_unsettled",
+                f"the user countersigned the node's proposal at nonce {update.nonce} and the node has not"
+                " confirmed it yet; try again once the client has synced",
+            )
         if isinstance(update, CreateUpdate):
             policy.check_window("transfer_timeout", update.transfer_timeout, self._core.min_window)
         context = self._core.context(chain_deposits)
@@ -155,8 +172,21 @@ class Exchange:
             )
         except ProtocolError as exc:
             raise policy.from_protocol(exc) from None
-        self._core.store.save_pending(update, signature)
+        held = (
+            None
+            if answered is None
+            else SignedChannelState(answered.new, answered.node_signature, answered.signature)
+        )
+        self._core.store.save_pending(update, signature, answered=held)
         return new, signature
+
+    def _countersigned_unsettled(self, nonce: int | None = None) -> bool:
+        """The store holds a proposal the user countersigned at `nonce` (by default, the latest
+        state's next) that the client has not adopted yet."""
+        held = self._core.store.countersigned(self._core.channel_address)
+        if held is None:
+            return False
+        return held.state.nonce == (self._core.state.nonce + 1 if nonce is None else nonce)
 
     async def _recover_locked(self, exc: NodeError) -> bool:
         """Bring the client up to date after a refusal the client can recover from; False otherwise."""
@@ -168,13 +198,13 @@ class Exchange:
             return True
         if exc.code == "update_pending":
             if "latest" in exc.details:
-                self.adopt_if_newer(self.verified(exc.details["latest"]))
+                self.adopt_if_newer_json(exc.details["latest"])
             await self.answer_proposal_locked(exc.details.get("proposal"))
             return True
         if exc.code in ("stale_nonce", "nonce_gap"):
             self._core.store.clear_pending(self._core.channel_address)
             if "latest" in exc.details:
-                self.adopt_if_newer(self.verified(exc.details["latest"]))
+                self.adopt_if_newer_json(exc.details["latest"])
             else:
                 await self.sync_locked()
             return True
@@ -255,11 +285,24 @@ class Exchange:
         except ValidationError as exc:
             self._refused(exc, update)
             return None
+        held = core.store.countersigned(core.channel_address)
+        if held is not None and held.state.nonce == new.nonce and held.state.state_hash != new.state_hash:
+            self._refused(
+                ValidationError(
+                    "conflicting_proposal",
+                    f"the user countersigned another state at nonce {new.nonce}: it signs no second one",
+                ),
+                update,
+            )
+            return None
         signature = signing.sign_state(new, core.signer)
         return PreparedAnswer(previous, update, new, node_signature, signature, meta)
 
     async def _send_answer_locked(self, prepared: PreparedAnswer) -> None:
         new = prepared.new
+        self._core.store.save_countersigned(
+            SignedChannelState(new, prepared.node_signature, prepared.signature)
+        )
         try:
             answer = await self._core.api.post(
                 "/api/channel/countersign",
@@ -270,10 +313,23 @@ class Exchange:
                 raise
             await self.sync_locked(answer_proposal=False)  # the node moved on (another device answered)
             return
-        answered = self.verified(answer)
-        if answered.state.state_hash != new.state_hash:
-            raise ValidationError("state_mismatch", "the node stored a different state than the proposal")
-        self._adopt_answered(prepared, answered.node_signature)
+        if not self._restates(answer, prepared):
+            answered = self.verified(answer)
+            if answered.state.state_hash != new.state_hash:
+                raise ValidationError("state_mismatch", "the node stored a different state than the proposal")
+        self._adopt_answered(prepared, prepared.node_signature)
+
+    @staticmethod
+    def _restates(answer: dict[str, Any], prepared: PreparedAnswer) -> bool:
+        """The node's answer carries the signatures the client already checked on the proposal's state
+        (the node's, recovered from the proposal, and the user's own): the same doubly signed state, so
+        it is not parsed and verified again. ECDSA signatures by one key over two hashes never match."""
+        try:
+            node_signature = serialization.parse_bytes(answer.get("nodeSignature"), field="nodeSignature")
+            user_signature = serialization.parse_bytes(answer.get("userSignature"), field="userSignature")
+        except ProtocolError:
+            return False
+        return (node_signature, user_signature) == (prepared.node_signature, prepared.signature)
 
     def _adopt_answered(self, prepared: PreparedAnswer, node_signature: bytes) -> None:
         """Adopt the node's proposal the user countersigned, and record what it did to payments."""
@@ -320,6 +376,16 @@ class Exchange:
             channel = await self.fetch_channel() or channel
             node_latest = self.verified(channel)
         self.adopt_if_newer(node_latest)
+        held = core.store.countersigned(core.channel_address)
+        if held is not None and held.state.nonce == core.state.nonce + 1 and not _proposes(channel, held):
+            # The user countersigned the node's proposal at the next nonce and the node holds neither
+            # it nor that proposal: it lost a state it signed (a restore). Show it that state.
+            logger.warning(
+                "the node lost its proposal at nonce %s that the user countersigned", held.state.nonce
+            )
+            self.adopt(held)
+            await self.reconcile_locked()
+            channel = await self.fetch_channel() or channel
         pending = core.store.pending(core.channel_address)
         if (
             pending is not None
@@ -425,6 +491,8 @@ class Exchange:
         """The node's latest state (from a refusal) is older than ours: its records were restored."""
         if not isinstance(latest, dict) or self._core.signed is None:
             return False
+        if _nonce_of(latest) == self._core.signed.state.nonce:
+            return False
         return self.verified(latest).state.nonce < self._core.signed.state.nonce
 
     async def reconcile_locked(self) -> None:
@@ -444,10 +512,10 @@ class Exchange:
                 answer = await self._core.api.post("/api/channel/reconcile", body)
             except NodeError as exc:
                 if exc.code == "stale_state" and "latest" in exc.details:  # the node is ahead: adopt
-                    self.adopt_if_newer(self.verified(exc.details["latest"]))
+                    self.adopt_if_newer_json(exc.details["latest"])
                     return
                 raise
-            self.adopt_if_newer(self.verified(answer))
+            self.adopt_if_newer_json(answer)
             if not answer.get("fenced"):
                 logger.info("reconciled the channel with the node at nonce %s", signed.state.nonce)
                 return
@@ -462,6 +530,14 @@ class Exchange:
                     "channel_reconciling", "the node is still reading the chain before it signs again"
                 )
             await asyncio.sleep(RECONCILE_RETRY_SECONDS)
+
+    def adopt_if_newer_json(self, body: Any) -> None:
+        """`adopt_if_newer` for the node's JSON of a doubly signed state. One at the nonce the client
+        holds is dropped unread: the client adopts no state at a nonce it holds, so it is not parsed and
+        verified again."""
+        if self._core.signed is not None and _nonce_of(body) == self._core.signed.state.nonce:
+            return
+        self.adopt_if_newer(self.verified(body))
 
     def adopt_if_newer(self, signed: SignedChannelState) -> None:
         latest = self._core.signed
@@ -522,6 +598,27 @@ class Exchange:
             self._accept_answer(answer, new, signature)
         else:  # opened meanwhile by another device: take the node's latest, verified
             self.adopt(self.verified(answer), restoring=True)
+
+
+def _nonce_of(body: Any) -> int | None:
+    """The nonce of the node's JSON of a state (`{"state": {"nonce": …}}`), None when unreadable."""
+    try:
+        return serialization.parse_uint(body["state"]["nonce"], field="nonce")
+    except (ProtocolError, KeyError, TypeError):
+        return None
+
+
+def _proposes(channel: dict[str, Any], held: SignedChannelState) -> bool:
+    """The node's channel has `held` open as its proposal: the node's signature on it is the same
+    (one key's signatures over two states never are)."""
+    proposal = channel.get("proposal")
+    if not isinstance(proposal, dict):
+        return False
+    try:
+        signature = serialization.parse_bytes(proposal.get("nodeSignature"), field="nodeSignature")
+    except ProtocolError:
+        return False
+    return signature == held.node_signature
 
 
 def _hex(value: object, field: str) -> bytes:

@@ -50,6 +50,7 @@ class Incoming:
         self._core = core
         self._exchange = exchange
         self._expiry_timers: set[int] = set()
+        self._decrypted: tuple[str, bytes] = ("", b"")  # the last encrypted preimage opened, and its preimage
 
     async def resolve_condition(
         self,
@@ -194,6 +195,12 @@ class Incoming:
         encrypted = meta.get("encryptedPreimage")
         if not isinstance(encrypted, str) or kind is DefinitionKind.SIGNED:
             return b""
+        if self._decrypted[0] == encrypted:  # checked against the lock below when first opened
+            return (
+                self._decrypted[1]
+                if keccak256(self._decrypted[1]) == _lock_of(kind, encoded_state)[0]
+                else b""
+            )
         try:
             preimage = ecies.decrypt(
                 self._core.key, serialization.parse_bytes(encrypted, field="encryptedPreimage")
@@ -201,6 +208,7 @@ class Incoming:
         except ProtocolError as exc:
             logger.warning("an incoming payment's encrypted preimage does not decrypt: %s", exc)
             return b""
+        self._decrypted = (encrypted, preimage)
         lock_hash, _ = _lock_of(kind, encoded_state)
         if keccak256(preimage) != lock_hash:
             logger.warning("an incoming payment's decrypted preimage does not open its lock")

@@ -52,6 +52,8 @@ class Session:
 
     async def start(self) -> None:
         core = self._core
+        loop = asyncio.get_running_loop()
+        core.store.flush_with(lambda delay, flush: loop.call_soon_threadsafe(loop.call_later, delay, flush))
         core.http = aiohttp.ClientSession()
         core.node_api = NodeApi(core.node_url, core.signer, core.http)
         await core.node_api.log_in()

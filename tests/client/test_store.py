@@ -1,14 +1,30 @@
-"""The client's store: the latest doubly signed state and the update left unanswered."""
+"""The client's store: the latest doubly signed state, the update left unanswered, the proposal the user
+countersigned, and what of them is synced before a signature leaves."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from collections.abc import Callable
 from dataclasses import replace
 
-from connext.client.store import ChannelSetup, PaymentRecord, SignedState, Store
+import pytest
+
+from connext.client.store import ChannelSetup, PaymentRecord, PendingUpdate, SignedState, Store
 from connext.protocol import signing
 from connext.protocol.types import DefinitionKind
 from connext.protocol.updates import apply_update
-from tests.protocol.protocol_helpers import NODE, USER, context, deposit_update, funded_state
+from tests.protocol.protocol_helpers import (
+    ETH,
+    NODE,
+    USER,
+    context,
+    deposit_update,
+    funded_state,
+    linked_create,
+    preimage_for,
+)
+from tests.support.processes import wait_until
 
 
 def signed(state) -> SignedState:
@@ -114,3 +130,185 @@ def test_a_payment_saved_again_with_nothing_new_is_left_as_it_was(tmp_path):
     assert completed.updated_at > first.updated_at
     assert completed.secret == b"s" * 32
     assert store.payment(news.payment_id) == completed
+
+
+# -- durability: what is synced, and the memory against the file ---------------------------------------
+
+
+def _linked_create_by_user(state):
+    update = linked_create(state, initiator=USER.address, amount=10**17, preimage=preimage_for("store"))
+    return update, apply_update(state, update, context=context())
+
+
+def test_the_users_update_and_the_proposal_it_countersigns_are_one_synced_commit(tmp_path):
+    state = funded_state()
+    store = Store(tmp_path / "wallet.db")
+    store.save_latest(signed(state))
+    proposal = deposit_update(state, user=10**18, node=2 * 10**18, initiator=NODE.address)
+    answered = signed(apply_update(state, proposal, context=context(deposits={ETH: (2 * 10**18, 10**18)})))
+    update, new = _linked_create_by_user(answered.state)
+    before = (store.commits, store.synced_commits)
+
+    store.save_pending(update, signing.sign_state(new, USER), answered=answered)
+    store.close()
+    reopened = Store(tmp_path / "wallet.db")
+
+    assert (store.commits - before[0], store.synced_commits - before[1]) == (1, 1)
+    assert reopened.countersigned(state.channel_address) == answered
+    assert reopened.pending(state.channel_address).update == update
+
+
+def test_payment_news_and_a_state_that_pays_the_user_nothing_more_commit_unsynced(tmp_path):
+    state = funded_state()
+    store = Store(tmp_path / "wallet.db")
+    store.save_latest(signed(state))
+    _, locked = _linked_create_by_user(state)
+    synced = store.synced_commits
+
+    store.save_payment(_payment("forwarded"))
+    store.save_payment(_payment("completed"))
+    store.save_latest(signed(locked))  # the node's answer to the user's create: the user's balance is down
+
+    assert store.synced_commits == synced
+    assert store.latest(state.channel_address) == signed(locked)
+
+
+def test_a_state_that_pays_the_user_more_is_synced_unless_the_file_holds_it_as_the_countersigned_proposal(
+    tmp_path,
+):
+    state = funded_state()
+    store = Store(tmp_path / "wallet.db")
+    store.save_latest(signed(state))
+    credit = deposit_update(state, user=2 * 10**18, node=10**18, initiator=USER.address)
+    credited = signed(apply_update(state, credit, context=context(deposits={ETH: (10**18, 2 * 10**18)})))
+    more = deposit_update(credited.state, user=3 * 10**18, node=10**18, initiator=NODE.address)
+    countersigned = signed(
+        apply_update(credited.state, more, context=context(deposits={ETH: (10**18, 3 * 10**18)}))
+    )
+
+    synced = store.synced_commits
+    store.save_latest(credited)  # the user's own deposit, credited: only the node's signature proves it
+    assert store.synced_commits == synced + 1
+
+    store.save_countersigned(countersigned)  # synced before the countersignature leaves
+    store.save_latest(countersigned)  # the node confirms it: already on disk
+    assert store.synced_commits == synced + 2
+    assert store.countersigned(state.channel_address) is None
+
+
+def test_a_write_that_raises_leaves_the_memory_as_the_file_is(tmp_path):
+    state = funded_state()
+    store = Store(tmp_path / "wallet.db")
+    store.save_latest(signed(state))
+    update, locked = _linked_create_by_user(state)
+    store.save_pending(update, signing.sign_state(locked, USER))
+    first = store.save_payment(_payment("forwarded"))
+    refusing = sqlite3.connect(tmp_path / "wallet.db")
+    for table in ("channel_state", "pending_update", "payment"):
+        refusing.execute(
+            f"CREATE TRIGGER refuse_{table} BEFORE DELETE ON {table} BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+    refusing.commit()
+    refusing.close()
+    assert store.latest(state.channel_address) == signed(state)  # read again after the other connection
+
+    with pytest.raises(sqlite3.IntegrityError):
+        store.clear_pending(state.channel_address)  # synced, at once
+    store.save_latest(signed(locked))  # batched: its DELETE of the pending update is refused at the flush
+    store.delete_payment(first.payment_id)
+    assert store.latest(state.channel_address) == signed(locked)  # in memory, not in the file yet
+    with pytest.raises(sqlite3.IntegrityError):
+        store.flush()
+
+    reopened = Store(tmp_path / "wallet.db")
+    for view in (store, reopened):
+        assert view.latest(state.channel_address) == signed(state)
+        assert view.pending(state.channel_address) == PendingUpdate(update, signing.sign_state(locked, USER))
+        assert view.payment(first.payment_id) == first
+
+
+def test_a_store_sees_what_another_process_committed_to_its_file(tmp_path):
+    state = funded_state()
+    watching = Store(tmp_path / "wallet.db")  # `connext watch` beside a running client, say
+    assert watching.latest(state.channel_address) is None
+    assert watching.payment(_payment("forwarded").payment_id) is None
+    writing = Store(tmp_path / "wallet.db")
+
+    writing.save_latest(signed(state))
+    writing.save_payment(_payment("forwarded"))
+    writing.flush()  # payment news is batched (the next test)
+
+    wait_until(  # a read looks again within FRESH_SECONDS
+        lambda: watching.latest(state.channel_address) == signed(state), timeout=5, what="the new state"
+    )
+    assert watching.payment(_payment("forwarded").payment_id).status == "forwarded"
+
+
+def test_payment_news_goes_with_the_next_transaction_or_on_its_own_soon_after(tmp_path):
+    state = funded_state()
+    store = Store(tmp_path / "wallet.db")
+    store.flush_with(lambda delay, flush: threading.Timer(delay, flush).start())  # the client's loop
+    store.save_latest(signed(state))
+    update, locked = _linked_create_by_user(state)
+    other = sqlite3.connect(tmp_path / "wallet.db")
+
+    def on_file(payment_id: str) -> str | None:
+        row = other.execute("SELECT status FROM payment WHERE payment_id = ?", (payment_id,)).fetchone()
+        return None if row is None else row[0]
+
+    commits = store.commits
+    store.save_payment(replace(_payment("sending"), payment_id="0x" + "03" * 32))
+    store.save_pending(update, signing.sign_state(locked, USER))  # the record of a create, then its update
+    assert store.commits == commits + 1
+    assert on_file("0x" + "03" * 32) == "sending"
+
+    store.save_payment(_payment("forwarded"))  # nothing else to go with: on its own, BATCH_SECONDS later
+    wait_until(lambda: on_file(_payment("forwarded").payment_id), timeout=5, what="the batch's commit")
+    assert on_file(_payment("forwarded").payment_id) == "forwarded"
+
+    store.save_payment(_payment("completed"))
+    store.close()  # closing writes what is batched
+    assert Store(tmp_path / "wallet.db").payment(_payment("forwarded").payment_id).status == "completed"
+
+
+def test_a_state_the_node_confirms_is_on_disk_as_countersigned_until_the_loop_runs_its_batch_however_late(
+    tmp_path,
+):
+    state = funded_state()
+    address = state.channel_address
+    timers: list[tuple[float, Callable[[], None]]] = []
+    store = Store(tmp_path / "wallet.db")
+    store.flush_with(lambda delay, flush: timers.append((delay, flush)))  # a busy loop: not run yet
+    store.save_latest(signed(state))
+    collateral = deposit_update(state, user=10**18, node=2 * 10**18, initiator=NODE.address)
+    confirmed = signed(apply_update(state, collateral, context=context(deposits={ETH: (2 * 10**18, 10**18)})))
+
+    store.save_countersigned(confirmed)  # synced before the countersignature leaves
+    store.save_latest(confirmed)  # the node took it: batched, the file holds it already
+    reader = Store(tmp_path / "wallet.db")  # another process, or the client restarted after a crash
+
+    assert reader.latest(address) == signed(state)  # what the payments test once read, and failed on
+    assert reader.countersigned(address) == confirmed
+    assert store.latest(address) == confirmed  # (a read of the store's own may commit a due batch: last)
+
+    for delay, flush in timers:  # the loop gets to the batch's timer, later than it was due
+        threading.Timer(delay, flush).start()
+    wait_until(
+        lambda: Store(tmp_path / "wallet.db").latest(address) == confirmed,
+        timeout=5,
+        what="the batch's commit",
+    )
+    assert Store(tmp_path / "wallet.db").countersigned(address) is None
+
+
+def _payment(status: str) -> PaymentRecord:
+    return PaymentRecord(
+        payment_id="0x" + "02" * 32,
+        direction="incoming",
+        kind="linked",
+        sender="0x" + "aa" * 20,
+        recipient="0x" + "bb" * 20,
+        asset_id=ETH,
+        amount=5,
+        status=status,
+    )

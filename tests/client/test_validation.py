@@ -527,3 +527,76 @@ def test_a_proposal_whose_answer_the_node_could_not_take_is_answered_again_once_
     assert node.countersigns == 2
     assert client.get_channel()["nonce"] == proposed.nonce
     assert client.get_free_balance(ETH) == {"user": E, "node": 2 * E}
+
+
+class NodeMissedTheAnswer:
+    """Stands in for the node's API after a countersignature of its proposal was lost on the way (a
+    5xx): the proposal stays open; an update of the user's that carries the answer is taken."""
+
+    def __init__(self, state: ChannelState, proposal: dict[str, Any], proposed: ChannelState) -> None:
+        self.state, self.proposal, self.proposed = state, proposal, proposed
+        self.updates: list[dict[str, Any]] = []
+
+    async def get(self, path: str, **params: str) -> Any:
+        assert path == "/api/channel", path
+        return {
+            "channelAddress": self.state.channel_address,
+            "state": serialization.channel_state_to_json(self.state),
+            "nodeSignature": serialization.hex_bytes(signing.sign_state(self.state, NODE)),
+            "userSignature": serialization.hex_bytes(signing.sign_state(self.state, USER)),
+            "proposal": self.proposal,
+        }
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        if path == "/api/channel/countersign":
+            raise NodeUnavailableError("node_unavailable", f"POST {path}: the node answered 500")
+        assert path == "/api/channel/updates", path
+        self.updates.append(body)
+        update = serialization.update_from_json(body["update"])
+        signature = serialization.parse_bytes(body["signature"], field="signature")
+        new = validation.validate_update(
+            self.proposed, update, signature, context=context(deposits={ETH: (2 * E, 2 * E)})
+        )
+        return {"nodeSignature": serialization.hex_bytes(signing.sign_state(new, NODE))}
+
+
+def test_a_countersignature_whose_answer_was_lost_goes_again_with_the_users_next_update_and_no_other():
+    """The countersigned proposal is in the store before its signature leaves; when the answer is lost
+    the user's next update carries that same countersignature (the same state, the same bytes) instead
+    of signing a second state at the proposal's nonce."""
+    state = funded_state()
+    client, _ = offline_client(state, chain_totals=(2 * E, E))
+    update = deposit_update(state, node=2 * E, user=E)
+    proposed, node_signature = node_signs(state, update, chain=(2 * E, E))
+    proposal = {
+        "update": serialization.update_to_json(update),
+        "nodeSignature": serialization.hex_bytes(node_signature),
+    }
+    node = NodeMissedTheAnswer(state, proposal, proposed)
+    client._core.node_api = node  # type: ignore[assignment]
+    store = client._core.store
+
+    def build(base: ChannelState) -> tuple[Update, dict[str, tuple[int, int]]]:
+        own = deposit_update(base, node=2 * E, user=2 * E, initiator=USER.address)
+        return own, {ETH: (2 * E, 2 * E)}
+
+    async def scenario() -> None:
+        async with client._core.lock:
+            with pytest.raises(NodeUnavailableError):
+                await client._exchange.answer_proposal_locked(proposal)
+            held = store.countersigned(state.channel_address)
+            assert held is not None
+            assert held.state == proposed
+            await client._exchange.propose_locked(build)
+            (sent,) = node.updates
+            assert sent["answer"] == {
+                "nonce": str(proposed.nonce),
+                "signature": serialization.hex_bytes(held.user_signature),
+            }
+            assert sent["update"]["nonce"] == str(proposed.nonce + 1)
+
+    asyncio.run(scenario())
+    assert client.get_channel()["nonce"] == proposed.nonce + 1
+    assert client.get_free_balance(ETH) == {"user": 2 * E, "node": 2 * E}
+    assert store.countersigned(state.channel_address) is None
+    assert store.latest(state.channel_address).state.nonce == proposed.nonce + 1

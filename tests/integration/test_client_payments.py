@@ -11,9 +11,12 @@ clients' own reactions to it, never for a fixed time.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import random
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -51,7 +54,7 @@ from tests.integration.conftest import LIVE_NODE_KEY, LiveNode
 from tests.support import client_wallets
 from tests.support.conservation import assert_offchain_conserved
 from tests.support.cpu import named_cpu_seconds, own_cpu_seconds, tree_cpu_seconds
-from tests.support.processes import ROOT, NodeProcess, wait_until
+from tests.support.processes import ROOT, ManagedProcess, NodeProcess, wait_until
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -498,6 +501,15 @@ def test_a_node_proposing_a_payment_with_a_one_second_window_is_refused_and_noth
     assert bob.get_channel() == before
     assert bob.balance == 2 * MILLI
     store = Store(tmp_path / "bob.db")
+
+    def on_file() -> int:
+        found = store.latest(bob.channel_address)
+        return found.state.nonce if found is not None else 0
+
+    # The node's latest (its collateral, which Bob countersigned) is on disk as the proposal Bob
+    # countersigned, synced before his countersignature left; as his latest state it is batched and
+    # reaches the file when his event loop runs the batch, 50 ms on or later when the loop is busy.
+    until(lambda: on_file() >= before["nonce"], "Bob's batch to reach his file", timeout=5)
     assert store.payments() == []
     assert store.pending(bob.channel_address) is None
     latest = store.latest(bob.channel_address)
@@ -820,3 +832,88 @@ def test_200_concurrent_payments_between_10_clients_on_two_node_processes_lose_n
     assert sorted(s.state_hash for s in node_states) == sorted(u.async_client.state.state_hash for u in users)
     after = assert_offchain_conserved(w3, node_states)[ETH]
     assert (after.users, after.node, after.deposited) == (before.users, before.node, before.deposited)
+
+
+# -- the client killed right after it sent a signature -------------------------------------------------
+
+
+def _stopped_after_sending(
+    live_node: LiveNode, start_process: Any, tmp_path: Path, key: str, store: Path, path: str, *pay: str
+) -> dict[str, Any]:
+    """Run a client process on `store` until it sent its first request to `path` (its signature in it),
+    SIGKILL it there, and return what it sent."""
+    log = tmp_path / f"stopping-{len(list(tmp_path.glob('stopping-*')))}.log"
+    client = start_process(
+        ManagedProcess(
+            [
+                sys.executable,
+                "tests/support/stopping_client.py",
+                *(live_node.url, key, str(store), live_node.chain_url, path, *pay),
+            ],
+            env=os.environ,
+            log_path=log,
+        )
+    )
+
+    def sent() -> str | None:
+        line = next((row for row in client.log().splitlines() if row.startswith("sent ")), None)
+        if line is None and not client.alive():
+            pytest.fail(f"the client process exited:\n{client.log()}")
+        return line
+
+    line = until(sent, f"the client process to send {path}")
+    client.stop(signal.SIGKILL)
+    return json.loads(line.removeprefix("sent "))
+
+
+def test_a_client_killed_right_after_sending_its_signature_finds_what_it_signed_on_restart(
+    live_node, wallets, w3, tmp_path, start_process
+):
+    """A client process pays and is SIGKILLed right after its create went out (the node took it); it is
+    started again on its store and SIGKILLed right after its countersignature of the node's settling
+    resolve went out. Each time the store file holds the update, or the doubly signed state, whose
+    signature left the process, and a client on that file then matches the node: the payment completes
+    once."""
+    key, store = new_key(w3), tmp_path / "alice.db"
+    alice = connect(live_node, wallets, key, store_path=str(store))
+    alice.deposit(10 * MILLI)
+    collateralized(alice)
+    channel_address, start = alice.channel_address, alice.balance
+    alice.client.close()
+    wallets.remove(alice)
+    bob = funded(live_node, wallets, w3, deposit=0)
+
+    sent = _stopped_after_sending(
+        live_node, start_process, tmp_path, key, store, "/api/channel/updates", bob.address, str(2 * MILLI)
+    )
+    kept = Store(store).pending(channel_address)
+    assert kept is not None
+    assert serialization.update_to_json(kept.update) == sent["update"]
+    assert serialization.hex_bytes(kept.signature) == sent["signature"]
+    assert Channel.objects.get(address=channel_address).nonce == kept.update.nonce  # the node took it
+    payment_id = sent["update"]["paymentId"]
+    until(  # Bob resolved; the node's resolve of Alice's side waits for her countersignature
+        lambda: Channel.objects.get(address=channel_address).pending_update is not None,
+        "the node's proposal to settle Alice's side",
+    )
+
+    countersigned = _stopped_after_sending(
+        live_node, start_process, tmp_path, key, store, "/api/channel/countersign"
+    )
+    held = Store(store).countersigned(channel_address)
+    channel = Channel.objects.get(address=channel_address)
+    assert held is not None
+    assert str(held.state.nonce) == countersigned["nonce"] == str(channel.nonce)
+    assert (
+        serialization.hex_bytes(held.user_signature) == countersigned["signature"] == channel.user_signature
+    )
+    assert serialization.hex_bytes(held.node_signature) == channel.node_signature
+    signing.verify_state_signatures(held.state, held.node_signature, held.user_signature)
+
+    alice = connect(live_node, wallets, key, store_path=str(store))
+    assert alice.wait_for_transfer(payment_id, timeout=WAIT)["status"] == "completed"
+    settled(alice, bob)
+    assert alice.balance == start - 2 * MILLI
+    assert bob.wait_for_transfer(payment_id, timeout=WAIT)["status"] == "completed"
+    assert Store(store).countersigned(channel_address) is None
+    assert Payment.objects.filter(payment_id=payment_id).count() == 1
