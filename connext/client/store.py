@@ -362,12 +362,16 @@ class Store:
             self._commit_batch()
 
     def _flush_due(self) -> None:
-        try:
-            with self._lock:
+        with self._lock:
+            try:
                 if not self._closed:
                     self._commit_batch_if_due()
-        except (sqlite3.Error, ValueError) as exc:
-            logger.warning("the store could not write its batch of payment news: %r", exc)
+            except (sqlite3.Error, ValueError) as exc:
+                logger.warning("the store could not write its batch: %r; trying again", exc)
+                if self._batch and self._later is not None:
+                    # Kept (the file was locked): tried again on a timer of its own, rather than
+                    # whenever the next store call comes. (A batch not due yet has its own timer.)
+                    self._later(BATCH_SECONDS, self._flush_due)
 
     def _read_data_version(self) -> int:
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 
-from connext.client.store import ChannelSetup, PaymentRecord, PendingUpdate, SignedState, Store
+from connext.client.store import BATCH_SECONDS, ChannelSetup, PaymentRecord, PendingUpdate, SignedState, Store
 from connext.protocol import signing
 from connext.protocol.types import DefinitionKind
 from connext.protocol.updates import apply_update
@@ -299,6 +300,28 @@ def test_a_state_the_node_confirms_is_on_disk_as_countersigned_until_the_loop_ru
         what="the batch's commit",
     )
     assert Store(tmp_path / "wallet.db").countersigned(address) is None
+
+
+def test_a_batch_the_file_was_too_busy_for_is_tried_again_on_the_next_timer(tmp_path):
+    timers: list[Callable[[], None]] = []
+    store = Store(tmp_path / "wallet.db")
+    store.flush_with(lambda delay, flush: timers.append(flush))
+    store.save_latest(signed(funded_state()))
+    store.save_payment(_payment("forwarded"))  # batched, its timer set
+    assert len(timers) == 1
+    store._db.execute("PRAGMA busy_timeout = 50")  # give up on the lock at once, not after 5 s
+    other = sqlite3.connect(tmp_path / "wallet.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing the file
+    time.sleep(BATCH_SECONDS)
+
+    timers.pop()()  # due, and the file is locked: not written, and its timer set again
+    assert other.execute("SELECT count(*) FROM payment").fetchone() == (0,)
+    assert len(timers) == 1
+    other.execute("ROLLBACK")
+    timers.pop()()
+    assert other.execute("SELECT status FROM payment").fetchall() == [("forwarded",)]
+    assert timers == []
+    store.close()
 
 
 def _payment(status: str) -> PaymentRecord:
