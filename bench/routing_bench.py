@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -112,6 +113,24 @@ def database_transactions(base_url: str, name: str = BENCH_DB) -> tuple[int, int
 UNPACED = {"FAIR_SHARE": "1000000/second", "FAIR_SHARE_BURST": "100000"}
 
 
+BENCH_METRICS_TOKEN = "routing-bench-metrics-token-" + "x" * 16
+
+
+def engine_counts(stack: Stack) -> dict[str, float]:
+    """`connext_engine_requests_total` summed over the node processes, by path/outcome/reason."""
+    counts: dict[str, float] = {}
+    for url in stack.node_urls:
+        headers = {"Authorization": f"Bearer {BENCH_METRICS_TOKEN}"}
+        request = urllib.request.Request(f"{url}/metrics", headers=headers)  # noqa: S310 - the local stack
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the local stack
+            for line in response.read().decode().splitlines():
+                if line.startswith("connext_engine_requests_total{"):
+                    sample, _, value = line.rpartition(" ")
+                    labels = sample[len("connext_engine_requests_total{") : -1].replace('"', "")
+                    counts[labels] = counts.get(labels, 0.0) + float(value)
+    return counts
+
+
 def start_stack(
     *,
     nodes: int,
@@ -135,6 +154,8 @@ def start_stack(
         # Production mode (no per-query debug records): a fresh node key, funded on anvil by the deploy.
         "DJANGO_DEBUG": "false",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # Each process's /metrics reports only its own (no PROMETHEUS_MULTIPROC_DIR): summed here.
+        "METRICS_TOKEN": BENCH_METRICS_TOKEN,
         "NODE_PRIVATE_KEY": "0x" + secrets.token_hex(32),
         "NODE_VAR_DIR": str(workdir),
         "DEPLOYMENTS_FILE": str(workdir / "deployments.json"),
@@ -393,6 +414,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             name: cpu_seconds(pids) - services_before.get(name, 0.0) for name, pids in service_pids().items()
         }
         await asyncio.gather(*(client.close() for client in clients))
+        engine_requests = engine_counts(stack)
     finally:
         stack.stop()
     transactions = [
@@ -423,6 +445,8 @@ async def main_async(args: argparse.Namespace) -> dict:
             "pace": {name: stack.env[name] for name in UNPACED},
             "update_engine": stack.env.get("UPDATE_ENGINE", "false"),
         },
+        # With the engine on: what became of the requests it was offered, over both processes.
+        "engine_requests": engine_requests,
         "completed": completed,
         "elapsed_seconds": round(elapsed, 1),
         "failed": results.failures,
