@@ -119,9 +119,10 @@ class Engine:
         command = str(body.get("command"))
         try:
             events = await self.router.run_command(user, command, dict(body["args"]))
-        except Exception:
+        except Exception:  # the asker takes it the row-lock way (the payment's checks hold there)
             logger.exception("the step %s asked by another engine failed here", command)
-            events = None
+            metrics.engine_request(command, "handed_on", "failed")
+            return None
         if events is None:
             metrics.engine_request(command, "handed_on", "not_owner")
             return None
