@@ -351,3 +351,50 @@ async def next_proposal_waits(cursor: Cursor, channel_id: int, user: str) -> boo
     )
     row = await cursor.fetchone()
     return bool(row and row[0])
+
+
+@dataclass(frozen=True)
+class ForwardFacts:
+    """What the forward of a pending payment is made from, as stored: the sender's side (its
+    transfer state and the meta its creator sent), the recipient, the sender channel's timeout."""
+
+    transfer_state: dict[str, Any]
+    meta: dict[str, Any]
+    recipient: str
+    sender_channel_timeout: int
+
+
+async def forward_facts(cursor: Cursor, payment_id: str) -> ForwardFacts | None:
+    """The facts of a payment still waiting to be forwarded (`pending`, its sender side active), or
+    None."""
+    await cursor.execute(
+        f"SELECT s.transfer_state, s.meta, p.recipient, c.latest_state->>'timeout' FROM {PAYMENT} p"
+        f" JOIN {TRANSFER} s ON s.id = p.sender_transfer_id JOIN {CHANNEL} c ON c.id = s.channel_id"
+        " WHERE p.payment_id = %s AND p.status = 'pending' AND s.status = 'active' AND p.recipient <> ''",
+        (payment_id,),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else ForwardFacts(row[0], row[1] or {}, row[2], int(row[3]))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a payment's receiver decided, as stored: paid (its side resolved, with this resolver) or
+    refused (cancelled)."""
+
+    kind: str
+    sender: str
+    paid: bool
+    resolver: str
+
+
+async def receiver_decision(cursor: Cursor, payment_id: str) -> Decision | None:
+    """The stored decision of a payment's receiver while its sender side is open, or None."""
+    await cursor.execute(
+        f"SELECT p.kind, p.sender, r.status, r.encoded_resolver FROM {PAYMENT} p"
+        f" JOIN {TRANSFER} s ON s.id = p.sender_transfer_id JOIN {TRANSFER} r ON r.id = p.receiver_transfer_id"
+        " WHERE p.payment_id = %s AND s.status = 'active' AND r.status IN ('resolved', 'cancelled')",
+        (payment_id,),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else Decision(row[0], row[1], row[2] == "resolved", row[3] or "")

@@ -266,7 +266,8 @@ class Router:
         try:
             receiver = await self._owner.channel(user=recipient, channel_address=address)
         except NotOwner:
-            if not await self._ask_owner(recipient, "forward", _started_json(started)):
+            payment_id = serialization.hex_bytes(started.transfer.payment_id)
+            if not await self._ask_owner(recipient, "forward", {"paymentId": payment_id}):
                 await in_django(payments._forward_to, recipient)
             return []
         except channels.ChannelError:
@@ -346,7 +347,7 @@ class Router:
         try:
             sender = await self._owner.channel(user=decided.sender, channel_address=address)
         except NotOwner:
-            if not await self._ask_owner(decided.sender, "settle", _decided_json(decided)):
+            if not await self._ask_owner(decided.sender, "settle", {"paymentId": decided.payment_id}):
                 await in_django(_settle_upstream_of, decided.sender)
             return []
         except channels.ChannelError:
@@ -407,65 +408,36 @@ class Router:
     async def run_command(self, user: str, command: str, args: dict[str, Any]) -> list[Event] | None:
         """A step asked by another process's engine on the channel of `user`, whose shard is this
         engine's: the events to push, or None when it is not this engine's to take (the shard moved
-        away again; the asker takes it the row-lock way)."""
+        away again; the asker takes it the row-lock way). A command names the payment only: the
+        step is made from the payment as stored, never from the message (docs/protocol.md,
+        "Forwarding to the owner"), and one the stored payment does not call for is a no-op."""
         address = self.channel_address_for(user)
         try:
             record = await self._owner.channel(user=user, channel_address=address)
         except NotOwner:
             return None
+        payment_id = str(args["paymentId"])
         if command == "forward":
-            started = _started_from_json(args)
-            if started.recipient != user:
-                raise ValueError("a forward is asked of the recipient's owner")
+            facts = await self._reader.read(lambda cursor: journal.forward_facts(cursor, payment_id))
+            if facts is None or facts.recipient != user:
+                return []  # forwarded already, or not a payment to this user
+            started = _Started(
+                transfer=serialization.transfer_state_from_json(facts.transfer_state, field="transfer"),
+                recipient=facts.recipient,
+                meta=facts.meta,
+                sender_channel_timeout=facts.sender_channel_timeout,
+            )
             return await self._forward_owned(started, record)
         if command == "settle":
-            decided = _decided_from_json(args)
-            if decided.sender != user:
-                raise ValueError("a settlement is asked of the sender's owner")
+            decision = await self._reader.read(lambda cursor: journal.receiver_decision(cursor, payment_id))
+            if decision is None or decision.sender != user:
+                return []  # settled already, or undecided, or not this user's payment
+            resolver = (
+                serialization.parse_bytes(decision.resolver, field="resolver") if decision.paid else b""
+            )
+            decided = _Decided(payment_id, decision.kind, decision.sender, decision.paid, resolver, "", {})
             return await self._settle_owned(decided, record)
         raise ValueError(f"unknown command {command!r}")
-
-
-def _started_json(started: _Started) -> dict[str, Any]:
-    return {
-        "transfer": serialization.transfer_state_to_json(started.transfer),
-        "recipient": started.recipient,
-        "meta": dict(started.meta),
-        "senderChannelTimeout": started.sender_channel_timeout,
-    }
-
-
-def _started_from_json(value: dict[str, Any]) -> _Started:
-    return _Started(
-        transfer=serialization.transfer_state_from_json(value["transfer"], field="transfer"),
-        recipient=serialization.parse_address(value["recipient"], field="recipient"),
-        meta=dict(value["meta"]),
-        sender_channel_timeout=int(value["senderChannelTimeout"]),
-    )
-
-
-def _decided_json(decided: _Decided) -> dict[str, Any]:
-    return {
-        "paymentId": decided.payment_id,
-        "kind": decided.kind,
-        "sender": decided.sender,
-        "paid": decided.paid,
-        "resolver": serialization.hex_bytes(decided.resolver),
-        "event": decided.event,
-        "payload": decided.payload,
-    }
-
-
-def _decided_from_json(value: dict[str, Any]) -> _Decided:
-    return _Decided(
-        payment_id=str(value["paymentId"]),
-        kind=str(value["kind"]),
-        sender=serialization.parse_address(value["sender"], field="sender"),
-        paid=bool(value["paid"]),
-        resolver=serialization.parse_bytes(value["resolver"], field="resolver"),
-        event=str(value["event"]),
-        payload=dict(value["payload"]),
-    )
 
 
 def _transfer_of(state: ChannelState, payment_id: str) -> Any:

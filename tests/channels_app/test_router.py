@@ -394,3 +394,74 @@ def test_the_routers_payment_json_is_the_row_lock_paths_at_every_step(conninfo, 
         assert ours == theirs
     assert seen[0][0]["meta"] == {"recipient": bob.address, "memo": "lunch"}  # never the ciphertext
     assert [ours["status"] for ours, _ in seen] == ["forwarded", "forwarded", "completed"]
+
+
+def test_a_step_another_engine_asks_for_is_made_from_the_payment_as_stored_never_from_the_message(
+    conninfo, alice_and_bob
+):
+    """The attack: a message on the channel layer (whoever can write to Redis) asks the owner of Bob's
+    channel to forward Alice's pending payment with ten times its amount, and the owner of Alice's to
+    refund her side although Bob was paid. Each owner makes the step from the stored payment: Bob's
+    side locks what Alice locked, and Alice's side is resolved with Bob's resolver (the node is paid
+    back); a step the stored payment no longer calls for does nothing."""
+    alice, bob = alice_and_bob
+    amount = E // 10
+    alice_before = alice.state.balances[0]
+
+    async def scenario(router: Router) -> tuple[int, list[Event], Any]:
+        update, signature, meta, preimage = payment_create(alice, bob.address, amount)
+        payment_id = "0x" + update.payment_id.hex()
+        sent = await router.user_update(
+            user=alice.address, update=update, signature=signature, meta=meta, answer_first=True
+        )
+        keep(alice, sent)  # answered first: not forwarded yet
+        forged = dict(serialization.transfer_state_to_json(alice.state.transfers[-1]))
+        forged["balance"] = [str(10 * amount), "0"]
+        forwarded_by_command = await router.run_command(
+            bob.address,
+            "forward",
+            {
+                "paymentId": payment_id,
+                "transfer": forged,
+                "recipient": bob.address,
+                "meta": meta,
+                "senderChannelTimeout": alice.state.timeout,
+            },
+        )
+        locked, answer = proposal_for(bob, tuple(forwarded_by_command))
+        bob_locked = locked.transfers[-1].balance[0]
+        assert await router.run_command(bob.address, "forward", {"paymentId": payment_id}) == []  # done
+        bob.state = locked
+        resolve = resolve_with(bob, locked, update.payment_id, preimage)
+        _, resolve_signature = bob.sign(resolve)
+        resolved = await router.user_update(
+            user=bob.address,
+            update=resolve,
+            signature=resolve_signature,
+            answer=(locked.nonce, answer),
+            answer_first=True,  # Alice's side not settled yet
+        )
+        keep(bob, resolved)
+        settled_by_command = await router.run_command(
+            alice.address,
+            "settle",
+            {
+                "paymentId": payment_id,
+                "kind": "linked",
+                "sender": alice.address,
+                "paid": False,
+                "resolver": "0x",
+                "event": "transfer.failed",
+                "payload": {},
+            },
+        )
+        return bob_locked, settled_by_command, alice.state
+
+    bob_locked, settled_by_command, alice_state = asyncio.run(routing(conninfo, scenario))
+
+    assert bob_locked == amount  # not the ten times the message asked for
+    settle, _ = proposal_for(alice, tuple(settled_by_command))
+    assert settle.transfers == ()
+    node, user = alice_state.balances[0]  # (node, user) with the payment locked
+    assert user == alice_before[1] - amount
+    assert settle.balances[0] == (node + amount, user)  # resolved: the node is paid, not refunded
