@@ -1,5 +1,6 @@
-"""Requests forwarded to their shard's owner (`channels_app.engine.relay`): on a real channel layer
-between two relays and the owners recorded in the database, each way a forward can end."""
+"""Requests forwarded to their shard's owner (`channels_app.engine.relay`): on the node's channel layer
+(Redis pub/sub, as the node runs it) between two relays and the owners recorded in the database, each
+way a forward can end."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from channels.layers import InMemoryChannelLayer
+from channels.layers import get_channel_layer
 
 from channels_app.engine.reader import Reader
 from channels_app.engine.relay import Relay
@@ -29,7 +30,8 @@ def test_a_request_is_answered_by_its_owner_and_served_here_when_it_declines_is_
         raise AssertionError("a request for another shard is not served by the relay that forwards it")
 
     async def scenario() -> None:
-        layer = InMemoryChannelLayer()
+        layer = get_channel_layer()
+        assert layer is not None
         reader = Reader(conninfo)
         await reader.open()
         here = Relay(layer, await layer.new_channel(), reader, not_here, answer_seconds=0.3)

@@ -10,10 +10,13 @@ completes once, no signed state lost and none doubled at a nonce."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from channels_app.engine.shard_writer import SHARDS
 from tests.integration.conftest import LiveNode
 from tests.integration.test_client_payments import (  # noqa: F401  the same test and fixtures
     HASHLOCK_WINDOW,
@@ -35,3 +38,14 @@ def live_node(live_node: LiveNode) -> Any:  # the original: its processes run wi
     """The live node, as the test sees it: the processes it starts itself (the one that crashes and the
     one that takes its place) run the engine."""
     return dataclasses.replace(live_node, env={**live_node.env, "UPDATE_ENGINE": "true"})
+
+
+@pytest.fixture(autouse=True)
+def crashed_on_the_engines_path(tmp_path: Path) -> Iterator[None]:
+    """The process died at its point with its engine owning every shard (the row-lock path has the
+    same points: without this the test would pass with the engine serving nothing)."""
+    yield
+    log = (tmp_path / "crashing.log").read_text()
+    started = log.find(f"update engine started, owning {SHARDS} of {SHARDS} shards")
+    crashed = log.find("test crash point")
+    assert 0 <= started < crashed, log[-4000:]
