@@ -291,7 +291,9 @@ if METRICS_TOKEN is not None and len(METRICS_TOKEN) < 32:
     raise ImproperlyConfigured("METRICS_TOKEN: expected at least 32 characters")
 # Several processes serving one node (daphne, Celery) write their live metrics to files here, and
 # /metrics adds them up; unset, each process reports only its own. prometheus-client reads the
-# variable itself, on import.
+# variable itself, on import; set but empty, it would write them into the working directory.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR") == "":
+    raise ImproperlyConfigured("PROMETHEUS_MULTIPROC_DIR: set but empty (unset it, or name a directory)")
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 INSTALLED_APPS.append("django_prometheus")
