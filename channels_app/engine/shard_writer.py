@@ -48,6 +48,8 @@ import psycopg
 logger = logging.getLogger(__name__)
 
 SHARDS = 64
+# How long a closing writer waits to let go of its locks before it just closes its session.
+RELEASE_SECONDS = 2.0
 # The advisory lock space of shard ownership: pg_try_advisory_lock(LOCK_CLASS, shard).
 LOCK_CLASS = 0x636E7874  # "cnxt"
 # Held shared, (MEMBER_CLASS, 0), by the session of every writer sharing the shards fairly.
@@ -185,7 +187,7 @@ class ShardWriter:
             pending.fail(closed)
         self._fail_queued(closed)
         self._own(frozenset())
-        await self._end_session()
+        await self._end_session(release=True)
 
     async def write(self, shard: int, work: Work[T]) -> T:
         """Run `work(cursor)` in the next batch and return its result once that batch committed.
@@ -352,10 +354,17 @@ class ShardWriter:
                 await self._conn.execute("SELECT pg_advisory_lock_shared(%s, 0)", (MEMBER_CLASS,))
         return self._conn
 
-    async def _end_session(self) -> None:
+    async def _end_session(self, *, release: bool = False) -> None:
+        """Close the session. With `release` its locks are let go first: the server drops a closed
+        session's locks only once its backend has noticed, so another writer asking right after the
+        close could still find the shards held."""
         conn, self._conn = self._conn, None
-        if conn is not None and not conn.closed:
-            await conn.close()
+        if conn is None or conn.closed:
+            return
+        if release:
+            with contextlib.suppress(psycopg.Error, TimeoutError):  # then the close lets them go
+                await asyncio.wait_for(conn.execute("SELECT pg_advisory_unlock_all()"), RELEASE_SECONDS)
+        await conn.close()
 
     async def _lose(self, why: BaseException) -> None:
         """The session ended: every shard with it, and every write queued under it."""
