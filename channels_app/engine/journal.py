@@ -34,6 +34,7 @@ TRANSFER = "channels_app_transfer"
 PAYMENT = "channels_app_payment"
 DISPUTE = "channels_app_dispute"
 TRANSFER_DISPUTE = "channels_app_transferdispute"
+REBALANCE_PROFILE = "channels_app_rebalanceprofile"
 
 # engine_expect_rows' SQLSTATEs: the channel's row moved under its owner (read it again, decide again);
 # a row a decision builds on is not as it expected (the decision is refused, `Unexpected`).
@@ -276,12 +277,14 @@ class PaymentRow:
     sender_status: str
     sender_meta: dict[str, Any]
     receiver_status: str | None
+    sender_disputed: bool  # its sender side proven on chain: settled against the chain's record
 
 
 async def payment_rows(cursor: Cursor, payment_ids: list[str]) -> list[PaymentRow]:
     await cursor.execute(
         f"SELECT p.payment_id, p.kind, p.sender, p.recipient, p.asset_id, p.amount, p.status, p.failure,"
-        f" p.created_at, p.updated_at, s.status, s.meta, r.status FROM {PAYMENT} p"
+        f" p.created_at, p.updated_at, s.status, s.meta, r.status,"
+        f" EXISTS (SELECT 1 FROM {TRANSFER_DISPUTE} d WHERE d.transfer_id = s.transfer_id) FROM {PAYMENT} p"
         f" JOIN {TRANSFER} s ON s.id = p.sender_transfer_id LEFT JOIN {TRANSFER} r ON r.id = p.receiver_transfer_id"
         " WHERE p.payment_id = ANY(%s)",
         (payment_ids,),
@@ -301,6 +304,7 @@ async def payment_rows(cursor: Cursor, payment_ids: list[str]) -> list[PaymentRo
             sender_status=row[10],
             sender_meta=row[11],
             receiver_status=row[12],
+            sender_disputed=bool(row[13]),
         )
         for row in await cursor.fetchall()
     ]
@@ -353,6 +357,16 @@ async def next_proposal_waits(cursor: Cursor, channel_id: int, user: str) -> boo
     return bool(row and row[0])
 
 
+async def rebalance_profiles(cursor: Cursor, channel_id: int) -> dict[str, tuple[int, int, int]]:
+    """The channel's operator-set profiles by asset, as `collateral.rebalance_profiles` reads them."""
+    await cursor.execute(
+        f"SELECT asset_id, collateralize_threshold, target, reclaim_threshold FROM {REBALANCE_PROFILE}"
+        " WHERE channel_id = %s",
+        (channel_id,),
+    )
+    return {str(row[0]): (int(row[1]), int(row[2]), int(row[3])) for row in await cursor.fetchall()}
+
+
 @dataclass(frozen=True)
 class ForwardFacts:
     """What the forward of a pending payment is made from, as stored: the sender's side (its
@@ -386,15 +400,17 @@ class Decision:
     sender: str
     paid: bool
     resolver: str
+    sender_disputed: bool
 
 
 async def receiver_decision(cursor: Cursor, payment_id: str) -> Decision | None:
     """The stored decision of a payment's receiver while its sender side is open, or None."""
     await cursor.execute(
-        f"SELECT p.kind, p.sender, r.status, r.encoded_resolver FROM {PAYMENT} p"
+        f"SELECT p.kind, p.sender, r.status, r.encoded_resolver,"
+        f" EXISTS (SELECT 1 FROM {TRANSFER_DISPUTE} d WHERE d.transfer_id = s.transfer_id) FROM {PAYMENT} p"
         f" JOIN {TRANSFER} s ON s.id = p.sender_transfer_id JOIN {TRANSFER} r ON r.id = p.receiver_transfer_id"
         " WHERE p.payment_id = %s AND s.status = 'active' AND r.status IN ('resolved', 'cancelled')",
         (payment_id,),
     )
     row = await cursor.fetchone()
-    return None if row is None else Decision(row[0], row[1], row[2] == "resolved", row[3] or "")
+    return None if row is None else Decision(row[0], row[1], row[2] == "resolved", row[3] or "", bool(row[4]))

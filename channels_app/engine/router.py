@@ -169,9 +169,15 @@ class Router:
         node could no longer claim the sender's side (`payments.check_downstream_resolve`, which
         this asks only when a window on chain may run)."""
         transfer_id = serialization.hex_bytes(update.transfer_id)
-        if await self._reader.read(lambda cursor: journal.transfer_disputed(cursor, transfer_id)):
+
+        async def facts(cursor: journal.Cursor) -> tuple[bool, journal.Upstream | None]:
+            return await journal.transfer_disputed(cursor, transfer_id), await journal.upstream_of(
+                cursor, transfer_id
+            )
+
+        disputed, upstream = await self._reader.read(facts)
+        if disputed:
             raise Unserved("a resolve of a transfer disputed on chain")
-        upstream = await self._reader.read(lambda cursor: journal.upstream_of(cursor, transfer_id))
         if upstream is None or not payments.pays_out(DefinitionKind(upstream.kind), update.encoded_resolver):
             return
         if upstream.sender_status == "cancelled":
@@ -214,16 +220,34 @@ class Router:
         events: list[Event] = list(outcome.events)
         if not outcome.stored:  # sent again: the first answer, nothing more happened
             return Routed(outcome, ())
-        events += await news.payloads(self._reader)
+        facts = await self._reader.read(lambda cursor: self._facts(cursor, outcome, news))
+        events += news.payloads(facts.payments)
 
         async def later() -> list[Event]:
-            return await self._steps(outcome, news)
+            return await self._steps(outcome, news, facts)
 
         if answer_first:
             return Routed(outcome, tuple(events), later)
         return Routed(outcome, tuple(events + await later()))
 
-    async def _steps(self, outcome: Outcome, news: _News) -> list[Event]:
+    async def _facts(self, cursor: journal.Cursor, outcome: Outcome, news: _News) -> _Facts:
+        """What the commit's events and next steps are decided on, read in one go once it committed:
+        its payments' rows; whether anything waits for a proposal in a channel whose proposal was
+        just answered; the profiles of a channel whose node balance the payments moved."""
+        channel = outcome.channel
+        ids = news.payment_ids()
+        payments_read = await journal.payment_rows(cursor, ids) if ids else []
+        waits = _proposal_answered(outcome) and await journal.next_proposal_waits(
+            cursor, channel.id, channel.user_address
+        )
+        profiles = (
+            await journal.rebalance_profiles(cursor, channel.id)
+            if _node_balance_moved(outcome, news)
+            else None
+        )
+        return _Facts(payments_read, waits, profiles)
+
+    async def _steps(self, outcome: Outcome, news: _News, facts: _Facts) -> list[Event]:
         """The payments' next steps after a commit, in `payments_follow_up`'s order: settle the sender
         side of a payment just decided (then tell its sender), forward a payment just started, give a
         channel just freed its next proposal; then a rebalance, or the reconcile of an update that
@@ -237,24 +261,18 @@ class Router:
         for started in news.started:
             payment_id = serialization.hex_bytes(started.transfer.payment_id)
             events += await _step(self._forward(started), "forwarding", payment_id)
-        first, last, channel = outcome.stored[0], outcome.stored[-1], outcome.channel
-        if any(stored.proposal_answered for stored in outcome.stored):  # the channel's next proposal
-            await _step(self._next_proposal(channel), "proposing", channel.address)
+        channel, last = outcome.channel, outcome.stored[-1].new
+        if facts.proposal_waits:  # the channel's proposal was just answered: its next one
+            await _step(
+                in_django(_next_proposal, channel.id, channel.user_address), "proposing", channel.address
+            )
         if news.unrouted:  # not a payment's (a deposit, a withdrawal): the channel's reconcile
             await _step(in_django(_reconcile, channel.id), "queueing the reconcile", channel.address)
-        if news.routed and channels.node_balances(first.previous) != channels.node_balances(last.new):
-            # A rebalance, if the payment took the node's balance out of the channel's profile.
-            await _step(
-                in_django(_check_profile, channel.id, last.new), "checking collateral", channel.address
-            )
+        if facts.profiles is not None and not collateral.within_profile(last, facts.profiles):
+            # A rebalance: the payment took the node's balance out of the channel's profile (the
+            # row-lock path weighs the account's activity); inside it nothing is needed.
+            await _step(in_django(_check_profile, channel.id, last), "checking collateral", channel.address)
         return events
-
-    async def _next_proposal(self, channel: ChannelRecord) -> None:
-        """A channel whose proposal was just answered gets its next one, when anything waits for it
-        (the row-lock path's `payments_follow_up(channel_freed=...)` makes it)."""
-        user = channel.user_address
-        if await self._reader.read(lambda cursor: journal.next_proposal_waits(cursor, channel.id, user)):
-            await in_django(_next_proposal, channel.id, user)
 
     async def _forward(self, started: _Started) -> list[Event]:
         """The receiver side of a payment just started, proposed now when the receiver's channel is
@@ -360,8 +378,7 @@ class Router:
         transfer = _transfer_of(sender.state, decided.payment_id)
         if transfer is None:
             return []
-        disputed = serialization.hex_bytes(transfer.transfer_id)
-        if await self._reader.read(lambda cursor: journal.transfer_disputed(cursor, disputed)):
+        if decided.sender_disputed:
             # Disputed on chain: the row-lock path settles it against the chain's record.
             await in_django(payments.payments_settle_upstream, channel_id=sender.id)
             return []
@@ -435,7 +452,16 @@ class Router:
             resolver = (
                 serialization.parse_bytes(decision.resolver, field="resolver") if decision.paid else b""
             )
-            decided = _Decided(payment_id, decision.kind, decision.sender, decision.paid, resolver, "", {})
+            decided = _Decided(
+                payment_id,
+                decision.kind,
+                decision.sender,
+                decision.paid,
+                resolver,
+                "",
+                {},
+                decision.sender_disputed,
+            )
             return await self._settle_owned(decided, record)
         raise ValueError(f"unknown command {command!r}")
 
@@ -465,6 +491,27 @@ class _Decided:
     resolver: bytes
     event: str
     payload: dict[str, Any]
+    sender_disputed: bool  # as read once the receiver's decision committed
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What `Router._facts` read once a commit was made."""
+
+    payments: list[journal.PaymentRow]
+    proposal_waits: bool
+    profiles: dict[str, tuple[int, int, int]] | None  # None: the node's balance did not move
+
+
+def _proposal_answered(outcome: Outcome) -> bool:
+    return any(stored.proposal_answered for stored in outcome.stored)
+
+
+def _node_balance_moved(outcome: Outcome, news: _News) -> bool:
+    """Whether the payments of the commit moved the node's balance in its channel (then its profile
+    is checked)."""
+    first, last = outcome.stored[0], outcome.stored[-1]
+    return news.routed and channels.node_balances(first.previous) != channels.node_balances(last.new)
 
 
 class _News:
@@ -529,18 +576,19 @@ class _News:
         self._receiver_settled.append((payment_id, kind.value, paid, update.encoded_resolver))
         return [_payment_receiver_settled(payment_id, paid=paid, news=self)]
 
-    async def payloads(self, reader: Reader) -> list[Event]:
-        """The events of the payments, each payload the payment as its row now reads (the row-lock
-        path's JSON, `payments.payment_json`), and the payments their receivers just decided."""
-        ids = (
+    def payment_ids(self) -> list[str]:
+        """The payments whose rows the events are made from (`payloads`)."""
+        return sorted(
             {payment_id for _, _, payment_id in self._tell}
             | {settled[0] for settled in self._receiver_settled}
             | {payment_id for payment_id, _ in self._sender_settled}
         )
-        if not ids:
-            return []
-        read = await reader.read(lambda cursor: journal.payment_rows(cursor, sorted(ids)))
-        found = {row.payment_id: payment_json(row) for row in read}
+
+    def payloads(self, read: list[journal.PaymentRow]) -> list[Event]:
+        """The events of the payments, each payload the payment as its row read once committed (the
+        row-lock path's JSON, `payments.payment_json`), and the payments their receivers just decided."""
+        rows = {row.payment_id: row for row in read}
+        found = {payment_id: payment_json(row) for payment_id, row in rows.items()}
         events: list[Event] = [(user, event, found[pid]) for user, event, pid in self._tell if pid in found]
         for payment_id, kind, paid, resolver in self._receiver_settled:
             if not self.moved.get(payment_id) or payment_id not in found:
@@ -548,7 +596,10 @@ class _News:
             row = found[payment_id]
             event = "transfer.resolved" if paid else "transfer.failed"
             events += _to_parties(row, event, sender=False)
-            self.decided.append(_Decided(payment_id, kind, row["sender"], paid, resolver, event, row))
+            disputed = rows[payment_id].sender_disputed
+            self.decided.append(
+                _Decided(payment_id, kind, row["sender"], paid, resolver, event, row, disputed)
+            )
         for payment_id, refunded in self._sender_settled:
             before = self.status_before.get(payment_id)
             if before is None or before in ("completed", "refunded") or payment_id not in found:

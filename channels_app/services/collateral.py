@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from datetime import datetime
 
 from django.conf import settings
@@ -90,6 +91,17 @@ def _default_profile(asset_id: str) -> tuple[int, int, int]:
         "eth" if int(asset_id, 16) == 0 else "token"
     ]
     return int(threshold), int(target), int(reclaim_threshold)
+
+
+def within_profile(state: ChannelState, profiles: Mapping[str, tuple[int, int, int]]) -> bool:
+    """Whether every node balance of `state` lies inside its asset's profile (`profiles` the
+    operator's, as `rebalance_profiles` reads them; the defaults for the rest): then no rebalance is
+    needed, whatever the account's activity, and `_rebalance_needed` would find none."""
+    for asset_id in state.asset_ids:
+        threshold, _, reclaim_threshold = profiles.get(asset_id) or _default_profile(asset_id)
+        if not threshold <= node_balance(state, asset_id) <= reclaim_threshold:
+            return False
+    return True
 
 
 def _rebalance_needed(channel: Channel, state: ChannelState) -> list[tuple[str, int, int]]:

@@ -9,7 +9,7 @@ from django.test import override_settings
 
 from channels_app.models import Payment, Transfer
 from tests.channels_app.conftest import FUNDER_KEY
-from tests.support.node_work import run_node_work
+from tests.support.node_work import queued_reconciles, run_node_work
 from tests.support.wallet import ETH, Wallet
 
 pytestmark = pytest.mark.django_db
@@ -565,22 +565,6 @@ def test_an_open_proposal_left_unanswered_is_pushed_again_by_the_reconcile(alice
     ]
 
 
-def _queued_reconciles() -> list[int]:
-    """The channels whose reconcile task waits in the Celery broker (no worker runs in these tests)."""
-    import ast
-    import json
-
-    import redis
-    from django.conf import settings
-
-    queued = []
-    for raw in redis.Redis.from_url(settings.CELERY_BROKER_URL).lrange("celery", 0, -1):
-        headers = json.loads(raw)["headers"]
-        if headers["task"] == "channels_app.tasks.channel_reconcile":
-            queued.append(ast.literal_eval(headers["argsrepr"])[0])
-    return queued
-
-
 def test_a_routed_payment_that_moves_the_nodes_balance_out_of_a_profile_has_that_channel_rebalanced(
     alice_and_bob, django_capture_on_commit_callbacks
 ):
@@ -621,16 +605,16 @@ def test_a_routed_payment_that_moves_the_nodes_balance_out_of_a_profile_has_that
         response, payment_id, preimage = alice.pay(bob.address, amount)  # forwarded to Bob at once
     assert response.status_code == 200
     assert bob.proposal() is not None
-    assert _queued_reconciles() == []
+    assert queued_reconciles() == []
 
     with django_capture_on_commit_callbacks(execute=True):
         assert bob.resolve_incoming(payment_id, preimage, answering=True).status_code == 200
-    assert _queued_reconciles() == [bob_channel.pk]
+    assert queued_reconciles() == [bob_channel.pk]
     assert balances(bob)[0] == node_in_bob - amount
 
     with django_capture_on_commit_callbacks(execute=True):
         alice.countersign_proposal()  # the node settles Alice's side with Bob's preimage
-    assert sorted(_queued_reconciles()) == sorted([bob_channel.pk, alice_channel.pk])
+    assert sorted(queued_reconciles()) == sorted([bob_channel.pk, alice_channel.pk])
     assert balances(alice)[0] == node_in_alice + amount
 
 

@@ -26,7 +26,7 @@ from connext.protocol.encoding import keccak256
 from connext.protocol.types import CreateUpdate, DepositUpdate, ResolveUpdate
 from tests.channels_app.conftest import FUNDER_KEY
 from tests.support.engine import database_conninfo, django, running
-from tests.support.node_work import run_node_work
+from tests.support.node_work import queued_reconciles, run_node_work
 from tests.support.wallet import ETH, Wallet
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -179,6 +179,75 @@ def test_a_payment_through_the_router_is_forwarded_decided_and_settled_as_the_ro
         channel = Channel.objects.get(address=wallet.state.channel_address)
         assert channel.nonce == wallet.state.nonce
         assert channel.pending_update is None
+
+
+
+def test_a_payment_through_the_router_has_the_channel_it_took_out_of_its_profile_rebalanced(
+    conninfo, alice_and_bob
+):
+    """After the steps that move the node's balance (the receiver's side locking the node's money, the
+    sender's side paying the node) the channel's profile is checked: a channel whose node balance
+    left it gets its reconcile queued, one whose balance stays inside gets none."""
+    import redis
+    from django.conf import settings
+
+    from channels_app.models import RebalanceProfile
+
+    alice, bob = alice_and_bob
+    amount = E // 100
+    node_in_bob, node_in_alice = bob.state.balances[0][0], alice.state.balances[0][0]
+    bob_channel = Channel.objects.get(address=bob.state.channel_address)
+    RebalanceProfile.objects.create(  # Bob's side falls under the threshold once it locks `amount`
+        channel=bob_channel,
+        asset_id=ETH,
+        collateralize_threshold=node_in_bob - amount // 2,
+        target=node_in_bob,
+        reclaim_threshold=10 * node_in_bob,
+    )
+    RebalanceProfile.objects.create(  # Alice's side stays inside once paid `amount`
+        channel=Channel.objects.get(address=alice.state.channel_address),
+        asset_id=ETH,
+        collateralize_threshold=0,
+        target=node_in_alice,
+        reclaim_threshold=node_in_alice + 2 * amount,
+    )
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("celery")
+
+    async def scenario(router: Router) -> list[list[int]]:
+        queued: list[list[int]] = []
+        update, signature, meta, preimage = payment_create(alice, bob.address, amount)
+        sent = await router.user_update(user=alice.address, update=update, signature=signature, meta=meta)
+        keep(alice, sent)
+        queued.append(await django(queued_reconciles))
+        forwarded, answer = proposal_for(bob, sent.events)
+        bob.state = forwarded
+        resolve = resolve_with(bob, forwarded, update.payment_id, preimage)
+        _, resolve_signature = bob.sign(resolve)
+        resolved = await router.user_update(
+            user=bob.address, update=resolve, signature=resolve_signature, answer=(forwarded.nonce, answer)
+        )
+        keep(bob, resolved)
+        queued.append(await django(queued_reconciles))
+        settled, settle_signature = proposal_for(alice, resolved.events)
+        keep(
+            alice,
+            await router.countersign(
+                user=alice.address,
+                channel_address=settled.channel_address,
+                nonce=settled.nonce,
+                signature=settle_signature,
+            ),
+        )
+        queued.append(await django(queued_reconciles))
+        return queued
+
+    after_create, after_resolve, after_settle = asyncio.run(routing(conninfo, scenario))
+
+    assert after_create == []  # the sender's create moves only the sender's money
+    assert after_resolve == [bob_channel.pk]
+    assert after_settle == [bob_channel.pk]  # Alice's side rose, inside her profile
+    assert alice.state.balances[0][0] == node_in_alice + amount
+    assert bob.state.balances[0][0] == node_in_bob - amount
 
 
 Events = tuple[Event, ...]

@@ -32,3 +32,19 @@ def run_node_work(*wallets: Wallet, rounds: int = 12) -> None:
                 answered = True
         if not answered and not OnchainTransaction.objects.filter(status__in=IN_FLIGHT).exists():
             return
+
+
+def queued_reconciles() -> list[int]:
+    """The channels whose reconcile task waits in the Celery broker (no worker runs in these tests)."""
+    import ast
+    import json
+
+    import redis
+    from django.conf import settings
+
+    queued = []
+    for raw in redis.Redis.from_url(settings.CELERY_BROKER_URL).lrange("celery", 0, -1):
+        headers = json.loads(raw)["headers"]
+        if headers["task"] == "channels_app.tasks.channel_reconcile":
+            queued.append(ast.literal_eval(headers["argsrepr"])[0])
+    return queued
