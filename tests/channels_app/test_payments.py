@@ -9,7 +9,7 @@ from django.test import override_settings
 
 from channels_app.models import Payment, Transfer
 from tests.channels_app.conftest import FUNDER_KEY
-from tests.support.node_work import queued_reconciles, run_node_work
+from tests.support.node_work import queued_reconciles, run_node_work, set_profile
 from tests.support.wallet import ETH, Wallet
 
 pytestmark = pytest.mark.django_db
@@ -574,8 +574,6 @@ def test_a_routed_payment_that_moves_the_nodes_balance_out_of_a_profile_has_that
     import redis
     from django.conf import settings
 
-    from channels_app.models import Channel, RebalanceProfile
-
     alice, bob = alice_and_bob
     _, first, preimage = alice.pay(bob.address, E // 10)  # brings the node's collateral into Bob's channel
     run_node_work(alice, bob)
@@ -583,21 +581,13 @@ def test_a_routed_payment_that_moves_the_nodes_balance_out_of_a_profile_has_that
     run_node_work(alice, bob)
     amount = E // 100
     node_in_bob, node_in_alice = balances(bob)[0], balances(alice)[0]
-    alice_channel = Channel.objects.get(address=alice.state.channel_address)
-    bob_channel = Channel.objects.get(address=bob.state.channel_address)
-    RebalanceProfile.objects.create(  # Bob's side falls under the threshold once it locks `amount`
-        channel=bob_channel,
-        asset_id=ETH,
-        collateralize_threshold=node_in_bob - amount // 2,
-        target=node_in_bob,
-        reclaim_threshold=10 * node_in_bob,
+    # Bob's side falls under the threshold once it locks `amount`, Alice's rises over the reclaim
+    # threshold once paid it.
+    bob_channel = set_profile(
+        bob, collateralize=node_in_bob - amount // 2, target=node_in_bob, reclaim=10 * node_in_bob
     )
-    RebalanceProfile.objects.create(  # Alice's side rises over the reclaim threshold once paid `amount`
-        channel=alice_channel,
-        asset_id=ETH,
-        collateralize_threshold=0,
-        target=node_in_alice,
-        reclaim_threshold=node_in_alice + amount // 2,
+    alice_channel = set_profile(
+        alice, collateralize=0, target=node_in_alice, reclaim=node_in_alice + amount // 2
     )
     redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("celery")
 

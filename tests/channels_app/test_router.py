@@ -26,7 +26,7 @@ from connext.protocol.encoding import keccak256
 from connext.protocol.types import CreateUpdate, DepositUpdate, ResolveUpdate
 from tests.channels_app.conftest import FUNDER_KEY
 from tests.support.engine import database_conninfo, django, running
-from tests.support.node_work import queued_reconciles, run_node_work
+from tests.support.node_work import queued_reconciles, run_node_work, set_profile
 from tests.support.wallet import ETH, Wallet
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -106,6 +106,22 @@ def proposal_for(wallet: Wallet, events: tuple[Event, ...]) -> tuple[Any, bytes]
     return new, signing.sign_state(new, wallet.key)
 
 
+async def resolve_answering(
+    router: Router, wallet: Wallet, events: tuple[Event, ...], payment_id: bytes, preimage: bytes
+) -> Routed:
+    """`wallet` resolves the payment the node forwarded to it (its proposal among `events`) with
+    `preimage`, countersigning the forward in the same request."""
+    forwarded, answer = proposal_for(wallet, events)
+    wallet.state = forwarded
+    resolve = resolve_with(wallet, forwarded, payment_id, preimage)
+    _, signature = wallet.sign(resolve)
+    resolved = await router.user_update(
+        user=wallet.address, update=resolve, signature=signature, answer=(forwarded.nonce, answer)
+    )
+    keep(wallet, resolved)
+    return resolved
+
+
 def keep(wallet: Wallet, routed: Routed) -> None:
     signed = routed.outcome.signed
     assert signing.recover_signer(signed.state, signed.node_signature) == signed.state.node
@@ -131,14 +147,7 @@ def test_a_payment_through_the_router_is_forwarded_decided_and_settled_as_the_ro
         payment_id = "0x" + update.payment_id.hex()
         steps.append((sent.events, await django(lambda: Payment.objects.get(payment_id=payment_id).status)))
         # Bob resolves with the preimage, countersigning the forward in the same request.
-        forwarded, answer = proposal_for(bob, sent.events)
-        bob.state = forwarded
-        resolve = resolve_with(bob, forwarded, update.payment_id, preimage)
-        _, resolve_signature = bob.sign(resolve)
-        resolved = await router.user_update(
-            user=bob.address, update=resolve, signature=resolve_signature, answer=(forwarded.nonce, answer)
-        )
-        keep(bob, resolved)
+        resolved = await resolve_answering(router, bob, sent.events, update.payment_id, preimage)
         steps.append(
             (resolved.events, await django(lambda: Payment.objects.get(payment_id=payment_id).status))
         )
@@ -181,7 +190,6 @@ def test_a_payment_through_the_router_is_forwarded_decided_and_settled_as_the_ro
         assert channel.pending_update is None
 
 
-
 def test_a_payment_through_the_router_has_the_channel_it_took_out_of_its_profile_rebalanced(
     conninfo, alice_and_bob
 ):
@@ -191,26 +199,14 @@ def test_a_payment_through_the_router_has_the_channel_it_took_out_of_its_profile
     import redis
     from django.conf import settings
 
-    from channels_app.models import RebalanceProfile
-
     alice, bob = alice_and_bob
     amount = E // 100
     node_in_bob, node_in_alice = bob.state.balances[0][0], alice.state.balances[0][0]
-    bob_channel = Channel.objects.get(address=bob.state.channel_address)
-    RebalanceProfile.objects.create(  # Bob's side falls under the threshold once it locks `amount`
-        channel=bob_channel,
-        asset_id=ETH,
-        collateralize_threshold=node_in_bob - amount // 2,
-        target=node_in_bob,
-        reclaim_threshold=10 * node_in_bob,
+    # Bob's side falls under the threshold once it locks `amount`, Alice's stays inside once paid it.
+    bob_channel = set_profile(
+        bob, collateralize=node_in_bob - amount // 2, target=node_in_bob, reclaim=10 * node_in_bob
     )
-    RebalanceProfile.objects.create(  # Alice's side stays inside once paid `amount`
-        channel=Channel.objects.get(address=alice.state.channel_address),
-        asset_id=ETH,
-        collateralize_threshold=0,
-        target=node_in_alice,
-        reclaim_threshold=node_in_alice + 2 * amount,
-    )
+    set_profile(alice, collateralize=0, target=node_in_alice, reclaim=node_in_alice + 2 * amount)
     redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("celery")
 
     async def scenario(router: Router) -> list[list[int]]:
@@ -219,14 +215,7 @@ def test_a_payment_through_the_router_has_the_channel_it_took_out_of_its_profile
         sent = await router.user_update(user=alice.address, update=update, signature=signature, meta=meta)
         keep(alice, sent)
         queued.append(await django(queued_reconciles))
-        forwarded, answer = proposal_for(bob, sent.events)
-        bob.state = forwarded
-        resolve = resolve_with(bob, forwarded, update.payment_id, preimage)
-        _, resolve_signature = bob.sign(resolve)
-        resolved = await router.user_update(
-            user=bob.address, update=resolve, signature=resolve_signature, answer=(forwarded.nonce, answer)
-        )
-        keep(bob, resolved)
+        resolved = await resolve_answering(router, bob, sent.events, update.payment_id, preimage)
         queued.append(await django(queued_reconciles))
         settled, settle_signature = proposal_for(alice, resolved.events)
         keep(

@@ -3,7 +3,7 @@ watch the chain, reconcile every channel; and test wallets answering the node's 
 
 from __future__ import annotations
 
-from channels_app.models import Channel, OnchainTransaction
+from channels_app.models import Channel, OnchainTransaction, RebalanceProfile
 from channels_app.services import node_actions, transactions, watcher
 from connext.chain import channel_reads
 from tests.support.wallet import ETH, Wallet
@@ -48,3 +48,16 @@ def queued_reconciles() -> list[int]:
         if headers["task"] == "channels_app.tasks.channel_reconcile":
             queued.append(ast.literal_eval(headers["argsrepr"])[0])
     return queued
+
+
+def set_profile(wallet: Wallet, *, collateralize: int, target: int, reclaim: int) -> Channel:
+    """The operator's ETH rebalance profile for `wallet`'s channel; the channel."""
+    channel = Channel.objects.get(address=wallet.state.channel_address)
+    RebalanceProfile.objects.create(
+        channel=channel,
+        asset_id=ETH,
+        collateralize_threshold=collateralize,
+        target=target,
+        reclaim_threshold=reclaim,
+    )
+    return channel
