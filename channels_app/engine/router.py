@@ -577,12 +577,18 @@ class _News:
         return [_payment_receiver_settled(payment_id, paid=paid, news=self)]
 
     def payment_ids(self) -> list[str]:
-        """The payments whose rows the events are made from (`payloads`)."""
+        """The payments whose rows the events are made from (`payloads`): those to tell of, those this
+        batch decided, and those it ended that were not over already (the common end, a sender's
+        countersignature of a payment its receiver decided, tells nobody and reads nothing)."""
         return sorted(
             {payment_id for _, _, payment_id in self._tell}
-            | {settled[0] for settled in self._receiver_settled}
-            | {payment_id for payment_id, _ in self._sender_settled}
+            | {settled[0] for settled in self._receiver_settled if self.moved.get(settled[0])}
+            | {payment_id for payment_id, _ in self._sender_settled if self._ends_open(payment_id)}
         )
+
+    def _ends_open(self, payment_id: str) -> bool:
+        """Whether the sender's settlement in this batch ended a payment that was not over yet."""
+        return self.status_before.get(payment_id) not in (None, "completed", "refunded")
 
     def payloads(self, read: list[journal.PaymentRow]) -> list[Event]:
         """The events of the payments, each payload the payment as its row read once committed (the
@@ -601,9 +607,9 @@ class _News:
                 _Decided(payment_id, kind, row["sender"], paid, resolver, event, row, disputed)
             )
         for payment_id, refunded in self._sender_settled:
-            before = self.status_before.get(payment_id)
-            if before is None or before in ("completed", "refunded") or payment_id not in found:
+            if not self._ends_open(payment_id) or payment_id not in found:
                 continue
+            before = self.status_before[payment_id]
             if not refunded:
                 events += _to_parties(found[payment_id], "transfer.resolved")
             elif before != "failed":  # a failure was told when it happened
