@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, TypeVar
 
@@ -220,7 +220,7 @@ class Router:
         events: list[Event] = list(outcome.events)
         if not outcome.stored:  # sent again: the first answer, nothing more happened
             return Routed(outcome, ())
-        facts = await self._reader.read(lambda cursor: self._facts(cursor, outcome, news))
+        facts = await self._facts(outcome, news)
         events += news.payloads(facts.payments)
 
         async def later() -> list[Event]:
@@ -230,22 +230,23 @@ class Router:
             return Routed(outcome, tuple(events), later)
         return Routed(outcome, tuple(events + await later()))
 
-    async def _facts(self, cursor: journal.Cursor, outcome: Outcome, news: _News) -> _Facts:
+    async def _facts(self, outcome: Outcome, news: _News) -> _Facts:
         """What the commit's events and next steps are decided on, read in one go once it committed:
-        its payments' rows; whether anything waits for a proposal in a channel whose proposal was
-        just answered; the profiles of a channel whose node balance the payments moved."""
-        channel = outcome.channel
-        ids = news.payment_ids()
-        payments_read = await journal.payment_rows(cursor, ids) if ids else []
-        waits = _proposal_answered(outcome) and await journal.next_proposal_waits(
-            cursor, channel.id, channel.user_address
-        )
-        profiles = (
-            await journal.rebalance_profiles(cursor, channel.id)
-            if _node_balance_moved(outcome, news)
-            else None
-        )
-        return _Facts(payments_read, waits, profiles)
+        its payments' rows (but those it inserted: as it wrote them); whether anything waits for a
+        proposal in a channel whose proposal was just answered; the profiles of a channel whose node
+        balance the payments moved. Nothing to read (a sender's create), no read."""
+        channel, ids = outcome.channel, news.payment_ids()
+        answered, moved = _proposal_answered(outcome), _node_balance_moved(outcome, news)
+        if not (ids or answered or moved):
+            return _Facts([], False, None)
+
+        async def read(cursor: journal.Cursor) -> _Facts:
+            payments_read = await journal.payment_rows(cursor, ids) if ids else []
+            waits = answered and await journal.next_proposal_waits(cursor, channel.id, channel.user_address)
+            profiles = await journal.rebalance_profiles(cursor, channel.id) if moved else None
+            return _Facts(payments_read, waits, profiles)
+
+        return await self._reader.read(read)
 
     async def _steps(self, outcome: Outcome, news: _News, facts: _Facts) -> list[Event]:
         """The payments' next steps after a commit, in `payments_follow_up`'s order: settle the sender
@@ -524,6 +525,7 @@ class _News:
     def reset(self) -> None:
         """Before a decision is recorded (made again when the row moved, it records again)."""
         self._tell: list[tuple[str, str, str]] = []  # (user, event, payment id): payloads read after
+        self._inserted: dict[str, journal.PaymentRow] = {}  # payment id -> the row this batch inserts
         self._receiver_settled: list[tuple[str, str, bool, bytes]] = []  # (payment id, kind, paid, resolver)
         self._sender_settled: list[tuple[str, bool]] = []  # (payment id, refunded)
         self.moved: dict[str, bool] = {}  # payment id -> this batch moved it out of an open status
@@ -564,7 +566,9 @@ class _News:
                     recipient = serialization.parse_address(recipient, field="recipient")
                     self.started.append(_Started(transfer, recipient, done.meta, channel.state.timeout))
                 self._tell.append((transfer.initiator, "transfer.created", payment_id))
-                return [_payment_insert(transfer, kind, recipient)]
+                row = _new_payment(transfer, kind, recipient, done.meta)
+                self._inserted[payment_id] = row
+                return [_payment_insert(row, serialization.hex_bytes(transfer.transfer_id))]
             self._tell.append((channel.user_address, "transfer.received", payment_id))
             return [_payment_receiver_locked(payment_id, serialization.hex_bytes(transfer.transfer_id))]
         if transfer.responder == node:  # the sender's side settled: the payment is over
@@ -581,7 +585,7 @@ class _News:
         batch decided, and those it ended that were not over already (the common end, a sender's
         countersignature of a payment its receiver decided, tells nobody and reads nothing)."""
         return sorted(
-            {payment_id for _, _, payment_id in self._tell}
+            {payment_id for _, _, payment_id in self._tell if payment_id not in self._inserted}
             | {settled[0] for settled in self._receiver_settled if self.moved.get(settled[0])}
             | {payment_id for payment_id, _ in self._sender_settled if self._ends_open(payment_id)}
         )
@@ -593,7 +597,7 @@ class _News:
     def payloads(self, read: list[journal.PaymentRow]) -> list[Event]:
         """The events of the payments, each payload the payment as its row read once committed (the
         row-lock path's JSON, `payments.payment_json`), and the payments their receivers just decided."""
-        rows = {row.payment_id: row for row in read}
+        rows = {**self._inserted, **{row.payment_id: row for row in read}}
         found = {payment_id: payment_json(row) for payment_id, row in rows.items()}
         events: list[Event] = [(user, event, found[pid]) for user, event, pid in self._tell if pid in found]
         for payment_id, kind, paid, resolver in self._receiver_settled:
@@ -626,22 +630,53 @@ def _to_parties(row: dict[str, Any], event: str, *, sender: bool = True) -> list
     return told
 
 
-def _payment_insert(transfer: Any, kind: DefinitionKind, recipient: str) -> Write:
+def _new_payment(
+    transfer: Any, kind: DefinitionKind, recipient: str, meta: Mapping[str, Any]
+) -> journal.PaymentRow:
+    """The payment a sender's create starts, as its row will read once inserted (`_payment_insert`,
+    with the sender's transfer the owner inserts in the same batch): what its events are made of,
+    with no read after the commit."""
+    now = datetime.now(UTC)
+    return journal.PaymentRow(
+        payment_id=serialization.hex_bytes(transfer.payment_id),
+        kind=kind.value,
+        sender=transfer.initiator,
+        recipient=recipient,
+        asset_id=transfer.asset_id,
+        amount=transfer.balance[0],
+        status="pending",
+        failure="",
+        created_at=now,
+        updated_at=now,
+        sender_status="active",
+        sender_meta=dict(meta),
+        receiver_status=None,
+        sender_disputed=False,
+    )
+
+
+def _payment_insert(row: journal.PaymentRow, sender_transfer_id: str) -> Write:
     async def write(cursor: journal.Cursor) -> None:
-        await cursor.execute(
+        await journal.expect_one(
+            cursor,
             f"INSERT INTO {PAYMENT} (payment_id, kind, sender, recipient, asset_id, amount, status,"
             " sender_transfer_id, redeemer, failure, created_at, updated_at)"
-            f" SELECT %s, %s, %s, %s, %s, %s, 'pending', id, '', '', now(), now() FROM {journal.TRANSFER}"
-            " WHERE transfer_id = %s",
+            f" SELECT %s, %s, %s, %s, %s, %s, %s, id, '', %s, %s, %s FROM {journal.TRANSFER}"
+            " WHERE transfer_id = %s RETURNING 1",
             (
-                serialization.hex_bytes(transfer.payment_id),
-                kind.value,
-                transfer.initiator,
-                recipient,
-                transfer.asset_id,
-                transfer.balance[0],
-                serialization.hex_bytes(transfer.transfer_id),
+                row.payment_id,
+                row.kind,
+                row.sender,
+                row.recipient,
+                row.asset_id,
+                row.amount,
+                row.status,
+                row.failure,
+                row.created_at,
+                row.updated_at,
+                sender_transfer_id,
             ),
+            f"the sender's transfer of payment {row.payment_id} is not stored",
         )
 
     return write

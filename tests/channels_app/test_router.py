@@ -398,8 +398,9 @@ def deposit_totals(wallet: Wallet) -> tuple[int, int]:
 
 
 def test_the_routers_payment_json_is_the_row_lock_paths_at_every_step(conninfo, alice_and_bob):
-    """The router tells payments from its own read of their rows: each must read as
-    `payments.payment_json` reads the same row (the clients parse one shape)."""
+    """The router tells payments from its own read of their rows, or, for the payment a create
+    inserts, as it wrote the row: each must read as `payments.payment_json` reads the same row (the
+    clients parse one shape)."""
     from channels_app.engine import journal
     from channels_app.engine.router import payment_json
     from channels_app.services import payments
@@ -407,18 +408,20 @@ def test_the_routers_payment_json_is_the_row_lock_paths_at_every_step(conninfo, 
     alice, bob = alice_and_bob
     seen: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
+    async def legacy(payment_id: str) -> dict[str, Any]:
+        return await django(
+            lambda: payments.payment_json(
+                Payment.objects.select_related("sender_transfer", "receiver_transfer").get(
+                    payment_id=payment_id
+                )
+            )
+        )
+
     async def compare(router: Router) -> None:
         ids = await django(lambda: list(Payment.objects.values_list("payment_id", flat=True)))
         rows = await router._reader.read(lambda cursor: journal.payment_rows(cursor, ids))
         for row in rows:
-            legacy = await django(
-                lambda row=row: payments.payment_json(
-                    Payment.objects.select_related("sender_transfer", "receiver_transfer").get(
-                        payment_id=row.payment_id
-                    )
-                )
-            )
-            seen.append((payment_json(row), legacy))
+            seen.append((payment_json(row), await legacy(row.payment_id)))
 
     update, signature, meta, preimage = payment_create(alice, bob.address, E // 50)
     meta_with_memo = {**meta, "memo": "lunch", "encryptedPreimage": "0x1234"}
@@ -427,11 +430,15 @@ def test_the_routers_payment_json_is_the_row_lock_paths_at_every_step(conninfo, 
 
     async def scenario(router: Router) -> None:
         sent = await router.user_update(
-            user=alice.address, update=update, signature=signature, meta=meta_with_memo
+            user=alice.address, update=update, signature=signature, meta=meta_with_memo, answer_first=True
         )
         keep(alice, sent)
+        (created,) = [p for user, event, p in sent.events if event == "transfer.created"]
+        seen.append((created, await legacy(created["paymentId"])))  # as inserted, before the forward
+        assert sent.later is not None
+        forward = tuple(await sent.later())
         await compare(router)  # forwarded
-        forwarded, answer = proposal_for(bob, sent.events)
+        forwarded, answer = proposal_for(bob, forward)
         await router.countersign(
             user=bob.address,
             channel_address=forwarded.channel_address,
@@ -447,11 +454,11 @@ def test_the_routers_payment_json_is_the_row_lock_paths_at_every_step(conninfo, 
 
     asyncio.run(routing(conninfo, scenario))
 
-    assert len(seen) == 3
+    assert len(seen) == 4
     for ours, theirs in seen:
         assert ours == theirs
     assert seen[0][0]["meta"] == {"recipient": bob.address, "memo": "lunch"}  # never the ciphertext
-    assert [ours["status"] for ours, _ in seen] == ["forwarded", "forwarded", "completed"]
+    assert [ours["status"] for ours, _ in seen] == ["pending", "forwarded", "forwarded", "completed"]
 
 
 def test_a_step_another_engine_asks_for_is_made_from_the_payment_as_stored_never_from_the_message(
