@@ -524,7 +524,7 @@ class _News:
 
     def reset(self) -> None:
         """Before a decision is recorded (made again when the row moved, it records again)."""
-        self._tell: list[tuple[str, str, str]] = []  # (user, event, payment id): payloads read after
+        self._tell: list[tuple[str, str, str]] = []  # (user, event, payment id): told once committed
         self._inserted: dict[str, journal.PaymentRow] = {}  # payment id -> the row this batch inserts
         self._receiver_settled: list[tuple[str, str, bool, bytes]] = []  # (payment id, kind, paid, resolver)
         self._sender_settled: list[tuple[str, bool]] = []  # (payment id, refunded)
