@@ -269,7 +269,7 @@ class Router:
             )
         if news.unrouted:  # not a payment's (a deposit, a withdrawal): the channel's reconcile
             await _step(in_django(_reconcile, channel.id), "queueing the reconcile", channel.address)
-        if facts.profiles is not None and not collateral.within_profile(last, facts.profiles):
+        if facts.profiles is not None and collateral.outside_profile(last, facts.profiles):
             # A rebalance: the payment took the node's balance out of the channel's profile (the
             # row-lock path weighs the account's activity); inside it nothing is needed.
             await _step(in_django(_check_profile, channel.id, last), "checking collateral", channel.address)

@@ -93,15 +93,19 @@ def _default_profile(asset_id: str) -> tuple[int, int, int]:
     return int(threshold), int(target), int(reclaim_threshold)
 
 
-def within_profile(state: ChannelState, profiles: Mapping[str, tuple[int, int, int]]) -> bool:
-    """Whether every node balance of `state` lies inside its asset's profile (`profiles` the
-    operator's, as `rebalance_profiles` reads them; the defaults for the rest): then no rebalance is
-    needed, whatever the account's activity, and `_rebalance_needed` would find none."""
+def outside_profile(
+    state: ChannelState, profiles: Mapping[str, tuple[int, int, int]]
+) -> list[tuple[str, int, tuple[int, int, int]]]:
+    """Per asset whose node balance in `state` lies outside its profile (`profiles` the operator's, as
+    `rebalance_profiles` reads them; the defaults for the rest): (asset, balance, its profile). None
+    outside, no rebalance is needed, whatever the account's activity."""
+    outside = []
     for asset_id in state.asset_ids:
-        threshold, _, reclaim_threshold = profiles.get(asset_id) or _default_profile(asset_id)
-        if not threshold <= node_balance(state, asset_id) <= reclaim_threshold:
-            return False
-    return True
+        profile = profiles.get(asset_id) or _default_profile(asset_id)
+        balance = node_balance(state, asset_id)
+        if not profile[0] <= balance <= profile[2]:
+            outside.append((asset_id, balance, profile))
+    return outside
 
 
 def _rebalance_needed(channel: Channel, state: ChannelState) -> list[tuple[str, int, int]]:
@@ -111,17 +115,12 @@ def _rebalance_needed(channel: Channel, state: ChannelState) -> list[tuple[str, 
     it reclaims down to it."""
     profiles = rebalance_profiles(channel)
     needed = []
-    for asset_id in state.asset_ids:
-        threshold, target, reclaim_threshold = profiles.get(asset_id) or _default_profile(asset_id)
-        balance = node_balance(state, asset_id)
-        if balance > reclaim_threshold:
-            needed.append((asset_id, balance, target))
-        elif balance < threshold:
-            if asset_id not in profiles:
-                target = collateral_ceiling(channel, asset_id, state, now=timezone.now())
-                if target - balance < capital.min_onchain_amount(asset_id):
-                    continue  # nothing the account justifies, or not worth a transaction
-            needed.append((asset_id, balance, target))
+    for asset_id, balance, (threshold, target, _) in outside_profile(state, profiles):
+        if balance < threshold and asset_id not in profiles:
+            target = collateral_ceiling(channel, asset_id, state, now=timezone.now())
+            if target - balance < capital.min_onchain_amount(asset_id):
+                continue  # nothing the account justifies, or not worth a transaction
+        needed.append((asset_id, balance, target))
     return needed
 
 
