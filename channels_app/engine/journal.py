@@ -35,6 +35,8 @@ PAYMENT = "channels_app_payment"
 DISPUTE = "channels_app_dispute"
 TRANSFER_DISPUTE = "channels_app_transferdispute"
 REBALANCE_PROFILE = "channels_app_rebalanceprofile"
+# Whether the sender's transfer `s` of a payment was proven on chain in a dispute.
+_SENDER_DISPUTED = f"EXISTS (SELECT 1 FROM {TRANSFER_DISPUTE} d WHERE d.transfer_id = s.transfer_id)"
 
 # engine_expect_rows' SQLSTATEs: the channel's row moved under its owner (read it again, decide again);
 # a row a decision builds on is not as it expected (the decision is refused, `Unexpected`).
@@ -284,7 +286,7 @@ async def payment_rows(cursor: Cursor, payment_ids: list[str]) -> list[PaymentRo
     await cursor.execute(
         f"SELECT p.payment_id, p.kind, p.sender, p.recipient, p.asset_id, p.amount, p.status, p.failure,"
         f" p.created_at, p.updated_at, s.status, s.meta, r.status,"
-        f" EXISTS (SELECT 1 FROM {TRANSFER_DISPUTE} d WHERE d.transfer_id = s.transfer_id) FROM {PAYMENT} p"
+        f" {_SENDER_DISPUTED} FROM {PAYMENT} p"
         f" JOIN {TRANSFER} s ON s.id = p.sender_transfer_id LEFT JOIN {TRANSFER} r ON r.id = p.receiver_transfer_id"
         " WHERE p.payment_id = ANY(%s)",
         (payment_ids,),
@@ -332,7 +334,7 @@ class Upstream:
 async def upstream_of(cursor: Cursor, receiver_transfer_id: str) -> Upstream | None:
     await cursor.execute(
         f"SELECT p.kind, s.status,"
-        f" EXISTS (SELECT 1 FROM {TRANSFER_DISPUTE} d WHERE d.transfer_id = s.transfer_id)"
+        f" {_SENDER_DISPUTED}"
         f" OR EXISTS (SELECT 1 FROM {DISPUTE} d WHERE d.channel_id = s.channel_id AND d.consensus_expiry IS NOT NULL)"
         f" FROM {PAYMENT} p JOIN {TRANSFER} r ON r.id = p.receiver_transfer_id"
         f" JOIN {TRANSFER} s ON s.id = p.sender_transfer_id WHERE r.transfer_id = %s",
@@ -407,7 +409,7 @@ async def receiver_decision(cursor: Cursor, payment_id: str) -> Decision | None:
     """The stored decision of a payment's receiver while its sender side is open, or None."""
     await cursor.execute(
         f"SELECT p.kind, p.sender, r.status, r.encoded_resolver,"
-        f" EXISTS (SELECT 1 FROM {TRANSFER_DISPUTE} d WHERE d.transfer_id = s.transfer_id) FROM {PAYMENT} p"
+        f" {_SENDER_DISPUTED} FROM {PAYMENT} p"
         f" JOIN {TRANSFER} s ON s.id = p.sender_transfer_id JOIN {TRANSFER} r ON r.id = p.receiver_transfer_id"
         " WHERE p.payment_id = %s AND s.status = 'active' AND r.status IN ('resolved', 'cancelled')",
         (payment_id,),
