@@ -454,14 +454,14 @@ class Router:
                 serialization.parse_bytes(decision.resolver, field="resolver") if decision.paid else b""
             )
             decided = _Decided(
-                payment_id,
-                decision.kind,
-                decision.sender,
-                decision.paid,
-                resolver,
-                "",
-                {},
-                decision.sender_disputed,
+                payment_id=payment_id,
+                kind=decision.kind,
+                sender=decision.sender,
+                paid=decision.paid,
+                resolver=resolver,
+                event="",  # told where the receiver decided it
+                payload={},
+                sender_disputed=decision.sender_disputed,
             )
             return await self._settle_owned(decided, record)
         raise ValueError(f"unknown command {command!r}")
