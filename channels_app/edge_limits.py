@@ -274,3 +274,16 @@ def limit_websocket_messages(max_frame_bytes: int) -> None:
     ws_protocol.WebSocketProtocol.maxMessagePayloadSize = cap
     # Say why (close code 1009) and finish the closing handshake rather than drop the TCP connection.
     ws_protocol.WebSocketProtocol.failByDrop = False
+
+
+# How long a peer has to answer the node's close frame before the node drops the connection. Autobahn's
+# default is one second: a client on a slow link, or one whose reader was busy for a second, had its
+# connection reset while it answered, and some client libraries (websockets) then drop the frames that
+# came with the close, among them the error frame saying why (`token_expired`, `logged_out`). The
+# common clients wait as long for the server's answer to theirs (websockets' and aiohttp's default).
+CLOSE_HANDSHAKE_SECONDS = 10
+
+
+def wait_for_close_answers(seconds: float = CLOSE_HANDSHAKE_SECONDS) -> None:
+    """Have daphne's websocket protocol wait `seconds` for the answer to a close it sent."""
+    ws_protocol.WebSocketProtocol.closeHandshakeTimeout = seconds

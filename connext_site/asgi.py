@@ -30,6 +30,7 @@ http_app = edge_limits.FairShare(
 )
 edge_limits.limit_daphne_bodies(settings.API_MAX_BODY_BYTES)
 edge_limits.limit_websocket_messages(settings.WS_MAX_FRAME_BYTES)
+edge_limits.wait_for_close_answers()
 
 application = ProtocolTypeRouter(
     {
