@@ -329,19 +329,27 @@ class Upstream:
     kind: str
     sender_status: str
     on_chain: bool
+    sender: str
 
 
-async def upstream_of(cursor: Cursor, receiver_transfer_id: str) -> Upstream | None:
+async def upstream_of(cursor: Cursor, channel_address: str, receiver_transfer_id: str) -> Upstream | None:
+    """The sender side of the payment whose receiver side is `receiver_transfer_id`: stored, or created
+    by the node's open proposal in the channel (answered and resolved in one request; the row-lock
+    path's `payments.check_downstream_resolve` reads the same)."""
     await cursor.execute(
-        f"SELECT p.kind, s.status,"
+        f"SELECT p.kind, s.status, p.sender,"
         f" {_SENDER_DISPUTED}"
         f" OR EXISTS (SELECT 1 FROM {DISPUTE} d WHERE d.channel_id = s.channel_id AND d.consensus_expiry IS NOT NULL)"
-        f" FROM {PAYMENT} p JOIN {TRANSFER} r ON r.id = p.receiver_transfer_id"
-        f" JOIN {TRANSFER} s ON s.id = p.sender_transfer_id WHERE r.transfer_id = %s",
-        (receiver_transfer_id,),
+        f" FROM {PAYMENT} p JOIN {TRANSFER} s ON s.id = p.sender_transfer_id WHERE p.id = COALESCE("
+        f"(SELECT id FROM {PAYMENT} WHERE receiver_transfer_id = (SELECT id FROM {TRANSFER} WHERE transfer_id = %s)),"
+        f" (SELECT q.id FROM {PAYMENT} q, {CHANNEL} c, jsonb_array_elements(c.pending_state->'transfers') t"
+        " WHERE c.address = %s AND t->>'transferId' = %s AND t->>'initiator' = c.pending_state->>'node'"
+        " AND t->>'responder' = c.pending_state->>'user' AND q.payment_id = t->>'paymentId'"
+        " AND q.receiver_transfer_id IS NULL AND lower(q.recipient) = lower(c.user_address)))",
+        (receiver_transfer_id, channel_address, receiver_transfer_id),
     )
     row = await cursor.fetchone()
-    return None if row is None else Upstream(str(row[0]), str(row[1]), bool(row[2]))
+    return None if row is None else Upstream(str(row[0]), str(row[1]), bool(row[3]), str(row[2]))
 
 
 async def next_proposal_waits(cursor: Cursor, channel_id: int, user: str) -> bool:

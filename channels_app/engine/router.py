@@ -172,7 +172,7 @@ class Router:
 
         async def facts(cursor: journal.Cursor) -> tuple[bool, journal.Upstream | None]:
             return await journal.transfer_disputed(cursor, transfer_id), await journal.upstream_of(
-                cursor, transfer_id
+                cursor, update.channel_address, transfer_id
             )
 
         disputed, upstream = await self._reader.read(facts)
@@ -189,6 +189,7 @@ class Router:
         if upstream.sender_status == "active" and upstream.on_chain:
             await in_django(
                 payments.check_downstream_resolve,
+                channel_address=update.channel_address,
                 transfer_id=transfer_id,
                 encoded_resolver=update.encoded_resolver,
                 chain_now=_chain_now,

@@ -87,6 +87,7 @@ def user_update(
     checked = channels.check_user_update(user=user, update=update, meta=meta)
     if isinstance(update, ResolveUpdate):  # its reads (the chain's time among them) before the lock
         check_downstream_resolve(
+            channel_address=update.channel_address,
             transfer_id=serialization.hex_bytes(update.transfer_id),
             encoded_resolver=update.encoded_resolver,
             chain_now=lambda: disputes.chain_time(chain.web3()),
@@ -287,16 +288,27 @@ def pays_out(kind: DefinitionKind, encoded_resolver: bytes) -> bool:
 
 
 def check_downstream_resolve(
-    *, transfer_id: str, encoded_resolver: bytes, chain_now: Callable[[], int]
+    *, channel_address: str, transfer_id: str, encoded_resolver: bytes, chain_now: Callable[[], int]
 ) -> None:
     """Refuse a receiver's resolve that pays it when the node can no longer be sure to claim the sender
     side: refunded on chain already, or its on-chain window closes within one reaction.
-    `chain_now()` reads the chain's time; it is called only when such a window runs."""
+    `chain_now()` reads the chain's time; it is called only when such a window runs. The receiver's
+    side is the stored transfer, or the one the node's open proposal in the channel creates (answered
+    and resolved in one request, as the client takes a payment: docs/protocol.md, "Routing windows")."""
     payment = (
         Payment.objects.filter(receiver_transfer__transfer_id=transfer_id)
         .select_related("sender_transfer")
         .first()
     )
+    if payment is None:
+        channel = Channel.objects.filter(address=channel_address).first()
+        proposed = None if channel is None else proposed_forward(channel, transfer_id)
+        if proposed is not None:
+            payment = (
+                Payment.objects.filter(payment_id=proposed, recipient=channel.user_address)
+                .select_related("sender_transfer")
+                .first()
+            )
     if payment is None or not pays_out(DefinitionKind(payment.kind), encoded_resolver):
         return
     sender = payment.sender_transfer
@@ -316,6 +328,24 @@ def check_downstream_resolve(
             " claim it, so the node does not pay it.",
             status=409,
         )
+
+
+def proposed_forward(channel: Channel, transfer_id: str) -> str | None:
+    """The payment id of the transfer `transfer_id` the node's open proposal in `channel` creates for
+    its user (a payment's receiver side not stored yet), or None."""
+    if channel.pending_state is None:
+        return None
+    proposed = serialization.channel_state_from_json(channel.pending_state)
+    return forwarded_payment_id(proposed, transfer_id, node=channel.node_address, user=channel.user_address)
+
+
+def forwarded_payment_id(state: ChannelState, transfer_id: str, *, node: str, user: str) -> str | None:
+    """The payment id of the node's transfer `transfer_id` to `user` active in `state`, or None."""
+    wanted = serialization.parse_bytes(transfer_id, field="transferId")
+    transfer = state.transfer(wanted)
+    if transfer is None or transfer.initiator != node or transfer.responder != user:
+        return None
+    return serialization.hex_bytes(transfer.payment_id)
 
 
 def check_routed_create(*, transfer: TransferState, kind: DefinitionKind, meta: dict[str, Any]) -> None:

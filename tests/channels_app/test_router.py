@@ -275,6 +275,39 @@ def test_a_payment_refused_by_the_routing_terms_or_reusing_a_payment_id_changes_
     assert Transfer.objects.filter(channel=channel).count() == 1
 
 
+def test_a_receiver_answering_the_forward_and_resolving_it_at_once_is_refused_once_the_sender_was_refunded(
+    conninfo, alice_and_bob
+):
+    """The routing-window attack through the router (docs/protocol.md, "Routing windows"): the sender's
+    side is refunded on chain (as the node's watcher records it) while the node's forward is open, and
+    the receiver answers it and resolves it in one request. The check finds the payment through the
+    proposal being answered, as no receiver side is stored yet, and refuses it whole."""
+    alice, bob = alice_and_bob
+
+    async def scenario(router: Router) -> tuple[ServiceError, Any]:
+        update, signature, meta, preimage = payment_create(alice, bob.address, E // 100)
+        sent = await router.user_update(user=alice.address, update=update, signature=signature, meta=meta)
+        keep(alice, sent)
+        payment_id = "0x" + update.payment_id.hex()
+        await django(
+            lambda: Transfer.objects.filter(payment_id=payment_id, responder=alice.state.node).update(
+                status=Transfer.Status.CANCELLED
+            )
+        )
+        proposal = await django(lambda: Channel.objects.get(address=bob.state.channel_address).pending_update)
+        with pytest.raises(ServiceError) as refused:
+            await resolve_answering(router, bob, sent.events, update.payment_id, preimage)
+        return refused.value, proposal
+
+    nonce = bob.state.nonce
+    refused, proposal = asyncio.run(routing(conninfo, scenario))
+
+    assert (refused.code, refused.status) == ("upstream_refunded", 409)
+    channel = Channel.objects.get(address=bob.state.channel_address)
+    assert (channel.nonce, channel.pending_update) == (nonce, proposal)  # the forward still open
+    assert Transfer.objects.filter(channel=channel).count() == 0
+
+
 def test_a_receiver_without_the_nodes_collateral_is_left_to_the_row_lock_path_which_forwards_it_later(
     conninfo, client, w3, alice_and_bob
 ):

@@ -352,11 +352,18 @@ def test_a_payment_into_a_channel_with_a_longer_dispute_window_than_it_leaves_ro
     assert alice.state.transfers == ()
 
 
-def _disputed_payment(w3, chain, alice: Wallet, bob: Wallet) -> tuple[str, bytes, TransferState]:
-    """A pays B, B countersigns his side, A disputes her channel and, after its consensus window, her
-    transfer. The node's watcher has seen both; its watchtower has not acted (so B's channel is open)."""
+def _disputed_payment(
+    w3, chain, alice: Wallet, bob: Wallet, *, answered: bool = True
+) -> tuple[str, bytes, TransferState]:
+    """A pays B, B countersigns his side (unless not `answered`: the node's forward stays open, B keeps
+    its signature), A disputes her channel and, after its consensus window, her transfer. The node's
+    watcher has seen both; its watchtower has not acted (so B's channel is open)."""
     payment_id, preimage = pay(alice, bob, "linked", payments.sender_min_transfer_timeout(), w3)
-    run_node_work(alice, bob)
+    if answered:
+        run_node_work(alice, bob)
+    else:
+        run_node_work()
+        assert bob.proposal() is not None
     disputed = alice.state
     (sender_side,) = disputed.transfers
     user_disputes_channel(alice, disputed)
@@ -422,3 +429,35 @@ def test_the_node_refuses_a_receivers_resolve_after_the_sender_was_refunded_on_c
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "upstream_refunded"
     assert _unchanged(bob) == before
+
+
+@pytest.mark.parametrize("late", ["window_closing", "refunded"])
+def test_a_receiver_answering_the_forward_and_resolving_it_in_one_request_is_held_to_the_senders_window(
+    w3, chain, late
+):
+    """The attack with B's side never stored: B keeps the node's forward unanswered while A disputes,
+    then answers it and resolves it in one request (the client's own way of taking a payment). No
+    receiver side is stored when the node checks the sender's window, so the check finds the payment
+    through the proposal being answered; otherwise the node paid B what A was then refunded."""
+    alice, bob = _funded_pair(w3)
+    payment_id, preimage, sender_side = _disputed_payment(w3, chain, alice, bob, answered=False)
+    window_end = _window_end(w3, alice, sender_side)
+    if late == "refunded":
+        advance_chain(chain, window_end - chain_now(w3) + 1)
+        user_defunds_transfer(alice, sender_side, b"")
+        run_node_work()
+    else:
+        advance_chain(chain, window_end - payments.reaction() - chain_now(w3))
+    proposal, before = bob.proposal(), _unchanged(bob)
+    state = bob.state
+
+    response = bob.resolve_incoming(payment_id, preimage, answering=True)
+
+    assert response.status_code == 409, response.json()
+    code = "upstream_refunded" if late == "refunded" else "upstream_unclaimable"
+    assert response.json()["error"]["code"] == code
+    assert (_unchanged(bob), bob.proposal()) == (before, proposal)  # the forward still open, unanswered
+    bob.state = state
+    assert (
+        bob.resolve_incoming(payment_id, b"\0" * 32, answering=True).status_code == 200
+    )  # a cancel is taken
