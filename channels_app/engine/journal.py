@@ -352,6 +352,20 @@ async def upstream_of(cursor: Cursor, channel_address: str, receiver_transfer_id
     return None if row is None else Upstream(str(row[0]), str(row[1]), bool(row[3]), str(row[2]))
 
 
+async def expect_decided(cursor: Cursor, payment_id: str, receiver_transfer_id: str, nonce: int) -> None:
+    """The guard of a sender side settled with its receiver's decision (a companion proposal): the
+    receiver's transfer resolved at `nonce` (the decision committed), the sender's still active and
+    not disputed on chain; else the transaction aborts (`Unexpected`)."""
+    await expect_one(
+        cursor,
+        f"SELECT 1 FROM {PAYMENT} p JOIN {TRANSFER} r ON r.id = p.receiver_transfer_id"
+        f" JOIN {TRANSFER} s ON s.id = p.sender_transfer_id WHERE p.payment_id = %s AND r.transfer_id = %s"
+        f" AND r.resolved_nonce = %s AND s.status = 'active' AND NOT {_SENDER_DISPUTED}",
+        (payment_id, receiver_transfer_id, nonce),
+        f"payment {payment_id} is not decided at nonce {nonce} with its sender side open",
+    )
+
+
 async def next_proposal_waits(cursor: Cursor, channel_id: int, user: str) -> bool:
     """Whether anything may wait for a proposal in the channel: a sender side whose payment may be
     decided (`payments._upstream_candidates`' terms), or a payment waiting to be forwarded to `user`."""

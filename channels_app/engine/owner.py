@@ -23,14 +23,15 @@ terms, checked on the state a user's update makes before anything is stored or r
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from channels_app import crash_points
 from channels_app.engine import journal
-from channels_app.engine.shard_writer import OwnershipLost, ShardWriter, WriteFailed, shard_of
+from channels_app.engine.shard_writer import NotOwner, OwnershipLost, ShardWriter, WriteFailed, shard_of
 from channels_app.services import fence
 from channels_app.services.channels import (
     ChannelError,
@@ -57,6 +58,7 @@ from connext.protocol.types import (
     UpdateContext,
 )
 
+logger = logging.getLogger(__name__)
 OPEN = "open"
 # A unique row another update took first: the whole decision is refused, as the row-lock path does.
 CONFLICTS = {
@@ -150,6 +152,8 @@ class Outcome:
     signed: SignedState
     stored: tuple[Stored, ...]
     events: tuple[Event, ...]
+    # The companions (`Companion`) committed with it, by their keys: the proposal each made.
+    companions: Mapping[str, Outcome] = field(default_factory=dict)
 
 
 Write = Callable[[journal.Cursor], Awaitable[None]]
@@ -157,6 +161,41 @@ Write = Callable[[journal.Cursor], Awaitable[None]]
 Records = Callable[["ChannelRecord", tuple[Stored, ...]], tuple[tuple[Write, ...], tuple[Event, ...]]]
 """The caller's writes for the states a decision stores (in the same batch, after the channel's own)
 and the events they make; must not await (the decision is made in one step)."""
+
+
+@dataclass(frozen=True)
+class Companion:
+    """A node proposal on another channel this process owns, asked for by a decision and committed in
+    the decision's batch instead of after it (`user_update`'s `companions`): a payment forwarded with
+    the create that starts it, settled upstream with the resolve that decides it. Made only when it
+    costs no wait (the channel in memory and free); otherwise the caller proposes it after the commit.
+
+    Its `writes` begin with a guard that fails unless the decision's own writes are committed (the
+    batch runs them first, in the same transaction or, split one by one, in an earlier one), so a
+    companion never commits without what it builds on (docs/protocol.md, "Companion proposals")."""
+
+    key: str  # the caller's name for it, in `Outcome.companions`
+    user: str
+    channel_address: str
+    build: Callable[[ChannelRecord], Update | None]
+    context: UpdateContext
+    meta: Mapping[str, Any]
+    writes: tuple[Write, ...]
+
+
+Companions = Callable[[], tuple[Companion, ...]]
+"""The companions a decision asks for, asked once the decision is made (after `records`)."""
+
+
+@dataclass
+class _Held:
+    """A companion decided on its channel, whose lock is held until its write is settled."""
+
+    companion: Companion
+    lock: asyncio.Lock
+    shard: int
+    plan: _Plan | None = None
+    done: asyncio.Future[None] | None = None
 
 
 @dataclass(frozen=True)
@@ -208,10 +247,12 @@ class ChannelOwner:
         answer: tuple[int, bytes] | None = None,
         policy: Policy | None = None,
         records: Records | None = None,
+        companions: Companions | None = None,
     ) -> Outcome:
         """Countersign and store a user's update (its own checks, `channels.check_user_update`, are the
         caller's and passed). `answer` (nonce, signature) countersigns the node's open proposal first
-        and the update builds on it."""
+        and the update builds on it. `companions`: the node's proposals it calls for on other channels,
+        committed in its batch where they can be (`Companion`)."""
         if isinstance(update, SetupUpdate | ResumeUpdate):
             raise ChannelError("invalid_update", f"A {type(update).__name__} is not a user's update here.")
 
@@ -248,7 +289,7 @@ class ChannelOwner:
             stored.append(_stored_of(update, previous, signed, meta or {}))
             return self._plan(record, _advanced(current, update, signed), tuple(stored), records)
 
-        return await self._run(update.channel_address, user, decide)
+        return await self._run(update.channel_address, user, decide, companions)
 
     async def countersign(
         self,
@@ -289,47 +330,64 @@ class ChannelOwner:
         def decide(record: ChannelRecord) -> _Plan | Outcome:
             if record.pending_update is not None:
                 raise ChannelError("update_pending", "The channel already has an open proposal.", status=409)
-            update = build(record)
-            if update is None:
-                return Outcome(record, record.signed(), (), ())
-            try:
-                new, node_signature = validation.initiate_update(
-                    record.state, update, self._signer, context=context
-                )
-            except ProtocolError as exc:
-                raise ChannelError.from_protocol(exc, record) from None
-            proposal = journal.Proposal(
-                update=serialization.update_to_json(update),
-                state=serialization.channel_state_to_json(new),
-                node_signature=serialization.hex_bytes(node_signature),
-                meta=dict(meta or {}),
-            )
-            after = replace(
-                record,
-                pending_update=proposal.update,
-                pending_state=proposal.state,
-                pending_node_signature=proposal.node_signature,
-                pending_meta=proposal.meta,
-                proposed=new,
-            )
-            return _Plan(
-                after,
-                (),
-                ((record.user_address, "update.proposed", proposal_json(after) or {}),),
-                (self._store_row(record, after), *writes),
+            return self._proposal(record, build, context, meta, writes) or Outcome(
+                record, record.signed(), (), ()
             )
 
         outcome = await self._run(channel_address, user, decide)
         if not outcome.events:
             return None
-        if crash_points.ARMED and outcome.channel.pending_update is not None:
-            crash_points.reached("proposed", user, str(outcome.channel.pending_update["type"]))
+        _reached_proposed(outcome)
         return outcome
+
+    def _proposal(
+        self,
+        record: ChannelRecord,
+        build: Callable[[ChannelRecord], Update | None],
+        context: UpdateContext,
+        meta: Mapping[str, Any] | None,
+        writes: tuple[Write, ...],
+    ) -> _Plan | None:
+        """The node's proposal of what `build` makes on `record` (no proposal open), signed; None when
+        it makes nothing."""
+        update = build(record)
+        if update is None:
+            return None
+        try:
+            new, node_signature = validation.initiate_update(
+                record.state, update, self._signer, context=context
+            )
+        except ProtocolError as exc:
+            raise ChannelError.from_protocol(exc, record) from None
+        proposal = journal.Proposal(
+            update=serialization.update_to_json(update),
+            state=serialization.channel_state_to_json(new),
+            node_signature=serialization.hex_bytes(node_signature),
+            meta=dict(meta or {}),
+        )
+        after = replace(
+            record,
+            pending_update=proposal.update,
+            pending_state=proposal.state,
+            pending_node_signature=proposal.node_signature,
+            pending_meta=proposal.meta,
+            proposed=new,
+        )
+        return _Plan(
+            after,
+            (),
+            ((record.user_address, "update.proposed", proposal_json(after) or {}),),
+            (self._store_row(record, after), *writes),
+        )
 
     # -- inside -----------------------------------------------------------------------------------------
 
     async def _run(
-        self, address: str, user: str, decide: Callable[[ChannelRecord], _Plan | Outcome]
+        self,
+        address: str,
+        user: str,
+        decide: Callable[[ChannelRecord], _Plan | Outcome],
+        companions: Companions | None = None,
     ) -> Outcome:
         """Decide on the channel as memory holds it and commit the decision, one operation per
         channel at a time; a row that moved under the owner is read again and decided again. A
@@ -351,8 +409,11 @@ class ChannelOwner:
                     continue
                 if isinstance(decided, Outcome):
                     return decided
+                holds = await self._hold(address, _asked(companions))
                 try:
-                    await self._writer.write(shard, _work(decided.writes))
+                    written = self._writer.submit(shard, _work(decided.writes))
+                    self._submit(holds)  # after the decision's write: into its batch, behind it
+                    await written
                 except WriteFailed as failed:
                     self._book.pop(address, None)
                     if journal.moved(failed.__cause__) and attempt + 1 < ATTEMPTS:
@@ -370,9 +431,75 @@ class ChannelOwner:
                 except OwnershipLost:
                     self._book.pop(address, None)
                     raise
+                finally:
+                    made = await self._settle(holds)
                 self._book[address] = decided.after
-                return Outcome(decided.after, decided.after.signed(), decided.stored, decided.events)
+                return Outcome(decided.after, decided.after.signed(), decided.stored, decided.events, made)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _hold(self, address: str, companions: Iterable[Companion]) -> list[_Held]:
+        """The companions that can be decided without waiting: on another channel this process holds in
+        memory, whose lock is free (taken now, so nothing else decides on it until its write is
+        settled), with no proposal open, that `build` makes a proposal on. Never waits for a lock held
+        by someone, so two decisions asking for each other's channels cannot wait on each other."""
+        held: list[_Held] = []
+        try:
+            for companion in companions:
+                target = companion.channel_address
+                lock = self._locks.setdefault(target, asyncio.Lock())
+                if target == address or lock.locked():
+                    continue
+                await lock.acquire()  # free: taken at once
+                hold = _Held(companion, lock, shard_of(companion.user, self._writer.shards))
+                held.append(hold)
+                record = self._book.get(target)
+                if record is None or not _proposable(record, companion.user, self._writer.epoch):
+                    continue
+                try:
+                    hold.plan = self._proposal(
+                        record, companion.build, companion.context, companion.meta, companion.writes
+                    )
+                except ServiceError:
+                    continue  # refused on memory: the caller's own proposal decides on the row
+                except Exception:  # the caller's step after the commit meets it again, and reports it
+                    logger.exception("the companion %s was not made", companion.key)
+        except BaseException:
+            for hold in held:
+                hold.lock.release()
+            raise
+        return held
+
+    def _submit(self, held: list[_Held]) -> None:
+        for hold in held:
+            if hold.plan is None:
+                continue
+            try:
+                hold.done = self._writer.submit(hold.shard, _work(hold.plan.writes))
+            except NotOwner:
+                hold.plan = None
+
+    async def _settle(self, held: list[_Held]) -> dict[str, Outcome]:
+        """Each held companion's write awaited (its decision's was), memory set to what committed, its
+        lock released: the proposals made, by key."""
+        made: dict[str, Outcome] = {}
+        for hold in held:
+            try:
+                if hold.plan is None or hold.done is None:
+                    continue
+                target = hold.companion.channel_address
+                try:
+                    await hold.done
+                except (WriteFailed, OwnershipLost):
+                    self._book.pop(target, None)  # read again on its next use
+                    continue
+                after = hold.plan.after
+                self._book[target] = after
+                outcome = Outcome(after, after.signed(), (), hold.plan.events)
+                _reached_proposed(outcome)
+                made[hold.companion.key] = outcome
+            finally:
+                hold.lock.release()
+        return made
 
     async def _record(self, shard: int, address: str, user: str) -> ChannelRecord:
         """The channel as its owner holds it, read from the database on first use in a session;
@@ -538,6 +665,37 @@ def _is_replay(record: ChannelRecord, update: Update, signature: bytes) -> bool:
         and record.last_update == serialization.update_to_json(update)
         and _bytes(record.last_user_signature) == signature
     )
+
+
+def _asked(companions: Companions | None) -> tuple[Companion, ...]:
+    """The companions a decision asks for; none when asking fails (its steps are then all taken after
+    the commit, which report the failure): a companion never turns the decision into an error."""
+    if companions is None:
+        return ()
+    try:
+        return companions()
+    except Exception:
+        logger.exception("the companions of a decision were not asked")
+        return ()
+
+
+def _proposable(record: ChannelRecord, user: str, epoch: int) -> bool:
+    """Whether the node may propose on `record` as memory holds it: read in this session, `user`'s,
+    open, not fenced, no proposal open."""
+    return (
+        record.epoch == epoch
+        and record.user_address == user
+        and record.status == OPEN
+        and record.fenced_since is None
+        and record.pending_update is None
+    )
+
+
+def _reached_proposed(outcome: Outcome) -> None:
+    if crash_points.ARMED and outcome.channel.pending_update is not None:
+        crash_points.reached(
+            "proposed", outcome.channel.user_address, str(outcome.channel.pending_update["type"])
+        )
 
 
 def _bytes(hex_text: str) -> bytes:

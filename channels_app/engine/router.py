@@ -6,12 +6,14 @@ A payment is two linked transfers through the node: the sender's to the node, th
 receiver, unlocked by the same resolver. The router takes the steps of its common path itself:
 
 1. the sender's create: the node's routing terms on the state it makes, the payment recorded with it;
-2. right after: the node's forward into the receiver's channel (its proposal, and the payment
-   `forwarded`, in one batch: a payment is forwarded once, whoever else tries);
+2. with it: the node's forward into the receiver's channel (its proposal, and the payment
+   `forwarded`, in one write: a payment is forwarded once, whoever else tries), committed in the
+   create's batch when the receiver's channel is this process's, in memory and free (a companion,
+   `owner.Companion`), otherwise right after the commit;
 3. the receiver's countersignature of it (the payment linked to its receiver side);
 4. the receiver's resolve (or cancel): the payment decided with it, told to the receiver;
-5. right after: the node's resolve (or refund) of the sender's side with the receiver's resolver,
-   then the sender told;
+5. with it (a companion, as 2) or right after: the node's resolve (or refund) of the sender's side
+   with the receiver's resolver, then the sender told;
 6. the sender's countersignature: the payment over.
 
 Every other step stays with `services.payments` on its row-lock path, called after the commit as the
@@ -31,7 +33,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, TypeVar
@@ -40,7 +42,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from channels_app.engine import journal
-from channels_app.engine.owner import ChannelOwner, ChannelRecord, Event, Outcome, Stored, Write
+from channels_app.engine.owner import ChannelOwner, ChannelRecord, Companion, Event, Outcome, Stored, Write
 from channels_app.engine.reader import Reader
 from channels_app.engine.shard_writer import NotOwner
 from channels_app.services import channels, collateral, payments
@@ -134,8 +136,7 @@ class Router:
         if not self._serves(update):
             raise Unserved(type(update).__name__)
         meta = channels.check_user_fields(user=user, update=update, meta=meta)
-        if isinstance(update, ResolveUpdate):
-            await self._check_resolve(user, update)
+        upstream = await self._check_resolve(user, update) if isinstance(update, ResolveUpdate) else None
         news = _News()
         outcome = await self._owner.user_update(
             user=user,
@@ -146,6 +147,7 @@ class Router:
             answer=answer,
             policy=self._terms,
             records=news.recorder(self),
+            companions=lambda: self._companions(news, update, upstream),
         )
         return await self._after(outcome, news, answer_first)
 
@@ -163,11 +165,11 @@ class Router:
         )
         return await self._after(outcome, news, answer_first)
 
-    async def _check_resolve(self, user: str, update: ResolveUpdate) -> None:
+    async def _check_resolve(self, user: str, update: ResolveUpdate) -> journal.Upstream | None:
         """A resolve of a transfer disputed on chain is checked against the chain's record of it: the
         row-lock path's (`Unserved`). One that pays out a payment's receiver side is refused when the
         node could no longer claim the sender's side (`payments.check_downstream_resolve`, which
-        this asks only when a window on chain may run)."""
+        this asks only when a window on chain may run). The sender's side as read, if a payment's."""
         transfer_id = serialization.hex_bytes(update.transfer_id)
 
         async def facts(cursor: journal.Cursor) -> tuple[bool, journal.Upstream | None]:
@@ -179,7 +181,7 @@ class Router:
         if disputed:
             raise Unserved("a resolve of a transfer disputed on chain")
         if upstream is None or not payments.pays_out(DefinitionKind(upstream.kind), update.encoded_resolver):
-            return
+            return upstream
         if upstream.sender_status == "cancelled":
             raise payments.PaymentError(
                 "upstream_refunded",
@@ -194,6 +196,7 @@ class Router:
                 encoded_resolver=update.encoded_resolver,
                 chain_now=_chain_now,
             )
+        return upstream
 
     def _serves(self, update: Update) -> bool:
         if isinstance(update, CreateUpdate):
@@ -212,6 +215,48 @@ class Router:
             assert kind is not None
             payments.check_routed_create(transfer=transfer, kind=kind, meta=dict(meta))
 
+    # -- with the commit: the next steps that can ride in its batch --------------------------------------
+
+    def _companions(
+        self, news: _News, update: Update, upstream: journal.Upstream | None
+    ) -> tuple[Companion, ...]:
+        """The forwards of the payments the decision starts and the settle of the sender's side of the
+        payment the user's resolve decides (`upstream`, read for it), as proposals committed in its
+        batch (`owner.Companion`); the owner makes those it can without waiting, `_steps` takes the
+        rest after the commit."""
+        context = UpdateContext(now=int(time.time()), definitions=self._definitions)
+        made: list[Companion] = []
+        for started in news.started:
+            address = self.channel_address_for(started.recipient)
+            build, meta, _ = self._forward_terms(started, address)
+            payment_id = serialization.hex_bytes(started.transfer.payment_id)
+            at = news.inserted_at(payment_id)  # the row's time as told: one write, one time
+            forwarded = _payment_forwarded(
+                payment_id, serialization.hex_bytes(started.transfer.transfer_id), at
+            )
+            made.append(
+                Companion(
+                    _forward_key(payment_id), started.recipient, address, build, context, meta, (forwarded,)
+                )
+            )
+        resolved = serialization.hex_bytes(update.transfer_id) if isinstance(update, ResolveUpdate) else None
+        last = next((s for s in news.receiver_settled if s.transfer_id == resolved), None)
+        if (
+            last is not None
+            and upstream is not None
+            and upstream.sender_status == "active"
+            and not upstream.on_chain
+        ):
+            address = self.channel_address_for(upstream.sender)
+            build = self._settle_terms(last.payment_id, address, last.paid, last.resolver, last.kind)
+            guard = _decided_guard(last)
+            made.append(
+                Companion(
+                    _settle_key(last.payment_id), upstream.sender, address, build, context, {}, (guard,)
+                )
+            )
+        return tuple(made)
+
     # -- after the commit -----------------------------------------------------------------------------
 
     async def _after(self, outcome: Outcome, news: _News, answer_first: bool = False) -> Routed:
@@ -221,6 +266,7 @@ class Router:
         events: list[Event] = list(outcome.events)
         if not outcome.stored:  # sent again: the first answer, nothing more happened
             return Routed(outcome, ())
+        news.forwarded_with(outcome.companions)
         facts = await self._facts(outcome, news)
         events += news.payloads(facts.payments)
 
@@ -255,14 +301,25 @@ class Router:
         channel just freed its next proposal; then a rebalance, or the reconcile of an update that
         was not a payment's. Their events, in order."""
         events: list[Event] = []
+        made = dict(outcome.companions)  # proposals committed with the decision: told, not taken again
         for decided in news.decided:
-            events += await _step(self._settle_upstream(decided), "settling upstream", decided.payment_id)
+            with_it = made.pop(_settle_key(decided.payment_id), None)
+            if with_it is not None:
+                events += with_it.events
+            else:
+                events += await _step(self._settle_upstream(decided), "settling upstream", decided.payment_id)
             # The sender hears of the payment after the node's proposal to settle it, and also when
             # that failed (the sweep settles it later, and tells nobody: it is decided already).
             events.append((decided.sender, decided.event, decided.payload))
         for started in news.started:
             payment_id = serialization.hex_bytes(started.transfer.payment_id)
-            events += await _step(self._forward(started), "forwarding", payment_id)
+            with_it = made.pop(_forward_key(payment_id), None)
+            if with_it is not None:
+                events += with_it.events
+            else:
+                events += await _step(self._forward(started), "forwarding", payment_id)
+        for with_it in made.values():  # a settle of a payment decided before: its sender is asked
+            events += with_it.events
         channel, last = outcome.channel, outcome.stored[-1].new
         if facts.proposal_waits:  # the channel's proposal was just answered: its next one
             await _step(
@@ -298,6 +355,35 @@ class Router:
     async def _forward_owned(self, started: _Started, receiver: ChannelRecord) -> list[Event]:
         recipient = started.recipient
         address = receiver.address
+        sender = started.transfer
+        build, meta, handed_off = self._forward_terms(started, address)
+        payment_id = serialization.hex_bytes(sender.payment_id)
+        try:
+            proposed = await self._owner.propose(
+                user=recipient,
+                channel_address=address,
+                build=build,
+                context=UpdateContext(now=int(time.time()), definitions=self._definitions),
+                meta=meta,
+                writes=(_payment_forwarded(payment_id, serialization.hex_bytes(sender.transfer_id), _now()),),
+            )
+        except channels.ChannelError as refused:
+            # A proposal got there first (forwarded on its answer, `payments_forward`), or the
+            # payment was forwarded elsewhere first (the row-lock path's).
+            if refused.code in ("update_pending", "conflict"):
+                return []
+            raise
+        if proposed is None:
+            if handed_off[0]:  # collateral to ask for, or a payment to fail: the row-lock path's
+                await in_django(payments.payments_forward, channel_id=receiver.id, user=recipient)
+            return []
+        return list(proposed.events)
+
+    def _forward_terms(
+        self, started: _Started, address: str
+    ) -> tuple[Callable[[ChannelRecord], Update | None], dict[str, Any], list[bool]]:
+        """The forward of a payment just started into the receiver's channel at `address`: the build of
+        the node's proposal (None when the row-lock path must take it, flagged in the list), its meta."""
         sender = started.transfer
         kind = self._definitions[sender.definition]
         meta = {"sender": sender.initiator, "paymentId": serialization.hex_bytes(sender.payment_id)}
@@ -336,27 +422,7 @@ class Router:
                 meta_hash=transfer_meta.meta_hash(meta),
             )
 
-        payment_id = serialization.hex_bytes(sender.payment_id)
-        try:
-            proposed = await self._owner.propose(
-                user=recipient,
-                channel_address=address,
-                build=build,
-                context=UpdateContext(now=int(time.time()), definitions=self._definitions),
-                meta=meta,
-                writes=(_payment_forwarded(payment_id),),
-            )
-        except channels.ChannelError as refused:
-            # A proposal got there first (forwarded on its answer, `payments_forward`), or the
-            # payment was forwarded elsewhere first (the row-lock path's).
-            if refused.code in ("update_pending", "conflict"):
-                return []
-            raise
-        if proposed is None:
-            if handed_off[0]:  # collateral to ask for, or a payment to fail: the row-lock path's
-                await in_django(payments.payments_forward, channel_id=receiver.id, user=recipient)
-            return []
-        return list(proposed.events)
+        return build, meta, handed_off
 
     async def _settle_upstream(self, decided: _Decided) -> list[Event]:
         """The sender side of a payment its receiver just decided, resolved with the receiver's
@@ -384,20 +450,7 @@ class Router:
             # Disputed on chain: the row-lock path settles it against the chain's record.
             await in_django(payments.payments_settle_upstream, channel_id=sender.id)
             return []
-        resolver = decided.resolver if decided.paid else payments.cancel_resolver(decided.kind)
-
-        def build(channel: ChannelRecord) -> Update | None:
-            active = _transfer_of(channel.state, decided.payment_id)
-            if active is None:
-                return None
-            return ResolveUpdate(
-                channel_address=address,
-                nonce=channel.nonce + 1,
-                initiator=self._node,
-                transfer_id=active.transfer_id,
-                encoded_resolver=resolver,
-            )
-
+        build = self._settle_terms(decided.payment_id, address, decided.paid, decided.resolver, decided.kind)
         try:
             proposed = await self._owner.propose(
                 user=decided.sender,
@@ -410,6 +463,27 @@ class Router:
                 return []
             raise
         return [] if proposed is None else list(proposed.events)
+
+    def _settle_terms(
+        self, payment_id: str, address: str, paid: bool, resolver: bytes, kind: str
+    ) -> Callable[[ChannelRecord], Update | None]:
+        """The build of the node's resolve of a payment's sender side in the sender's channel at
+        `address`: with the receiver's resolver, or a refund (None: no such transfer active)."""
+        encoded = resolver if paid else payments.cancel_resolver(kind)
+
+        def build(channel: ChannelRecord) -> Update | None:
+            active = _transfer_of(channel.state, payment_id)
+            if active is None:
+                return None
+            return ResolveUpdate(
+                channel_address=address,
+                nonce=channel.nonce + 1,
+                initiator=self._node,
+                transfer_id=active.transfer_id,
+                encoded_resolver=encoded,
+            )
+
+        return build
 
     # -- steps another process's engine asks this one to take (`remote`) ----------------------------
 
@@ -497,6 +571,34 @@ class _Decided:
 
 
 @dataclass(frozen=True)
+class _ReceiverSettled:
+    """A receiver's side of a payment settled in the batch: paid (resolved) or not (cancelled), with
+    the resolver, by its transfer's resolve at `nonce`."""
+
+    payment_id: str
+    kind: str
+    paid: bool
+    resolver: bytes
+    transfer_id: str
+    nonce: int
+
+
+def _forward_key(payment_id: str) -> str:
+    return f"forward:{payment_id}"
+
+
+def _settle_key(payment_id: str) -> str:
+    return f"settle:{payment_id}"
+
+
+def _decided_guard(settled: _ReceiverSettled) -> Write:
+    async def write(cursor: journal.Cursor) -> None:
+        await journal.expect_decided(cursor, settled.payment_id, settled.transfer_id, settled.nonce)
+
+    return write
+
+
+@dataclass(frozen=True)
 class _Facts:
     """What `Router._facts` read once a commit was made."""
 
@@ -527,7 +629,7 @@ class _News:
         """Before a decision is recorded (made again when the row moved, it records again)."""
         self._tell: list[tuple[str, str, str]] = []  # (user, event, payment id): told once committed
         self._inserted: dict[str, journal.PaymentRow] = {}  # payment id -> the row this batch inserts
-        self._receiver_settled: list[tuple[str, str, bool, bytes]] = []  # (payment id, kind, paid, resolver)
+        self.receiver_settled: list[_ReceiverSettled] = []
         self._sender_settled: list[tuple[str, bool]] = []  # (payment id, refunded)
         self.moved: dict[str, bool] = {}  # payment id -> this batch moved it out of an open status
         self.status_before: dict[str, str | None] = {}  # payment id -> its status when the sender settled
@@ -578,8 +680,23 @@ class _News:
         update = done.update
         assert isinstance(update, ResolveUpdate)
         paid = not done.refunded
-        self._receiver_settled.append((payment_id, kind.value, paid, update.encoded_resolver))
+        transfer_id = serialization.hex_bytes(update.transfer_id)
+        self.receiver_settled.append(
+            _ReceiverSettled(
+                payment_id, kind.value, paid, update.encoded_resolver, transfer_id, done.new.nonce
+            )
+        )
         return [_payment_receiver_settled(payment_id, paid=paid, news=self)]
+
+    def forwarded_with(self, companions: Mapping[str, Outcome]) -> None:
+        """The payments this batch inserted and forwarded with it (a companion) are told as forwarded."""
+        for payment_id, row in list(self._inserted.items()):
+            if _forward_key(payment_id) in companions:
+                self._inserted[payment_id] = replace(row, status="forwarded")
+
+    def inserted_at(self, payment_id: str) -> datetime:
+        row = self._inserted.get(payment_id)
+        return _now() if row is None else row.updated_at
 
     def payment_ids(self) -> list[str]:
         """The payments whose rows the events are made from (`payloads`): those to tell of, those this
@@ -587,7 +704,7 @@ class _News:
         countersignature of a payment its receiver decided, tells nobody and reads nothing)."""
         return sorted(
             {payment_id for _, _, payment_id in self._tell if payment_id not in self._inserted}
-            | {settled[0] for settled in self._receiver_settled if self.moved.get(settled[0])}
+            | {settled.payment_id for settled in self.receiver_settled if self.moved.get(settled.payment_id)}
             | {payment_id for payment_id, _ in self._sender_settled if self._ends_open(payment_id)}
         )
 
@@ -601,7 +718,13 @@ class _News:
         rows = {**self._inserted, **{row.payment_id: row for row in read}}
         found = {payment_id: payment_json(row) for payment_id, row in rows.items()}
         events: list[Event] = [(user, event, found[pid]) for user, event, pid in self._tell if pid in found]
-        for payment_id, kind, paid, resolver in self._receiver_settled:
+        for settled in self.receiver_settled:
+            payment_id, kind, paid, resolver = (
+                settled.payment_id,
+                settled.kind,
+                settled.paid,
+                settled.resolver,
+            )
             if not self.moved.get(payment_id) or payment_id not in found:
                 continue  # decided before (on chain, by another process): announced there
             row = found[payment_id]
@@ -637,7 +760,7 @@ def _new_payment(
     """The payment a sender's create starts, as its row will read once inserted (`_payment_insert`,
     with the sender's transfer the owner inserts in the same batch): what its events are made of,
     with no read after the commit."""
-    now = datetime.now(UTC)
+    now = _now()
     return journal.PaymentRow(
         payment_id=serialization.hex_bytes(transfer.payment_id),
         kind=kind.value,
@@ -694,16 +817,20 @@ def _payment_receiver_locked(payment_id: str, transfer_id: str) -> Write:
     return write
 
 
-def _payment_forwarded(payment_id: str) -> Write:
-    """The payment forwarded with the node's proposal, only if it is still waiting: a payment is
-    forwarded once, so a forward made elsewhere first (the row-lock path's) refuses this one whole."""
+def _payment_forwarded(payment_id: str, sender_transfer_id: str, at: datetime) -> Write:
+    """The payment forwarded with the node's proposal, only if it is still waiting and is the payment
+    of the sender's transfer `sender_transfer_id`: a payment is forwarded once, so a forward made
+    elsewhere first (the row-lock path's) refuses this one whole, and one made with the create that
+    starts it commits only once that create did (a create refused, say for reusing a waiting
+    payment's id, forwards nothing: docs/protocol.md, "Companion proposals")."""
 
     async def write(cursor: journal.Cursor) -> None:
         await journal.expect_one(
             cursor,
-            f"UPDATE {PAYMENT} SET status = 'forwarded', updated_at = now()"
-            " WHERE payment_id = %s AND status = 'pending' RETURNING 1",
-            (payment_id,),
+            f"UPDATE {PAYMENT} SET status = 'forwarded', updated_at = %s"
+            f" WHERE payment_id = %s AND status = 'pending' AND sender_transfer_id = (SELECT id FROM"
+            f" {journal.TRANSFER} WHERE transfer_id = %s) RETURNING 1",
+            (at, payment_id, sender_transfer_id),
             f"payment {payment_id} is not waiting to be forwarded",
         )
 
@@ -805,6 +932,10 @@ def _next_proposal(channel_id: int, user: str) -> None:
     payments.payments_settle_upstream(channel_id=channel_id) or payments.payments_forward(
         channel_id=channel_id, user=user
     )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _chain_now() -> int:

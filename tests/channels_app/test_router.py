@@ -190,6 +190,112 @@ def test_a_payment_through_the_router_is_forwarded_decided_and_settled_as_the_ro
         assert channel.pending_update is None
 
 
+def test_a_payments_forward_and_its_senders_settle_commit_in_the_batches_of_the_updates_that_call_for_them(
+    conninfo, alice_and_bob
+):
+    """With both channels in the owner's memory and free, the node's forward commits in the batch of
+    the sender's create and its settle of the sender's side in the batch of the receiver's resolve
+    (companions): each done when the user's update is answered, before any step after the commit,
+    one batch for the pair. The payment then ends as the row-lock path ends it."""
+    alice, bob = alice_and_bob
+
+    async def scenario(engine: Any) -> dict[str, Any]:
+        router, seen = engine.router, {}
+        for wallet in (alice, bob):  # in memory, as the channels of users who paid before
+            await router._owner.channel(user=wallet.address, channel_address=wallet.state.channel_address)
+        update, signature, meta, preimage = payment_create(alice, bob.address, E // 10)
+        payment_id = "0x" + update.payment_id.hex()
+        batches = engine.writer.batches
+        sent = await router.user_update(
+            user=alice.address, update=update, signature=signature, meta=meta, answer_first=True
+        )
+        keep(alice, sent)
+        seen["create"] = (
+            engine.writer.batches - batches,
+            await django(lambda: Payment.objects.get(payment_id=payment_id).status),
+            told(sent.events, alice),
+        )
+        assert sent.later is not None
+        forward = tuple(await sent.later())
+        forwarded, answer = proposal_for(bob, forward)
+        bob.state = forwarded
+        resolve = resolve_with(bob, forwarded, update.payment_id, preimage)
+        _, resolve_signature = bob.sign(resolve)
+        batches = engine.writer.batches
+        resolved = await router.user_update(
+            user=bob.address,
+            update=resolve,
+            signature=resolve_signature,
+            answer=(forwarded.nonce, answer),
+            answer_first=True,
+        )
+        keep(bob, resolved)
+        proposal = await django(
+            lambda: Channel.objects.get(address=alice.state.channel_address).pending_update
+        )
+        seen["resolve"] = (engine.writer.batches - batches, proposal is not None)
+        assert resolved.later is not None
+        settled, settle_signature = proposal_for(alice, tuple(await resolved.later()))
+        keep(
+            alice,
+            await router.countersign(
+                user=alice.address,
+                channel_address=settled.channel_address,
+                nonce=settled.nonce,
+                signature=settle_signature,
+            ),
+        )
+        return seen
+
+    seen = asyncio.run(running(conninfo, scenario))
+
+    assert seen["create"] == (1, "forwarded", ["channel.updated", "transfer.created"])
+    assert seen["resolve"] == (1, True)
+    payment = Payment.objects.select_related("sender_transfer", "receiver_transfer").get()
+    assert payment.status == "completed"
+    assert payment.sender_transfer.status == payment.receiver_transfer.status == Transfer.Status.RESOLVED
+    for wallet in (alice, bob):
+        channel = Channel.objects.get(address=wallet.state.channel_address)
+        assert (channel.nonce, channel.pending_update) == (wallet.state.nonce, None)
+
+
+def test_a_create_refused_for_reusing_a_waiting_payments_id_forwards_nothing_with_it(
+    conninfo, client, w3, alice_and_bob
+):
+    """The attack on a forward committed with its create: Alice pays Carol, who has no node collateral
+    yet, so the payment waits (`pending`); Bob then sends a create to Alice reusing its id. His create is
+    refused (one payment per id), and the forward made with it, guarded by the payment row, must not
+    commit: a guard that only asked for a waiting payment of that id would find Alice's and have the
+    node lock its money for Alice with nothing locked by Bob."""
+    from django.test import Client
+
+    alice, bob = alice_and_bob
+    carol = Wallet(client=Client(), w3=w3)
+    carol.log_in()
+    carol.open()
+    alice_nonce = alice.state.nonce
+
+    async def scenario(engine: Any) -> ChannelError:
+        router = engine.router
+        first, signature, meta, _ = payment_create(alice, carol.address, E // 100)
+        keep(
+            alice, await router.user_update(user=alice.address, update=first, signature=signature, meta=meta)
+        )
+        await router._owner.channel(user=alice.address, channel_address=alice.state.channel_address)
+        again, signature, meta, _ = payment_create(bob, alice.address, E // 100, payment_id=first.payment_id)
+        with pytest.raises(ChannelError) as taken:
+            await router.user_update(user=bob.address, update=again, signature=signature, meta=meta)
+        return taken.value
+
+    refused = asyncio.run(running(conninfo, scenario))
+
+    assert refused.code == "duplicate_payment"
+    channel = Channel.objects.get(address=alice.state.channel_address)
+    assert (channel.nonce, channel.pending_update) == (alice.state.nonce, None) == (alice_nonce + 1, None)
+    assert Payment.objects.get().status == "pending"  # Alice's, still waiting for Carol's collateral
+    assert Transfer.objects.filter(channel=channel).count() == 1  # Alice's own side, nothing for her
+
+
 def test_a_payment_through_the_router_has_the_channel_it_took_out_of_its_profile_rebalanced(
     conninfo, alice_and_bob
 ):
@@ -530,6 +636,9 @@ def test_a_step_another_engine_asks_for_is_made_from_the_payment_as_stored_never
         bob_locked = locked.transfers[-1].balance[0]
         assert await router.run_command(bob.address, "forward", {"paymentId": payment_id}) == []  # done
         bob.state = locked
+        # Alice's channel out of memory (as after its shard moved away and back): Bob's resolve cannot
+        # settle her side in its batch, and it is answered first, so her side waits for the command.
+        await router._owner.shards_changed(frozenset(range(4)))
         resolve = resolve_with(bob, locked, update.payment_id, preimage)
         _, resolve_signature = bob.sign(resolve)
         resolved = await router.user_update(
