@@ -267,7 +267,14 @@ class Router:
         if not outcome.stored:  # sent again: the first answer, nothing more happened
             return Routed(outcome, ())
         news.forwarded_with(outcome.companions)
-        facts = await self._facts(outcome, news)
+        try:
+            facts = await self._facts(outcome, news)
+        except Exception:
+            # Committed already: the request is answered whatever the read. Without its facts the
+            # payments it moved are told nothing more (their parties see them on their next sync) and
+            # their next steps wait for the payments sweep, as a step that fails does (`_step`).
+            logger.exception("reading what the commit of %s calls for failed", outcome.channel.address)
+            facts = _Facts([], False, None)
         events += news.payloads(facts.payments)
 
         async def later() -> list[Event]:

@@ -348,6 +348,40 @@ def test_a_payment_through_the_router_has_the_channel_it_took_out_of_its_profile
 Events = tuple[Event, ...]
 
 
+def test_a_read_failing_after_the_commit_still_answers_the_update_it_follows(conninfo, alice_and_bob):
+    """Bob countersigns the node's forward; the reader fails on what the commit calls for (whether his
+    channel waits for a proposal). The countersignature committed, so it is answered with the state
+    it made: steps after a commit never turn the request into an error (docs/protocol.md)."""
+    alice, bob = alice_and_bob
+
+    async def scenario(router: Router) -> Routed:
+        update, signature, meta, _ = payment_create(alice, bob.address, E // 100)
+        sent = await router.user_update(user=alice.address, update=update, signature=signature, meta=meta)
+        keep(alice, sent)
+        forwarded, answer = proposal_for(bob, sent.events)
+
+        async def failing(work: Any) -> Any:
+            raise OSError("the reader's connection dropped")
+
+        router._reader.read = failing  # type: ignore[method-assign]
+        answered = await router.countersign(
+            user=bob.address,
+            channel_address=forwarded.channel_address,
+            nonce=forwarded.nonce,
+            signature=answer,
+        )
+        keep(bob, answered)
+        return answered
+
+    answered = asyncio.run(routing(conninfo, scenario))
+
+    # The state it made, not the payment's row (unread): his client sees the payment on its next sync.
+    assert told(answered.events, bob) == ["channel.updated"]
+    channel = Channel.objects.get(address=bob.state.channel_address)
+    assert (channel.nonce, channel.pending_update) == (bob.state.nonce, None)
+    assert Payment.objects.get().receiver_transfer is not None
+
+
 def test_a_payment_refused_by_the_routing_terms_or_reusing_a_payment_id_changes_nothing(
     conninfo, alice_and_bob
 ):
