@@ -122,6 +122,16 @@ async def resolve_answering(
     return resolved
 
 
+async def answer_proposal(router: Router, wallet: Wallet, events: tuple[Event, ...]) -> Routed:
+    """`wallet` countersigns the node's proposal pushed to it among `events`, through the router."""
+    new, signature = proposal_for(wallet, events)
+    answered = await router.countersign(
+        user=wallet.address, channel_address=new.channel_address, nonce=new.nonce, signature=signature
+    )
+    keep(wallet, answered)
+    return answered
+
+
 def keep(wallet: Wallet, routed: Routed) -> None:
     signed = routed.outcome.signed
     assert signing.recover_signer(signed.state, signed.node_signature) == signed.state.node
@@ -152,14 +162,7 @@ def test_a_payment_through_the_router_is_forwarded_decided_and_settled_as_the_ro
             (resolved.events, await django(lambda: Payment.objects.get(payment_id=payment_id).status))
         )
         # Alice countersigns the node's resolve of her side.
-        settled, settle_signature = proposal_for(alice, resolved.events)
-        done = await router.countersign(
-            user=alice.address,
-            channel_address=settled.channel_address,
-            nonce=settled.nonce,
-            signature=settle_signature,
-        )
-        keep(alice, done)
+        done = await answer_proposal(router, alice, resolved.events)
         steps.append((done.events, await django(lambda: Payment.objects.get(payment_id=payment_id).status)))
         return steps
 
@@ -235,16 +238,7 @@ def test_a_payments_forward_and_its_senders_settle_commit_in_the_batches_of_the_
         )
         seen["resolve"] = (engine.writer.batches - batches, proposal is not None)
         assert resolved.later is not None
-        settled, settle_signature = proposal_for(alice, tuple(await resolved.later()))
-        keep(
-            alice,
-            await router.countersign(
-                user=alice.address,
-                channel_address=settled.channel_address,
-                nonce=settled.nonce,
-                signature=settle_signature,
-            ),
-        )
+        await answer_proposal(router, alice, tuple(await resolved.later()))
         return seen
 
     seen = asyncio.run(running(conninfo, scenario))
@@ -323,16 +317,7 @@ def test_a_payment_through_the_router_has_the_channel_it_took_out_of_its_profile
         queued.append(await django(queued_reconciles))
         resolved = await resolve_answering(router, bob, sent.events, update.payment_id, preimage)
         queued.append(await django(queued_reconciles))
-        settled, settle_signature = proposal_for(alice, resolved.events)
-        keep(
-            alice,
-            await router.countersign(
-                user=alice.address,
-                channel_address=settled.channel_address,
-                nonce=settled.nonce,
-                signature=settle_signature,
-            ),
-        )
+        await answer_proposal(router, alice, resolved.events)
         queued.append(await django(queued_reconciles))
         return queued
 
@@ -487,14 +472,7 @@ def test_a_receiver_without_the_nodes_collateral_is_left_to_the_row_lock_path_wh
         _, signature = carol.sign(update)
         resolved = await router.user_update(user=carol.address, update=update, signature=signature)
         keep(carol, resolved)
-        settled, settle_signature = proposal_for(alice, resolved.events)
-        done = await router.countersign(
-            user=alice.address,
-            channel_address=settled.channel_address,
-            nonce=settled.nonce,
-            signature=settle_signature,
-        )
-        keep(alice, done)
+        done = await answer_proposal(router, alice, resolved.events)
         return resolved, done
 
     asyncio.run(routing(conninfo, resolve))
