@@ -479,11 +479,11 @@ class ChannelOwner:
                 hold.plan = None
 
     async def _settle(self, held: list[_Held]) -> dict[str, Outcome]:
-        """Each held companion's write awaited (its decision's was), memory set to what committed, its
-        lock released: the proposals made, by key."""
+        """Each held companion's write awaited (its decision's was), memory set to what committed, then
+        every lock released (also when the wait is cancelled): the proposals made, by key."""
         made: dict[str, Outcome] = {}
-        for hold in held:
-            try:
+        try:
+            for hold in held:
                 if hold.plan is None or hold.done is None:
                     continue
                 target = hold.companion.channel_address
@@ -492,12 +492,16 @@ class ChannelOwner:
                 except (WriteFailed, OwnershipLost):
                     self._book.pop(target, None)  # read again on its next use
                     continue
+                except BaseException:  # cancelled while it commits: memory may be behind the row
+                    self._book.pop(target, None)
+                    raise
                 after = hold.plan.after
                 self._book[target] = after
                 outcome = Outcome(after, after.signed(), (), hold.plan.events)
                 _reached_proposed(outcome)
                 made[hold.companion.key] = outcome
-            finally:
+        finally:
+            for hold in held:
                 hold.lock.release()
         return made
 
