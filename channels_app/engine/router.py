@@ -142,7 +142,7 @@ class Router:
             user=user,
             update=update,
             signature=signature,
-            context=UpdateContext(now=int(time.time()), definitions=self._definitions),
+            context=self._context(),
             meta=meta,
             answer=answer,
             policy=self._terms,
@@ -198,6 +198,10 @@ class Router:
             )
         return upstream
 
+    def _context(self) -> UpdateContext:
+        """What the protocol core checks an update against now."""
+        return UpdateContext(now=int(time.time()), definitions=self._definitions)
+
     def _serves(self, update: Update) -> bool:
         if isinstance(update, CreateUpdate):
             return self._definitions.get(update.definition) in ROUTED
@@ -224,7 +228,7 @@ class Router:
         payment the user's resolve decides (`upstream`, read for it), as proposals committed in its
         batch (`owner.Companion`); the owner makes those it can without waiting, `_steps` takes the
         rest after the commit."""
-        context = UpdateContext(now=int(time.time()), definitions=self._definitions)
+        context = self._context()
         made: list[Companion] = []
         for started in news.started:
             address = self.channel_address_for(started.recipient)
@@ -370,7 +374,7 @@ class Router:
                 user=recipient,
                 channel_address=address,
                 build=build,
-                context=UpdateContext(now=int(time.time()), definitions=self._definitions),
+                context=self._context(),
                 meta=meta,
                 writes=(_payment_forwarded(payment_id, serialization.hex_bytes(sender.transfer_id), _now()),),
             )
@@ -463,7 +467,7 @@ class Router:
                 user=decided.sender,
                 channel_address=address,
                 build=build,
-                context=UpdateContext(now=int(time.time()), definitions=self._definitions),
+                context=self._context(),
             )
         except channels.ChannelError as refused:
             if refused.code == "update_pending":
