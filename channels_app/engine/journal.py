@@ -20,6 +20,7 @@ before the commit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -366,19 +367,47 @@ async def expect_decided(cursor: Cursor, payment_id: str, receiver_transfer_id: 
     )
 
 
-async def next_proposal_waits(cursor: Cursor, channel_id: int, user: str) -> bool:
-    """Whether anything may wait for a proposal in the channel: a sender side whose payment may be
-    decided (`payments._upstream_candidates`' terms), or a payment waiting to be forwarded to `user`."""
+@dataclass(frozen=True)
+class NextProposal:
+    """What waits for a proposal in a channel whose proposal was just answered, in
+    `payments_follow_up(channel_freed=...)`'s order: first the oldest sender side in it that may be
+    decided (`settle`, the id of its payment, with `decision` when its receiver decided it: anything
+    else, a failed payment, a HashLock, a link, is the row-lock path's), else the oldest payment
+    waiting to be forwarded to the channel's user (`forward`, with its `facts`)."""
+
+    settle: str | None = None
+    decision: Decision | None = None
+    forward: str | None = None
+    facts: ForwardFacts | None = None
+
+
+async def next_proposal(cursor: Cursor, channel_id: int, user: str) -> NextProposal | None:
+    """What waits for a proposal in the channel (`NextProposal`), or None: nothing."""
     await cursor.execute(
-        f"SELECT EXISTS (SELECT 1 FROM {PAYMENT} p JOIN {TRANSFER} s ON s.id = p.sender_transfer_id"
+        f"SELECT p.payment_id, p.kind, p.sender, r.status, r.encoded_resolver, {_SENDER_DISPUTED}"
+        f" FROM {PAYMENT} p JOIN {TRANSFER} s ON s.id = p.sender_transfer_id"
         f" LEFT JOIN {TRANSFER} r ON r.id = p.receiver_transfer_id"
         " WHERE s.channel_id = %s AND s.status = 'active' AND (r.status IN ('resolved', 'cancelled')"
-        " OR p.status = 'failed' OR p.kind = 'hashlock' OR (p.recipient = '' AND p.status = 'pending')))"
-        f" OR EXISTS (SELECT 1 FROM {PAYMENT} WHERE recipient = %s AND status = 'pending')",
-        (channel_id, user),
+        " OR p.status = 'failed' OR p.kind = 'hashlock' OR (p.recipient = '' AND p.status = 'pending'))"
+        " ORDER BY p.id LIMIT 1",
+        (channel_id,),
     )
     row = await cursor.fetchone()
-    return bool(row and row[0])
+    if row is not None:
+        decided = row[3] in ("resolved", "cancelled")
+        decision = (
+            Decision(row[1], row[2], row[3] == "resolved", row[4] or "", bool(row[5])) if decided else None
+        )
+        return NextProposal(settle=str(row[0]), decision=decision)
+    await cursor.execute(
+        f"SELECT p.payment_id, {_FORWARD_COLUMNS} FROM {PAYMENT} p {_FORWARD_JOINS}"
+        " WHERE p.recipient = %s AND p.status = 'pending' ORDER BY p.id LIMIT 1",
+        (user,),
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        return None
+    return NextProposal(forward=str(row[0]), facts=_forward_facts(row[1:]))
 
 
 async def rebalance_profiles(cursor: Cursor, channel_id: int) -> dict[str, tuple[int, int, int]]:
@@ -400,19 +429,32 @@ class ForwardFacts:
     meta: dict[str, Any]
     recipient: str
     sender_channel_timeout: int
+    # False: not the engine's to forward. The sender side is no longer active (the row-lock path
+    # refunds the payment), or its channel is in dispute or the transfer was disputed on chain (it
+    # fails the payment: the node must not pay downstream what it might not claim upstream,
+    # docs/protocol.md "Routing windows", rule 4).
+    ready: bool = True
+
+
+_FORWARD_COLUMNS = f"s.transfer_state, s.meta, p.recipient, c.latest_state->>'timeout', s.status, c.status, {_SENDER_DISPUTED}"
+_FORWARD_JOINS = f"JOIN {TRANSFER} s ON s.id = p.sender_transfer_id JOIN {CHANNEL} c ON c.id = s.channel_id"
+
+
+def _forward_facts(row: Sequence[Any]) -> ForwardFacts:
+    """The facts of `_FORWARD_COLUMNS`' row."""
+    ready = row[4] == "active" and row[5] == "open" and not row[6]
+    return ForwardFacts(row[0], row[1] or {}, row[2], int(row[3]), ready)
 
 
 async def forward_facts(cursor: Cursor, payment_id: str) -> ForwardFacts | None:
-    """The facts of a payment still waiting to be forwarded (`pending`, its sender side active), or
-    None."""
+    """The facts of a payment still waiting to be forwarded (`pending`, to a recipient), or None."""
     await cursor.execute(
-        f"SELECT s.transfer_state, s.meta, p.recipient, c.latest_state->>'timeout' FROM {PAYMENT} p"
-        f" JOIN {TRANSFER} s ON s.id = p.sender_transfer_id JOIN {CHANNEL} c ON c.id = s.channel_id"
-        " WHERE p.payment_id = %s AND p.status = 'pending' AND s.status = 'active' AND p.recipient <> ''",
+        f"SELECT {_FORWARD_COLUMNS} FROM {PAYMENT} p {_FORWARD_JOINS}"
+        " WHERE p.payment_id = %s AND p.status = 'pending' AND p.recipient <> ''",
         (payment_id,),
     )
     row = await cursor.fetchone()
-    return None if row is None else ForwardFacts(row[0], row[1] or {}, row[2], int(row[3]))
+    return None if row is None else _forward_facts(row)
 
 
 @dataclass(frozen=True)

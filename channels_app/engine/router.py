@@ -278,7 +278,7 @@ class Router:
             # payments it moved are told nothing more (their parties see them on their next sync) and
             # their next steps wait for the payments sweep, as a step that fails does (`_step`).
             logger.exception("reading what the commit of %s calls for failed", outcome.channel.address)
-            facts = _Facts([], False, None)
+            facts = _Facts([], None, None)
         events += news.payloads(facts.payments)
 
         async def later() -> list[Event]:
@@ -296,13 +296,15 @@ class Router:
         channel, ids = outcome.channel, news.payment_ids()
         answered, moved = _proposal_answered(outcome), _node_balance_moved(outcome, news)
         if not (ids or answered or moved):
-            return _Facts([], False, None)
+            return _Facts([], None, None)
 
         async def read(cursor: journal.Cursor) -> _Facts:
             payments_read = await journal.payment_rows(cursor, ids) if ids else []
-            waits = answered and await journal.next_proposal_waits(cursor, channel.id, channel.user_address)
+            waiting = (
+                await journal.next_proposal(cursor, channel.id, channel.user_address) if answered else None
+            )
             profiles = await journal.rebalance_profiles(cursor, channel.id) if moved else None
-            return _Facts(payments_read, waits, profiles)
+            return _Facts(payments_read, waiting, profiles)
 
         return await self._reader.read(read)
 
@@ -332,9 +334,9 @@ class Router:
         for with_it in made.values():  # a settle of a payment decided before: its sender is asked
             events += with_it.events
         channel, last = outcome.channel, outcome.stored[-1].new
-        if facts.proposal_waits:  # the channel's proposal was just answered: its next one
-            await _step(
-                in_django(_next_proposal, channel.id, channel.user_address), "proposing", channel.address
+        if facts.next_proposal is not None:  # the channel's proposal was just answered: its next one
+            events += await _step(
+                self._next_proposal(channel, facts.next_proposal), "proposing", channel.address
             )
         if news.unrouted:  # not a payment's (a deposit, a withdrawal): the channel's reconcile
             await _step(in_django(_reconcile, channel.id), "queueing the reconcile", channel.address)
@@ -343,6 +345,27 @@ class Router:
             # row-lock path weighs the account's activity); inside it nothing is needed.
             await _step(in_django(_check_profile, channel.id, last), "checking collateral", channel.address)
         return events
+
+    async def _next_proposal(self, channel: ChannelRecord, waiting: journal.NextProposal) -> list[Event]:
+        """The next proposal of a channel whose proposal was just answered: the settlement of a sender
+        side its receiver decided, else the forward of the oldest payment waiting for its user, each
+        made here on the channel as it is now (the steps `run_command` takes); what the engine does not
+        take (a failed payment, a HashLock, a link; a sender side no longer active or disputed; the
+        channel gone from this process) the row-lock path's `payments_follow_up(channel_freed=...)`."""
+        user = channel.user_address
+        record = None
+        if waiting.decision is not None or (waiting.facts is not None and waiting.facts.ready):
+            try:
+                record = await self._owner.channel(user=user, channel_address=channel.address)
+            except (NotOwner, channels.ChannelError):
+                record = None
+        if record is None:
+            await in_django(_next_proposal, channel.id, user)
+            return []
+        if waiting.settle is not None and waiting.decision is not None:
+            return await self._settle_owned(_decided_from(waiting.settle, waiting.decision), record)
+        assert waiting.facts is not None
+        return await self._forward_owned(_started_from(waiting.facts), record)
 
     async def _forward(self, started: _Started) -> list[Event]:
         """The receiver side of a payment just started, proposed now when the receiver's channel is
@@ -525,32 +548,42 @@ class Router:
             facts = await self._reader.read(lambda cursor: journal.forward_facts(cursor, payment_id))
             if facts is None or facts.recipient != user:
                 return []  # forwarded already, or not a payment to this user
-            started = _Started(
-                transfer=serialization.transfer_state_from_json(facts.transfer_state, field="transfer"),
-                recipient=facts.recipient,
-                meta=facts.meta,
-                sender_channel_timeout=facts.sender_channel_timeout,
-            )
-            return await self._forward_owned(started, record)
+            if not facts.ready:  # the row-lock path's to refund or fail
+                await in_django(payments._forward_to, user)
+                return []
+            return await self._forward_owned(_started_from(facts), record)
         if command == "settle":
             decision = await self._reader.read(lambda cursor: journal.receiver_decision(cursor, payment_id))
             if decision is None or decision.sender != user:
                 return []  # settled already, or undecided, or not this user's payment
-            resolver = (
-                serialization.parse_bytes(decision.resolver, field="resolver") if decision.paid else b""
-            )
-            decided = _Decided(
-                payment_id=payment_id,
-                kind=decision.kind,
-                sender=decision.sender,
-                paid=decision.paid,
-                resolver=resolver,
-                event="",  # told where the receiver decided it
-                payload={},
-                sender_disputed=decision.sender_disputed,
-            )
-            return await self._settle_owned(decided, record)
+            return await self._settle_owned(_decided_from(payment_id, decision), record)
         raise ValueError(f"unknown command {command!r}")
+
+
+def _started_from(facts: journal.ForwardFacts) -> _Started:
+    """A payment waiting to be forwarded, as stored, in the shape of one just started."""
+    return _Started(
+        transfer=serialization.transfer_state_from_json(facts.transfer_state, field="transfer"),
+        recipient=facts.recipient,
+        meta=facts.meta,
+        sender_channel_timeout=facts.sender_channel_timeout,
+    )
+
+
+def _decided_from(payment_id: str, decision: journal.Decision) -> _Decided:
+    """A payment its receiver decided, as stored, in the shape of one just decided (its sender was
+    told where the receiver decided it)."""
+    resolver = serialization.parse_bytes(decision.resolver, field="resolver") if decision.paid else b""
+    return _Decided(
+        payment_id=payment_id,
+        kind=decision.kind,
+        sender=decision.sender,
+        paid=decision.paid,
+        resolver=resolver,
+        event="",
+        payload={},
+        sender_disputed=decision.sender_disputed,
+    )
 
 
 def _transfer_of(state: ChannelState, payment_id: str) -> Any:
@@ -614,7 +647,7 @@ class _Facts:
     """What `Router._facts` read once a commit was made."""
 
     payments: list[journal.PaymentRow]
-    proposal_waits: bool
+    next_proposal: journal.NextProposal | None  # None: the commit answered no proposal, or none waits
     profiles: dict[str, tuple[int, int, int]] | None  # None: the node's balance did not move
 
 

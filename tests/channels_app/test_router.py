@@ -430,6 +430,52 @@ def test_a_receiver_answering_the_forward_and_resolving_it_at_once_is_refused_on
     assert Transfer.objects.filter(channel=channel).count() == 0
 
 
+@pytest.mark.parametrize("sender_channel", ["open", "disputed"])
+def test_a_payment_waiting_for_a_busy_receiver_is_forwarded_by_the_router_once_the_receiver_answers(
+    conninfo, alice_and_bob, sender_channel
+):
+    """A payment whose receiver's channel holds the node's open proposal waits; the receiver's answer
+    frees the channel and the router forwards the payment itself, in the steps of that answer (the
+    row-lock path's forward would push it on its own). Unless the sender's channel went into dispute
+    meanwhile: then the router forwards nothing and the row-lock path fails the payment (the node must
+    not pay downstream what it might not claim upstream, docs/protocol.md "Routing windows", rule 4)."""
+    alice, bob = alice_and_bob
+
+    async def scenario(router: Router) -> tuple[Routed, Routed]:
+        first, signature, meta, _ = payment_create(alice, bob.address, E // 100)
+        sent = await router.user_update(user=alice.address, update=first, signature=signature, meta=meta)
+        keep(alice, sent)
+        second, signature, meta, _ = payment_create(alice, bob.address, E // 100)
+        waiting = await router.user_update(user=alice.address, update=second, signature=signature, meta=meta)
+        keep(alice, waiting)
+        scenario.waiting_id = "0x" + second.payment_id.hex()  # type: ignore[attr-defined]
+        assert told(waiting.events, bob) == []  # Bob's channel is busy with the first forward
+        if sender_channel == "disputed":
+            await django(
+                lambda: Channel.objects.filter(address=alice.state.channel_address).update(
+                    status=Channel.Status.DISPUTED
+                )
+            )
+        return sent, await answer_proposal(router, bob, sent.events)
+
+    _, answered = asyncio.run(routing(conninfo, scenario))
+    waiting_id = scenario.waiting_id  # type: ignore[attr-defined]
+    payment = Payment.objects.get(payment_id=waiting_id)
+    pending = Channel.objects.get(address=bob.state.channel_address).pending_update
+    if sender_channel == "open":
+        assert told(answered.events, bob) == ["channel.updated", "transfer.received", "update.proposed"]
+        proposed, _ = proposal_for(bob, answered.events)  # a proposal Bob can check and sign
+        forward = serialization.update_from_json(pending)
+        assert proposed.nonce == forward.nonce
+        assert "0x" + forward.payment_id.hex() == waiting_id
+        assert payment.status == "forwarded"
+    else:
+        assert told(answered.events, bob) == ["channel.updated", "transfer.received"]
+        assert pending is None
+        assert payment.status == "failed"
+        assert payment.failure == "the sender's channel is in dispute"
+
+
 def test_a_receiver_without_the_nodes_collateral_is_left_to_the_row_lock_path_which_forwards_it_later(
     conninfo, client, w3, alice_and_bob
 ):
