@@ -373,41 +373,39 @@ class NextProposal:
     `payments_follow_up(channel_freed=...)`'s order: first the oldest sender side in it that may be
     decided (`settle`, the id of its payment, with `decision` when its receiver decided it: anything
     else, a failed payment, a HashLock, a link, is the row-lock path's), else the oldest payment
-    waiting to be forwarded to the channel's user (`forward`, with its `facts`)."""
+    waiting to be forwarded to the channel's user (its `forward` facts)."""
 
     settle: str | None = None
     decision: Decision | None = None
-    forward: str | None = None
-    facts: ForwardFacts | None = None
+    forward: ForwardFacts | None = None
 
 
 async def next_proposal(cursor: Cursor, channel_id: int, user: str) -> NextProposal | None:
-    """What waits for a proposal in the channel (`NextProposal`), or None: nothing."""
+    """What waits for a proposal in the channel (`NextProposal`), or None: nothing. One statement:
+    it runs on every answer to a proposal, mostly to find nothing."""
     await cursor.execute(
-        f"SELECT p.payment_id, p.kind, p.sender, r.status, r.encoded_resolver, {_SENDER_DISPUTED}"
+        "SELECT u.payment_id, u.kind, u.sender, u.receiver_status, u.encoded_resolver, u.disputed,"
+        f" f.* FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT p.payment_id, p.kind, p.sender,"
+        f" r.status AS receiver_status, r.encoded_resolver, {_SENDER_DISPUTED} AS disputed"
         f" FROM {PAYMENT} p JOIN {TRANSFER} s ON s.id = p.sender_transfer_id"
         f" LEFT JOIN {TRANSFER} r ON r.id = p.receiver_transfer_id"
         " WHERE s.channel_id = %s AND s.status = 'active' AND (r.status IN ('resolved', 'cancelled')"
         " OR p.status = 'failed' OR p.kind = 'hashlock' OR (p.recipient = '' AND p.status = 'pending'))"
-        " ORDER BY p.id LIMIT 1",
-        (channel_id,),
+        " ORDER BY p.id LIMIT 1) u ON true"
+        f" LEFT JOIN LATERAL (SELECT {_FORWARD_COLUMNS} FROM {PAYMENT} p {_FORWARD_JOINS}"
+        " WHERE p.recipient = %s AND p.status = 'pending' ORDER BY p.id LIMIT 1) f ON true",
+        (channel_id, user),
     )
     row = await cursor.fetchone()
-    if row is not None:
-        decided = row[3] in ("resolved", "cancelled")
-        decision = (
-            Decision(row[1], row[2], row[3] == "resolved", row[4] or "", bool(row[5])) if decided else None
-        )
+    assert row is not None  # one row always (the LEFT JOINs' NULLs when nothing waits)
+    if row[0] is not None:
+        decision = None
+        if row[3] in ("resolved", "cancelled"):
+            decision = Decision(row[1], row[2], row[3] == "resolved", row[4] or "", bool(row[5]))
         return NextProposal(settle=str(row[0]), decision=decision)
-    await cursor.execute(
-        f"SELECT p.payment_id, {_FORWARD_COLUMNS} FROM {PAYMENT} p {_FORWARD_JOINS}"
-        " WHERE p.recipient = %s AND p.status = 'pending' ORDER BY p.id LIMIT 1",
-        (user,),
-    )
-    row = await cursor.fetchone()
-    if row is None:
+    if row[6] is None:
         return None
-    return NextProposal(forward=str(row[0]), facts=_forward_facts(row[1:]))
+    return NextProposal(forward=_forward_facts(row[6:]))
 
 
 async def rebalance_profiles(cursor: Cursor, channel_id: int) -> dict[str, tuple[int, int, int]]:
@@ -436,7 +434,10 @@ class ForwardFacts:
     ready: bool = True
 
 
-_FORWARD_COLUMNS = f"s.transfer_state, s.meta, p.recipient, c.latest_state->>'timeout', s.status, c.status, {_SENDER_DISPUTED}"
+_FORWARD_COLUMNS = (
+    "s.transfer_state, s.meta, p.recipient, c.latest_state->>'timeout' AS channel_timeout,"
+    f" s.status AS sender_status, c.status AS channel_status, {_SENDER_DISPUTED} AS disputed"
+)
 _FORWARD_JOINS = f"JOIN {TRANSFER} s ON s.id = p.sender_transfer_id JOIN {CHANNEL} c ON c.id = s.channel_id"
 
 

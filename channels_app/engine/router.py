@@ -354,7 +354,7 @@ class Router:
         channel gone from this process) the row-lock path's `payments_follow_up(channel_freed=...)`."""
         user = channel.user_address
         record = None
-        if waiting.decision is not None or (waiting.facts is not None and waiting.facts.ready):
+        if waiting.decision is not None or (waiting.forward is not None and waiting.forward.ready):
             try:
                 record = await self._owner.channel(user=user, channel_address=channel.address)
             except (NotOwner, channels.ChannelError):
@@ -364,8 +364,8 @@ class Router:
             return []
         if waiting.settle is not None and waiting.decision is not None:
             return await self._settle_owned(_decided_from(waiting.settle, waiting.decision), record)
-        assert waiting.facts is not None
-        return await self._forward_owned(_started_from(waiting.facts), record)
+        assert waiting.forward is not None
+        return await self._forward_owned(_started_from(waiting.forward), record)
 
     async def _forward(self, started: _Started) -> list[Event]:
         """The receiver side of a payment just started, proposed now when the receiver's channel is

@@ -441,14 +441,13 @@ def test_a_payment_waiting_for_a_busy_receiver_is_forwarded_by_the_router_once_t
     not pay downstream what it might not claim upstream, docs/protocol.md "Routing windows", rule 4)."""
     alice, bob = alice_and_bob
 
-    async def scenario(router: Router) -> tuple[Routed, Routed]:
+    async def scenario(router: Router) -> tuple[str, Routed]:
         first, signature, meta, _ = payment_create(alice, bob.address, E // 100)
         sent = await router.user_update(user=alice.address, update=first, signature=signature, meta=meta)
         keep(alice, sent)
         second, signature, meta, _ = payment_create(alice, bob.address, E // 100)
         waiting = await router.user_update(user=alice.address, update=second, signature=signature, meta=meta)
         keep(alice, waiting)
-        scenario.waiting_id = "0x" + second.payment_id.hex()  # type: ignore[attr-defined]
         assert told(waiting.events, bob) == []  # Bob's channel is busy with the first forward
         if sender_channel == "disputed":
             await django(
@@ -456,10 +455,9 @@ def test_a_payment_waiting_for_a_busy_receiver_is_forwarded_by_the_router_once_t
                     status=Channel.Status.DISPUTED
                 )
             )
-        return sent, await answer_proposal(router, bob, sent.events)
+        return "0x" + second.payment_id.hex(), await answer_proposal(router, bob, sent.events)
 
-    _, answered = asyncio.run(routing(conninfo, scenario))
-    waiting_id = scenario.waiting_id  # type: ignore[attr-defined]
+    waiting_id, answered = asyncio.run(routing(conninfo, scenario))
     payment = Payment.objects.get(payment_id=waiting_id)
     pending = Channel.objects.get(address=bob.state.channel_address).pending_update
     if sender_channel == "open":
