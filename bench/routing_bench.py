@@ -139,7 +139,11 @@ def start_stack(
     redis_url: str,
     extra: dict[str, str] | None = None,
     database: str = BENCH_DB,
+    socket_homes: bool = True,
 ) -> Stack:
+    """The stack, its node processes each saying where its websocket is reached (NODE_SOCKET_URL)
+    unless `socket_homes` is off: with the update engine on, a socket landing on a process that does
+    not own its user's shard then moves to the one that does."""
     subprocess.run([str(ROOT / "scripts" / "services.sh")], check=True)
     redis.Redis.from_url(redis_url).flushdb()
     chain = devchain.Anvil(log_path=workdir / "anvil.log")
@@ -192,7 +196,7 @@ def start_stack(
                         "connext_site.asgi:application",
                     ],
                     cwd=ROOT,
-                    env=env,
+                    env={**env, "NODE_SOCKET_URL": f"ws://127.0.0.1:{port}/ws/v1"} if socket_homes else env,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # its own process group, stopped whole
@@ -392,6 +396,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         redis_url=args.redis,
         extra=UNPACED,
         database=args.database,
+        socket_homes=not args.stay,
     )
     try:
         log(f"connecting and funding {args.clients} clients")
@@ -413,6 +418,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         services_used = {
             name: cpu_seconds(pids) - services_before.get(name, 0.0) for name, pids in service_pids().items()
         }
+        moved = sum(1 for client in clients if client.api.socket_home)
         await asyncio.gather(*(client.close() for client in clients))
         engine_requests = engine_counts(stack)
     finally:
@@ -444,9 +450,12 @@ async def main_async(args: argparse.Namespace) -> dict:
             "offered_rate": args.rate,
             "pace": {name: stack.env[name] for name in UNPACED},
             "update_engine": stack.env.get("UPDATE_ENGINE", "false"),
+            "socket_homes": not args.stay,
         },
         # With the engine on: what became of the requests it was offered, over both processes.
         "engine_requests": engine_requests,
+        # Clients whose socket moved to the process owning their shard (the rest stayed where they landed).
+        "sockets_moved": moved,
         "completed": completed,
         "elapsed_seconds": round(elapsed, 1),
         "failed": results.failures,
@@ -495,6 +504,11 @@ def main() -> None:
     )
     parser.add_argument("--database", default=BENCH_DB, help="bench database (dropped and made anew)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/12", help="Redis URL (flushed)")
+    parser.add_argument(
+        "--stay",
+        action="store_true",
+        help="sockets stay on the process they land on (no NODE_SOCKET_URL): requests are forwarded",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for the JSON result")
     args = parser.parse_args()
     report = asyncio.run(main_async(args))

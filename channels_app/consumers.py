@@ -4,7 +4,10 @@ Protocol: JSON text frames. Client → node `{"type": "ping", "id": ...}`, `{"ty
 (after which the node pushes the caller's own events) and, once authenticated,
 `{"type": "request", "id": ..., "method": "POST", "path": ..., "body": {...}}` for the channel update
 endpoints (`SOCKET_REQUESTS`): the same input, checks and answers as over REST, without an HTTP
-request per update. Node → client `{"type": "authenticated", ...}`, `{"type": "pong", "id": ...,
+request per update. Node → client `{"type": "authenticated", "address": ..., "socketUrl": ...}`
+(`socketUrl`, with the update engine on, when another process owns the user's shard and said where
+its socket is reached: the client may move there, saving each request a forward; `{"type": "move",
+"socketUrl": ...}` when that becomes so later), `{"type": "pong", "id": ...,
 "server_time": ...}`, `{"type": "event", "event": ..., "payload": ...}`, `{"type": "response", "id":
 ..., "status": <HTTP status>, "body": <the REST answer or its error body>}` and `{"type": "error",
 "code": ..., "message": ...}` for anything it cannot take.
@@ -136,6 +139,7 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self._deadline: asyncio.TimerHandle | None = None  # the login timeout, then the token's expiry
         self._closing: asyncio.Future[None] | None = None
         self._open = False  # accepted, and counted in metrics.WEBSOCKETS
+        self._told_home = False  # told where its user's shard's owner has its socket (once a socket)
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         """A connection is paced as the caller's IP before the node spends anything on it (a
@@ -244,6 +248,8 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 )
                 if served is not None:
                     await self._respond(request_id, *served)
+                    assert engine is not None
+                    await self._tell_home(engine, address)
                 else:
                     refused = await sync_to_async(_serve_request, thread_sensitive=False)(
                         handler, token, body, answer
@@ -329,7 +335,23 @@ class NodeConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             "The token expired; log in again.",
             CLOSE_TOKEN_ENDED,
         )
-        await self.send_json({"type": "authenticated", "id": content.get("id"), "address": address})
+        authenticated: dict[str, Any] = {"type": "authenticated", "id": content.get("id"), "address": address}
+        engine = await process_engine()
+        home = "" if engine is None else await engine.socket_home(address)
+        if home:
+            authenticated["socketUrl"], self._told_home = home, True
+        await self.send_json(authenticated)
+
+    async def _tell_home(self, engine: Engine, address: str) -> None:
+        """After a request the engine served: when another process owns the user's shard now (it
+        moved since the socket authenticated: the engines sharing the shards anew) and said where
+        its socket is reached, tell the socket once, `{"type": "move", "socketUrl": ...}`."""
+        if self._told_home:
+            return
+        home = await engine.socket_home(address)
+        if home:
+            self._told_home = True
+            await self.send_json({"type": "move", "socketUrl": home})
 
     async def session_revoked(self, message: dict[str, Any]) -> None:
         """The token this socket logged in with was revoked (logout) on some node process."""

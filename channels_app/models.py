@@ -519,10 +519,13 @@ class ShardOwner(models.Model):
     """Where the update engine owning a shard of the channels is reached (issue #21): its process's
     channel-layer address, written by the owner's writer session as it takes the shard
     (`engine.shard_writer`). A row may outlive its owner (a process that died): a request forwarded
-    there goes unanswered and is served where it arrived (`engine.relay`)."""
+    there goes unanswered and is served where it arrived (`engine.relay`). `socket_url` is where
+    users reach that process's websocket (its NODE_SOCKET_URL; blank when it names none): a socket
+    of one of the shard's users authenticating elsewhere is told to move there."""
 
     shard = models.PositiveSmallIntegerField(primary_key=True)
     channel = models.CharField(max_length=200)
+    socket_url = models.CharField(max_length=300, blank=True, default="")
     since = models.DateTimeField()
 
     def __str__(self) -> str:

@@ -144,6 +144,22 @@ def _http_url(environ_: Mapping[str, str], name: str, default: str | None) -> st
     return value
 
 
+def _socket_url(environ_: Mapping[str, str], name: str) -> str:
+    """NODE_SOCKET_URL (`name`): where users reach this very process's websocket, told to the sockets of its
+    shards' users that land on another process (`engine.relay`): a ws(s):// URL, or a path the client
+    takes on its node's host (a proxy routing it to this process). Blank: none, such sockets stay
+    where they land and their requests are forwarded."""
+    value = _text(environ_, name)
+    if value is None:
+        return ""
+    parts = urlsplit(value)
+    absolute = parts.scheme in {"ws", "wss"} and bool(parts.hostname)
+    path = not parts.scheme and not parts.netloc and value.startswith("/")
+    if not (absolute or path) or parts.query or parts.fragment or len(value) > 300:
+        raise _fail(name, "a ws(s):// URL with a host, or a path from /, at most 300 long", value)
+    return value
+
+
 def _redis_url(environ_: Mapping[str, str]) -> str | None:
     value = _text(environ_, "REDIS_URL")
     if value is None:

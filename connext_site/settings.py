@@ -227,6 +227,7 @@ WS_MAX_REQUESTS_IN_FLIGHT = EDGE.ws_max_requests_in_flight
 # The socket's update requests served by the update engine (channels_app/engine/process.py; issue
 # #21): off until it serves the whole payment path.
 UPDATE_ENGINE = config._bool(os.environ, "UPDATE_ENGINE", False)
+NODE_SOCKET_URL = config._socket_url(os.environ, "NODE_SOCKET_URL")
 AUTH_CHALLENGE_TTL_SECONDS = EDGE.auth_challenge_ttl_seconds
 AUTH_TOKEN_TTL_SECONDS = EDGE.auth_token_ttl_seconds
 # JSON nested deeper than API_MAX_JSON_DEPTH is refused (400 json_too_deep), never parsed recursively.

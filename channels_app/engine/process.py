@@ -102,6 +102,19 @@ class Engine:
             return forwarded
         return await self.serve_owned(path, address, body)
 
+    async def socket_home(self, address: str) -> str:
+        """Where the socket of `address` belongs, when that is another process that said where users
+        reach it (`NODE_SOCKET_URL`); blank when here or unknown. A hint: a socket that stays where it
+        is has its requests forwarded as before."""
+        shard = shard_of(address, self.writer.shards)
+        if self.relay is None or self.writer.owns(shard):
+            return ""
+        try:
+            return await self.relay.socket_of(shard)
+        except Exception:  # the directory unread (the database away): no hint, nothing lost
+            logger.exception("the owner of shard %s was not looked up", shard)
+            return ""
+
     async def _ask_owner(self, user: str, command: str, args: dict[str, Any]) -> bool:
         """The router's step on a channel of another process's shard, asked of its owner."""
         assert self.relay is not None
@@ -263,10 +276,11 @@ def build(
     shards: int = SHARDS,
     layer: Any = None,
     address: str | None = None,
+    socket_url: str = "",
 ) -> Engine:
     """An engine on the database at `conninfo` (not started), sharing the shards fairly with the
     other processes' engines, reached at `address` on the channel `layer` (when given) for requests
-    forwarded to it; the writer's shard callbacks reset the owner's memory of the shards taken or
+    forwarded to it, and by users' sockets at `socket_url` (when said); the writer's shard callbacks reset the owner's memory of the shards taken or
     lost."""
     owner: ChannelOwner
     writer = ShardWriter(
@@ -274,6 +288,7 @@ def build(
         shards=shards,
         fair_share=True,
         reached_at=address if layer is not None else None,
+        socket_url=socket_url,
         on_acquired=lambda taken: owner.shards_changed(taken),
         on_lost=lambda lost: owner.shards_changed(lost),
     )
@@ -301,7 +316,9 @@ async def _start() -> Engine:
     conninfo, net, signer = await in_django(facts)
     layer = get_channel_layer()
     address = None if layer is None else await layer.new_channel(prefix="engine.")
-    engine = build(conninfo, net=net, signer=signer, layer=layer, address=address)
+    engine = build(
+        conninfo, net=net, signer=signer, layer=layer, address=address, socket_url=settings.NODE_SOCKET_URL
+    )
     try:
         await engine.start()
     except BaseException:

@@ -10,6 +10,10 @@ owns the shard, or leaves the step to the row-lock path) and one not answered in
 way in the process that got it: a request is safe to serve twice (whatever of it one path committed,
 the other reads and answers as the same request sent again), so a lost answer costs only time.
 
+The owner's row also says where users reach its process's websocket (`socket_of`), when it said so
+(NODE_SOCKET_URL): a socket landing elsewhere is told to move there, and its requests then need no
+forward at all.
+
 The channel layer is the one the pushes go through (trusted, as the node's Redis is); a message is
 taken as a request only from it.
 """
@@ -58,7 +62,8 @@ class Relay:
         self._serve = serve
         self._waiting: dict[int, asyncio.Future[tuple[int, Any] | None]] = {}
         self._ids = itertools.count(1)
-        self._owners: dict[int, tuple[str | None, float]] = {}  # shard -> (owner's address, read at)
+        # shard -> (owner's address, where users reach its socket, read at)
+        self._owners: dict[int, tuple[str | None, str, float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listening: asyncio.Task[None] | None = None
 
@@ -82,7 +87,7 @@ class Relay:
         """The owner's answer to a request for `shard`, or None with why it is to be served here:
         `no_owner` (none recorded but this engine), `declined` (the owner did not take it: it left
         it to the row-lock path, or owns the shard no more), `timeout`, `not_sent`."""
-        owner = await self._owner_of(shard)
+        owner, _ = await self._owner_of(shard)
         if owner is None or owner == self.address:
             self._owners.pop(shard, None)
             return None, "no_owner"
@@ -108,19 +113,27 @@ class Relay:
             return None, "declined"
         return answer, ""
 
-    async def _owner_of(self, shard: int) -> str | None:
+    async def socket_of(self, shard: int) -> str:
+        """Where users reach the websocket of the process owning `shard`, as its owner recorded it;
+        blank when unknown, not said, or this process's."""
+        owner, socket_url = await self._owner_of(shard)
+        return "" if owner is None or owner == self.address else socket_url
+
+    async def _owner_of(self, shard: int) -> tuple[str | None, str]:
         known = self._owners.get(shard)
-        if known is not None and time.monotonic() - known[1] < DIRECTORY_SECONDS:
-            return known[0]
+        if known is not None and time.monotonic() - known[2] < DIRECTORY_SECONDS:
+            return known[0], known[1]
 
-        async def look_up(cursor: Any) -> str | None:
-            await cursor.execute("SELECT channel FROM channels_app_shardowner WHERE shard = %s", (shard,))
+        async def look_up(cursor: Any) -> tuple[str | None, str]:
+            await cursor.execute(
+                "SELECT channel, socket_url FROM channels_app_shardowner WHERE shard = %s", (shard,)
+            )
             row = await cursor.fetchone()
-            return None if row is None else str(row[0])
+            return (None, "") if row is None else (str(row[0]), str(row[1]))
 
-        owner = await self._reader.read(look_up)
-        self._owners[shard] = (owner, time.monotonic())
-        return owner
+        owner, socket_url = await self._reader.read(look_up)
+        self._owners[shard] = (owner, socket_url, time.monotonic())
+        return owner, socket_url
 
     async def _listen(self) -> None:
         while True:

@@ -110,7 +110,8 @@ class ShardWriter:
     tried again every `retake_seconds`, so a dead owner's shards move here. With `fair_share` it takes
     and keeps only its share of them (the module's docstring, "Sharing"). With `reached_at` (where
     its process is reached, `engine.relay`) it records that for each shard it takes
-    (`ShardOwner`), through the session holding the shard's lock."""
+    (`ShardOwner`), through the session holding the shard's lock, and beside it `socket_url`, where
+    users reach the process's websocket (blank: not said)."""
 
     def __init__(
         self,
@@ -122,6 +123,7 @@ class ShardWriter:
         retake_seconds: float = RETAKE_SECONDS,
         fair_share: bool = False,
         reached_at: str | None = None,
+        socket_url: str = "",
         on_acquired: Shards | None = None,
         on_lost: Shards | None = None,
     ) -> None:
@@ -134,6 +136,7 @@ class ShardWriter:
         self._retake_seconds = retake_seconds
         self._fair_share = fair_share
         self._reached_at = reached_at
+        self._socket_url = socket_url
         self._on_acquired = on_acquired
         self._on_lost = on_lost
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -306,11 +309,12 @@ class ShardWriter:
         if self._reached_at is None:
             return
         await conn.execute(
-            "INSERT INTO channels_app_shardowner AS o (shard, channel, since)"
-            " SELECT s, %s, now() FROM unnest(%s::int[]) AS s"
-            " ON CONFLICT (shard) DO UPDATE SET channel = EXCLUDED.channel, since = EXCLUDED.since"
-            " WHERE o.channel IS DISTINCT FROM EXCLUDED.channel",
-            (self._reached_at, sorted(shards)),
+            "INSERT INTO channels_app_shardowner AS o (shard, channel, socket_url, since)"
+            " SELECT s, %s, %s, now() FROM unnest(%s::int[]) AS s"
+            " ON CONFLICT (shard) DO UPDATE SET"
+            " channel = EXCLUDED.channel, socket_url = EXCLUDED.socket_url, since = EXCLUDED.since"
+            " WHERE (o.channel, o.socket_url) IS DISTINCT FROM (EXCLUDED.channel, EXCLUDED.socket_url)",
+            (self._reached_at, self._socket_url, sorted(shards)),
         )
 
     async def _share(self, conn: psycopg.AsyncConnection[Any]) -> int:

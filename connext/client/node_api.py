@@ -10,6 +10,10 @@ While the client's websocket is up, the channel update calls (`SOCKET_PATHS`) go
 is down or drops before the answer, the call goes over REST instead (the node answers a repeated
 update or countersignature exactly as the first time).
 
+A node process may name where the client's socket belongs (`socketUrl` when it authenticates: the
+process owning the user's shard). The client moves there only on its node's own host, with its
+scheme (`socket_home`): the socket carries the bearer token, which must never reach another host.
+
 The client keeps to the node's pace (`limits` in /api/config): at most `socketRequestsInFlight` socket
 requests at once (the rest wait here, not in a 429), and a call the node refused for its pace (429
 `throttled` or `too_many_requests`: nothing was done) is sent again after the `retryAfter` it named.
@@ -23,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from connext.errors import LIMIT_CODES, AuthenticationError, LimitError, NodeError, NodeUnavailableError
 from connext.protocol import auth, serialization
@@ -42,6 +47,26 @@ class _SocketLost(Exception):
     """The socket went away before the node answered a request sent over it."""
 
 
+def socket_home(ws_url: str, offered: object) -> str | None:
+    """The websocket URL a node process's `socketUrl` names, when the client may go there: a path
+    taken on the node's own host, or a URL with the scheme and host name of `ws_url` (its port and
+    path may differ: node processes side by side on one host). None for anything else (another
+    host, a scheme downgrade, credentials, a query): the socket's first frame carries the bearer
+    token, and a node process must not be able to send that anywhere. Parsed as aiohttp connects
+    (yarl), so what is checked is where the socket would go."""
+    if not isinstance(offered, str) or not offered or len(offered) > 300:
+        return None
+    own = URL(ws_url)
+    try:
+        named = URL(offered)
+        named = named if named.is_absolute() else own.join(named)
+    except ValueError:
+        return None
+    same_host = named.host is not None and named.host == own.host
+    plain = not (named.user or named.password or named.query_string or named.fragment)
+    return str(named) if named.scheme == own.scheme and same_host and plain else None
+
+
 class NodeApi:
     def __init__(self, node_url: str, signer: Signer, session: aiohttp.ClientSession) -> None:
         self.base_url = node_url.rstrip("/")
@@ -54,6 +79,7 @@ class NodeApi:
         self._socket_slots = asyncio.Semaphore(DEFAULT_SOCKET_REQUESTS_IN_FLIGHT)
         self.socket_requests = 0  # calls sent over the socket so far
         self.paced_retries = 0  # calls sent again after the node refused them for the pace
+        self.socket_home = ""  # where a node process said the socket belongs ("": ws_url)
 
     def set_limits(self, limits: dict[str, Any]) -> None:
         """Keep to the node's limits from /api/config (before any request is under way)."""
@@ -113,8 +139,14 @@ class NodeApi:
 
     @property
     def ws_url(self) -> str:
+        """The node's own websocket URL (beside its REST API)."""
         scheme, _, rest = self.base_url.partition("://")
         return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws/v1"
+
+    @property
+    def socket_url(self) -> str:
+        """Where the socket connects: the home a node process named (`socket_home`), else `ws_url`."""
+        return self.socket_home or self.ws_url
 
     async def log_in(self) -> str:
         """Sign the node's login nonce (EIP-191) and keep the bearer token it issues."""

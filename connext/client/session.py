@@ -5,6 +5,10 @@ Invariants:
 - The websocket reconnects with backoff; after every (re)connection the client syncs with the node
   (latest state, open proposal, the user's update that was left unanswered, uncredited deposits,
   the node's withdrawals waiting for the user's signature) and emits `channel.synced`.
+- A socket told where it belongs (`socketUrl` when it authenticates, or a `move` frame later: the
+  node process owning the user's shard) moves there, before it syncs or at once, when
+  `node_api.socket_home` allows it, at most MAX_MOVES times in a row; a home that fails or drops is
+  left for the node's own URL, and not moved to again by that socket.
 - `close()` ends all background work, including work that starts while it winds down.
 """
 
@@ -24,7 +28,7 @@ from connext.client.events import wait as wait_future
 from connext.client.exchange import Exchange
 from connext.client.funds import Funds
 from connext.client.incoming import Incoming
-from connext.client.node_api import NodeApi
+from connext.client.node_api import NodeApi, socket_home
 from connext.client.onchain import UserChain
 from connext.client.payments import Payments
 from connext.client.watcher import setup_from_config, start_watch
@@ -36,6 +40,7 @@ logger = logging.getLogger("connext.client")
 CLOSE_ROUND_SECONDS = 1.0  # how long close() waits for cancelled work before cancelling it again
 CLOSE_ROUNDS = 10
 RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+MAX_MOVES = 2  # moves to a named home in a row (ownership moving meanwhile), then the socket stays
 
 
 class Session:
@@ -49,6 +54,8 @@ class Session:
         self._incoming = incoming
         self._payments = payments
         self._funds = funds
+        self._moves = 0  # moves in a row to a home a node process named
+        self._failed_home = ""  # a home whose socket failed: not moved to again for now
 
     async def start(self) -> None:
         core = self._core
@@ -148,7 +155,8 @@ class Session:
         failures = 0
         while not core.closed:
             try:
-                await self._socket_session()
+                if await self._socket_session():
+                    continue  # straight on to the socket's home
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -157,24 +165,29 @@ class Session:
                     await core.api.log_in()
             except Exception as exc:
                 logger.info("websocket to the node lost: %r", exc)
+            if core.api.socket_home:  # a home that failed or dropped: the node's own URL next
+                self._failed_home, core.api.socket_home = core.api.socket_home, ""
             if core.closed:
                 return
             core.events.emit("connection.lost", {"attempt": failures + 1})
             await asyncio.sleep(RECONNECT_BACKOFF[min(failures, len(RECONNECT_BACKOFF) - 1)])
             failures += 1
 
-    async def _socket_session(self) -> None:
+    async def _socket_session(self) -> bool:
+        """One socket, until it closes; True when it was told to move and may (nothing synced)."""
         core = self._core
         assert core.http is not None
-        async with core.http.ws_connect(
-            core.api.ws_url, heartbeat=20, timeout=aiohttp.ClientWSTimeout(ws_close=5)
-        ) as ws:
+        url = core.api.socket_url
+        async with core.http.ws_connect(url, heartbeat=20, timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
             await ws.send_json({"type": "auth", "token": core.api.token, "id": "auth"})
             reply = await ws.receive_json(timeout=15)
             if reply.get("type") == "error" and reply.get("code") in ("invalid_token", "token_expired"):
                 raise AuthenticationError(str(reply["code"]), str(reply.get("message", "")), 401)
             if reply.get("type") != "authenticated":
                 raise NodeError(str(reply.get("code", "bad_reply")), f"websocket auth answered {reply}", 400)
+            if self._move_to(reply.get("socketUrl"), url):
+                return True
+            self._moves, self._failed_home = 0, ""  # it stays: a later reconnect may move again
             await core.inbox.put({"type": "sync"})
             core.api.attach_socket(ws.send_json)
             try:
@@ -190,10 +203,26 @@ class Session:
                             await core.inbox.put(frame)
                         elif frame.get("type") == "response":
                             core.api.socket_response(frame)
+                        elif frame.get("type") == "move" and self._move_to(frame.get("socketUrl"), url):
+                            # Calls still waiting on this socket are sent again over REST (the node
+                            # answers them as the same call sent again); the next socket syncs.
+                            return True
                     elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                         break
             finally:
                 core.api.detach_socket()
+        return False
+
+    def _move_to(self, offered: object, url: str) -> bool:
+        """Whether the socket at `url` is to move where a node process named (`socketUrl`), the
+        move recorded when so."""
+        core = self._core
+        home = socket_home(core.api.ws_url, offered)
+        if home is None or home in (url, self._failed_home) or self._moves >= MAX_MOVES:
+            return False
+        self._moves += 1
+        core.api.socket_home = "" if home == core.api.ws_url else home
+        return True
 
     async def _process_inbox(self) -> None:
         """Handle syncs and the node's pushes one at a time, in order."""

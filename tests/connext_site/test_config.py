@@ -334,3 +334,16 @@ def test_a_malformed_deployment_variable_is_refused_with_its_name(variables, nam
     message = str(raised.value)
     assert message.startswith(named)
     assert expected in message
+
+
+def test_a_node_process_names_where_its_socket_is_reached_as_a_ws_url_or_a_path():
+    read = lambda value: config._socket_url({"NODE_SOCKET_URL": value}, "NODE_SOCKET_URL")  # noqa: E731
+
+    assert config._socket_url({}, "NODE_SOCKET_URL") == ""
+    assert read(" ") == ""
+    assert read("ws://127.0.0.1:8002/ws/v1") == "ws://127.0.0.1:8002/ws/v1"
+    assert read("wss://node.example/ws/v1") == "wss://node.example/ws/v1"
+    assert read("/ws/v1/node2") == "/ws/v1/node2"
+    for bad in ("http://node.example/ws/v1", "ws:///ws/v1", "ws/v1", "//node.example/ws", "ws://h/x?a=1"):
+        with pytest.raises(ImproperlyConfigured, match="NODE_SOCKET_URL: expected a ws"):
+            read(bad)

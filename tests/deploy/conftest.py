@@ -15,6 +15,7 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures shared with th
     _flush_survives_a_running_node,
     live_node,
     live_node_settings,
+    live_node_socket_homes,
     node_database_url,
 )
 from tests.support import background

@@ -137,8 +137,16 @@ def live_node_settings() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def live_node_socket_homes() -> tuple[int, ...]:
+    """The live node's processes that say where their websocket is reached (NODE_SOCKET_URL, their
+    own port); a module overrides this fixture to name some."""
+    return ()
+
+
+@pytest.fixture(scope="module")
 def live_node(
     live_node_settings: dict[str, str],
+    live_node_socket_homes: tuple[int, ...],
     node_database_url: str,
     anvil_url: str,
     deployments: dict[str, str],
@@ -163,6 +171,8 @@ def live_node(
     with django_db_blocker.unblock():
         cache.delete(HEARTBEAT_CACHE_KEY)
     nodes = [NodeProcess(env=env, log_path=logs / f"daphne-{i}.log") for i in range(2)]
+    for index in live_node_socket_homes:
+        nodes[index].env["NODE_SOCKET_URL"] = f"ws://127.0.0.1:{nodes[index].port}/ws/v1"
     celery = celery_worker(env=env, log_path=logs / "celery.log")
     started: list[ManagedProcess] = []
     try:

@@ -52,6 +52,13 @@ def live_node_settings() -> dict[str, Any]:
     }
 
 
+@pytest.fixture(scope="module")
+def live_node_socket_homes() -> tuple[int, ...]:
+    # The first process says where its socket is reached; the second does not: a socket landing on
+    # the wrong process moves to the first, stays on the second and has its requests forwarded.
+    return (0,)
+
+
 def engine_requests(node: NodeProcess, **labels: str) -> float:
     return processes.metric(node.url, METRICS_TOKEN, "connext_engine_requests_total", **labels)
 
@@ -99,16 +106,17 @@ def key_owned_elsewhere(web3: Any, node: NodeProcess) -> str:
     raise AssertionError("no shard is owned by the other process's engine")
 
 
-def test_requests_reaching_a_process_that_does_not_own_the_users_shard_are_served_by_its_owner(
+def test_a_socket_on_a_process_not_owning_its_users_shard_moves_to_the_owner_or_is_forwarded_there(
     live_node,
     wallets,  # noqa: F811  the fixtures imported above
     w3,  # noqa: F811
 ):
-    """Alice's socket is on one process and Bob's on the other, each user's shard owned by the other
-    process's engine: every request of theirs is forwarded to its owner and served there, the
-    router's steps on the other's channel (the forward into Bob's, the settlement of Alice's) are
-    asked of that channel's owner and taken there, none of it falls back to the row-lock path for
-    want of an owner, and the payment between them completes."""
+    """Alice's socket lands on one process and Bob's on the other, each user's shard owned by the
+    other process's engine. Bob's owner says where its socket is reached: his socket moves there and
+    none of his requests is forwarded. Alice's owner does not: her socket stays and every request of
+    hers is forwarded to her owner and served there. The router's steps on the other's channel (the
+    forward into Bob's, the settlement of Alice's) are asked of that channel's owner and taken there,
+    none of it falls back to the row-lock path for want of an owner, and the payment completes."""
     for node in range(2):  # both engines running, sharing the shards
         connect(live_node, wallets, new_key(w3), node=node).get_channel()
     wait_until(
@@ -118,6 +126,7 @@ def test_requests_reaching_a_process_that_does_not_own_the_users_shard_are_serve
     )
     nodes = live_node.nodes
     before = [forwards(node) for node in nodes]
+    socket_forwards_before = [socket_forwards(node) for node in nodes]
     steps_before = steps(live_node)
     alice = connect(live_node, wallets, key_owned_elsewhere(w3, nodes[0]), node=0)
     bob = connect(live_node, wallets, key_owned_elsewhere(w3, nodes[1]), node=1)
@@ -132,9 +141,14 @@ def test_requests_reaching_a_process_that_does_not_own_the_users_shard_are_serve
     settled(alice, bob)
 
     assert (alice.balance, bob.balance) == (start[0] - 2 * MILLI, start[1] + 2 * MILLI)
+    assert alice.client.async_client.api.socket_home == ""
+    assert bob.client.async_client.api.socket_home == f"ws://127.0.0.1:{nodes[0].port}/ws/v1"
     for (forwarded, lost), (forwarded_after, lost_after) in zip(before, map(forwards, nodes), strict=True):
-        assert forwarded_after > forwarded  # each process forwarded its user's requests
+        assert forwarded_after > forwarded  # each process forwarded requests or steps
         assert lost_after == lost  # and found each owner, which answered in time
+    after = [socket_forwards(node) for node in nodes]
+    assert after[0] > socket_forwards_before[0]  # Alice's requests
+    assert after[1] == socket_forwards_before[1]  # none of Bob's: his socket is on his owner
     taken = {step: count - steps_before[step] for step, count in steps(live_node).items()}
     assert taken == {"forward": 1, "settle": 1, "not taken": 0}
 
@@ -146,6 +160,11 @@ def steps(live_node: LiveNode) -> dict[str, float]:
         served(live_node, path=step, outcome="handed_on") for step in ("forward", "settle")
     )
     return count
+
+
+def socket_forwards(node: NodeProcess) -> float:
+    """The socket requests (updates and countersignatures) the process's engine forwarded."""
+    return sum(engine_requests(node, path=path, outcome="forwarded") for path in ("update", "countersign"))
 
 
 def forwards(node: NodeProcess) -> tuple[float, float]:

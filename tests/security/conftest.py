@@ -8,6 +8,7 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures, found by name
     celery_process,
     live_node,
     live_node_settings,
+    live_node_socket_homes,
     node_database_url,
     node_env_for,
     node_process,
