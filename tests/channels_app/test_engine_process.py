@@ -127,7 +127,11 @@ def test_a_socket_is_told_where_its_shards_owner_is_reached_when_it_logs_in_and_
                     await socket.send_json_to({**countersign, "id": request_id, "body": body})
                     answer = await socket.receive_json_from(timeout=10)
                     # No channel: refused by the shard's owner (here, or there, forwarded).
-                    assert (answer["type"], answer["id"], answer["status"]) == ("response", request_id, 404), answer
+                    assert (answer["type"], answer["id"], answer["status"]) == (
+                        "response",
+                        request_id,
+                        404,
+                    ), answer
                     if request_id == 1 and shard in there.writer.owned:
                         assert await socket.receive_json_from(timeout=10) == {
                             "type": "move",
