@@ -22,7 +22,7 @@ from django.db import connection
 from psycopg.conninfo import make_conninfo
 
 from channels_app import crash_points, metrics, network, realtime
-from channels_app.api.channel_views import CountersignInput, UpdateInput, parse_update, signed_json
+from channels_app.api.channel_views import countersign_input, parse_update, signed_json, update_input
 from channels_app.api.errors import error_answer
 from channels_app.engine.owner import ChannelOwner, Event
 from channels_app.engine.reader import Reader
@@ -190,24 +190,22 @@ class Engine:
 
     async def _routed(self, path: str, address: str, body: Any) -> Routed:
         if path == UPDATES:
-            given = UpdateInput(data=body)
-            given.is_valid(raise_exception=True)
-            answer = given.validated_data.get("answer")
+            given = update_input(body)
+            answer = given.get("answer")
             return await self.router.user_update(
                 user=address,
-                update=parse_update(given.validated_data["update"]),
-                signature=given.validated_data["signature"],
-                meta=given.validated_data.get("meta"),
+                update=parse_update(given["update"]),
+                signature=given["signature"],
+                meta=given.get("meta"),
                 answer=(answer["nonce"], answer["signature"]) if answer else None,
                 answer_first=True,
             )
-        given = CountersignInput(data=body)
-        given.is_valid(raise_exception=True)
+        given = countersign_input(body)
         return await self.router.countersign(
             user=address,
             channel_address=self.router.channel_address_for(address),
-            nonce=given.validated_data["nonce"],
-            signature=given.validated_data["signature"],
+            nonce=given["nonce"],
+            signature=given["signature"],
             answer_first=True,
         )
 
