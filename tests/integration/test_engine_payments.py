@@ -16,10 +16,12 @@ from eth_account import Account
 
 from channels_app.engine.shard_writer import SHARDS, shard_of
 from channels_app.models import ShardOwner
+from connext import Client
 from tests.integration.conftest import LiveNode
 from tests.integration.test_client_payments import (  # noqa: F401  the same tests and fixtures
     HASHLOCK_WINDOW,
     MILLI,
+    Wallet,
     collateralized,
     connect,
     new_key,
@@ -151,6 +153,89 @@ def test_a_socket_on_a_process_not_owning_its_users_shard_moves_to_the_owner_or_
     assert after[1] == socket_forwards_before[1]  # none of Bob's: his socket is on his owner
     taken = {step: count - steps_before[step] for step, count in steps(live_node).items()}
     assert taken == {"forward": 1, "settle": 1, "not taken": 0}
+
+
+def test_a_socket_moves_once_its_users_shard_moves_to_a_process_that_joined_and_back_when_that_process_stops(
+    live_node,
+    wallets,  # noqa: F811  the fixtures imported above
+    w3,  # noqa: F811
+    tmp_path,
+):
+    """Carol's socket is on the second process, whose engine owns her shard and says nothing of where
+    its socket is reached. A third process joins (its engine saying where): the engines share the
+    shards anew and the second gives Carol's shard to the third. Her next request is forwarded
+    there, and her socket is told to move and does, mid-session, so her next payment is served by
+    her owner with none of it forwarded. When the third process stops, her socket falls back to the
+    node's own URL and her payments carry on."""
+    for node in range(2):  # both engines running, sharing the shards
+        connect(live_node, wallets, new_key(w3), node=node).get_channel()
+    wait_until(
+        lambda: shards_held() == [SHARDS // 2] * 2 and ShardOwner.objects.count() == SHARDS,
+        timeout=30,
+        what="the shards shared by 2 engines, each shard's owner recorded",
+    )
+    second = live_node.nodes[1]
+    # The highest shard of the second engine's: the first it gives back when a third engine joins.
+    given_back = max(ShardOwner.objects.filter(channel=reached_at(second)).values_list("shard", flat=True))
+    carol = connect(live_node, wallets, key_in_shard(w3, given_back), node=1)
+    dave = connect(live_node, wallets, new_key(w3), node=0)
+    carol.deposit(10 * MILLI)
+    collateralized(carol)
+    collateralized(dave)
+    assert carol.client.async_client.api.socket_home == ""  # her owner is where she is
+
+    third = NodeProcess(env=live_node.env, log_path=tmp_path / "daphne-third.log")
+    third.env["NODE_SOCKET_URL"] = third.ws_url
+    third.start()
+    try:
+        third.wait_serving()
+        joining = Wallet(Client.connect(third.url, new_key(w3), chain_rpc_url=live_node.chain_url))
+        joining.client.close()  # its login started the third process's engine
+        wait_until(
+            lambda: ShardOwner.objects.filter(shard=given_back, channel=reached_at(third)).exists(),
+            timeout=30,
+            what="Carol's shard given to the third process's engine",
+        )
+        start = (carol.balance, dave.balance)
+        forwarded = socket_forwards(second)
+        first = carol.transfer(dave.address, MILLI)  # forwarded to her owner, then told to move
+        assert dave.wait_for_transfer(first, timeout=60)["status"] == "completed"
+        settled(carol, dave)
+        assert socket_forwards(second) > forwarded
+        assert carol.client.async_client.api.socket_home == third.ws_url
+
+        forwarded = socket_forwards(second)
+        answered = engine_requests(third, path="update", outcome="answered")
+        moved = carol.transfer(dave.address, MILLI)
+        assert dave.wait_for_transfer(moved, timeout=60)["status"] == "completed"
+        settled(carol, dave)
+        assert engine_requests(third, path="update", outcome="answered") > answered
+        assert socket_forwards(second) == forwarded  # none of Carol's requests is forwarded now
+        assert (carol.balance, dave.balance) == (start[0] - 2 * MILLI, start[1] + 2 * MILLI)
+    finally:
+        third.stop()
+
+    wait_until(
+        lambda: shards_held() == [SHARDS // 2] * 2,
+        timeout=30,
+        what="the third process's shards shared again by the first two engines",
+    )
+    after = carol.transfer(dave.address, MILLI)
+    assert dave.wait_for_transfer(after, timeout=60)["status"] == "completed"
+    settled(carol, dave)
+    assert (carol.balance, dave.balance) == (start[0] - 3 * MILLI, start[1] + 3 * MILLI)
+    assert carol.client.async_client.api.socket_home in ("", live_node.nodes[0].ws_url)
+
+
+def key_in_shard(web3: Any, shard: int) -> str:
+    """A fresh funded key whose address is in `shard`."""
+    for _ in range(50 * SHARDS):
+        key = "0x" + secrets.token_hex(32)
+        address = Account.from_key(key).address
+        if shard_of(address) == shard:
+            send_eth(web3, address, 10**17)
+            return key
+    raise AssertionError(f"no key found in shard {shard}")
 
 
 def steps(live_node: LiveNode) -> dict[str, float]:
