@@ -254,6 +254,17 @@ def test_the_proxy_balances_every_daphne_and_serves_the_collected_static_files()
     assert proxy["image"] == "nginx:1.27"
     upstreams = re.findall(r"server (\S+) ", proxy["environment"]["CONNEXT_UPSTREAMS"])
     assert upstreams == [f"{name}:8000" for name in DAPHNE_SERVICES]
+    # Each daphne's own socket route (NODE_SOCKET_URL) reaches that daphne through the proxy.
+    routes = dict(
+        re.findall(
+            r"upstream connext_process_(\w+) \{ server (\S+); \}",
+            proxy["environment"]["CONNEXT_PROCESS_UPSTREAMS"],
+        )
+    )
+    assert routes == {
+        services[name]["environment"]["NODE_SOCKET_URL"].removeprefix("/ws/v1/"): f"{name}:8000"
+        for name in DAPHNE_SERVICES
+    }
     assert "./proxy/nginx.conf.template:/etc/nginx/templates/default.conf.template:ro" in proxy["volumes"]
     # Every variable the template names is given (envsubst would leave the others as they are).
     named = set(re.findall(r"\$\{(CONNEXT_[A-Z_]+)\}", (ROOT / "proxy/nginx.conf.template").read_text()))

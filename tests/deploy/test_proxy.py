@@ -24,6 +24,7 @@ VALUES = {
     "CONNEXT_SERVER_NAME": "node.example.com",
     "CONNEXT_STATIC_ROOT": "/srv/static",
     "CONNEXT_PAGES_ROOT": "/etc/nginx/connext",
+    "CONNEXT_PROCESS_UPSTREAMS": "upstream connext_process_node1 { server node1:8000; }",
 }
 
 
@@ -39,6 +40,7 @@ def proxy(static_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         directory=tmp_path_factory.mktemp("proxy"),
         upstreams=[f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"],
         static_root=static_root,
+        processes={"node1": f"127.0.0.1:{free_port()}"},
     )
     nginx.start()
     try:
@@ -172,7 +174,13 @@ def test_with_no_node_process_up_the_api_and_the_socket_get_the_nodes_error_shap
 ):
     import json
 
-    for method, path in [("GET", "/api/health"), ("POST", "/api/channel/updates"), ("GET", "/ws/v1")]:
+    for method, path in [
+        ("GET", "/api/health"),
+        ("POST", "/api/channel/updates"),
+        ("GET", "/ws/v1"),
+        ("GET", "/ws/v1/node1"),  # a process by name, down
+        ("GET", "/ws/v1/node9"),  # a name no upstream has
+    ]:
         status, headers, body = request(proxy.port, method, path, b"{}" if method == "POST" else None)
         assert status == 503, (method, path)
         assert headers["content-type"] == "application/json"

@@ -6,7 +6,6 @@ same channels. The payments must complete and conserve exactly as on the row-loc
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -35,7 +34,7 @@ from tests.integration.test_client_payments import (  # noqa: F401  the same tes
     wallets,
 )
 from tests.support import processes
-from tests.support.engine import shards_held
+from tests.support.engine import reached_at, shards_held
 from tests.support.processes import NodeProcess, wait_until
 
 METRICS_TOKEN = "engine-payments-test-metrics-token-" + "x" * 16
@@ -86,13 +85,6 @@ def served_by_the_engine(live_node: LiveNode, django_db_blocker: Any) -> Iterato
             what=f"the shards shared by {engines} engines",
         )
     assert sum(split) == SHARDS
-
-
-def reached_at(node: NodeProcess) -> str:
-    """The channel-layer address of the process's engine, from its log."""
-    found = re.search(r"update engine started, .* reached at (\S+)", node.log())
-    assert found, "the engine has not started in this process"
-    return found.group(1)
 
 
 def key_owned_elsewhere(web3: Any, node: NodeProcess) -> str:

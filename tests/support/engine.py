@@ -4,6 +4,7 @@ and calls into Django from inside its event loop."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -13,6 +14,7 @@ from psycopg.conninfo import make_conninfo
 from channels_app import network
 from channels_app.engine.process import Engine, build
 from channels_app.engine.shard_writer import LOCK_CLASS
+from tests.support.processes import NodeProcess
 
 T = TypeVar("T")
 
@@ -27,6 +29,13 @@ def shards_held() -> list[int]:
             [LOCK_CLASS],
         )
         return [count for (count,) in cursor.fetchall()]
+
+
+def reached_at(node: NodeProcess) -> str:
+    """The channel-layer address of a node process's engine (its shards' owner), from its log."""
+    found = re.search(r"update engine started, .* reached at (\S+)", node.log())
+    assert found, "the engine has not started in this process"
+    return found.group(1)
 
 
 def database_conninfo() -> str:

@@ -30,6 +30,7 @@ VARIABLES = (
     "CONNEXT_SERVER_NAME",
     "CONNEXT_STATIC_ROOT",
     "CONNEXT_PAGES_ROOT",
+    "CONNEXT_PROCESS_UPSTREAMS",
 )
 _REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _BRACED_OURS = re.compile(r"\$\{(CONNEXT_[A-Za-z0-9_]*)\}")
@@ -51,6 +52,11 @@ def render(template: str, values: Mapping[str, str]) -> str:
 def upstream_lines(addresses: Iterable[str], *, fail_timeout: int = 5) -> str:
     """CONNEXT_UPSTREAMS for node processes at `addresses` ("127.0.0.1:8001", …)."""
     return " ".join(f"server {a} max_fails=1 fail_timeout={fail_timeout}s;" for a in addresses)
+
+
+def process_upstream_lines(processes: Mapping[str, str]) -> str:
+    """CONNEXT_PROCESS_UPSTREAMS for node processes by name ({"node1": "127.0.0.1:8001", …})."""
+    return " ".join(f"upstream connext_process_{name} {{ server {a}; }}" for name, a in processes.items())
 
 
 def main_conf(directory: Path, site_conf: Path) -> str:
@@ -79,7 +85,8 @@ def main_conf(directory: Path, site_conf: Path) -> str:
 
 class NginxProcess(ManagedProcess):
     """nginx in the foreground (`daemon off`) serving the rendered template from `directory` (with
-    `extra_conf` beside it in the http block), listening on `listen` (default 127.0.0.1:`port`)."""
+    `extra_conf` beside it in the http block), listening on `listen` (default 127.0.0.1:`port`);
+    `processes` names node processes a socket reaches one by one (/ws/v1/<name>)."""
 
     def __init__(
         self,
@@ -92,6 +99,7 @@ class NginxProcess(ManagedProcess):
         server_name: str = "_",
         fail_timeout: int = 5,
         extra_conf: str = "",
+        processes: Mapping[str, str] | None = None,
     ) -> None:
         self.directory = directory
         self.port = free_port() if port is None else port
@@ -106,6 +114,7 @@ class NginxProcess(ManagedProcess):
                     "CONNEXT_SERVER_NAME": server_name,
                     "CONNEXT_STATIC_ROOT": str(static_root),
                     "CONNEXT_PAGES_ROOT": str(PROXY_DIR),
+                    "CONNEXT_PROCESS_UPSTREAMS": process_upstream_lines(processes or {}),
                 },
             )
             + extra_conf
