@@ -155,25 +155,25 @@ def _update_input_fast(data: object) -> dict[str, Any] | None:
     return given
 
 
-def update_input(data: object) -> dict[str, Any]:
-    """The validated body of a user's update (`UpdateInput`): a 400 `invalid_input` when malformed."""
-    fast = _update_input_fast(data)
+def _validated(
+    fast: dict[str, Any] | None, serializer: type[serializers.Serializer], data: object
+) -> dict[str, Any]:
     if fast is not None:
         return fast
-    body = UpdateInput(data=data)
+    body = serializer(data=data)
     body.is_valid(raise_exception=True)
     return dict(body.validated_data)
+
+
+def update_input(data: object) -> dict[str, Any]:
+    """The validated body of a user's update (`UpdateInput`): a 400 `invalid_input` when malformed."""
+    return _validated(_update_input_fast(data), UpdateInput, data)
 
 
 def countersign_input(data: object) -> dict[str, Any]:
     """The validated body of a countersignature (`CountersignInput`), fast for the plain form as
     `update_input` is: a 400 `invalid_input` when malformed."""
-    fast = _answer_fast(data)
-    if fast is not None:
-        return fast
-    body = CountersignInput(data=data)
-    body.is_valid(raise_exception=True)
-    return dict(body.validated_data)
+    return _validated(_answer_fast(data), CountersignInput, data)
 
 
 class ChannelView(APIView):

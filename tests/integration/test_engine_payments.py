@@ -87,6 +87,18 @@ def served_by_the_engine(live_node: LiveNode, django_db_blocker: Any) -> Iterato
     assert sum(split) == SHARDS
 
 
+def both_engines_sharing(live_node: LiveNode, opened: list[Any], web3: Any) -> None:
+    """Both processes' engines running (each starts at a login), half the shards each, every
+    shard's owner recorded."""
+    for node in range(2):
+        connect(live_node, opened, new_key(web3), node=node).get_channel()
+    wait_until(
+        lambda: shards_held() == [SHARDS // 2] * 2 and ShardOwner.objects.count() == SHARDS,
+        timeout=30,
+        what="the shards shared by 2 engines, each shard's owner recorded",
+    )
+
+
 def key_owned_elsewhere(web3: Any, node: NodeProcess) -> str:
     """A fresh funded key whose shard the other process's engine owns."""
     here = reached_at(node)
@@ -111,13 +123,7 @@ def test_a_socket_on_a_process_not_owning_its_users_shard_moves_to_the_owner_or_
     hers is forwarded to her owner and served there. The router's steps on the other's channel (the
     forward into Bob's, the settlement of Alice's) are asked of that channel's owner and taken there,
     none of it falls back to the row-lock path for want of an owner, and the payment completes."""
-    for node in range(2):  # both engines running, sharing the shards
-        connect(live_node, wallets, new_key(w3), node=node).get_channel()
-    wait_until(
-        lambda: shards_held() == [SHARDS // 2] * 2 and ShardOwner.objects.count() == SHARDS,
-        timeout=30,
-        what="the shards shared by 2 engines, each shard's owner recorded",
-    )
+    both_engines_sharing(live_node, wallets, w3)
     nodes = live_node.nodes
     before = [forwards(node) for node in nodes]
     socket_forwards_before = [socket_forwards(node) for node in nodes]
@@ -159,13 +165,7 @@ def test_a_socket_moves_once_its_users_shard_moves_to_a_process_that_joined_and_
     there, and her socket is told to move and does, mid-session, so her next payment is served by
     her owner with none of it forwarded. When the third process stops, her socket falls back to the
     node's own URL and her payments carry on."""
-    for node in range(2):  # both engines running, sharing the shards
-        connect(live_node, wallets, new_key(w3), node=node).get_channel()
-    wait_until(
-        lambda: shards_held() == [SHARDS // 2] * 2 and ShardOwner.objects.count() == SHARDS,
-        timeout=30,
-        what="the shards shared by 2 engines, each shard's owner recorded",
-    )
+    both_engines_sharing(live_node, wallets, w3)
     second = live_node.nodes[1]
     # The highest shard of the second engine's: the first it gives back when a third engine joins.
     given_back = max(ShardOwner.objects.filter(channel=reached_at(second)).values_list("shard", flat=True))
