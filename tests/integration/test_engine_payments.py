@@ -7,7 +7,7 @@ same channels. The payments must complete and conserve exactly as on the row-loc
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +20,6 @@ from tests.integration.conftest import LiveNode
 from tests.integration.test_client_payments import (  # noqa: F401  the same tests and fixtures
     HASHLOCK_WINDOW,
     MILLI,
-    Wallet,
     collateralized,
     connect,
     new_key,
@@ -33,8 +32,7 @@ from tests.integration.test_client_payments import (  # noqa: F401  the same tes
     w3,
     wallets,
 )
-from tests.support import processes
-from tests.support.engine import reached_at, shards_held
+from tests.support.engine import engine_requests, reached_at, shards_held, socket_forwards
 from tests.support.processes import NodeProcess, wait_until
 
 METRICS_TOKEN = "engine-payments-test-metrics-token-" + "x" * 16
@@ -58,10 +56,6 @@ def live_node_socket_homes() -> tuple[int, ...]:
     # The first process says where its socket is reached; the second does not: a socket landing on
     # the wrong process moves to the first, stays on the second and has its requests forwarded.
     return (0,)
-
-
-def engine_requests(node: NodeProcess, **labels: str) -> float:
-    return processes.metric(node.url, METRICS_TOKEN, "connext_engine_requests_total", **labels)
 
 
 def served(live_node: LiveNode, **labels: str) -> float:
@@ -99,17 +93,21 @@ def both_engines_sharing(live_node: LiveNode, opened: list[Any], web3: Any) -> N
     )
 
 
-def key_owned_elsewhere(web3: Any, node: NodeProcess) -> str:
-    """A fresh funded key whose shard the other process's engine owns."""
-    here = reached_at(node)
-    for _ in range(200):  # half of all keys
+def funded_key(web3: Any, wanted: Callable[[int], bool], what: str) -> str:
+    """A fresh key, funded, whose address's shard is `wanted`."""
+    for _ in range(50 * SHARDS):
         key = "0x" + secrets.token_hex(32)
         address = Account.from_key(key).address
-        owner = ShardOwner.objects.filter(shard=shard_of(address)).values_list("channel", flat=True).first()
-        if owner is not None and owner != here:
+        if wanted(shard_of(address)):
             send_eth(web3, address, 10**17)
             return key
-    raise AssertionError("no shard is owned by the other process's engine")
+    raise AssertionError(f"no key found {what}")
+
+
+def key_owned_elsewhere(web3: Any, node: NodeProcess) -> str:
+    """A fresh funded key whose shard the other process's engine owns."""
+    elsewhere = set(ShardOwner.objects.exclude(channel=reached_at(node)).values_list("shard", flat=True))
+    return funded_key(web3, lambda shard: shard in elsewhere, "owned by the other process's engine")
 
 
 def test_a_socket_on_a_process_not_owning_its_users_shard_moves_to_the_owner_or_is_forwarded_there(
@@ -169,7 +167,12 @@ def test_a_socket_moves_once_its_users_shard_moves_to_a_process_that_joined_and_
     second = live_node.nodes[1]
     # The highest shard of the second engine's: the first it gives back when a third engine joins.
     given_back = max(ShardOwner.objects.filter(channel=reached_at(second)).values_list("shard", flat=True))
-    carol = connect(live_node, wallets, key_in_shard(w3, given_back), node=1)
+    carol = connect(
+        live_node,
+        wallets,
+        funded_key(w3, lambda shard: shard == given_back, f"in shard {given_back}"),
+        node=1,
+    )
     dave = connect(live_node, wallets, new_key(w3), node=0)
     carol.deposit(10 * MILLI)
     collateralized(carol)
@@ -181,8 +184,8 @@ def test_a_socket_moves_once_its_users_shard_moves_to_a_process_that_joined_and_
     third.start()
     try:
         third.wait_serving()
-        joining = Wallet(Client.connect(third.url, new_key(w3), chain_rpc_url=live_node.chain_url))
-        joining.client.close()  # its login started the third process's engine
+        # A login starts the third process's engine.
+        Client.connect(third.url, new_key(w3), chain_rpc_url=live_node.chain_url).close()
         wait_until(
             lambda: ShardOwner.objects.filter(shard=given_back, channel=reached_at(third)).exists(),
             timeout=30,
@@ -219,17 +222,6 @@ def test_a_socket_moves_once_its_users_shard_moves_to_a_process_that_joined_and_
     assert carol.client.async_client.api.socket_home in ("", live_node.nodes[0].ws_url)
 
 
-def key_in_shard(web3: Any, shard: int) -> str:
-    """A fresh funded key whose address is in `shard`."""
-    for _ in range(50 * SHARDS):
-        key = "0x" + secrets.token_hex(32)
-        address = Account.from_key(key).address
-        if shard_of(address) == shard:
-            send_eth(web3, address, 10**17)
-            return key
-    raise AssertionError(f"no key found in shard {shard}")
-
-
 def steps(live_node: LiveNode) -> dict[str, float]:
     """The router's steps asked of another process's engine and taken there, and those not taken."""
     count = {step: served(live_node, path=step, outcome="forwarded") for step in ("forward", "settle")}
@@ -237,11 +229,6 @@ def steps(live_node: LiveNode) -> dict[str, float]:
         served(live_node, path=step, outcome="handed_on") for step in ("forward", "settle")
     )
     return count
-
-
-def socket_forwards(node: NodeProcess) -> float:
-    """The socket requests (updates and countersignatures) the process's engine forwarded."""
-    return sum(engine_requests(node, path=path, outcome="forwarded") for path in ("update", "countersign"))
 
 
 def forwards(node: NodeProcess) -> tuple[float, float]:

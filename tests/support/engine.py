@@ -14,6 +14,7 @@ from psycopg.conninfo import make_conninfo
 from channels_app import network
 from channels_app.engine.process import Engine, build
 from channels_app.engine.shard_writer import LOCK_CLASS
+from tests.support import processes
 from tests.support.processes import NodeProcess
 
 T = TypeVar("T")
@@ -36,6 +37,17 @@ def reached_at(node: NodeProcess) -> str:
     found = re.search(r"update engine started, .* reached at (\S+)", node.log())
     assert found, "the engine has not started in this process"
     return found.group(1)
+
+
+def engine_requests(node: NodeProcess, **labels: str) -> float:
+    """The process's engine requests (`connext_engine_requests_total`) whose labels include `labels`,
+    from its own /metrics with the METRICS_TOKEN it runs with."""
+    return processes.metric(node.url, node.env["METRICS_TOKEN"], "connext_engine_requests_total", **labels)
+
+
+def socket_forwards(node: NodeProcess) -> float:
+    """The socket requests (updates and countersignatures) the process's engine forwarded."""
+    return sum(engine_requests(node, path=path, outcome="forwarded") for path in ("update", "countersign"))
 
 
 def database_conninfo() -> str:
