@@ -14,6 +14,7 @@ import pytest
 from channels_app.engine.shard_writer import SHARDS, shard_of
 from channels_app.models import ShardOwner
 from connext import ETH, Client
+from tests.deploy import test_scale_out
 from tests.deploy.test_scale_out import (  # noqa: F401  the same tests and fixtures
     METRICS_TOKEN,
     MILLI,
@@ -23,12 +24,11 @@ from tests.deploy.test_scale_out import (  # noqa: F401  the same tests and fixt
     fund,
     metric,
     proxy,
-    test_a_node_process_killed_under_payments_hands_its_clients_to_the_other_and_nothing_is_lost_or_paid_twice,
     w3,
 )
 from tests.integration.conftest import LiveNode
-from tests.support import client_wallets, processes
-from tests.support.engine import reached_at, shards_held
+from tests.support import client_wallets
+from tests.support.engine import engine_requests, reached_at, shards_held, socket_forwards
 from tests.support.processes import ManagedProcess, NodeProcess, wait_until
 from tests.support.proxy import NginxProcess
 
@@ -45,26 +45,31 @@ def live_node_settings() -> dict[str, Any]:
     }
 
 
-@pytest.fixture(autouse=True)
-def the_survivor_owns_every_shard(
-    request: pytest.FixtureRequest, live_node: LiveNode, django_db_blocker: Any
-) -> Iterator[None]:
+@pytest.fixture
+def the_survivor_owns_every_shard(live_node: LiveNode, django_db_blocker: Any) -> Iterator[None]:
     """After the kill, the surviving process's engine holds every shard (the victim's locks went with
     its sessions; restarted, it has no socket and so no engine) and it served payments, failing none
     over to the row-lock path."""
     yield
-    killed = test_a_node_process_killed_under_payments_hands_its_clients_to_the_other_and_nothing_is_lost_or_paid_twice
-    if request.node.originalname != killed.__name__:
-        return
     survivor = live_node.nodes[1]
-
-    def count(**labels: str) -> float:
-        return processes.metric(survivor.url, METRICS_TOKEN, "connext_engine_requests_total", **labels)
-
-    assert count(outcome="answered") > 0
-    assert count(reason="failed") == 0
+    assert engine_requests(survivor, outcome="answered") > 0
+    assert engine_requests(survivor, reason="failed") == 0
     with django_db_blocker.unblock():
         wait_until(lambda: shards_held() == [SHARDS], timeout=30, what="every shard on the survivor's engine")
+
+
+@pytest.mark.usefixtures("the_survivor_owns_every_shard")
+def test_a_node_process_killed_under_payments_hands_its_clients_to_the_other_and_nothing_is_lost_or_paid_twice(
+    live_node,
+    proxy,  # noqa: F811  the fixtures imported above
+    w3,  # noqa: F811
+    clients,  # noqa: F811
+    tmp_path,
+):
+    """The scale-out kill test, served by the engines (test_scale_out)."""
+    test_scale_out.test_a_node_process_killed_under_payments_hands_its_clients_to_the_other_and_nothing_is_lost_or_paid_twice(
+        live_node, proxy, w3, clients, tmp_path
+    )
 
 
 def test_behind_the_proxy_each_socket_moves_to_its_owners_route_and_none_of_its_requests_is_forwarded(
@@ -160,12 +165,3 @@ def test_behind_the_proxy_each_socket_moves_to_its_owners_route_and_none_of_its_
         clients.clear()
         for process in reversed(started):
             process.stop()
-
-
-def engine_requests(node: NodeProcess, **labels: str) -> float:
-    return processes.metric(node.url, METRICS_TOKEN, "connext_engine_requests_total", **labels)
-
-
-def socket_forwards(node: NodeProcess) -> float:
-    """The socket requests (updates and countersignatures) the process's engine forwarded."""
-    return sum(engine_requests(node, path=path, outcome="forwarded") for path in ("update", "countersign"))
